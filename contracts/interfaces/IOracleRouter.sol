@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {AggregatorV3Interface} from "@chainlink/contracts/src/v0.8/shared/interfaces/AggregatorV3Interface.sol";
+
+/// @title IOracleRouter
+/// @notice One Chainlink `AggregatorV3Interface` feed per asset, validated on every read.
+/// @dev Price scale: every price is USD per one whole unit of the asset, as an 18-decimal fixed-point
+///      number (WAD), whatever the feed's own `decimals()` (normalised at read time; cached at `setFeed`).
+///      Volatility is annualised, WAD (0.8e18 = 80 % a year).
+interface IOracleRouter {
+    /// @notice Risk settings of one asset's feed.
+    /// @param feed Chainlink aggregator (or proxy) quoting the asset in USD.
+    /// @param heartbeat Maximum age in seconds of an answer (`block.timestamp - updatedAt`).
+    /// @param minPrice Lowest sane price, WAD, exclusive: an answer at or below it is rejected
+    ///        (a feed pinned at its `minAnswer` is not a price).
+    /// @param maxPrice Highest sane price, WAD, exclusive.
+    /// @param maxJumpBps Largest move between two consecutive recorded observations before the
+    ///        asset's circuit breaker trips, in basis points of the previous price.
+    /// @param cooldown Seconds of consistent observations after a trip before the breaker resets.
+    struct FeedParams {
+        AggregatorV3Interface feed;
+        uint32 heartbeat;
+        uint256 minPrice;
+        uint256 maxPrice;
+        uint16 maxJumpBps;
+        uint32 cooldown;
+    }
+
+    /// @notice EWMA volatility settings of one asset.
+    /// @param tau Time constant of the EWMA in seconds: an observation `dt` seconds after the previous
+    ///        one gets weight `dt / (tau + dt)`.
+    /// @param floor Lowest volatility reported, annualised WAD (also the value before any observation).
+    /// @param cap Highest volatility reported, annualised WAD.
+    struct VolParams {
+        uint32 tau;
+        uint64 floor;
+        uint64 cap;
+    }
+
+    /// @notice Last observation recorded by `poke`, with the volatility state and breaker.
+    struct Observation {
+        uint128 price; // WAD
+        uint64 updatedAt; // feed's updatedAt of the recorded round
+        uint64 breakerUntil; // breaker stays tripped until a consistent observation at or after this time
+        uint256 varianceRate; // EWMA of squared simple returns per second, WAD
+        bool tripped;
+    }
+
+    // ---------------------------------------------------------------- errors
+    error FeedNotSet(address asset);
+    error InvalidFeedParams(address asset);
+    error InvalidVolParams(address asset);
+    error FeedDecimalsTooHigh(address feed, uint8 decimals);
+    error FeedCallFailed(address asset);
+    error NonPositiveAnswer(address asset, int256 answer);
+    error ZeroUpdatedAt(address asset);
+    error FutureUpdatedAt(address asset, uint256 updatedAt);
+    error StalePrice(address asset, uint256 updatedAt, uint256 heartbeat);
+    error PriceOutOfBounds(address asset, uint256 price, uint256 minPrice, uint256 maxPrice);
+    error CircuitBreakerTripped(address asset, uint256 until);
+    error SequencerDown();
+    error SequencerGracePeriod(uint256 upSince, uint256 gracePeriod);
+
+    // ---------------------------------------------------------------- events
+    event FeedSet(address indexed asset, address indexed feed, FeedParams params);
+    event VolParamsSet(address indexed asset, VolParams params);
+    event SequencerFeedSet(address indexed feed, uint32 gracePeriod);
+    /// @notice A poke saw an answer it would not use. `reason` is the 4-byte selector of the error
+    ///         `price` would revert with.
+    event PriceRejected(address indexed asset, bytes4 reason);
+    event ObservationRecorded(address indexed asset, uint256 price, uint256 updatedAt, uint256 volatility);
+    event BreakerTripped(address indexed asset, uint256 previousPrice, uint256 newPrice, uint256 jumpBps, uint256 until);
+    event BreakerReset(address indexed asset, uint256 price);
+
+    // ---------------------------------------------------------------- governance
+    /// @notice Sets or replaces an asset's feed. Reverts `InvalidFeedParams` unless heartbeat > 0,
+    ///         0 < minPrice < maxPrice, 0 < maxJumpBps <= 10_000; `FeedDecimalsTooHigh` above 18 decimals.
+    ///         Resets the asset's observation (the next `poke` records a fresh one).
+    function setFeed(address asset, FeedParams calldata params) external;
+
+    /// @notice Sets an asset's EWMA volatility parameters. Reverts `InvalidVolParams` unless
+    ///         tau > 0 and 0 < floor <= cap <= MAX_VOLATILITY.
+    function setVolParams(address asset, VolParams calldata params) external;
+
+    /// @notice L2 sequencer-uptime feed (answer 0 = up, 1 = down; `startedAt` = status change time)
+    ///         and the grace period after it comes back. address(0) disables the check (L1).
+    function setSequencerFeed(AggregatorV3Interface feed, uint32 gracePeriod) external;
+
+    // ---------------------------------------------------------------- reads
+    /// @notice Validated price of `asset`, WAD USD per whole unit. Reverts with the named error for
+    ///         every invalid answer, a down/grace sequencer, or a tripped breaker.
+    function price(address asset) external view returns (uint256);
+
+    /// @notice Like `price` but never reverts: `ok` is false wherever `price` would revert.
+    function tryPrice(address asset) external view returns (bool ok, uint256 priceWad);
+
+    /// @notice Annualised volatility of `asset`, WAD, clamped to [floor, cap].
+    function volatility(address asset) external view returns (uint256);
+
+    /// @notice True while the sequencer is up and past its grace period (always true on L1).
+    function sequencerUp() external view returns (bool);
+
+    function feedParams(address asset) external view returns (FeedParams memory);
+    function volParams(address asset) external view returns (VolParams memory);
+    function observation(address asset) external view returns (Observation memory);
+
+    // ---------------------------------------------------------------- keeper
+    /// @notice Permissionless. Reads the feed; if its round is newer than the last recorded one and
+    ///         valid, records it: updates the EWMA variance, trips the breaker on a jump above
+    ///         `maxJumpBps`, resets it once `cooldown` has passed with consistent observations.
+    ///         Emits `PriceRejected` instead of reverting on an invalid answer.
+    /// @return ok Whether `price(asset)` is usable after the poke.
+    /// @return priceWad The usable price (0 when not ok).
+    function poke(address asset) external returns (bool ok, uint256 priceWad);
+}

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+/// @title IVault
+/// @notice Custody of every collateral token, and the account registry.
+/// @dev Amounts are in the token's native decimals. For every account and listed asset the vault keeps
+///      two balances: `reserve` (idle, owner-withdrawable, never counted as margin, never seized, the
+///      source of automatic top-ups) and `margin` (posted collateral, counted with its haircut in the
+///      engine's equity, seizable on liquidation).
+interface IVault {
+    /// @notice Listing of one collateral token.
+    /// @param index Position in `listedAssets()` (bit `index` of an account's margin mask).
+    /// @param decimals The token's `decimals()`, read at listing.
+    /// @param haircut Fraction of the oracle value counted as collateral, WAD, <= 1e18.
+    struct AssetConfig {
+        bool listed;
+        uint8 index;
+        uint8 decimals;
+        uint64 haircut;
+    }
+
+    // ---------------------------------------------------------------- errors
+    error NotAccountOwner(uint256 accountId, address caller);
+    error NotAuthorized(uint256 accountId, address caller);
+    error AccountNotFound(uint256 accountId);
+    error AssetNotListed(address token);
+    error AssetAlreadyListed(address token);
+    error TooManyAssets(uint256 max);
+    error InvalidDecimals(address token, uint8 decimals);
+    error InvalidHaircut(address token, uint256 haircut);
+    error ZeroAmount();
+    error ZeroAddress();
+    error InsufficientReserve(uint256 accountId, address token, uint256 available, uint256 requested);
+    error InsufficientMargin(uint256 accountId, address token, uint256 available, uint256 requested);
+    error TransferAmountMismatch(address token, uint256 expected, uint256 received);
+    error NotEngine(address caller);
+    error EngineAlreadySet(address engine);
+    error UntrackedBalance(address token, uint256 balance, uint256 tracked);
+
+    // ---------------------------------------------------------------- events
+    event AccountCreated(uint256 indexed accountId, address indexed owner);
+    event OperatorSet(uint256 indexed accountId, address indexed operator, bool approved);
+    event AssetListed(address indexed token, uint8 index, uint8 decimals, uint256 haircut);
+    event HaircutSet(address indexed token, uint256 haircut);
+    event EngineSet(address indexed engine);
+    event Deposited(uint256 indexed accountId, address indexed token, address indexed from, uint256 amount);
+    event Withdrawn(uint256 indexed accountId, address indexed token, address indexed to, uint256 amount);
+    event MarginPosted(uint256 indexed accountId, address indexed token, uint256 amount);
+    event MarginReleased(uint256 indexed accountId, address indexed token, uint256 amount);
+    /// @notice Margin left the vault on the engine's order (losses to the pool, fees, seized collateral).
+    event MarginDebited(uint256 indexed accountId, address indexed token, address indexed to, uint256 amount);
+    /// @notice Tokens the engine brought into the vault were credited to an account's margin (profits).
+    event MarginCredited(uint256 indexed accountId, address indexed token, uint256 amount);
+
+    // ---------------------------------------------------------------- accounts
+    /// @notice Creates an account owned by the caller. Ids start at 1 and increase by one.
+    function createAccount() external returns (uint256 accountId);
+
+    /// @notice Owner only (`NotAccountOwner`). Operators may do everything the owner may except
+    ///         change operators.
+    function setOperator(uint256 accountId, address operator, bool approved) external;
+
+    function ownerOf(uint256 accountId) external view returns (address);
+    function isOperator(uint256 accountId, address operator) external view returns (bool);
+    /// @notice Owner or operator.
+    function isAuthorized(uint256 accountId, address caller) external view returns (bool);
+    function accountCount() external view returns (uint256);
+
+    // ---------------------------------------------------------------- governance
+    /// @notice Lists `token` as collateral. Reads and checks `decimals()` (1..18, `InvalidDecimals`),
+    ///         haircut <= 1e18 (`InvalidHaircut`), at most MAX_ASSETS tokens (`TooManyAssets`).
+    function listAsset(address token, uint256 haircut) external;
+    function setHaircut(address token, uint256 haircut) external;
+    /// @notice Sets the margin engine once (`EngineAlreadySet` after that).
+    function setEngine(address engine) external;
+
+    // ---------------------------------------------------------------- user actions
+    /// @notice Anyone may add collateral to any existing account's reserve. Credits the measured balance
+    ///         change and reverts `TransferAmountMismatch` when it differs from `amount`
+    ///         (fee-on-transfer and rebasing tokens are not supported).
+    function deposit(uint256 accountId, address token, uint256 amount) external;
+
+    /// @notice Deposits straight into margin (deposit + postMargin in one call); anyone may.
+    function depositMargin(uint256 accountId, address token, uint256 amount) external;
+
+    /// @notice Owner/operator only. Sends `amount` of the account's reserve to `to`.
+    function withdraw(uint256 accountId, address token, uint256 amount, address to) external;
+
+    /// @notice Owner/operator only. Moves reserve to margin.
+    function postMargin(uint256 accountId, address token, uint256 amount) external;
+
+    /// @notice Owner/operator only. Moves margin to reserve, then asks the engine
+    ///         (`IMarginChecker.checkMarginRelease`) to confirm the account still meets initial margin.
+    function releaseMargin(uint256 accountId, address token, uint256 amount) external;
+
+    // ---------------------------------------------------------------- engine only
+    /// @notice Moves reserve to margin (automatic top-up). Reverts `InsufficientReserve`.
+    function engineMoveToMargin(uint256 accountId, address token, uint256 amount) external;
+    /// @notice Moves margin to reserve (automatic release). Reverts `InsufficientMargin`.
+    function engineMoveToReserve(uint256 accountId, address token, uint256 amount) external;
+    /// @notice Sends `amount` of the account's margin to `to`. Reverts `InsufficientMargin`.
+    function engineDebitMargin(uint256 accountId, address token, uint256 amount, address to) external;
+    /// @notice Credits `amount` to the account's margin; the tokens must already be in the vault and
+    ///         untracked (`UntrackedBalance` otherwise).
+    function engineCreditMargin(uint256 accountId, address token, uint256 amount) external;
+
+    // ---------------------------------------------------------------- views
+    function reserveOf(uint256 accountId, address token) external view returns (uint256);
+    function marginOf(uint256 accountId, address token) external view returns (uint256);
+    /// @notice Bit i set iff the account has margin in `listedAssets()[i]`.
+    function marginMask(uint256 accountId) external view returns (uint256);
+    function assetConfig(address token) external view returns (AssetConfig memory);
+    function listedAssets() external view returns (address[] memory);
+    /// @notice Σ reserves + Σ margins of `token` over all accounts (the solvency invariant's right side).
+    function totalTracked(address token) external view returns (uint256);
+    function engine() external view returns (address);
+}

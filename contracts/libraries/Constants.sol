@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+/// @title Constants
+/// @notice Protocol-wide constants, with units and the reason for each bound.
+
+/// @dev 1.0 in 18-decimal fixed point: ratios, prices and USD values are WAD.
+uint256 constant WAD = 1e18;
+/// @dev Basis points in 100 %.
+uint256 constant BPS = 10_000;
+/// @dev Seconds in a 365-day year, for annualising volatility and funding.
+uint256 constant SECONDS_PER_YEAR = 365 days;
+
+/// @dev Collateral tokens the vault may list; bounds the gas of every equity computation.
+uint256 constant MAX_ASSETS = 16;
+/// @dev Largest token decimals the vault accepts (WAD math assumes <= 18).
+uint8 constant MAX_DECIMALS = 18;
+
+/// @dev Highest annualised volatility an asset's cap may be set to: 1000 %.
+uint256 constant MAX_VOLATILITY = 10e18;
+/// @dev Longest EWMA time constant: 365 days.
+uint256 constant MAX_VOL_TAU = 365 days;
+/// @dev Longest L2 sequencer grace period: 1 day.
+uint256 constant MAX_SEQUENCER_GRACE = 1 days;
+/// @dev Longest breaker cooldown: 7 days.
+uint256 constant MAX_BREAKER_COOLDOWN = 7 days;

@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {IVault} from "../interfaces/IVault.sol";
+import {IMarginChecker} from "../interfaces/IMarginChecker.sol";
+import {WAD, MAX_ASSETS, MAX_DECIMALS} from "../libraries/Constants.sol";
+
+/// @title Vault
+/// @notice Holds every collateral token of every account, and the account registry.
+contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
+    mapping(uint256 accountId => address) private _owners;
+    mapping(uint256 accountId => mapping(address operator => bool)) private _operators;
+    uint256 private _accountCount;
+
+    mapping(address token => AssetConfig) private _assets;
+    address[] private _listed;
+
+    mapping(uint256 accountId => mapping(address token => uint256)) private _reserve;
+    mapping(uint256 accountId => mapping(address token => uint256)) private _margin;
+    mapping(uint256 accountId => uint256) private _marginMask;
+    mapping(address token => uint256) private _tracked;
+
+    address public engine;
+
+    constructor(address owner_) Ownable(owner_) {}
+
+    // ------------------------------------------------------------------ modifiers
+
+    modifier onlyEngine() {
+        if (msg.sender != engine) revert NotEngine(msg.sender);
+        _;
+    }
+
+    modifier onlyAuthorized(uint256 accountId) {
+        _requireAuthorized(accountId);
+        _;
+    }
+
+    function _requireAuthorized(uint256 accountId) private view {
+        address owner_ = _owners[accountId];
+        if (owner_ == address(0)) revert AccountNotFound(accountId);
+        if (msg.sender != owner_ && !_operators[accountId][msg.sender]) revert NotAuthorized(accountId, msg.sender);
+    }
+
+    function _requireListed(address token) private view returns (AssetConfig memory cfg) {
+        cfg = _assets[token];
+        if (!cfg.listed) revert AssetNotListed(token);
+    }
+
+    // ------------------------------------------------------------------ accounts
+
+    /// @inheritdoc IVault
+    function createAccount() external returns (uint256 accountId) {
+        accountId = ++_accountCount;
+        _owners[accountId] = msg.sender;
+        emit AccountCreated(accountId, msg.sender);
+    }
+
+    /// @inheritdoc IVault
+    function setOperator(uint256 accountId, address operator, bool approved) external {
+        address owner_ = _owners[accountId];
+        if (owner_ == address(0)) revert AccountNotFound(accountId);
+        if (msg.sender != owner_) revert NotAccountOwner(accountId, msg.sender);
+        if (operator == address(0)) revert ZeroAddress();
+        _operators[accountId][operator] = approved;
+        emit OperatorSet(accountId, operator, approved);
+    }
+
+    /// @inheritdoc IVault
+    function ownerOf(uint256 accountId) external view returns (address) {
+        return _owners[accountId];
+    }
+
+    /// @inheritdoc IVault
+    function isOperator(uint256 accountId, address operator) external view returns (bool) {
+        return _operators[accountId][operator];
+    }
+
+    /// @inheritdoc IVault
+    function isAuthorized(uint256 accountId, address caller) external view returns (bool) {
+        address owner_ = _owners[accountId];
+        return owner_ != address(0) && (caller == owner_ || _operators[accountId][caller]);
+    }
+
+    /// @inheritdoc IVault
+    function accountCount() external view returns (uint256) {
+        return _accountCount;
+    }
+
+    // ------------------------------------------------------------------ governance
+
+    /// @inheritdoc IVault
+    function listAsset(address token, uint256 haircut) external onlyOwner {
+        if (token == address(0)) revert ZeroAddress();
+        if (_assets[token].listed) revert AssetAlreadyListed(token);
+        if (_listed.length >= MAX_ASSETS) revert TooManyAssets(MAX_ASSETS);
+        if (haircut > WAD) revert InvalidHaircut(token, haircut);
+        uint8 decimals = IERC20Metadata(token).decimals();
+        if (decimals == 0 || decimals > MAX_DECIMALS) revert InvalidDecimals(token, decimals);
+        uint8 index = uint8(_listed.length);
+        _assets[token] = AssetConfig({listed: true, index: index, decimals: decimals, haircut: uint64(haircut)});
+        _listed.push(token);
+        emit AssetListed(token, index, decimals, haircut);
+    }
+
+    /// @inheritdoc IVault
+    function setHaircut(address token, uint256 haircut) external onlyOwner {
+        _requireListed(token);
+        if (haircut > WAD) revert InvalidHaircut(token, haircut);
+        _assets[token].haircut = uint64(haircut);
+        emit HaircutSet(token, haircut);
+    }
+
+    /// @inheritdoc IVault
+    function setEngine(address engine_) external onlyOwner {
+        if (engine_ == address(0)) revert ZeroAddress();
+        if (engine != address(0)) revert EngineAlreadySet(engine);
+        engine = engine_;
+        emit EngineSet(engine_);
+    }
+
+    // ------------------------------------------------------------------ user actions
+
+    /// @inheritdoc IVault
+    function deposit(uint256 accountId, address token, uint256 amount) external nonReentrant {
+        _pull(accountId, token, amount);
+        _reserve[accountId][token] += amount;
+        emit Deposited(accountId, token, msg.sender, amount);
+    }
+
+    /// @inheritdoc IVault
+    function depositMargin(uint256 accountId, address token, uint256 amount) external nonReentrant {
+        AssetConfig memory cfg = _pull(accountId, token, amount);
+        _addMargin(accountId, token, cfg.index, amount);
+        emit Deposited(accountId, token, msg.sender, amount);
+        emit MarginPosted(accountId, token, amount);
+    }
+
+    /// @inheritdoc IVault
+    function withdraw(uint256 accountId, address token, uint256 amount, address to)
+        external
+        nonReentrant
+        onlyAuthorized(accountId)
+    {
+        if (amount == 0) revert ZeroAmount();
+        if (to == address(0)) revert ZeroAddress();
+        _takeReserve(accountId, token, amount);
+        _tracked[token] -= amount;
+        IERC20(token).safeTransfer(to, amount);
+        emit Withdrawn(accountId, token, to, amount);
+    }
+
+    /// @inheritdoc IVault
+    function postMargin(uint256 accountId, address token, uint256 amount) external nonReentrant onlyAuthorized(accountId) {
+        AssetConfig memory cfg = _requireListed(token);
+        if (amount == 0) revert ZeroAmount();
+        _takeReserve(accountId, token, amount);
+        _addMargin(accountId, token, cfg.index, amount);
+        emit MarginPosted(accountId, token, amount);
+    }
+
+    /// @inheritdoc IVault
+    function releaseMargin(uint256 accountId, address token, uint256 amount)
+        external
+        nonReentrant
+        onlyAuthorized(accountId)
+    {
+        AssetConfig memory cfg = _requireListed(token);
+        if (amount == 0) revert ZeroAmount();
+        _takeMargin(accountId, token, cfg.index, amount);
+        _reserve[accountId][token] += amount;
+        emit MarginReleased(accountId, token, amount);
+        // State is final before the external call; the engine reverts the whole release if the account
+        // would fall below initial margin.
+        if (engine != address(0)) IMarginChecker(engine).checkMarginRelease(accountId);
+    }
+
+    // ------------------------------------------------------------------ engine only
+
+    /// @inheritdoc IVault
+    function engineMoveToMargin(uint256 accountId, address token, uint256 amount) external onlyEngine {
+        AssetConfig memory cfg = _requireListed(token);
+        _takeReserve(accountId, token, amount);
+        _addMargin(accountId, token, cfg.index, amount);
+        emit MarginPosted(accountId, token, amount);
+    }
+
+    /// @inheritdoc IVault
+    function engineMoveToReserve(uint256 accountId, address token, uint256 amount) external onlyEngine {
+        AssetConfig memory cfg = _requireListed(token);
+        _takeMargin(accountId, token, cfg.index, amount);
+        _reserve[accountId][token] += amount;
+        emit MarginReleased(accountId, token, amount);
+    }
+
+    /// @inheritdoc IVault
+    function engineDebitMargin(uint256 accountId, address token, uint256 amount, address to) external onlyEngine {
+        AssetConfig memory cfg = _requireListed(token);
+        if (to == address(0)) revert ZeroAddress();
+        _takeMargin(accountId, token, cfg.index, amount);
+        _tracked[token] -= amount;
+        IERC20(token).safeTransfer(to, amount);
+        emit MarginDebited(accountId, token, to, amount);
+    }
+
+    /// @inheritdoc IVault
+    function engineCreditMargin(uint256 accountId, address token, uint256 amount) external onlyEngine {
+        AssetConfig memory cfg = _requireListed(token);
+        uint256 balance = IERC20(token).balanceOf(address(this));
+        uint256 tracked = _tracked[token] + amount;
+        if (balance < tracked) revert UntrackedBalance(token, balance, tracked);
+        _tracked[token] = tracked;
+        _addMargin(accountId, token, cfg.index, amount);
+        emit MarginCredited(accountId, token, amount);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IVault
+    function reserveOf(uint256 accountId, address token) external view returns (uint256) {
+        return _reserve[accountId][token];
+    }
+
+    /// @inheritdoc IVault
+    function marginOf(uint256 accountId, address token) external view returns (uint256) {
+        return _margin[accountId][token];
+    }
+
+    /// @inheritdoc IVault
+    function marginMask(uint256 accountId) external view returns (uint256) {
+        return _marginMask[accountId];
+    }
+
+    /// @inheritdoc IVault
+    function assetConfig(address token) external view returns (AssetConfig memory) {
+        return _assets[token];
+    }
+
+    /// @inheritdoc IVault
+    function listedAssets() external view returns (address[] memory) {
+        return _listed;
+    }
+
+    /// @inheritdoc IVault
+    function totalTracked(address token) external view returns (uint256) {
+        return _tracked[token];
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    /// @dev Pulls `amount` from the caller and checks that exactly `amount` arrived.
+    function _pull(uint256 accountId, address token, uint256 amount) private returns (AssetConfig memory cfg) {
+        if (_owners[accountId] == address(0)) revert AccountNotFound(accountId);
+        cfg = _requireListed(token);
+        if (amount == 0) revert ZeroAmount();
+        uint256 before = IERC20(token).balanceOf(address(this));
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+        uint256 received = IERC20(token).balanceOf(address(this)) - before;
+        if (received != amount) revert TransferAmountMismatch(token, amount, received);
+        _tracked[token] += amount;
+    }
+
+    function _takeReserve(uint256 accountId, address token, uint256 amount) private {
+        uint256 available = _reserve[accountId][token];
+        if (available < amount) revert InsufficientReserve(accountId, token, available, amount);
+        unchecked {
+            _reserve[accountId][token] = available - amount;
+        }
+    }
+
+    function _addMargin(uint256 accountId, address token, uint8 index, uint256 amount) private {
+        _margin[accountId][token] += amount;
+        _marginMask[accountId] |= (1 << index);
+    }
+
+    function _takeMargin(uint256 accountId, address token, uint8 index, uint256 amount) private {
+        uint256 available = _margin[accountId][token];
+        if (available < amount) revert InsufficientMargin(accountId, token, available, amount);
+        unchecked {
+            _margin[accountId][token] = available - amount;
+        }
+        if (available == amount) _marginMask[accountId] &= ~(1 << index);
+    }
+}

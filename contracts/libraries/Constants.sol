@@ -24,3 +24,37 @@ uint256 constant MAX_VOL_TAU = 365 days;
 uint256 constant MAX_SEQUENCER_GRACE = 1 days;
 /// @dev Longest breaker cooldown: 7 days.
 uint256 constant MAX_BREAKER_COOLDOWN = 7 days;
+
+// ---------------------------------------------------------------- margin engine bounds
+/// @dev Markets the engine may list; bounds the gas of every equity computation (positions are a bitmask).
+uint256 constant MAX_MARKETS = 16;
+/// @dev Maintenance rate floor bounds: 0.1 % .. 50 %.
+uint256 constant MIN_BASE_MMR = 0.001e18;
+uint256 constant MAX_BASE_MMR = 0.5e18;
+/// @dev Volatility weight bound: the vol term may be up to 10 σ·sqrt(horizon).
+uint256 constant MAX_VOL_K = 10e18;
+/// @dev Size weight bound: at most 100 % extra rate at a full-cap position.
+uint256 constant MAX_SIZE_K = 1e18;
+/// @dev Initial margin factor bounds: IM is 101 % .. 1000 % of MM.
+uint256 constant MIN_IM_FACTOR = 1.01e18;
+uint256 constant MAX_IM_FACTOR = 10e18;
+/// @dev Trading fee cap: 1 % of notional.
+uint256 constant MAX_FEE_RATE = 0.01e18;
+/// @dev Open interest per side may be up to 5x pool capital.
+uint256 constant MAX_OI_CAP_FRACTION = 5e18;
+/// @dev Funding rate cap bound: 10 % a day.
+uint256 constant MAX_FUNDING_RATE = 0.1e18;
+/// @dev Liquidation target health bounds: 101 % .. 300 %.
+uint256 constant MIN_LIQ_TARGET = 1.01e18;
+uint256 constant MAX_LIQ_TARGET = 3e18;
+/// @dev Liquidation penalty cap: 10 % of closed notional.
+uint256 constant MAX_LIQ_PENALTY = 0.1e18;
+/// @dev Flat liquidation keeper reward cap: 1,000 USD.
+uint256 constant MAX_KEEPER_REWARD = 1_000e18;
+/// @dev Dust threshold cap: 10,000 USD of notional.
+uint256 constant MAX_DUST_NOTIONAL = 10_000e18;
+/// @dev Collateral sale discount cap: 20 %.
+uint256 constant MAX_COLLATERAL_DISCOUNT = 0.2e18;
+/// @dev Volatility horizon bounds: 1 hour .. 30 days.
+uint256 constant MIN_VOL_HORIZON = 1 hours;
+uint256 constant MAX_VOL_HORIZON = 30 days;

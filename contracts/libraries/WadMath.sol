@@ -38,6 +38,19 @@ library WadMath {
         return Math.sqrt(x * WAD);
     }
 
+    /// @dev x * y / d for a signed x, rounded toward negative infinity (floor): a signed PnL rounded with
+    ///      this is never more favourable to the account than the exact value.
+    function mulDivFloor(int256 x, uint256 y, uint256 d) internal pure returns (int256) {
+        if (x >= 0) return int256(Math.mulDiv(uint256(x), y, d));
+        return -int256(Math.mulDiv(uint256(-x), y, d, Math.Rounding.Ceil));
+    }
+
+    /// @dev x * y / d for a signed x, rounded toward positive infinity (ceil).
+    function mulDivCeil(int256 x, uint256 y, uint256 d) internal pure returns (int256) {
+        if (x >= 0) return int256(Math.mulDiv(uint256(x), y, d, Math.Rounding.Ceil));
+        return -int256(Math.mulDiv(uint256(-x), y, d));
+    }
+
     /// @dev |x| of a signed value.
     function abs(int256 x) internal pure returns (uint256) {
         return x >= 0 ? uint256(x) : uint256(-x);

@@ -18,6 +18,8 @@ interface IOracleRouter {
     /// @param maxJumpBps Largest move between two consecutive recorded observations before the
     ///        asset's circuit breaker trips, in basis points of the previous price.
     /// @param cooldown Seconds of consistent observations after a trip before the breaker resets.
+    // Field order is part of the fixed ABI (tuple order), so the packing hint does not apply.
+    // solhint-disable-next-line gas-struct-packing
     struct FeedParams {
         AggregatorV3Interface feed;
         uint32 heartbeat;
@@ -61,6 +63,8 @@ interface IOracleRouter {
     error CircuitBreakerTripped(address asset, uint256 until);
     error SequencerDown();
     error SequencerGracePeriod(uint256 upSince, uint256 gracePeriod);
+    /// @notice `setSequencerFeed` with a grace period above MAX_SEQUENCER_GRACE.
+    error InvalidSequencerParams(address feed, uint32 gracePeriod);
 
     // ---------------------------------------------------------------- events
     event FeedSet(address indexed asset, address indexed feed, FeedParams params);
@@ -76,6 +80,8 @@ interface IOracleRouter {
     // ---------------------------------------------------------------- governance
     /// @notice Sets or replaces an asset's feed. Reverts `InvalidFeedParams` unless heartbeat > 0,
     ///         0 < minPrice < maxPrice, 0 < maxJumpBps <= 10_000; `FeedDecimalsTooHigh` above 18 decimals.
+    ///         Also `InvalidFeedParams` for a zero asset or feed, maxPrice above type(uint128).max, or
+    ///         cooldown above MAX_BREAKER_COOLDOWN. Gives the asset the default VolParams if it has none.
     ///         Resets the asset's observation (the next `poke` records a fresh one).
     function setFeed(address asset, FeedParams calldata params) external;
 
@@ -85,6 +91,7 @@ interface IOracleRouter {
 
     /// @notice L2 sequencer-uptime feed (answer 0 = up, 1 = down; `startedAt` = status change time)
     ///         and the grace period after it comes back. address(0) disables the check (L1).
+    ///         Reverts `InvalidSequencerParams` if gracePeriod > MAX_SEQUENCER_GRACE.
     function setSequencerFeed(AggregatorV3Interface feed, uint32 gracePeriod) external;
 
     // ---------------------------------------------------------------- reads

@@ -25,6 +25,20 @@ uint256 constant MAX_SEQUENCER_GRACE = 1 days;
 /// @dev Longest breaker cooldown: 7 days.
 uint256 constant MAX_BREAKER_COOLDOWN = 7 days;
 
+/// @dev Default EWMA time constant set by `OracleRouter.setFeed` when an asset has no VolParams yet:
+///      1 day, in seconds. Long enough to smooth a day of heartbeat/deviation rounds, short enough for
+///      margins to react to a regime change within a few days.
+uint32 constant DEFAULT_VOL_TAU = 1 days;
+/// @dev Default volatility floor, annualised WAD: 10 %. No major collateral trades calmer than this
+///      for long, and a floor keeps the volatility margin term from vanishing on a quiet or stuck feed.
+uint64 constant DEFAULT_VOL_FLOOR = 0.1e18;
+/// @dev Default volatility cap, annualised WAD: 500 %. Above crash-day realised volatility of ETH/BTC,
+///      below MAX_VOLATILITY, so a single bad round cannot make margin requirements unbounded.
+uint64 constant DEFAULT_VOL_CAP = 5e18;
+/// @dev Largest squared simple return one observation may add to the EWMA, WAD: 1e36 = r of 1e9
+///      (a 10^11 % move). Saturates the EWMA update so an absurd answer cannot overflow `poke`;
+///      such a move trips the breaker and the volatility is capped anyway.
+uint256 constant MAX_SQUARED_RETURN = 1e36;
 // ---------------------------------------------------------------- margin engine bounds
 /// @dev Markets the engine may list; bounds the gas of every equity computation (positions are a bitmask).
 uint256 constant MAX_MARKETS = 16;

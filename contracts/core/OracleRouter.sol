@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {AggregatorV3Interface} from "@chainlink/contracts/src/v0.8/shared/interfaces/AggregatorV3Interface.sol";
+
+import {IOracleRouter} from "../interfaces/IOracleRouter.sol";
+import {WadMath} from "../libraries/WadMath.sol";
+import {
+    WAD,
+    BPS,
+    SECONDS_PER_YEAR,
+    MAX_DECIMALS,
+    MAX_VOLATILITY,
+    MAX_VOL_TAU,
+    MAX_SEQUENCER_GRACE,
+    MAX_BREAKER_COOLDOWN,
+    DEFAULT_VOL_TAU,
+    DEFAULT_VOL_FLOOR,
+    DEFAULT_VOL_CAP,
+    MAX_SQUARED_RETURN
+} from "../libraries/Constants.sol";
+
+/// @title OracleRouter
+/// @notice Validated Chainlink prices (WAD), an EWMA volatility per asset and a per-asset circuit breaker.
+/// @dev One calculation, several doors: `price`, `tryPrice` and `poke` all go through `_read`, which
+///      never reverts and reports the error `price` would raise as a selector plus its arguments.
+///      Breaker timing uses the feed's clock: a trip at an observation with `updatedAt = t` lasts until
+///      `t + cooldown`, and the breaker resets at the first consistent observation whose `updatedAt` is
+///      at or after that time. Replays of a feed's history therefore trip and reset at the same rounds
+///      whatever the block times of the pokes.
+contract OracleRouter is IOracleRouter, Ownable2Step {
+    /// @dev Everything stored per asset.
+    struct AssetConfig {
+        FeedParams params;
+        uint8 decimals; // feed decimals, cached at setFeed (<= 18)
+        VolParams vol;
+        Observation obs;
+    }
+
+    /// @dev Result of one validation pass. `err == 0` means valid. The remaining fields carry what the
+    ///      named error needs (and the price/updatedAt for `poke`).
+    struct ReadResult {
+        bytes4 err;
+        uint256 price; // WAD, set once normalised
+        uint256 updatedAt;
+        int256 answer;
+        uint256 startedAt; // sequencer status-change time, for SequencerGracePeriod
+    }
+
+    mapping(address asset => AssetConfig) internal _assets;
+
+    /// @dev L2 sequencer-uptime feed; address(0) on L1.
+    AggregatorV3Interface public sequencerFeed;
+    /// @dev Seconds after the sequencer comes back during which prices are refused.
+    uint32 public sequencerGracePeriod;
+
+    constructor(address owner_) Ownable(owner_) {}
+
+    // ---------------------------------------------------------------- governance
+
+    /// @inheritdoc IOracleRouter
+    function setFeed(address asset, FeedParams calldata params) external onlyOwner {
+        if (
+            asset == address(0) || address(params.feed) == address(0) || params.heartbeat == 0
+                || params.minPrice == 0 || params.minPrice >= params.maxPrice
+                || params.maxPrice > type(uint128).max || params.maxJumpBps == 0 || params.maxJumpBps > BPS
+                || params.cooldown > MAX_BREAKER_COOLDOWN
+        ) revert InvalidFeedParams(asset);
+
+        uint8 dec = params.feed.decimals();
+        if (dec > MAX_DECIMALS) revert FeedDecimalsTooHigh(address(params.feed), dec);
+
+        AssetConfig storage a = _assets[asset];
+        a.params = params;
+        a.decimals = dec;
+        if (a.vol.tau == 0) {
+            a.vol = VolParams({tau: DEFAULT_VOL_TAU, floor: DEFAULT_VOL_FLOOR, cap: DEFAULT_VOL_CAP});
+            emit VolParamsSet(asset, a.vol);
+        }
+        _resetObservation(a);
+        emit FeedSet(asset, address(params.feed), params);
+    }
+
+    /// @inheritdoc IOracleRouter
+    function setVolParams(address asset, VolParams calldata params) external onlyOwner {
+        if (
+            params.tau == 0 || params.tau > MAX_VOL_TAU || params.floor == 0 || params.floor > params.cap
+                || params.cap > MAX_VOLATILITY
+        ) revert InvalidVolParams(asset);
+        AssetConfig storage a = _assets[asset];
+        a.vol = params;
+        // Before the first observation the EWMA sits at the floor: keep that true for the new floor.
+        if (a.obs.updatedAt == 0) a.obs.varianceRate = _floorVarianceRate(params.floor);
+        emit VolParamsSet(asset, params);
+    }
+
+    /// @inheritdoc IOracleRouter
+    function setSequencerFeed(AggregatorV3Interface feed, uint32 gracePeriod) external onlyOwner {
+        if (gracePeriod > MAX_SEQUENCER_GRACE) revert InvalidSequencerParams(address(feed), gracePeriod);
+        sequencerFeed = feed;
+        sequencerGracePeriod = gracePeriod;
+        emit SequencerFeedSet(address(feed), gracePeriod);
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /// @inheritdoc IOracleRouter
+    function price(address asset) external view returns (uint256) {
+        ReadResult memory r = _read(asset);
+        if (r.err != bytes4(0)) _revertWith(asset, r);
+        return r.price;
+    }
+
+    /// @inheritdoc IOracleRouter
+    function tryPrice(address asset) external view returns (bool ok, uint256 priceWad) {
+        ReadResult memory r = _read(asset);
+        if (r.err != bytes4(0)) return (false, 0);
+        return (true, r.price);
+    }
+
+    /// @inheritdoc IOracleRouter
+    function volatility(address asset) external view returns (uint256) {
+        AssetConfig storage a = _assets[asset];
+        if (address(a.params.feed) == address(0)) revert FeedNotSet(asset);
+        return _volatility(a);
+    }
+
+    /// @inheritdoc IOracleRouter
+    function sequencerUp() external view returns (bool) {
+        (bytes4 err,) = _checkSequencer();
+        return err == bytes4(0);
+    }
+
+    /// @inheritdoc IOracleRouter
+    function feedParams(address asset) external view returns (FeedParams memory) {
+        return _assets[asset].params;
+    }
+
+    /// @inheritdoc IOracleRouter
+    function volParams(address asset) external view returns (VolParams memory) {
+        return _assets[asset].vol;
+    }
+
+    /// @inheritdoc IOracleRouter
+    function observation(address asset) external view returns (Observation memory) {
+        return _assets[asset].obs;
+    }
+
+    /// @notice Cached `decimals()` of the asset's feed (0 when no feed is set).
+    function feedDecimals(address asset) external view returns (uint8) {
+        return _assets[asset].decimals;
+    }
+
+    // ---------------------------------------------------------------- keeper
+
+    /// @inheritdoc IOracleRouter
+    function poke(address asset) external returns (bool ok, uint256 priceWad) {
+        ReadResult memory r = _read(asset);
+        if (r.err != bytes4(0) && r.err != CircuitBreakerTripped.selector) {
+            // Keepers poke in batches: report, never revert.
+            emit PriceRejected(asset, r.err);
+            return (false, 0);
+        }
+
+        AssetConfig storage a = _assets[asset];
+        if (r.updatedAt > a.obs.updatedAt) _record(asset, a, r.price, r.updatedAt);
+
+        if (a.obs.tripped) return (false, 0);
+        return (true, r.price);
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    /// @dev Validates the sequencer, the feed's latest round, the sane-price band and the breaker, in
+    ///      that order. Never reverts (a feed whose call reverts is reported as FeedCallFailed).
+    function _read(address asset) internal view returns (ReadResult memory r) {
+        (r.err, r.startedAt) = _checkSequencer();
+        if (r.err != bytes4(0)) return r;
+
+        AssetConfig storage a = _assets[asset];
+        FeedParams storage p = a.params;
+        if (address(p.feed) == address(0)) {
+            r.err = FeedNotSet.selector;
+            return r;
+        }
+
+        try p.feed.latestRoundData() returns (uint80, int256 answer, uint256, uint256 updatedAt, uint80) {
+            r.answer = answer;
+            r.updatedAt = updatedAt;
+        } catch {
+            r.err = FeedCallFailed.selector;
+            return r;
+        }
+
+        if (r.answer <= 0) {
+            r.err = NonPositiveAnswer.selector;
+            return r;
+        }
+        if (r.updatedAt == 0) {
+            r.err = ZeroUpdatedAt.selector;
+            return r;
+        }
+        if (r.updatedAt > block.timestamp) {
+            r.err = FutureUpdatedAt.selector;
+            return r;
+        }
+        // Exactly `heartbeat` seconds old is still fresh; one second more is stale.
+        if (block.timestamp - r.updatedAt > p.heartbeat) {
+            r.err = StalePrice.selector;
+            return r;
+        }
+
+        // Normalise to WAD. Exact: decimals <= 18, so this only multiplies. An answer too large to scale
+        // saturates at type(uint256).max, which is above every maxPrice and is reported as out of bounds.
+        uint256 scale = 10 ** (MAX_DECIMALS - a.decimals);
+        uint256 raw = uint256(r.answer);
+        r.price = raw > type(uint256).max / scale ? type(uint256).max : raw * scale;
+
+        // Both bounds exclusive: a feed pinned at its min/max answer is not a price.
+        if (r.price <= p.minPrice || r.price >= p.maxPrice) {
+            r.err = PriceOutOfBounds.selector;
+            return r;
+        }
+
+        if (a.obs.tripped) r.err = CircuitBreakerTripped.selector;
+    }
+
+    /// @dev Sequencer rule (Aave's PriceOracleSentinel): down (answer 1) or within `gracePeriod` seconds
+    ///      of coming back (`startedAt`) refuses prices. A sequencer feed whose call reverts, or an
+    ///      uninitialised round (`startedAt == 0`), counts as down.
+    ///      Exactly `gracePeriod` seconds after `startedAt` is still within the grace period.
+    function _checkSequencer() internal view returns (bytes4 err, uint256 startedAt) {
+        AggregatorV3Interface feed = sequencerFeed;
+        if (address(feed) == address(0)) return (bytes4(0), 0);
+        int256 answer;
+        try feed.latestRoundData() returns (uint80, int256 answer_, uint256 startedAt_, uint256, uint80) {
+            answer = answer_;
+            startedAt = startedAt_;
+        } catch {
+            return (SequencerDown.selector, 0);
+        }
+        // startedAt == 0 is an uninitialised round (Chainlink's L2 guidance): not evidence the sequencer is up.
+        if (answer == 1 || startedAt == 0) return (SequencerDown.selector, startedAt);
+        // A `startedAt` in the future counts as within grace (no underflow, no overflow).
+        if (startedAt > block.timestamp || block.timestamp - startedAt <= sequencerGracePeriod) {
+            return (SequencerGracePeriod.selector, startedAt);
+        }
+        return (bytes4(0), startedAt);
+    }
+
+    /// @dev Reverts with the named error (and arguments) that `_read` reported.
+    function _revertWith(address asset, ReadResult memory r) internal view {
+        bytes4 e = r.err;
+        FeedParams storage p = _assets[asset].params;
+        if (e == SequencerDown.selector) revert SequencerDown();
+        if (e == SequencerGracePeriod.selector) revert SequencerGracePeriod(r.startedAt, sequencerGracePeriod);
+        if (e == FeedNotSet.selector) revert FeedNotSet(asset);
+        if (e == FeedCallFailed.selector) revert FeedCallFailed(asset);
+        if (e == NonPositiveAnswer.selector) revert NonPositiveAnswer(asset, r.answer);
+        if (e == ZeroUpdatedAt.selector) revert ZeroUpdatedAt(asset);
+        if (e == FutureUpdatedAt.selector) revert FutureUpdatedAt(asset, r.updatedAt);
+        if (e == StalePrice.selector) revert StalePrice(asset, r.updatedAt, p.heartbeat);
+        if (e == PriceOutOfBounds.selector) revert PriceOutOfBounds(asset, r.price, p.minPrice, p.maxPrice);
+        revert CircuitBreakerTripped(asset, _assets[asset].obs.breakerUntil);
+    }
+
+    /// @dev Records a valid observation newer than the stored one: EWMA update, breaker trip/reset.
+    function _record(address asset, AssetConfig storage a, uint256 p, uint256 updatedAt) internal {
+        Observation storage o = a.obs;
+        uint256 prev = o.price;
+
+        if (o.updatedAt != 0) {
+            // dt >= 1: only strictly newer rounds are recorded.
+            uint256 dt = updatedAt - o.updatedAt;
+            uint256 move = p > prev ? p - prev : prev - p;
+
+            // Rounded up: any move strictly above maxJumpBps trips (ceil(x) > m <=> x > m for integer m).
+            uint256 jumpBps = WadMath.mulDivUp(move, BPS, prev);
+            if (jumpBps > a.params.maxJumpBps) {
+                uint256 until = updatedAt + a.params.cooldown;
+                o.tripped = true;
+                o.breakerUntil = uint64(until);
+                emit BreakerTripped(asset, prev, p, jumpBps, until);
+            } else if (o.tripped && updatedAt >= o.breakerUntil) {
+                o.tripped = false;
+                emit BreakerReset(asset, p);
+            }
+
+            // Squared simple return r^2 = (move / prev)^2 as WAD, rounded up (more volatility means more
+            // margin: rounding favours the protocol). Saturated so an absurd answer cannot overflow.
+            uint256 r2 = move >= prev * 1e9 ? MAX_SQUARED_RETURN : WadMath.mulDivUp(move * move, WAD, prev * prev);
+
+            // EWMA of the per-second variance with alpha = dt / (tau + dt):
+            //   v' = (1 - alpha) v + alpha r^2 / dt = (tau v + r^2) / (tau + dt)
+            // One division, rounded up for the same reason as r^2.
+            uint256 tau = a.vol.tau;
+            o.varianceRate = Math.ceilDiv(tau * o.varianceRate + r2, tau + dt);
+        }
+
+        // p < maxPrice <= type(uint128).max (setFeed) and updatedAt <= block.timestamp: both casts are safe.
+        o.price = uint128(p);
+        o.updatedAt = uint64(updatedAt);
+        emit ObservationRecorded(asset, p, updatedAt, _volatility(a));
+    }
+
+    /// @dev sqrt(varianceRate * SECONDS_PER_YEAR) as WAD, clamped to [floor, cap]. The square root rounds
+    ///      down by less than 1 wei; the variance it reads was rounded up, so the error is nil in practice.
+    function _volatility(AssetConfig storage a) internal view returns (uint256 vol) {
+        vol = WadMath.wSqrtDown(a.obs.varianceRate * SECONDS_PER_YEAR);
+        if (vol < a.vol.floor) vol = a.vol.floor;
+        if (vol > a.vol.cap) vol = a.vol.cap;
+    }
+
+    /// @dev Clears the observation; the EWMA restarts at the floor.
+    function _resetObservation(AssetConfig storage a) internal {
+        delete a.obs;
+        a.obs.varianceRate = _floorVarianceRate(a.vol.floor);
+    }
+
+    /// @dev Per-second variance whose annualised volatility is `floor`: floor^2 / year, WAD. Rounded up so
+    ///      the starting volatility is not below the floor.
+    function _floorVarianceRate(uint256 floor) internal pure returns (uint256) {
+        return WadMath.mulDivUp(floor, floor, WAD * SECONDS_PER_YEAR);
+    }
+}

@@ -277,6 +277,8 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _addMargin(uint256 accountId, address token, uint8 index, uint256 amount) private {
+        // The engine's moves and credits accept zero; an empty credit must not set the bit (set iff margin > 0).
+        if (amount == 0) return;
         _margin[accountId][token] += amount;
         _marginMask[accountId] |= (1 << index);
     }

@@ -489,6 +489,14 @@ describe("OracleRouter", function () {
       await expect(f.router.price(WETH)).to.be.revertedWithCustomError(f.router, "SequencerDown");
     });
 
+    it("treats an uninitialised sequencer round (startedAt == 0) as down", async function () {
+      const f = await loadFixture(deployFixture);
+      const t = (await time.latest()) + 10;
+      await sequencerAt(f, 0n, 0, t);
+      expect(await f.router.sequencerUp()).to.equal(false);
+      await expect(f.router.price(WETH)).to.be.revertedWithCustomError(f.router, "SequencerDown");
+    });
+
     it("rejects prices with SequencerGracePeriod(upSince, grace) up to and including the grace boundary", async function () {
       const f = await loadFixture(deployFixture);
       const t = (await time.latest()) + 10;

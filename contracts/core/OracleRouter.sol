@@ -320,9 +320,10 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         a.obs.varianceRate = _floorVarianceRate(a.vol.floor);
     }
 
-    /// @dev Per-second variance whose annualised volatility is `floor`: floor^2 / year, WAD. Rounded up so
-    ///      the starting volatility is not below the floor.
+    /// @dev Per-second variance whose annualised volatility is `floor`: floor^2 / year, WAD. Rounded down
+    ///      (by < 1 wei a second) so that `volatility()` reads exactly the floor before any return: the
+    ///      square root lands just below the floor and the clamp lifts it back, never above it.
     function _floorVarianceRate(uint256 floor) internal pure returns (uint256) {
-        return WadMath.mulDivUp(floor, floor, WAD * SECONDS_PER_YEAR);
+        return WadMath.mulDivDown(floor, floor, WAD * SECONDS_PER_YEAR);
     }
 }

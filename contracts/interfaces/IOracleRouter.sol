@@ -102,7 +102,9 @@ interface IOracleRouter {
     /// @notice Like `price` but never reverts: `ok` is false wherever `price` would revert.
     function tryPrice(address asset) external view returns (bool ok, uint256 priceWad);
 
-    /// @notice Annualised volatility of `asset`, WAD, clamped to [floor, cap].
+    /// @notice Annualised volatility of `asset`, WAD, clamped to [floor, cap]: sqrt(varianceRate * 365 days)
+    ///         of the EWMA `poke` maintains; the floor until a second observation. Reverts `FeedNotSet`
+    ///         for an asset without a feed.
     function volatility(address asset) external view returns (uint256);
 
     /// @notice True while the sequencer is up and past its grace period (always true on L1).

@@ -1,0 +1,87 @@
+/**
+ * Risk parameters with units, one typed place for every network (STYLE 15).
+ * All ratios and USD values are WAD bigints (1e18 = 1.0 or 1 USD).
+ */
+export const WAD = 10n ** 18n;
+
+/** Parses a decimal string into WAD exactly ("0.005" -> 5e15). */
+export function wad(text: string): bigint {
+  const [whole, frac = ""] = text.split(".");
+  return BigInt(whole) * WAD + BigInt((frac + "0".repeat(18)).slice(0, 18) || "0");
+}
+
+export interface FeedConfig {
+  /** seconds an answer may age before it is stale */
+  heartbeat: number;
+  /** exclusive sane bounds, WAD USD */
+  minPrice: bigint;
+  maxPrice: bigint;
+  /** circuit breaker: largest move between consecutive observations, basis points */
+  maxJumpBps: number;
+  /** seconds of consistent observations before a tripped breaker resets */
+  cooldown: number;
+}
+
+export interface MarketConfig {
+  baseMMR: bigint;
+  volK: bigint;
+  sizeK: bigint;
+  maxMMR: bigint;
+  imFactor: bigint;
+  feeRate: bigint;
+  oiCapFraction: bigint;
+  /** per day */
+  maxFundingRate: bigint;
+  /** base-asset units (WAD) of skew at which funding reaches its cap */
+  skewScale: bigint;
+}
+
+export interface RiskConfig {
+  liquidationTargetRatio: bigint;
+  fullLiquidationHealth: bigint;
+  liquidationPenalty: bigint;
+  keeperPenaltyShare: bigint;
+  /** USD */
+  keeperReward: bigint;
+  /** USD */
+  dustNotional: bigint;
+  collateralDiscount: bigint;
+  /** seconds */
+  volHorizon: number;
+}
+
+/** Hourly-updated crypto feed: 2 h heartbeat (Chainlink ETH/USD is 1 h + deviation), 25 % breaker. */
+export const CRYPTO_FEED: FeedConfig = {
+  heartbeat: 2 * 3600,
+  minPrice: wad("1"),
+  maxPrice: wad("10000000"),
+  maxJumpBps: 2500,
+  cooldown: 3600,
+};
+
+/** A liquid major (ETH, BTC): 1 % floor, one-day volatility horizon, 1.5x initial factor (~12x max leverage at 80 % vol). */
+export const MAJOR_MARKET: MarketConfig = {
+  baseMMR: wad("0.01"),
+  volK: wad("1"),
+  sizeK: wad("0.01"),
+  maxMMR: wad("0.25"),
+  imFactor: wad("1.5"),
+  feeRate: wad("0.0005"),
+  oiCapFraction: wad("0.5"),
+  maxFundingRate: wad("0.001"),
+  skewScale: wad("1000"),
+};
+
+export const DEFAULT_RISK: RiskConfig = {
+  liquidationTargetRatio: wad("1.2"),
+  fullLiquidationHealth: wad("0.5"),
+  liquidationPenalty: wad("0.01"),
+  keeperPenaltyShare: wad("0.5"),
+  keeperReward: wad("5"),
+  dustNotional: wad("10"),
+  collateralDiscount: wad("0.05"),
+  volHorizon: 86_400,
+};
+
+/** Collateral haircuts (fraction counted): stablecoin 100 %, volatile majors 90 %. */
+export const HAIRCUTS = { USDC: wad("1"), WETH: wad("0.9"), WBTC: wad("0.9") } as const;

@@ -1,0 +1,50 @@
+import { expect } from "chai";
+import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { systemFixture, USDC, E18, E8 } from "../shared/fixtures";
+import { snapshotGas } from "../shared/gasSnapshot";
+
+describe("gas snapshot › MarginEngine", () => {
+  async function withAccount() {
+    const s = await loadFixture(systemFixture);
+    await s.vault.connect(s.alice).createAccount();
+    await s.usdc.mint(s.alice.address, USDC(20_000));
+    await s.usdc.connect(s.alice).approve(s.vault, USDC(20_000));
+    await s.vault.connect(s.alice).depositMargin(1, s.usdc, USDC(10_000));
+    return s;
+  }
+
+  it("modifyPosition: open, increase, reduce, close", async () => {
+    const s = await withAccount();
+    const e = s.engine.connect(s.alice);
+    await snapshotGas("modifyPosition open", e.modifyPosition(1, s.ethMarket, E18(10), E18(2100)));
+    await snapshotGas("modifyPosition increase", e.modifyPosition(1, s.ethMarket, E18(5), E18(2100)));
+    await snapshotGas("modifyPosition reduce", e.modifyPosition(1, s.ethMarket, -E18(5), E18(1900)));
+    await snapshotGas("modifyPosition close", e.modifyPosition(1, s.ethMarket, -E18(10), E18(1900)));
+    expect((await s.engine.position(1, s.ethMarket)).size).to.equal(0n);
+  });
+
+  it("liquidate: partial and full", async () => {
+    const s = await withAccount();
+    await s.engine.connect(s.alice).modifyPosition(1, s.ethMarket, E18(25), E18(2100));
+    // The first price on a 10 USD grid below 2,000 at which the account is liquidatable but only partially.
+    let fraction = 0n;
+    for (let px = 1990n; fraction === 0n || fraction === E18(1); px -= 10n) {
+      await s.ethFeed.setAnswer(E8(px));
+      await s.oracle.poke(s.weth);
+      fraction = await s.engine.liquidationFraction(1);
+    }
+    await snapshotGas("liquidate partial", s.engine.connect(s.keeper).liquidate(1));
+
+    await s.vault.connect(s.bob).createAccount();
+    await s.usdc.mint(s.bob.address, USDC(10_000));
+    await s.usdc.connect(s.bob).approve(s.vault, USDC(10_000));
+    await s.vault.connect(s.bob).depositMargin(2, s.usdc, USDC(10_000));
+    await s.engine.connect(s.bob).modifyPosition(2, s.ethMarket, E18(25), E18(2100));
+    // A 22 % drop from 1,670: the loss takes most of the equity and the volatility spike the rest.
+    await s.ethFeed.setAnswer(E8(1300));
+    await s.oracle.poke(s.weth);
+    expect(await s.engine.liquidationFraction(2)).to.equal(E18(1));
+    await snapshotGas("liquidate full", s.engine.connect(s.keeper).liquidate(2));
+    expect((await s.engine.position(2, s.ethMarket)).size).to.equal(0n);
+  });
+});

@@ -419,11 +419,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
     // =================================================================== internals: valuation
 
     function _newCtx() private view returns (Ctx memory ctx) {
-        ctx.listed = vault.listedAssets();
-        ctx.configs = new IVault.AssetConfig[](ctx.listed.length);
-        for (uint256 i; i < ctx.listed.length; ++i) {
-            ctx.configs[i] = vault.assetConfig(ctx.listed[i]);
-        }
+        (ctx.listed, ctx.configs) = vault.listedAssetConfigs();
         ctx.poolCapitalUsd = pool.capital() * settlementScale;
     }
 
@@ -431,12 +427,11 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
     ///      needs must have been loaded by `_pokeAccount` or `_viewAccountPrices`).
     function _valuation(Ctx memory ctx, uint256 accountId) private view returns (AccountState memory s) {
         // C: collateral value, rounded down at both steps (price, then haircut).
-        uint256 assets = vault.marginMask(accountId);
+        (uint256 assets, uint256[] memory amounts) = vault.marginBalances(accountId);
         for (uint256 i; assets != 0; ++i) {
             if (assets & 1 != 0) {
-                address token = ctx.listed[i];
-                uint256 amount = vault.marginOf(accountId, token);
-                uint256 value = WadMath.toValueDown(amount, _cachedPrice(ctx, token), ctx.configs[i].decimals);
+                uint256 value =
+                    WadMath.toValueDown(amounts[i], _cachedPrice(ctx, ctx.listed[i]), ctx.configs[i].decimals);
                 s.collateral += value.wMulDown(ctx.configs[i].haircut);
             }
             assets >>= 1;

@@ -250,6 +250,26 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IVault
+    function listedAssetConfigs() external view returns (address[] memory tokens, AssetConfig[] memory configs) {
+        tokens = _listed;
+        configs = new AssetConfig[](tokens.length);
+        for (uint256 i; i < tokens.length; ++i) {
+            configs[i] = _assets[tokens[i]];
+        }
+    }
+
+    /// @inheritdoc IVault
+    function marginBalances(uint256 accountId) external view returns (uint256 mask, uint256[] memory amounts) {
+        mask = _marginMask[accountId];
+        amounts = new uint256[](_listed.length);
+        uint256 bits = mask;
+        for (uint256 i; bits != 0; ++i) {
+            if (bits & 1 != 0) amounts[i] = _margin[accountId][_listed[i]];
+            bits >>= 1;
+        }
+    }
+
+    /// @inheritdoc IVault
     function totalTracked(address token) external view returns (uint256) {
         return _tracked[token];
     }

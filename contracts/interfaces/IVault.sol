@@ -111,6 +111,10 @@ interface IVault {
     function marginMask(uint256 accountId) external view returns (uint256);
     function assetConfig(address token) external view returns (AssetConfig memory);
     function listedAssets() external view returns (address[] memory);
+    /// @notice Every listed token with its configuration, in listing order (one call for valuations).
+    function listedAssetConfigs() external view returns (address[] memory tokens, AssetConfig[] memory configs);
+    /// @notice The account's margin mask and its margin in every listed asset (0 where the bit is clear).
+    function marginBalances(uint256 accountId) external view returns (uint256 mask, uint256[] memory amounts);
     /// @notice Σ reserves + Σ margins of `token` over all accounts (the solvency invariant's right side).
     function totalTracked(address token) external view returns (uint256);
     function engine() external view returns (address);

@@ -458,4 +458,372 @@ describe("MarginEngine", () => {
       expect((await engine.position(aliceId, ethMarket)).size).to.equal(E18(4));
     });
   });
+
+  // ------------------------------------------------------------------------------------------ health boundary
+  describe("health boundary", () => {
+    /** Alice: 1 ETH long on DAI collateral, volK = sizeK = funding = 0, then baseMMR raised to 10 %. */
+    async function boundaryFixture() {
+      const f = await engineFixture();
+      const { dai } = await listDai(f);
+      const flat = { ...MAJOR_MARKET, volK: 0n, sizeK: 0n, maxFundingRate: 0n };
+      await f.engine.setMarketParams(f.ethMarket, await ethParams(f, flat));
+      await f.vault.connect(f.alice).depositMargin(f.aliceId, dai, E18(100));
+      await trade(f, f.alice, f.aliceId, f.ethMarket, E18(1));
+      const strict = { ...flat, baseMMR: wad("0.1") };
+      await f.engine.setMarketParams(f.ethMarket, await ethParams(f, strict));
+      const mm = mulDivUp(notionalOf(E18(1), P2000), strict.baseMMR, WAD) + KEEPER_REWARD; // 205 USD
+      const equity = E18(100) - tradeFee(E18(1), P2000, flat.feeRate); // the fee is owed: 99 USD
+      return { ...f, dai, mm, equity };
+    }
+
+    it("health = 1 exactly is not liquidatable", async () => {
+      const f = await loadFixture(boundaryFixture);
+      const { engine, vault, dai, alice, aliceId, keeper, mm, equity } = f;
+      expect(mm).to.equal(E18(205));
+      const s0 = await engine.accountState(aliceId);
+      expect(s0.maintenanceMargin).to.equal(mm);
+      expect(s0.equity).to.equal(equity);
+      await vault.connect(alice).depositMargin(aliceId, dai, mm - equity);
+      const s = await engine.accountState(aliceId);
+      expect(s.equity).to.equal(mm);
+      expect(s.health).to.equal(WAD);
+      expect(await engine.liquidationFraction(aliceId)).to.equal(0n);
+      await expect(engine.connect(keeper).liquidate(aliceId))
+        .to.be.revertedWithCustomError(engine, "NotLiquidatable")
+        .withArgs(aliceId, WAD);
+    });
+
+    it("one wei of equity less is below 1 and liquidatable", async () => {
+      const f = await loadFixture(boundaryFixture);
+      const { engine, vault, dai, alice, aliceId, keeper, mm, equity } = f;
+      await vault.connect(alice).depositMargin(aliceId, dai, mm - equity - 1n);
+      const s = await engine.accountState(aliceId);
+      expect(s.equity).to.equal(mm - 1n);
+      expect(s.health).to.equal(healthOf(mm - 1n, mm));
+      expect(s.health).to.equal(WAD - 1n);
+      await expect(engine.connect(keeper).liquidate(aliceId)).to.not.be.reverted;
+    });
+  });
+
+  // ------------------------------------------------------------------------------------------ collateral
+  describe("collateral", () => {
+    it("values 6/8/18-decimal margin at price × haircut, rounded down at each step", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, vault, usdc, weth, wbtc, alice, aliceId } = f;
+      await f.ethFeed.setAnswer(200012345678n);
+      await f.btcFeed.setAnswer(3000087654321n);
+      const amounts = { usdc: 1_234_567_891n, wbtc: 12_345_679n, weth: 1_234_567_890_123_456_791n };
+      await vault.connect(alice).depositMargin(aliceId, usdc, amounts.usdc);
+      await vault.connect(alice).depositMargin(aliceId, wbtc, amounts.wbtc);
+      await vault.connect(alice).depositMargin(aliceId, weth, amounts.weth);
+      const cUsdc = collateralValue(amounts.usdc, WAD, 6, HAIRCUTS.USDC);
+      const cWbtc = collateralValue(amounts.wbtc, px8(3000087654321n), 8, HAIRCUTS.WBTC);
+      const cWeth = collateralValue(amounts.weth, px8(200012345678n), 18, HAIRCUTS.WETH);
+      expect(cUsdc).to.equal(1_234_567_891n * USDC_SCALE);
+      // One rounding instead of two would give one more wei here: the steps round separately.
+      expect(mulDivDown(amounts.weth * px8(200012345678n), HAIRCUTS.WETH, WAD * WAD)).to.equal(cWeth + 1n);
+      const s = await engine.accountState(aliceId);
+      expect(s.collateral).to.equal(cUsdc + cWbtc + cWeth);
+      expect(s.equity).to.equal(cUsdc + cWbtc + cWeth);
+      expect(s.health).to.equal(MAX_UINT);
+    });
+  });
+
+  // ------------------------------------------------------------------------------------------ acceptable price
+  describe("modifyPosition › acceptablePrice", () => {
+    it("a buy above the acceptable price reverts PriceNotAcceptable; at it, it trades", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, vault, usdc, alice, aliceId, ethMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(10_000));
+      await expect(engine.connect(alice).modifyPosition(aliceId, ethMarket, E18(1), P2000 - 1n))
+        .to.be.revertedWithCustomError(engine, "PriceNotAcceptable")
+        .withArgs(P2000, P2000 - 1n);
+      await expect(engine.connect(alice).modifyPosition(aliceId, ethMarket, E18(1), P2000)).to.not.be.reverted;
+    });
+
+    it("a sell below the acceptable price reverts PriceNotAcceptable; at it, it trades", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, vault, usdc, alice, aliceId, ethMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(10_000));
+      await expect(engine.connect(alice).modifyPosition(aliceId, ethMarket, -E18(1), P2000 + 1n))
+        .to.be.revertedWithCustomError(engine, "PriceNotAcceptable")
+        .withArgs(P2000, P2000 + 1n);
+      await expect(engine.connect(alice).modifyPosition(aliceId, ethMarket, -E18(1), P2000)).to.not.be.reverted;
+    });
+  });
+
+  // ------------------------------------------------------------------------------------------ pause
+  describe("setPaused", () => {
+    it("the guardian pauses opening and increasing; reducing, closing and adding collateral still work; unpause", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, vault, usdc, weth, alice, bob, keeper, aliceId, bobId, ethMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(10_000));
+      await vault.connect(bob).depositMargin(bobId, usdc, USDC(10_000));
+      await trade(f, bob, bobId, ethMarket, E18(3));
+      await expect(engine.setGuardian(keeper.address)).to.emit(engine, "GuardianSet").withArgs(keeper.address);
+      await expect(engine.connect(keeper).setPaused(true)).to.emit(engine, "PausedSet").withArgs(true);
+      expect(await engine.paused()).to.equal(true);
+
+      await expect(trade(f, alice, aliceId, ethMarket, E18(1))).to.be.revertedWithCustomError(engine, "PositionIncreasePaused");
+      await expect(trade(f, bob, bobId, ethMarket, E18(1))).to.be.revertedWithCustomError(engine, "PositionIncreasePaused");
+      await expect(trade(f, bob, bobId, ethMarket, -E18(4))).to.be.revertedWithCustomError(engine, "PositionIncreasePaused"); // flip
+
+      await vault.connect(bob).depositMargin(bobId, weth, E18(1));
+      await vault.connect(bob).deposit(bobId, usdc, USDC(5));
+      await vault.connect(bob).postMargin(bobId, usdc, USDC(5));
+      await trade(f, bob, bobId, ethMarket, -E18(1)); // reduce
+      expect((await engine.position(bobId, ethMarket)).size).to.equal(E18(2));
+      await trade(f, bob, bobId, ethMarket, -E18(2)); // close
+      expect(await engine.positionMask(bobId)).to.equal(0n);
+
+      await expect(engine.connect(keeper).setPaused(false)).to.emit(engine, "PausedSet").withArgs(false);
+      await expect(trade(f, alice, aliceId, ethMarket, E18(1))).to.not.be.reverted;
+    });
+
+    it("a stranger cannot pause (NotGuardian); the owner can", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, keeper, stranger } = f;
+      await engine.setGuardian(keeper.address);
+      await expect(engine.connect(stranger).setPaused(true))
+        .to.be.revertedWithCustomError(engine, "NotGuardian")
+        .withArgs(stranger.address);
+      await engine.setPaused(true);
+      expect(await engine.paused()).to.equal(true);
+    });
+  });
+
+  // ------------------------------------------------------------------------------------------ governance bounds
+  describe("governance › parameter bounds", () => {
+    type Case = { field: keyof MarketConfig; min: bigint; max: bigint | null; atMax?: Partial<MarketConfig> };
+    const marketCases: Case[] = [
+      { field: "baseMMR", min: wad("0.001"), max: wad("0.5"), atMax: { maxMMR: wad("0.5") } },
+      { field: "maxMMR", min: MAJOR_MARKET.baseMMR, max: WAD },
+      { field: "volK", min: 0n, max: E18(10) },
+      { field: "sizeK", min: 0n, max: WAD },
+      { field: "imFactor", min: wad("1.01"), max: E18(10) },
+      { field: "feeRate", min: 0n, max: wad("0.01") },
+      { field: "oiCapFraction", min: 1n, max: E18(5) },
+      { field: "maxFundingRate", min: 0n, max: wad("0.1") },
+      { field: "skewScale", min: 1n, max: null },
+    ];
+    const UINT128_MAX = (1n << 128n) - 1n;
+
+    for (const c of marketCases) {
+      const hi = c.max ?? UINT128_MAX;
+      const outside: bigint[] = [];
+      if (c.min > 0n) outside.push(c.min - 1n);
+      if (c.max !== null) outside.push(c.max + 1n);
+      it(`createMarket / setMarketParams › ${c.field} outside [${c.min}, ${hi}] reverts ParamOutOfBounds, at the bounds succeeds`, async () => {
+        const f = await loadFixture(engineFixture);
+        const { engine, ethMarket } = f;
+        for (const v of outside) {
+          const params = await ethParams(f, { [c.field]: v });
+          await expect(engine.createMarket(params))
+            .to.be.revertedWithCustomError(engine, "ParamOutOfBounds")
+            .withArgs(b32(c.field), v, c.min, hi);
+          await expect(engine.setMarketParams(ethMarket, params))
+            .to.be.revertedWithCustomError(engine, "ParamOutOfBounds")
+            .withArgs(b32(c.field), v, c.min, hi);
+        }
+        await expect(engine.createMarket(await ethParams(f, { [c.field]: c.min }))).to.emit(engine, "MarketCreated");
+        await expect(engine.setMarketParams(ethMarket, await ethParams(f, { [c.field]: hi, ...c.atMax })))
+          .to.emit(engine, "MarketParamsSet");
+        expect((await engine.marketParams(ethMarket))[c.field]).to.equal(hi);
+      });
+    }
+
+    it("createMarket rejects the zero asset; setMarketParams cannot change the asset", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, ethMarket, wbtc } = f;
+      await expect(engine.createMarket({ ...(await ethParams(f, {})), asset: ethers.ZeroAddress })).to.be.revertedWithCustomError(
+        engine,
+        "ZeroAddress",
+      );
+      await expect(engine.setMarketParams(ethMarket, { ...(await ethParams(f, {})), asset: await wbtc.getAddress() }))
+        .to.be.revertedWithCustomError(engine, "ParamOutOfBounds")
+        .withArgs(b32("asset"), 0n, 0n, 0n);
+    });
+
+    type RiskCase = { field: keyof RiskConfig; min: bigint; max: bigint };
+    const riskCases: RiskCase[] = [
+      { field: "liquidationTargetRatio", min: wad("1.01"), max: E18(3) },
+      { field: "fullLiquidationHealth", min: 0n, max: WAD },
+      { field: "liquidationPenalty", min: 0n, max: wad("0.1") },
+      { field: "keeperPenaltyShare", min: 0n, max: WAD },
+      { field: "keeperReward", min: 0n, max: E18(1_000) },
+      { field: "dustNotional", min: 0n, max: E18(10_000) },
+      { field: "collateralDiscount", min: 0n, max: wad("0.2") },
+      { field: "volHorizon", min: 3_600n, max: 30n * 86_400n },
+    ];
+    for (const c of riskCases) {
+      it(`setRiskParams › ${c.field} outside [${c.min}, ${c.max}] reverts ParamOutOfBounds, at the bounds succeeds`, async () => {
+        const f = await loadFixture(engineFixture);
+        const { engine } = f;
+        const outside = c.min > 0n ? [c.min - 1n, c.max + 1n] : [c.max + 1n];
+        for (const v of outside) {
+          await expect(engine.setRiskParams({ ...DEFAULT_RISK, [c.field]: v }))
+            .to.be.revertedWithCustomError(engine, "ParamOutOfBounds")
+            .withArgs(b32(c.field), v, c.min, c.max);
+        }
+        for (const v of [c.min, c.max]) {
+          await expect(engine.setRiskParams({ ...DEFAULT_RISK, [c.field]: v })).to.emit(engine, "RiskParamsSet");
+          expect((await engine.riskParams())[c.field]).to.equal(v);
+        }
+      });
+    }
+
+    it("a new volHorizon changes the volatility term by sqrt(horizon / year), rounded up", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, oracle, weth, ethMarket } = f;
+      await engine.setRiskParams({ ...DEFAULT_RISK, volHorizon: 7 * 86_400 });
+      const vol = await oracle.volatility(weth);
+      expect(await engine.maintenanceRate(ethMarket, 0n)).to.equal(mmr(MAJOR_MARKET, 0n, vol, await poolUsd(f), sqrtHorizon(7 * 86_400)));
+    });
+
+    it("only the owner sets parameters and the guardian (OwnableUnauthorizedAccount)", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, alice, ethMarket } = f;
+      const params = await ethParams(f, {});
+      const e = engine.connect(alice);
+      const calls = [
+        () => e.createMarket(params),
+        () => e.setMarketParams(ethMarket, params),
+        () => e.setRiskParams(DEFAULT_RISK),
+        () => e.setGuardian(alice.address),
+      ];
+      for (const call of calls) {
+        await expect(call()).to.be.revertedWithCustomError(engine, "OwnableUnauthorizedAccount").withArgs(alice.address);
+      }
+    });
+
+    it("reverts TooManyMarkets after 16 markets", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine } = f;
+      const params = await ethParams(f, {});
+      for (let i = 2; i < 16; i++) await engine.createMarket(params);
+      expect(await engine.marketCount()).to.equal(16n);
+      await expect(engine.createMarket(params)).to.be.revertedWithCustomError(engine, "TooManyMarkets").withArgs(16n);
+    });
+  });
+
+  // ------------------------------------------------------------------------------------------ trade checks
+  describe("modifyPosition › checks", () => {
+    it("reverts UnknownMarket for a market id that does not exist", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, alice, aliceId } = f;
+      await expect(trade(f, alice, aliceId, 2n, E18(1))).to.be.revertedWithCustomError(engine, "UnknownMarket").withArgs(2n);
+      await expect(engine.setMarketParams(2n, await ethParams(f, {}))).to.be.revertedWithCustomError(engine, "UnknownMarket").withArgs(2n);
+      await expect(engine.marketState(2n)).to.be.revertedWithCustomError(engine, "UnknownMarket").withArgs(2n);
+      await expect(engine.maintenanceRate(2n, 0n)).to.be.revertedWithCustomError(engine, "UnknownMarket").withArgs(2n);
+    });
+
+    it("reverts ZeroSizeDelta for a zero size", async () => {
+      const f = await loadFixture(engineFixture);
+      await expect(trade(f, f.alice, f.aliceId, f.ethMarket, 0n)).to.be.revertedWithCustomError(f.engine, "ZeroSizeDelta");
+    });
+
+    it("reverts NotAuthorized when a stranger trades someone's account; an operator may", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, vault, usdc, alice, bob, aliceId, ethMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(10_000));
+      await expect(trade(f, bob, aliceId, ethMarket, E18(1)))
+        .to.be.revertedWithCustomError(engine, "NotAuthorized")
+        .withArgs(aliceId, bob.address);
+      await vault.connect(alice).setOperator(aliceId, bob.address, true);
+      await trade(f, bob, aliceId, ethMarket, E18(1));
+      expect((await engine.position(aliceId, ethMarket)).size).to.equal(E18(1));
+    });
+
+    it("open interest up to oiCapFraction × pool capital is allowed; above it reverts OpenInterestCap(marketId, oiUsd, capUsd)", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, vault, usdc, alice, aliceId, ethMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(30_000));
+      const capUsd = mulDivDown(await poolUsd(f), MAJOR_MARKET.oiCapFraction, WAD);
+      expect(capUsd).to.equal(E18(500_000));
+      await expect(trade(f, alice, aliceId, ethMarket, E18(251)))
+        .to.be.revertedWithCustomError(engine, "OpenInterestCap")
+        .withArgs(ethMarket, notionalOf(E18(251), P2000), capUsd);
+      await expect(trade(f, alice, aliceId, ethMarket, E18(250))).to.not.be.reverted; // exactly at the cap
+      expect((await engine.marketState(ethMarket)).longOI).to.equal(E18(250));
+    });
+  });
+
+  // ------------------------------------------------------------------------------------------ views
+  describe("views", () => {
+    it("healthBatch equals accountState(id).health for every account, max uint without positions", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, vault, usdc, weth, alice, bob, carol, aliceId, bobId, carolId, ethMarket, btcMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(5_000));
+      await vault.connect(bob).depositMargin(bobId, weth, E18(10));
+      await vault.connect(carol).depositMargin(carolId, usdc, USDC(1_000));
+      await trade(f, alice, aliceId, ethMarket, E18(10));
+      await trade(f, bob, bobId, btcMarket, -E18(1));
+      await trade(f, bob, bobId, ethMarket, E18(2));
+      await f.ethFeed.setAnswer(1900n * 10n ** 8n);
+      const ids = [aliceId, bobId, carolId, 999n];
+      const batch = await engine.healthBatch(ids);
+      expect(batch.length).to.equal(4);
+      for (let i = 0; i < ids.length; i++) expect(batch[i]).to.equal((await engine.accountState(ids[i])).health);
+      expect(batch[0]).to.be.lessThan(MAX_UINT);
+      expect(batch[1]).to.be.lessThan(MAX_UINT);
+      expect(batch[2]).to.equal(MAX_UINT);
+      expect(batch[3]).to.equal(MAX_UINT);
+    });
+
+    it("a stale oracle makes accountState, healthBatch and modifyPosition revert OracleUnhealthy(asset)", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, vault, usdc, weth, alice, carol, aliceId, carolId, ethMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(5_000));
+      await vault.connect(carol).depositMargin(carolId, usdc, USDC(1_000));
+      await trade(f, alice, aliceId, ethMarket, E18(1));
+      const updatedAt = (await f.ethFeed.latestRoundData())[3];
+      await time.increaseTo(updatedAt + HEARTBEAT); // exactly heartbeat seconds old: still fresh
+      await expect(engine.accountState(aliceId)).to.not.be.reverted;
+      await time.increase(1);
+      await expect(engine.accountState(aliceId)).to.be.revertedWithCustomError(engine, "OracleUnhealthy").withArgs(await weth.getAddress());
+      await expect(engine.healthBatch([carolId, aliceId]))
+        .to.be.revertedWithCustomError(engine, "OracleUnhealthy")
+        .withArgs(await weth.getAddress());
+      await expect(trade(f, alice, aliceId, ethMarket, -E18(1)))
+        .to.be.revertedWithCustomError(engine, "OracleUnhealthy")
+        .withArgs(await weth.getAddress());
+      // An account that needs no oracle (USDC only, no position) is still valued.
+      expect((await engine.accountState(carolId)).equity).to.equal(E18(1_000));
+    });
+  });
+
+  // ------------------------------------------------------------------------------------------ releaseMargin
+  describe("checkMarginRelease (vault.releaseMargin)", () => {
+    it("allows a release that keeps equity >= IM and refuses one more unit with BelowInitialMargin", async () => {
+      const f = await loadFixture(noFundingFixture);
+      const { engine, oracle, vault, usdc, weth, alice, aliceId, ethMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(1_000));
+      await trade(f, alice, aliceId, ethMarket, E18(2));
+      const margin = USDC(1_000) - mulDivUp(tradeFee(E18(2), P2000, NO_FUNDING.feeRate), 1n, USDC_SCALE);
+      const equity = margin * USDC_SCALE;
+      const im =
+        positionRequirements(NO_FUNDING, E18(2), P2000, await oracle.volatility(weth), await poolUsd(f), SQRT_H).im + KEEPER_REWARD;
+      expect((await engine.accountState(aliceId)).initialMargin).to.equal(im);
+      const releasable = (equity - im) / USDC_SCALE; // whole USDC units that keep equity >= IM
+      await expect(vault.connect(alice).releaseMargin(aliceId, usdc, releasable + 1n))
+        .to.be.revertedWithCustomError(engine, "BelowInitialMargin")
+        .withArgs(aliceId, equity - (releasable + 1n) * USDC_SCALE, im);
+      await vault.connect(alice).releaseMargin(aliceId, usdc, releasable);
+      expect(await vault.marginOf(aliceId, usdc)).to.equal(margin - releasable);
+      expect(await vault.reserveOf(aliceId, usdc)).to.equal(releasable);
+      const s = await engine.accountState(aliceId);
+      expect(s.equity).to.be.greaterThanOrEqual(s.initialMargin);
+      expect(s.equity - s.initialMargin).to.be.lessThan(USDC_SCALE);
+    });
+
+    it("an account without positions may release all of its margin", async () => {
+      const f = await loadFixture(engineFixture);
+      const { vault, usdc, weth, alice, aliceId } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(1_000));
+      await vault.connect(alice).depositMargin(aliceId, weth, E18(1));
+      await vault.connect(alice).releaseMargin(aliceId, usdc, USDC(1_000));
+      await vault.connect(alice).releaseMargin(aliceId, weth, E18(1));
+      expect(await vault.marginMask(aliceId)).to.equal(0n);
+    });
+  });
 });

@@ -359,6 +359,31 @@ describe("MarginEngine", () => {
       expect(u).to.be.lessThan(0n);
       expect((await engine.accountState(bobId)).unrealisedPnl).to.equal(u);
     });
+    it("closing realises accrued funding: the receiving short's funding offsets its fee, the rest is paid to the pool", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, vault, usdc, pool, alice, bob, aliceId, bobId, ethMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(50_000));
+      await vault.connect(bob).depositMargin(bobId, usdc, USDC(10_000));
+      const t0 = BigInt(await time.latest()) + 10n;
+      await time.setNextBlockTimestamp(t0);
+      await trade(f, alice, aliceId, ethMarket, E18(100));
+      await time.setNextBlockTimestamp(t0 + 1n);
+      await trade(f, bob, bobId, ethMarket, -E18(20));
+      const index1 = fundingIndexAfter(0n, fundingRate(E18(100), 0n, M.maxFundingRate, M.skewScale), P2000, 1n);
+      const marginBefore = await vault.marginOf(bobId, usdc);
+      const poolBefore = await usdc.balanceOf(pool);
+      await time.setNextBlockTimestamp(t0 + 1n + 7_000n);
+      const index2 = fundingIndexAfter(index1, fundingRate(E18(100), E18(20), M.maxFundingRate, M.skewScale), P2000, 7_000n);
+      const realised = positionPnl(-E18(20), P2000, index1, P2000, index2);
+      expect(realised).to.be.greaterThan(0n);
+      const fee = tradeFee(E18(20), P2000, M.feeRate);
+      await expect(trade(f, bob, bobId, ethMarket, E18(20)))
+        .to.emit(engine, "PositionModified")
+        .withArgs(bobId, ethMarket, E18(20), 0n, P2000, realised, fee);
+      const owed = mulDivUp(fee - realised, 1n, USDC_SCALE);
+      expect(await vault.marginOf(bobId, usdc)).to.equal(marginBefore - owed);
+      expect(await usdc.balanceOf(pool)).to.equal(poolBefore + owed);
+    });
   });
 
   // ------------------------------------------------------------------------------------------ requirements
@@ -789,6 +814,25 @@ describe("MarginEngine", () => {
         .withArgs(await weth.getAddress());
       // An account that needs no oracle (USDC only, no position) is still valued.
       expect((await engine.accountState(carolId)).equity).to.equal(E18(1_000));
+    });
+  });
+
+  describe("settle", () => {
+    it("is permissionless and pays an owed settlement balance from USDC margin to the pool, rounded up", async () => {
+      const f = await loadFixture(noFundingFixture);
+      const { engine, vault, usdc, weth, pool, alice, keeper, aliceId, ethMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, weth, E18(10));
+      await f.ethFeed.setAnswer(200012345678n);
+      await trade(f, alice, aliceId, ethMarket, E18(3));
+      const fee = tradeFee(E18(3), px8(200012345678n), NO_FUNDING.feeRate);
+      expect((await engine.accountState(aliceId)).settlement).to.equal(-fee);
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(100));
+      const poolBefore = await usdc.balanceOf(pool);
+      await engine.connect(keeper).settle(aliceId);
+      const paid = mulDivUp(fee, 1n, USDC_SCALE);
+      expect(await vault.marginOf(aliceId, usdc)).to.equal(USDC(100) - paid);
+      expect(await usdc.balanceOf(pool)).to.equal(poolBefore + paid);
+      expect((await engine.accountState(aliceId)).settlement).to.equal(0n);
     });
   });
 

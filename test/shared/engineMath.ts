@@ -1,0 +1,131 @@
+/**
+ * Independent bigint mirror of the MarginEngine formulas (DESIGN.md "MarginEngine", "Units and rounding").
+ * Requirements and fees round up, collateral and PnL round down; signed divisions that Solidity truncates
+ * toward zero are truncated here too (bigint `/` truncates toward zero as well).
+ */
+import type { MarketConfig } from "../../deploy/params";
+
+export const WAD = 10n ** 18n;
+export const DAY = 86_400n;
+export const YEAR = 365n * DAY;
+
+export const abs = (x: bigint) => (x < 0n ? -x : x);
+export const min = (a: bigint, b: bigint) => (a < b ? a : b);
+export const max = (a: bigint, b: bigint) => (a > b ? a : b);
+
+export function mulDivDown(x: bigint, y: bigint, d: bigint): bigint {
+  return (x * y) / d;
+}
+
+export function mulDivUp(x: bigint, y: bigint, d: bigint): bigint {
+  const p = x * y;
+  return p === 0n ? 0n : (p - 1n) / d + 1n;
+}
+
+/** Signed x / d rounded toward negative infinity (d > 0). */
+export function floorDiv(x: bigint, d: bigint): bigint {
+  const q = x / d;
+  return x % d !== 0n && x < 0n ? q - 1n : q;
+}
+
+export function sqrtFloor(n: bigint): bigint {
+  if (n < 2n) return n;
+  let x = n;
+  let y = (x + 1n) / 2n;
+  while (y < x) {
+    x = y;
+    y = (x + n / x) / 2n;
+  }
+  return x;
+}
+
+export function sqrtCeil(n: bigint): bigint {
+  const r = sqrtFloor(n);
+  return r * r === n ? r : r + 1n;
+}
+
+/** sqrt(volHorizon / year) as WAD, rounded up (the volatility term is a requirement). */
+export function sqrtHorizon(volHorizonSeconds: bigint | number): bigint {
+  return sqrtCeil((BigInt(volHorizonSeconds) * WAD * WAD) / YEAR);
+}
+
+/** 8-decimal feed answer → WAD price. */
+export const px8 = (answer: bigint) => answer * 10n ** 10n;
+
+/** Σ-free notional of one position: |size| × price, rounded up. */
+export function notionalOf(size: bigint, price: bigint): bigint {
+  return mulDivUp(abs(size), price, WAD);
+}
+
+/** Trading fee: ceil(ceil(|Δ| × price) × feeRate). */
+export function tradeFee(sizeDelta: bigint, price: bigint, feeRate: bigint): bigint {
+  return mulDivUp(notionalOf(sizeDelta, price), feeRate, WAD);
+}
+
+/** Maintenance rate: min(maxMMR, baseMMR + ⌈⌈volK·σ⌉·√h⌉ + ⌈sizeK·N / ⌊capital·oiCapFraction⌋⌉). */
+export function mmr(m: MarketConfig, notional: bigint, vol: bigint, poolCapitalUsd: bigint, sqrtH: bigint): bigint {
+  let rate = m.baseMMR;
+  if (m.volK !== 0n) rate += mulDivUp(mulDivUp(m.volK, vol, WAD), sqrtH, WAD);
+  if (m.sizeK !== 0n) {
+    const capUsd = mulDivDown(poolCapitalUsd, m.oiCapFraction, WAD);
+    if (capUsd === 0n) return m.maxMMR;
+    rate += mulDivUp(m.sizeK, notional, capUsd);
+  }
+  return rate > m.maxMMR ? m.maxMMR : rate;
+}
+
+export interface PositionReq {
+  notional: bigint;
+  rate: bigint;
+  /** maintenance requirement of this position, without the keeper reward */
+  mm: bigint;
+  /** initial requirement of this position, without the keeper reward */
+  im: bigint;
+}
+
+export function positionRequirements(
+  m: MarketConfig,
+  size: bigint,
+  price: bigint,
+  vol: bigint,
+  poolCapitalUsd: bigint,
+  sqrtH: bigint,
+): PositionReq {
+  const notional = notionalOf(size, price);
+  const rate = mmr(m, notional, vol, poolCapitalUsd, sqrtH);
+  const mm = mulDivUp(notional, rate, WAD);
+  return { notional, rate, mm, im: mulDivUp(mm, m.imFactor, WAD) };
+}
+
+/** size·(P − entry) − size·(F − F_entry), rounded down once. */
+export function positionPnl(size: bigint, entryPrice: bigint, entryFunding: bigint, price: bigint, index: bigint): bigint {
+  return floorDiv(size * (price - entryPrice) - size * (index - entryFunding), WAD);
+}
+
+/** Daily funding rate: clamp(trunc(skew × maxRate / skewScale), ±maxRate). */
+export function fundingRate(longOI: bigint, shortOI: bigint, maxFundingRate: bigint, skewScale: bigint): bigint {
+  const rate = ((longOI - shortOI) * maxFundingRate) / skewScale;
+  if (rate > maxFundingRate) return maxFundingRate;
+  if (rate < -maxFundingRate) return -maxFundingRate;
+  return rate;
+}
+
+/** F + trunc(trunc(rate × P / 1e18) × dt / 1 day). */
+export function fundingIndexAfter(index: bigint, rate: bigint, price: bigint, dt: bigint): bigint {
+  return index + ((rate * price) / WAD) * dt / DAY;
+}
+
+/** Collateral value of one asset: ⌊⌊amount × price / 10^dec⌋ × haircut⌋. */
+export function collateralValue(amount: bigint, price: bigint, decimals: bigint | number, haircut: bigint): bigint {
+  const value = mulDivDown(amount, price, 10n ** BigInt(decimals));
+  return mulDivDown(value, haircut, WAD);
+}
+
+export const MAX_UINT = (1n << 256n) - 1n;
+
+/** h = E / MM rounded down; max uint when MM = 0; 0 when E <= 0. */
+export function healthOf(equity: bigint, mm: bigint): bigint {
+  if (mm === 0n) return MAX_UINT;
+  if (equity <= 0n) return 0n;
+  return mulDivDown(equity, WAD, mm);
+}

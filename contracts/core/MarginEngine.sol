@@ -177,7 +177,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
         _settle(accountId);
 
         if (increasesRisk) {
-            _checkOpenInterest(marketId, m, px, ctx.poolCapitalUsd);
+            _checkOpenInterest(marketId, m, px, ctx.poolCapitalUsd, newSize > 0);
             _pokeAccount(ctx, accountId);
             AccountState memory s = _valuation(ctx, accountId);
             if (s.equity < s.initialMargin.toInt256()) {
@@ -654,12 +654,14 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
         if (rate < -maxRate) rate = -maxRate;
     }
 
-    function _checkOpenInterest(uint256 marketId, MarketParams memory m, uint256 px, uint256 poolCapitalUsd)
+    /// @dev Only the side the trade grew is checked: a trade that grows the smaller side reduces the
+    ///      pool's exposure and stays allowed even when the other side is over a shrunken cap.
+    function _checkOpenInterest(uint256 marketId, MarketParams memory m, uint256 px, uint256 poolCapitalUsd, bool long)
         private
         view
     {
         MarketState storage st = _marketStates[marketId];
-        uint256 oiUsd = Math.max(st.longOI, st.shortOI).mulDivUp(px, WAD);
+        uint256 oiUsd = (long ? st.longOI : st.shortOI).mulDivUp(px, WAD);
         uint256 capUsd = poolCapitalUsd.wMulDown(m.oiCapFraction);
         if (oiUsd > capUsd) revert OpenInterestCap(marketId, oiUsd, capUsd);
     }

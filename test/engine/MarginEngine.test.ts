@@ -771,6 +771,21 @@ describe("MarginEngine", () => {
       await expect(trade(f, alice, aliceId, ethMarket, E18(250))).to.not.be.reverted; // exactly at the cap
       expect((await engine.marketState(ethMarket)).longOI).to.equal(E18(250));
     });
+
+    it("checks only the side a trade grows: a short that reduces skew is allowed while longs are over the cap", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, vault, usdc, alice, bob, aliceId, bobId, ethMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(40_000));
+      await vault.connect(bob).depositMargin(bobId, usdc, USDC(10_000));
+      await trade(f, alice, aliceId, ethMarket, E18(250)); // exactly at the 500,000 USD cap
+      await f.ethFeed.setAnswer(2100n * 10n ** 8n); // long OI is now worth 525,000 USD, over the cap
+      await expect(trade(f, bob, bobId, ethMarket, -E18(1))).to.not.be.reverted;
+      expect((await engine.marketState(ethMarket)).shortOI).to.equal(E18(1));
+      const capUsd = mulDivDown(await poolUsd(f), MAJOR_MARKET.oiCapFraction, WAD);
+      await expect(trade(f, bob, bobId, ethMarket, E18(2)))
+        .to.be.revertedWithCustomError(engine, "OpenInterestCap")
+        .withArgs(ethMarket, notionalOf(E18(251), 2100n * WAD), capUsd);
+    });
   });
 
   // ------------------------------------------------------------------------------------------ views

@@ -134,7 +134,7 @@ export async function modelInputs(
 }
 
 /** Field-by-field equality of an on-chain AccountState with the model's. */
-export function expectState(actual: { [k: string]: unknown }, expected: StateOut) {
+export function expectState(actual: StateOut, expected: StateOut) {
   for (const key of Object.keys(expected) as (keyof StateOut)[]) {
     expect(actual[key], key).to.equal(expected[key]);
   }

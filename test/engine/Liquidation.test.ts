@@ -334,7 +334,44 @@ describe("MarginEngine › buyCollateral", function () {
       .withArgs(amountOut, amountOut + 1n);
   });
 
-  it("reverts NothingToBuy for an account without debt", async function () {
+  it("sells all the margin when it is worth less than the debt, and writes the rest off as bad debt", async function () {
+    const f = await loadFixture(liqFixture);
+    const book = await openAccount(f, f.alice, { weth: wad("0.5") }, [{ market: f.btcMarket, size: wad("0.15") }], pxAt(f));
+    await setBtc(f, 25000);
+    const eth = await setEth(f, 1500); // the collateral falls too (−25 %, at the breaker's limit)
+    await f.engine.connect(f.keeper).liquidate(book.id);
+    // −fee 2.25 − loss 750 − reward 5 − penalty 37.5; the penalty's insurance half is 18.75.
+    expect((await f.engine.accountState(book.id)).settlement).to.equal(-wad("794.75"));
+    expect(await f.pool.insuranceBalance()).to.equal(USDC(18) + 750_000n);
+
+    // 0.5 WETH at 1,500 × 0.95 = 1,425 is worth 712.5 USDC: all of it is sold, the buyer pays 712.5.
+    const discounted = wMulDown(eth, WAD - RISK.collateralDiscount);
+    const repay = mulDivUp(wad("0.5"), discounted, WAD * USDC_SCALE);
+    expect(repay).to.equal(USDC(712) + 500_000n);
+    await f.usdc.mint(f.keeper.address, USDC(1000));
+    await f.usdc.connect(f.keeper).approve(f.engine, USDC(1000));
+    const tx = f.engine.connect(f.keeper).buyCollateral(book.id, f.weth, USDC(1000), 0n);
+    await expect(tx)
+      .to.emit(f.engine, "CollateralBought")
+      .withArgs(book.id, f.keeper.address, await f.weth.getAddress(), repay, wad("0.5"));
+    await expect(tx).to.changeTokenBalance(f.usdc, f.keeper, -repay);
+    // 794.75 − 712.5 = 82.25 left with nothing to cover it: insurance pays 18.75, LPs 63.5.
+    await expect(tx).to.emit(f.engine, "BadDebt").withArgs(book.id, wad("82.25"), USDC(18) + 750_000n);
+    await expect(tx)
+      .to.emit(f.pool, "BadDebtCovered")
+      .withArgs(book.id, USDC(82) + 250_000n, USDC(18) + 750_000n, USDC(63) + 500_000n);
+    expect(await f.vault.marginMask(book.id)).to.equal(0n);
+    expect((await f.engine.accountState(book.id)).settlement).to.equal(0n);
+  });
+
+  it("reverts NothingToBuy for the settlement asset itself", async function () {
+    const f = await loadFixture(liquidatedWethFixture);
+    await expect(f.engine.connect(f.keeper).buyCollateral(f.book.id, f.usdc, USDC(1), 0n))
+      .to.be.revertedWithCustomError(f.engine, "NothingToBuy")
+      .withArgs(f.book.id);
+  });
+
+  it("reverts NotLiquidatable for an owing account with healthy positions, NothingToBuy without debt", async function () {
     const f = await loadFixture(wethMarginFixture);
     // Healthy, open position, settlement −fee (4.5 USD owed) but not liquidatable: NotLiquidatable.
     await expect(f.engine.connect(f.keeper).buyCollateral(f.book.id, f.weth, USDC(1), 0n)).to.be.revertedWithCustomError(

@@ -1,0 +1,471 @@
+import { expect } from "chai";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+
+import { E18, systemFixture, USDC, type SystemFixture } from "../shared/fixtures";
+import { CRYPTO_FEED, MAJOR_MARKET, wad } from "../../deploy/params";
+import {
+  applyLiquidation,
+  liquidationFraction,
+  mulDivDown,
+  mulDivUp,
+  positionPnl,
+  USDC_SCALE,
+  valuation,
+  WAD,
+  wMulDown,
+  type RiskP,
+} from "../shared/marginMath";
+import { expectState, modelInputs, openAccount, PX8, RISK, toWad8, type Book } from "../shared/book";
+
+/*
+ * Liquidation (DESIGN.md "Liquidation", IMarginEngine.liquidate/buyCollateral NatSpec).
+ *
+ * Every expected number is computed in this file from the test's own ledger (deposits, trades at known
+ * prices) with the documented formulas in test/shared/marginMath.ts. The only values read from the chain
+ * as inputs are the oracle's EWMA volatility after the test's own poke (the engine reads the same value:
+ * the feed's round does not change between the poke and the liquidation) and the pool's capital.
+ * Funding is switched off (maxFundingRate = 0) so values do not depend on block times.
+ */
+
+const START = { eth: toWad8(PX8(2000)), btc: toWad8(PX8(30000)) };
+
+/** systemFixture with funding off in both markets and a keeper. */
+async function liqFixture() {
+  const f = await systemFixture();
+  await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n });
+  await f.engine.setMarketParams(f.btcMarket, { asset: await f.wbtc.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n });
+  return f;
+}
+
+const pxAt = (f: SystemFixture) => (market: bigint) => (market === f.ethMarket ? START.eth : START.btc);
+
+/** Alice: 2,000 USDC margin, 5 ETH long at 2,000 (10,000 USD notional, 5x). */
+async function longEthFixture() {
+  const f = await liqFixture();
+  const book = await openAccount(f, f.alice, { usdc: USDC(2000) }, [{ market: f.ethMarket, size: E18(5) }], pxAt(f));
+  return { ...f, book };
+}
+
+/** Alice: 3,000 USDC margin, 5 ETH long at 2,000 and 0.2 BTC long at 30,000 in one account. */
+async function crossFixture() {
+  const f = await liqFixture();
+  const book = await openAccount(
+    f,
+    f.alice,
+    { usdc: USDC(3000) },
+    [
+      { market: f.ethMarket, size: E18(5) },
+      { market: f.btcMarket, size: wad("0.2") },
+    ],
+    pxAt(f),
+  );
+  return { ...f, book };
+}
+
+/** Alice: 1 WETH as margin only (no USDC), 0.3 BTC long at 30,000. */
+async function wethMarginFixture() {
+  const f = await liqFixture();
+  const book = await openAccount(f, f.alice, { weth: E18(1) }, [{ market: f.btcMarket, size: wad("0.3") }], pxAt(f));
+  return { ...f, book };
+}
+
+/** Alice: 1,000 USDC margin, 5 ETH long at 2,000 (10x) — a 12.5 % drop leaves a deficit. */
+async function thinFixture() {
+  const f = await liqFixture();
+  const book = await openAccount(f, f.alice, { usdc: USDC(1000) }, [{ market: f.ethMarket, size: E18(5) }], pxAt(f));
+  return { ...f, book };
+}
+
+async function setEth(f: SystemFixture, usd: bigint | number) {
+  await f.ethFeed.setAnswer(PX8(usd));
+  await f.oracle.poke(f.weth);
+  return toWad8(PX8(usd));
+}
+async function setBtc(f: SystemFixture, usd: bigint | number) {
+  await f.btcFeed.setAnswer(PX8(usd));
+  await f.oracle.poke(f.wbtc);
+  return toWad8(PX8(usd));
+}
+
+/** Model of the account before, the documented fraction, and the liquidation's effects. */
+async function predict(f: SystemFixture, book: Book, px: { eth: bigint; btc: bigint }, risk: RiskP = RISK) {
+  const inputs = await modelInputs(f, book, px);
+  const before = valuation(inputs, risk);
+  const { f: fraction, rule } = liquidationFraction(before, risk);
+  const poolCapital = await f.pool.capital();
+  const liq = applyLiquidation({ ...inputs, usdcMargin: book.usdcMargin, poolCapital }, fraction, risk);
+  const after = valuation(
+    {
+      ...inputs,
+      collateral: [{ ...inputs.collateral[0], amount: liq.usdcMarginAfter }, inputs.collateral[1]],
+      settlement: liq.settlementAfter,
+      positions: liq.positionsAfter.filter((p) => p.size !== 0n),
+      poolCapitalUsd: liq.poolCapitalAfter * USDC_SCALE,
+    },
+    risk,
+  );
+  return { inputs, before, fraction, rule, liq, after };
+}
+
+describe("MarginEngine › liquidate", function () {
+  it("reverts NotLiquidatable(id, health) on an account at or above maintenance margin", async function () {
+    const f = await loadFixture(longEthFixture);
+    const eth = await setEth(f, 1850);
+    const { before } = await predict(f, f.book, { ...START, eth });
+    expect(before.health).to.be.gte(WAD);
+    expect(await f.engine.liquidationFraction(f.book.id)).to.equal(0n);
+    await expect(f.engine.connect(f.keeper).liquidate(f.book.id))
+      .to.be.revertedWithCustomError(f.engine, "NotLiquidatable")
+      .withArgs(f.book.id, before.health);
+  });
+
+  it("closes the documented least fraction, pays keeper and insurance, and restores the target ratio", async function () {
+    const f = await loadFixture(longEthFixture);
+    const eth = await setEth(f, 1750);
+    const p = await predict(f, f.book, { ...START, eth });
+    expect(p.rule).to.equal("partial");
+    expectState(await f.engine.accountState(f.book.id), p.before);
+    expect(p.before.health).to.be.lt(WAD).and.gte(RISK.fullLiquidationHealth);
+
+    // f = (t·(M + R) − E + R) / (t·M − p·N), rounded up; spelled out once more here.
+    const R = RISK.keeperReward;
+    const M = p.before.maintenanceMargin - R;
+    const num = mulDivUp(RISK.liquidationTargetRatio, M + R, WAD) - p.before.equity + R;
+    const den = wMulDown(M, RISK.liquidationTargetRatio) - mulDivUp(p.before.notional, RISK.liquidationPenalty, WAD);
+    expect(p.fraction).to.equal(mulDivUp(num, WAD, den));
+    expect(p.fraction).to.be.gt(0n).and.lt(WAD);
+    expect(await f.engine.liquidationFraction(f.book.id)).to.equal(p.fraction);
+    expect(await f.engine.connect(f.keeper).liquidate.staticCall(f.book.id)).to.equal(p.fraction);
+
+    // Closed size rounds away from zero: ceil(5e18 · f / 1e18).
+    expect(p.liq.closeSizes[0]).to.equal(mulDivUp(E18(5), p.fraction, WAD));
+    // Keeper: reward + 50 % of the 1 % penalty (share rounded down), paid in USDC rounded down.
+    const penalty = mulDivUp(p.liq.closedNotional, RISK.liquidationPenalty, WAD);
+    const keeperUsd = R + mulDivDown(penalty, RISK.keeperPenaltyShare, WAD);
+    expect(p.liq.penalty).to.equal(penalty);
+    expect(p.liq.keeperUsd).to.equal(keeperUsd);
+
+    const keeperUsdc0 = await f.usdc.balanceOf(f.keeper);
+    const insurance0 = await f.pool.insuranceBalance();
+    const tx = f.engine.connect(f.keeper).liquidate(f.book.id);
+    await expect(tx)
+      .to.emit(f.engine, "Liquidated")
+      .withArgs(f.book.id, f.keeper.address, p.fraction, p.liq.closedNotional, penalty, keeperUsd, p.before.health, p.after.health);
+    await tx;
+
+    expect((await f.usdc.balanceOf(f.keeper)) - keeperUsdc0).to.equal(keeperUsd / USDC_SCALE);
+    expect((await f.pool.insuranceBalance()) - insurance0).to.equal((penalty - (keeperUsd - R)) / USDC_SCALE);
+    expect((await f.engine.position(f.book.id, f.ethMarket)).size).to.equal(E18(5) - p.liq.closeSizes[0]);
+    expect((await f.engine.position(f.book.id, f.ethMarket)).entryPrice).to.equal(eth);
+    expect(await f.vault.marginOf(f.book.id, f.usdc)).to.equal(p.liq.usdcMarginAfter);
+    expect(await f.pool.capital()).to.equal(p.liq.poolCapitalAfter);
+    expectState(await f.engine.accountState(f.book.id), p.after);
+
+    // Health after: at least the target. Rounding that could pull it below: the settle rounds the owed
+    // USDC up (< 1e-6 USD of equity) and the health division rounds down; f and the closed size round up,
+    // which more than covers both here. Stated bound: target − 1e10 (1e-8).
+    expect(p.after.health).to.be.gte(RISK.liquidationTargetRatio - 10n ** 10n);
+    expect(p.after.health).to.be.lt(RISK.liquidationTargetRatio + wad("0.01"));
+  });
+
+  it("closes everything when health is below fullLiquidationHealth", async function () {
+    const f = await loadFixture(longEthFixture);
+    const eth = await setEth(f, 1700);
+    const p = await predict(f, f.book, { ...START, eth });
+    expect(p.before.health).to.be.lt(RISK.fullLiquidationHealth);
+    expect(p.rule).to.equal("full-health");
+    expect(await f.engine.liquidationFraction(f.book.id)).to.equal(WAD);
+
+    const keeperUsdc0 = await f.usdc.balanceOf(f.keeper);
+    await expect(f.engine.connect(f.keeper).liquidate(f.book.id))
+      .to.emit(f.engine, "Liquidated")
+      .withArgs(f.book.id, f.keeper.address, WAD, E18(5) * 1700n, p.liq.penalty, p.liq.keeperUsd, p.before.health, p.after.health);
+    expect(p.liq.penalty).to.equal(E18(85)); // 1 % of 8,500
+    expect(p.liq.keeperUsd).to.equal(E18(5) + wad("42.5"));
+    expect((await f.usdc.balanceOf(f.keeper)) - keeperUsdc0).to.equal(USDC(47) + 500_000n);
+    expect(await f.engine.positionMask(f.book.id)).to.equal(0n);
+    // 1,995 margin − 1,500 loss − 5 reward − 85 penalty = 405 USDC left, no position, health = max.
+    expect(await f.vault.marginOf(f.book.id, f.usdc)).to.equal(USDC(405));
+    expect(p.after.health).to.equal(2n ** 256n - 1n);
+    expectState(await f.engine.accountState(f.book.id), p.after);
+  });
+
+  it("closes everything when the remainder would be dust", async function () {
+    const f = await loadFixture(longEthFixture);
+    const eth = await setEth(f, 1750);
+    const partial = await predict(f, f.book, { ...START, eth });
+    expect(partial.rule).to.equal("partial");
+    // The partial close would leave N·(1 − f) of notional; make that dust.
+    const remaining = (partial.before.notional * (WAD - partial.fraction)) / WAD;
+    const risk: RiskP = { ...RISK, dustNotional: remaining + 1n };
+    await f.engine.setRiskParams(risk);
+
+    const p = await predict(f, f.book, { ...START, eth }, risk);
+    expect(p.rule).to.equal("dust");
+    expect(await f.engine.liquidationFraction(f.book.id)).to.equal(WAD);
+    await expect(f.engine.connect(f.keeper).liquidate(f.book.id))
+      .to.emit(f.engine, "Liquidated")
+      .withArgs(f.book.id, f.keeper.address, WAD, E18(5) * 1750n, p.liq.penalty, p.liq.keeperUsd, p.before.health, p.after.health);
+    expect(await f.engine.positionMask(f.book.id)).to.equal(0n);
+
+    // One wei less of dust threshold and the same account is liquidated partially.
+    const g = await loadFixture(longEthFixture);
+    await setEth(g, 1750);
+    await g.engine.setRiskParams({ ...RISK, dustNotional: remaining });
+    expect(await g.engine.liquidationFraction(g.book.id)).to.equal(partial.fraction);
+  });
+
+  it("reduces every position of a cross-margin account by the same fraction", async function () {
+    const f = await loadFixture(crossFixture);
+    const eth = await setEth(f, 1800);
+    const btc = await setBtc(f, 27000);
+    const p = await predict(f, f.book, { eth, btc });
+    expect(p.rule).to.equal("partial");
+    expectState(await f.engine.accountState(f.book.id), p.before);
+
+    const tx = f.engine.connect(f.keeper).liquidate(f.book.id);
+    await expect(tx)
+      .to.emit(f.engine, "Liquidated")
+      .withArgs(f.book.id, f.keeper.address, p.fraction, p.liq.closedNotional, p.liq.penalty, p.liq.keeperUsd, p.before.health, p.after.health);
+    await expect(tx).to.emit(f.engine, "PositionModified").withArgs(f.book.id, f.ethMarket, -p.liq.closeSizes[0], E18(5) - p.liq.closeSizes[0], eth, positionPnl(E18(5), START.eth, 0n, eth, 0n), 0n);
+
+    const ethLeft = (await f.engine.position(f.book.id, f.ethMarket)).size;
+    const btcLeft = (await f.engine.position(f.book.id, f.btcMarket)).size;
+    expect(E18(5) - ethLeft).to.equal(mulDivUp(E18(5), p.fraction, WAD));
+    expect(wad("0.2") - btcLeft).to.equal(mulDivUp(wad("0.2"), p.fraction, WAD));
+    // Same fraction of each: the closed sizes differ from f·size by less than one wei each.
+    expect((E18(5) - ethLeft) * WAD - E18(5) * p.fraction).to.be.gte(0n).and.lt(WAD);
+    expect((wad("0.2") - btcLeft) * WAD - wad("0.2") * p.fraction).to.be.gte(0n).and.lt(WAD);
+    // Closed notional sums both markets, each rounded up.
+    expect(p.liq.closedNotional).to.equal(
+      mulDivUp(E18(5) - ethLeft, eth, WAD) + mulDivUp(wad("0.2") - btcLeft, btc, WAD),
+    );
+    expectState(await f.engine.accountState(f.book.id), p.after);
+    expect(p.after.health).to.be.gte(RISK.liquidationTargetRatio);
+  });
+
+  it("reverts OracleUnhealthy(asset) when the feed is stale", async function () {
+    const f = await loadFixture(longEthFixture);
+    await setEth(f, 1750);
+    await time.increase(CRYPTO_FEED.heartbeat + 1);
+    await expect(f.engine.connect(f.keeper).liquidate(f.book.id))
+      .to.be.revertedWithCustomError(f.engine, "OracleUnhealthy")
+      .withArgs(await f.weth.getAddress());
+  });
+
+  it("reverts OracleUnhealthy(asset) while the asset's circuit breaker is tripped", async function () {
+    const f = await loadFixture(longEthFixture);
+    await setEth(f, 1400); // −30 % > 25 % maxJump
+    await expect(f.engine.connect(f.keeper).liquidate(f.book.id))
+      .to.be.revertedWithCustomError(f.engine, "OracleUnhealthy")
+      .withArgs(await f.weth.getAddress());
+  });
+});
+
+describe("MarginEngine › buyCollateral", function () {
+  /** BTC −16.7 %: the WETH-margined account is closed in full and owes the pool. */
+  async function liquidatedWethFixture() {
+    const f = await wethMarginFixture();
+    const btc = await setBtc(f, 25000);
+    const p = await predict(f, f.book, { eth: START.eth, btc });
+    await f.engine.connect(f.keeper).liquidate(f.book.id);
+    return { ...f, p, btc };
+  }
+
+  it("leaves the WETH-margined account with negative settlement after a full close", async function () {
+    const f = await loadFixture(liquidatedWethFixture);
+    expect(f.p.fraction).to.equal(WAD);
+    expect(await f.engine.positionMask(f.book.id)).to.equal(0n);
+    // −fee 4.5 − loss 1,500 − reward 5 − penalty 75: nothing in USDC to settle it with.
+    expect(f.p.liq.settlementAfter).to.equal(-wad("1584.5"));
+    expect((await f.engine.accountState(f.book.id)).settlement).to.equal(-wad("1584.5"));
+    expect(await f.vault.marginOf(f.book.id, f.weth)).to.equal(E18(1));
+  });
+
+  it("sells WETH margin at price × (1 − 5 %) with the repay capped at the debt", async function () {
+    const f = await loadFixture(liquidatedWethFixture);
+    const debtUsdc = USDC(1584) + 500_000n;
+    const discounted = wMulDown(START.eth, WAD - RISK.collateralDiscount); // 1,900
+    const amountOut = mulDivDown(debtUsdc * USDC_SCALE, WAD, discounted); // rounded down
+    expect(amountOut).to.equal(833_947_368_421_052_631n);
+
+    await f.usdc.mint(f.keeper.address, USDC(10_000));
+    await f.usdc.connect(f.keeper).approve(f.engine, USDC(10_000));
+    expect(
+      await f.engine.connect(f.keeper).buyCollateral.staticCall(f.book.id, f.weth, USDC(10_000), 0n),
+    ).to.equal(amountOut);
+    const pool0 = await f.usdc.balanceOf(f.pool);
+    const tx = f.engine.connect(f.keeper).buyCollateral(f.book.id, f.weth, USDC(10_000), amountOut);
+    await expect(tx)
+      .to.emit(f.engine, "CollateralBought")
+      .withArgs(f.book.id, f.keeper.address, await f.weth.getAddress(), debtUsdc, amountOut);
+    await expect(tx).to.changeTokenBalance(f.usdc, f.keeper, -debtUsdc);
+    expect((await f.usdc.balanceOf(f.pool)) - pool0).to.equal(debtUsdc);
+    expect(await f.weth.balanceOf(f.keeper)).to.equal(amountOut);
+    expect(await f.vault.marginOf(f.book.id, f.weth)).to.equal(E18(1) - amountOut);
+    expect((await f.engine.accountState(f.book.id)).settlement).to.equal(0n);
+
+    // Debt repaid: nothing more to buy.
+    await expect(f.engine.connect(f.keeper).buyCollateral(f.book.id, f.weth, 1n, 0n))
+      .to.be.revertedWithCustomError(f.engine, "NothingToBuy")
+      .withArgs(f.book.id);
+  });
+
+  it("sells part of the margin for a partial repay, rounded down", async function () {
+    const f = await loadFixture(liquidatedWethFixture);
+    await f.usdc.mint(f.keeper.address, USDC(1000));
+    await f.usdc.connect(f.keeper).approve(f.engine, USDC(1000));
+    const repay = USDC(1000);
+    const amountOut = mulDivDown(repay * USDC_SCALE, WAD, wad("1900")); // 0.526315789473684210
+    expect(amountOut).to.equal(526_315_789_473_684_210n);
+    await expect(f.engine.connect(f.keeper).buyCollateral(f.book.id, f.weth, repay, amountOut))
+      .to.emit(f.engine, "CollateralBought")
+      .withArgs(f.book.id, f.keeper.address, await f.weth.getAddress(), repay, amountOut);
+    expect((await f.engine.accountState(f.book.id)).settlement).to.equal(-wad("584.5"));
+  });
+
+  it("reverts SlippageExceeded(amountOut, min) when minAmountOut is above what the repay buys", async function () {
+    const f = await loadFixture(liquidatedWethFixture);
+    await f.usdc.mint(f.keeper.address, USDC(1000));
+    await f.usdc.connect(f.keeper).approve(f.engine, USDC(1000));
+    const amountOut = 526_315_789_473_684_210n;
+    await expect(f.engine.connect(f.keeper).buyCollateral(f.book.id, f.weth, USDC(1000), amountOut + 1n))
+      .to.be.revertedWithCustomError(f.engine, "SlippageExceeded")
+      .withArgs(amountOut, amountOut + 1n);
+  });
+
+  it("sells all the margin when it is worth less than the debt, and writes the rest off as bad debt", async function () {
+    const f = await loadFixture(liqFixture);
+    const book = await openAccount(f, f.alice, { weth: wad("0.5") }, [{ market: f.btcMarket, size: wad("0.15") }], pxAt(f));
+    await setBtc(f, 25000);
+    const eth = await setEth(f, 1500); // the collateral falls too (−25 %, at the breaker's limit)
+    await f.engine.connect(f.keeper).liquidate(book.id);
+    // −fee 2.25 − loss 750 − reward 5 − penalty 37.5; the penalty's insurance half is 18.75.
+    expect((await f.engine.accountState(book.id)).settlement).to.equal(-wad("794.75"));
+    expect(await f.pool.insuranceBalance()).to.equal(USDC(18) + 750_000n);
+
+    // 0.5 WETH at 1,500 × 0.95 = 1,425 is worth 712.5 USDC: all of it is sold, the buyer pays 712.5.
+    const discounted = wMulDown(eth, WAD - RISK.collateralDiscount);
+    const repay = mulDivUp(wad("0.5"), discounted, WAD * USDC_SCALE);
+    expect(repay).to.equal(USDC(712) + 500_000n);
+    await f.usdc.mint(f.keeper.address, USDC(1000));
+    await f.usdc.connect(f.keeper).approve(f.engine, USDC(1000));
+    const tx = f.engine.connect(f.keeper).buyCollateral(book.id, f.weth, USDC(1000), 0n);
+    await expect(tx)
+      .to.emit(f.engine, "CollateralBought")
+      .withArgs(book.id, f.keeper.address, await f.weth.getAddress(), repay, wad("0.5"));
+    await expect(tx).to.changeTokenBalance(f.usdc, f.keeper, -repay);
+    // 794.75 − 712.5 = 82.25 left with nothing to cover it: insurance pays 18.75, LPs 63.5.
+    await expect(tx).to.emit(f.engine, "BadDebt").withArgs(book.id, wad("82.25"), USDC(18) + 750_000n);
+    await expect(tx)
+      .to.emit(f.pool, "BadDebtCovered")
+      .withArgs(book.id, USDC(82) + 250_000n, USDC(18) + 750_000n, USDC(63) + 500_000n);
+    expect(await f.vault.marginMask(book.id)).to.equal(0n);
+    expect((await f.engine.accountState(book.id)).settlement).to.equal(0n);
+  });
+
+  it("reverts NothingToBuy for the settlement asset itself", async function () {
+    const f = await loadFixture(liquidatedWethFixture);
+    await expect(f.engine.connect(f.keeper).buyCollateral(f.book.id, f.usdc, USDC(1), 0n))
+      .to.be.revertedWithCustomError(f.engine, "NothingToBuy")
+      .withArgs(f.book.id);
+  });
+
+  it("reverts NotLiquidatable for an owing account with healthy positions, NothingToBuy without debt", async function () {
+    const f = await loadFixture(wethMarginFixture);
+    // Healthy, open position, settlement −fee (4.5 USD owed) but not liquidatable: NotLiquidatable.
+    await expect(f.engine.connect(f.keeper).buyCollateral(f.book.id, f.weth, USDC(1), 0n)).to.be.revertedWithCustomError(
+      f.engine,
+      "NotLiquidatable",
+    );
+    // An account with WETH margin and no debt at all.
+    const g = await openAccount(f, f.bob, { weth: E18(1) }, [], pxAt(f));
+    await expect(f.engine.connect(f.keeper).buyCollateral(g.id, f.weth, USDC(1), 0n))
+      .to.be.revertedWithCustomError(f.engine, "NothingToBuy")
+      .withArgs(g.id);
+  });
+});
+
+describe("MarginEngine › bad debt", function () {
+  it("is covered by the insurance fund first, then by the pool's LPs", async function () {
+    const f = await loadFixture(thinFixture);
+    // Seed the insurance fund with 100 USDC.
+    await f.usdc.mint(f.deployer.address, USDC(100));
+    await f.usdc.connect(f.deployer).approve(f.pool, USDC(100));
+    await f.pool.connect(f.deployer).donateInsurance(USDC(100));
+
+    const eth = await setEth(f, 1750);
+    const p = await predict(f, f.book, { ...START, eth });
+    expect(p.fraction).to.equal(WAD);
+    // Account: 995 USDC margin; loss 1,250, reward 5, penalty 87.5 ⇒ owes 1,342.5, pays 995, 347.5 unpaid.
+    expect(p.liq.settlementCharged).to.equal(-wad("1342.5"));
+    expect(p.liq.settlementAfter).to.equal(-wad("347.5"));
+    const badDebtUsd = wad("347.5");
+    const badDebtUsdc = USDC(347) + 500_000n;
+    // Insurance before write-off: 100 seeded + 43.75 (the penalty's other half).
+    const insuranceAtWriteOff = USDC(143) + 750_000n;
+    const fromInsurance = insuranceAtWriteOff; // all of it: 143.75 < 347.5
+    const socialised = badDebtUsdc - fromInsurance; // 203.75 borne by LPs
+
+    const assets0 = await f.pool.totalAssets();
+    const capital0 = await f.pool.capital();
+    const tx = f.engine.connect(f.keeper).liquidate(f.book.id);
+    await expect(tx).to.emit(f.engine, "BadDebt").withArgs(f.book.id, badDebtUsd, fromInsurance);
+    await expect(tx).to.emit(f.pool, "BadDebtCovered").withArgs(f.book.id, badDebtUsdc, fromInsurance, socialised);
+    await expect(tx).to.emit(f.engine, "SettlementChanged").withArgs(f.book.id, badDebtUsd, 0n);
+
+    expect((await f.engine.accountState(f.book.id)).settlement).to.equal(0n);
+    expect(await f.vault.marginMask(f.book.id)).to.equal(0n);
+    expect(await f.pool.insuranceBalance()).to.equal(0n);
+    // LP capital: −48.75 keeper, −43.75 to insurance, +995 margin, +143.75 from insurance.
+    expect((await f.pool.capital()) - capital0).to.equal(USDC(1046) + 250_000n);
+    // Had the account paid its 1,342.5 in full, LPs would have gained 1,342.5 − 48.75 − 43.75 = 1,250;
+    // they gain 1,046.25: the socialised 203.75 is the LPs' loss.
+    expect((await f.pool.totalAssets()) - assets0).to.equal(USDC(1250) - socialised);
+    // Before the liquidation the unpaid loss was not an asset (no receivable): totalAssets = capital.
+    expect(assets0).to.equal(capital0);
+  });
+
+  it("is covered by the insurance fund alone when it is large enough", async function () {
+    const f = await loadFixture(thinFixture);
+    await f.usdc.mint(f.deployer.address, USDC(1000));
+    await f.usdc.connect(f.deployer).approve(f.pool, USDC(1000));
+    await f.pool.connect(f.deployer).donateInsurance(USDC(1000));
+    await setEth(f, 1750);
+    const tx = f.engine.connect(f.keeper).liquidate(f.book.id);
+    await expect(tx).to.emit(f.engine, "BadDebt").withArgs(f.book.id, wad("347.5"), USDC(347) + 500_000n);
+    await expect(tx).to.emit(f.pool, "BadDebtCovered").withArgs(f.book.id, USDC(347) + 500_000n, USDC(347) + 500_000n, 0n);
+    // 1,000 + 43.75 − 347.5
+    expect(await f.pool.insuranceBalance()).to.equal(USDC(696) + 250_000n);
+  });
+});
+
+describe("MarginEngine › Promise 4: liquidation succeeds only when h < 1 and improves h or closes the account", function () {
+  for (const usd of [1860, 1800, 1780, 1750, 1720, 1700, 1650, 1600, 1500]) {
+    it(`ETH at ${usd}`, async function () {
+      const f = await loadFixture(longEthFixture);
+      await setEth(f, usd);
+      const before = await f.engine.accountState(f.book.id);
+      if (before.health >= WAD) {
+        await expect(f.engine.connect(f.keeper).liquidate(f.book.id)).to.be.revertedWithCustomError(f.engine, "NotLiquidatable");
+        return;
+      }
+      await f.engine.connect(f.keeper).liquidate(f.book.id);
+      const after = await f.engine.accountState(f.book.id);
+      const closed = (await f.engine.positionMask(f.book.id)) === 0n;
+      expect(closed || after.health > before.health, `health ${before.health} → ${after.health}`).to.equal(true);
+      if (!closed) expect(after.health).to.be.gte(RISK.liquidationTargetRatio);
+    });
+  }
+
+  it("covers both branches: at least one price is liquidated partially and one in full", async function () {
+    const fractions: bigint[] = [];
+    for (const usd of [1800, 1700]) {
+      const f = await loadFixture(longEthFixture);
+      await setEth(f, usd);
+      fractions.push(await f.engine.liquidationFraction(f.book.id));
+    }
+    expect(fractions[0]).to.be.gt(0n).and.lt(WAD);
+    expect(fractions[1]).to.equal(WAD);
+  });
+});

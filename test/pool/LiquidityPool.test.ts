@@ -1,0 +1,240 @@
+import { expect } from "chai";
+import { ethers } from "hardhat";
+import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+
+import { E18, systemFixture, USDC } from "../shared/fixtures";
+import { deployLocalSystem } from "../../deploy/system";
+import { MAJOR_MARKET } from "../../deploy/params";
+import { mulDivDown, mulDivUp, USDC_SCALE, WAD } from "../shared/marginMath";
+import { openAccount, PX8, toWad8 } from "../shared/book";
+
+/*
+ * LiquidityPool (DESIGN.md "LiquidityPool", ILiquidityPool NatSpec): ERC-4626 over USDC with a virtual
+ * share offset of 6 decimals, i.e. OpenZeppelin's conversions
+ *   shares = assets × (supply + 10^6) / (totalAssets + 1)   (deposit: down, withdraw: up)
+ *   assets = shares × (totalAssets + 1) / (supply + 10^6)   (redeem: down, mint: up)
+ * computed here independently.
+ */
+
+const OFFSET = 10n ** 6n;
+const toShares = (assets: bigint, supply: bigint, total: bigint, up = false) =>
+  up ? mulDivUp(assets, supply + OFFSET, total + 1n) : mulDivDown(assets, supply + OFFSET, total + 1n);
+const toAssets = (shares: bigint, supply: bigint, total: bigint, up = false) =>
+  up ? mulDivUp(shares, total + 1n, supply + OFFSET) : mulDivDown(shares, total + 1n, supply + OFFSET);
+
+const ETH0 = toWad8(PX8(2000));
+
+/** systemFixture with funding off (trader PnL then depends on prices only, not on block times). */
+async function poolFixture() {
+  const f = await systemFixture();
+  await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n });
+  return f;
+}
+
+/** A pool with an engine and no deposit at all. */
+async function emptyPoolFixture() {
+  const [deployer, attacker, victim] = await ethers.getSigners();
+  const sys = await deployLocalSystem(deployer);
+  for (const who of [attacker, victim]) {
+    await sys.usdc.mint(who.address, USDC(2_000_000));
+    await sys.usdc.connect(who).approve(sys.pool, USDC(2_000_000));
+  }
+  return { ...sys, attacker, victim };
+}
+
+describe("LiquidityPool › ERC-4626 shares", function () {
+  it("mints 10^6 shares per asset unit to the first depositor of an empty pool", async function () {
+    const f = await loadFixture(poolFixture);
+    // 1,000,000 USDC = 1e12 units into an empty pool: 1e12 × (0 + 1e6) / (0 + 1).
+    expect(await f.pool.balanceOf(f.lp)).to.equal(10n ** 18n);
+    expect(await f.pool.totalAssets()).to.equal(USDC(1_000_000));
+    expect(await f.pool.decimals()).to.equal(12n); // 6 (USDC) + 6 (offset)
+  });
+
+  it("deposits, withdraws and redeems with exact, protocol-favouring rounding", async function () {
+    const f = await loadFixture(poolFixture);
+    // Make the share price uneven first: a 7 USDC fee-equivalent donation to capital.
+    await f.usdc.mint(f.deployer.address, 7_777_777n);
+    await f.usdc.connect(f.deployer).transfer(f.pool, 7_777_777n);
+
+    let supply = await f.pool.totalSupply();
+    let total = await f.pool.totalAssets();
+    expect(total).to.equal(USDC(1_000_000) + 7_777_777n);
+
+    await f.usdc.mint(f.alice.address, USDC(1000));
+    await f.usdc.connect(f.alice).approve(f.pool, USDC(1000));
+    const shares = toShares(USDC(1000), supply, total);
+    await expect(f.pool.connect(f.alice).deposit(USDC(1000), f.alice.address))
+      .to.emit(f.pool, "Deposit")
+      .withArgs(f.alice.address, f.alice.address, USDC(1000), shares);
+    expect(await f.pool.balanceOf(f.alice)).to.equal(shares);
+    supply += shares;
+    total += USDC(1000);
+
+    // Withdraw 400 USDC: burns shares rounded up.
+    const burned = toShares(USDC(400), supply, total, true);
+    await expect(f.pool.connect(f.alice).withdraw(USDC(400), f.alice.address, f.alice.address))
+      .to.emit(f.pool, "Withdraw")
+      .withArgs(f.alice.address, f.alice.address, f.alice.address, USDC(400), burned);
+    supply -= burned;
+    total -= USDC(400);
+
+    // Redeem the rest: assets rounded down.
+    const rest = shares - burned;
+    const out = toAssets(rest, supply, total);
+    await expect(f.pool.connect(f.alice).redeem(rest, f.alice.address, f.alice.address)).to.changeTokenBalance(f.usdc, f.alice, out);
+    // Promise 7: the round trip returns no more than was put in (here exactly 1 unit less at most).
+    const returned = USDC(400) + out;
+    expect(returned).to.be.lte(USDC(1000));
+    expect(USDC(1000) - returned).to.be.lte(1n);
+    expect(await f.pool.balanceOf(f.alice)).to.equal(0n);
+  });
+});
+
+describe("LiquidityPool › counterparty accounting", function () {
+  it("accrues trading fees to LPs: totalAssets and the share price rise", async function () {
+    const f = await loadFixture(poolFixture);
+    const supply = await f.pool.totalSupply();
+    const price0 = await f.pool.convertToAssets(10n ** 18n);
+    expect(price0).to.equal(toAssets(10n ** 18n, supply, USDC(1_000_000)));
+
+    // 5 ETH at 2,000: fee 10,000 × 0.05 % = 5 USDC, settled from margin into the pool.
+    await openAccount(f, f.alice, { usdc: USDC(2000) }, [{ market: f.ethMarket, size: E18(5) }], () => ETH0);
+    expect(await f.pool.totalAssets()).to.equal(USDC(1_000_005));
+    const price1 = await f.pool.convertToAssets(10n ** 18n);
+    expect(price1).to.equal(toAssets(10n ** 18n, supply, USDC(1_000_005)));
+    expect(price1).to.be.gt(price0);
+  });
+
+  it("counts open trader profit against LPs and not open trader losses", async function () {
+    const f = await loadFixture(poolFixture);
+    await openAccount(f, f.alice, { usdc: USDC(2000) }, [{ market: f.ethMarket, size: E18(5) }], () => ETH0);
+    const capital = await f.pool.capital();
+    expect(capital).to.equal(USDC(1_000_005));
+
+    await f.ethFeed.setAnswer(PX8(2100));
+    // Long 5 ETH, +100: trader profit 500 USD, owed by the pool, rounded up into USDC.
+    expect(await f.engine.openTraderPnl()).to.equal(E18(500));
+    expect(await f.pool.totalAssets()).to.equal(capital - USDC(500));
+    expect(await f.pool.capital()).to.equal(capital);
+
+    // An odd price: profit 5 × 100.00000001 = 500.00000005 USD → 500.000001 USDC owed (rounded up).
+    await f.ethFeed.setAnswer(PX8(2100) + 1n);
+    expect(await f.engine.openTraderPnl()).to.equal(E18(500) + 5n * 10n ** 10n);
+    expect(await f.pool.totalAssets()).to.equal(capital - USDC(500) - 1n);
+
+    // Trader loss: not a receivable, totalAssets stays at capital.
+    await f.ethFeed.setAnswer(PX8(1900));
+    expect(await f.engine.openTraderPnl()).to.equal(-E18(500));
+    expect(await f.pool.totalAssets()).to.equal(capital);
+  });
+
+  it("locks the assets that back open interest: maxWithdraw = totalAssets − requiredBacking", async function () {
+    const f = await loadFixture(poolFixture);
+    // 200 ETH long at 2,000 = 400,000 USD of open interest; cap fraction 0.5 ⇒ 800,000 USDC backing.
+    await openAccount(f, f.alice, { usdc: USDC(50_000) }, [{ market: f.ethMarket, size: E18(200) }], () => ETH0);
+    const backing = mulDivUp(mulDivUp(E18(400_000), WAD, MAJOR_MARKET.oiCapFraction), 1n, USDC_SCALE);
+    expect(backing).to.equal(USDC(800_000));
+    expect(await f.engine.requiredBacking()).to.equal(backing);
+    const total = await f.pool.totalAssets();
+    expect(total).to.equal(USDC(1_000_200)); // + 200 USDC fee
+    const free = total - backing;
+    expect(await f.pool.freeAssets()).to.equal(free);
+    expect(await f.pool.maxWithdraw(f.lp)).to.equal(free);
+    expect(await f.pool.maxRedeem(f.lp)).to.equal(toShares(free, await f.pool.totalSupply(), total));
+
+    await expect(f.pool.connect(f.lp).withdraw(free + 1n, f.lp.address, f.lp.address))
+      .to.be.revertedWithCustomError(f.pool, "ERC4626ExceededMaxWithdraw")
+      .withArgs(f.lp.address, free + 1n, free);
+    await expect(f.pool.connect(f.lp).withdraw(free, f.lp.address, f.lp.address)).to.changeTokenBalance(f.usdc, f.lp, free);
+    expect(await f.pool.maxWithdraw(f.lp)).to.equal(0n);
+
+    // Closing the position frees the backing again.
+    await f.engine.connect(f.alice).modifyPosition(1n, f.ethMarket, -E18(200), 0n);
+    expect(await f.engine.requiredBacking()).to.equal(0n);
+    expect(await f.pool.maxWithdraw(f.lp)).to.equal(
+      toAssets(await f.pool.balanceOf(f.lp), await f.pool.totalSupply(), await f.pool.totalAssets()),
+    );
+  });
+});
+
+describe("LiquidityPool › first-depositor (donation) attack", function () {
+  it("costs the attacker about half the donation and the victim less than 0.5 USDC", async function () {
+    const f = await loadFixture(emptyPoolFixture);
+    // Attacker: 1 unit in, then 1,000,000 USDC straight to the pool.
+    await f.pool.connect(f.attacker).deposit(1n, f.attacker.address);
+    expect(await f.pool.balanceOf(f.attacker)).to.equal(OFFSET); // 1 × (0 + 1e6) / (0 + 1)
+    await f.usdc.connect(f.attacker).transfer(f.pool, USDC(1_000_000));
+    let total = USDC(1_000_000) + 1n;
+    let supply = OFFSET;
+    expect(await f.pool.totalAssets()).to.equal(total);
+
+    // Victim: 1,000 USDC ⇒ 1e9 × 2e6 / (1e12 + 2) = 1,999 shares (not 0).
+    const victimShares = toShares(USDC(1000), supply, total);
+    expect(victimShares).to.equal(1999n);
+    await f.pool.connect(f.victim).deposit(USDC(1000), f.victim.address);
+    expect(await f.pool.balanceOf(f.victim)).to.equal(victimShares);
+    supply += victimShares;
+    total += USDC(1000);
+
+    const victimValue = toAssets(victimShares, supply, total);
+    const attackerValue = toAssets(OFFSET, supply, total);
+    expect(await f.pool.previewRedeem(victimShares)).to.equal(victimValue);
+    expect(await f.pool.previewRedeem(OFFSET)).to.equal(attackerValue);
+    // Exact: the victim can take out 999.500499 USDC, the attacker 500,000.249751 of its 1,000,000.000001.
+    expect(victimValue).to.equal(999_500_499n);
+    expect(attackerValue).to.equal(500_000_249_751n);
+    const victimLoss = USDC(1000) - victimValue;
+    const attackerLoss = USDC(1_000_000) + 1n - attackerValue;
+    expect(victimLoss).to.be.lt(USDC(1) / 2n);
+    expect(attackerLoss).to.be.gt(USDC(499_000));
+    // The attack loses the attacker ~10^6 times what it costs the victim.
+    expect(attackerLoss / victimLoss).to.be.gt(10n ** 6n);
+
+    // Both redeem: the victim gets what the preview said; the attacker is down ~499,999.75 USDC.
+    await expect(f.pool.connect(f.victim).redeem(victimShares, f.victim.address, f.victim.address)).to.changeTokenBalance(
+      f.usdc,
+      f.victim,
+      victimValue,
+    );
+  });
+
+  it("leaves a victim of a 10,000 USDC donation at least 999.99 of its 1,000 USDC", async function () {
+    const f = await loadFixture(emptyPoolFixture);
+    await f.pool.connect(f.attacker).deposit(1n, f.attacker.address);
+    await f.usdc.connect(f.attacker).transfer(f.pool, USDC(10_000));
+    const total = USDC(10_000) + 1n;
+    const shares = toShares(USDC(1000), OFFSET, total);
+    await f.pool.connect(f.victim).deposit(USDC(1000), f.victim.address);
+    const value = toAssets(shares, OFFSET + shares, total + USDC(1000));
+    expect(await f.pool.previewRedeem(await f.pool.balanceOf(f.victim))).to.equal(value);
+    expect(value).to.be.gte(999_990_000n);
+  });
+});
+
+describe("LiquidityPool › engine-only entry points", function () {
+  it("reverts NotEngine(caller) for pay, addInsurance and coverBadDebt from anyone else", async function () {
+    const f = await loadFixture(poolFixture);
+    await expect(f.pool.connect(f.alice).pay(f.alice.address, 1n))
+      .to.be.revertedWithCustomError(f.pool, "NotEngine")
+      .withArgs(f.alice.address);
+    await expect(f.pool.connect(f.alice).addInsurance(1n))
+      .to.be.revertedWithCustomError(f.pool, "NotEngine")
+      .withArgs(f.alice.address);
+    await expect(f.pool.connect(f.deployer).coverBadDebt(1n, 1n))
+      .to.be.revertedWithCustomError(f.pool, "NotEngine")
+      .withArgs(f.deployer.address);
+  });
+
+  it("keeps donated insurance out of LP capital", async function () {
+    const f = await loadFixture(poolFixture);
+    await f.usdc.mint(f.alice.address, USDC(100));
+    await f.usdc.connect(f.alice).approve(f.pool, USDC(100));
+    await expect(f.pool.connect(f.alice).donateInsurance(USDC(100)))
+      .to.emit(f.pool, "InsuranceDonated")
+      .withArgs(f.alice.address, USDC(100));
+    expect(await f.pool.insuranceBalance()).to.equal(USDC(100));
+    expect(await f.pool.capital()).to.equal(USDC(1_000_000));
+    expect(await f.pool.totalAssets()).to.equal(USDC(1_000_000));
+  });
+});

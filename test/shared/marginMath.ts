@@ -1,0 +1,302 @@
+/**
+ * Independent bigint mirror of the margin engine's documented formulas (DESIGN.md "MarginEngine",
+ * "Liquidation"; IMarginEngine NatSpec), used by tests to predict exact on-chain values.
+ * Rounding follows the documented directions: requirements/fees/penalties up, collateral/payouts down,
+ * PnL toward −∞, health down.
+ */
+export const WAD = 10n ** 18n;
+export const SECONDS_PER_YEAR = 365n * 86_400n;
+/** WAD USD per USDC unit (6 decimals). */
+export const USDC_SCALE = 10n ** 12n;
+
+// ------------------------------------------------------------------------------------------ arithmetic
+
+export const mulDivDown = (x: bigint, y: bigint, d: bigint) => (x * y) / d;
+export const mulDivUp = (x: bigint, y: bigint, d: bigint) => (x * y + d - 1n) / d;
+export const wMulDown = (x: bigint, y: bigint) => mulDivDown(x, y, WAD);
+export const wMulUp = (x: bigint, y: bigint) => mulDivUp(x, y, WAD);
+export const wDivDown = (x: bigint, y: bigint) => mulDivDown(x, WAD, y);
+export const wDivUp = (x: bigint, y: bigint) => mulDivUp(x, WAD, y);
+export const abs = (x: bigint) => (x < 0n ? -x : x);
+export const min = (a: bigint, b: bigint) => (a < b ? a : b);
+export const max = (a: bigint, b: bigint) => (a > b ? a : b);
+
+/** Signed x·y/d rounded toward −∞. */
+export function mulDivFloorSigned(x: bigint, y: bigint, d: bigint): bigint {
+  return x >= 0n ? (x * y) / d : -mulDivUp(-x, y, d);
+}
+/** Signed x·y/d rounded toward +∞. */
+export function mulDivCeilSigned(x: bigint, y: bigint, d: bigint): bigint {
+  return x >= 0n ? mulDivUp(x, y, d) : -((-x * y) / d);
+}
+
+export function sqrtFloor(n: bigint): bigint {
+  if (n < 2n) return n;
+  let x = BigInt(Math.floor(Math.sqrt(Number(n))));
+  while (x * x > n) x--;
+  while ((x + 1n) * (x + 1n) <= n) x++;
+  return x;
+}
+export function sqrtCeil(n: bigint): bigint {
+  const r = sqrtFloor(n);
+  return r * r === n ? r : r + 1n;
+}
+
+// ------------------------------------------------------------------------------------------ parameters
+
+export interface MarketP {
+  baseMMR: bigint;
+  volK: bigint;
+  sizeK: bigint;
+  maxMMR: bigint;
+  imFactor: bigint;
+  feeRate: bigint;
+  oiCapFraction: bigint;
+  maxFundingRate: bigint;
+  skewScale: bigint;
+}
+
+export interface RiskP {
+  liquidationTargetRatio: bigint;
+  fullLiquidationHealth: bigint;
+  liquidationPenalty: bigint;
+  keeperPenaltyShare: bigint;
+  keeperReward: bigint;
+  dustNotional: bigint;
+  collateralDiscount: bigint;
+  volHorizon: bigint | number;
+}
+
+/** sqrt(volHorizon / year) as WAD, rounded up (a requirement). */
+export const sqrtHorizon = (volHorizon: bigint | number) =>
+  sqrtCeil((BigInt(volHorizon) * WAD * WAD) / SECONDS_PER_YEAR);
+
+/** mmr = min(maxMMR, baseMMR + volK·σ·sqrt(h) + sizeK·N/OIcap), each term rounded up. */
+export function mmr(m: MarketP, notional: bigint, vol: bigint, poolCapitalUsd: bigint, sqrtH: bigint): bigint {
+  let rate = m.baseMMR;
+  if (m.volK !== 0n) rate += wMulUp(wMulUp(m.volK, vol), sqrtH);
+  if (m.sizeK !== 0n) {
+    const capUsd = wMulDown(poolCapitalUsd, m.oiCapFraction);
+    if (capUsd === 0n) return m.maxMMR;
+    rate += mulDivUp(m.sizeK, notional, capUsd);
+  }
+  return rate > m.maxMMR ? m.maxMMR : rate;
+}
+
+/** Daily funding rate ∝ skew, capped; Solidity's signed division truncates toward zero (as BigInt's). */
+export function fundingRate(m: MarketP, longOI: bigint, shortOI: bigint): bigint {
+  const maxRate = m.maxFundingRate;
+  let rate = ((longOI - shortOI) * maxRate) / m.skewScale;
+  if (rate > maxRate) rate = maxRate;
+  if (rate < -maxRate) rate = -maxRate;
+  return rate;
+}
+
+/** F + (rate·P / WAD) · dt / 1 day, each division truncating toward zero. */
+export function fundingIndexNow(
+  index: bigint,
+  lastTime: bigint,
+  now: bigint,
+  m: MarketP,
+  longOI: bigint,
+  shortOI: bigint,
+  px: bigint,
+): bigint {
+  const dt = now - lastTime;
+  if (dt === 0n) return index;
+  const rate = fundingRate(m, longOI, shortOI);
+  return index + (((rate * px) / WAD) * dt) / 86_400n;
+}
+
+/** size·(P − entry) − size·(F − F_entry), rounded toward −∞ once. */
+export const positionPnl = (size: bigint, entry: bigint, entryFunding: bigint, px: bigint, index: bigint) =>
+  mulDivFloorSigned(size * (px - entry) - size * (index - entryFunding), 1n, WAD);
+
+// ------------------------------------------------------------------------------------------ valuation
+
+export interface CollateralIn {
+  amount: bigint;
+  price: bigint; // WAD
+  decimals: number;
+  haircut: bigint; // WAD
+}
+
+export interface PositionIn {
+  size: bigint;
+  entryPrice: bigint;
+  entryFunding: bigint;
+  /** funding index now */
+  index: bigint;
+  /** WAD price now */
+  price: bigint;
+  market: MarketP;
+  /** annualised WAD volatility (ignored when volK = 0) */
+  vol: bigint;
+}
+
+export interface AccountIn {
+  collateral: CollateralIn[];
+  settlement: bigint;
+  positions: PositionIn[];
+  poolCapitalUsd: bigint;
+}
+
+export interface StateOut {
+  collateral: bigint;
+  settlement: bigint;
+  unrealisedPnl: bigint;
+  equity: bigint;
+  notional: bigint;
+  maintenanceMargin: bigint;
+  initialMargin: bigint;
+  health: bigint;
+}
+
+export const MAX_UINT = 2n ** 256n - 1n;
+
+export function valuation(a: AccountIn, risk: RiskP): StateOut {
+  const sqrtH = sqrtHorizon(risk.volHorizon);
+  let collateral = 0n;
+  for (const c of a.collateral) {
+    if (c.amount === 0n) continue;
+    collateral += wMulDown(mulDivDown(c.amount, c.price, 10n ** BigInt(c.decimals)), c.haircut);
+  }
+  let upnl = 0n;
+  let notional = 0n;
+  let mm = 0n;
+  let im = 0n;
+  const open = a.positions.filter((p) => p.size !== 0n);
+  for (const p of open) {
+    upnl += positionPnl(p.size, p.entryPrice, p.entryFunding, p.price, p.index);
+    const n = mulDivUp(abs(p.size), p.price, WAD);
+    notional += n;
+    const req = wMulUp(n, mmr(p.market, n, p.market.volK === 0n ? 0n : p.vol, a.poolCapitalUsd, sqrtH));
+    mm += req;
+    im += wMulUp(req, p.market.imFactor);
+  }
+  if (open.length > 0) {
+    mm += risk.keeperReward;
+    im += risk.keeperReward;
+  }
+  const equity = collateral + a.settlement + upnl;
+  const health = mm === 0n ? MAX_UINT : equity <= 0n ? 0n : wDivDown(equity, mm);
+  return {
+    collateral,
+    settlement: a.settlement,
+    unrealisedPnl: upnl,
+    equity,
+    notional,
+    maintenanceMargin: mm,
+    initialMargin: im,
+    health,
+  };
+}
+
+/**
+ * The documented least fraction restoring the target:
+ * f = (t·(M + R) − E + R) / (t·M − p·N), rounded up, with MM = M + R; 1 when health < full-liquidation
+ * health, the denominator is not positive, f ≥ 1, or the rest (N·(1 − f)) would be dust.
+ * Also returns the unclamped ingredients so tests can state which rule applied.
+ */
+export function liquidationFraction(s: StateOut, r: RiskP): { f: bigint; rule: "full-health" | "den" | "ge1" | "dust" | "partial" } {
+  if (s.health < r.fullLiquidationHealth) return { f: WAD, rule: "full-health" };
+  const R = r.keeperReward;
+  const M = s.maintenanceMargin - R;
+  const num = mulDivUp(r.liquidationTargetRatio, s.maintenanceMargin, WAD) - s.equity + R;
+  const den = wMulDown(M, r.liquidationTargetRatio) - wMulUp(s.notional, r.liquidationPenalty);
+  if (den <= 0n) return { f: WAD, rule: "den" };
+  if (num >= den) return { f: WAD, rule: "ge1" };
+  const f = mulDivUp(num, WAD, den);
+  if ((s.notional * (WAD - f)) / WAD < r.dustNotional) return { f: WAD, rule: "dust" };
+  return { f, rule: "partial" };
+}
+
+/** Size closed by a liquidation of fraction f: rounded away from zero. */
+export const closeSize = (size: bigint, f: bigint) => mulDivCeilSigned(size, f, WAD);
+
+export interface LiquidationOut {
+  fraction: bigint;
+  closeSizes: bigint[];
+  closedNotional: bigint;
+  penalty: bigint;
+  keeperShareUsd: bigint;
+  /** keeperReward + keeper share of the penalty, WAD USD (the event's keeperPaid) */
+  keeperUsd: bigint;
+  keeperTokens: bigint;
+  insuranceTokens: bigint;
+  /** settlement after realised PnL and charges, before settling against USDC margin */
+  settlementCharged: bigint;
+  /** USDC units moved margin → pool by the settle (positive) or pool → margin (negative) */
+  settledToPool: bigint;
+  settlementAfter: bigint;
+  usdcMarginAfter: bigint;
+  positionsAfter: PositionIn[];
+  poolCapitalAfter: bigint; // USDC units
+}
+
+/**
+ * Mirror of `liquidate` after the fraction is known: closes every position by `closeSize` at its price
+ * (realising the whole PnL and re-entering the rest at the price), charges keeperReward + penalty, pays
+ * the keeper and the insurance share from the pool (token amounts rounded down), then settles.
+ */
+export function applyLiquidation(
+  a: AccountIn & { usdcMargin: bigint; poolCapital: bigint },
+  fraction: bigint,
+  r: RiskP,
+): LiquidationOut {
+  let s = a.settlement;
+  let closedNotional = 0n;
+  const closeSizes: bigint[] = [];
+  const positionsAfter: PositionIn[] = [];
+  for (const p of a.positions) {
+    const c = closeSize(p.size, fraction);
+    closeSizes.push(c);
+    closedNotional += mulDivUp(abs(c), p.price, WAD);
+    s += positionPnl(p.size, p.entryPrice, p.entryFunding, p.price, p.index);
+    positionsAfter.push({ ...p, size: p.size - c, entryPrice: p.price, entryFunding: p.index });
+  }
+  const penalty = wMulUp(closedNotional, r.liquidationPenalty);
+  const keeperShareUsd = wMulDown(penalty, r.keeperPenaltyShare);
+  const keeperUsd = r.keeperReward + keeperShareUsd;
+  s -= r.keeperReward + penalty;
+  const keeperTokens = keeperUsd / USDC_SCALE;
+  const insuranceTokens = (penalty - keeperShareUsd) / USDC_SCALE;
+  let poolCapital = a.poolCapital - keeperTokens - insuranceTokens;
+  const settlementCharged = s;
+  let usdcMargin = a.usdcMargin;
+  let settledToPool = 0n;
+  if (s > 0n) {
+    const amount = min(s / USDC_SCALE, poolCapital);
+    if (amount > 0n) {
+      s -= amount * USDC_SCALE;
+      poolCapital -= amount;
+      usdcMargin += amount;
+      settledToPool = -amount;
+    }
+  } else if (s < 0n) {
+    const owed = mulDivUp(-s, 1n, USDC_SCALE);
+    const amount = min(owed, usdcMargin);
+    if (amount > 0n) {
+      s = amount === owed ? 0n : s + amount * USDC_SCALE;
+      usdcMargin -= amount;
+      poolCapital += amount;
+      settledToPool = amount;
+    }
+  }
+  return {
+    fraction,
+    closeSizes,
+    closedNotional,
+    penalty,
+    keeperShareUsd,
+    keeperUsd,
+    keeperTokens,
+    insuranceTokens,
+    settlementCharged,
+    settledToPool,
+    settlementAfter: s,
+    usdcMarginAfter: usdcMargin,
+    positionsAfter,
+    poolCapitalAfter: poolCapital,
+  };
+}

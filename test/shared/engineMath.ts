@@ -3,50 +3,19 @@
  * Requirements and fees round up, collateral and PnL round down; signed divisions that Solidity truncates
  * toward zero are truncated here too (bigint `/` truncates toward zero as well).
  */
-import type { MarketConfig } from "../../deploy/params";
 
-export const WAD = 10n ** 18n;
+// One mirror of the engine's arithmetic: the primitives live in marginMath.ts.
+import type { MarketConfig } from "../../deploy/params";
+import { WAD, abs, mmr, mulDivDown, mulDivUp } from "./marginMath";
+export { WAD, abs, min, max, mulDivDown, mulDivUp, sqrtFloor, sqrtCeil, sqrtHorizon, mmr } from "./marginMath";
+
 export const DAY = 86_400n;
 export const YEAR = 365n * DAY;
-
-export const abs = (x: bigint) => (x < 0n ? -x : x);
-export const min = (a: bigint, b: bigint) => (a < b ? a : b);
-export const max = (a: bigint, b: bigint) => (a > b ? a : b);
-
-export function mulDivDown(x: bigint, y: bigint, d: bigint): bigint {
-  return (x * y) / d;
-}
-
-export function mulDivUp(x: bigint, y: bigint, d: bigint): bigint {
-  const p = x * y;
-  return p === 0n ? 0n : (p - 1n) / d + 1n;
-}
 
 /** Signed x / d rounded toward negative infinity (d > 0). */
 export function floorDiv(x: bigint, d: bigint): bigint {
   const q = x / d;
   return x % d !== 0n && x < 0n ? q - 1n : q;
-}
-
-export function sqrtFloor(n: bigint): bigint {
-  if (n < 2n) return n;
-  let x = n;
-  let y = (x + 1n) / 2n;
-  while (y < x) {
-    x = y;
-    y = (x + n / x) / 2n;
-  }
-  return x;
-}
-
-export function sqrtCeil(n: bigint): bigint {
-  const r = sqrtFloor(n);
-  return r * r === n ? r : r + 1n;
-}
-
-/** sqrt(volHorizon / year) as WAD, rounded up (the volatility term is a requirement). */
-export function sqrtHorizon(volHorizonSeconds: bigint | number): bigint {
-  return sqrtCeil((BigInt(volHorizonSeconds) * WAD * WAD) / YEAR);
 }
 
 /** 8-decimal feed answer → WAD price. */
@@ -62,17 +31,6 @@ export function tradeFee(sizeDelta: bigint, price: bigint, feeRate: bigint): big
   return mulDivUp(notionalOf(sizeDelta, price), feeRate, WAD);
 }
 
-/** Maintenance rate: min(maxMMR, baseMMR + ⌈⌈volK·σ⌉·√h⌉ + ⌈sizeK·N / ⌊capital·oiCapFraction⌋⌉). */
-export function mmr(m: MarketConfig, notional: bigint, vol: bigint, poolCapitalUsd: bigint, sqrtH: bigint): bigint {
-  let rate = m.baseMMR;
-  if (m.volK !== 0n) rate += mulDivUp(mulDivUp(m.volK, vol, WAD), sqrtH, WAD);
-  if (m.sizeK !== 0n) {
-    const capUsd = mulDivDown(poolCapitalUsd, m.oiCapFraction, WAD);
-    if (capUsd === 0n) return m.maxMMR;
-    rate += mulDivUp(m.sizeK, notional, capUsd);
-  }
-  return rate > m.maxMMR ? m.maxMMR : rate;
-}
 
 export interface PositionReq {
   notional: bigint;

@@ -4,6 +4,8 @@
  * Rounding follows the documented directions: requirements/fees/penalties up, collateral/payouts down,
  * PnL toward −∞, health down.
  */
+import type { MarketConfig, RiskConfig } from "../../deploy/params";
+
 export const WAD = 10n ** 18n;
 export const SECONDS_PER_YEAR = 365n * 86_400n;
 /** WAD USD per USDC unit (6 decimals). */
@@ -44,28 +46,11 @@ export function sqrtCeil(n: bigint): bigint {
 
 // ------------------------------------------------------------------------------------------ parameters
 
-export interface MarketP {
-  baseMMR: bigint;
-  volK: bigint;
-  sizeK: bigint;
-  maxMMR: bigint;
-  imFactor: bigint;
-  feeRate: bigint;
-  oiCapFraction: bigint;
-  maxFundingRate: bigint;
-  skewScale: bigint;
-}
+/** Market parameters as deployed (deploy/params.ts). */
+export type MarketP = MarketConfig;
 
-export interface RiskP {
-  liquidationTargetRatio: bigint;
-  fullLiquidationHealth: bigint;
-  liquidationPenalty: bigint;
-  keeperPenaltyShare: bigint;
-  keeperReward: bigint;
-  dustNotional: bigint;
-  collateralDiscount: bigint;
-  volHorizon: bigint | number;
-}
+/** Risk parameters as deployed (deploy/params.ts); volHorizon may be given as a bigint. */
+export type RiskP = Omit<RiskConfig, "volHorizon"> & { volHorizon: bigint | number };
 
 /** sqrt(volHorizon / year) as WAD, rounded up (a requirement). */
 export const sqrtHorizon = (volHorizon: bigint | number) =>

@@ -26,12 +26,16 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step {
 
     address public engine;
     uint256 public insuranceBalance;
+    /// @dev 10^(asset decimals): WAD USD → asset units, read once at construction.
+    uint256 private immutable _assetUnit;
 
     constructor(IERC20 asset_, address owner_)
         ERC20("Ballast LP USDC", "blpUSDC")
         ERC4626(asset_)
         Ownable(owner_)
-    {}
+    {
+        _assetUnit = 10 ** IERC20Metadata(address(asset_)).decimals();
+    }
 
     modifier onlyEngine() {
         if (msg.sender != engine) revert NotEngine(msg.sender);
@@ -61,7 +65,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step {
         int256 traderPnl = IPoolEngine(engine).openTraderPnl();
         if (traderPnl <= 0) return cap;
         // Trader profit is in WAD USD; the asset has 6 decimals: round the liability up.
-        uint256 owed = Math.mulDiv(uint256(traderPnl), 10 ** IERC20Metadata(asset()).decimals(), WAD, Math.Rounding.Ceil);
+        uint256 owed = Math.mulDiv(uint256(traderPnl), _assetUnit, WAD, Math.Rounding.Ceil);
         return owed >= cap ? 0 : cap - owed;
     }
 

@@ -239,7 +239,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
 
         ctx.poolCapitalUsd = pool.capital() * settlementScale;
         AccountState memory afterState = _valuation(ctx, accountId);
-        _writeOffIfEmpty(accountId, afterState);
+        _writeOffIfEmpty(accountId);
         emit Liquidated(
             accountId, msg.sender, fraction, closedNotional, penalty, keeperUsd, before.health, afterState.health
         );
@@ -282,15 +282,16 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
         vault.engineDebitMargin(accountId, token, amountOut, msg.sender);
         emit CollateralBought(accountId, msg.sender, token, repay, amountOut);
 
-        _writeOffIfEmpty(accountId, _valuation(ctx, accountId));
+        _writeOffIfEmpty(accountId);
     }
 
     /// @dev An account with debt and no margin left and no position: its debt is bad debt.
-    function _writeOffIfEmpty(uint256 accountId, AccountState memory s) private {
-        if (s.settlement >= 0 || _positionMask[accountId] != 0 || vault.marginMask(accountId) != 0) return;
-        uint256 amountUsd = uint256(-s.settlement);
+    function _writeOffIfEmpty(uint256 accountId) private {
+        int256 s = _settlement[accountId];
+        if (s >= 0 || _positionMask[accountId] != 0 || vault.marginMask(accountId) != 0) return;
+        uint256 amountUsd = uint256(-s);
         _settlement[accountId] = 0;
-        emit SettlementChanged(accountId, s.settlement * -1, 0);
+        emit SettlementChanged(accountId, -s, 0);
         // The pool never received this value, so LPs already carry it; the insurance fund makes them whole
         // as far as it can.
         uint256 fromInsurance = pool.coverBadDebt(accountId, amountUsd.mulDivUp(1, settlementScale));
@@ -508,6 +509,8 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
 
     /// @dev Pokes every oracle the account needs (its margin assets and market assets); reverts
     ///      `OracleUnhealthy(asset)` on the first invalid one. Cached, so each asset is poked once per call.
+    ///      Same walk as `_viewAccountPrices`: Solidity cannot share one loop between a view and a state-changing
+    ///      door without building an asset list in memory, which costs ~1k gas per call on the hot path.
     function _pokeAccount(Ctx memory ctx, uint256 accountId) private {
         uint256 assets = vault.marginMask(accountId);
         for (uint256 i; assets != 0; ++i) {
@@ -521,7 +524,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev The view door of `_pokeAccount`: reads `oracle.price`, which reverts with the oracle's named error.
+    /// @dev The view door of `_pokeAccount`: reads `oracle.tryPrice`, reverting `OracleUnhealthy(asset)`.
     function _viewAccountPrices(Ctx memory ctx, uint256 accountId) private view {
         uint256 assets = vault.marginMask(accountId);
         for (uint256 i; assets != 0; ++i) {

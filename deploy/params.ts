@@ -85,3 +85,22 @@ export const DEFAULT_RISK: RiskConfig = {
 
 /** Collateral haircuts (fraction counted): stablecoin 100 %, volatile majors 90 %. */
 export const HAIRCUTS = { USDC: wad("1"), WETH: wad("0.9"), WBTC: wad("0.9") } as const;
+
+export interface RebalancerConfig {
+  /** flat part of the keeper fee, USD (WAD) */
+  baseFeeUsd: bigint;
+  /** gas a rebalance is paid for at block.basefee × ETH price */
+  gasUnits: number;
+  /** most accounts one checkUpkeep returns */
+  upkeepSize: number;
+}
+
+/** 1 USD flat plus 600k gas (a reduce across two markets costs about that) at the block's base fee. */
+export const DEFAULT_REBALANCER: RebalancerConfig = {
+  baseFeeUsd: wad("1"),
+  gasUnits: 600_000,
+  upkeepSize: 10,
+};
+
+/** Action bits of a rebalancing policy and plan (Constants.sol). */
+export const ACTION = { TOP_UP: 1, REDUCE: 2, RELEASE: 4, ALL: 7 } as const;

@@ -1,5 +1,9 @@
 import type { Signer } from "ethers";
 import {
+  LiquidationLogic__factory,
+  RebalanceLogic__factory,
+  Rebalancer__factory,
+  TradeLogic__factory,
   LiquidityPool__factory,
   MarginEngine__factory,
   MockAggregator__factory,
@@ -7,8 +11,18 @@ import {
   OracleRouter__factory,
   Vault__factory,
 } from "../typechain-types";
-import type { LiquidityPool, MarginEngine, MockAggregator, MockERC20, OracleRouter, Vault } from "../typechain-types";
-import { CRYPTO_FEED, DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET, type FeedConfig, type MarketConfig, type RiskConfig } from "./params";
+import type { LiquidityPool, MarginEngine, MockAggregator, MockERC20, OracleRouter, Rebalancer, Vault } from "../typechain-types";
+import {
+  CRYPTO_FEED,
+  DEFAULT_REBALANCER,
+  DEFAULT_RISK,
+  HAIRCUTS,
+  MAJOR_MARKET,
+  type FeedConfig,
+  type MarketConfig,
+  type RebalancerConfig,
+  type RiskConfig,
+} from "./params";
 
 /** Addresses of a deployed core, as recorded in deployments/<network>.json. */
 export interface CoreContracts {
@@ -19,6 +33,7 @@ export interface CoreContracts {
 }
 
 export interface LocalSystem extends CoreContracts {
+  rebalancer: Rebalancer;
   usdc: MockERC20;
   weth: MockERC20;
   wbtc: MockERC20;
@@ -37,10 +52,42 @@ export async function deployCore(deployer: Signer, usdc: string, usdcHaircut: bi
   const oracle = await new OracleRouter__factory(deployer).deploy(owner);
   const pool = await new LiquidityPool__factory(deployer).deploy(usdc, owner);
   await (await vault.listAsset(usdc, usdcHaircut)).wait();
-  const engine = await new MarginEngine__factory(deployer).deploy(vault, oracle, pool, owner);
+  // The engine's modules are linked libraries (it would not fit in 24 KiB otherwise).
+  const libraries = {
+    "contracts/libraries/logic/TradeLogic.sol:TradeLogic": await (await new TradeLogic__factory(deployer).deploy()).getAddress(),
+    "contracts/libraries/logic/LiquidationLogic.sol:LiquidationLogic": await (
+      await new LiquidationLogic__factory(deployer).deploy()
+    ).getAddress(),
+    "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": await (
+      await new RebalanceLogic__factory(deployer).deploy()
+    ).getAddress(),
+  };
+  const engine = await new MarginEngine__factory(libraries, deployer).deploy(vault, oracle, pool, owner);
   await (await vault.setEngine(engine)).wait();
   await (await pool.setEngine(engine)).wait();
   return { vault, oracle, pool, engine };
+}
+
+/**
+ * Step 5: the Rebalancer module, registered with the engine so accounts can opt into it. `gasAsset` is the
+ * asset whose USD price converts gas into the keeper fee (WETH).
+ */
+export async function deployRebalancer(
+  deployer: Signer,
+  engine: MarginEngine,
+  gasAsset: string,
+  cfg: RebalancerConfig = DEFAULT_REBALANCER,
+): Promise<Rebalancer> {
+  const owner = await deployer.getAddress();
+  const rebalancer = await new Rebalancer__factory(deployer).deploy(
+    engine,
+    gasAsset,
+    { baseFeeUsd: cfg.baseFeeUsd, gasUnits: cfg.gasUnits },
+    cfg.upkeepSize,
+    owner,
+  );
+  await (await engine.setRebalancer(rebalancer, true)).wait();
+  return rebalancer;
 }
 
 export async function setFeed(oracle: OracleRouter, asset: string, feed: string, cfg: FeedConfig): Promise<void> {
@@ -83,5 +130,6 @@ export async function deployLocalSystem(
   await setRisk(core.engine, DEFAULT_RISK);
   const ethMarket = await createMarket(core.engine, await weth.getAddress(), MAJOR_MARKET);
   const btcMarket = await createMarket(core.engine, await wbtc.getAddress(), MAJOR_MARKET);
-  return { ...core, usdc, weth, wbtc, ethFeed, btcFeed, ethMarket, btcMarket };
+  const rebalancer = await deployRebalancer(deployer, core.engine, await weth.getAddress());
+  return { ...core, rebalancer, usdc, weth, wbtc, ethFeed, btcFeed, ethMarket, btcMarket };
 }

@@ -57,6 +57,9 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     /// @dev Seconds after the sequencer comes back during which prices are refused.
     uint32 public sequencerGracePeriod;
 
+    /// @dev Seed of the transient per-transaction poke cache slots.
+    bytes32 private constant POKE_CACHE_SEED = keccak256("ballast.oracle.pokeCache");
+
     constructor(address owner_) Ownable(owner_) {}
 
     // ---------------------------------------------------------------- governance
@@ -81,6 +84,10 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             emit VolParamsSet(asset, a.vol);
         }
         _resetObservation(a);
+        bytes32 slot = _pokeCacheSlot(asset); // a new feed is read afresh, even later in this transaction
+        assembly ("memory-safe") {
+            tstore(slot, 0)
+        }
         emit FeedSet(asset, address(params.feed), params);
     }
 
@@ -158,6 +165,15 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @inheritdoc IOracleRouter
     function poke(address asset) external returns (bool ok, uint256 priceWad) {
+        // A price accepted earlier in this transaction is served from transient storage: a batch of
+        // rebalances or liquidations reads each feed once, and every call in it sees the same price.
+        bytes32 slot = _pokeCacheSlot(asset);
+        uint256 cached;
+        assembly ("memory-safe") {
+            cached := tload(slot)
+        }
+        if (cached != 0) return (true, cached - 1);
+
         ReadResult memory r = _read(asset);
         if (r.err != bytes4(0) && r.err != CircuitBreakerTripped.selector) {
             // Keepers poke in batches: report, never revert.
@@ -169,7 +185,16 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (r.updatedAt > a.obs.updatedAt) _record(asset, a, r.price, r.updatedAt);
 
         if (a.obs.tripped) return (false, 0);
+        uint256 stored = r.price + 1; // 0 means "not cached"
+        assembly ("memory-safe") {
+            tstore(slot, stored)
+        }
         return (true, r.price);
+    }
+
+    /// @dev Transient slot of an asset's accepted poke in this transaction (value = price + 1).
+    function _pokeCacheSlot(address asset) private pure returns (bytes32) {
+        return keccak256(abi.encode(asset, POKE_CACHE_SEED));
     }
 
     // ---------------------------------------------------------------- internals

@@ -3,6 +3,8 @@ pragma solidity 0.8.28;
 
 import {IMarginChecker} from "./IMarginChecker.sol";
 import {IPoolEngine} from "./IPoolEngine.sol";
+import {IVault} from "./IVault.sol";
+import {IOracleRouter} from "./IOracleRouter.sol";
 
 /// @title IMarginEngine
 /// @notice Cross-margin linear perpetual markets quoted in USD, with the LiquidityPool as counterparty.
@@ -87,6 +89,41 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
         uint256 health; // E / MM rounded down; type(uint256).max when MM = 0
     }
 
+    /// @notice An account's rebalancing policy (DESIGN.md "Rebalancer"), set by its owner or an operator.
+    /// @param module The registered rebalancer module the account opts into (address(0) = opted out).
+    /// @param actions Allowed actions, a bitmask of TOP_UP (1), REDUCE (2), RELEASE (4) (Constants.sol).
+    /// @param cooldown Seconds that must pass between two rebalances.
+    /// @param triggerRatio Health below which the account is rebalanced (WAD, > 1).
+    /// @param targetRatio Health a rebalance restores (WAD, >= trigger + MIN_REBALANCE_BAND).
+    /// @param releaseRatio Health above which excess margin is released down to target (WAD; 0 = off,
+    ///        else >= target + MIN_REBALANCE_BAND).
+    /// @param maxFeeUsd Most a keeper may be paid for one rebalance of this account (WAD USD).
+    /// @param topUpAssets Reserve assets used for top-ups, in the owner's order; RELEASE returns margin
+    ///        of these assets to the reserve, in the same order.
+    struct RebalancePolicy {
+        address module;
+        uint8 actions;
+        uint32 cooldown;
+        uint64 triggerRatio;
+        uint64 targetRatio;
+        uint64 releaseRatio;
+        uint128 maxFeeUsd;
+        address[] topUpAssets;
+    }
+
+    /// @notice What a rebalancer module asks the engine to do for one account, in this order: TOP_UP
+    ///         (`amounts` of `assets` reserve→margin) and/or REDUCE (close `reduceFraction` of every
+    ///         position at the trading fee), or RELEASE alone (`amounts` of `assets` margin→reserve); then
+    ///         pay `keeper` `feeUsd` from the account.
+    struct RebalancePlan {
+        uint8 action;
+        address[] assets;
+        uint256[] amounts;
+        uint256 reduceFraction;
+        uint256 feeUsd;
+        address keeper;
+    }
+
     // ---------------------------------------------------------------- errors
     error NotAuthorized(uint256 accountId, address caller);
     error NotVault(address caller);
@@ -105,6 +142,28 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     error NotGuardian(address caller);
     error SettlementAssetNotListed(address asset);
     error ZeroAddress();
+    error RebalancerNotRegistered(address module);
+    error RebalancerNotAllowed(uint256 accountId, address caller);
+    error PolicyTriggerTooLow(uint256 triggerRatio);
+    error PolicyBandTooNarrow(uint256 lowerRatio, uint256 upperRatio, uint256 minBand);
+    error PolicyTargetTooHigh(uint256 targetRatio, uint256 max);
+    error PolicyNoActions();
+    error PolicyUnknownActions(uint8 actions);
+    error PolicyReleaseRatioMissing();
+    error PolicyTopUpAssetsMissing();
+    error PolicyTooManyAssets(uint256 count, uint256 max);
+    error PolicyAssetNotListed(address asset);
+    error PolicyDuplicateAsset(address asset);
+    error PolicyCooldownTooLong(uint256 cooldown, uint256 max);
+    error PolicyFeeTooHigh(uint256 maxFeeUsd, uint256 max);
+    error RebalanceActionNotAllowed(uint256 accountId, uint8 action);
+    error RebalancePlanInvalid(uint256 accountId);
+    error RebalanceAssetNotInPolicy(uint256 accountId, address asset);
+    error RebalanceFeeAboveMax(uint256 feeUsd, uint256 maxFeeUsd);
+    error RebalanceCooldown(uint256 accountId, uint256 readyAt);
+    error AccountLiquidatable(uint256 accountId, uint256 health);
+    error RebalanceLowersHealth(uint256 accountId, uint256 healthBefore, uint256 healthAfter);
+    error RebalanceBelowTarget(uint256 accountId, uint256 healthAfter, uint256 minHealth);
 
     // ---------------------------------------------------------------- events
     event MarketCreated(uint256 indexed marketId, MarketParams params);
@@ -139,6 +198,12 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
         uint256 indexed accountId, address indexed buyer, address indexed token, uint256 repaid, uint256 amountOut
     );
     event BadDebt(uint256 indexed accountId, uint256 amountUsd, uint256 fromInsurance);
+    event RebalancerSet(address indexed module, bool allowed);
+    event RebalancePolicySet(uint256 indexed accountId, RebalancePolicy policy);
+    /// @notice A registered module changed the account (`hBefore` → `hAfter`) and paid `keeper` `feeUsd`.
+    event RebalanceApplied(
+        uint256 indexed accountId, address indexed module, uint8 action, uint256 hBefore, uint256 hAfter, uint256 feeUsd
+    );
 
     // ---------------------------------------------------------------- governance
     /// @notice Owner only. Bounds in Constants.sol; `ParamOutOfBounds(name, value, min, max)` outside them.
@@ -176,7 +241,45 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
         external
         returns (uint256 amountOut);
 
+    // ---------------------------------------------------------------- rebalancing
+    /// @notice Owner only: allows (or stops) a rebalancer module. Accounts can opt only into allowed modules,
+    ///         and a module that is no longer allowed can no longer act.
+    function setRebalancer(address module, bool allowed) external;
+
+    /// @notice Owner/operator of the account: sets its rebalancing policy (`module = address(0)` opts out).
+    ///         Reverts with the `Policy*` error naming the first broken rule (bounds in Constants.sol).
+    function setRebalancePolicy(uint256 accountId, RebalancePolicy calldata policy) external;
+
+    /// @notice Only the registered module the account opted into. Applies `plan` (see RebalancePlan) and
+    ///         enforces the owner's policy whatever the module computed: allowed actions, assets in the
+    ///         policy, fee <= maxFeeUsd, cooldown, account not liquidatable (health >= 1, else
+    ///         `AccountLiquidatable`), and afterwards health >= before for TOP_UP/REDUCE
+    ///         (`RebalanceLowersHealth`), or health >= target − RELEASE_HEALTH_OFFSET and equity >= IM
+    ///         for RELEASE. Never paused.
+    function applyRebalance(uint256 accountId, RebalancePlan calldata plan)
+        external
+        returns (uint256 healthBefore, uint256 healthAfter);
+
+    /// @notice Permissionless: pokes every oracle the account needs (its margin assets and markets);
+    ///         reverts `OracleUnhealthy(asset)` on the first invalid one.
+    function pokeAccount(uint256 accountId) external;
+
+    function isRebalancer(address module) external view returns (bool);
+    function rebalancePolicy(uint256 accountId) external view returns (RebalancePolicy memory);
+    /// @notice Timestamp of the account's last rebalance (0 = never).
+    function lastRebalanceAt(uint256 accountId) external view returns (uint256);
+    /// @notice The account's valuation and the trading fee of closing all its positions (Σ feeRate × N,
+    ///         rounded up): the inputs of the rebalance plan. Reads prices like `accountState`.
+    function rebalanceInputs(uint256 accountId)
+        external
+        view
+        returns (AccountState memory state, uint256 closeFeeUsd);
+
     // ---------------------------------------------------------------- views
+    function vault() external view returns (IVault);
+    function oracle() external view returns (IOracleRouter);
+    /// @notice The pool's asset (USDC): markets settle in it and it counts as exactly 1 USD.
+    function settlementAsset() external view returns (address);
     function accountState(uint256 accountId) external view returns (AccountState memory);
     /// @notice Health of many accounts in one call (reads every oracle once).
     function healthBatch(uint256[] calldata accountIds) external view returns (uint256[] memory);

@@ -72,3 +72,28 @@ uint256 constant MAX_COLLATERAL_DISCOUNT = 0.2e18;
 /// @dev Volatility horizon bounds: 1 hour .. 30 days.
 uint256 constant MIN_VOL_HORIZON = 1 hours;
 uint256 constant MAX_VOL_HORIZON = 30 days;
+
+// ---------------------------------------------------------------- rebalancing
+/// @dev Rebalance actions, bits of `RebalancePolicy.actions` and `RebalancePlan.action`.
+uint8 constant TOP_UP = 1;
+uint8 constant REDUCE = 2;
+uint8 constant RELEASE = 4;
+uint8 constant ALL_ACTIONS = 7;
+/// @dev Minimum gap between trigger and target and between target and release: 5 %, so a rebalance
+///      lands well inside the band and fees cannot be farmed by bouncing on its edge.
+uint256 constant MIN_REBALANCE_BAND = 0.05e18;
+/// @dev Highest target health a policy may ask for: 10x the maintenance margin.
+uint256 constant MAX_REBALANCE_TARGET = 10e18;
+/// @dev Longest cooldown between rebalances: a day (longer would leave accounts unprotected).
+uint256 constant MAX_REBALANCE_COOLDOWN = 1 days;
+/// @dev Highest per-call keeper fee a policy may allow: 1,000 USD.
+uint256 constant MAX_REBALANCE_FEE = 1_000e18;
+/// @dev How far below target a RELEASE may leave health: 1 %, for the pool-capital move the fee payment
+///      can make in the size term of the maintenance rate.
+uint256 constant RELEASE_HEALTH_OFFSET = 0.01e18;
+/// @dev Most gas a rebalance fee may pay for: 5M (a batch pays per account).
+uint256 constant MAX_REBALANCE_GAS_UNITS = 5_000_000;
+/// @dev Most accounts one `checkUpkeep` returns (a `performUpkeep` of 50 rebalances fits a block).
+uint256 constant MAX_UPKEEP_SIZE = 50;
+/// @dev Most account ids one `checkUpkeep` scans (its window).
+uint256 constant MAX_UPKEEP_SCAN = 2_000;

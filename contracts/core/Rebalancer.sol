@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+
+import {IRebalancer} from "../interfaces/IRebalancer.sol";
+import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
+import {IVault} from "../interfaces/IVault.sol";
+import {IOracleRouter} from "../interfaces/IOracleRouter.sol";
+import {WadMath} from "../libraries/WadMath.sol";
+import "../libraries/Constants.sol" as C;
+
+/// @title Rebalancer
+/// @notice Plans rebalances of opted-in accounts; the MarginEngine applies and polices them. See IRebalancer.
+/// @dev `rebalance` and `needsRebalance` share `_plan`, so a keeper's simulation and the state change cannot
+///      disagree: `rebalance` only pokes the oracles first (after which the views read the same prices).
+contract Rebalancer is IRebalancer, Ownable2Step {
+    using WadMath for uint256;
+
+    uint256 private constant WAD = 1e18;
+
+    IMarginEngine public immutable engine;
+    IVault private immutable vault;
+    IOracleRouter private immutable oracle;
+    address private immutable settlementAsset;
+    /// @dev WAD USD per settlement-token unit: fees are whole token units (the pool pays whole units).
+    uint256 private immutable settlementScale;
+    /// @inheritdoc IRebalancer
+    address public immutable gasAsset;
+
+    FeeParams private _fee;
+    /// @inheritdoc IRebalancer
+    uint256 public upkeepSize;
+
+    /// @dev One plan under construction (memory, so the planning steps stay within the stack).
+    struct Draft {
+        uint256 accountId;
+        IMarginEngine.RebalancePolicy policy;
+        IMarginEngine.AccountState state;
+        uint256 closeFeeUsd;
+        uint256 feeUsd;
+        uint256 amountUsd;
+        uint256 count; // assets used so far
+        address[] assets;
+        uint256[] amounts;
+    }
+
+    constructor(IMarginEngine engine_, address gasAsset_, FeeParams memory fee_, uint256 upkeepSize_, address owner_)
+        Ownable(owner_)
+    {
+        if (address(engine_) == address(0) || gasAsset_ == address(0)) revert ZeroAddress();
+        engine = engine_;
+        vault = engine_.vault();
+        oracle = engine_.oracle();
+        settlementAsset = engine_.settlementAsset();
+        settlementScale = 10 ** (18 - vault.assetConfig(settlementAsset).decimals);
+        gasAsset = gasAsset_;
+        _setFeeParams(fee_);
+        _setUpkeepSize(upkeepSize_);
+    }
+
+    // =================================================================== governance
+
+    /// @inheritdoc IRebalancer
+    function setFeeParams(FeeParams calldata params) external onlyOwner {
+        _setFeeParams(params);
+    }
+
+    /// @inheritdoc IRebalancer
+    function setUpkeepSize(uint256 size) external onlyOwner {
+        _setUpkeepSize(size);
+    }
+
+    function _setFeeParams(FeeParams memory p) private {
+        if (p.baseFeeUsd > C.MAX_REBALANCE_FEE || p.gasUnits > C.MAX_REBALANCE_GAS_UNITS) {
+            revert FeeParamsOutOfBounds(p.baseFeeUsd, p.gasUnits);
+        }
+        _fee = p;
+        emit FeeParamsSet(p);
+    }
+
+    function _setUpkeepSize(uint256 size) private {
+        if (size == 0 || size > C.MAX_UPKEEP_SIZE) revert UpkeepSizeOutOfBounds(size, C.MAX_UPKEEP_SIZE);
+        upkeepSize = size;
+        emit UpkeepSizeSet(size);
+    }
+
+    // =================================================================== rebalancing
+
+    /// @inheritdoc IRebalancer
+    function rebalance(uint256 accountId) external returns (uint8 action, uint256 feeUsd) {
+        (Status status, Draft memory d, IMarginEngine.RebalancePlan memory plan) = _prepare(accountId, true);
+        if (status != Status.Ready) _revertFor(status, d);
+        (uint256 hBefore, uint256 hAfter) = engine.applyRebalance(accountId, plan);
+        emit Rebalanced(accountId, plan.action, hBefore, hAfter, d.amountUsd, plan.feeUsd, msg.sender);
+        return (plan.action, plan.feeUsd);
+    }
+
+    /// @inheritdoc IRebalancer
+    function rebalanceBatch(uint256[] calldata accountIds) external returns (uint256 rebalanced) {
+        return _batch(accountIds);
+    }
+
+    /// @inheritdoc IRebalancer
+    function needsRebalance(uint256 accountId)
+        external
+        view
+        returns (bool needed, Status status, IMarginEngine.RebalancePlan memory plan)
+    {
+        (status, , plan) = _plan(accountId, msg.sender);
+        needed = status == Status.Ready;
+    }
+
+    /// @inheritdoc IRebalancer
+    function keeperFee(uint256 maxFeeUsd) public view returns (uint256 fee) {
+        FeeParams memory p = _fee;
+        fee = p.baseFeeUsd;
+        (bool ok, uint256 ethPx) = oracle.tryPrice(gasAsset);
+        // Gas cost in wei × USD per ETH, rounded down (the account pays no more than the gas is worth);
+        // with no valid gas-asset price the keeper gets the flat part only, and the account stays protected.
+        if (ok) fee += Math.mulDiv(uint256(p.gasUnits) * block.basefee, ethPx, WAD);
+        if (fee > maxFeeUsd) fee = maxFeeUsd;
+        // Whole settlement-token units, rounded down: the pool pays the keeper exactly what the account owes.
+        fee -= fee % settlementScale;
+    }
+
+    /// @inheritdoc IRebalancer
+    function feeParams() external view returns (FeeParams memory) {
+        return _fee;
+    }
+
+    // =================================================================== Chainlink Automation
+
+    /// @notice Scans account ids [start, start + count) (checkData = abi.encode(start, count); empty = every
+    ///         account, at most MAX_UPKEEP_SCAN) and returns up to `upkeepSize` that need a rebalance.
+    function checkUpkeep(bytes calldata checkData)
+        external
+        view
+        returns (bool upkeepNeeded, bytes memory performData)
+    {
+        (uint256 start, uint256 count) = checkData.length == 0 ? (1, C.MAX_UPKEEP_SCAN) : abi.decode(checkData, (uint256, uint256));
+        if (start == 0) start = 1;
+        uint256 end = Math.min(start + Math.min(count, C.MAX_UPKEEP_SCAN), vault.accountCount() + 1);
+        uint256[] memory ids = new uint256[](upkeepSize);
+        uint256 n;
+        for (uint256 id = start; id < end && n < ids.length; ++id) {
+            // Cheap filter first: only accounts that opted into this module are planned.
+            if (engine.rebalancePolicy(id).module != address(this)) continue;
+            (Status status,,) = _plan(id, msg.sender);
+            if (status == Status.Ready) ids[n++] = id;
+        }
+        assembly ("memory-safe") {
+            mstore(ids, n)
+        }
+        return (n != 0, abi.encode(ids));
+    }
+
+    /// @notice Rebalances the accounts `checkUpkeep` found, re-validating each (state may have changed).
+    function performUpkeep(bytes calldata performData) external {
+        _batch(abi.decode(performData, (uint256[])));
+    }
+
+    // =================================================================== internals
+
+    function _batch(uint256[] memory accountIds) private returns (uint256 rebalanced) {
+        for (uint256 i; i < accountIds.length; ++i) {
+            uint256 id = accountIds[i];
+            (Status status, Draft memory d, IMarginEngine.RebalancePlan memory plan) = _prepare(id, false);
+            if (status != Status.Ready) {
+                emit RebalanceSkipped(id, status);
+                continue;
+            }
+            try engine.applyRebalance(id, plan) returns (uint256 hBefore, uint256 hAfter) {
+                emit Rebalanced(id, plan.action, hBefore, hAfter, d.amountUsd, plan.feeUsd, msg.sender);
+                ++rebalanced;
+            } catch {
+                emit RebalanceSkipped(id, Status.Rejected);
+            }
+        }
+    }
+
+    /// @dev The state-changing door: the cheap checks, then poke every oracle the plan may read, then `_plan`.
+    ///      `strict` lets a failed oracle poke revert with the engine's `OracleUnhealthy(asset)`.
+    function _prepare(uint256 accountId, bool strict)
+        private
+        returns (Status status, Draft memory d, IMarginEngine.RebalancePlan memory plan)
+    {
+        IMarginEngine.RebalancePolicy memory policy = engine.rebalancePolicy(accountId);
+        d.accountId = accountId;
+        status = _gate(accountId, policy);
+        if (status != Status.Ready) return (status, d, plan);
+        if (strict) {
+            engine.pokeAccount(accountId);
+        } else {
+            try engine.pokeAccount(accountId) {}
+            catch {
+                return (Status.OracleUnhealthy, d, plan);
+            }
+        }
+        // Reserve assets the plan may move: a failed poke only removes that asset from the plan.
+        for (uint256 i; i < policy.topUpAssets.length; ++i) {
+            if (policy.topUpAssets[i] != settlementAsset) oracle.poke(policy.topUpAssets[i]);
+        }
+        return _plan(accountId, msg.sender);
+    }
+
+    /// @dev Opt-in and cooldown: two storage reads, before any oracle is touched.
+    function _gate(uint256 accountId, IMarginEngine.RebalancePolicy memory policy) private view returns (Status) {
+        if (policy.module != address(this)) return Status.NotOptedIn;
+        uint256 last = engine.lastRebalanceAt(accountId);
+        if (last != 0 && block.timestamp < last + policy.cooldown) return Status.Cooldown;
+        return Status.Ready;
+    }
+
+    /// @dev The one calculation behind `rebalance`, `rebalanceBatch`, `needsRebalance` and `checkUpkeep`
+    ///      (DESIGN.md "Rebalancer", steps 2-5).
+    function _plan(uint256 accountId, address keeper)
+        private
+        view
+        returns (Status status, Draft memory d, IMarginEngine.RebalancePlan memory plan)
+    {
+        d.accountId = accountId;
+        d.policy = engine.rebalancePolicy(accountId);
+        status = _gate(accountId, d.policy);
+        if (status != Status.Ready) return (status, d, plan);
+        try engine.rebalanceInputs(accountId) returns (IMarginEngine.AccountState memory st, uint256 closeFee) {
+            d.state = st;
+            d.closeFeeUsd = closeFee;
+        } catch {
+            return (Status.OracleUnhealthy, d, plan);
+        }
+        uint256 h = d.state.health;
+        if (h < WAD) return (Status.Liquidatable, d, plan);
+        bool low = h < d.policy.triggerRatio;
+        bool high = d.policy.releaseRatio != 0 && h > d.policy.releaseRatio && d.policy.actions & C.RELEASE != 0;
+        if (!low && !high) return (Status.InBand, d, plan);
+
+        d.feeUsd = keeperFee(d.policy.maxFeeUsd);
+        d.assets = new address[](d.policy.topUpAssets.length);
+        d.amounts = new uint256[](d.policy.topUpAssets.length);
+        plan.action = low ? _planRestore(d, plan) : _planRelease(d);
+        if (plan.action == 0) return (Status.NoAction, d, plan);
+
+        address[] memory assets = d.assets;
+        uint256[] memory amounts = d.amounts;
+        uint256 n = d.count;
+        assembly ("memory-safe") {
+            mstore(assets, n)
+            mstore(amounts, n)
+        }
+        plan.assets = assets;
+        plan.amounts = amounts;
+        plan.feeUsd = d.feeUsd;
+        plan.keeper = keeper;
+        return (Status.Ready, d, plan);
+    }
+
+    /// @dev h < trigger. TOP_UP, in the owner's order, the least reserve value that brings health to target
+    ///      counting the fee as paid (ΔC = target·MM − (E − fee)); if still short and allowed, REDUCE every
+    ///      position by f = (target·(M + R) − E') / (target·M − φN), rounded up, clamped to 1, where
+    ///      E' = E − fee + ΔC topped up, R the keeper-reward reserve and φN the fee of closing everything.
+    ///      The size term of the maintenance rate only shrinks M further as size falls, so f is an upper
+    ///      bound on the least fraction. Returns the action bits (0 = nothing useful).
+    function _planRestore(Draft memory d, IMarginEngine.RebalancePlan memory plan) private view returns (uint8 action) {
+        // Requirement rounded up, equity (after the fee) as is: the target is reached, not approached.
+        int256 required = int256(Math.mulDiv(d.policy.targetRatio, d.state.maintenanceMargin, WAD, Math.Rounding.Ceil));
+        int256 equity = d.state.equity - int256(d.feeUsd);
+        uint256 added;
+        if (d.policy.actions & C.TOP_UP != 0 && required > equity) {
+            added = _planTopUp(d, uint256(required - equity));
+            if (added != 0) action = C.TOP_UP;
+        }
+        equity += int256(added);
+        if (required > equity && d.policy.actions & C.REDUCE != 0) {
+            uint256 reserveR = engine.riskParams().keeperReward;
+            uint256 m = d.state.maintenanceMargin - reserveR; // M: the size-proportional part
+            int256 num = required - equity;
+            // Denominator rounded down (requirement relief down, fee up): f rounds up.
+            int256 den = int256(uint256(d.policy.targetRatio).wMulDown(m)) - int256(d.closeFeeUsd);
+            uint256 f = den <= 0 || num >= den ? WAD : Math.mulDiv(uint256(num), WAD, uint256(den), Math.Rounding.Ceil);
+            plan.reduceFraction = f;
+            d.amountUsd += d.state.notional.wMulUp(f);
+            return action | C.REDUCE;
+        }
+        // A top-up alone must more than pay its own fee (plus a token unit of settlement rounding), else the
+        // engine's health-never-falls rule would refuse it.
+        if (action != 0 && added <= d.feeUsd + settlementScale) return 0;
+    }
+
+    /// @dev Reserve → margin in the policy's order until `needUsd` of collateral value is added. Each amount
+    ///      is rounded up (against the account: the target is reached); the value counted is the engine's
+    ///      own, price then haircut rounded down. Returns the value added.
+    function _planTopUp(Draft memory d, uint256 needUsd) private view returns (uint256 added) {
+        for (uint256 i; i < d.policy.topUpAssets.length && added < needUsd; ++i) {
+            address asset = d.policy.topUpAssets[i];
+            uint256 available = vault.reserveOf(d.accountId, asset);
+            if (available == 0) continue;
+            (bool ok, uint256 px, IVault.AssetConfig memory cfg) = _priced(asset);
+            if (!ok || cfg.haircut == 0) continue;
+            uint256 amount = WadMath.toAmountUp((needUsd - added).wDivUp(cfg.haircut), px, cfg.decimals);
+            if (amount > available) amount = available;
+            uint256 value = WadMath.toValueDown(amount, px, cfg.decimals).wMulDown(cfg.haircut);
+            if (value == 0) continue;
+            added += value;
+            d.assets[d.count] = asset;
+            d.amounts[d.count] = amount;
+            ++d.count;
+        }
+        d.amountUsd += added;
+    }
+
+    /// @dev h > release. Margin → reserve in the policy's order down to max(target·MM, IM) with the fee
+    ///      counted as paid. Each amount rounds down and the value it removes is bounded above (price and
+    ///      haircut rounded up), so the account never lands below target or IM. Nothing useful unless the
+    ///      release is worth more than the fee.
+    function _planRelease(Draft memory d) private view returns (uint8) {
+        uint256 floorUsd = Math.max(
+            Math.mulDiv(d.policy.targetRatio, d.state.maintenanceMargin, WAD, Math.Rounding.Ceil),
+            d.state.initialMargin
+        );
+        int256 excessSigned = d.state.equity - int256(d.feeUsd) - int256(floorUsd);
+        if (excessSigned <= 0) return 0;
+        uint256 excess = uint256(excessSigned);
+        uint256 released;
+        for (uint256 i; i < d.policy.topUpAssets.length && excess != 0; ++i) {
+            address asset = d.policy.topUpAssets[i];
+            uint256 margin = vault.marginOf(d.accountId, asset);
+            if (margin == 0) continue;
+            (bool ok, uint256 px, IVault.AssetConfig memory cfg) = _priced(asset);
+            if (!ok || cfg.haircut == 0) continue;
+            uint256 amount = WadMath.toAmountDown(excess.wDivDown(cfg.haircut), px, cfg.decimals);
+            if (amount > margin) amount = margin;
+            if (amount == 0) continue;
+            uint256 removed = Math.mulDiv(amount, px, 10 ** cfg.decimals, Math.Rounding.Ceil).wMulUp(cfg.haircut);
+            excess = removed >= excess ? 0 : excess - removed;
+            released += removed;
+            d.assets[d.count] = asset;
+            d.amounts[d.count] = amount;
+            ++d.count;
+        }
+        if (released <= d.feeUsd) return 0;
+        d.amountUsd = released;
+        return C.RELEASE;
+    }
+
+    function _priced(address asset) private view returns (bool ok, uint256 px, IVault.AssetConfig memory cfg) {
+        cfg = vault.assetConfig(asset);
+        if (asset == settlementAsset) return (true, WAD, cfg);
+        (ok, px) = oracle.tryPrice(asset);
+    }
+
+    function _revertFor(Status status, Draft memory d) private pure {
+        if (status == Status.NotOptedIn) revert NotOptedIn(d.accountId);
+        if (status == Status.Liquidatable) revert Liquidatable(d.accountId, d.state.health);
+        if (status == Status.OracleUnhealthy) revert OracleUnhealthy(address(0));
+        revert NothingToRebalance();
+    }
+}

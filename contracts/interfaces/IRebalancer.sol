@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {AutomationCompatibleInterface} from
+    "@chainlink/contracts/src/v0.8/automation/interfaces/AutomationCompatibleInterface.sol";
+import {IMarginEngine} from "./IMarginEngine.sol";
+
+/// @title IRebalancer
+/// @notice Permissionless rebalancing of opted-in accounts (DESIGN.md "Rebalancer"). The module only plans:
+///         the MarginEngine applies the plan and enforces the owner's policy (`IMarginEngine.applyRebalance`).
+/// @dev Units: healths and ratios WAD (1e18 = 1.0); USD values WAD. Policy: `IMarginEngine.RebalancePolicy`.
+///      Which account belongs to whom: health < 1 is the liquidator's (`Liquidatable`), trigger <= health <=
+///      release is left alone, 1 <= health < trigger is rescued, health > release releases excess margin.
+interface IRebalancer is AutomationCompatibleInterface {
+    /// @notice Why an account can or cannot be rebalanced now.
+    enum Status {
+        Ready, // a plan exists and the engine will accept it
+        NotOptedIn, // the account's policy names another module (or none)
+        Cooldown, // the policy's cooldown since the last rebalance has not passed
+        InBand, // trigger <= health <= release (or release is off / not allowed)
+        Liquidatable, // health < 1: only `liquidate` acts
+        OracleUnhealthy, // a price the account needs is invalid
+        NoAction, // outside the band but nothing useful is allowed (empty reserve and no REDUCE, or
+            // the improvement would not cover the keeper fee)
+        Rejected // the engine refused the plan (batch only)
+    }
+
+    /// @notice Keeper fee: min(policy.maxFeeUsd, baseFeeUsd + gasUnits × block.basefee × gas-asset price).
+    /// @param baseFeeUsd Flat part of the fee, WAD USD.
+    /// @param gasUnits Gas a rebalance is paid for (the fee uses `block.basefee`, never `tx.gasprice`, so
+    ///        a keeper cannot raise its own fee by bidding a high gas price).
+    struct FeeParams {
+        uint128 baseFeeUsd;
+        uint32 gasUnits;
+    }
+
+    error NothingToRebalance();
+    error Liquidatable(uint256 accountId, uint256 health);
+    error NotOptedIn(uint256 accountId);
+    /// @dev Same signature as the engine's, which `rebalance` lets through from `pokeAccount`.
+    error OracleUnhealthy(address asset);
+    error FeeParamsOutOfBounds(uint256 baseFeeUsd, uint256 gasUnits);
+    error UpkeepSizeOutOfBounds(uint256 size, uint256 max);
+    error ZeroAddress();
+
+    /// @notice `action` is the engine's bitmask (TOP_UP 1, REDUCE 2, RELEASE 4). `amountUsd` is the collateral
+    ///         value moved (TOP_UP or RELEASE, as counted in equity) plus, for REDUCE, the notional closed.
+    event Rebalanced(
+        uint256 indexed accountId,
+        uint8 action,
+        uint256 hBefore,
+        uint256 hAfter,
+        uint256 amountUsd,
+        uint256 feeUsd,
+        address indexed keeper
+    );
+    /// @notice `rebalanceBatch` / `performUpkeep` skipped the account.
+    event RebalanceSkipped(uint256 indexed accountId, Status reason);
+    event FeeParamsSet(FeeParams params);
+    event UpkeepSizeSet(uint256 size);
+
+    /// @notice Permissionless. Pokes the account's oracles, plans (top up from reserve in the policy's
+    ///         asset order, then if still short and allowed reduce every position by the least fraction
+    ///         that restores target; or release excess margin down to target, never below IM) and has the
+    ///         engine apply it, paying the caller the keeper fee from the account.
+    ///         Reverts `NotOptedIn`, `NothingToRebalance` (cooldown, inside the band, or nothing useful
+    ///         allowed; checked cheaply first for the cooldown), `Liquidatable` (health < 1),
+    ///         `OracleUnhealthy(asset)`.
+    /// @return action The action applied; @return feeUsd The fee paid to the caller.
+    function rebalance(uint256 accountId) external returns (uint8 action, uint256 feeUsd);
+
+    /// @notice Rebalances every eligible account of `accountIds`, skipping (with `RebalanceSkipped`) the
+    ///         rest without reverting. Each oracle is read from its feed once per transaction.
+    function rebalanceBatch(uint256[] calldata accountIds) external returns (uint256 rebalanced);
+
+    /// @notice The same calculation as `rebalance` on current state (prices read, not poked): whether a
+    ///         rebalance would act, why not, and the plan it would send. The fee uses the current
+    ///         `block.basefee`.
+    function needsRebalance(uint256 accountId)
+        external
+        view
+        returns (bool needed, Status status, IMarginEngine.RebalancePlan memory plan);
+
+    /// @notice Owner only: keeper fee parameters (bounds: baseFeeUsd <= MAX_REBALANCE_FEE,
+    ///         gasUnits <= MAX_REBALANCE_GAS_UNITS).
+    function setFeeParams(FeeParams calldata params) external;
+    /// @notice Owner only: most accounts one `checkUpkeep` returns (1..MAX_UPKEEP_SIZE).
+    function setUpkeepSize(uint256 size) external;
+
+    function engine() external view returns (IMarginEngine);
+    /// @notice Asset whose USD price converts gas (WETH on Ethereum and its rollups).
+    function gasAsset() external view returns (address);
+    function feeParams() external view returns (FeeParams memory);
+    function upkeepSize() external view returns (uint256);
+    /// @notice The keeper fee a rebalance of an account with `maxFeeUsd` would pay now, WAD USD.
+    function keeperFee(uint256 maxFeeUsd) external view returns (uint256);
+}

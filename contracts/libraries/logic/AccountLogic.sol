@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+
+import {IMarginEngine} from "../../interfaces/IMarginEngine.sol";
+import {IVault} from "../../interfaces/IVault.sol";
+import {IOracleRouter} from "../../interfaces/IOracleRouter.sol";
+import {ILiquidityPool} from "../../interfaces/ILiquidityPool.sol";
+import {WadMath} from "../WadMath.sol";
+
+/// @title AccountLogic
+/// @notice The margin engine's storage layout and the internal account calculations every engine module
+///         shares: valuation (DESIGN.md "MarginEngine"), oracle reads, trades, funding and settlement.
+/// @dev Internal functions only: they are compiled into the engine and into each external `*Logic` library
+///      that uses them, so there is one source for every formula whichever contract runs it.
+library AccountLogic {
+    using SafeCast for uint256;
+    using SafeCast for int256;
+    using WadMath for uint256;
+
+    uint256 internal constant WAD = 1e18;
+    int256 internal constant IWAD = 1e18;
+    /// @dev Prices cached per call: at most every listed asset plus every market asset.
+    uint256 internal constant MAX_CACHED = 32; // = MAX_ASSETS + MAX_MARKETS (array lengths need a literal)
+
+    /// @notice Every storage variable of the engine, in one struct the `*Logic` libraries receive by slot.
+    struct Storage {
+        IMarginEngine.MarketParams[] markets;
+        mapping(uint256 marketId => IMarginEngine.MarketState) marketStates;
+        mapping(uint256 accountId => mapping(uint256 marketId => IMarginEngine.Position)) positions;
+        mapping(uint256 accountId => uint256) positionMask;
+        mapping(uint256 accountId => int256) settlement;
+        IMarginEngine.RiskParams risk;
+        /// @dev sqrt(volHorizon / year), WAD, derived from `risk.volHorizon` when it is set.
+        uint256 sqrtHorizon;
+        mapping(address module => bool) rebalancers;
+        mapping(uint256 accountId => IMarginEngine.RebalancePolicy) policies;
+        mapping(uint256 accountId => uint256) lastRebalanceAt;
+    }
+
+    /// @notice The engine's immutables, passed to the external `*Logic` libraries (which cannot read them).
+    struct Env {
+        IVault vault;
+        IOracleRouter oracle;
+        ILiquidityPool pool;
+        address settlementAsset; // the pool's asset (USDC): counts as exactly 1 USD
+        uint256 settlementScale; // 10^(18 − settlement decimals): WAD USD per settlement-token unit
+    }
+
+    /// @dev Everything one valuation (or a batch of them) needs, read once: listed collateral and a
+    ///      price cache keyed by asset. Poke or view selects the door: state changes poke the oracle,
+    ///      views read it.
+    struct Ctx {
+        Env env;
+        address[] listed;
+        IVault.AssetConfig[] configs;
+        address[MAX_CACHED] pxAsset;
+        uint256[MAX_CACHED] pxValue;
+        uint256[MAX_CACHED] volValue; // 0 = not read yet (a volatility is never below its floor > 0)
+        uint256 pxCount;
+        uint256 poolCapitalUsd;
+    }
+
+    // =================================================================== valuation
+
+    function newCtx(Env memory env) internal view returns (Ctx memory ctx) {
+        ctx.env = env;
+        (ctx.listed, ctx.configs) = env.vault.listedAssetConfigs();
+        ctx.poolCapitalUsd = env.pool.capital() * env.settlementScale;
+    }
+
+    /// @dev Pool capital moves with every settlement; requirements read after a settlement re-read it.
+    function refreshPoolCapital(Ctx memory ctx) internal view {
+        ctx.poolCapitalUsd = ctx.env.pool.capital() * ctx.env.settlementScale;
+    }
+
+    /// @dev Account valuation exactly as DESIGN.md. Reads only cached prices (every price the account
+    ///      needs must have been loaded by `pokeAccount` or `viewAccountPrices`).
+    function valuation(Storage storage s, Ctx memory ctx, uint256 accountId)
+        internal
+        view
+        returns (IMarginEngine.AccountState memory st)
+    {
+        // C: collateral value, rounded down at both steps (price, then haircut).
+        (uint256 assets, uint256[] memory amounts) = ctx.env.vault.marginBalances(accountId);
+        for (uint256 i; assets != 0; ++i) {
+            if (assets & 1 != 0) {
+                uint256 value =
+                    WadMath.toValueDown(amounts[i], cachedPrice(ctx, ctx.listed[i]), ctx.configs[i].decimals);
+                st.collateral += value.wMulDown(ctx.configs[i].haircut);
+            }
+            assets >>= 1;
+        }
+        st.settlement = s.settlement[accountId];
+
+        uint256 mm;
+        uint256 im;
+        uint256 markets = s.positionMask[accountId];
+        for (uint256 id; markets != 0; ++id) {
+            if (markets & 1 != 0) {
+                (int256 pnl, uint256 notional, uint256 req, uint256 initReq) = positionTerms(s, ctx, accountId, id);
+                st.unrealisedPnl += pnl;
+                st.notional += notional;
+                mm += req;
+                im += initReq;
+            }
+            markets >>= 1;
+        }
+        if (s.positionMask[accountId] != 0) {
+            // The liquidation keeper reward is reserved in both requirements so liquidating always pays.
+            mm += s.risk.keeperReward;
+            im += s.risk.keeperReward;
+        }
+        st.maintenanceMargin = mm;
+        st.initialMargin = im;
+        st.equity = int256(st.collateral) + st.settlement + st.unrealisedPnl;
+        if (mm == 0) st.health = type(uint256).max;
+        else if (st.equity <= 0) st.health = 0;
+        else st.health = uint256(st.equity).wDivDown(mm); // health rounds down
+    }
+
+    /// @dev One position's PnL, notional and requirements. Notional and requirements round up.
+    function positionTerms(Storage storage s, Ctx memory ctx, uint256 accountId, uint256 marketId)
+        internal
+        view
+        returns (int256 pnl, uint256 notional, uint256 req, uint256 initReq)
+    {
+        IMarginEngine.MarketParams storage m = s.markets[marketId];
+        {
+            IMarginEngine.Position storage p = s.positions[accountId][marketId];
+            uint256 px = cachedPrice(ctx, m.asset);
+            pnl = positionPnl(p, px, fundingIndexNow(s, marketId, px));
+            notional = WadMath.abs(p.size).mulDivUp(px, WAD);
+        }
+        uint256 vol = m.volK == 0 ? 0 : cachedVol(ctx, m.asset);
+        req = notional.wMulUp(mmr(s, m, notional, vol, ctx.poolCapitalUsd));
+        initReq = req.wMulUp(m.imFactor);
+    }
+
+    /// @dev Σ feeRate_m × N_m over the account's positions, rounded up: the trading fee of closing all of
+    ///      it (the φ·N of the rebalance reduce formula).
+    function closeFeeUsd(Storage storage s, Ctx memory ctx, uint256 accountId) internal view returns (uint256 fee) {
+        uint256 markets = s.positionMask[accountId];
+        for (uint256 id; markets != 0; ++id) {
+            if (markets & 1 != 0) {
+                IMarginEngine.MarketParams storage m = s.markets[id];
+                uint256 notional = WadMath.abs(s.positions[accountId][id].size).mulDivUp(cachedPrice(ctx, m.asset), WAD);
+                fee += notional.wMulUp(m.feeRate);
+            }
+            markets >>= 1;
+        }
+    }
+
+    /// @dev size·(P − entry) − size·(F − F_entry), rounded down once (against the account).
+    function positionPnl(IMarginEngine.Position storage p, uint256 px, int256 index) internal view returns (int256) {
+        int256 size = p.size;
+        return WadMath.mulDivFloor(size * (int256(px) - int256(p.entryPrice)) - size * (index - p.entryFunding), 1, WAD);
+    }
+
+    /// @dev mmr = min(maxMMR, baseMMR + volK·σ·sqrt(horizon) + sizeK·N/OIcap), each term rounded up.
+    function mmr(
+        Storage storage s,
+        IMarginEngine.MarketParams storage m,
+        uint256 notional,
+        uint256 vol,
+        uint256 poolCapitalUsd
+    ) internal view returns (uint256) {
+        uint256 rate = m.baseMMR;
+        if (m.volK != 0) rate += uint256(m.volK).wMulUp(vol).wMulUp(s.sqrtHorizon);
+        if (m.sizeK != 0) {
+            uint256 capUsd = poolCapitalUsd.wMulDown(m.oiCapFraction);
+            if (capUsd == 0) return m.maxMMR;
+            rate += uint256(m.sizeK).mulDivUp(notional, capUsd);
+        }
+        return rate > m.maxMMR ? m.maxMMR : rate;
+    }
+
+    // =================================================================== prices
+
+    /// @dev Pokes every oracle the account needs (its margin assets and market assets); reverts
+    ///      `OracleUnhealthy(asset)` on the first invalid one. Cached, so each asset is poked once per call.
+    ///      Same walk as `viewAccountPrices`: Solidity cannot share one loop between a view and a state-changing
+    ///      door without building an asset list in memory, which costs ~1k gas per call on the hot path.
+    function pokeAccount(Storage storage s, Ctx memory ctx, uint256 accountId) internal {
+        uint256 assets = ctx.env.vault.marginMask(accountId);
+        for (uint256 i; assets != 0; ++i) {
+            if (assets & 1 != 0) pokePrice(ctx, ctx.listed[i]);
+            assets >>= 1;
+        }
+        uint256 markets = s.positionMask[accountId];
+        for (uint256 id; markets != 0; ++id) {
+            if (markets & 1 != 0) pokePrice(ctx, s.markets[id].asset);
+            markets >>= 1;
+        }
+    }
+
+    /// @dev The view door of `pokeAccount`: reads `oracle.tryPrice`, reverting `OracleUnhealthy(asset)`.
+    function viewAccountPrices(Storage storage s, Ctx memory ctx, uint256 accountId) internal view {
+        uint256 assets = ctx.env.vault.marginMask(accountId);
+        for (uint256 i; assets != 0; ++i) {
+            if (assets & 1 != 0) viewPrice(ctx, ctx.listed[i]);
+            assets >>= 1;
+        }
+        uint256 markets = s.positionMask[accountId];
+        for (uint256 id; markets != 0; ++id) {
+            if (markets & 1 != 0) viewPrice(ctx, s.markets[id].asset);
+            markets >>= 1;
+        }
+    }
+
+    function pokePrice(Ctx memory ctx, address asset) internal returns (uint256 px) {
+        (bool found, uint256 cached) = lookup(ctx, asset);
+        if (found) return cached;
+        bool ok;
+        (ok, px) = ctx.env.oracle.poke(asset);
+        if (!ok) revert IMarginEngine.OracleUnhealthy(asset);
+        store(ctx, asset, px);
+    }
+
+    function viewPrice(Ctx memory ctx, address asset) internal view returns (uint256 px) {
+        (bool found, uint256 cached) = lookup(ctx, asset);
+        if (found) return cached;
+        (bool ok, uint256 p) = ctx.env.oracle.tryPrice(asset);
+        if (!ok) revert IMarginEngine.OracleUnhealthy(asset);
+        px = p;
+        store(ctx, asset, px);
+    }
+
+    function cachedPrice(Ctx memory ctx, address asset) internal pure returns (uint256) {
+        (bool found, uint256 px) = lookup(ctx, asset);
+        if (!found) revert IMarginEngine.OracleUnhealthy(asset);
+        return px;
+    }
+
+    function lookup(Ctx memory ctx, address asset) internal pure returns (bool, uint256) {
+        if (asset == ctx.env.settlementAsset) return (true, WAD);
+        for (uint256 i; i < ctx.pxCount; ++i) {
+            if (ctx.pxAsset[i] == asset) return (true, ctx.pxValue[i]);
+        }
+        return (false, 0);
+    }
+
+    /// @dev Volatility of a market asset whose price is cached, read from the oracle once per call.
+    function cachedVol(Ctx memory ctx, address asset) internal view returns (uint256 vol) {
+        for (uint256 i; i < ctx.pxCount; ++i) {
+            if (ctx.pxAsset[i] == asset) {
+                vol = ctx.volValue[i];
+                if (vol == 0) {
+                    vol = ctx.env.oracle.volatility(asset);
+                    ctx.volValue[i] = vol;
+                }
+                return vol;
+            }
+        }
+        return ctx.env.oracle.volatility(asset);
+    }
+
+    function store(Ctx memory ctx, address asset, uint256 px) internal pure {
+        ctx.pxAsset[ctx.pxCount] = asset;
+        ctx.pxValue[ctx.pxCount] = px;
+        ++ctx.pxCount;
+    }
+
+    // =================================================================== positions and funding
+
+    /// @dev Applies a size change at `px`: accrues funding, realises the whole position's PnL into the
+    ///      settlement balance and re-enters the rest at `px` (value-equivalent to realising only the
+    ///      closed part), updates open interest and the exact aggregates the pool values itself with.
+    function applyTrade(Storage storage s, uint256 accountId, uint256 marketId, int256 sizeDelta, uint256 px, uint256 fee)
+        internal
+    {
+        int256 index = accrueFunding(s, marketId, px);
+        IMarginEngine.Position storage p = s.positions[accountId][marketId];
+        IMarginEngine.MarketState storage st = s.marketStates[marketId];
+        int256 oldSize = p.size;
+        int256 realised;
+        if (oldSize != 0) {
+            realised = positionPnl(p, px, index);
+            st.sumSizeEntry -= oldSize * int256(p.entryPrice);
+            st.sumSizeFunding -= oldSize * p.entryFunding;
+            if (oldSize > 0) st.longOI -= uint256(oldSize);
+            else st.shortOI -= uint256(-oldSize);
+        }
+        int256 newSize = oldSize + sizeDelta;
+        if (newSize != 0) {
+            p.size = newSize;
+            p.entryPrice = px;
+            p.entryFunding = index;
+            st.sumSizeEntry += newSize * int256(px);
+            st.sumSizeFunding += newSize * index;
+            if (newSize > 0) st.longOI += uint256(newSize);
+            else st.shortOI += uint256(-newSize);
+            s.positionMask[accountId] |= (1 << marketId);
+        } else {
+            delete s.positions[accountId][marketId];
+            s.positionMask[accountId] &= ~(1 << marketId);
+        }
+        if (realised != 0) changeSettlement(s, accountId, realised);
+        emit IMarginEngine.PositionModified(accountId, marketId, sizeDelta, newSize, px, realised, fee);
+    }
+
+    /// @dev Closes `fraction` (WAD) of every position of the account at cached prices, charging each
+    ///      market's trading fee when `chargeFee`. The closed size rounds away from zero (more is closed, the
+    ///      account's risk falls at least by `fraction`); fraction <= 1 keeps it within the position. Fees
+    ///      round up. Returns the closed notional (rounded up) and the fees charged.
+    function closeFraction(Storage storage s, Ctx memory ctx, uint256 accountId, uint256 fraction, bool chargeFee)
+        internal
+        returns (uint256 closedNotional, uint256 fees)
+    {
+        uint256 mask = s.positionMask[accountId];
+        for (uint256 id; mask != 0; ++id) {
+            if (mask & 1 != 0) {
+                (uint256 notional, uint256 fee) = _closeOne(s, ctx, accountId, id, fraction, chargeFee);
+                closedNotional += notional;
+                fees += fee;
+            }
+            mask >>= 1;
+        }
+        if (fees != 0) changeSettlement(s, accountId, -fees.toInt256());
+    }
+
+    function _closeOne(
+        Storage storage s,
+        Ctx memory ctx,
+        uint256 accountId,
+        uint256 marketId,
+        uint256 fraction,
+        bool chargeFee
+    ) private returns (uint256 notional, uint256 fee) {
+        int256 size = s.positions[accountId][marketId].size;
+        int256 closeSize = size > 0 ? WadMath.mulDivCeil(size, fraction, WAD) : WadMath.mulDivFloor(size, fraction, WAD);
+        IMarginEngine.MarketParams storage m = s.markets[marketId];
+        uint256 px = cachedPrice(ctx, m.asset);
+        notional = WadMath.abs(closeSize).mulDivUp(px, WAD);
+        if (chargeFee) fee = notional.wMulUp(m.feeRate);
+        applyTrade(s, accountId, marketId, -closeSize, px, fee);
+    }
+
+    /// @dev Brings the market's funding index to now at `px` and returns it.
+    function accrueFunding(Storage storage s, uint256 marketId, uint256 px) internal returns (int256 index) {
+        IMarginEngine.MarketState storage st = s.marketStates[marketId];
+        index = fundingIndexNow(s, marketId, px);
+        if (st.lastFundingTime != block.timestamp) {
+            st.fundingIndex = index;
+            st.lastFundingTime = uint64(block.timestamp);
+            emit IMarginEngine.FundingAccrued(marketId, index, fundingRate(s.markets[marketId], st));
+        }
+    }
+
+    /// @dev Funding index as if accrued now: F + rate/day × P × dt / 1 day (rounded toward zero).
+    function fundingIndexNow(Storage storage s, uint256 marketId, uint256 px) internal view returns (int256) {
+        IMarginEngine.MarketState storage st = s.marketStates[marketId];
+        uint256 dt = block.timestamp - st.lastFundingTime;
+        if (dt == 0) return st.fundingIndex;
+        int256 rate = fundingRate(s.markets[marketId], st);
+        return st.fundingIndex + (rate * int256(px) / IWAD) * int256(dt) / int256(1 days);
+    }
+
+    /// @dev Daily funding rate ∝ skew, capped: clamp((long − short) / skewScale × maxRate, ±maxRate).
+    ///      Positive: longs pay.
+    function fundingRate(IMarginEngine.MarketParams storage m, IMarginEngine.MarketState storage st)
+        internal
+        view
+        returns (int256 rate)
+    {
+        int256 skew = int256(st.longOI) - int256(st.shortOI);
+        int256 maxRate = int256(uint256(m.maxFundingRate));
+        rate = skew * maxRate / int256(uint256(m.skewScale));
+        if (rate > maxRate) rate = maxRate;
+        if (rate < -maxRate) rate = -maxRate;
+    }
+
+    // =================================================================== settlement
+
+    function changeSettlement(Storage storage s, uint256 accountId, int256 delta) internal {
+        int256 v = s.settlement[accountId] + delta;
+        s.settlement[accountId] = v;
+        emit IMarginEngine.SettlementChanged(accountId, delta, v);
+    }
+
+    /// @dev Charges `amountUsd` to the account and has the pool (the clearing house) pay `to` the same value
+    ///      in tokens, rounded down (the sub-unit rest stays with the protocol). The account's debt is
+    ///      settled against its USDC margin by the `settle` that follows.
+    function payFromAccount(Storage storage s, Env memory env, uint256 accountId, address to, uint256 amountUsd)
+        internal
+    {
+        changeSettlement(s, accountId, -amountUsd.toInt256());
+        env.pool.pay(to, amountUsd / env.settlementScale);
+    }
+
+    /// @dev Moves value between the account's USDC margin and the pool until the settlement balance is as
+    ///      close to zero as tokens allow: a positive S is paid by the pool into margin (rounded down, the
+    ///      sub-unit rest stays as a claim); a negative S is paid from USDC margin to the pool (rounded up;
+    ///      the overshoot of less than one token unit is kept by the protocol).
+    function settle(Storage storage s, Env memory env, uint256 accountId) internal {
+        int256 v = s.settlement[accountId];
+        if (v > 0) {
+            uint256 amount = Math.min(uint256(v) / env.settlementScale, env.pool.capital());
+            if (amount == 0) return;
+            changeSettlement(s, accountId, -(amount * env.settlementScale).toInt256());
+            env.pool.pay(address(env.vault), amount);
+            env.vault.engineCreditMargin(accountId, env.settlementAsset, amount);
+        } else if (v < 0) {
+            uint256 owed = uint256(-v).mulDivUp(1, env.settlementScale);
+            uint256 amount = Math.min(owed, env.vault.marginOf(accountId, env.settlementAsset));
+            if (amount == 0) return;
+            int256 delta = amount == owed ? -v : (amount * env.settlementScale).toInt256();
+            changeSettlement(s, accountId, delta);
+            env.vault.engineDebitMargin(accountId, env.settlementAsset, amount, address(env.pool));
+        }
+    }
+}

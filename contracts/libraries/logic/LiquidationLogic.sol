@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+
+import {IMarginEngine} from "../../interfaces/IMarginEngine.sol";
+import {IVault} from "../../interfaces/IVault.sol";
+import {WadMath} from "../WadMath.sol";
+import {AccountLogic} from "./AccountLogic.sol";
+
+/// @title LiquidationLogic
+/// @notice `liquidate` and `buyCollateral` of the MarginEngine (run by delegatecall from it). See IMarginEngine.
+library LiquidationLogic {
+    using SafeERC20 for IERC20;
+    using SafeCast for uint256;
+    using WadMath for uint256;
+
+    uint256 private constant WAD = 1e18;
+
+    /// @dev See `IMarginEngine.liquidate`.
+    function liquidate(AccountLogic.Storage storage s, AccountLogic.Env memory env, uint256 accountId)
+        external
+        returns (uint256 fraction)
+    {
+        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
+        AccountLogic.pokeAccount(s, ctx, accountId);
+        IMarginEngine.AccountState memory before = AccountLogic.valuation(s, ctx, accountId);
+        if (before.health >= WAD) revert IMarginEngine.NotLiquidatable(accountId, before.health);
+
+        IMarginEngine.RiskParams memory r = s.risk;
+        fraction = liquidationFraction(before, r);
+        (uint256 closedNotional,) = AccountLogic.closeFraction(s, ctx, accountId, fraction, false);
+
+        // Penalty rounds up (against the account); the liquidator's share rounds down (for the protocol).
+        uint256 penalty = closedNotional.wMulUp(r.liquidationPenalty);
+        uint256 keeperShareUsd = penalty.wMulDown(r.keeperPenaltyShare);
+        uint256 keeperUsd = r.keeperReward + keeperShareUsd;
+        AccountLogic.changeSettlement(s, accountId, -(r.keeperReward + penalty).toInt256());
+        // Keeper and insurance are paid by the pool (the clearing house); the account's settlement
+        // balance owes the pool the same amount and is settled right after. Token amounts round down.
+        env.pool.pay(msg.sender, keeperUsd / env.settlementScale);
+        env.pool.addInsurance((penalty - keeperShareUsd) / env.settlementScale);
+        AccountLogic.settle(s, env, accountId);
+
+        AccountLogic.refreshPoolCapital(ctx);
+        IMarginEngine.AccountState memory afterState = AccountLogic.valuation(s, ctx, accountId);
+        _writeOffIfEmpty(s, env, accountId);
+        emit IMarginEngine.Liquidated(
+            accountId, msg.sender, fraction, closedNotional, penalty, keeperUsd, before.health, afterState.health
+        );
+    }
+
+    /// @dev See `IMarginEngine.buyCollateral`.
+    function buyCollateral(
+        AccountLogic.Storage storage s,
+        AccountLogic.Env memory env,
+        uint256 accountId,
+        address token,
+        uint256 repay,
+        uint256 minAmountOut
+    ) external returns (uint256 amountOut) {
+        int256 debtS = s.settlement[accountId];
+        uint256 available = env.vault.marginOf(accountId, token);
+        if (debtS >= 0 || token == env.settlementAsset || available == 0 || repay == 0) {
+            revert IMarginEngine.NothingToBuy(accountId);
+        }
+        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
+        AccountLogic.pokeAccount(s, ctx, accountId);
+        if (s.positionMask[accountId] != 0) {
+            IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
+            if (st.health >= WAD) revert IMarginEngine.NotLiquidatable(accountId, st.health);
+        }
+        (amountOut, repay) = _quote(s, ctx, uint256(-debtS), token, repay, available);
+        if (amountOut < minAmountOut) revert IMarginEngine.SlippageExceeded(amountOut, minAmountOut);
+
+        AccountLogic.changeSettlement(s, accountId, (repay * env.settlementScale).toInt256());
+        if (s.settlement[accountId] > 0) s.settlement[accountId] = 0; // sub-unit dust of the rounding: protocol's
+        IERC20(env.settlementAsset).safeTransferFrom(msg.sender, address(env.pool), repay);
+        env.vault.engineDebitMargin(accountId, token, amountOut, msg.sender);
+        emit IMarginEngine.CollateralBought(accountId, msg.sender, token, repay, amountOut);
+
+        _writeOffIfEmpty(s, env, accountId);
+    }
+
+    /// @dev Collateral out for `repay` (capped at the debt) at the discounted oracle price, and the repay
+    ///      actually due when the margin available is the limit.
+    function _quote(
+        AccountLogic.Storage storage s,
+        AccountLogic.Ctx memory ctx,
+        uint256 debtUsd,
+        address token,
+        uint256 repay,
+        uint256 available
+    ) private view returns (uint256 amountOut, uint256 repaid) {
+        uint256 scale = ctx.env.settlementScale;
+        // Debt in settlement-token units, rounded up: the buyer may repay all of it.
+        uint256 debt = debtUsd.mulDivUp(1, scale);
+        repaid = repay > debt ? debt : repay;
+        IVault.AssetConfig memory cfg = ctx.env.vault.assetConfig(token);
+        uint256 discounted = AccountLogic.cachedPrice(ctx, token).wMulDown(WAD - s.risk.collateralDiscount);
+        // Collateral out for the repaid value at the discounted price, rounded down (for the account).
+        amountOut = WadMath.toAmountDown(repaid * scale, discounted, cfg.decimals);
+        if (amountOut > available) {
+            amountOut = available;
+            // The buyer pays for all of it at the discounted price, rounded up (for the account).
+            repaid = Math.mulDiv(available, discounted, (10 ** cfg.decimals) * scale, Math.Rounding.Ceil);
+        }
+    }
+
+    /// @dev The least fraction of every position whose close restores `liquidationTargetRatio`, counting the
+    ///      penalty and the keeper reward as paid: (E − R − p·f·N) ≥ t·(M·(1 − f) + R), with MM = M + R ⇒
+    ///      f = (t·(M + R) − E + R) / (t·M − p·N), rounded up; 1 (close all) when the account is far under
+    ///      (health < fullLiquidationHealth), the denominator is not positive, or the rest would be dust.
+    function liquidationFraction(IMarginEngine.AccountState memory st, IMarginEngine.RiskParams memory r)
+        internal
+        pure
+        returns (uint256)
+    {
+        if (st.health < r.fullLiquidationHealth) return WAD;
+        uint256 reserveR = r.keeperReward;
+        uint256 mScaled = st.maintenanceMargin - reserveR; // M: the size-proportional part
+        int256 num = int256(Math.mulDiv(r.liquidationTargetRatio, st.maintenanceMargin, WAD, Math.Rounding.Ceil))
+            - st.equity + int256(reserveR);
+        int256 den =
+            int256(mScaled.wMulDown(r.liquidationTargetRatio)) - int256(st.notional.wMulUp(r.liquidationPenalty));
+        if (den <= 0 || num >= den) return WAD;
+        uint256 f = Math.mulDiv(uint256(num), WAD, uint256(den), Math.Rounding.Ceil);
+        uint256 remaining = (st.notional * (WAD - f)) / WAD;
+        if (remaining < r.dustNotional) return WAD;
+        return f;
+    }
+
+    /// @dev An account with debt and no margin left and no position: its debt is bad debt.
+    function _writeOffIfEmpty(AccountLogic.Storage storage s, AccountLogic.Env memory env, uint256 accountId) private {
+        int256 v = s.settlement[accountId];
+        if (v >= 0 || s.positionMask[accountId] != 0 || env.vault.marginMask(accountId) != 0) return;
+        uint256 amountUsd = uint256(-v);
+        s.settlement[accountId] = 0;
+        emit IMarginEngine.SettlementChanged(accountId, -v, 0);
+        // The pool never received this value, so LPs already carry it; the insurance fund makes them whole
+        // as far as it can.
+        uint256 fromInsurance = env.pool.coverBadDebt(accountId, amountUsd.mulDivUp(1, env.settlementScale));
+        emit IMarginEngine.BadDebt(accountId, amountUsd, fromInsurance);
+    }
+}

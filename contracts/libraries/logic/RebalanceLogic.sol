@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {IMarginEngine} from "../../interfaces/IMarginEngine.sol";
+import {WadMath} from "../WadMath.sol";
+import {AccountLogic} from "./AccountLogic.sol";
+import "../Constants.sol" as C;
+
+/// @title RebalanceLogic
+/// @notice The engine side of rebalancing (run by delegatecall from the MarginEngine): policy validation
+///         and `applyRebalance`, which enforces the owner's policy whatever a module computed.
+library RebalanceLogic {
+    using WadMath for uint256;
+
+    uint256 private constant WAD = 1e18;
+
+    /// @dev See `IMarginEngine.setRebalancePolicy`. Each broken rule has its own error.
+    function setPolicy(
+        AccountLogic.Storage storage s,
+        AccountLogic.Env memory env,
+        uint256 accountId,
+        IMarginEngine.RebalancePolicy calldata p
+    ) external {
+        if (p.module == address(0)) {
+            delete s.policies[accountId];
+            emit IMarginEngine.RebalancePolicySet(accountId, p);
+            return;
+        }
+        if (!s.rebalancers[p.module]) revert IMarginEngine.RebalancerNotRegistered(p.module);
+        if (p.triggerRatio <= WAD) revert IMarginEngine.PolicyTriggerTooLow(p.triggerRatio);
+        if (p.targetRatio < uint256(p.triggerRatio) + C.MIN_REBALANCE_BAND) {
+            revert IMarginEngine.PolicyBandTooNarrow(p.triggerRatio, p.targetRatio, C.MIN_REBALANCE_BAND);
+        }
+        if (p.targetRatio > C.MAX_REBALANCE_TARGET) {
+            revert IMarginEngine.PolicyTargetTooHigh(p.targetRatio, C.MAX_REBALANCE_TARGET);
+        }
+        if (p.releaseRatio != 0 && p.releaseRatio < uint256(p.targetRatio) + C.MIN_REBALANCE_BAND) {
+            revert IMarginEngine.PolicyBandTooNarrow(p.targetRatio, p.releaseRatio, C.MIN_REBALANCE_BAND);
+        }
+        if (p.actions == 0) revert IMarginEngine.PolicyNoActions();
+        if (p.actions & ~C.ALL_ACTIONS != 0) revert IMarginEngine.PolicyUnknownActions(p.actions);
+        if (p.actions & C.RELEASE != 0 && p.releaseRatio == 0) revert IMarginEngine.PolicyReleaseRatioMissing();
+        if (p.actions & (C.TOP_UP | C.RELEASE) != 0 && p.topUpAssets.length == 0) {
+            revert IMarginEngine.PolicyTopUpAssetsMissing();
+        }
+        if (p.topUpAssets.length > C.MAX_ASSETS) {
+            revert IMarginEngine.PolicyTooManyAssets(p.topUpAssets.length, C.MAX_ASSETS);
+        }
+        for (uint256 i; i < p.topUpAssets.length; ++i) {
+            address asset = p.topUpAssets[i];
+            if (!env.vault.assetConfig(asset).listed) revert IMarginEngine.PolicyAssetNotListed(asset);
+            for (uint256 j; j < i; ++j) {
+                if (p.topUpAssets[j] == asset) revert IMarginEngine.PolicyDuplicateAsset(asset);
+            }
+        }
+        if (p.cooldown > C.MAX_REBALANCE_COOLDOWN) {
+            revert IMarginEngine.PolicyCooldownTooLong(p.cooldown, C.MAX_REBALANCE_COOLDOWN);
+        }
+        if (p.maxFeeUsd > C.MAX_REBALANCE_FEE) revert IMarginEngine.PolicyFeeTooHigh(p.maxFeeUsd, C.MAX_REBALANCE_FEE);
+        s.policies[accountId] = p;
+        emit IMarginEngine.RebalancePolicySet(accountId, p);
+    }
+
+    /// @dev See `IMarginEngine.applyRebalance`.
+    function applyRebalance(
+        AccountLogic.Storage storage s,
+        AccountLogic.Env memory env,
+        uint256 accountId,
+        IMarginEngine.RebalancePlan calldata plan
+    ) external returns (uint256 hBefore, uint256 hAfter) {
+        IMarginEngine.RebalancePolicy storage policy = s.policies[accountId];
+        if (msg.sender != policy.module || !s.rebalancers[msg.sender]) {
+            revert IMarginEngine.RebalancerNotAllowed(accountId, msg.sender);
+        }
+        _checkPlan(policy, accountId, plan);
+        uint256 readyAt = s.lastRebalanceAt[accountId] + policy.cooldown;
+        if (s.lastRebalanceAt[accountId] != 0 && block.timestamp < readyAt) {
+            revert IMarginEngine.RebalanceCooldown(accountId, readyAt);
+        }
+        s.lastRebalanceAt[accountId] = block.timestamp;
+
+        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
+        AccountLogic.pokeAccount(s, ctx, accountId);
+        hBefore = AccountLogic.valuation(s, ctx, accountId).health;
+        // Below 1 the account belongs to liquidation: a rebalance would take the liquidator's incentive.
+        if (hBefore < WAD) revert IMarginEngine.AccountLiquidatable(accountId, hBefore);
+
+        bool release = plan.action == C.RELEASE;
+        for (uint256 i; i < plan.assets.length; ++i) {
+            // The vault reverts if the reserve (or margin) is short: at most the account's own balance moves.
+            if (release) env.vault.engineMoveToReserve(accountId, plan.assets[i], plan.amounts[i]);
+            else env.vault.engineMoveToMargin(accountId, plan.assets[i], plan.amounts[i]);
+        }
+        if (plan.reduceFraction != 0) AccountLogic.closeFraction(s, ctx, accountId, plan.reduceFraction, true);
+        if (plan.feeUsd != 0) AccountLogic.payFromAccount(s, env, accountId, plan.keeper, plan.feeUsd);
+        AccountLogic.settle(s, env, accountId);
+
+        AccountLogic.refreshPoolCapital(ctx);
+        AccountLogic.pokeAccount(s, ctx, accountId); // a topped-up asset may be new to the account
+        IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
+        hAfter = st.health;
+        if (release) {
+            uint256 minHealth = uint256(policy.targetRatio) - C.RELEASE_HEALTH_OFFSET;
+            if (hAfter < minHealth) revert IMarginEngine.RebalanceBelowTarget(accountId, hAfter, minHealth);
+            if (st.equity < int256(st.initialMargin)) {
+                revert IMarginEngine.BelowInitialMargin(accountId, st.equity, st.initialMargin);
+            }
+        } else if (hAfter < hBefore) {
+            revert IMarginEngine.RebalanceLowersHealth(accountId, hBefore, hAfter);
+        }
+        emit IMarginEngine.RebalanceApplied(accountId, msg.sender, plan.action, hBefore, hAfter, plan.feeUsd);
+    }
+
+    /// @dev The plan's shape against the policy: allowed, well-formed actions; assets from the policy.
+    function _checkPlan(
+        IMarginEngine.RebalancePolicy storage policy,
+        uint256 accountId,
+        IMarginEngine.RebalancePlan calldata plan
+    ) private view {
+        uint8 action = plan.action;
+        bool validAction = action == C.RELEASE || (action != 0 && action & ~(C.TOP_UP | C.REDUCE) == 0);
+        if (!validAction || action & ~policy.actions != 0) {
+            revert IMarginEngine.RebalanceActionNotAllowed(accountId, action);
+        }
+        bool moves = action & (C.TOP_UP | C.RELEASE) != 0;
+        bool reduces = action & C.REDUCE != 0;
+        if (
+            plan.assets.length != plan.amounts.length || moves != (plan.assets.length != 0)
+                || reduces != (plan.reduceFraction != 0) || plan.reduceFraction > WAD
+                || (plan.feeUsd != 0 && plan.keeper == address(0))
+        ) revert IMarginEngine.RebalancePlanInvalid(accountId);
+        if (plan.feeUsd > policy.maxFeeUsd) revert IMarginEngine.RebalanceFeeAboveMax(plan.feeUsd, policy.maxFeeUsd);
+        address[] storage allowed = policy.topUpAssets;
+        for (uint256 i; i < plan.assets.length; ++i) {
+            bool found;
+            for (uint256 j; j < allowed.length && !found; ++j) {
+                found = allowed[j] == plan.assets[i];
+            }
+            if (!found) revert IMarginEngine.RebalanceAssetNotInPolicy(accountId, plan.assets[i]);
+        }
+    }
+}

@@ -205,11 +205,13 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         return _plan(accountId, msg.sender);
     }
 
-    /// @dev Opt-in and cooldown: two storage reads, before any oracle is touched.
+    /// @dev Opt-in and cooldown: two storage reads, before any oracle is touched. At most one rebalance per
+    ///      account per block (a cooldown of at least one second): the keeper that loses a race for an
+    ///      account pays for these two reads only.
     function _gate(uint256 accountId, IMarginEngine.RebalancePolicy memory policy) private view returns (Status) {
         if (policy.module != address(this)) return Status.NotOptedIn;
         uint256 last = engine.lastRebalanceAt(accountId);
-        if (last != 0 && block.timestamp < last + policy.cooldown) return Status.Cooldown;
+        if (last != 0 && block.timestamp < last + Math.max(policy.cooldown, 1)) return Status.Cooldown;
         return Status.Ready;
     }
 

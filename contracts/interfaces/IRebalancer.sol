@@ -16,7 +16,7 @@ interface IRebalancer is AutomationCompatibleInterface {
     enum Status {
         Ready, // a plan exists and the engine will accept it
         NotOptedIn, // the account's policy names another module (or none)
-        Cooldown, // the policy's cooldown since the last rebalance has not passed
+        Cooldown, // the policy's cooldown since the last rebalance has not passed (or it was this block)
         InBand, // trigger <= health <= release (or release is off / not allowed)
         Liquidatable, // health < 1: only `liquidate` acts
         OracleUnhealthy, // a price the account needs is invalid
@@ -63,8 +63,9 @@ interface IRebalancer is AutomationCompatibleInterface {
     ///         asset order, then if still short and allowed reduce every position by the least fraction
     ///         that restores target; or release excess margin down to target, never below IM) and has the
     ///         engine apply it, paying the caller the keeper fee from the account.
-    ///         Reverts `NotOptedIn`, `NothingToRebalance` (cooldown, inside the band, or nothing useful
-    ///         allowed; checked cheaply first for the cooldown), `Liquidatable` (health < 1),
+    ///         Reverts `NotOptedIn`, `NothingToRebalance` (cooldown — at least one block between two
+    ///         rebalances of an account, so a keeper losing a race pays two storage reads —, inside the band,
+    ///         or nothing useful allowed), `Liquidatable` (health < 1),
     ///         `OracleUnhealthy(asset)`.
     /// @return action The action applied; @return feeUsd The fee paid to the caller.
     function rebalance(uint256 accountId) external returns (uint8 action, uint256 feeUsd);

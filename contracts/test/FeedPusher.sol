@@ -19,4 +19,16 @@ contract FeedPusher {
         feed.setRound(roundId, answer, updatedAt, updatedAt);
         return router.poke(asset);
     }
+
+    /// @notice Pokes, moves the feed to a new round, and pokes again, all in one transaction: shows that
+    ///         the router serves the price it accepted earlier in the transaction.
+    function pokeMovePoke(MockAggregator feed, IOracleRouter router, address asset, int256 answer)
+        external
+        returns (uint256 first, uint256 second)
+    {
+        (, first) = router.poke(asset);
+        (uint80 roundId,,,,) = feed.latestRoundData();
+        feed.setRound(roundId + 1, answer, block.timestamp, block.timestamp);
+        (, second) = router.poke(asset);
+    }
 }

@@ -1,0 +1,562 @@
+import { expect } from "chai";
+import { ethers, network } from "hardhat";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+
+import { DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
+import { USDC, E18 } from "../shared/fixtures";
+import { mulDivUp, sqrtHorizon, USDC_SCALE, WAD, wDivDown, wMulUp } from "../shared/marginMath";
+import { positionRequirements, tradeFee } from "../shared/engineMath";
+import {
+  ACTION,
+  BASE_FEE,
+  countedValue,
+  expectedFee,
+  fundReserve,
+  moveEthUntil,
+  openLong,
+  pinBaseFee,
+  rebalanceFixture,
+  reduceFraction,
+  setEth,
+  targetRequirement,
+  topUpAmount,
+  type PolicyIn,
+  type RebalanceFixture,
+} from "../shared/rebalance";
+
+const R = DEFAULT_RISK.keeperReward;
+const HAIRCUT_WETH = wad("0.9");
+const T = wad("3"); // fixture target
+const STATUS = { Ready: 0n, NotOptedIn: 1n, Cooldown: 2n, InBand: 3n, Liquidatable: 4n, OracleUnhealthy: 5n, NoAction: 6n, Rejected: 7n };
+
+/** Below trigger (2) but not liquidatable: the rebalancer's territory. */
+const lowHealth = (h: bigint) => h >= WAD && h < wad("2");
+
+async function withPolicy(f: RebalanceFixture, change: Partial<PolicyIn>): Promise<PolicyIn> {
+  const policy = { ...f.policy, ...change };
+  await f.engine.connect(f.alice).setRebalancePolicy(f.id, policy);
+  return policy;
+}
+
+async function withdrawReserve(f: RebalanceFixture, keepUsdc: bigint, keepWeth: bigint) {
+  const usdc = await f.vault.reserveOf(f.id, f.usdc);
+  const weth = await f.vault.reserveOf(f.id, f.weth);
+  if (usdc > keepUsdc) await f.vault.connect(f.alice).withdraw(f.id, f.usdc, usdc - keepUsdc, f.alice.address);
+  if (weth > keepWeth) await f.vault.connect(f.alice).withdraw(f.id, f.weth, weth - keepWeth, f.alice.address);
+}
+
+describe("Rebalancer", () => {
+  describe("rebalance › TOP_UP", () => {
+    it("tops up from the USDC reserve exactly to target when health falls below trigger", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      const px = await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      const st = await f.engine.accountState(f.id);
+      const fee = expectedFee(E18(px), f.policy.maxFeeUsd);
+      const need = targetRequirement(T, st.maintenanceMargin) - (st.equity - fee);
+      const amount = topUpAmount(need, WAD, 6, WAD);
+      expect(amount).to.be.lessThan(USDC(1_000)); // the USDC reserve covers it: WETH stays untouched
+      const margin0 = await f.vault.marginOf(f.id, f.usdc);
+      const keeper0 = await f.usdc.balanceOf(f.keeper.address);
+
+      await pinBaseFee();
+      const tx = f.rebalancer.connect(f.keeper).rebalance(f.id);
+      await (await tx).wait();
+      const now = await f.engine.accountState(f.id);
+
+      // Equity gains exactly the top-up and pays exactly the fee; the requirement does not move.
+      expect(now.maintenanceMargin).to.equal(st.maintenanceMargin);
+      expect(now.equity).to.equal(st.equity - fee + amount * USDC_SCALE);
+      expect(now.health).to.equal(wDivDown(now.equity, now.maintenanceMargin));
+      // Target reached, overshooting by less than one USDC unit of equity (rounding for the protocol).
+      expect(now.health).to.be.gte(T);
+      expect(now.equity - targetRequirement(T, st.maintenanceMargin)).to.be.lessThan(USDC_SCALE);
+      await expect(tx)
+        .to.emit(f.rebalancer, "Rebalanced")
+        .withArgs(f.id, ACTION.TOP_UP, st.health, now.health, amount * USDC_SCALE, fee, f.keeper.address);
+      expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(USDC(1_000) - amount);
+      expect(await f.vault.reserveOf(f.id, f.weth)).to.equal(E18(2));
+      expect(await f.vault.marginOf(f.id, f.usdc)).to.equal(margin0 + amount - fee / USDC_SCALE);
+      expect(await f.usdc.balanceOf(f.keeper.address)).to.equal(keeper0 + fee / USDC_SCALE);
+      expect(await f.engine.lastRebalanceAt(f.id)).to.equal(await time.latest());
+    });
+
+    it("rescues an account just above 1 (between liquidation and trigger)", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await moveEthUntil(f, f.id, 2000n, -1n, (h) => h >= WAD && h < wad("1.1"));
+      const before = await f.engine.accountState(f.id);
+      await pinBaseFee();
+      await f.rebalancer.connect(f.keeper).rebalance(f.id);
+      const now = await f.engine.accountState(f.id);
+      expect(before.health).to.be.lessThan(wad("1.1"));
+      expect(now.health).to.be.gte(T);
+      await expect(f.engine.connect(f.keeper).liquidate(f.id))
+        .to.be.revertedWithCustomError(f.engine, "NotLiquidatable")
+        .withArgs(f.id, now.health);
+    });
+
+    it("tops up across two assets in the owner's order, counting the WETH haircut", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await withdrawReserve(f, USDC(100), E18(2)); // 100 USDC first, the rest must come from WETH
+      const px = await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      const pxWad = E18(px);
+      const st = await f.engine.accountState(f.id);
+      const fee = expectedFee(pxWad, f.policy.maxFeeUsd);
+      const need = targetRequirement(T, st.maintenanceMargin) - (st.equity - fee);
+      const wethAmount = topUpAmount(need - E18(100), pxWad, 18, HAIRCUT_WETH);
+      const wethValue = countedValue(wethAmount, pxWad, 18, HAIRCUT_WETH);
+
+      await pinBaseFee();
+      await expect(f.rebalancer.connect(f.keeper).rebalance(f.id))
+        .to.emit(f.rebalancer, "Rebalanced")
+        .withArgs(f.id, ACTION.TOP_UP, st.health, (h: bigint) => h >= T, E18(100) + wethValue, fee, f.keeper.address);
+      expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(0n);
+      expect(await f.vault.reserveOf(f.id, f.weth)).to.equal(E18(2) - wethAmount);
+      expect(await f.vault.marginOf(f.id, f.weth)).to.equal(wethAmount);
+      const now = await f.engine.accountState(f.id);
+      // USDC 100 at face value, WETH at price × 0.9; the fee leaves through the USDC margin.
+      expect(now.equity).to.be.gte(st.equity - fee + E18(100) + wethValue);
+      expect(now.equity - (st.equity - fee + E18(100) + wethValue)).to.be.lessThan(10n); // floor steps of C
+      expect(now.health).to.be.gte(T);
+    });
+
+    it("follows the owner's order: WETH first when the policy lists it first", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await withPolicy(f, { topUpAssets: [await f.weth.getAddress(), await f.usdc.getAddress()] });
+      const px = await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      const st = await f.engine.accountState(f.id);
+      const fee = expectedFee(E18(px), f.policy.maxFeeUsd);
+      const need = targetRequirement(T, st.maintenanceMargin) - (st.equity - fee);
+      const wethAmount = topUpAmount(need, E18(px), 18, HAIRCUT_WETH);
+      await pinBaseFee();
+      await f.rebalancer.connect(f.keeper).rebalance(f.id);
+      expect(await f.vault.reserveOf(f.id, f.weth)).to.equal(E18(2) - wethAmount);
+      expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(USDC(1_000));
+      expect((await f.engine.accountState(f.id)).health).to.be.gte(T);
+    });
+  });
+
+  describe("rebalance › REDUCE", () => {
+    it("with a reserve too small, tops up all of it, then reduces by the formula's f and lands on target", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await withdrawReserve(f, USDC(50), 0n);
+      const px = await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      const [st, closeFee] = await f.engine.rebalanceInputs(f.id);
+      const fee = expectedFee(E18(px), f.policy.maxFeeUsd);
+      const equityAfterTopUp = st.equity - fee + E18(50);
+      const fr = reduceFraction(T, st.maintenanceMargin, R, equityAfterTopUp, closeFee);
+      expect(fr).to.be.greaterThan(0n);
+      expect(fr).to.be.lessThan(WAD);
+      const closed = mulDivUp(E18(10), fr, WAD);
+
+      await pinBaseFee();
+      const tx = f.rebalancer.connect(f.keeper).rebalance(f.id);
+      await (await tx).wait();
+
+      // The mirror of what the reduce leaves: the rest of the position re-enters at the price, the whole
+      // PnL, the fee and the trading fee on the closed size settle against USDC margin (rounded up).
+      const pxWad = E18(px);
+      const sizeLeft = E18(10) - closed;
+      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(sizeLeft);
+      const closeTradeFee = tradeFee(closed, pxWad, MAJOR_MARKET.feeRate);
+      const owedUsd = -(st.unrealisedPnl - fee - closeTradeFee);
+      const owedUnits = mulDivUp(owedUsd, 1n, USDC_SCALE);
+      const equity = st.collateral + E18(50) - owedUnits * USDC_SCALE;
+      const req = positionRequirements(
+        MAJOR_MARKET,
+        sizeLeft,
+        pxWad,
+        await f.oracle.volatility(f.weth),
+        (await f.pool.capital()) * USDC_SCALE,
+        sqrtHorizon(DEFAULT_RISK.volHorizon),
+      );
+      const health = wDivDown(equity, req.mm + R);
+      const now = await f.engine.accountState(f.id);
+      expect(now.equity).to.equal(equity);
+      expect(now.maintenanceMargin).to.equal(req.mm + R);
+      expect(now.health).to.equal(health);
+      // Lands on target: at or above it, the overshoot coming only from the size term of the rate.
+      expect(health).to.be.gte(T);
+      expect(health).to.be.lessThan(T + wad("0.02"));
+      await expect(tx)
+        .to.emit(f.rebalancer, "Rebalanced")
+        .withArgs(f.id, ACTION.TOP_UP | ACTION.REDUCE, st.health, health, E18(50) + wMulUp(st.notional, fr), fee, f.keeper.address);
+      expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(0n);
+    });
+
+    it("with REDUCE not allowed, tops up what the reserve has and leaves the position alone", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await withPolicy(f, { actions: ACTION.TOP_UP });
+      await withdrawReserve(f, USDC(50), 0n);
+      const px = await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      const st = await f.engine.accountState(f.id);
+      const fee = expectedFee(E18(px), f.policy.maxFeeUsd);
+      await pinBaseFee();
+      await expect(f.rebalancer.connect(f.keeper).rebalance(f.id))
+        .to.emit(f.rebalancer, "Rebalanced")
+        .withArgs(f.id, ACTION.TOP_UP, st.health, (h: bigint) => h > st.health && h < T, E18(50), fee, f.keeper.address);
+      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(E18(10));
+      const now = await f.engine.accountState(f.id);
+      expect(now.equity).to.equal(st.equity - fee + E18(50));
+    });
+
+    it("with an empty reserve and REDUCE not allowed, there is nothing to do", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await withPolicy(f, { actions: ACTION.TOP_UP });
+      await withdrawReserve(f, 0n, 0n);
+      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      await expect(f.rebalancer.connect(f.keeper).rebalance(f.id)).to.be.revertedWithCustomError(
+        f.rebalancer,
+        "NothingToRebalance",
+      );
+      const [needed, status] = await f.rebalancer.needsRebalance(f.id);
+      expect([needed, status]).to.deep.equal([false, STATUS.NoAction]);
+    });
+  });
+
+  describe("rebalance › RELEASE", () => {
+    it("releases excess USDC margin to the reserve down to target", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      const st = await f.engine.accountState(f.id); // 4,000 USDC on a 10 ETH long: health far above 6
+      expect(st.health).to.be.greaterThan(wad("6"));
+      const fee = expectedFee(E18(2000), f.policy.maxFeeUsd);
+      const floor = targetRequirement(T, st.maintenanceMargin);
+      expect(floor).to.be.greaterThan(st.initialMargin);
+      const amount = (st.equity - fee - floor) / USDC_SCALE;
+      const reserve0 = await f.vault.reserveOf(f.id, f.usdc);
+
+      await pinBaseFee();
+      await expect(f.rebalancer.connect(f.keeper).rebalance(f.id))
+        .to.emit(f.rebalancer, "Rebalanced")
+        .withArgs(f.id, ACTION.RELEASE, st.health, (h: bigint) => h >= T, amount * USDC_SCALE, fee, f.keeper.address);
+      expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(reserve0 + amount);
+      const now = await f.engine.accountState(f.id);
+      expect(now.equity).to.equal(st.equity - fee - amount * USDC_SCALE);
+      expect(now.equity - floor).to.be.lessThan(USDC_SCALE); // never below target, within a token unit
+    });
+
+    it("never releases below initial margin, even when target × MM is lower", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await withPolicy(f, { triggerRatio: wad("1.1"), targetRatio: wad("1.2"), releaseRatio: wad("2") });
+      const st = await f.engine.accountState(f.id);
+      expect(targetRequirement(wad("1.2"), st.maintenanceMargin)).to.be.lessThan(st.initialMargin);
+      const fee = expectedFee(E18(2000), f.policy.maxFeeUsd);
+      const amount = (st.equity - fee - st.initialMargin) / USDC_SCALE;
+      await pinBaseFee();
+      await f.rebalancer.connect(f.keeper).rebalance(f.id);
+      const now = await f.engine.accountState(f.id);
+      expect(now.equity).to.equal(st.equity - fee - amount * USDC_SCALE);
+      expect(now.equity).to.be.gte(now.initialMargin);
+      expect(now.equity - now.initialMargin).to.be.lessThan(USDC_SCALE);
+    });
+
+    it("does not release when RELEASE is not allowed, however high health is", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await withPolicy(f, { actions: ACTION.TOP_UP | ACTION.REDUCE });
+      await expect(f.rebalancer.rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
+      expect((await f.rebalancer.needsRebalance(f.id))[1]).to.equal(STATUS.InBand);
+    });
+  });
+
+  describe("rebalance › keeper fee", () => {
+    it("is baseFee + gasUnits × block.basefee × ETH price, capped by the policy; the gas price bid adds nothing", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      const px = await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      const fee = expectedFee(E18(px), f.policy.maxFeeUsd);
+      // 1 USD + 600,000 gas × 10 gwei × price: about 12 USD at ~1,900, below the 50 USD cap.
+      expect(fee).to.equal(wad("1") + (600_000n * BASE_FEE * E18(px)) / WAD - (((600_000n * BASE_FEE * E18(px)) / WAD + wad("1")) % USDC_SCALE));
+      const keeper0 = await f.usdc.balanceOf(f.keeper.address);
+      await pinBaseFee();
+      // A keeper bidding 1,000 gwei of priority fee is paid the same as one bidding nothing.
+      await f.rebalancer.connect(f.keeper).rebalance(f.id, { maxFeePerGas: 10n ** 12n, maxPriorityFeePerGas: 10n ** 12n - BASE_FEE });
+      expect(await f.usdc.balanceOf(f.keeper.address)).to.equal(keeper0 + fee / USDC_SCALE);
+    });
+
+    it("is capped by maxFeeUsd when the base fee spikes", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await withPolicy(f, { maxFeeUsd: wad("5") });
+      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      const keeper0 = await f.usdc.balanceOf(f.keeper.address);
+      await pinBaseFee(10n ** 12n); // 1,000 gwei: uncapped the fee would be ~1,100 USD
+      await f.rebalancer.connect(f.keeper).rebalance(f.id);
+      expect(await f.usdc.balanceOf(f.keeper.address)).to.equal(keeper0 + USDC(5));
+    });
+  });
+
+  describe("rebalance › eligibility", () => {
+    it("reverts NothingToRebalance inside the band, with needsRebalance saying InBand", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await moveEthUntil(f, f.id, 2000n, -5n, (h) => h >= wad("2") && h <= wad("6"));
+      await expect(f.rebalancer.rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
+      const [needed, status, plan] = await f.rebalancer.needsRebalance(f.id);
+      expect([needed, status, plan.action]).to.deep.equal([false, STATUS.InBand, 0n]);
+    });
+
+    it("honours the cooldown: a second rebalance waits for it", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await withPolicy(f, { cooldown: 3600 });
+      await pinBaseFee();
+      await f.rebalancer.connect(f.keeper).rebalance(f.id); // RELEASE from the fixture's high health
+      const at = await time.latest();
+      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      await expect(f.rebalancer.rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
+      expect((await f.rebalancer.needsRebalance(f.id))[1]).to.equal(STATUS.Cooldown);
+      await time.increaseTo(at + 3600);
+      await setEth(f, BigInt((await f.ethFeed.latestRoundData())[1]) / 10n ** 8n); // fresh round after the wait
+      expect((await f.rebalancer.needsRebalance(f.id))[0]).to.equal(true);
+      await expect(f.rebalancer.connect(f.keeper).rebalance(f.id)).to.emit(f.rebalancer, "Rebalanced");
+    });
+
+    it("leaves an account below 1 to liquidation: Liquidatable, and liquidate still works", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await moveEthUntil(f, f.id, 2000n, -5n, (h) => h < WAD);
+      const h = (await f.engine.accountState(f.id)).health;
+      await expect(f.rebalancer.rebalance(f.id))
+        .to.be.revertedWithCustomError(f.rebalancer, "Liquidatable")
+        .withArgs(f.id, h);
+      expect((await f.rebalancer.needsRebalance(f.id))[1]).to.equal(STATUS.Liquidatable);
+      await expect(f.engine.connect(f.keeper).liquidate(f.id)).to.emit(f.engine, "Liquidated");
+    });
+
+    it("reverts OracleUnhealthy when a price the account needs is stale", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      await time.increase(2 * 3600 + 1); // past the feed's heartbeat
+      await expect(f.rebalancer.rebalance(f.id))
+        .to.be.revertedWithCustomError(f.rebalancer, "OracleUnhealthy")
+        .withArgs(await f.weth.getAddress());
+      expect((await f.rebalancer.needsRebalance(f.id))[1]).to.equal(STATUS.OracleUnhealthy);
+    });
+
+    it("rejects accounts that did not opt in, and modules the engine no longer allows", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      const bobId = await openLong(f, f.bob, USDC(4_000), E18(10));
+      await expect(f.rebalancer.rebalance(bobId))
+        .to.be.revertedWithCustomError(f.rebalancer, "NotOptedIn")
+        .withArgs(bobId);
+      // A module the owner deregisters cannot act even for accounts that opted into it.
+      await f.engine.setRebalancer(f.rebalancer, false);
+      await pinBaseFee();
+      await expect(f.rebalancer.rebalance(f.id))
+        .to.be.revertedWithCustomError(f.engine, "RebalancerNotAllowed")
+        .withArgs(f.id, await f.rebalancer.getAddress());
+      // And no account can opt into an unregistered module.
+      await expect(f.engine.connect(f.alice).setRebalancePolicy(f.id, f.policy))
+        .to.be.revertedWithCustomError(f.engine, "RebalancerNotRegistered")
+        .withArgs(await f.rebalancer.getAddress());
+    });
+  });
+
+  describe("rebalanceBatch and Chainlink Automation", () => {
+    async function mixed() {
+      const f = await loadFixture(rebalanceFixture);
+      const inBand = await openLong(f, f.bob, USDC(40_000), E18(10)); // opted in, far above trigger, release off
+      await f.engine.connect(f.bob).setRebalancePolicy(inBand, { ...f.policy, releaseRatio: 0n, actions: ACTION.TOP_UP });
+      const notOptedIn = await openLong(f, f.bob, USDC(4_000), E18(10));
+      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      return { f, inBand, notOptedIn };
+    }
+
+    it("rebalanceBatch rebalances the eligible and skips the rest without reverting", async () => {
+      const { f, inBand, notOptedIn } = await mixed();
+      const ids = [notOptedIn, f.id, inBand, 999n];
+      expect(await f.rebalancer.connect(f.keeper).rebalanceBatch.staticCall(ids)).to.equal(1n);
+      await pinBaseFee();
+      const tx = f.rebalancer.connect(f.keeper).rebalanceBatch(ids);
+      await expect(tx).to.emit(f.rebalancer, "Rebalanced");
+      await expect(tx).to.emit(f.rebalancer, "RebalanceSkipped").withArgs(notOptedIn, STATUS.NotOptedIn);
+      await expect(tx).to.emit(f.rebalancer, "RebalanceSkipped").withArgs(inBand, STATUS.InBand);
+      await expect(tx).to.emit(f.rebalancer, "RebalanceSkipped").withArgs(999n, STATUS.NotOptedIn);
+      expect((await f.engine.accountState(f.id)).health).to.be.gte(T);
+    });
+
+    it("checkUpkeep finds exactly the accounts that need it and performUpkeep rebalances them", async () => {
+      const { f } = await mixed();
+      const window = ethers.AbiCoder.defaultAbiCoder().encode(["uint256", "uint256"], [1n, 10n]);
+      const [needed, data] = await f.rebalancer.checkUpkeep(window);
+      expect(needed).to.equal(true);
+      expect(ethers.AbiCoder.defaultAbiCoder().decode(["uint256[]"], data)[0]).to.deep.equal([f.id]);
+      await pinBaseFee();
+      await expect(f.rebalancer.connect(f.keeper).performUpkeep(data)).to.emit(f.rebalancer, "Rebalanced");
+      const [again] = await f.rebalancer.checkUpkeep(window);
+      expect(again).to.equal(false);
+      // performUpkeep re-validates: replaying the same data now skips the account.
+      await expect(f.rebalancer.connect(f.keeper).performUpkeep(data))
+        .to.emit(f.rebalancer, "RebalanceSkipped")
+        .withArgs(f.id, STATUS.InBand);
+    });
+
+    it("two keepers racing for one account: the second is a cheap revert and the fee is paid once", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      const k0 = await f.usdc.balanceOf(f.keeper.address);
+      const b0 = await f.usdc.balanceOf(f.bob.address);
+      await network.provider.send("evm_setAutomine", [false]);
+      try {
+        const first = await f.rebalancer.connect(f.keeper).rebalance(f.id, { gasLimit: 2_000_000 });
+        const second = await f.rebalancer.connect(f.bob).rebalance(f.id, { gasLimit: 2_000_000 });
+        await network.provider.send("evm_mine", []);
+        const r1 = await ethers.provider.getTransactionReceipt(first.hash);
+        const r2 = await ethers.provider.getTransactionReceipt(second.hash);
+        expect(r1!.status).to.equal(1);
+        expect(r2!.status).to.equal(0);
+        // The loser stops at the one-rebalance-per-block gate: two storage reads, no oracle touched.
+        expect(r2!.gasUsed).to.be.lessThan(60_000n);
+      } finally {
+        await network.provider.send("evm_setAutomine", [true]);
+      }
+      const block = await ethers.provider.getBlock("latest");
+      const ethPx = BigInt((await f.ethFeed.latestRoundData())[1]) * 10n ** 10n;
+      const fee = expectedFee(ethPx, f.policy.maxFeeUsd, block!.baseFeePerGas!);
+      expect(await f.usdc.balanceOf(f.keeper.address)).to.equal(k0 + fee / USDC_SCALE);
+      expect(await f.usdc.balanceOf(f.bob.address)).to.equal(b0);
+    });
+  });
+
+  describe("policy", () => {
+    const cases: Array<[string, (p: PolicyIn) => PolicyIn, string]> = [
+      ["trigger at or below 1", (p) => ({ ...p, triggerRatio: WAD }), "PolicyTriggerTooLow"],
+      ["target closer than the band to trigger", (p) => ({ ...p, targetRatio: p.triggerRatio + wad("0.04") }), "PolicyBandTooNarrow"],
+      ["target above 10", (p) => ({ ...p, targetRatio: wad("10.5"), releaseRatio: 0n, actions: ACTION.TOP_UP }), "PolicyTargetTooHigh"],
+      ["release closer than the band to target", (p) => ({ ...p, releaseRatio: p.targetRatio + wad("0.01") }), "PolicyBandTooNarrow"],
+      ["no action", (p) => ({ ...p, actions: 0 }), "PolicyNoActions"],
+      ["an unknown action bit", (p) => ({ ...p, actions: 8 }), "PolicyUnknownActions"],
+      ["RELEASE with release off", (p) => ({ ...p, releaseRatio: 0n }), "PolicyReleaseRatioMissing"],
+      ["TOP_UP with no assets", (p) => ({ ...p, topUpAssets: [] }), "PolicyTopUpAssetsMissing"],
+      ["a cooldown above a day", (p) => ({ ...p, cooldown: 86_401 }), "PolicyCooldownTooLong"],
+      ["a fee cap above 1,000 USD", (p) => ({ ...p, maxFeeUsd: wad("1000.000001") }), "PolicyFeeTooHigh"],
+    ];
+    for (const [what, make, error] of cases) {
+      it(`rejects ${what} with ${error} and keeps the old policy`, async () => {
+        const f = await loadFixture(rebalanceFixture);
+        await expect(f.engine.connect(f.alice).setRebalancePolicy(f.id, make(f.policy))).to.be.revertedWithCustomError(
+          f.engine,
+          error,
+        );
+        expect((await f.engine.rebalancePolicy(f.id)).targetRatio).to.equal(T);
+      });
+    }
+
+    it("rejects unlisted, duplicate and too many assets by name", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      const e = f.engine.connect(f.alice);
+      const usdc = await f.usdc.getAddress();
+      await expect(e.setRebalancePolicy(f.id, { ...f.policy, topUpAssets: [f.alice.address] }))
+        .to.be.revertedWithCustomError(f.engine, "PolicyAssetNotListed")
+        .withArgs(f.alice.address);
+      await expect(e.setRebalancePolicy(f.id, { ...f.policy, topUpAssets: [usdc, usdc] }))
+        .to.be.revertedWithCustomError(f.engine, "PolicyDuplicateAsset")
+        .withArgs(usdc);
+      await expect(e.setRebalancePolicy(f.id, { ...f.policy, topUpAssets: Array(17).fill(usdc) }))
+        .to.be.revertedWithCustomError(f.engine, "PolicyTooManyAssets")
+        .withArgs(17, 16);
+    });
+
+    it("is set by the owner or an operator only, and module 0 opts out", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await expect(f.engine.connect(f.bob).setRebalancePolicy(f.id, f.policy))
+        .to.be.revertedWithCustomError(f.engine, "NotAuthorized")
+        .withArgs(f.id, f.bob.address);
+      await f.vault.connect(f.alice).setOperator(f.id, f.bob.address, true);
+      await expect(f.engine.connect(f.bob).setRebalancePolicy(f.id, { ...f.policy, module: ethers.ZeroAddress, topUpAssets: [] }))
+        .to.emit(f.engine, "RebalancePolicySet");
+      expect((await f.engine.rebalancePolicy(f.id)).module).to.equal(ethers.ZeroAddress);
+      await expect(f.rebalancer.rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NotOptedIn");
+    });
+  });
+
+  describe("engine › applyRebalance guards against a faulty module", () => {
+    /** The deployer's EOA registered as a module and chosen by alice: it can send any plan. */
+    async function rogue() {
+      const f = await loadFixture(rebalanceFixture);
+      await f.engine.setRebalancer(f.deployer.address, true);
+      await withPolicy(f, { module: f.deployer.address });
+      const plan = {
+        action: ACTION.TOP_UP,
+        assets: [await f.usdc.getAddress()],
+        amounts: [USDC(10)],
+        reduceFraction: 0n,
+        feeUsd: 0n,
+        keeper: f.deployer.address,
+      };
+      return { f, plan, e: f.engine.connect(f.deployer) };
+    }
+
+    it("only the module the account opted into may call it", async () => {
+      const { f, plan } = await rogue();
+      await expect(f.engine.connect(f.keeper).applyRebalance(f.id, plan))
+        .to.be.revertedWithCustomError(f.engine, "RebalancerNotAllowed")
+        .withArgs(f.id, f.keeper.address);
+    });
+
+    it("a RELEASE below target − offset reverts RebalanceBelowTarget", async () => {
+      const { f, plan, e } = await rogue();
+      const all = await f.vault.marginOf(f.id, f.usdc);
+      await expect(e.applyRebalance(f.id, { ...plan, action: ACTION.RELEASE, amounts: [all - USDC(300)] })).to.be.revertedWithCustomError(
+        f.engine,
+        "RebalanceBelowTarget",
+      );
+    });
+
+    it("a TOP_UP whose fee exceeds what it adds reverts RebalanceLowersHealth", async () => {
+      const { f, plan, e } = await rogue();
+      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      await expect(e.applyRebalance(f.id, { ...plan, amounts: [USDC(1)], feeUsd: wad("40") })).to.be.revertedWithCustomError(
+        f.engine,
+        "RebalanceLowersHealth",
+      );
+    });
+
+    it("enforces the fee cap, the policy's assets and actions, the plan's shape and the reserve", async () => {
+      const { f, plan, e } = await rogue();
+      await expect(e.applyRebalance(f.id, { ...plan, feeUsd: wad("51") }))
+        .to.be.revertedWithCustomError(f.engine, "RebalanceFeeAboveMax")
+        .withArgs(wad("51"), wad("50"));
+      await expect(e.applyRebalance(f.id, { ...plan, assets: [await f.wbtc.getAddress()] }))
+        .to.be.revertedWithCustomError(f.engine, "RebalanceAssetNotInPolicy")
+        .withArgs(f.id, await f.wbtc.getAddress());
+      await expect(e.applyRebalance(f.id, { ...plan, action: ACTION.RELEASE | ACTION.TOP_UP }))
+        .to.be.revertedWithCustomError(f.engine, "RebalanceActionNotAllowed")
+        .withArgs(f.id, ACTION.RELEASE | ACTION.TOP_UP);
+      await expect(e.applyRebalance(f.id, { ...plan, action: ACTION.TOP_UP | ACTION.REDUCE }))
+        .to.be.revertedWithCustomError(f.engine, "RebalancePlanInvalid")
+        .withArgs(f.id);
+      await expect(e.applyRebalance(f.id, { ...plan, amounts: [USDC(1_001)] }))
+        .to.be.revertedWithCustomError(f.vault, "InsufficientReserve")
+        .withArgs(f.id, await f.usdc.getAddress(), USDC(1_000), USDC(1_001));
+      await withPolicy(f, { module: f.deployer.address, actions: ACTION.TOP_UP });
+      await expect(e.applyRebalance(f.id, { ...plan, action: ACTION.REDUCE, assets: [], amounts: [], reduceFraction: WAD }))
+        .to.be.revertedWithCustomError(f.engine, "RebalanceActionNotAllowed")
+        .withArgs(f.id, ACTION.REDUCE);
+    });
+
+    it("refuses a liquidatable account and a call inside the cooldown", async () => {
+      const { f, plan, e } = await rogue();
+      await withPolicy(f, { module: f.deployer.address, cooldown: 600 });
+      await e.applyRebalance(f.id, plan);
+      const at = await time.latest();
+      await expect(e.applyRebalance(f.id, plan))
+        .to.be.revertedWithCustomError(f.engine, "RebalanceCooldown")
+        .withArgs(f.id, at + 600);
+      await time.increaseTo(at + 600);
+      await moveEthUntil(f, f.id, 2000n, -5n, (h) => h < WAD);
+      const h = (await f.engine.accountState(f.id)).health;
+      await expect(e.applyRebalance(f.id, plan))
+        .to.be.revertedWithCustomError(f.engine, "AccountLiquidatable")
+        .withArgs(f.id, h);
+    });
+  });
+
+  describe("oracle › poke cache", () => {
+    it("serves the price it accepted earlier in the same transaction (each feed read once per batch)", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      const pusher = await (await ethers.getContractFactory("FeedPusher")).deploy();
+      const [first, second] = await pusher.pokeMovePoke.staticCall(f.ethFeed, f.oracle, f.weth, E18(1) / 10n ** 10n * 1990n);
+      expect(first).to.equal(E18(2000));
+      expect(second).to.equal(E18(2000));
+      // The next transaction reads the feed again.
+      await pusher.pokeMovePoke(f.ethFeed, f.oracle, f.weth, 1990n * 10n ** 8n);
+      const [, price] = await f.oracle.poke.staticCall(f.weth);
+      expect(price).to.equal(E18(1990));
+    });
+  });
+});

@@ -1,0 +1,141 @@
+/**
+ * Rebalancer test setup and the bigint mirror of the rebalance plan (DESIGN.md "Rebalancer").
+ */
+import { network } from "hardhat";
+import { ACTION, DEFAULT_REBALANCER, MAJOR_MARKET, wad } from "../../deploy/params";
+import { systemFixture, USDC, E18, E8, type SystemFixture } from "./fixtures";
+import { mulDivUp, WAD, wDivUp, wMulDown, USDC_SCALE } from "./marginMath";
+
+export { ACTION };
+
+/** Default test policy: trigger 2, target 3, release 6, all actions, fee cap 50 USD, USDC then WETH. */
+export interface PolicyIn {
+  module: string;
+  actions: number;
+  cooldown: number;
+  triggerRatio: bigint;
+  targetRatio: bigint;
+  releaseRatio: bigint;
+  maxFeeUsd: bigint;
+  topUpAssets: string[];
+}
+
+export interface RebalanceFixture extends SystemFixture {
+  id: bigint;
+  policy: PolicyIn;
+}
+
+/** Block base fee the tests pin before a rebalance: 10 gwei. */
+export const BASE_FEE = 10n ** 10n;
+
+/**
+ * Alice's account 1: 4,000 USDC margin, a 10 ETH long at 2,000 (5x), and a reserve of 1,000 USDC and
+ * 2 WETH; policy trigger 2 / target 3 / release 6, all actions, no cooldown. Funding off (maxFundingRate 0)
+ * so valuations do not drift between blocks and every expected value is exact.
+ */
+export async function rebalanceFixture(): Promise<RebalanceFixture> {
+  const f = await systemFixture();
+  await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n });
+  await f.engine.setMarketParams(f.btcMarket, { asset: await f.wbtc.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n });
+  const id = await openLong(f, f.alice, USDC(4_000), E18(10));
+  await fundReserve(f, f.alice, id, USDC(1_000), E18(2));
+  const policy: PolicyIn = {
+    module: await f.rebalancer.getAddress(),
+    actions: ACTION.ALL,
+    cooldown: 0,
+    triggerRatio: wad("2"),
+    targetRatio: wad("3"),
+    releaseRatio: wad("6"),
+    maxFeeUsd: wad("50"),
+    topUpAssets: [await f.usdc.getAddress(), await f.weth.getAddress()],
+  };
+  await f.engine.connect(f.alice).setRebalancePolicy(id, policy);
+  return { ...f, id, policy };
+}
+
+type Signer = SystemFixture["alice"];
+
+/** New account of `who` with `marginUsdc` USDC margin and a long of `size` ETH at the current price. */
+export async function openLong(f: SystemFixture, who: Signer, marginUsdc: bigint, size: bigint): Promise<bigint> {
+  await f.vault.connect(who).createAccount();
+  const id = await f.vault.accountCount();
+  await f.usdc.mint(who.address, marginUsdc);
+  await f.usdc.connect(who).approve(f.vault, marginUsdc);
+  await f.vault.connect(who).depositMargin(id, f.usdc, marginUsdc);
+  if (size !== 0n) await f.engine.connect(who).modifyPosition(id, f.ethMarket, size, E18(1_000_000));
+  return id;
+}
+
+/** Reserve (not margin) of `usdc` USDC and `weth` WETH for the account. */
+export async function fundReserve(f: SystemFixture, who: Signer, id: bigint, usdc: bigint, weth: bigint) {
+  if (usdc !== 0n) {
+    await f.usdc.mint(who.address, usdc);
+    await f.usdc.connect(who).approve(f.vault, usdc);
+    await f.vault.connect(who).deposit(id, f.usdc, usdc);
+  }
+  if (weth !== 0n) {
+    await f.weth.mint(who.address, weth);
+    await f.weth.connect(who).approve(f.vault, weth);
+    await f.vault.connect(who).deposit(id, f.weth, weth);
+  }
+}
+
+/** Sets the ETH feed to `usd` (8-decimal answer) and pokes it. */
+export async function setEth(f: SystemFixture, usd: bigint) {
+  await f.ethFeed.setAnswer(E8(usd));
+  await f.oracle.poke(f.weth);
+}
+
+/**
+ * Walks ETH down (or up) from `fromUsd` by `stepUsd` until `accept(health)`; returns the price. The band
+ * between two thresholds is a few dollars wide at 5x, so tests find their price rather than guess it.
+ */
+export async function moveEthUntil(
+  f: SystemFixture,
+  id: bigint,
+  fromUsd: bigint,
+  stepUsd: bigint,
+  accept: (health: bigint) => boolean,
+): Promise<bigint> {
+  for (let px = fromUsd; px > 0n && px < 1_000_000n; px += stepUsd) {
+    await setEth(f, px);
+    const st = await f.engine.accountState(id);
+    if (accept(st.health)) return px;
+  }
+  throw new Error("no price satisfies the condition");
+}
+
+/** Pins the next block's base fee (the keeper fee reads block.basefee). */
+export async function pinBaseFee(baseFee: bigint = BASE_FEE) {
+  await network.provider.send("hardhat_setNextBlockBaseFeePerGas", ["0x" + baseFee.toString(16)]);
+}
+
+/** The fee the Rebalancer pays: min(cap, base + gasUnits × basefee × ETH price / 1e18), whole USDC units. */
+export function expectedFee(ethPriceWad: bigint, maxFeeUsd: bigint, baseFee: bigint = BASE_FEE): bigint {
+  let fee = DEFAULT_REBALANCER.baseFeeUsd + (BigInt(DEFAULT_REBALANCER.gasUnits) * baseFee * ethPriceWad) / WAD;
+  if (fee > maxFeeUsd) fee = maxFeeUsd;
+  return fee - (fee % USDC_SCALE);
+}
+
+/** Token amount of a top-up that adds `needUsd` of counted value: ceil(ceil(need / haircut) × 10^dec / px). */
+export function topUpAmount(needUsd: bigint, priceWad: bigint, decimals: number, haircut: bigint): bigint {
+  return mulDivUp(wDivUp(needUsd, haircut), 10n ** BigInt(decimals), priceWad);
+}
+
+/** Counted value of `amount`: floor(floor(amount × px / 10^dec) × haircut). */
+export function countedValue(amount: bigint, priceWad: bigint, decimals: number, haircut: bigint): bigint {
+  return wMulDown((amount * priceWad) / 10n ** BigInt(decimals), haircut);
+}
+
+/**
+ * Reduce fraction: f = (ceil(t·MM) − E') / (floor(t·M) − φN), rounded up, 1 when the denominator is not
+ * positive or the numerator reaches it. M = MM − R.
+ */
+export function reduceFraction(target: bigint, mm: bigint, reserveR: bigint, equityAfter: bigint, closeFee: bigint): bigint {
+  const num = mulDivUp(target, mm, WAD) - equityAfter;
+  const den = wMulDown(target, mm - reserveR) - closeFee;
+  if (den <= 0n || num >= den) return WAD;
+  return mulDivUp(num, WAD, den);
+}
+
+export const targetRequirement = (target: bigint, mm: bigint) => mulDivUp(target, mm, WAD);

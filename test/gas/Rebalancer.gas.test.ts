@@ -1,11 +1,11 @@
 import { expect } from "chai";
-import { network } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import type { ContractTransactionReceipt } from "ethers";
 
 import { ACTION, wad } from "../../deploy/params";
 import { systemFixture, USDC, E18, E8, type SystemFixture } from "../shared/fixtures";
 import { snapshotGas } from "../shared/gasSnapshot";
+import { pinBaseFee } from "../shared/rebalance";
 
 /*
  * Gas of the Rebalancer's state-changing doors. The keeper fee reads `block.basefee`, so every measured
@@ -17,10 +17,6 @@ import { snapshotGas } from "../shared/gasSnapshot";
 const BASE_FEE = 20n * 10n ** 9n;
 const TX_FEES = { maxFeePerGas: 2n * BASE_FEE, maxPriorityFeePerGas: 0n };
 const BAND = { cooldown: 0, triggerRatio: wad("1.3"), targetRatio: wad("1.6"), maxFeeUsd: wad("50") };
-
-async function pinBaseFee() {
-  await network.provider.send("hardhat_setNextBlockBaseFeePerGas", ["0x" + BASE_FEE.toString(16)]);
-}
 
 /** A new account of `owner` with USDC margin, USDC reserve, a policy and an ETH long. */
 async function openAccount(
@@ -80,12 +76,12 @@ describe("gas snapshot › Rebalancer", () => {
     expect((await s.rebalancer.needsRebalance(topUp)).plan.action).to.equal(ACTION.TOP_UP);
     expect((await s.rebalancer.needsRebalance(reduce)).plan.action).to.equal(ACTION.REDUCE);
 
-    await pinBaseFee();
+    await pinBaseFee(BASE_FEE);
     const txTopUp = k.rebalance(topUp, TX_FEES);
     await snapshotGas("rebalance top-up", txTopUp);
     expect(rebalancedActions(s, (await (await txTopUp).wait())!)).to.deep.equal([ACTION.TOP_UP]);
 
-    await pinBaseFee();
+    await pinBaseFee(BASE_FEE);
     const txReduce = k.rebalance(reduce, TX_FEES);
     await snapshotGas("rebalance reduce", txReduce);
     expect(rebalancedActions(s, (await (await txReduce).wait())!)).to.deep.equal([ACTION.REDUCE]);
@@ -105,7 +101,7 @@ describe("gas snapshot › Rebalancer", () => {
     expect(needed).to.equal(true);
     expect(plan.action).to.equal(ACTION.RELEASE);
 
-    await pinBaseFee();
+    await pinBaseFee(BASE_FEE);
     const txRelease = k.rebalance(release, TX_FEES);
     await snapshotGas("rebalance release", txRelease);
     expect(rebalancedActions(s, (await (await txRelease).wait())!)).to.deep.equal([ACTION.RELEASE]);
@@ -126,7 +122,7 @@ describe("gas snapshot › Rebalancer", () => {
 
       const k = s.rebalancer.connect(s.keeper);
       expect(await k.rebalanceBatch.staticCall(ids)).to.equal(BigInt(n));
-      await pinBaseFee();
+      await pinBaseFee(BASE_FEE);
       const tx = k.rebalanceBatch(ids, TX_FEES);
       await snapshotGas(`rebalanceBatch ${n}`, tx);
       const rc = (await (await tx).wait())!;

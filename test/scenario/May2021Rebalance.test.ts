@@ -4,10 +4,11 @@ import { time } from "@nomicfoundation/hardhat-network-helpers";
 import type { ContractTransactionReceipt } from "ethers";
 
 import { deployLocalSystem } from "../../deploy/system";
-import { ACTION, CRYPTO_FEED, DEFAULT_REBALANCER, HAIRCUTS, wad } from "../../deploy/params";
+import { ACTION, CRYPTO_FEED, HAIRCUTS, wad } from "../../deploy/params";
 import { loadPriceCsv } from "../../lib/prices";
 import { E18, E8, USDC } from "../shared/fixtures";
-import { mulDivCeilSigned, mulDivDown, mulDivUp, USDC_SCALE, WAD, wDivUp, wMulDown, wMulUp } from "../shared/marginMath";
+import { mulDivCeilSigned, USDC_SCALE, WAD } from "../shared/marginMath";
+import { expectedFee, planRestore, type ReserveIn } from "../shared/rebalance";
 
 /*
  * May 2021 (16-24 May): the real Binance ETH/USDT hourly closes (../shared/data, see its SOURCES.md)
@@ -45,71 +46,6 @@ const POLICY = {
   maxFeeUsd: wad("50"),
 };
 const TX_FEES = { maxFeePerGas: 2n * BASE_FEE, maxPriorityFeePerGas: 0n };
-
-interface Reserve {
-  asset: string;
-  available: bigint;
-  price: bigint;
-  decimals: bigint;
-  haircut: bigint;
-}
-
-interface Plan {
-  action: number;
-  assets: string[];
-  amounts: bigint[];
-  reduceFraction: bigint;
-  amountUsd: bigint;
-}
-
-/** DESIGN.md step 5: min(maxFeeUsd, baseFee + gasUnits × basefee × ethPrice), in whole USDC units. */
-function keeperFee(basefee: bigint, ethPx: bigint): bigint {
-  let fee = DEFAULT_REBALANCER.baseFeeUsd + mulDivDown(BigInt(DEFAULT_REBALANCER.gasUnits) * basefee, ethPx, WAD);
-  if (fee > POLICY.maxFeeUsd) fee = POLICY.maxFeeUsd;
-  return fee - (fee % USDC_SCALE);
-}
-
-/**
- * DESIGN.md step 3 with the fee counted as paid: top up ΔC = target × MM − (E − fee) from the reserve in the
- * policy's order (amounts rounded up, value counted at price then haircut rounded down), then if still short
- * reduce every position by f = (target·(M + R) − E') / (target·M − φN), rounded up, clamped to 1.
- */
-function expectedRestore(
-  st: { equity: bigint; maintenanceMargin: bigint; notional: bigint },
-  closeFee: bigint,
-  fee: bigint,
-  keeperReward: bigint,
-  reserves: Reserve[],
-): Plan {
-  const required = mulDivUp(POLICY.targetRatio, st.maintenanceMargin, WAD);
-  let equity = st.equity - fee;
-  const plan: Plan = { action: 0, assets: [], amounts: [], reduceFraction: 0n, amountUsd: 0n };
-  let added = 0n;
-  if (required > equity) {
-    const need = required - equity;
-    for (const r of reserves) {
-      if (added >= need || r.available === 0n) continue;
-      let amount = mulDivUp(wDivUp(need - added, r.haircut), 10n ** r.decimals, r.price);
-      if (amount > r.available) amount = r.available;
-      const value = wMulDown(mulDivDown(amount, r.price, 10n ** r.decimals), r.haircut);
-      if (value === 0n) continue;
-      added += value;
-      plan.assets.push(r.asset);
-      plan.amounts.push(amount);
-    }
-    if (added !== 0n) plan.action = ACTION.TOP_UP;
-  }
-  plan.amountUsd = added;
-  equity += added;
-  if (required > equity) {
-    const num = required - equity;
-    const den = wMulDown(POLICY.targetRatio, st.maintenanceMargin - keeperReward) - closeFee;
-    plan.reduceFraction = den <= 0n || num >= den ? WAD : mulDivUp(num, WAD, den);
-    plan.amountUsd += wMulUp(st.notional, plan.reduceFraction);
-    plan.action |= ACTION.REDUCE;
-  }
-  return plan;
-}
 
 describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never liquidated while the identical account without one is", function () {
   it("replays 192 hourly closes: alice is rescued 3 times (TOP_UP, TOP_UP|REDUCE, REDUCE), bob is liquidated at hours 96, 180, 184", async function () {
@@ -205,13 +141,13 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
         // The plan the view sends, checked against the formulas at the view's own fee (eth_call runs at base
         // fee 0 on Hardhat, so only the flat part): the view and the state change share `_plan`.
         const [inputs, closeFee] = await engine.rebalanceInputs(aliceId, { blockTag: "pending" });
-        const reserves: Reserve[] = [
+        const reserves: ReserveIn[] = [
           { asset: usdcAddr, available: await vault.reserveOf(aliceId, usdc), price: WAD, decimals: 6n, haircut: HAIRCUTS.USDC },
           { asset: wethAddr, available: await vault.reserveOf(aliceId, weth), price: px, decimals: 18n, haircut: HAIRCUTS.WETH },
         ];
         const viewFee = await rebalancer.keeperFee(POLICY.maxFeeUsd, { blockTag: "pending" });
         const [, , viewPlan] = await rebalancer.connect(keeper).needsRebalance(aliceId, { blockTag: "pending" });
-        const fromView = expectedRestore(inputs, closeFee, viewFee, keeperReward, reserves);
+        const fromView = planRestore(POLICY.targetRatio, inputs, closeFee, viewFee, keeperReward, reserves);
         expect(viewPlan.action).to.equal(fromView.action);
         expect(viewPlan.assets).to.deep.equal(fromView.assets);
         expect(viewPlan.amounts).to.deep.equal(fromView.amounts);
@@ -226,8 +162,8 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
         const tx = await rebalancer.connect(keeper).rebalance(aliceId, TX_FEES);
         const rc = (await tx.wait()) as ContractTransactionReceipt;
         expect((await ethers.provider.getBlock(rc.blockNumber))!.baseFeePerGas).to.equal(BASE_FEE);
-        const fee = keeperFee(BASE_FEE, px);
-        const plan = expectedRestore(inputs, closeFee, fee, keeperReward, reserves);
+        const fee = expectedFee(px, POLICY.maxFeeUsd, BASE_FEE);
+        const plan = planRestore(POLICY.targetRatio, inputs, closeFee, fee, keeperReward, reserves);
         const posted = rc.logs
           .filter((l) => l.address === (vault.target as string))
           .map((l) => vault.interface.parseLog(l))

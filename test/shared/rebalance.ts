@@ -4,7 +4,7 @@
 import { network } from "hardhat";
 import { ACTION, DEFAULT_REBALANCER, MAJOR_MARKET, wad } from "../../deploy/params";
 import { systemFixture, USDC, E18, E8, type SystemFixture } from "./fixtures";
-import { mulDivUp, WAD, wDivUp, wMulDown, USDC_SCALE } from "./marginMath";
+import { mulDivUp, WAD, wDivUp, wMulDown, wMulUp, USDC_SCALE } from "./marginMath";
 
 export { ACTION };
 
@@ -136,6 +136,63 @@ export function reduceFraction(target: bigint, mm: bigint, reserveR: bigint, equ
   const den = wMulDown(target, mm - reserveR) - closeFee;
   if (den <= 0n || num >= den) return WAD;
   return mulDivUp(num, WAD, den);
+}
+
+export interface ReserveIn {
+  asset: string;
+  available: bigint;
+  price: bigint;
+  decimals: bigint;
+  haircut: bigint;
+}
+
+export interface PlanOut {
+  action: number;
+  assets: string[];
+  amounts: bigint[];
+  reduceFraction: bigint;
+  amountUsd: bigint;
+}
+
+/**
+ * DESIGN.md "Rebalancer" step 3 with the fee counted as paid: top up ΔC = target × MM − (E − fee) from the
+ * reserves in the policy's order (amounts rounded up, value counted at price then haircut rounded down),
+ * then, if still short, reduce every position by `reduceFraction`.
+ */
+export function planRestore(
+  target: bigint,
+  st: { equity: bigint; maintenanceMargin: bigint; notional: bigint },
+  closeFee: bigint,
+  fee: bigint,
+  keeperReward: bigint,
+  reserves: ReserveIn[],
+): PlanOut {
+  const required = targetRequirement(target, st.maintenanceMargin);
+  let equity = st.equity - fee;
+  const plan: PlanOut = { action: 0, assets: [], amounts: [], reduceFraction: 0n, amountUsd: 0n };
+  let added = 0n;
+  if (required > equity) {
+    const need = required - equity;
+    for (const r of reserves) {
+      if (added >= need || r.available === 0n) continue;
+      let amount = topUpAmount(need - added, r.price, Number(r.decimals), r.haircut);
+      if (amount > r.available) amount = r.available;
+      const value = countedValue(amount, r.price, Number(r.decimals), r.haircut);
+      if (value === 0n) continue;
+      added += value;
+      plan.assets.push(r.asset);
+      plan.amounts.push(amount);
+    }
+    if (added !== 0n) plan.action = ACTION.TOP_UP;
+  }
+  plan.amountUsd = added;
+  equity += added;
+  if (required > equity) {
+    plan.reduceFraction = reduceFraction(target, st.maintenanceMargin, keeperReward, equity, closeFee);
+    plan.amountUsd += wMulUp(st.notional, plan.reduceFraction);
+    plan.action |= ACTION.REDUCE;
+  }
+  return plan;
 }
 
 export const targetRequirement = (target: bigint, mm: bigint) => mulDivUp(target, mm, WAD);

@@ -48,6 +48,9 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         uint256 updatedAt;
         int256 answer;
         uint256 startedAt; // sequencer status-change time, for SequencerGracePeriod
+        bool isNew; // a valid round newer than the recorded observation: `obs` is what poke would record
+        Observation obs; // the observation after this round (the recorded one when not new)
+        uint256 jumpBps; // move from the recorded price, when new
     }
 
     mapping(address asset => AssetConfig) internal _assets;
@@ -132,7 +135,11 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     function volatility(address asset) external view returns (uint256) {
         AssetConfig storage a = _assets[asset];
         if (address(a.params.feed) == address(0)) revert FeedNotSet(asset);
-        return _volatility(a);
+        // Poked in this transaction: the recorded observation is current (the price is fixed per transaction).
+        if (_pokedPrice(asset) != 0) return _volatility(a.obs.varianceRate, a.vol);
+        // A valid round not yet poked counts as poke would count it: the view and the state change agree.
+        ReadResult memory r = _read(asset);
+        return _volatility(r.isNew ? r.obs.varianceRate : a.obs.varianceRate, a.vol);
     }
 
     /// @inheritdoc IOracleRouter
@@ -167,12 +174,9 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     function poke(address asset) external returns (bool ok, uint256 priceWad) {
         // A price accepted earlier in this transaction is served from transient storage: a batch of
         // rebalances or liquidations reads each feed once, and every call in it sees the same price.
-        bytes32 slot = _pokeCacheSlot(asset);
-        uint256 cached;
-        assembly ("memory-safe") {
-            cached := tload(slot)
-        }
+        uint256 cached = _pokedPrice(asset);
         if (cached != 0) return (true, cached - 1);
+        bytes32 slot = _pokeCacheSlot(asset);
 
         ReadResult memory r = _read(asset);
         if (r.err != bytes4(0) && r.err != CircuitBreakerTripped.selector) {
@@ -182,7 +186,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         }
 
         AssetConfig storage a = _assets[asset];
-        if (r.updatedAt > a.obs.updatedAt) _record(asset, a, r.price, r.updatedAt);
+        if (r.isNew) _record(asset, a, r);
 
         if (a.obs.tripped) return (false, 0);
         uint256 stored = r.price + 1; // 0 means "not cached"
@@ -190,6 +194,14 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             tstore(slot, stored)
         }
         return (true, r.price);
+    }
+
+    /// @dev The asset's accepted poke in this transaction, as price + 1 (0 = none).
+    function _pokedPrice(address asset) private view returns (uint256 cached) {
+        bytes32 slot = _pokeCacheSlot(asset);
+        assembly ("memory-safe") {
+            cached := tload(slot)
+        }
     }
 
     /// @dev Transient slot of an asset's accepted poke in this transaction (value = price + 1).
@@ -250,7 +262,14 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             return r;
         }
 
-        if (a.obs.tripped) r.err = CircuitBreakerTripped.selector;
+        // The breaker as it stands after this round: a view sees a trip (or reset) before anyone pokes.
+        if (r.updatedAt > a.obs.updatedAt) {
+            r.isNew = true;
+            (r.obs, r.jumpBps) = _advance(a, r.price, r.updatedAt);
+        } else {
+            r.obs = a.obs;
+        }
+        if (r.obs.tripped) r.err = CircuitBreakerTripped.selector;
     }
 
     /// @dev Sequencer rule (Aave's PriceOracleSentinel): down (answer 1) or within `gracePeriod` seconds
@@ -289,12 +308,30 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (e == FutureUpdatedAt.selector) revert FutureUpdatedAt(asset, r.updatedAt);
         if (e == StalePrice.selector) revert StalePrice(asset, r.updatedAt, p.heartbeat);
         if (e == PriceOutOfBounds.selector) revert PriceOutOfBounds(asset, r.price, p.minPrice, p.maxPrice);
-        revert CircuitBreakerTripped(asset, _assets[asset].obs.breakerUntil);
+        revert CircuitBreakerTripped(asset, r.obs.breakerUntil);
     }
 
-    /// @dev Records a valid observation newer than the stored one: EWMA update, breaker trip/reset.
-    function _record(address asset, AssetConfig storage a, uint256 p, uint256 updatedAt) internal {
-        Observation storage o = a.obs;
+    /// @dev Records the observation `_read` computed for a valid round newer than the stored one, with the
+    ///      breaker events.
+    function _record(address asset, AssetConfig storage a, ReadResult memory r) internal {
+        Observation memory prev = a.obs;
+        a.obs = r.obs;
+        if (r.obs.tripped && (!prev.tripped || r.obs.breakerUntil != prev.breakerUntil)) {
+            emit BreakerTripped(asset, prev.price, r.price, r.jumpBps, r.obs.breakerUntil);
+        } else if (prev.tripped && !r.obs.tripped) {
+            emit BreakerReset(asset, r.price);
+        }
+        emit ObservationRecorded(asset, r.price, r.updatedAt, _volatility(r.obs.varianceRate, a.vol));
+    }
+
+    /// @dev The observation after a valid round (`p` at `updatedAt`, newer than the stored one): EWMA update,
+    ///      breaker trip or reset. Pure arithmetic on the stored observation, shared by poke and the views.
+    function _advance(AssetConfig storage a, uint256 p, uint256 updatedAt)
+        internal
+        view
+        returns (Observation memory o, uint256 jumpBps)
+    {
+        o = a.obs;
         uint256 prev = o.price;
 
         if (o.updatedAt != 0) {
@@ -303,15 +340,12 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             uint256 move = p > prev ? p - prev : prev - p;
 
             // Rounded up: any move strictly above maxJumpBps trips (ceil(x) > m <=> x > m for integer m).
-            uint256 jumpBps = WadMath.mulDivUp(move, BPS, prev);
+            jumpBps = WadMath.mulDivUp(move, BPS, prev);
             if (jumpBps > a.params.maxJumpBps) {
-                uint256 until = updatedAt + a.params.cooldown;
                 o.tripped = true;
-                o.breakerUntil = uint64(until);
-                emit BreakerTripped(asset, prev, p, jumpBps, until);
+                o.breakerUntil = uint64(updatedAt + a.params.cooldown);
             } else if (o.tripped && updatedAt >= o.breakerUntil) {
                 o.tripped = false;
-                emit BreakerReset(asset, p);
             }
 
             // Squared simple return r^2 = (move / prev)^2 as WAD, rounded up (more volatility means more
@@ -328,15 +362,14 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         // p < maxPrice <= type(uint128).max (setFeed) and updatedAt <= block.timestamp: both casts are safe.
         o.price = uint128(p);
         o.updatedAt = uint64(updatedAt);
-        emit ObservationRecorded(asset, p, updatedAt, _volatility(a));
     }
 
     /// @dev sqrt(varianceRate * SECONDS_PER_YEAR) as WAD, clamped to [floor, cap]. The square root rounds
     ///      down by less than 1 wei; the variance it reads was rounded up, so the error is nil in practice.
-    function _volatility(AssetConfig storage a) internal view returns (uint256 vol) {
-        vol = WadMath.wSqrtDown(a.obs.varianceRate * SECONDS_PER_YEAR);
-        if (vol < a.vol.floor) vol = a.vol.floor;
-        if (vol > a.vol.cap) vol = a.vol.cap;
+    function _volatility(uint256 varianceRate, VolParams storage v) internal view returns (uint256 vol) {
+        vol = WadMath.wSqrtDown(varianceRate * SECONDS_PER_YEAR);
+        if (vol < v.floor) vol = v.floor;
+        if (vol > v.cap) vol = v.cap;
     }
 
     /// @dev Clears the observation; the EWMA restarts at the floor.

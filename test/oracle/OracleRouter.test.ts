@@ -728,4 +728,35 @@ describe("OracleRouter", function () {
       expect((await router.observation(WETH)).breakerUntil).to.equal(t + COOLDOWN);
     });
   });
+
+  // ---------------------------------------------------------------- views see the round poke would record
+  describe("views before a poke", function () {
+    it("volatility() of an unpoked round equals what poke then records", async function () {
+      const { router, feed8 } = await loadFixture(deployFixture);
+      const t0 = (await time.latest()) + 10;
+      await setRoundAt(feed8, 1, 2000n * 10n ** 8n, t0, t0);
+      await router.poke(WETH);
+      await setRoundAt(feed8, 2, 2100n * 10n ** 8n, t0 + 3600, t0 + 3600); // +5 %: a real return
+      const viewed = await router.volatility(WETH);
+      const recorded = (await router.observation(WETH)).varianceRate;
+      expect(viewed).to.be.greaterThan(DEFAULT_FLOOR); // the pending return already counts
+      await expect(router.poke(WETH)).to.emit(router, "ObservationRecorded").withArgs(WETH, 2100n * WAD, t0 + 3600, viewed);
+      expect(await router.volatility(WETH)).to.equal(viewed);
+      expect((await router.observation(WETH)).varianceRate).to.not.equal(recorded);
+    });
+
+    it("tryPrice and price report a breaker trip of an unpoked round, with its end time", async function () {
+      const { router, feed8 } = await loadFixture(deployFixture);
+      const t0 = (await time.latest()) + 10;
+      await setRoundAt(feed8, 1, 1500n * 10n ** 8n, t0, t0);
+      await router.poke(WETH);
+      await setRoundAt(feed8, 2, 2000n * 10n ** 8n, t0 + 60, t0 + 60); // +33 % > 20 %
+      expect(await router.tryPrice(WETH)).to.deep.equal([false, 0n]);
+      await expect(router.price(WETH))
+        .to.be.revertedWithCustomError(router, "CircuitBreakerTripped")
+        .withArgs(WETH, t0 + 60 + COOLDOWN);
+      expect((await router.observation(WETH)).tripped).to.equal(false); // nothing recorded by the views
+      await expect(router.poke(WETH)).to.emit(router, "BreakerTripped").withArgs(WETH, 1500n * WAD, 2000n * WAD, 3334n, t0 + 60 + COOLDOWN);
+    });
+  });
 });

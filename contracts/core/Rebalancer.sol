@@ -13,8 +13,9 @@ import "../libraries/Constants.sol" as C;
 
 /// @title Rebalancer
 /// @notice Plans rebalances of opted-in accounts; the MarginEngine applies and polices them. See IRebalancer.
-/// @dev `rebalance` and `needsRebalance` share `_plan`, so a keeper's simulation and the state change cannot
-///      disagree: `rebalance` only pokes the oracles first (after which the views read the same prices).
+/// @dev `rebalance`, `rebalanceBatch`, `needsRebalance` and `checkUpkeep` share `_plan`, so a keeper's simulation
+///      and the state change cannot disagree. `_plan` reads oracle views, which apply an unpoked round exactly as
+///      `poke` would, so the plan sees the prices the engine's own poke in `applyRebalance` records.
 contract Rebalancer is IRebalancer, Ownable2Step {
     using WadMath for uint256;
 
@@ -90,7 +91,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
 
     /// @inheritdoc IRebalancer
     function rebalance(uint256 accountId) external returns (uint8 action, uint256 feeUsd) {
-        (Status status, Draft memory d, IMarginEngine.RebalancePlan memory plan) = _prepare(accountId, true);
+        (Status status, Draft memory d, IMarginEngine.RebalancePlan memory plan) = _plan(accountId, msg.sender);
         if (status != Status.Ready) _revertFor(status, d);
         (uint256 hBefore, uint256 hAfter) = engine.applyRebalance(accountId, plan);
         emit Rebalanced(accountId, plan.action, hBefore, hAfter, d.amountUsd, plan.feeUsd, msg.sender);
@@ -166,7 +167,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
     function _batch(uint256[] memory accountIds) private returns (uint256 rebalanced) {
         for (uint256 i; i < accountIds.length; ++i) {
             uint256 id = accountIds[i];
-            (Status status, Draft memory d, IMarginEngine.RebalancePlan memory plan) = _prepare(id, false);
+            (Status status, Draft memory d, IMarginEngine.RebalancePlan memory plan) = _plan(id, msg.sender);
             if (status != Status.Ready) {
                 emit RebalanceSkipped(id, status);
                 continue;
@@ -178,31 +179,6 @@ contract Rebalancer is IRebalancer, Ownable2Step {
                 emit RebalanceSkipped(id, Status.Rejected);
             }
         }
-    }
-
-    /// @dev The state-changing door: the cheap checks, then poke every oracle the plan may read, then `_plan`.
-    ///      `strict` lets a failed oracle poke revert with the engine's `OracleUnhealthy(asset)`.
-    function _prepare(uint256 accountId, bool strict)
-        private
-        returns (Status status, Draft memory d, IMarginEngine.RebalancePlan memory plan)
-    {
-        IMarginEngine.RebalancePolicy memory policy = engine.rebalancePolicy(accountId);
-        d.accountId = accountId;
-        status = _gate(accountId, policy);
-        if (status != Status.Ready) return (status, d, plan);
-        if (strict) {
-            engine.pokeAccount(accountId);
-        } else {
-            try engine.pokeAccount(accountId) {}
-            catch {
-                return (Status.OracleUnhealthy, d, plan);
-            }
-        }
-        // Reserve assets the plan may move: a failed poke only removes that asset from the plan.
-        for (uint256 i; i < policy.topUpAssets.length; ++i) {
-            if (policy.topUpAssets[i] != settlementAsset) oracle.poke(policy.topUpAssets[i]);
-        }
-        return _plan(accountId, msg.sender);
     }
 
     /// @dev Opt-in and cooldown: two storage reads, before any oracle is touched. At most one rebalance per
@@ -352,10 +328,14 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         (ok, px) = oracle.tryPrice(asset);
     }
 
-    function _revertFor(Status status, Draft memory d) private pure {
+    function _revertFor(Status status, Draft memory d) private {
         if (status == Status.NotOptedIn) revert NotOptedIn(d.accountId);
         if (status == Status.Liquidatable) revert Liquidatable(d.accountId, d.state.health);
-        if (status == Status.OracleUnhealthy) revert OracleUnhealthy(address(0));
+        if (status == Status.OracleUnhealthy) {
+            // The engine's poke names the asset: it reverts `OracleUnhealthy(asset)` on the first invalid one.
+            engine.pokeAccount(d.accountId);
+            revert OracleUnhealthy(address(0));
+        }
         revert NothingToRebalance();
     }
 }

@@ -59,10 +59,10 @@ interface IRebalancer is AutomationCompatibleInterface {
     event FeeParamsSet(FeeParams params);
     event UpkeepSizeSet(uint256 size);
 
-    /// @notice Permissionless. Pokes the account's oracles, plans (top up from reserve in the policy's
-    ///         asset order, then if still short and allowed reduce every position by the least fraction
-    ///         that restores target; or release excess margin down to target, never below IM) and has the
-    ///         engine apply it, paying the caller the keeper fee from the account.
+    /// @notice Permissionless. Plans on current prices — top up from reserve in the policy's asset order,
+    ///         then if still short and allowed reduce every position by the least fraction that restores
+    ///         target; or release excess margin down to target, never below IM — and has the engine apply
+    ///         it (poking every oracle the account needs), paying the caller the keeper fee from the account.
     ///         Reverts `NotOptedIn`, `NothingToRebalance` (cooldown — at least one block between two
     ///         rebalances of an account, so a keeper losing a race pays two storage reads —, inside the band,
     ///         or nothing useful allowed), `Liquidatable` (health < 1),
@@ -74,8 +74,8 @@ interface IRebalancer is AutomationCompatibleInterface {
     ///         rest without reverting. Each oracle is read from its feed once per transaction.
     function rebalanceBatch(uint256[] calldata accountIds) external returns (uint256 rebalanced);
 
-    /// @notice The same calculation as `rebalance` on current state (prices read, not poked): whether a
-    ///         rebalance would act, why not, and the plan it would send. The fee uses the current
+    /// @notice The same calculation as `rebalance` on current state: whether a rebalance would act, why not,
+    ///         and the plan it would send. The fee uses the current
     ///         `block.basefee`.
     function needsRebalance(uint256 accountId)
         external

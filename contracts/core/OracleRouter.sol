@@ -262,7 +262,12 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             return r;
         }
 
-        // The breaker as it stands after this round: a view sees a trip (or reset) before anyone pokes.
+        _observe(a, r);
+    }
+
+    /// @dev The observation and breaker as they stand after the valid round in `r`: a view sees the EWMA
+    ///      step and a trip (or reset) before anyone pokes.
+    function _observe(AssetConfig storage a, ReadResult memory r) internal view {
         if (r.updatedAt > a.obs.updatedAt) {
             r.isNew = true;
             (r.obs, r.jumpBps) = _advance(a, r.price, r.updatedAt);

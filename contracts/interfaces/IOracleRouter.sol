@@ -97,14 +97,17 @@ interface IOracleRouter {
     // ---------------------------------------------------------------- reads
     /// @notice Validated price of `asset`, WAD USD per whole unit. Reverts with the named error for
     ///         every invalid answer, a down/grace sequencer, or a tripped breaker.
+    /// @dev The views agree with `poke`: a valid round nobody has poked yet counts as `poke` would count it
+    ///      (EWMA step, breaker trip or reset), and a price `poke` accepted earlier in the same transaction
+    ///      is served again without reading the feed (prices are fixed for a transaction).
     function price(address asset) external view returns (uint256);
 
     /// @notice Like `price` but never reverts: `ok` is false wherever `price` would revert.
     function tryPrice(address asset) external view returns (bool ok, uint256 priceWad);
 
     /// @notice Annualised volatility of `asset`, WAD, clamped to [floor, cap]: sqrt(varianceRate * 365 days)
-    ///         of the EWMA `poke` maintains; the floor until a second observation. Reverts `FeedNotSet`
-    ///         for an asset without a feed.
+    ///         of the EWMA `poke` maintains, including a valid round not yet poked; the floor until a second
+    ///         observation. Reverts `FeedNotSet` for an asset without a feed.
     function volatility(address asset) external view returns (uint256);
 
     /// @notice True while the sequencer is up and past its grace period (always true on L1).
@@ -118,7 +121,8 @@ interface IOracleRouter {
     /// @notice Permissionless. Reads the feed; if its round is newer than the last recorded one and
     ///         valid, records it: updates the EWMA variance, trips the breaker on a jump above
     ///         `maxJumpBps`, resets it once `cooldown` has passed with consistent observations.
-    ///         Emits `PriceRejected` instead of reverting on an invalid answer.
+    ///         Emits `PriceRejected` instead of reverting on an invalid answer. An accepted price is cached
+    ///         in transient storage: later pokes and reads in the same transaction return it unchanged.
     /// @return ok Whether `price(asset)` is usable after the poke.
     /// @return priceWad The usable price (0 when not ok).
     function poke(address asset) external returns (bool ok, uint256 priceWad);

@@ -24,11 +24,12 @@ contract FeedPusher {
     ///         the router serves the price it accepted earlier in the transaction.
     function pokeMovePoke(MockAggregator feed, IOracleRouter router, address asset, int256 answer)
         external
-        returns (uint256 first, uint256 second)
+        returns (uint256 first, uint256 second, uint256 viewed)
     {
         (, first) = router.poke(asset);
         (uint80 roundId,,,,) = feed.latestRoundData();
         feed.setRound(roundId + 1, answer, block.timestamp, block.timestamp);
         (, second) = router.poke(asset);
+        (, viewed) = router.tryPrice(asset);
     }
 }

@@ -550,9 +550,10 @@ describe("Rebalancer", () => {
     it("serves the price it accepted earlier in the same transaction (each feed read once per batch)", async () => {
       const f = await loadFixture(rebalanceFixture);
       const pusher = await (await ethers.getContractFactory("FeedPusher")).deploy();
-      const [first, second] = await pusher.pokeMovePoke.staticCall(f.ethFeed, f.oracle, f.weth, E18(1) / 10n ** 10n * 1990n);
+      const [first, second, viewed] = await pusher.pokeMovePoke.staticCall(f.ethFeed, f.oracle, f.weth, 1990n * 10n ** 8n);
       expect(first).to.equal(E18(2000));
       expect(second).to.equal(E18(2000));
+      expect(viewed).to.equal(E18(2000)); // the views serve the accepted price too
       // The next transaction reads the feed again.
       await pusher.pokeMovePoke(f.ethFeed, f.oracle, f.weth, 1990n * 10n ** 8n);
       const [, price] = await f.oracle.poke.staticCall(f.weth);

@@ -142,8 +142,10 @@ contract Rebalancer is IRebalancer, Ownable2Step {
     {
         (uint256 start, uint256 count) = checkData.length == 0 ? (1, C.MAX_UPKEEP_SCAN) : abi.decode(checkData, (uint256, uint256));
         if (start == 0) start = 1;
-        uint256 end = Math.min(start + Math.min(count, C.MAX_UPKEEP_SCAN), vault.accountCount() + 1);
+        uint256 last = vault.accountCount();
         uint256[] memory ids = new uint256[](upkeepSize);
+        if (start > last) return (false, abi.encode(new uint256[](0))); // also keeps start + count from overflowing
+        uint256 end = Math.min(start + Math.min(count, C.MAX_UPKEEP_SCAN), last + 1);
         uint256 n;
         for (uint256 id = start; id < end && n < ids.length; ++id) {
             // Cheap filter first: only accounts that opted into this module are planned.

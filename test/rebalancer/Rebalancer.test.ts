@@ -379,6 +379,9 @@ describe("Rebalancer", () => {
       await expect(f.rebalancer.connect(f.keeper).performUpkeep(data)).to.emit(f.rebalancer, "Rebalanced");
       const [again] = await f.rebalancer.checkUpkeep(window);
       expect(again).to.equal(false);
+      // A window past the registry (even one whose end would overflow) finds nothing.
+      const beyond = ethers.AbiCoder.defaultAbiCoder().encode(["uint256", "uint256"], [ethers.MaxUint256, 10n]);
+      expect(await f.rebalancer.checkUpkeep(beyond)).to.deep.equal([false, ethers.AbiCoder.defaultAbiCoder().encode(["uint256[]"], [[]])]);
       // performUpkeep re-validates: replaying the same data now skips the account.
       await expect(f.rebalancer.connect(f.keeper).performUpkeep(data))
         .to.emit(f.rebalancer, "RebalanceSkipped")

@@ -75,8 +75,8 @@ interface IRebalancer is AutomationCompatibleInterface {
     function rebalanceBatch(uint256[] calldata accountIds) external returns (uint256 rebalanced);
 
     /// @notice The same calculation as `rebalance` on current state: whether a rebalance would act, why not,
-    ///         and the plan it would send. The fee uses the current
-    ///         `block.basefee`.
+    ///         and the plan it would send. The fee uses `block.basefee`, which an `eth_call` without a gas
+    ///         price sees as 0 (Geth and Hardhat): such a simulation plans with the flat fee only.
     function needsRebalance(uint256 accountId)
         external
         view

@@ -33,6 +33,8 @@ contract Rebalancer is IRebalancer, Ownable2Step {
     FeeParams private _fee;
     /// @inheritdoc IRebalancer
     uint256 public upkeepSize;
+    /// @inheritdoc IRebalancer
+    address public upkeepFeeRecipient;
 
     /// @dev One plan under construction (memory, so the planning steps stay within the stack).
     struct Draft {
@@ -73,6 +75,12 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         _setUpkeepSize(size);
     }
 
+    /// @inheritdoc IRebalancer
+    function setUpkeepFeeRecipient(address recipient) external onlyOwner {
+        upkeepFeeRecipient = recipient;
+        emit UpkeepFeeRecipientSet(recipient);
+    }
+
     function _setFeeParams(FeeParams memory p) private {
         if (p.baseFeeUsd > C.MAX_REBALANCE_FEE || p.gasUnits > C.MAX_REBALANCE_GAS_UNITS) {
             revert FeeParamsOutOfBounds(p.baseFeeUsd, p.gasUnits);
@@ -100,7 +108,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
 
     /// @inheritdoc IRebalancer
     function rebalanceBatch(uint256[] calldata accountIds) external returns (uint256 rebalanced) {
-        return _batch(accountIds);
+        return _batch(accountIds, msg.sender);
     }
 
     /// @inheritdoc IRebalancer
@@ -134,7 +142,8 @@ contract Rebalancer is IRebalancer, Ownable2Step {
     // =================================================================== Chainlink Automation
 
     /// @notice Scans account ids [start, start + count) (checkData = abi.encode(start, count); empty = every
-    ///         account, at most MAX_UPKEEP_SCAN) and returns up to `upkeepSize` that need a rebalance.
+    ///         account, at most MAX_UPKEEP_SCAN) and returns up to `upkeepSize` that need a rebalance,
+    ///         spending at most UPKEEP_CHECK_GAS_BUDGET (accounts without positions cost one read each).
     function checkUpkeep(bytes calldata checkData)
         external
         view
@@ -147,8 +156,13 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         if (start > last) return (false, abi.encode(new uint256[](0))); // also keeps start + count from overflowing
         uint256 end = Math.min(start + Math.min(count, C.MAX_UPKEEP_SCAN), last + 1);
         uint256 n;
+        // Stops at a gas budget (and before running out of gas): what was found so far is still returned.
+        uint256 gasStart = gasleft();
         for (uint256 id = start; id < end && n < ids.length; ++id) {
-            // Cheap filter first: only accounts that opted into this module are planned.
+            if (gasStart - gasleft() > C.UPKEEP_CHECK_GAS_BUDGET || gasleft() < C.UPKEEP_CHECK_GAS_RESERVE) break;
+            // Cheap filters first: an account without positions never needs a rebalance (RELEASE needs open
+            // positions too), and only accounts that opted into this module are planned.
+            if (engine.positionMask(id) == 0) continue;
             if (engine.rebalancePolicy(id).module != address(this)) continue;
             (Status status,,) = _plan(id, msg.sender);
             if (status == Status.Ready) ids[n++] = id;
@@ -161,21 +175,23 @@ contract Rebalancer is IRebalancer, Ownable2Step {
 
     /// @notice Rebalances the accounts `checkUpkeep` found, re-validating each (state may have changed).
     function performUpkeep(bytes calldata performData) external {
-        _batch(abi.decode(performData, (uint256[])));
+        // Automation calls through a forwarder that cannot move tokens: fees go to the owner's recipient.
+        address recipient = upkeepFeeRecipient;
+        _batch(abi.decode(performData, (uint256[])), recipient == address(0) ? msg.sender : recipient);
     }
 
     // =================================================================== internals
 
-    function _batch(uint256[] memory accountIds) private returns (uint256 rebalanced) {
+    function _batch(uint256[] memory accountIds, address keeper) private returns (uint256 rebalanced) {
         for (uint256 i; i < accountIds.length; ++i) {
             uint256 id = accountIds[i];
-            (Status status, Draft memory d, IMarginEngine.RebalancePlan memory plan) = _plan(id, msg.sender);
+            (Status status, Draft memory d, IMarginEngine.RebalancePlan memory plan) = _plan(id, keeper);
             if (status != Status.Ready) {
                 emit RebalanceSkipped(id, status);
                 continue;
             }
             try engine.applyRebalance(id, plan) returns (uint256 hBefore, uint256 hAfter) {
-                emit Rebalanced(id, plan.action, hBefore, hAfter, d.amountUsd, plan.feeUsd, msg.sender);
+                emit Rebalanced(id, plan.action, hBefore, hAfter, d.amountUsd, plan.feeUsd, keeper);
                 ++rebalanced;
             } catch {
                 emit RebalanceSkipped(id, Status.Rejected);
@@ -213,7 +229,10 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         uint256 h = d.state.health;
         if (h < WAD) return (Status.Liquidatable, d, plan);
         bool low = h < d.policy.triggerRatio;
-        bool high = d.policy.releaseRatio != 0 && h > d.policy.releaseRatio && d.policy.actions & C.RELEASE != 0;
+        // RELEASE only while positions are open: idle margin of an account without positions is the owner's
+        // to move (a fee for it would buy no protection).
+        bool high = d.policy.releaseRatio != 0 && h > d.policy.releaseRatio && d.policy.actions & C.RELEASE != 0
+            && d.state.maintenanceMargin != 0;
         if (!low && !high) return (Status.InBand, d, plan);
 
         d.feeUsd = keeperFee(d.policy.maxFeeUsd);
@@ -255,10 +274,19 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         if (required > equity && d.policy.actions & C.REDUCE != 0) {
             uint256 reserveR = engine.riskParams().keeperReward;
             uint256 m = d.state.maintenanceMargin - reserveR; // M: the size-proportional part
-            int256 num = required - equity;
+            // One settlement-token unit more: realised PnL settles against USDC margin rounded up to a whole
+            // unit (against the account), and the plan must still reach the target after that.
+            int256 num = required - equity + int256(settlementScale);
             // Denominator rounded down (requirement relief down, fee up): f rounds up.
             int256 den = int256(uint256(d.policy.targetRatio).wMulDown(m)) - int256(d.closeFeeUsd);
             uint256 f = den <= 0 || num >= den ? WAD : Math.mulDiv(uint256(num), WAD, uint256(den), Math.Rounding.Ceil);
+            if (f == WAD) {
+                // Everything closes: the fee takes at most what is left after the close (less a unit of
+                // rounding), never more, so the pool is never left owed by an empty account.
+                int256 left = equity + int256(d.feeUsd) - int256(d.closeFeeUsd) - int256(settlementScale);
+                uint256 cap = left > 0 ? uint256(left) : 0;
+                if (d.feeUsd > cap) d.feeUsd = cap - (cap % settlementScale);
+            }
             plan.reduceFraction = f;
             d.amountUsd += d.state.notional.wMulUp(f);
             return action | C.REDUCE;

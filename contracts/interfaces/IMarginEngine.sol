@@ -164,6 +164,8 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     error AccountLiquidatable(uint256 accountId, uint256 health);
     error RebalanceLowersHealth(uint256 accountId, uint256 healthBefore, uint256 healthAfter);
     error RebalanceBelowTarget(uint256 accountId, uint256 healthAfter, uint256 minHealth);
+    error RebalanceNotNeeded(uint256 accountId, uint256 health);
+    error RebalanceLeavesDebt(uint256 accountId, int256 equity);
 
     // ---------------------------------------------------------------- events
     event MarketCreated(uint256 indexed marketId, MarketParams params);
@@ -253,9 +255,11 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     /// @notice Only the registered module the account opted into. Applies `plan` (see RebalancePlan) and
     ///         enforces the owner's policy whatever the module computed: allowed actions, assets in the
     ///         policy, fee <= maxFeeUsd, cooldown, account not liquidatable (health >= 1, else
-    ///         `AccountLiquidatable`), and afterwards health >= before for TOP_UP/REDUCE
-    ///         (`RebalanceLowersHealth`), or health >= target − RELEASE_HEALTH_OFFSET and equity >= IM
-    ///         for RELEASE. Never paused.
+    ///         `AccountLiquidatable`), inside the owner's band (health < trigger for TOP_UP/REDUCE,
+    ///         > release for RELEASE, else `RebalanceNotNeeded`), and afterwards equity >= 0
+    ///         (`RebalanceLeavesDebt`) and health >= before for TOP_UP/REDUCE (`RebalanceLowersHealth`),
+    ///         or health >= target − RELEASE_HEALTH_OFFSET and equity >= IM for RELEASE. Requirements
+    ///         after are computed at the pool capital of before. Never paused.
     function applyRebalance(uint256 accountId, RebalancePlan calldata plan)
         external
         returns (uint256 healthBefore, uint256 healthAfter);

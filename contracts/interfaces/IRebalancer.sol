@@ -58,6 +58,7 @@ interface IRebalancer is AutomationCompatibleInterface {
     event RebalanceSkipped(uint256 indexed accountId, Status reason);
     event FeeParamsSet(FeeParams params);
     event UpkeepSizeSet(uint256 size);
+    event UpkeepFeeRecipientSet(address recipient);
 
     /// @notice Permissionless. Plans on current prices — top up from reserve in the policy's asset order,
     ///         then if still short and allowed reduce every position by the least fraction that restores
@@ -87,6 +88,10 @@ interface IRebalancer is AutomationCompatibleInterface {
     function setFeeParams(FeeParams calldata params) external;
     /// @notice Owner only: most accounts one `checkUpkeep` returns (1..MAX_UPKEEP_SIZE).
     function setUpkeepSize(uint256 size) external;
+    /// @notice Owner only: who receives the fees of `performUpkeep` (Chainlink calls it through a forwarder
+    ///         that cannot move tokens); address(0) pays the caller.
+    function setUpkeepFeeRecipient(address recipient) external;
+    function upkeepFeeRecipient() external view returns (address);
 
     function engine() external view returns (IMarginEngine);
     /// @notice Asset whose USD price converts gas (WETH on Ethereum and its rollups).

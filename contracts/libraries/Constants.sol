@@ -88,8 +88,8 @@ uint256 constant MAX_REBALANCE_TARGET = 10e18;
 uint256 constant MAX_REBALANCE_COOLDOWN = 1 days;
 /// @dev Highest per-call keeper fee a policy may allow: 1,000 USD.
 uint256 constant MAX_REBALANCE_FEE = 1_000e18;
-/// @dev How far below target a RELEASE may leave health: 1 %, for the pool-capital move the fee payment
-///      can make in the size term of the maintenance rate.
+/// @dev How far below target a RELEASE may leave health: 1 %, a tolerance for a module's rounding (the
+///      Rebalancer itself lands at or above target).
 uint256 constant RELEASE_HEALTH_OFFSET = 0.01e18;
 /// @dev Most gas a rebalance fee may pay for: 5M (a batch pays per account).
 uint256 constant MAX_REBALANCE_GAS_UNITS = 5_000_000;
@@ -97,3 +97,7 @@ uint256 constant MAX_REBALANCE_GAS_UNITS = 5_000_000;
 uint256 constant MAX_UPKEEP_SIZE = 50;
 /// @dev Most account ids one `checkUpkeep` scans (its window).
 uint256 constant MAX_UPKEEP_SCAN = 2_000;
+/// @dev Gas `checkUpkeep` keeps in hand: it stops scanning below this and returns what it found.
+uint256 constant UPKEEP_CHECK_GAS_RESERVE = 300_000;
+/// @dev Gas one `checkUpkeep` spends scanning at most: half of Chainlink Automation's usual 10M check limit.
+uint256 constant UPKEEP_CHECK_GAS_BUDGET = 5_000_000;

@@ -148,6 +148,7 @@ describe("Rebalancer", () => {
       expect(fr).to.be.lessThan(WAD);
       const closed = mulDivUp(E18(10), fr, WAD);
 
+      const capitalAtPlan = (await f.pool.capital()) * USDC_SCALE;
       await pinBaseFee();
       const tx = f.rebalancer.connect(f.keeper).rebalance(f.id);
       await (await tx).wait();
@@ -177,9 +178,20 @@ describe("Rebalancer", () => {
       // Lands on target: at or above it, the overshoot coming only from the size term of the rate.
       expect(health).to.be.gte(T);
       expect(health).to.be.lessThan(T + wad("0.02"));
+      // The engine checks (and reports) health after at the pool capital the plan was made on.
+      const reqAtPlan = positionRequirements(
+        MAJOR_MARKET,
+        sizeLeft,
+        pxWad,
+        await f.oracle.volatility(f.weth),
+        capitalAtPlan,
+        sqrtHorizon(DEFAULT_RISK.volHorizon),
+      );
+      const healthAtPlan = wDivDown(equity, reqAtPlan.mm + R);
+      expect(healthAtPlan).to.be.gte(T);
       await expect(tx)
         .to.emit(f.rebalancer, "Rebalanced")
-        .withArgs(f.id, ACTION.TOP_UP | ACTION.REDUCE, st.health, health, E18(50) + wMulUp(st.notional, fr), fee, f.keeper.address);
+        .withArgs(f.id, ACTION.TOP_UP | ACTION.REDUCE, st.health, healthAtPlan, E18(50) + wMulUp(st.notional, fr), fee, f.keeper.address);
       expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(0n);
     });
 
@@ -247,6 +259,14 @@ describe("Rebalancer", () => {
       expect(now.equity).to.equal(st.equity - fee - amount * USDC_SCALE);
       expect(now.equity).to.be.gte(now.initialMargin);
       expect(now.equity - now.initialMargin).to.be.lessThan(USDC_SCALE);
+    });
+
+    it("does not release the idle margin of an account without positions (nothing is at risk)", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      await f.engine.connect(f.alice).modifyPosition(f.id, f.ethMarket, -E18(10), 0n);
+      expect(await f.engine.positionMask(f.id)).to.equal(0n);
+      await expect(f.rebalancer.rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
+      expect((await f.rebalancer.needsRebalance(f.id))[1]).to.equal(STATUS.InBand);
     });
 
     it("does not release when RELEASE is not allowed, however high health is", async () => {
@@ -388,6 +408,27 @@ describe("Rebalancer", () => {
         .withArgs(f.id, STATUS.InBand);
     });
 
+    it("performUpkeep pays the owner's fee recipient (Chainlink's forwarder cannot move tokens)", async () => {
+      const { f } = await mixed();
+      await expect(f.rebalancer.connect(f.keeper).setUpkeepFeeRecipient(f.keeper.address))
+        .to.be.revertedWithCustomError(f.rebalancer, "OwnableUnauthorizedAccount")
+        .withArgs(f.keeper.address);
+      await expect(f.rebalancer.setUpkeepFeeRecipient(f.deployer.address))
+        .to.emit(f.rebalancer, "UpkeepFeeRecipientSet")
+        .withArgs(f.deployer.address);
+      const [, data] = await f.rebalancer.checkUpkeep(ethers.AbiCoder.defaultAbiCoder().encode(["uint256", "uint256"], [1n, 10n]));
+      const px = BigInt((await f.ethFeed.latestRoundData())[1]) * 10n ** 10n;
+      const fee = expectedFee(px, f.policy.maxFeeUsd);
+      const d0 = await f.usdc.balanceOf(f.deployer.address);
+      const k0 = await f.usdc.balanceOf(f.keeper.address);
+      await pinBaseFee();
+      await expect(f.rebalancer.connect(f.keeper).performUpkeep(data))
+        .to.emit(f.rebalancer, "Rebalanced")
+        .withArgs(f.id, ACTION.TOP_UP, (h: bigint) => h < wad("2"), (h: bigint) => h >= T, (v: bigint) => v > 0n, fee, f.deployer.address);
+      expect(await f.usdc.balanceOf(f.deployer.address)).to.equal(d0 + fee / USDC_SCALE);
+      expect(await f.usdc.balanceOf(f.keeper.address)).to.equal(k0);
+    });
+
     it("two keepers racing for one account: the second is a cheap revert and the fee is paid once", async () => {
       const f = await loadFixture(rebalanceFixture);
       await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
@@ -523,6 +564,10 @@ describe("Rebalancer", () => {
       await expect(e.applyRebalance(f.id, { ...plan, action: ACTION.TOP_UP | ACTION.REDUCE }))
         .to.be.revertedWithCustomError(f.engine, "RebalancePlanInvalid")
         .withArgs(f.id);
+      await expect(e.applyRebalance(f.id, plan)) // health ~12.6 is above the trigger 2: not the module's to touch
+        .to.be.revertedWithCustomError(f.engine, "RebalanceNotNeeded")
+        .withArgs(f.id, (await f.engine.accountState(f.id)).health);
+      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
       await expect(e.applyRebalance(f.id, { ...plan, amounts: [USDC(1_001)] }))
         .to.be.revertedWithCustomError(f.vault, "InsufficientReserve")
         .withArgs(f.id, await f.usdc.getAddress(), USDC(1_000), USDC(1_001));
@@ -535,6 +580,7 @@ describe("Rebalancer", () => {
     it("refuses a liquidatable account and a call inside the cooldown", async () => {
       const { f, plan, e } = await rogue();
       await withPolicy(f, { module: f.deployer.address, cooldown: 600 });
+      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
       await e.applyRebalance(f.id, plan);
       const at = await time.latest();
       await expect(e.applyRebalance(f.id, plan))

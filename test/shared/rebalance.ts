@@ -128,11 +128,12 @@ export function countedValue(amount: bigint, priceWad: bigint, decimals: number,
 }
 
 /**
- * Reduce fraction: f = (ceil(t·MM) − E') / (floor(t·M) − φN), rounded up, 1 when the denominator is not
- * positive or the numerator reaches it. M = MM − R.
+ * Reduce fraction: f = (ceil(t·MM) − E' + one USDC unit) / (floor(t·M) − φN), rounded up, 1 when the
+ * denominator is not positive or the numerator reaches it. M = MM − R. The extra unit plans for realised PnL
+ * settling against USDC margin rounded up to a whole unit.
  */
 export function reduceFraction(target: bigint, mm: bigint, reserveR: bigint, equityAfter: bigint, closeFee: bigint): bigint {
-  const num = mulDivUp(target, mm, WAD) - equityAfter;
+  const num = mulDivUp(target, mm, WAD) - equityAfter + USDC_SCALE;
   const den = wMulDown(target, mm - reserveR) - closeFee;
   if (den <= 0n || num >= den) return WAD;
   return mulDivUp(num, WAD, den);

@@ -84,8 +84,13 @@ library RebalanceLogic {
         hBefore = AccountLogic.valuation(s, ctx, accountId).health;
         // Below 1 the account belongs to liquidation: a rebalance would take the liquidator's incentive.
         if (hBefore < WAD) revert IMarginEngine.AccountLiquidatable(accountId, hBefore);
-
         bool release = plan.action == C.RELEASE;
+        // The owner's band: a module acts only below the trigger (TOP_UP/REDUCE) or above release (RELEASE),
+        // so it cannot close a healthy account or turn a reserve into fees.
+        if (release ? hBefore <= policy.releaseRatio : hBefore >= policy.triggerRatio) {
+            revert IMarginEngine.RebalanceNotNeeded(accountId, hBefore);
+        }
+
         for (uint256 i; i < plan.assets.length; ++i) {
             // The vault reverts if the reserve (or margin) is short: at most the account's own balance moves.
             if (release) env.vault.engineMoveToReserve(accountId, plan.assets[i], plan.amounts[i]);
@@ -95,10 +100,13 @@ library RebalanceLogic {
         if (plan.feeUsd != 0) AccountLogic.payFromAccount(s, env, accountId, plan.keeper, plan.feeUsd);
         AccountLogic.settle(s, env, accountId);
 
-        AccountLogic.refreshPoolCapital(ctx);
+        // Requirements after are read at the pool capital the plan was made on: the fee and the settlement
+        // move pool capital, and with it the size term of the rate, by amounts no plan can see in advance.
         AccountLogic.pokeAccount(s, ctx, accountId); // a topped-up asset may be new to the account
         IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
         hAfter = st.health;
+        // With every position closed health reads as unbounded; equity must still cover what was paid out.
+        if (st.equity < 0) revert IMarginEngine.RebalanceLeavesDebt(accountId, st.equity);
         if (release) {
             uint256 minHealth = uint256(policy.targetRatio) - C.RELEASE_HEALTH_OFFSET;
             if (hAfter < minHealth) revert IMarginEngine.RebalanceBelowTarget(accountId, hAfter, minHealth);

@@ -105,18 +105,30 @@ library RebalanceLogic {
         AccountLogic.pokeAccount(s, ctx, accountId); // a topped-up asset may be new to the account
         IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
         hAfter = st.health;
-        // With every position closed health reads as unbounded; equity must still cover what was paid out.
+        _checkAfter(policy.targetRatio, accountId, release, hBefore, st);
+        emit IMarginEngine.RebalanceApplied(accountId, msg.sender, plan.action, hBefore, hAfter, plan.feeUsd);
+    }
+
+    /// @dev The postconditions: equity >= 0 (with every position closed health reads as unbounded, and equity
+    ///      must still cover what was paid out); health never lower for TOP_UP/REDUCE; for RELEASE health
+    ///      >= target − RELEASE_HEALTH_OFFSET and equity >= IM.
+    function _checkAfter(
+        uint256 targetRatio,
+        uint256 accountId,
+        bool release,
+        uint256 hBefore,
+        IMarginEngine.AccountState memory st
+    ) private pure {
         if (st.equity < 0) revert IMarginEngine.RebalanceLeavesDebt(accountId, st.equity);
         if (release) {
-            uint256 minHealth = uint256(policy.targetRatio) - C.RELEASE_HEALTH_OFFSET;
-            if (hAfter < minHealth) revert IMarginEngine.RebalanceBelowTarget(accountId, hAfter, minHealth);
+            uint256 minHealth = targetRatio - C.RELEASE_HEALTH_OFFSET;
+            if (st.health < minHealth) revert IMarginEngine.RebalanceBelowTarget(accountId, st.health, minHealth);
             if (st.equity < int256(st.initialMargin)) {
                 revert IMarginEngine.BelowInitialMargin(accountId, st.equity, st.initialMargin);
             }
-        } else if (hAfter < hBefore) {
-            revert IMarginEngine.RebalanceLowersHealth(accountId, hBefore, hAfter);
+        } else if (st.health < hBefore) {
+            revert IMarginEngine.RebalanceLowersHealth(accountId, hBefore, st.health);
         }
-        emit IMarginEngine.RebalanceApplied(accountId, msg.sender, plan.action, hBefore, hAfter, plan.feeUsd);
     }
 
     /// @dev The plan's shape against the policy: allowed, well-formed actions; assets from the policy.

@@ -8,6 +8,8 @@ import { mulDivUp, sqrtHorizon, USDC_SCALE, WAD, wDivDown, wMulUp } from "../sha
 import { positionRequirements, tradeFee } from "../shared/engineMath";
 import {
   ACTION,
+  lowHealth,
+  STATUS,
   BASE_FEE,
   countedValue,
   expectedFee,
@@ -27,10 +29,7 @@ import {
 const R = DEFAULT_RISK.keeperReward;
 const HAIRCUT_WETH = wad("0.9");
 const T = wad("3"); // fixture target
-const STATUS = { Ready: 0n, NotOptedIn: 1n, Cooldown: 2n, InBand: 3n, Liquidatable: 4n, OracleUnhealthy: 5n, NoAction: 6n, Rejected: 7n };
 
-/** Below trigger (2) but not liquidatable: the rebalancer's territory. */
-const lowHealth = (h: bigint) => h >= WAD && h < wad("2");
 
 async function withPolicy(f: RebalanceFixture, change: Partial<PolicyIn>): Promise<PolicyIn> {
   const policy = { ...f.policy, ...change };

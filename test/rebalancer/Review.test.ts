@@ -11,6 +11,8 @@ import { USDC, E18 } from "../shared/fixtures";
 import { WAD } from "../shared/marginMath";
 import {
   ACTION,
+  lowHealth,
+  STATUS,
   expectedFee,
   fundReserve,
   moveEthUntil,
@@ -22,8 +24,6 @@ import {
   type RebalanceFixture,
 } from "../shared/rebalance";
 
-const STATUS = { Ready: 0n, NotOptedIn: 1n, Cooldown: 2n, InBand: 3n, Liquidatable: 4n, OracleUnhealthy: 5n, NoAction: 6n, Rejected: 7n };
-const lowHealth = (h: bigint) => h >= WAD && h < wad("2");
 const abi = ethers.AbiCoder.defaultAbiCoder();
 
 type Signer = RebalanceFixture["alice"];

@@ -8,6 +8,12 @@ import { mulDivUp, WAD, wDivUp, wMulDown, wMulUp, USDC_SCALE } from "./marginMat
 
 export { ACTION };
 
+/** `IRebalancer.Status` values. */
+export const STATUS = { Ready: 0n, NotOptedIn: 1n, Cooldown: 2n, InBand: 3n, Liquidatable: 4n, OracleUnhealthy: 5n, NoAction: 6n, Rejected: 7n };
+
+/** Below the fixture's trigger (2) but not liquidatable: the rebalancer's territory. */
+export const lowHealth = (h: bigint) => h >= WAD && h < wad("2");
+
 /** Default test policy: trigger 2, target 3, release 6, all actions, fee cap 50 USD, USDC then WETH. */
 export interface PolicyIn {
   module: string;

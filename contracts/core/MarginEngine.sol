@@ -217,6 +217,11 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IMarginEngine
+    function rebalanceReadyAt(uint256 accountId) external view returns (uint256) {
+        return RebalanceLogic.readyAt(_s, accountId);
+    }
+
+    /// @inheritdoc IMarginEngine
     function rebalanceInputs(uint256 accountId) external view returns (AccountState memory state, uint256 closeFeeUsd) {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
         AccountLogic.viewAccountPrices(_s, ctx, accountId);

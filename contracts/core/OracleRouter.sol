@@ -324,13 +324,11 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     /// @dev Records the observation `_read` computed for a valid round newer than the stored one, with the
     ///      breaker events.
     function _record(address asset, AssetConfig storage a, ReadResult memory r) internal {
-        Observation memory prev = a.obs;
+        uint256 prevPrice = a.obs.price;
+        bool wasTripped = a.obs.tripped;
         a.obs = r.obs;
-        if (r.obs.tripped && (!prev.tripped || r.obs.breakerUntil != prev.breakerUntil)) {
-            emit BreakerTripped(asset, prev.price, r.price, r.jumpBps, r.obs.breakerUntil);
-        } else if (prev.tripped && !r.obs.tripped) {
-            emit BreakerReset(asset, r.price);
-        }
+        if (r.jumpBps > a.params.maxJumpBps) emit BreakerTripped(asset, prevPrice, r.price, r.jumpBps, r.obs.breakerUntil);
+        else if (wasTripped && !r.obs.tripped) emit BreakerReset(asset, r.price);
         emit ObservationRecorded(asset, r.price, r.updatedAt, _volatility(r.obs.varianceRate, a.vol));
     }
 

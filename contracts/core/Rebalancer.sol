@@ -9,6 +9,7 @@ import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
 import {IVault} from "../interfaces/IVault.sol";
 import {IOracleRouter} from "../interfaces/IOracleRouter.sol";
 import {WadMath} from "../libraries/WadMath.sol";
+import {CloseMath} from "../libraries/CloseMath.sol";
 import "../libraries/Constants.sol" as C;
 
 /// @title Rebalancer
@@ -128,7 +129,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         (bool ok, uint256 ethPx) = oracle.tryPrice(gasAsset);
         // Gas cost in wei × USD per ETH, rounded down (the account pays no more than the gas is worth);
         // with no valid gas-asset price the keeper gets the flat part only, and the account stays protected.
-        if (ok) fee += Math.mulDiv(uint256(p.gasUnits) * block.basefee, ethPx, WAD);
+        if (ok) fee += (uint256(p.gasUnits) * block.basefee).wMulDown(ethPx);
         if (fee > maxFeeUsd) fee = maxFeeUsd;
         // Whole settlement-token units, rounded down: the pool pays the keeper exactly what the account owes.
         fee -= fee % settlementScale;
@@ -152,18 +153,17 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         (uint256 start, uint256 count) = checkData.length == 0 ? (1, C.MAX_UPKEEP_SCAN) : abi.decode(checkData, (uint256, uint256));
         if (start == 0) start = 1;
         uint256 last = vault.accountCount();
-        uint256[] memory ids = new uint256[](upkeepSize);
         if (start > last) return (false, abi.encode(new uint256[](0))); // also keeps start + count from overflowing
         uint256 end = Math.min(start + Math.min(count, C.MAX_UPKEEP_SCAN), last + 1);
+        uint256[] memory ids = new uint256[](upkeepSize);
         uint256 n;
         // Stops at a gas budget (and before running out of gas): what was found so far is still returned.
         uint256 gasStart = gasleft();
         for (uint256 id = start; id < end && n < ids.length; ++id) {
             if (gasStart - gasleft() > C.UPKEEP_CHECK_GAS_BUDGET || gasleft() < C.UPKEEP_CHECK_GAS_RESERVE) break;
-            // Cheap filters first: an account without positions never needs a rebalance (RELEASE needs open
-            // positions too), and only accounts that opted into this module are planned.
+            // One read first: an account without positions never needs a rebalance (RELEASE needs open
+            // positions too). `_plan` then stops at its opt-in and cooldown gate before any valuation.
             if (engine.positionMask(id) == 0) continue;
-            if (engine.rebalancePolicy(id).module != address(this)) continue;
             (Status status,,) = _plan(id, msg.sender);
             if (status == Status.Ready) ids[n++] = id;
         }
@@ -199,13 +199,12 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         }
     }
 
-    /// @dev Opt-in and cooldown: two storage reads, before any oracle is touched. At most one rebalance per
-    ///      account per block (a cooldown of at least one second): the keeper that loses a race for an
-    ///      account pays for these two reads only.
+    /// @dev Opt-in and cooldown (the engine's own `rebalanceReadyAt`, at most one rebalance per account per
+    ///      block), before any oracle is touched: the keeper that loses a race for an account pays for these
+    ///      reads only.
     function _gate(uint256 accountId, IMarginEngine.RebalancePolicy memory policy) private view returns (Status) {
         if (policy.module != address(this)) return Status.NotOptedIn;
-        uint256 last = engine.lastRebalanceAt(accountId);
-        if (last != 0 && block.timestamp < last + Math.max(policy.cooldown, 1)) return Status.Cooldown;
+        if (block.timestamp < engine.rebalanceReadyAt(accountId)) return Status.Cooldown;
         return Status.Ready;
     }
 
@@ -257,13 +256,11 @@ contract Rebalancer is IRebalancer, Ownable2Step {
 
     /// @dev h < trigger. TOP_UP, in the owner's order, the least reserve value that brings health to target
     ///      counting the fee as paid (ΔC = target·MM − (E − fee)); if still short and allowed, REDUCE every
-    ///      position by f = (target·(M + R) − E') / (target·M − φN), rounded up, clamped to 1, where
-    ///      E' = E − fee + ΔC topped up, R the keeper-reward reserve and φN the fee of closing everything.
-    ///      The size term of the maintenance rate only shrinks M further as size falls, so f is an upper
-    ///      bound on the least fraction. Returns the action bits (0 = nothing useful).
+    ///      position by CloseMath's least fraction, with E' = E − fee + ΔC topped up and the trading fee of
+    ///      closing everything (φN) as the close cost. Returns the action bits (0 = nothing useful).
     function _planRestore(Draft memory d, IMarginEngine.RebalancePlan memory plan) private view returns (uint8 action) {
         // Requirement rounded up, equity (after the fee) as is: the target is reached, not approached.
-        int256 required = int256(Math.mulDiv(d.policy.targetRatio, d.state.maintenanceMargin, WAD, Math.Rounding.Ceil));
+        int256 required = int256(d.state.maintenanceMargin.wMulUp(d.policy.targetRatio));
         int256 equity = d.state.equity - int256(d.feeUsd);
         uint256 added;
         if (d.policy.actions & C.TOP_UP != 0 && required > equity) {
@@ -272,14 +269,15 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         }
         equity += int256(added);
         if (required > equity && d.policy.actions & C.REDUCE != 0) {
-            uint256 reserveR = engine.riskParams().keeperReward;
-            uint256 m = d.state.maintenanceMargin - reserveR; // M: the size-proportional part
-            // One settlement-token unit more: realised PnL settles against USDC margin rounded up to a whole
-            // unit (against the account), and the plan must still reach the target after that.
-            int256 num = required - equity + int256(settlementScale);
-            // Denominator rounded down (requirement relief down, fee up): f rounds up.
-            int256 den = int256(uint256(d.policy.targetRatio).wMulDown(m)) - int256(d.closeFeeUsd);
-            uint256 f = den <= 0 || num >= den ? WAD : Math.mulDiv(uint256(num), WAD, uint256(den), Math.Rounding.Ceil);
+            // One settlement-token unit less equity: realised PnL settles against USDC margin rounded up to a
+            // whole unit (against the account), and the plan must still reach the target after that.
+            uint256 f = CloseMath.leastCloseFraction(
+                d.policy.targetRatio,
+                d.state.maintenanceMargin,
+                engine.riskParams().keeperReward,
+                equity - int256(settlementScale),
+                d.closeFeeUsd
+            );
             if (f == WAD) {
                 // Everything closes: the fee takes at most what is left after the close (less a unit of
                 // rounding), never more, so the pool is never left owed by an empty account.
@@ -323,10 +321,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
     ///      haircut rounded up), so the account never lands below target or IM. Nothing useful unless the
     ///      release is worth more than the fee.
     function _planRelease(Draft memory d) private view returns (uint8) {
-        uint256 floorUsd = Math.max(
-            Math.mulDiv(d.policy.targetRatio, d.state.maintenanceMargin, WAD, Math.Rounding.Ceil),
-            d.state.initialMargin
-        );
+        uint256 floorUsd = Math.max(d.state.maintenanceMargin.wMulUp(d.policy.targetRatio), d.state.initialMargin);
         int256 excessSigned = d.state.equity - int256(d.feeUsd) - int256(floorUsd);
         if (excessSigned <= 0) return 0;
         uint256 excess = uint256(excessSigned);
@@ -340,7 +335,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
             uint256 amount = WadMath.toAmountDown(excess.wDivDown(cfg.haircut), px, cfg.decimals);
             if (amount > margin) amount = margin;
             if (amount == 0) continue;
-            uint256 removed = Math.mulDiv(amount, px, 10 ** cfg.decimals, Math.Rounding.Ceil).wMulUp(cfg.haircut);
+            uint256 removed = WadMath.toValueUp(amount, px, cfg.decimals).wMulUp(cfg.haircut);
             excess = removed >= excess ? 0 : excess - removed;
             released += removed;
             d.assets[d.count] = asset;

@@ -254,7 +254,7 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
 
     /// @notice Only the registered module the account opted into. Applies `plan` (see RebalancePlan) and
     ///         enforces the owner's policy whatever the module computed: allowed actions, assets in the
-    ///         policy, fee <= maxFeeUsd, cooldown, account not liquidatable (health >= 1, else
+    ///         policy, fee <= maxFeeUsd, `rebalanceReadyAt` reached (`RebalanceCooldown`), account not liquidatable (health >= 1, else
     ///         `AccountLiquidatable`), inside the owner's band (health < trigger for TOP_UP/REDUCE,
     ///         > release for RELEASE, else `RebalanceNotNeeded`), and afterwards equity >= 0
     ///         (`RebalanceLeavesDebt`) and health >= before for TOP_UP/REDUCE (`RebalanceLowersHealth`),
@@ -272,6 +272,9 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     function rebalancePolicy(uint256 accountId) external view returns (RebalancePolicy memory);
     /// @notice Timestamp of the account's last rebalance (0 = never).
     function lastRebalanceAt(uint256 accountId) external view returns (uint256);
+    /// @notice Earliest timestamp of the account's next rebalance: last + cooldown, and at least the next
+    ///         second (never twice in one block); 0 when never rebalanced.
+    function rebalanceReadyAt(uint256 accountId) external view returns (uint256);
     /// @notice The account's valuation and the trading fee of closing all its positions (Σ feeRate × N,
     ///         rounded up): the inputs of the rebalance plan. Reads prices like `accountState`.
     function rebalanceInputs(uint256 accountId)

@@ -61,6 +61,11 @@ library WadMath {
         return Math.mulDiv(amount, priceWad, 10 ** decimals);
     }
 
+    /// @dev Converts a token amount with `decimals` to a WAD value at `priceWad`, rounded up.
+    function toValueUp(uint256 amount, uint256 priceWad, uint8 decimals) internal pure returns (uint256) {
+        return Math.mulDiv(amount, priceWad, 10 ** decimals, Math.Rounding.Ceil);
+    }
+
     /// @dev Token amount (with `decimals`) worth `valueWad` at `priceWad`, rounded up.
     function toAmountUp(uint256 valueWad, uint256 priceWad, uint8 decimals) internal pure returns (uint256) {
         return Math.mulDiv(valueWad, 10 ** decimals, priceWad, Math.Rounding.Ceil);

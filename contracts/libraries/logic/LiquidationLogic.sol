@@ -10,6 +10,7 @@ import {IMarginEngine} from "../../interfaces/IMarginEngine.sol";
 import {IVault} from "../../interfaces/IVault.sol";
 import {WadMath} from "../WadMath.sol";
 import {AccountLogic} from "./AccountLogic.sol";
+import {CloseMath} from "../CloseMath.sol";
 
 /// @title LiquidationLogic
 /// @notice `liquidate` and `buyCollateral` of the MarginEngine (run by delegatecall from it). See IMarginEngine.
@@ -111,23 +112,22 @@ library LiquidationLogic {
     }
 
     /// @dev The least fraction of every position whose close restores `liquidationTargetRatio`, counting the
-    ///      penalty and the keeper reward as paid: (E − R − p·f·N) ≥ t·(M·(1 − f) + R), with MM = M + R ⇒
-    ///      f = (t·(M + R) − E + R) / (t·M − p·N), rounded up; 1 (close all) when the account is far under
-    ///      (health < fullLiquidationHealth), the denominator is not positive, or the rest would be dust.
+    ///      penalty (the close cost, p·N) and the keeper reward R as paid (CloseMath with equity E − R); 1 (close
+    ///      all) when the account is far under (health < fullLiquidationHealth) or the rest would be dust.
     function liquidationFraction(IMarginEngine.AccountState memory st, IMarginEngine.RiskParams memory r)
         internal
         pure
         returns (uint256)
     {
         if (st.health < r.fullLiquidationHealth) return WAD;
-        uint256 reserveR = r.keeperReward;
-        uint256 mScaled = st.maintenanceMargin - reserveR; // M: the size-proportional part
-        int256 num = int256(Math.mulDiv(r.liquidationTargetRatio, st.maintenanceMargin, WAD, Math.Rounding.Ceil))
-            - st.equity + int256(reserveR);
-        int256 den =
-            int256(mScaled.wMulDown(r.liquidationTargetRatio)) - int256(st.notional.wMulUp(r.liquidationPenalty));
-        if (den <= 0 || num >= den) return WAD;
-        uint256 f = Math.mulDiv(uint256(num), WAD, uint256(den), Math.Rounding.Ceil);
+        uint256 f = CloseMath.leastCloseFraction(
+            r.liquidationTargetRatio,
+            st.maintenanceMargin,
+            r.keeperReward,
+            st.equity - int256(uint256(r.keeperReward)),
+            st.notional.wMulUp(r.liquidationPenalty)
+        );
+        if (f == WAD) return WAD;
         uint256 remaining = (st.notional * (WAD - f)) / WAD;
         if (remaining < r.dustNotional) return WAD;
         return f;

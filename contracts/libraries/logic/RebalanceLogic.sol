@@ -73,10 +73,8 @@ library RebalanceLogic {
             revert IMarginEngine.RebalancerNotAllowed(accountId, msg.sender);
         }
         _checkPlan(policy, accountId, plan);
-        uint256 readyAt = s.lastRebalanceAt[accountId] + policy.cooldown;
-        if (s.lastRebalanceAt[accountId] != 0 && block.timestamp < readyAt) {
-            revert IMarginEngine.RebalanceCooldown(accountId, readyAt);
-        }
+        uint256 ready = readyAt(s, accountId);
+        if (block.timestamp < ready) revert IMarginEngine.RebalanceCooldown(accountId, ready);
         s.lastRebalanceAt[accountId] = block.timestamp;
 
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
@@ -93,8 +91,12 @@ library RebalanceLogic {
 
         for (uint256 i; i < plan.assets.length; ++i) {
             // The vault reverts if the reserve (or margin) is short: at most the account's own balance moves.
-            if (release) env.vault.engineMoveToReserve(accountId, plan.assets[i], plan.amounts[i]);
-            else env.vault.engineMoveToMargin(accountId, plan.assets[i], plan.amounts[i]);
+            if (release) {
+                env.vault.engineMoveToReserve(accountId, plan.assets[i], plan.amounts[i]);
+            } else {
+                env.vault.engineMoveToMargin(accountId, plan.assets[i], plan.amounts[i]);
+                AccountLogic.pokePrice(ctx, plan.assets[i]); // a topped-up asset may be new to the account
+            }
         }
         if (plan.reduceFraction != 0) AccountLogic.closeFraction(s, ctx, accountId, plan.reduceFraction, true);
         if (plan.feeUsd != 0) AccountLogic.payFromAccount(s, env, accountId, plan.keeper, plan.feeUsd);
@@ -102,11 +104,19 @@ library RebalanceLogic {
 
         // Requirements after are read at the pool capital the plan was made on: the fee and the settlement
         // move pool capital, and with it the size term of the rate, by amounts no plan can see in advance.
-        AccountLogic.pokeAccount(s, ctx, accountId); // a topped-up asset may be new to the account
         IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
         hAfter = st.health;
         _checkAfter(policy.targetRatio, accountId, release, hBefore, st);
         emit IMarginEngine.RebalanceApplied(accountId, msg.sender, plan.action, hBefore, hAfter, plan.feeUsd);
+    }
+
+    /// @dev When the account may next be rebalanced: `cooldown` after the last rebalance, and never twice in
+    ///      one block (a keeper racing another for the same account finds out before any valuation).
+    function readyAt(AccountLogic.Storage storage s, uint256 accountId) internal view returns (uint256) {
+        uint256 last = s.lastRebalanceAt[accountId];
+        if (last == 0) return 0;
+        uint256 cooldown = s.policies[accountId].cooldown;
+        return last + (cooldown == 0 ? 1 : cooldown);
     }
 
     /// @dev The postconditions: equity >= 0 (with every position closed health reads as unbounded, and equity

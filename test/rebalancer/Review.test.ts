@@ -39,6 +39,22 @@ async function openLongWethMargin(f: RebalanceFixture, who: Signer, weth: bigint
   return id;
 }
 
+/**
+ * Bob's account with 3 WETH margin (no USDC to settle a fee) on a 10 ETH long and a 1.1 / 1.2 / 2 RELEASE
+ * policy: the target is so low that IM is the floor of the release.
+ */
+async function openWethOnlyReleaser(f: RebalanceFixture): Promise<bigint> {
+  const id = await openLongWethMargin(f, f.bob, E18(3), E18(10));
+  await f.engine.connect(f.bob).setRebalancePolicy(id, {
+    ...f.policy,
+    triggerRatio: wad("1.1"),
+    targetRatio: wad("1.2"),
+    releaseRatio: wad("2"),
+    topUpAssets: [await f.weth.getAddress()],
+  });
+  return id;
+}
+
 /** Every reserve and margin of every account, per token, plus positions and settlement balances. */
 async function snapshot(f: RebalanceFixture) {
   const tokens = [f.usdc, f.weth, f.wbtc];
@@ -106,7 +122,9 @@ describe("Rebalancer review", () => {
       const st = await f.engine.accountState(f.id);
       expect(st.health).to.be.greaterThan(wad("6"));
       const plan = { action: ACTION.REDUCE, assets: [], amounts: [], reduceFraction: WAD, feeUsd: wad("50"), keeper: f.deployer.address };
-      await expect(f.engine.connect(f.deployer).applyRebalance(f.id, plan)).to.be.reverted;
+      await expect(f.engine.connect(f.deployer).applyRebalance(f.id, plan))
+        .to.be.revertedWithCustomError(f.engine, "RebalanceNotNeeded")
+        .withArgs(f.id, st.health);
       expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(E18(10));
     });
 
@@ -118,21 +136,18 @@ describe("Rebalancer review", () => {
       // Each call moves 51 USDC reserve→margin and takes a 50 USD fee: health "does not fall", the reserve
       // pours out at 50 USD a block.
       const plan = { action: ACTION.TOP_UP, assets: [await f.usdc.getAddress()], amounts: [USDC(51)], reduceFraction: 0n, feeUsd: wad("50"), keeper: f.deployer.address };
-      for (let i = 0; i < 5; i++) await f.engine.connect(f.deployer).applyRebalance(f.id, plan).catch(() => undefined);
+      const health = (await f.engine.accountState(f.id)).health;
+      for (let i = 0; i < 5; i++) {
+        await expect(f.engine.connect(f.deployer).applyRebalance(f.id, plan))
+          .to.be.revertedWithCustomError(f.engine, "RebalanceNotNeeded")
+          .withArgs(f.id, health);
+      }
       expect(await f.vault.reserveOf(f.id, f.usdc), "reserve after five in-band top-ups").to.equal(reserve0);
     });
 
     it("needsRebalance Ready ⇒ rebalance succeeds: RELEASE of WETH-only margin down to initial margin", async () => {
       const f = await loadFixture(rebalanceFixture);
-      const id = await openLongWethMargin(f, f.bob, E18(3), E18(10));
-      // Low target so IM is the floor of the release; no USDC margin to settle the keeper fee.
-      await f.engine.connect(f.bob).setRebalancePolicy(id, {
-        ...f.policy,
-        triggerRatio: wad("1.1"),
-        targetRatio: wad("1.2"),
-        releaseRatio: wad("2"),
-        topUpAssets: [await f.weth.getAddress()],
-      });
+      const id = await openWethOnlyReleaser(f);
       await pinBaseFee();
       const [needed, status] = await f.rebalancer.needsRebalance(id);
       expect([needed, status]).to.deep.equal([true, STATUS.Ready]);
@@ -145,14 +160,7 @@ describe("Rebalancer review", () => {
 
     it("checkUpkeep does not starve a rescuable account behind one the engine keeps rejecting", async () => {
       const f = await loadFixture(rebalanceFixture);
-      const stuck = await openLongWethMargin(f, f.bob, E18(3), E18(10));
-      await f.engine.connect(f.bob).setRebalancePolicy(stuck, {
-        ...f.policy,
-        triggerRatio: wad("1.1"),
-        targetRatio: wad("1.2"),
-        releaseRatio: wad("2"),
-        topUpAssets: [await f.weth.getAddress()],
-      });
+      const stuck = await openWethOnlyReleaser(f);
       const victim = await openLong(f, f.bob, USDC(4_000), E18(10));
       await fundReserve(f, f.bob, victim, USDC(1_000), 0n);
       await f.engine.connect(f.bob).setRebalancePolicy(victim, { ...f.policy, releaseRatio: 0n, actions: ACTION.TOP_UP | ACTION.REDUCE });

@@ -178,22 +178,42 @@ export function valuation(a: AccountIn, risk: RiskP): StateOut {
 }
 
 /**
- * The documented least fraction restoring the target:
- * f = (t·(M + R) − E + R) / (t·M − p·N), rounded up, with MM = M + R; 1 when health < full-liquidation
- * health, the denominator is not positive, f ≥ 1, or the rest (N·(1 − f)) would be dust.
- * Also returns the unclamped ingredients so tests can state which rule applied.
+ * The least fraction f of every position whose close brings health to `target` (CloseMath):
+ * (E − f·closeCost) ≥ t·(M·(1 − f) + R) with MM = M + R ⇒ f = (t·MM − E) / (t·M − closeCost), t·MM rounded
+ * up, t·M down, f up; 1 when the denominator is not positive ("den") or f would reach 1 ("ge1").
+ */
+export function leastCloseFraction(
+  target: bigint,
+  mm: bigint,
+  reserveR: bigint,
+  equity: bigint,
+  closeCost: bigint,
+): { f: bigint; rule: "none" | "den" | "ge1" | "partial" } {
+  const num = mulDivUp(target, mm, WAD) - equity;
+  if (num <= 0n) return { f: 0n, rule: "none" };
+  const den = wMulDown(mm - reserveR, target) - closeCost;
+  if (den <= 0n) return { f: WAD, rule: "den" };
+  if (num >= den) return { f: WAD, rule: "ge1" };
+  return { f: mulDivUp(num, WAD, den), rule: "partial" };
+}
+
+/**
+ * The documented liquidation fraction: the least close restoring the liquidation target with the penalty
+ * p·N as the close cost and the keeper reward R counted as paid (equity E − R); 1 when health < full-
+ * liquidation health or the rest (N·(1 − f)) would be dust. Returns the rule that applied.
  */
 export function liquidationFraction(s: StateOut, r: RiskP): { f: bigint; rule: "full-health" | "den" | "ge1" | "dust" | "partial" } {
   if (s.health < r.fullLiquidationHealth) return { f: WAD, rule: "full-health" };
-  const R = r.keeperReward;
-  const M = s.maintenanceMargin - R;
-  const num = mulDivUp(r.liquidationTargetRatio, s.maintenanceMargin, WAD) - s.equity + R;
-  const den = wMulDown(M, r.liquidationTargetRatio) - wMulUp(s.notional, r.liquidationPenalty);
-  if (den <= 0n) return { f: WAD, rule: "den" };
-  if (num >= den) return { f: WAD, rule: "ge1" };
-  const f = mulDivUp(num, WAD, den);
-  if ((s.notional * (WAD - f)) / WAD < r.dustNotional) return { f: WAD, rule: "dust" };
-  return { f, rule: "partial" };
+  const least = leastCloseFraction(
+    r.liquidationTargetRatio,
+    s.maintenanceMargin,
+    r.keeperReward,
+    s.equity - r.keeperReward,
+    wMulUp(s.notional, r.liquidationPenalty),
+  );
+  if (least.rule !== "partial") return { f: WAD, rule: least.rule === "den" ? "den" : "ge1" };
+  if ((s.notional * (WAD - least.f)) / WAD < r.dustNotional) return { f: WAD, rule: "dust" };
+  return { f: least.f, rule: "partial" };
 }
 
 /** Size closed by a liquidation of fraction f: rounded away from zero. */

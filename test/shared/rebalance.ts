@@ -4,7 +4,7 @@
 import { network } from "hardhat";
 import { ACTION, DEFAULT_REBALANCER, MAJOR_MARKET, wad } from "../../deploy/params";
 import { systemFixture, USDC, E18, E8, type SystemFixture } from "./fixtures";
-import { mulDivUp, WAD, wDivUp, wMulDown, wMulUp, USDC_SCALE } from "./marginMath";
+import { leastCloseFraction, mulDivUp, WAD, wDivUp, wMulDown, wMulUp, USDC_SCALE } from "./marginMath";
 
 export { ACTION };
 
@@ -134,15 +134,12 @@ export function countedValue(amount: bigint, priceWad: bigint, decimals: number,
 }
 
 /**
- * Reduce fraction: f = (ceil(t·MM) − E' + one USDC unit) / (floor(t·M) − φN), rounded up, 1 when the
- * denominator is not positive or the numerator reaches it. M = MM − R. The extra unit plans for realised PnL
- * settling against USDC margin rounded up to a whole unit.
+ * Rebalance reduce fraction: the least close fraction to `target` with the trading fee of closing everything
+ * as the close cost and one USDC unit less equity (realised PnL settles against USDC margin rounded up to a
+ * whole unit).
  */
 export function reduceFraction(target: bigint, mm: bigint, reserveR: bigint, equityAfter: bigint, closeFee: bigint): bigint {
-  const num = mulDivUp(target, mm, WAD) - equityAfter + USDC_SCALE;
-  const den = wMulDown(target, mm - reserveR) - closeFee;
-  if (den <= 0n || num >= den) return WAD;
-  return mulDivUp(num, WAD, den);
+  return leastCloseFraction(target, mm, reserveR, equityAfter - USDC_SCALE, closeFee).f;
 }
 
 export interface ReserveIn {

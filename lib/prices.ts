@@ -8,8 +8,8 @@ export interface PricePoint {
   price: bigint;
 }
 
-/** Where the shared, read-only price history lives (../shared/data next to the repository). */
-export const DATA_DIR = path.resolve(__dirname, "..", "..", "shared", "data");
+/** Where the repository's price history lives (data/, sources in data/SOURCES.md). */
+export const DATA_DIR = path.resolve(__dirname, "..", "data");
 
 /** Parses a decimal string ("3767", "204.49", "1.5e3" is rejected) into a bigint with `decimals` decimals, truncating extra digits. */
 export function parseDecimal(text: string, decimals: number): bigint {
@@ -23,14 +23,14 @@ export function parseDecimal(text: string, decimals: number): bigint {
 }
 
 /**
- * Loads a `timestamp,price` CSV from ../shared/data (see its SOURCES.md).
+ * Loads a `timestamp,price` CSV from data/ (see data/SOURCES.md).
  * @param file file name inside DATA_DIR, or an absolute path
  * @param decimals decimals of the returned prices (8 = Chainlink USD feeds, 18 = WAD)
  */
 export function loadPriceCsv(file: string, decimals = 8): PricePoint[] {
   const full = path.isAbsolute(file) ? file : path.join(DATA_DIR, file);
   if (!fs.existsSync(full)) {
-    throw new Error(`price file not found: ${full} (expected the shared data folder next to the repository)`);
+    throw new Error(`price file not found: ${full} (price files live in data/ of the repository)`);
   }
   const lines = fs.readFileSync(full, "utf8").split(/\r?\n/).filter((l) => l.trim() !== "");
   const header = lines.shift();

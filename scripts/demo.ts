@@ -1,7 +1,7 @@
 /**
  * Demo on the in-process Hardhat network (no RPC, no keys): deploys the whole system, seeds the LP pool,
  * opens two identical 5x ETH longs — one with a rebalancing policy and a reserve, one without — and replays
- * the real Binance ETH/USDT hourly closes of 9–16 March 2020 ("Black Thursday", ../shared/data) through the
+ * the real Binance ETH/USDT hourly closes of 9–16 March 2020 ("Black Thursday", data/) through the
  * real contracts: a keeper rebalances the protected account and liquidates whatever falls below 1.
  */
 import { ethers, network } from "hardhat";

@@ -19,7 +19,7 @@ import {
 } from "../shared/marginMath";
 
 /*
- * Black Thursday (12-13 March 2020): the real Binance ETH/USDT hourly closes (../shared/data, see its
+ * Black Thursday (12-13 March 2020): the real Binance ETH/USDT hourly closes (data/, see data/
  * SOURCES.md; CryptoDataDownload export) replayed through the mock feed on a 5x ETH long.
  *
  * The test predicts, with its own bigint mirror of the documented formulas, the first hour at which

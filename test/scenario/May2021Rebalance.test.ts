@@ -11,7 +11,7 @@ import { mulDivCeilSigned, USDC_SCALE, WAD } from "../shared/marginMath";
 import { expectedFee, planRestore, type ReserveIn } from "../shared/rebalance";
 
 /*
- * May 2021 (16-24 May): the real Binance ETH/USDT hourly closes (../shared/data, see its SOURCES.md)
+ * May 2021 (16-24 May): the real Binance ETH/USDT hourly closes (data/, see data/SOURCES.md)
  * replayed through the mock feed, against two identical 2x ETH longs (10 ETH at 3,767, 18,835 USDC margin).
  * Alice has a reserve (2,000 USDC + 1 WETH, not margin) and a 1.3 / 1.6 TOP_UP|REDUCE policy; bob has
  * neither. Every hour: the feed gets the close (time t), the oracle is poked (t + 1), a keeper rebalances

@@ -29,11 +29,14 @@ export interface MarketConfig {
   maxMMR: bigint;
   imFactor: bigint;
   feeRate: bigint;
+  /** new-risk gate: open interest per side may grow only up to this fraction of pool capital */
   oiCapFraction: bigint;
   /** per day */
   maxFundingRate: bigint;
   /** base-asset units (WAD) of skew at which funding reaches its cap */
   skewScale: bigint;
+  /** open-interest cap per side, USD (WAD), set by governance: the size term's denominator, never pool capital */
+  oiCapUsd: bigint;
 }
 
 export interface RiskConfig {
@@ -70,6 +73,7 @@ export const MAJOR_MARKET: MarketConfig = {
   oiCapFraction: wad("0.5"),
   maxFundingRate: wad("0.001"),
   skewScale: wad("1000"),
+  oiCapUsd: wad("500000"),
 };
 
 export const DEFAULT_RISK: RiskConfig = {

@@ -7,7 +7,6 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
 import {IMarginChecker} from "../interfaces/IMarginChecker.sol";
@@ -24,7 +23,7 @@ import "../libraries/Constants.sol" as C;
 
 /// @title MarginEngine
 /// @notice Cross-margin perpetual markets, account valuation, liquidation. See IMarginEngine.
-contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
+contract MarginEngine is IMarginEngine, Ownable2Step {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
     using SafeCast for int256;
@@ -34,7 +33,8 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
 
     IVault public immutable vault;
     IOracleRouter public immutable oracle;
-    ILiquidityPool public immutable pool;
+    /// @inheritdoc IMarginEngine
+    address public immutable pool;
     /// @notice The pool's asset (USDC): markets settle in it and it counts as exactly 1 USD.
     address public immutable settlementAsset;
     /// @dev 10^(18 − settlement decimals): WAD USD per settlement-token unit.
@@ -51,12 +51,20 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
         }
         vault = vault_;
         oracle = oracle_;
-        pool = pool_;
+        pool = address(pool_);
         address usdc = IERC4626(address(pool_)).asset();
         settlementAsset = usdc;
         IVault.AssetConfig memory cfg = vault_.assetConfig(usdc);
         if (!cfg.listed) revert SettlementAssetNotListed(usdc);
         settlementScale = 10 ** (18 - cfg.decimals);
+    }
+
+    /// @dev The lock the vault, the engine and the pool share (held in the vault's transient storage): a token
+    ///      callback during any of their state changes cannot re-enter any of them.
+    modifier nonReentrant() {
+        vault.enterLock();
+        _;
+        vault.exitLock();
     }
 
     // =================================================================== governance
@@ -122,6 +130,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
         _bound("imFactor", p.imFactor, C.MIN_IM_FACTOR, C.MAX_IM_FACTOR);
         _bound("feeRate", p.feeRate, 0, C.MAX_FEE_RATE);
         _bound("oiCapFraction", p.oiCapFraction, 1, C.MAX_OI_CAP_FRACTION);
+        _bound("oiCapUsd", p.oiCapUsd, C.MIN_OI_CAP_USD, type(uint128).max);
         _bound("maxFundingRate", p.maxFundingRate, 0, C.MAX_FUNDING_RATE);
         _bound("skewScale", p.skewScale, 1, type(uint128).max);
     }
@@ -144,12 +153,17 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IMarginEngine
     function settle(uint256 accountId) external nonReentrant {
-        AccountLogic.settle(_s, _env(), accountId);
+        AccountLogic.Env memory env = _env();
+        AccountLogic.settle(_s, env, accountId);
+        AccountLogic.writeOffIfEmpty(_s, env, accountId);
     }
 
     /// @inheritdoc IMarginChecker
+    /// @dev Runs inside the vault's `releaseMargin`, which holds the shared lock. An account with no position
+    ///      and no debt needs no price at all (Promise 6: it can always take everything out).
     function checkMarginRelease(uint256 accountId) external {
         if (msg.sender != address(vault)) revert NotVault(msg.sender);
+        if (_s.positionMask[accountId] == 0 && _s.settlement[accountId] >= 0) return;
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
         AccountLogic.pokeAccount(_s, ctx, accountId);
         AccountState memory s = AccountLogic.valuation(_s, ctx, accountId);
@@ -224,7 +238,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IMarginEngine
     function rebalanceInputs(uint256 accountId) external view returns (AccountState memory state, uint256 closeFeeUsd) {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
-        AccountLogic.viewAccountPrices(_s, ctx, accountId);
+        AccountLogic.requireAccountPrices(_s, ctx, accountId);
         state = AccountLogic.valuation(_s, ctx, accountId);
         closeFeeUsd = AccountLogic.closeFeeUsd(_s, ctx, accountId);
     }
@@ -234,16 +248,22 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IMarginEngine
     function accountState(uint256 accountId) external view returns (AccountState memory) {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
-        AccountLogic.viewAccountPrices(_s, ctx, accountId);
+        AccountLogic.requireAccountPrices(_s, ctx, accountId);
         return AccountLogic.valuation(_s, ctx, accountId);
     }
 
     /// @inheritdoc IMarginEngine
-    function healthBatch(uint256[] calldata accountIds) external view returns (uint256[] memory healths) {
+    function healthBatch(uint256[] calldata accountIds)
+        external
+        view
+        returns (uint256[] memory healths, bool[] memory priced)
+    {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
         healths = new uint256[](accountIds.length);
+        priced = new bool[](accountIds.length);
         for (uint256 i; i < accountIds.length; ++i) {
-            AccountLogic.viewAccountPrices(_s, ctx, accountIds[i]);
+            if (AccountLogic.viewAccountPrices(_s, ctx, accountIds[i]) != address(0)) continue;
+            priced[i] = true;
             healths[i] = AccountLogic.valuation(_s, ctx, accountIds[i]).health;
         }
     }
@@ -251,7 +271,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IMarginEngine
     function liquidationFraction(uint256 accountId) external view returns (uint256) {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
-        AccountLogic.viewAccountPrices(_s, ctx, accountId);
+        AccountLogic.requireAccountPrices(_s, ctx, accountId);
         AccountState memory s = AccountLogic.valuation(_s, ctx, accountId);
         if (s.health >= WAD) return 0;
         return LiquidationLogic.liquidationFraction(s, _s.risk);
@@ -293,43 +313,52 @@ contract MarginEngine is IMarginEngine, Ownable2Step, ReentrancyGuardTransient {
     function maintenanceRate(uint256 marketId, uint256 notional) external view returns (uint256) {
         _requireMarket(marketId);
         MarketParams storage m = _s.markets[marketId];
-        return AccountLogic.mmr(_s, m, notional, oracle.volatility(m.asset), pool.capital() * settlementScale);
+        return AccountLogic.mmr(_s, m, notional, oracle.volatility(m.asset));
     }
 
     /// @inheritdoc IPoolEngine
-    function openTraderPnl() external view returns (int256 pnl) {
+    function poolExposure() external view returns (bool ok, uint256 profitUsd, uint256 lossUsd, uint256 backing) {
         uint256 n = _s.markets.length;
         for (uint256 id; id < n; ++id) {
             MarketState storage st = _s.marketStates[id];
             if (st.longOI == 0 && st.shortOI == 0) continue;
-            uint256 px = oracle.price(_s.markets[id].asset);
-            int256 net = int256(st.longOI) - int256(st.shortOI);
+            MarketParams storage m = _s.markets[id];
+            (bool priced, uint256 px) = oracle.tryPrice(m.asset);
+            if (!priced) return (false, 0, 0, 0);
             int256 index = AccountLogic.fundingIndexNow(_s, id, px);
-            // Σ size·(P − entry) − Σ size·(F − F_entry), exact in WAD², rounded up once (against LPs).
-            pnl += WadMath.mulDivCeil(
-                net * int256(px) - st.sumSizeEntry - (net * index - st.sumSizeFunding), 1, WAD
-            );
-        }
-    }
-
-    /// @inheritdoc IPoolEngine
-    function requiredBacking() external view returns (uint256 backing) {
-        uint256 n = _s.markets.length;
-        for (uint256 id; id < n; ++id) {
-            MarketState storage st = _s.marketStates[id];
-            uint256 oi = Math.max(st.longOI, st.shortOI);
-            if (oi == 0) continue;
-            uint256 oiUsd = oi.mulDivUp(oracle.price(_s.markets[id].asset), WAD);
+            // Each side on its own: Σ size·(P − entry) − Σ size·(F − F_entry), exact in WAD², rounded up once
+            // whichever way it goes (a profit is a liability; a loss only raises what a new LP pays).
+            (profitUsd, lossUsd) = _addSide(profitUsd, lossUsd, int256(st.longOI), st.longEntrySum, st.longFundingSum, px, index);
+            (profitUsd, lossUsd) =
+                _addSide(profitUsd, lossUsd, -int256(st.shortOI), st.shortEntrySum, st.shortFundingSum, px, index);
+            uint256 oiUsd = Math.max(st.longOI, st.shortOI).mulDivUp(px, WAD);
             // Capital at which this market's open interest sits exactly at its cap, in token units, up.
-            uint256 needed = oiUsd.wDivUp(_s.markets[id].oiCapFraction).mulDivUp(1, settlementScale);
+            uint256 needed = oiUsd.wDivUp(m.oiCapFraction).mulDivUp(1, settlementScale);
             if (needed > backing) backing = needed;
         }
+        ok = true;
+    }
+
+    /// @dev Adds one side's open PnL to the profit or the loss total, rounded up (away from zero).
+    function _addSide(
+        uint256 profitUsd,
+        uint256 lossUsd,
+        int256 size,
+        int256 entrySum,
+        int256 fundingSum,
+        uint256 px,
+        int256 index
+    ) private pure returns (uint256, uint256) {
+        int256 pnl2 = size * int256(px) - entrySum - (size * index - fundingSum);
+        if (pnl2 > 0) profitUsd += uint256(pnl2).mulDivUp(1, WAD);
+        else if (pnl2 < 0) lossUsd += uint256(-pnl2).mulDivUp(1, WAD);
+        return (profitUsd, lossUsd);
     }
 
     // =================================================================== internals
 
     function _env() private view returns (AccountLogic.Env memory) {
-        return AccountLogic.Env(vault, oracle, pool, settlementAsset, settlementScale);
+        return AccountLogic.Env(vault, oracle, ILiquidityPool(pool), settlementAsset, settlementScale);
     }
 
     function _requireAuthorized(uint256 accountId) private view {

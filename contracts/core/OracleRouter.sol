@@ -272,8 +272,15 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @dev The observation and breaker as they stand after the valid round in `r`: a view sees the EWMA
     ///      step and a trip (or reset) before anyone pokes.
+    ///      A round older than the recorded one is refused (`UpdatedAtWentBack`); an answer that changed while
+    ///      `updatedAt` did not is a new observation too (dt = 0), so the jump check sees it: nothing is
+    ///      served that skipped validation.
     function _observe(AssetConfig storage a, ReadResult memory r) internal view {
-        if (r.updatedAt > a.obs.updatedAt) {
+        if (r.updatedAt < a.obs.updatedAt) {
+            r.err = UpdatedAtWentBack.selector;
+            return;
+        }
+        if (r.updatedAt > a.obs.updatedAt || r.price != a.obs.price) {
             r.isNew = true;
             (r.obs, r.jumpBps) = _advance(a, r.price, r.updatedAt);
         } else {
@@ -318,6 +325,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (e == FutureUpdatedAt.selector) revert FutureUpdatedAt(asset, r.updatedAt);
         if (e == StalePrice.selector) revert StalePrice(asset, r.updatedAt, p.heartbeat);
         if (e == PriceOutOfBounds.selector) revert PriceOutOfBounds(asset, r.price, p.minPrice, p.maxPrice);
+        if (e == UpdatedAtWentBack.selector) revert UpdatedAtWentBack(asset, r.updatedAt, _assets[asset].obs.updatedAt);
         revert CircuitBreakerTripped(asset, r.obs.breakerUntil);
     }
 
@@ -343,7 +351,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         uint256 prev = o.price;
 
         if (o.updatedAt != 0) {
-            // dt >= 1: only strictly newer rounds are recorded.
+            // dt >= 0: older rounds are refused; dt = 0 is a changed answer at an unchanged updatedAt.
             uint256 dt = updatedAt - o.updatedAt;
             uint256 move = p > prev ? p - prev : prev - p;
 

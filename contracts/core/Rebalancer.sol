@@ -44,7 +44,9 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         IMarginEngine.AccountState state;
         uint256 closeFeeUsd;
         uint256 feeUsd;
-        uint256 amountUsd;
+        uint256 toppedUpUsd;
+        uint256 reducedNotionalUsd;
+        uint256 releasedUsd;
         uint256 count; // assets used so far
         address[] assets;
         uint256[] amounts;
@@ -103,7 +105,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         (Status status, Draft memory d, IMarginEngine.RebalancePlan memory plan) = _plan(accountId, msg.sender);
         if (status != Status.Ready) _revertFor(status, d);
         (uint256 hBefore, uint256 hAfter) = engine.applyRebalance(accountId, plan);
-        emit Rebalanced(accountId, plan.action, hBefore, hAfter, d.amountUsd, plan.feeUsd, msg.sender);
+        _emitRebalanced(accountId, plan, d, hBefore, hAfter);
         return (plan.action, plan.feeUsd);
     }
 
@@ -191,7 +193,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
                 continue;
             }
             try engine.applyRebalance(id, plan) returns (uint256 hBefore, uint256 hAfter) {
-                emit Rebalanced(id, plan.action, hBefore, hAfter, d.amountUsd, plan.feeUsd, keeper);
+                _emitRebalanced(id, plan, d, hBefore, hAfter);
                 ++rebalanced;
             } catch {
                 emit RebalanceSkipped(id, Status.Rejected);
@@ -286,7 +288,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
                 if (d.feeUsd > cap) d.feeUsd = cap - (cap % settlementScale);
             }
             plan.reduceFraction = f;
-            d.amountUsd += d.state.notional.wMulUp(f);
+            d.reducedNotionalUsd = d.state.notional.wMulUp(f);
             return action | C.REDUCE;
         }
         // A top-up alone must more than pay its own fee (plus a token unit of settlement rounding), else the
@@ -313,7 +315,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
             d.amounts[d.count] = amount;
             ++d.count;
         }
-        d.amountUsd += added;
+        d.toppedUpUsd = added;
     }
 
     /// @dev h > release. Margin → reserve in the policy's order down to max(target·MM, IM) with the fee
@@ -343,7 +345,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
             ++d.count;
         }
         if (released <= d.feeUsd) return 0;
-        d.amountUsd = released;
+        d.releasedUsd = released;
         return C.RELEASE;
     }
 
@@ -351,6 +353,26 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         cfg = vault.assetConfig(asset);
         if (asset == settlementAsset) return (true, WAD, cfg);
         (ok, px) = oracle.tryPrice(asset);
+    }
+
+    function _emitRebalanced(
+        uint256 accountId,
+        IMarginEngine.RebalancePlan memory plan,
+        Draft memory d,
+        uint256 hBefore,
+        uint256 hAfter
+    ) private {
+        emit Rebalanced(
+            accountId,
+            plan.action,
+            hBefore,
+            hAfter,
+            d.toppedUpUsd,
+            d.reducedNotionalUsd,
+            d.releasedUsd,
+            plan.feeUsd,
+            plan.keeper
+        );
     }
 
     function _revertFor(Status status, Draft memory d) private {

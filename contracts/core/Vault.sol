@@ -5,7 +5,6 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 import {IVault} from "../interfaces/IVault.sol";
 import {IMarginChecker} from "../interfaces/IMarginChecker.sol";
@@ -13,7 +12,7 @@ import {WAD, MAX_ASSETS, MAX_DECIMALS} from "../libraries/Constants.sol";
 
 /// @title Vault
 /// @notice Holds every collateral token of every account, and the account registry.
-contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
+contract Vault is IVault, Ownable2Step {
     using SafeERC20 for IERC20;
 
     mapping(uint256 accountId => address) private _owners;
@@ -29,10 +28,28 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     mapping(address token => uint256) private _tracked;
 
     address public engine;
+    /// @inheritdoc IVault
+    address public pool;
+    /// @inheritdoc IVault
+    address public settlementAsset;
+
+    /// @dev Transient slot of the lock shared by vault, engine and pool (keccak256("ballast.lock") − 1).
+    bytes32 private constant LOCK_SLOT = 0xe850772bd3ac1a3c59bb428daab196078f480db2cf8ea1cbac7c87f874fed0df;
 
     constructor(address owner_) Ownable(owner_) {}
 
     // ------------------------------------------------------------------ modifiers
+
+    modifier nonReentrant() {
+        _enter();
+        _;
+        _exit();
+    }
+
+    modifier onlyLockMember() {
+        if (msg.sender != engine && msg.sender != pool) revert NotLockMember(msg.sender);
+        _;
+    }
 
     modifier onlyEngine() {
         if (msg.sender != engine) revert NotEngine(msg.sender);
@@ -86,6 +103,10 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IVault
     function isAuthorized(uint256 accountId, address caller) external view returns (bool) {
+        return _isAuthorized(accountId, caller);
+    }
+
+    function _isAuthorized(uint256 accountId, address caller) private view returns (bool) {
         address owner_ = _owners[accountId];
         return owner_ != address(0) && (caller == owner_ || _operators[accountId][caller]);
     }
@@ -124,7 +145,48 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         if (engine_ == address(0)) revert ZeroAddress();
         if (engine != address(0)) revert EngineAlreadySet(engine);
         engine = engine_;
+        // A bare margin checker (tests, or a deployment without a pool) has neither: both stay unset.
+        pool = _readAddress(engine_, "pool()");
+        settlementAsset = _readAddress(engine_, "settlementAsset()");
         emit EngineSet(engine_);
+    }
+
+    // ------------------------------------------------------------------ shared lock
+
+    /// @inheritdoc IVault
+    function enterLock() external onlyLockMember {
+        _enter();
+    }
+
+    /// @inheritdoc IVault
+    function exitLock() external onlyLockMember {
+        _exit();
+    }
+
+    /// @inheritdoc IVault
+    function locked() public view returns (bool isLocked) {
+        assembly ("memory-safe") {
+            isLocked := tload(LOCK_SLOT)
+        }
+    }
+
+    function _enter() private {
+        if (locked()) revert ReentrancyGuardReentrantCall();
+        assembly ("memory-safe") {
+            tstore(LOCK_SLOT, 1)
+        }
+    }
+
+    function _exit() private {
+        assembly ("memory-safe") {
+            tstore(LOCK_SLOT, 0)
+        }
+    }
+
+    /// @dev `target.<signature>` as an address, or 0 when the call fails or returns something else.
+    function _readAddress(address target, string memory signature) private view returns (address value) {
+        (bool ok, bytes memory data) = target.staticcall(abi.encodeWithSignature(signature));
+        if (ok && data.length == 32) value = abi.decode(data, (address));
     }
 
     // ------------------------------------------------------------------ user actions
@@ -138,6 +200,9 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IVault
     function depositMargin(uint256 accountId, address token, uint256 amount) external nonReentrant {
+        if (token != settlementAsset && !_isAuthorized(accountId, msg.sender)) {
+            revert MarginAssetRestricted(accountId, token, msg.sender);
+        }
         AssetConfig memory cfg = _pull(accountId, token, amount);
         _addMargin(accountId, token, cfg.index, amount);
         emit Deposited(accountId, token, msg.sender, amount);

@@ -11,9 +11,17 @@ interface ILiquidityPool {
     error EngineAlreadySet(address engine);
     error ZeroAddress();
     error InsufficientCapital(uint256 available, uint256 requested);
-    error WithdrawLocked(uint256 requested, uint256 available);
+    /// @notice `owner` holds `locked` shares minted less than `holdPeriod` ago; they are free at `unlockAt`.
+    error SharesLocked(address owner, uint256 locked, uint256 unlockAt);
+    /// @notice An oracle of a market with open interest is invalid: the pool cannot be valued, so LP deposits
+    ///         and redemptions wait for it.
+    error PoolValuationUnavailable();
+    error HoldPeriodOutOfBounds(uint256 value, uint256 min, uint256 max);
 
     event EngineSet(address indexed engine);
+    event HoldPeriodSet(uint32 holdPeriod);
+    /// @notice `owner`'s `shares` (all its shares still locked) are locked until `until`.
+    event SharesLockedUntil(address indexed owner, uint256 shares, uint256 until);
     event Paid(address indexed to, uint256 amount);
     event InsuranceAdded(uint256 amount, uint256 insuranceBalance);
     event InsuranceDonated(address indexed from, uint256 amount);
@@ -21,8 +29,24 @@ interface ILiquidityPool {
     ///         by LPs through the share price.
     event BadDebtCovered(uint256 indexed accountId, uint256 amount, uint256 fromInsurance, uint256 socialised);
 
-    /// @notice Sets the margin engine once.
+    /// @notice Sets the margin engine once (and, from it, the vault whose reentrancy lock the pool shares).
     function setEngine(address engine) external;
+
+    /// @notice Owner: seconds that shares minted by a deposit stay locked (MIN_HOLD_PERIOD .. MAX_HOLD_PERIOD,
+    ///         `HoldPeriodOutOfBounds` outside).
+    function setHoldPeriod(uint32 seconds_) external;
+
+    /// @notice Seconds that shares minted by a deposit stay locked (default 15 minutes).
+    function holdPeriod() external view returns (uint32);
+
+    /// @notice `owner`'s shares still locked and when they unlock (0, 0 when none).
+    function lockedShares(address owner) external view returns (uint256 shares, uint256 unlockAt);
+
+    /// @notice Deposit (mint-side) valuation: capital − open trader profits + open trader losses, each market
+    ///         side on its own, in asset units (profits and losses rounded up). `previewDeposit`/`previewMint`
+    ///         price shares at it, so a new LP buys no share of losses that are already there. Reverts
+    ///         `PoolValuationUnavailable` while the pool cannot be valued.
+    function mintAssets() external view returns (uint256);
 
     /// @notice Settlement-asset balance that belongs to LPs, before netting open trader PnL:
     ///         balance − insurance fund.
@@ -31,7 +55,8 @@ interface ILiquidityPool {
     /// @notice The insurance fund's balance.
     function insuranceBalance() external view returns (uint256);
 
-    /// @notice Assets LPs may withdraw now: totalAssets − the backing open interest requires.
+    /// @notice Assets LPs may withdraw now: totalAssets − the backing open interest requires (0 while the pool
+    ///         cannot be valued).
     function freeAssets() external view returns (uint256);
 
     /// @notice Anyone may add to the insurance fund.

@@ -17,13 +17,17 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     /// @param asset Asset whose OracleRouter price the market tracks.
     /// @param baseMMR Maintenance margin rate floor.
     /// @param volK Weight of the volatility term `volK × σ × sqrt(horizon)`.
-    /// @param sizeK Weight of the size term `sizeK × N / OIcap`.
+    /// @param sizeK Weight of the size term `sizeK × N / oiCapUsd`.
     /// @param maxMMR Cap of the maintenance margin rate.
     /// @param imFactor Initial margin = maintenance rate × imFactor (> 1).
     /// @param feeRate Trading fee per unit of traded notional.
-    /// @param oiCapFraction Max open interest per side, as a fraction of pool capital.
+    /// @param oiCapFraction New risk gate: a trade may grow a side's open interest only up to this fraction of
+    ///        pool capital (pool capital gates new risk, never an existing requirement).
     /// @param maxFundingRate Funding rate cap per day.
     /// @param skewScale Skew (size units, WAD) at which the funding rate reaches its cap.
+    /// @param oiCapUsd Open-interest cap per side in USD (WAD, > 0), set by governance: a trade may not grow a
+    ///        side beyond it, and it is the denominator of the size term. Never live pool capital, so no LP
+    ///        action and no other account's action moves an account's requirement.
     struct MarketParams {
         address asset;
         uint64 baseMMR;
@@ -35,19 +39,25 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
         uint64 oiCapFraction;
         uint64 maxFundingRate;
         uint128 skewScale;
+        uint128 oiCapUsd;
     }
 
     /// @notice Running state of one market.
     /// @param fundingIndex Cumulative funding paid per unit of long size, WAD USD (shorts receive it).
-    /// @param sumSizeEntry Σ size × entryPrice over open positions (WAD², exact).
-    /// @param sumSizeFunding Σ size × fundingIndex at entry over open positions (WAD², exact).
+    /// @param longEntrySum / shortEntrySum Σ size × entryPrice over the side's open positions (WAD², exact;
+    ///        shorts have negative sizes).
+    /// @param longFundingSum / shortFundingSum Σ size × fundingIndex at entry over the side's positions.
+    ///        Per side, so the pool values each side's open PnL on its own: one side's losses never offset
+    ///        the other side's profits.
     struct MarketState {
         int256 fundingIndex;
         uint64 lastFundingTime;
         uint256 longOI;
         uint256 shortOI;
-        int256 sumSizeEntry;
-        int256 sumSizeFunding;
+        int256 longEntrySum;
+        int256 longFundingSum;
+        int256 shortEntrySum;
+        int256 shortFundingSum;
     }
 
     struct Position {
@@ -224,11 +234,13 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     ///         open interest within the cap, and the engine not paused.
     function modifyPosition(uint256 accountId, uint256 marketId, int256 sizeDelta, uint256 acceptablePrice) external;
 
-    /// @notice Permissionless. Settles the account's settlement balance against its USDC margin and the pool.
+    /// @notice Permissionless. Settles the account's settlement balance against its USDC margin and the pool,
+    ///         and writes off the debt of an account left with no position and no margin (insurance first).
     function settle(uint256 accountId) external;
 
     // ---------------------------------------------------------------- liquidation
-    /// @notice Permissionless when health < 1 and every oracle the account needs is healthy.
+    /// @notice Permissionless when health < 1 and every market oracle of the account's positions is healthy
+    ///         (collateral whose oracle is invalid counts as zero: it never blocks a liquidation).
     ///         Closes the fraction of every position that restores `liquidationTargetRatio` (all of it
     ///         when health < fullLiquidationHealth or the rest would be dust), charges the penalty, pays
     ///         the liquidator `keeperReward + keeperPenaltyShare × penalty`, settles, and writes off
@@ -258,14 +270,14 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     ///         `AccountLiquidatable`), inside the owner's band (health < trigger for TOP_UP/REDUCE,
     ///         > release for RELEASE, else `RebalanceNotNeeded`), and afterwards equity >= 0
     ///         (`RebalanceLeavesDebt`) and health >= before for TOP_UP/REDUCE (`RebalanceLowersHealth`),
-    ///         or health >= target − RELEASE_HEALTH_OFFSET and equity >= IM for RELEASE. Requirements
-    ///         after are computed at the pool capital of before. Never paused.
+    ///         or health >= target − RELEASE_HEALTH_OFFSET and equity >= IM for RELEASE. Never paused.
     function applyRebalance(uint256 accountId, RebalancePlan calldata plan)
         external
         returns (uint256 healthBefore, uint256 healthAfter);
 
-    /// @notice Permissionless: pokes every oracle the account needs (its margin assets and markets);
-    ///         reverts `OracleUnhealthy(asset)` on the first invalid one.
+    /// @notice Permissionless: pokes every oracle the account needs (its markets, then its margin assets);
+    ///         reverts `OracleUnhealthy(asset)` on the first invalid market oracle (an invalid collateral
+    ///         oracle only makes that collateral count as zero).
     function pokeAccount(uint256 accountId) external;
 
     function isRebalancer(address module) external view returns (bool);
@@ -287,9 +299,17 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     function oracle() external view returns (IOracleRouter);
     /// @notice The pool's asset (USDC): markets settle in it and it counts as exactly 1 USD.
     function settlementAsset() external view returns (address);
+    /// @notice The LiquidityPool, counterparty of every position.
+    function pool() external view returns (address);
+    /// @notice Valuation of the account at current oracle prices; collateral whose oracle is invalid counts as
+    ///         zero. Reverts `OracleUnhealthy(asset)` when a position's market oracle is invalid.
     function accountState(uint256 accountId) external view returns (AccountState memory);
-    /// @notice Health of many accounts in one call (reads every oracle once).
-    function healthBatch(uint256[] calldata accountIds) external view returns (uint256[] memory);
+    /// @notice Health of many accounts in one call (reads every oracle once). Never reverts for one account:
+    ///         `priced[i]` is false (and `healths[i]` 0) when a position of account i has no valid price.
+    function healthBatch(uint256[] calldata accountIds)
+        external
+        view
+        returns (uint256[] memory healths, bool[] memory priced);
     function position(uint256 accountId, uint256 marketId) external view returns (Position memory);
     function positionMask(uint256 accountId) external view returns (uint256);
     function marketParams(uint256 marketId) external view returns (MarketParams memory);

@@ -61,6 +61,9 @@ interface IOracleRouter {
     error StalePrice(address asset, uint256 updatedAt, uint256 heartbeat);
     error PriceOutOfBounds(address asset, uint256 price, uint256 minPrice, uint256 maxPrice);
     error CircuitBreakerTripped(address asset, uint256 until);
+    /// @notice The feed's round is older than the observation already recorded: a feed never goes back in
+    ///         time, so the answer is not used.
+    error UpdatedAtWentBack(address asset, uint256 updatedAt, uint256 recordedAt);
     error SequencerDown();
     error SequencerGracePeriod(uint256 upSince, uint256 gracePeriod);
     /// @notice `setSequencerFeed` with a grace period above MAX_SEQUENCER_GRACE.

@@ -43,14 +43,18 @@ interface IRebalancer is AutomationCompatibleInterface {
     error UpkeepSizeOutOfBounds(uint256 size, uint256 max);
     error ZeroAddress();
 
-    /// @notice `action` is the engine's bitmask (TOP_UP 1, REDUCE 2, RELEASE 4). `amountUsd` is the collateral
-    ///         value moved (TOP_UP or RELEASE, as counted in equity) plus, for REDUCE, the notional closed.
+    /// @notice `action` is the engine's bitmask (TOP_UP 1, REDUCE 2, RELEASE 4). Each amount is WAD USD and
+    ///         reported on its own: `toppedUpUsd` collateral value moved reserve → margin (after haircut),
+    ///         `reducedNotionalUsd` notional closed by the REDUCE (rounded up), `releasedUsd` collateral value
+    ///         moved margin → reserve (after haircut); `feeUsd` was paid to `keeper` from the account.
     event Rebalanced(
         uint256 indexed accountId,
         uint8 action,
-        uint256 hBefore,
-        uint256 hAfter,
-        uint256 amountUsd,
+        uint256 healthBefore,
+        uint256 healthAfter,
+        uint256 toppedUpUsd,
+        uint256 reducedNotionalUsd,
+        uint256 releasedUsd,
         uint256 feeUsd,
         address indexed keeper
     );

@@ -36,6 +36,13 @@ interface IVault {
     error NotEngine(address caller);
     error EngineAlreadySet(address engine);
     error UntrackedBalance(address token, uint256 balance, uint256 tracked);
+    /// @notice Someone who is not the account's owner or operator tried to post a token other than the
+    ///         settlement asset as its margin (collateral a stranger chooses could block its liquidation).
+    error MarginAssetRestricted(uint256 accountId, address token, address caller);
+    /// @notice A state change of the vault, engine or pool was re-entered (one lock guards all three).
+    error ReentrancyGuardReentrantCall();
+    /// @notice Only the engine and the pool may take the shared lock.
+    error NotLockMember(address caller);
 
     // ---------------------------------------------------------------- events
     event AccountCreated(uint256 indexed accountId, address indexed owner);
@@ -71,7 +78,9 @@ interface IVault {
     ///         haircut <= 1e18 (`InvalidHaircut`), at most MAX_ASSETS tokens (`TooManyAssets`).
     function listAsset(address token, uint256 haircut) external;
     function setHaircut(address token, uint256 haircut) external;
-    /// @notice Sets the margin engine once (`EngineAlreadySet` after that).
+    /// @notice Sets the margin engine once (`EngineAlreadySet` after that). Reads the engine's `pool()` and
+    ///         `settlementAsset()` when it has them: the pool shares the vault's reentrancy lock, and strangers
+    ///         may post only the settlement asset as someone's margin.
     function setEngine(address engine) external;
 
     // ---------------------------------------------------------------- user actions
@@ -80,7 +89,10 @@ interface IVault {
     ///         (fee-on-transfer and rebasing tokens are not supported).
     function deposit(uint256 accountId, address token, uint256 amount) external;
 
-    /// @notice Deposits straight into margin (deposit + postMargin in one call); anyone may.
+    /// @notice Deposits straight into margin (deposit + postMargin in one call). Anyone may add the
+    ///         settlement asset (USDC) to any account; other tokens only the owner or an operator
+    ///         (`MarginAssetRestricted`): a stranger's dust in a collateral whose oracle later fails must
+    ///         never be able to stand in the way of the account's liquidation or rebalancing.
     function depositMargin(uint256 accountId, address token, uint256 amount) external;
 
     /// @notice Owner/operator only. Sends `amount` of the account's reserve to `to`.
@@ -118,4 +130,17 @@ interface IVault {
     /// @notice Σ reserves + Σ margins of `token` over all accounts (the solvency invariant's right side).
     function totalTracked(address token) external view returns (uint256);
     function engine() external view returns (address);
+    /// @notice The liquidity pool that shares the lock (read from the engine at `setEngine`; 0 before).
+    function pool() external view returns (address);
+    /// @notice The settlement asset strangers may post as margin (read from the engine; 0 before).
+    function settlementAsset() external view returns (address);
+
+    // ---------------------------------------------------------------- shared reentrancy lock
+    /// @notice One transient lock guards every state change of the vault, the engine and the pool: a token
+    ///         callback that re-enters any of them reverts `ReentrancyGuardReentrantCall`. The engine and the
+    ///         pool take it with `enterLock` and give it back with `exitLock` (`NotLockMember` for others).
+    function enterLock() external;
+    function exitLock() external;
+    /// @notice True while a state change of the vault, engine or pool is in progress in this transaction.
+    function locked() external view returns (bool);
 }

@@ -54,6 +54,8 @@ uint256 constant MIN_IM_FACTOR = 1.01e18;
 uint256 constant MAX_IM_FACTOR = 10e18;
 /// @dev Trading fee cap: 1 % of notional.
 uint256 constant MAX_FEE_RATE = 0.01e18;
+/// @dev Smallest open-interest cap per side a market may have, WAD USD: 1 USD (the size term divides by it).
+uint256 constant MIN_OI_CAP_USD = 1e18;
 /// @dev Open interest per side may be up to 5x pool capital.
 uint256 constant MAX_OI_CAP_FRACTION = 5e18;
 /// @dev Funding rate cap bound: 10 % a day.
@@ -101,3 +103,11 @@ uint256 constant MAX_UPKEEP_SCAN = 2_000;
 uint256 constant UPKEEP_CHECK_GAS_RESERVE = 300_000;
 /// @dev Gas one `checkUpkeep` spends scanning at most: half of Chainlink Automation's usual 10M check limit.
 uint256 constant UPKEEP_CHECK_GAS_BUDGET = 5_000_000;
+
+// ---------------------------------------------------------------- liquidity pool
+/// @dev Default seconds that LP shares minted by a deposit stay locked: 15 minutes (GLP's cooldown). Long
+///      enough that no deposit → price step → redeem fits in one block or flash loan; short for an honest LP.
+uint256 constant DEFAULT_HOLD_PERIOD = 15 minutes;
+/// @dev Holding period bounds: at least a minute (a round trip never fits in one block), at most 7 days.
+uint256 constant MIN_HOLD_PERIOD = 1 minutes;
+uint256 constant MAX_HOLD_PERIOD = 7 days;

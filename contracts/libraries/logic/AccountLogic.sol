@@ -51,7 +51,9 @@ library AccountLogic {
 
     /// @dev Everything one valuation (or a batch of them) needs, read once: listed collateral and a
     ///      price cache keyed by asset. Poke or view selects the door: state changes poke the oracle,
-    ///      views read it.
+    ///      views read it. A cached price of 0 means the asset's oracle is invalid in this call: collateral
+    ///      in it counts as zero, and a position in it cannot be valued (`OracleUnhealthy`).
+    ///      Requirements never read pool capital: nothing an LP does moves an account's health.
     struct Ctx {
         Env env;
         address[] listed;
@@ -60,7 +62,6 @@ library AccountLogic {
         uint256[MAX_CACHED] pxValue;
         uint256[MAX_CACHED] volValue; // 0 = not read yet (a volatility is never below its floor > 0)
         uint256 pxCount;
-        uint256 poolCapitalUsd;
     }
 
     // =================================================================== valuation
@@ -68,16 +69,12 @@ library AccountLogic {
     function newCtx(Env memory env) internal view returns (Ctx memory ctx) {
         ctx.env = env;
         (ctx.listed, ctx.configs) = env.vault.listedAssetConfigs();
-        ctx.poolCapitalUsd = env.pool.capital() * env.settlementScale;
-    }
-
-    /// @dev Pool capital moves with every settlement; requirements read after a settlement re-read it.
-    function refreshPoolCapital(Ctx memory ctx) internal view {
-        ctx.poolCapitalUsd = ctx.env.pool.capital() * ctx.env.settlementScale;
     }
 
     /// @dev Account valuation exactly as DESIGN.md. Reads only cached prices (every price the account
-    ///      needs must have been loaded by `pokeAccount` or `viewAccountPrices`).
+    ///      needs must have been loaded by `pokeAccount` or `viewAccountPrices`). Collateral whose oracle is
+    ///      invalid counts as zero: that can only make the account look poorer, so an outage of a collateral
+    ///      oracle never blocks a liquidation that the healthy oracles justify.
     function valuation(Storage storage s, Ctx memory ctx, uint256 accountId)
         internal
         view
@@ -87,8 +84,8 @@ library AccountLogic {
         (uint256 assets, uint256[] memory amounts) = ctx.env.vault.marginBalances(accountId);
         for (uint256 i; assets != 0; ++i) {
             if (assets & 1 != 0) {
-                uint256 value =
-                    WadMath.toValueDown(amounts[i], cachedPrice(ctx, ctx.listed[i]), ctx.configs[i].decimals);
+                (, uint256 px) = lookup(ctx, ctx.listed[i]); // 0 when unpriced: counts as nothing
+                uint256 value = WadMath.toValueDown(amounts[i], px, ctx.configs[i].decimals);
                 st.collateral += value.wMulDown(ctx.configs[i].haircut);
             }
             assets >>= 1;
@@ -135,7 +132,7 @@ library AccountLogic {
             notional = WadMath.abs(p.size).mulDivUp(px, WAD);
         }
         uint256 vol = m.volK == 0 ? 0 : cachedVol(ctx, m.asset);
-        req = notional.wMulUp(mmr(s, m, notional, vol, ctx.poolCapitalUsd));
+        req = notional.wMulUp(mmr(s, m, notional, vol));
         initReq = req.wMulUp(m.imFactor);
     }
 
@@ -159,78 +156,95 @@ library AccountLogic {
         return WadMath.mulDivFloor(size * (int256(px) - int256(p.entryPrice)) - size * (index - p.entryFunding), 1, WAD);
     }
 
-    /// @dev mmr = min(maxMMR, baseMMR + volK·σ·sqrt(horizon) + sizeK·N/OIcap), each term rounded up.
-    function mmr(
-        Storage storage s,
-        IMarginEngine.MarketParams storage m,
-        uint256 notional,
-        uint256 vol,
-        uint256 poolCapitalUsd
-    ) internal view returns (uint256) {
+    /// @dev mmr = min(maxMMR, baseMMR + volK·σ·sqrt(horizon) + sizeK·N/oiCapUsd), each term rounded up.
+    ///      oiCapUsd is a governance figure (> 0), never live pool capital: no LP action moves a requirement.
+    function mmr(Storage storage s, IMarginEngine.MarketParams storage m, uint256 notional, uint256 vol)
+        internal
+        view
+        returns (uint256)
+    {
         uint256 rate = m.baseMMR;
         if (m.volK != 0) rate += uint256(m.volK).wMulUp(vol).wMulUp(s.sqrtHorizon);
-        if (m.sizeK != 0) {
-            uint256 capUsd = poolCapitalUsd.wMulDown(m.oiCapFraction);
-            if (capUsd == 0) return m.maxMMR;
-            rate += uint256(m.sizeK).mulDivUp(notional, capUsd);
-        }
+        if (m.sizeK != 0) rate += uint256(m.sizeK).mulDivUp(notional, m.oiCapUsd);
         return rate > m.maxMMR ? m.maxMMR : rate;
     }
 
     // =================================================================== prices
 
-    /// @dev Pokes every oracle the account needs (its margin assets and market assets); reverts
-    ///      `OracleUnhealthy(asset)` on the first invalid one. Cached, so each asset is poked once per call.
-    ///      Same walk as `viewAccountPrices`: Solidity cannot share one loop between a view and a state-changing
-    ///      door without building an asset list in memory, which costs ~1k gas per call on the hot path.
+    /// @dev Pokes every oracle the account needs: its market assets first (reverting
+    ///      `OracleUnhealthy(asset)` on the first invalid one: a position cannot be valued without its price),
+    ///      then its margin assets (an invalid one is cached as 0: that collateral counts as nothing).
+    ///      Cached, so each asset is poked once per call. Same walk as `viewAccountPrices`: Solidity cannot share
+    ///      one loop between a view and a state-changing door without building an asset list in memory, which
+    ///      costs ~1k gas per call on the hot path.
     function pokeAccount(Storage storage s, Ctx memory ctx, uint256 accountId) internal {
-        uint256 assets = ctx.env.vault.marginMask(accountId);
-        for (uint256 i; assets != 0; ++i) {
-            if (assets & 1 != 0) pokePrice(ctx, ctx.listed[i]);
-            assets >>= 1;
-        }
         uint256 markets = s.positionMask[accountId];
         for (uint256 id; markets != 0; ++id) {
             if (markets & 1 != 0) pokePrice(ctx, s.markets[id].asset);
             markets >>= 1;
         }
-    }
-
-    /// @dev The view door of `pokeAccount`: reads `oracle.tryPrice`, reverting `OracleUnhealthy(asset)`.
-    function viewAccountPrices(Storage storage s, Ctx memory ctx, uint256 accountId) internal view {
         uint256 assets = ctx.env.vault.marginMask(accountId);
         for (uint256 i; assets != 0; ++i) {
-            if (assets & 1 != 0) viewPrice(ctx, ctx.listed[i]);
+            if (assets & 1 != 0) pokeCollateral(ctx, ctx.listed[i]);
             assets >>= 1;
         }
+    }
+
+    /// @dev The view door of `pokeAccount`: reads `oracle.tryPrice`. Returns the first market asset without a
+    ///      valid price (address(0) when every position is priced); callers that value the account revert
+    ///      `OracleUnhealthy(unpriced)`, `healthBatch` reports the account as unpriced.
+    function viewAccountPrices(Storage storage s, Ctx memory ctx, uint256 accountId)
+        internal
+        view
+        returns (address unpriced)
+    {
         uint256 markets = s.positionMask[accountId];
         for (uint256 id; markets != 0; ++id) {
-            if (markets & 1 != 0) viewPrice(ctx, s.markets[id].asset);
+            if (markets & 1 != 0) {
+                address asset = s.markets[id].asset;
+                if (viewCollateral(ctx, asset) == 0) return asset;
+            }
             markets >>= 1;
+        }
+        uint256 assets = ctx.env.vault.marginMask(accountId);
+        for (uint256 i; assets != 0; ++i) {
+            if (assets & 1 != 0) viewCollateral(ctx, ctx.listed[i]);
+            assets >>= 1;
         }
     }
 
+    /// @dev `viewAccountPrices`, reverting `OracleUnhealthy(asset)` when a position cannot be priced.
+    function requireAccountPrices(Storage storage s, Ctx memory ctx, uint256 accountId) internal view {
+        address unpriced = viewAccountPrices(s, ctx, accountId);
+        if (unpriced != address(0)) revert IMarginEngine.OracleUnhealthy(unpriced);
+    }
+
+    /// @dev A price the call cannot do without (a position's market, a trade): reverts `OracleUnhealthy`.
     function pokePrice(Ctx memory ctx, address asset) internal returns (uint256 px) {
+        px = pokeCollateral(ctx, asset);
+        if (px == 0) revert IMarginEngine.OracleUnhealthy(asset);
+    }
+
+    /// @dev A collateral price: 0 (cached as such) when the oracle is invalid.
+    function pokeCollateral(Ctx memory ctx, address asset) internal returns (uint256 px) {
         (bool found, uint256 cached) = lookup(ctx, asset);
         if (found) return cached;
-        bool ok;
-        (ok, px) = ctx.env.oracle.poke(asset);
-        if (!ok) revert IMarginEngine.OracleUnhealthy(asset);
+        (, px) = ctx.env.oracle.poke(asset); // 0 when not ok
         store(ctx, asset, px);
     }
 
-    function viewPrice(Ctx memory ctx, address asset) internal view returns (uint256 px) {
+    /// @dev The view door of `pokeCollateral`.
+    function viewCollateral(Ctx memory ctx, address asset) internal view returns (uint256 px) {
         (bool found, uint256 cached) = lookup(ctx, asset);
         if (found) return cached;
-        (bool ok, uint256 p) = ctx.env.oracle.tryPrice(asset);
-        if (!ok) revert IMarginEngine.OracleUnhealthy(asset);
-        px = p;
+        (, px) = ctx.env.oracle.tryPrice(asset); // 0 when not ok
         store(ctx, asset, px);
     }
 
+    /// @dev A loaded price the caller cannot do without: reverts `OracleUnhealthy` when missing or invalid.
     function cachedPrice(Ctx memory ctx, address asset) internal pure returns (uint256) {
-        (bool found, uint256 px) = lookup(ctx, asset);
-        if (!found) revert IMarginEngine.OracleUnhealthy(asset);
+        (, uint256 px) = lookup(ctx, asset);
+        if (px == 0) revert IMarginEngine.OracleUnhealthy(asset);
         return px;
     }
 
@@ -267,7 +281,7 @@ library AccountLogic {
 
     /// @dev Applies a size change at `px`: accrues funding, realises the whole position's PnL into the
     ///      settlement balance and re-enters the rest at `px` (value-equivalent to realising only the
-    ///      closed part), updates open interest and the exact aggregates the pool values itself with.
+    ///      closed part), updates open interest and the exact per-side aggregates the pool values itself with.
     function applyTrade(Storage storage s, uint256 accountId, uint256 marketId, int256 sizeDelta, uint256 px, uint256 fee)
         internal
     {
@@ -278,20 +292,30 @@ library AccountLogic {
         int256 realised;
         if (oldSize != 0) {
             realised = positionPnl(p, px, index);
-            st.sumSizeEntry -= oldSize * int256(p.entryPrice);
-            st.sumSizeFunding -= oldSize * p.entryFunding;
-            if (oldSize > 0) st.longOI -= uint256(oldSize);
-            else st.shortOI -= uint256(-oldSize);
+            if (oldSize > 0) {
+                st.longOI -= uint256(oldSize);
+                st.longEntrySum -= oldSize * int256(p.entryPrice);
+                st.longFundingSum -= oldSize * p.entryFunding;
+            } else {
+                st.shortOI -= uint256(-oldSize);
+                st.shortEntrySum -= oldSize * int256(p.entryPrice);
+                st.shortFundingSum -= oldSize * p.entryFunding;
+            }
         }
         int256 newSize = oldSize + sizeDelta;
         if (newSize != 0) {
             p.size = newSize;
             p.entryPrice = px;
             p.entryFunding = index;
-            st.sumSizeEntry += newSize * int256(px);
-            st.sumSizeFunding += newSize * index;
-            if (newSize > 0) st.longOI += uint256(newSize);
-            else st.shortOI += uint256(-newSize);
+            if (newSize > 0) {
+                st.longOI += uint256(newSize);
+                st.longEntrySum += newSize * int256(px);
+                st.longFundingSum += newSize * index;
+            } else {
+                st.shortOI += uint256(-newSize);
+                st.shortEntrySum += newSize * int256(px);
+                st.shortFundingSum += newSize * index;
+            }
             s.positionMask[accountId] |= (1 << marketId);
         } else {
             delete s.positions[accountId][marketId];
@@ -373,6 +397,21 @@ library AccountLogic {
     }
 
     // =================================================================== settlement
+
+    /// @dev An account with debt, no position and no margin left: nothing can ever pay its debt, so it is bad
+    ///      debt and is written off at once, the insurance fund first (the pool never received this value, so
+    ///      LPs already carry it; insurance makes them whole as far as it can). Called after every settlement
+    ///      that can leave an account empty: a trade, a liquidation, a collateral sale, `settle`.
+    function writeOffIfEmpty(Storage storage s, Env memory env, uint256 accountId) internal {
+        int256 v = s.settlement[accountId];
+        if (v >= 0 || s.positionMask[accountId] != 0 || env.vault.marginMask(accountId) != 0) return;
+        uint256 amountUsd = uint256(-v);
+        s.settlement[accountId] = 0;
+        emit IMarginEngine.SettlementChanged(accountId, -v, 0);
+        // Token units rounded up: the insurance fund covers the whole debt if it can.
+        uint256 fromInsurance = env.pool.coverBadDebt(accountId, amountUsd.mulDivUp(1, env.settlementScale));
+        emit IMarginEngine.BadDebt(accountId, amountUsd, fromInsurance);
+    }
 
     function changeSettlement(Storage storage s, uint256 accountId, int256 delta) internal {
         int256 v = s.settlement[accountId] + delta;

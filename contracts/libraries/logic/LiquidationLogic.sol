@@ -46,9 +46,8 @@ library LiquidationLogic {
         env.pool.addInsurance((penalty - keeperShareUsd) / env.settlementScale);
         AccountLogic.settle(s, env, accountId);
 
-        AccountLogic.refreshPoolCapital(ctx);
         IMarginEngine.AccountState memory afterState = AccountLogic.valuation(s, ctx, accountId);
-        _writeOffIfEmpty(s, env, accountId);
+        AccountLogic.writeOffIfEmpty(s, env, accountId);
         emit IMarginEngine.Liquidated(
             accountId, msg.sender, fraction, closedNotional, penalty, keeperUsd, before.health, afterState.health
         );
@@ -83,7 +82,7 @@ library LiquidationLogic {
         env.vault.engineDebitMargin(accountId, token, amountOut, msg.sender);
         emit IMarginEngine.CollateralBought(accountId, msg.sender, token, repay, amountOut);
 
-        _writeOffIfEmpty(s, env, accountId);
+        AccountLogic.writeOffIfEmpty(s, env, accountId);
     }
 
     /// @dev Collateral out for `repay` (capped at the debt) at the discounted oracle price, and the repay
@@ -131,18 +130,5 @@ library LiquidationLogic {
         uint256 remaining = (st.notional * (WAD - f)) / WAD;
         if (remaining < r.dustNotional) return WAD;
         return f;
-    }
-
-    /// @dev An account with debt and no margin left and no position: its debt is bad debt.
-    function _writeOffIfEmpty(AccountLogic.Storage storage s, AccountLogic.Env memory env, uint256 accountId) private {
-        int256 v = s.settlement[accountId];
-        if (v >= 0 || s.positionMask[accountId] != 0 || env.vault.marginMask(accountId) != 0) return;
-        uint256 amountUsd = uint256(-v);
-        s.settlement[accountId] = 0;
-        emit IMarginEngine.SettlementChanged(accountId, -v, 0);
-        // The pool never received this value, so LPs already carry it; the insurance fund makes them whole
-        // as far as it can.
-        uint256 fromInsurance = env.pool.coverBadDebt(accountId, amountUsd.mulDivUp(1, env.settlementScale));
-        emit IMarginEngine.BadDebt(accountId, amountUsd, fromInsurance);
     }
 }

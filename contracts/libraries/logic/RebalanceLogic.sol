@@ -95,15 +95,14 @@ library RebalanceLogic {
                 env.vault.engineMoveToReserve(accountId, plan.assets[i], plan.amounts[i]);
             } else {
                 env.vault.engineMoveToMargin(accountId, plan.assets[i], plan.amounts[i]);
-                AccountLogic.pokePrice(ctx, plan.assets[i]); // a topped-up asset may be new to the account
+                // A topped-up asset may be new to the account; without a valid price it counts as nothing.
+                AccountLogic.pokeCollateral(ctx, plan.assets[i]);
             }
         }
         if (plan.reduceFraction != 0) AccountLogic.closeFraction(s, ctx, accountId, plan.reduceFraction, true);
         if (plan.feeUsd != 0) AccountLogic.payFromAccount(s, env, accountId, plan.keeper, plan.feeUsd);
         AccountLogic.settle(s, env, accountId);
 
-        // Requirements after are read at the pool capital the plan was made on: the fee and the settlement
-        // move pool capital, and with it the size term of the rate, by amounts no plan can see in advance.
         IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
         hAfter = st.health;
         _checkAfter(policy.targetRatio, accountId, release, hBefore, st);

@@ -45,9 +45,11 @@ library TradeLogic {
         AccountLogic.applyTrade(s, accountId, marketId, sizeDelta, px, fee);
         AccountLogic.changeSettlement(s, accountId, -fee.toInt256());
         AccountLogic.settle(s, env, accountId);
+        // An owner who closes an underwater position leaves debt with nothing behind it: written off now.
+        AccountLogic.writeOffIfEmpty(s, env, accountId);
 
         if (increasesRisk) {
-            _checkOpenInterest(s, marketId, m, px, ctx.poolCapitalUsd, newSize > 0);
+            _checkOpenInterest(s, env, marketId, m, px, newSize > 0);
             AccountLogic.pokeAccount(s, ctx, accountId);
             IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
             if (st.equity < st.initialMargin.toInt256()) {
@@ -57,18 +59,22 @@ library TradeLogic {
     }
 
     /// @dev Only the side the trade grew is checked: a trade that grows the smaller side reduces the
-    ///      pool's exposure and stays allowed even when the other side is over a shrunken cap.
+    ///      pool's exposure and stays allowed even when the other side is over a shrunken cap. The cap is the
+    ///      governance figure `oiCapUsd`, further limited to `oiCapFraction` of pool capital: pool capital gates
+    ///      new risk here, and nowhere else (it never enters a requirement).
     function _checkOpenInterest(
         AccountLogic.Storage storage s,
+        AccountLogic.Env memory env,
         uint256 marketId,
         IMarginEngine.MarketParams memory m,
         uint256 px,
-        uint256 poolCapitalUsd,
         bool long
     ) private view {
         IMarginEngine.MarketState storage st = s.marketStates[marketId];
         uint256 oiUsd = (long ? st.longOI : st.shortOI).mulDivUp(px, WAD);
-        uint256 capUsd = poolCapitalUsd.wMulDown(m.oiCapFraction);
+        // Capital rounded down: the cap is never looser than the pool can back.
+        uint256 capUsd = (env.pool.capital() * env.settlementScale).wMulDown(m.oiCapFraction);
+        if (m.oiCapUsd < capUsd) capUsd = m.oiCapUsd;
         if (oiUsd > capUsd) revert IMarginEngine.OpenInterestCap(marketId, oiUsd, capUsd);
     }
 }

@@ -87,7 +87,7 @@ async function main() {
     await network.provider.send("evm_setNextBlockTimestamp", [chainStart + (bar.timestamp - t0)]);
     await (await sys.ethFeed.setAnswer(bar.price)).wait();
     await (await sys.oracle.poke(sys.weth)).wait();
-    const [hPlain, hGuarded] = await sys.engine.healthBatch([plain, guarded]);
+    const [[hPlain, hGuarded]] = await sys.engine.healthBatch([plain, guarded]);
     const when = new Date(bar.timestamp * 1000).toISOString().slice(0, 16).replace("T", " ");
     const row = `  ${when}   ${usd(bar.price * 10n ** 10n).padStart(9)}   ${health(hPlain).padStart(9)}   ${health(hGuarded).padStart(9)}`;
     const events: string[] = [];
@@ -100,7 +100,12 @@ async function main() {
         if (ev?.name !== "Rebalanced") continue;
         rebalances++;
         fees += ev.args.feeUsd;
-        events.push(`rebalanced #${guarded}: ${actionName(ev.args.action)} ${usd(ev.args.amountUsd)} USD, health ${health(ev.args.hBefore)} → ${health(ev.args.hAfter)}, fee ${usd(ev.args.feeUsd)}, gas ${receipt!.gasUsed}`);
+        const moved = [
+          ev.args.toppedUpUsd > 0n ? `topped up ${usd(ev.args.toppedUpUsd)} USD` : "",
+          ev.args.reducedNotionalUsd > 0n ? `reduced ${usd(ev.args.reducedNotionalUsd)} USD of notional` : "",
+          ev.args.releasedUsd > 0n ? `released ${usd(ev.args.releasedUsd)} USD` : "",
+        ].filter((x) => x !== "").join(", ");
+        events.push(`rebalanced #${guarded}: ${actionName(ev.args.action)} (${moved}), health ${health(ev.args.healthBefore)} → ${health(ev.args.healthAfter)}, fee ${usd(ev.args.feeUsd)}, gas ${receipt!.gasUsed}`);
       }
     }
     for (const [id, h] of [[plain, hPlain], [guarded, hGuarded]] as const) {

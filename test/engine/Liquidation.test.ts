@@ -23,7 +23,8 @@ import { expectState, modelInputs, openAccount, PX8, RISK, toWad8, type Book } f
  * Every expected number is computed in this file from the test's own ledger (deposits, trades at known
  * prices) with the documented formulas in test/shared/marginMath.ts. The only values read from the chain
  * as inputs are the oracle's EWMA volatility after the test's own poke (the engine reads the same value:
- * the feed's round does not change between the poke and the liquidation) and the pool's capital.
+ * the feed's round does not change between the poke and the liquidation) and the pool's capital (only to
+ * follow the pool's own balance: requirements read the market's oiCapUsd, never pool capital).
  * Funding is switched off (maxFundingRate = 0) so values do not depend on block times.
  */
 
@@ -100,7 +101,6 @@ async function predict(f: SystemFixture, book: Book, px: { eth: bigint; btc: big
       collateral: [{ ...inputs.collateral[0], amount: liq.usdcMarginAfter }, inputs.collateral[1]],
       settlement: liq.settlementAfter,
       positions: liq.positionsAfter.filter((p) => p.size !== 0n),
-      poolCapitalUsd: liq.poolCapitalAfter * USDC_SCALE,
     },
     risk,
   );

@@ -80,6 +80,12 @@ async function poolUsd(f: Fx): Promise<bigint> {
   return (await f.pool.capital()) * USDC_SCALE;
 }
 
+/** Open-interest cap of a trade that grows a side: min(oiCapUsd, oiCapFraction × pool capital rounded down). */
+async function oiCap(f: Fx, m: MarketConfig): Promise<bigint> {
+  const fromPool = mulDivDown(await poolUsd(f), m.oiCapFraction, WAD);
+  return fromPool < m.oiCapUsd ? fromPool : m.oiCapUsd;
+}
+
 /** Mirror of `_fundingIndexNow` at the latest block, from the stored index and open interest. */
 async function indexNow(f: Fx, market: bigint, m: MarketConfig, price: bigint): Promise<bigint> {
   const st = await f.engine.marketState(market);
@@ -403,10 +409,9 @@ describe("MarginEngine", () => {
       const volEth = await oracle.volatility(weth);
       const volBtc = await oracle.volatility(f.wbtc);
       expect(volEth).to.be.greaterThan(wad("0.1"));
-      const cap = await poolUsd(f);
-      const rEth = positionRequirements(M, E18(10), p, volEth, cap, SQRT_H);
-      const rBtc = positionRequirements(M, -E18(1), P30000, volBtc, cap, SQRT_H);
-      expect(rEth.rate).to.be.greaterThan(M.baseMMR + mulDivUp(M.sizeK, rEth.notional, mulDivDown(cap, M.oiCapFraction, WAD)));
+      const rEth = positionRequirements(M, E18(10), p, volEth, SQRT_H);
+      const rBtc = positionRequirements(M, -E18(1), P30000, volBtc, SQRT_H);
+      expect(rEth.rate).to.be.greaterThan(M.baseMMR + mulDivUp(M.sizeK, rEth.notional, M.oiCapUsd));
 
       const s = await engine.accountState(aliceId);
       expect(s.notional).to.equal(rEth.notional + rBtc.notional);
@@ -425,20 +430,19 @@ describe("MarginEngine", () => {
       expect(s.health).to.equal(healthOf(s.equity, s.maintenanceMargin));
     });
 
-    it("maintenanceRate is baseMMR + ⌈volK·σ·√h⌉ + ⌈sizeK·N/OIcap⌉ and is capped at maxMMR", async () => {
+    it("maintenanceRate is baseMMR + ⌈volK·σ·√h⌉ + ⌈sizeK·N/oiCapUsd⌉ and is capped at maxMMR", async () => {
       const f = await loadFixture(engineFixture);
       const { engine, oracle, weth, ethMarket } = f;
       await f.ethFeed.setAnswer(1850n * 10n ** 8n);
       await oracle.poke(weth);
       const vol = await oracle.volatility(weth);
-      const cap = await poolUsd(f);
       for (const n of [0n, E18(1), E18(123_456), E18(500_000)]) {
-        expect(await engine.maintenanceRate(ethMarket, n)).to.equal(mmr(M, n, vol, cap, SQRT_H));
+        expect(await engine.maintenanceRate(ethMarket, n)).to.equal(mmr(M, n, vol, SQRT_H));
       }
       const big = { ...M, sizeK: wad("1") };
       await engine.setMarketParams(ethMarket, await ethParams(f, big));
-      const capUsd = mulDivDown(cap, M.oiCapFraction, WAD);
-      expect(mmr(big, capUsd, vol, cap, SQRT_H)).to.equal(M.maxMMR);
+      const capUsd = M.oiCapUsd;
+      expect(mmr(big, capUsd, vol, SQRT_H)).to.equal(M.maxMMR);
       expect(await engine.maintenanceRate(ethMarket, capUsd)).to.equal(M.maxMMR);
       const tight = { ...M, maxMMR: wad("0.012") };
       await engine.setMarketParams(ethMarket, await ethParams(f, tight));
@@ -460,10 +464,9 @@ describe("MarginEngine", () => {
       const { engine, oracle, vault, usdc, weth, alice, aliceId, ethMarket } = f;
       await vault.connect(alice).depositMargin(aliceId, usdc, USDC(100));
       const vol = await oracle.volatility(weth);
-      const cap = await poolUsd(f); // the check reads pool capital before the trade
       const fee = tradeFee(E18(5), P2000, M.feeRate);
       const equity = USDC(100) * USDC_SCALE - mulDivUp(fee, 1n, USDC_SCALE) * USDC_SCALE;
-      const im = positionRequirements(M, E18(5), P2000, vol, cap, SQRT_H).im + KEEPER_REWARD;
+      const im = positionRequirements(M, E18(5), P2000, vol, SQRT_H).im + KEEPER_REWARD;
       expect(equity).to.equal(E18(95));
       await expect(trade(f, alice, aliceId, ethMarket, E18(5)))
         .to.be.revertedWithCustomError(engine, "BelowInitialMargin")
@@ -702,7 +705,7 @@ describe("MarginEngine", () => {
       const { engine, oracle, weth, ethMarket } = f;
       await engine.setRiskParams({ ...DEFAULT_RISK, volHorizon: 7 * 86_400 });
       const vol = await oracle.volatility(weth);
-      expect(await engine.maintenanceRate(ethMarket, 0n)).to.equal(mmr(MAJOR_MARKET, 0n, vol, await poolUsd(f), sqrtHorizon(7 * 86_400)));
+      expect(await engine.maintenanceRate(ethMarket, 0n)).to.equal(mmr(MAJOR_MARKET, 0n, vol, sqrtHorizon(7 * 86_400)));
     });
 
     it("only the owner sets parameters and the guardian (OwnableUnauthorizedAccount)", async () => {
@@ -759,11 +762,14 @@ describe("MarginEngine", () => {
       expect((await engine.position(aliceId, ethMarket)).size).to.equal(E18(1));
     });
 
-    it("open interest up to oiCapFraction × pool capital is allowed; above it reverts OpenInterestCap(marketId, oiUsd, capUsd)", async () => {
+    it("open interest up to min(oiCapUsd, oiCapFraction × pool capital) is allowed; above it reverts OpenInterestCap(marketId, oiUsd, capUsd)", async () => {
       const f = await loadFixture(engineFixture);
       const { engine, vault, usdc, alice, aliceId, ethMarket } = f;
       await vault.connect(alice).depositMargin(aliceId, usdc, USDC(30_000));
-      const capUsd = mulDivDown(await poolUsd(f), MAJOR_MARKET.oiCapFraction, WAD);
+      // Both limits are 500,000 USD here: oiCapUsd, and 0.5 × the 1,000,000 USDC pool.
+      expect(mulDivDown(await poolUsd(f), MAJOR_MARKET.oiCapFraction, WAD)).to.equal(E18(500_000));
+      expect(MAJOR_MARKET.oiCapUsd).to.equal(E18(500_000));
+      const capUsd = await oiCap(f, MAJOR_MARKET);
       expect(capUsd).to.equal(E18(500_000));
       await expect(trade(f, alice, aliceId, ethMarket, E18(251)))
         .to.be.revertedWithCustomError(engine, "OpenInterestCap")
@@ -781,7 +787,9 @@ describe("MarginEngine", () => {
       await f.ethFeed.setAnswer(2100n * 10n ** 8n); // long OI is now worth 525,000 USD, over the cap
       await expect(trade(f, bob, bobId, ethMarket, -E18(1))).to.not.be.reverted;
       expect((await engine.marketState(ethMarket)).shortOI).to.equal(E18(1));
-      const capUsd = mulDivDown(await poolUsd(f), MAJOR_MARKET.oiCapFraction, WAD);
+      // Fees have grown the pool a little: the governance cap (500,000 USD) is the lower limit now.
+      const capUsd = await oiCap(f, MAJOR_MARKET);
+      expect(capUsd).to.equal(MAJOR_MARKET.oiCapUsd);
       await expect(trade(f, bob, bobId, ethMarket, E18(2)))
         .to.be.revertedWithCustomError(engine, "OpenInterestCap")
         .withArgs(ethMarket, notionalOf(E18(251), 2100n * WAD), capUsd);
@@ -801,8 +809,9 @@ describe("MarginEngine", () => {
       await trade(f, bob, bobId, ethMarket, E18(2));
       await f.ethFeed.setAnswer(1900n * 10n ** 8n);
       const ids = [aliceId, bobId, carolId, 999n];
-      const batch = await engine.healthBatch(ids);
+      const [batch, priced] = await engine.healthBatch(ids);
       expect(batch.length).to.equal(4);
+      expect(priced).to.deep.equal([true, true, true, true]);
       for (let i = 0; i < ids.length; i++) expect(batch[i]).to.equal((await engine.accountState(ids[i])).health);
       expect(batch[0]).to.be.lessThan(MAX_UINT);
       expect(batch[1]).to.be.lessThan(MAX_UINT);
@@ -810,7 +819,7 @@ describe("MarginEngine", () => {
       expect(batch[3]).to.equal(MAX_UINT);
     });
 
-    it("a stale oracle makes accountState, healthBatch and modifyPosition revert OracleUnhealthy(asset)", async () => {
+    it("a stale market oracle makes accountState and modifyPosition revert OracleUnhealthy(asset); healthBatch reports the account unpriced", async () => {
       const f = await loadFixture(engineFixture);
       const { engine, vault, usdc, weth, alice, carol, aliceId, carolId, ethMarket } = f;
       await vault.connect(alice).depositMargin(aliceId, usdc, USDC(5_000));
@@ -821,9 +830,11 @@ describe("MarginEngine", () => {
       await expect(engine.accountState(aliceId)).to.not.be.reverted;
       await time.increase(1);
       await expect(engine.accountState(aliceId)).to.be.revertedWithCustomError(engine, "OracleUnhealthy").withArgs(await weth.getAddress());
-      await expect(engine.healthBatch([carolId, aliceId]))
-        .to.be.revertedWithCustomError(engine, "OracleUnhealthy")
-        .withArgs(await weth.getAddress());
+      // healthBatch never reverts for one account: alice's position has no price (unpriced, health 0),
+      // carol needs no oracle and is valued.
+      const [healths, priced] = await engine.healthBatch([carolId, aliceId]);
+      expect(priced).to.deep.equal([true, false]);
+      expect(healths).to.deep.equal([MAX_UINT, 0n]);
       await expect(trade(f, alice, aliceId, ethMarket, -E18(1)))
         .to.be.revertedWithCustomError(engine, "OracleUnhealthy")
         .withArgs(await weth.getAddress());
@@ -861,7 +872,7 @@ describe("MarginEngine", () => {
       const margin = USDC(1_000) - mulDivUp(tradeFee(E18(2), P2000, NO_FUNDING.feeRate), 1n, USDC_SCALE);
       const equity = margin * USDC_SCALE;
       const im =
-        positionRequirements(NO_FUNDING, E18(2), P2000, await oracle.volatility(weth), await poolUsd(f), SQRT_H).im + KEEPER_REWARD;
+        positionRequirements(NO_FUNDING, E18(2), P2000, await oracle.volatility(weth), SQRT_H).im + KEEPER_REWARD;
       expect((await engine.accountState(aliceId)).initialMargin).to.equal(im);
       const releasable = (equity - im) / USDC_SCALE; // whole USDC units that keep equity >= IM
       await expect(vault.connect(alice).releaseMargin(aliceId, usdc, releasable + 1n))

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
-import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
 import { E18, systemFixture, USDC } from "../shared/fixtures";
 import { deployLocalSystem } from "../../deploy/system";
@@ -13,7 +13,10 @@ import { openAccount, PX8, toWad8 } from "../shared/book";
  * share offset of 6 decimals, i.e. OpenZeppelin's conversions
  *   shares = assets × (supply + 10^6) / (totalAssets + 1)   (deposit: down, withdraw: up)
  *   assets = shares × (totalAssets + 1) / (supply + 10^6)   (redeem: down, mint: up)
- * computed here independently.
+ * computed here independently. Redemptions (and totalAssets) value the pool at capital − open trader profits,
+ * deposits (previewDeposit/previewMint) at capital − profits + losses; the two coincide while no position is
+ * open. Shares minted by a deposit are locked for holdPeriod (900 s): tests whose point is not the lock let it
+ * pass before redeeming.
  */
 
 const OFFSET = 10n ** 6n;
@@ -23,6 +26,14 @@ const toAssets = (shares: bigint, supply: bigint, total: bigint, up = false) =>
   up ? mulDivUp(shares, total + 1n, supply + OFFSET) : mulDivDown(shares, total + 1n, supply + OFFSET);
 
 const ETH0 = toWad8(PX8(2000));
+
+/** Pool assets (USDC units, up) that `oiUsd` of open interest requires: oiUsd / oiCapFraction. */
+const backingOf = (oiUsd: bigint) => mulDivUp(mulDivUp(oiUsd, WAD, MAJOR_MARKET.oiCapFraction), 1n, USDC_SCALE);
+
+/** Lets every share minted so far leave its holding period. */
+async function passHoldPeriod(pool: { holdPeriod(): Promise<bigint> }) {
+  await time.increase(await pool.holdPeriod());
+}
 
 /** systemFixture with funding off (trader PnL then depends on prices only, not on block times). */
 async function poolFixture() {
@@ -70,6 +81,7 @@ describe("LiquidityPool › ERC-4626 shares", function () {
     expect(await f.pool.balanceOf(f.alice)).to.equal(shares);
     supply += shares;
     total += USDC(1000);
+    await passHoldPeriod(f.pool);
 
     // Withdraw 400 USDC: burns shares rounded up.
     const burned = toShares(USDC(400), supply, total, true);
@@ -114,28 +126,37 @@ describe("LiquidityPool › counterparty accounting", function () {
 
     await f.ethFeed.setAnswer(PX8(2100));
     // Long 5 ETH, +100: trader profit 500 USD, owed by the pool, rounded up into USDC.
-    expect(await f.engine.openTraderPnl()).to.equal(E18(500));
+    expect(await f.engine.poolExposure()).to.deep.equal([true, E18(500), 0n, backingOf(E18(5) * 2100n)]);
     expect(await f.pool.totalAssets()).to.equal(capital - USDC(500));
     expect(await f.pool.capital()).to.equal(capital);
 
     // An odd price: profit 5 × 100.00000001 = 500.00000005 USD → 500.000001 USDC owed (rounded up).
     await f.ethFeed.setAnswer(PX8(2100) + 1n);
-    expect(await f.engine.openTraderPnl()).to.equal(E18(500) + 5n * 10n ** 10n);
+    const odd = toWad8(PX8(2100) + 1n);
+    expect(await f.engine.poolExposure()).to.deep.equal([
+      true,
+      E18(500) + 5n * 10n ** 10n,
+      0n,
+      backingOf(mulDivUp(E18(5), odd, WAD)),
+    ]);
     expect(await f.pool.totalAssets()).to.equal(capital - USDC(500) - 1n);
 
-    // Trader loss: not a receivable, totalAssets stays at capital.
+    // Trader loss: not a receivable, totalAssets (the redemption valuation) stays at capital; only a new
+    // depositor's price (mintAssets) counts the loss that will be paid in.
     await f.ethFeed.setAnswer(PX8(1900));
-    expect(await f.engine.openTraderPnl()).to.equal(-E18(500));
+    expect(await f.engine.poolExposure()).to.deep.equal([true, 0n, E18(500), backingOf(E18(5) * 1900n)]);
     expect(await f.pool.totalAssets()).to.equal(capital);
+    expect(await f.pool.mintAssets()).to.equal(capital + USDC(500));
   });
 
-  it("locks the assets that back open interest: maxWithdraw = totalAssets − requiredBacking", async function () {
+  it("locks the assets that back open interest: maxWithdraw = totalAssets − backing", async function () {
     const f = await loadFixture(poolFixture);
+    await passHoldPeriod(f.pool); // the LP's shares are free: only the backing limits the withdrawal
     // 200 ETH long at 2,000 = 400,000 USD of open interest; cap fraction 0.5 ⇒ 800,000 USDC backing.
     await openAccount(f, f.alice, { usdc: USDC(50_000) }, [{ market: f.ethMarket, size: E18(200) }], () => ETH0);
-    const backing = mulDivUp(mulDivUp(E18(400_000), WAD, MAJOR_MARKET.oiCapFraction), 1n, USDC_SCALE);
+    const backing = backingOf(E18(400_000));
     expect(backing).to.equal(USDC(800_000));
-    expect(await f.engine.requiredBacking()).to.equal(backing);
+    expect((await f.engine.poolExposure())[3]).to.equal(backing);
     const total = await f.pool.totalAssets();
     expect(total).to.equal(USDC(1_000_200)); // + 200 USDC fee
     const free = total - backing;
@@ -151,7 +172,7 @@ describe("LiquidityPool › counterparty accounting", function () {
 
     // Closing the position frees the backing again.
     await f.engine.connect(f.alice).modifyPosition(1n, f.ethMarket, -E18(200), 0n);
-    expect(await f.engine.requiredBacking()).to.equal(0n);
+    expect((await f.engine.poolExposure())[3]).to.equal(0n);
     expect(await f.pool.maxWithdraw(f.lp)).to.equal(
       toAssets(await f.pool.balanceOf(f.lp), await f.pool.totalSupply(), await f.pool.totalAssets()),
     );
@@ -192,6 +213,7 @@ describe("LiquidityPool › first-depositor (donation) attack", function () {
     expect(attackerLoss / victimLoss).to.be.gt(10n ** 6n);
 
     // Both redeem: the victim gets what the preview said; the attacker is down ~499,999.75 USDC.
+    await passHoldPeriod(f.pool);
     await expect(f.pool.connect(f.victim).redeem(victimShares, f.victim.address, f.victim.address)).to.changeTokenBalance(
       f.usdc,
       f.victim,

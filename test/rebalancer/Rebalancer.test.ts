@@ -71,7 +71,7 @@ describe("Rebalancer", () => {
       expect(now.equity - targetRequirement(T, st.maintenanceMargin)).to.be.lessThan(USDC_SCALE);
       await expect(tx)
         .to.emit(f.rebalancer, "Rebalanced")
-        .withArgs(f.id, ACTION.TOP_UP, st.health, now.health, amount * USDC_SCALE, fee, f.keeper.address);
+        .withArgs(f.id, ACTION.TOP_UP, st.health, now.health, amount * USDC_SCALE, 0n, 0n, fee, f.keeper.address);
       expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(USDC(1_000) - amount);
       expect(await f.vault.reserveOf(f.id, f.weth)).to.equal(E18(2));
       expect(await f.vault.marginOf(f.id, f.usdc)).to.equal(margin0 + amount - fee / USDC_SCALE);
@@ -107,7 +107,7 @@ describe("Rebalancer", () => {
       await pinBaseFee();
       await expect(f.rebalancer.connect(f.keeper).rebalance(f.id))
         .to.emit(f.rebalancer, "Rebalanced")
-        .withArgs(f.id, ACTION.TOP_UP, st.health, (h: bigint) => h >= T, E18(100) + wethValue, fee, f.keeper.address);
+        .withArgs(f.id, ACTION.TOP_UP, st.health, (h: bigint) => h >= T, E18(100) + wethValue, 0n, 0n, fee, f.keeper.address);
       expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(0n);
       expect(await f.vault.reserveOf(f.id, f.weth)).to.equal(E18(2) - wethAmount);
       expect(await f.vault.marginOf(f.id, f.weth)).to.equal(wethAmount);
@@ -147,7 +147,6 @@ describe("Rebalancer", () => {
       expect(fr).to.be.lessThan(WAD);
       const closed = mulDivUp(E18(10), fr, WAD);
 
-      const capitalAtPlan = (await f.pool.capital()) * USDC_SCALE;
       await pinBaseFee();
       const tx = f.rebalancer.connect(f.keeper).rebalance(f.id);
       await (await tx).wait();
@@ -161,12 +160,12 @@ describe("Rebalancer", () => {
       const owedUsd = -(st.unrealisedPnl - fee - closeTradeFee);
       const owedUnits = mulDivUp(owedUsd, 1n, USDC_SCALE);
       const equity = st.collateral + E18(50) - owedUnits * USDC_SCALE;
+      // Requirements never read pool capital: the fee and the settlement that moved it change nothing here.
       const req = positionRequirements(
         MAJOR_MARKET,
         sizeLeft,
         pxWad,
         await f.oracle.volatility(f.weth),
-        (await f.pool.capital()) * USDC_SCALE,
         sqrtHorizon(DEFAULT_RISK.volHorizon),
       );
       const health = wDivDown(equity, req.mm + R);
@@ -177,20 +176,10 @@ describe("Rebalancer", () => {
       // Lands on target: at or above it, the overshoot coming only from the size term of the rate.
       expect(health).to.be.gte(T);
       expect(health).to.be.lessThan(T + wad("0.02"));
-      // The engine checks (and reports) health after at the pool capital the plan was made on.
-      const reqAtPlan = positionRequirements(
-        MAJOR_MARKET,
-        sizeLeft,
-        pxWad,
-        await f.oracle.volatility(f.weth),
-        capitalAtPlan,
-        sqrtHorizon(DEFAULT_RISK.volHorizon),
-      );
-      const healthAtPlan = wDivDown(equity, reqAtPlan.mm + R);
-      expect(healthAtPlan).to.be.gte(T);
+      // The engine checks and reports that same health after: the top-up and the closed notional apart.
       await expect(tx)
         .to.emit(f.rebalancer, "Rebalanced")
-        .withArgs(f.id, ACTION.TOP_UP | ACTION.REDUCE, st.health, healthAtPlan, E18(50) + wMulUp(st.notional, fr), fee, f.keeper.address);
+        .withArgs(f.id, ACTION.TOP_UP | ACTION.REDUCE, st.health, health, E18(50), wMulUp(st.notional, fr), 0n, fee, f.keeper.address);
       expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(0n);
     });
 
@@ -204,7 +193,7 @@ describe("Rebalancer", () => {
       await pinBaseFee();
       await expect(f.rebalancer.connect(f.keeper).rebalance(f.id))
         .to.emit(f.rebalancer, "Rebalanced")
-        .withArgs(f.id, ACTION.TOP_UP, st.health, (h: bigint) => h > st.health && h < T, E18(50), fee, f.keeper.address);
+        .withArgs(f.id, ACTION.TOP_UP, st.health, (h: bigint) => h > st.health && h < T, E18(50), 0n, 0n, fee, f.keeper.address);
       expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(E18(10));
       const now = await f.engine.accountState(f.id);
       expect(now.equity).to.equal(st.equity - fee + E18(50));
@@ -238,7 +227,7 @@ describe("Rebalancer", () => {
       await pinBaseFee();
       await expect(f.rebalancer.connect(f.keeper).rebalance(f.id))
         .to.emit(f.rebalancer, "Rebalanced")
-        .withArgs(f.id, ACTION.RELEASE, st.health, (h: bigint) => h >= T, amount * USDC_SCALE, fee, f.keeper.address);
+        .withArgs(f.id, ACTION.RELEASE, st.health, (h: bigint) => h >= T, 0n, 0n, amount * USDC_SCALE, fee, f.keeper.address);
       expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(reserve0 + amount);
       const now = await f.engine.accountState(f.id);
       expect(now.equity).to.equal(st.equity - fee - amount * USDC_SCALE);
@@ -423,7 +412,7 @@ describe("Rebalancer", () => {
       await pinBaseFee();
       await expect(f.rebalancer.connect(f.keeper).performUpkeep(data))
         .to.emit(f.rebalancer, "Rebalanced")
-        .withArgs(f.id, ACTION.TOP_UP, (h: bigint) => h < wad("2"), (h: bigint) => h >= T, (v: bigint) => v > 0n, fee, f.deployer.address);
+        .withArgs(f.id, ACTION.TOP_UP, (h: bigint) => h < wad("2"), (h: bigint) => h >= T, (v: bigint) => v > 0n, 0n, 0n, fee, f.deployer.address);
       expect(await f.usdc.balanceOf(f.deployer.address)).to.equal(d0 + fee / USDC_SCALE);
       expect(await f.usdc.balanceOf(f.keeper.address)).to.equal(k0);
     });

@@ -152,10 +152,14 @@ describe("Rebalancer review", () => {
       const [needed, status] = await f.rebalancer.needsRebalance(id);
       expect([needed, status]).to.deep.equal([true, STATUS.Ready]);
       await pinBaseFee();
-      // The fee is fronted by the pool (no USDC margin to settle it), which lowers pool capital and raises the
-      // size term of IM; the engine checks IM at the capital the plan was made on, so a plan landing exactly
-      // on IM is accepted.
+      // The fee is fronted by the pool (no USDC margin to settle it), which lowers pool capital; requirements
+      // never read pool capital (the size term divides by the market's oiCapUsd), so IM does not move and a
+      // plan landing exactly on IM is accepted.
+      const im0 = (await f.engine.accountState(id)).initialMargin;
+      const capital0 = await f.pool.capital();
       await expect(f.rebalancer.connect(f.keeper).rebalance(id)).to.emit(f.rebalancer, "Rebalanced");
+      expect(await f.pool.capital()).to.be.lessThan(capital0);
+      expect((await f.engine.accountState(id)).initialMargin).to.equal(im0);
     });
 
     it("checkUpkeep does not starve a rescuable account behind one the engine keeps rejecting", async () => {

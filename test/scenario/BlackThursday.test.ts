@@ -75,6 +75,8 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
     expect(fee).to.equal(10_157n * 10n ** 15n);
     const usdcMargin = marginUsdc - fee / USDC_SCALE;
     expect(await vault.marginOf(id, usdc)).to.equal(usdcMargin);
+    // Pool capital only to follow the pool's balance through the liquidation: requirements read the market's
+    // oiCapUsd, never pool capital.
     const poolCapital = USDC(1_000_000) + fee / USDC_SCALE;
 
     const model = (px: bigint, vol: bigint, now: bigint): AccountIn => ({
@@ -91,7 +93,6 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
           vol,
         },
       ],
-      poolCapitalUsd: poolCapital * USDC_SCALE,
     });
 
     let liquidatedAt = -1;
@@ -127,7 +128,6 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
           collateral: [{ ...inputs.collateral[0], amount: liq.usdcMarginAfter }],
           settlement: liq.settlementAfter,
           positions: remaining,
-          poolCapitalUsd: liq.poolCapitalAfter * USDC_SCALE,
         },
         RISK,
       );
@@ -169,12 +169,14 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
  * The mirror's prediction for this file, pinned (each value is also asserted equal to the mirror and the
  * contract above): bar 78 = 2020-03-12 06:00 UTC, close 173.80 (−14.4 % from 203.14), health ≈ 0.687 with
  * σ ≈ 158 % a year; a partial liquidation closes f ≈ 47.36 % and leaves ≈ 52.64 ETH, equity ≈ 1,025.68
- * USD at health ≈ 1.2021; the keeper receives 5 + ½ × 1 % × 8,231.27 ≈ 46.156331 USDC.
+ * USD at health ≈ 1.2021; the keeper receives 5 + ½ × 1 % × 8,231.27 ≈ 46.156333 USDC.
+ * The size term of the rate divides by the market's oiCapUsd (500,000 USD), no longer by 0.5 × pool capital
+ * (500,005.0785 USD here): a slightly higher requirement closes a few parts in 10^8 more (same hour, same rule).
  */
 const EXPECTED = {
   at: { hour: 78, close: 17_380_000_000n, rule: "partial" },
-  fraction: 473_605_658_800_514_221n,
-  remainingSize: 52_639_434_119_948_577_900n,
-  equityAfter: 1_025_681_856_000_000_000_000n,
-  keeperUsdc: 46_156_331n,
+  fraction: 473_605_680_781_908_328n,
+  remainingSize: 52_639_431_921_809_167_200n,
+  equityAfter: 1_025_681_852_000_000_000_000n,
+  keeperUsdc: 46_156_333n,
 };

@@ -113,7 +113,15 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     expect(await vault.marginOf(bobId, usdc)).to.equal(await vault.marginOf(aliceId, usdc));
 
     const keeperUsdc0 = await usdc.balanceOf(keeper.address);
-    const rebalances: { hour: number; action: number; hBefore: bigint; hAfter: bigint; feeUsd: bigint; amountUsd: bigint }[] = [];
+    const rebalances: {
+      hour: number;
+      action: number;
+      hBefore: bigint;
+      hAfter: bigint;
+      toppedUpUsd: bigint;
+      reducedNotionalUsd: bigint;
+      feeUsd: bigint;
+    }[] = [];
     const liquidations: { hour: number; id: bigint }[] = [];
     let minAliceHealth = ethers.MaxUint256;
     let identicalUntil = -1; // last hour at which alice and bob still had exactly the same health
@@ -125,7 +133,8 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
       await ethFeed.setAnswer(bars[i].price);
       await time.setNextBlockTimestamp(t + 1n);
       await oracle.poke(weth);
-      const [hA, hB] = await engine.healthBatch([aliceId, bobId]);
+      const [[hA, hB], priced] = await engine.healthBatch([aliceId, bobId]);
+      expect(priced).to.deep.equal([true, true]);
       expect(hA, `alice's health at hour ${i}`).to.be.gte(WAD);
       if (hA < minAliceHealth) minAliceHealth = hA;
       if (rebalances.length === 0 && liquidations.length === 0) {
@@ -183,24 +192,27 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
           .find((e) => e?.name === "Rebalanced")!;
         expect(ev.args.accountId).to.equal(aliceId);
         expect(ev.args.action).to.equal(plan.action);
-        expect(ev.args.amountUsd).to.equal(plan.amountUsd);
+        expect(ev.args.toppedUpUsd).to.equal(plan.toppedUpUsd);
+        expect(ev.args.reducedNotionalUsd).to.equal(plan.reducedNotionalUsd);
+        expect(ev.args.releasedUsd).to.equal(0n);
         expect(ev.args.feeUsd).to.equal(fee);
         expect(ev.args.keeper).to.equal(keeper.address);
         // Rescued, not liquidated: from between 1 and the trigger to at least the target.
-        expect(ev.args.hBefore).to.be.gte(WAD).and.lt(POLICY.triggerRatio);
-        expect(ev.args.hAfter).to.be.gte(POLICY.targetRatio).and.gt(ev.args.hBefore);
+        expect(ev.args.healthBefore).to.be.gte(WAD).and.lt(POLICY.triggerRatio);
+        expect(ev.args.healthAfter).to.be.gte(POLICY.targetRatio).and.gt(ev.args.healthBefore);
         rebalances.push({
           hour: i,
           action: Number(ev.args.action),
-          hBefore: ev.args.hBefore,
-          hAfter: ev.args.hAfter,
+          hBefore: ev.args.healthBefore,
+          hAfter: ev.args.healthAfter,
+          toppedUpUsd: ev.args.toppedUpUsd,
+          reducedNotionalUsd: ev.args.reducedNotionalUsd,
           feeUsd: ev.args.feeUsd,
-          amountUsd: ev.args.amountUsd,
         });
       }
 
       // The liquidator: anything below 1.
-      const after = await engine.healthBatch([aliceId, bobId]);
+      const [after] = await engine.healthBatch([aliceId, bobId]);
       let tl = t + 3n;
       for (const [k, id] of ids.entries()) {
         if (after[k] >= WAD) continue;
@@ -232,12 +244,12 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     expect((await usdc.balanceOf(keeper.address)) - keeperUsdc0).to.equal(totalFeeUsd / USDC_SCALE);
     expect(totalFeeUsd % USDC_SCALE).to.equal(0n);
 
-    // Pinned outcome (values read from the first run; each rebalance above is also checked against the formulas).
+    // Pinned outcome (each rebalance above is also checked against the formulas; see EXPECTED).
     const stA = await engine.accountState(aliceId);
     const stB = await engine.accountState(bobId);
     const actual = {
       minAliceHealth,
-      rebalances: rebalances.map((r) => [r.hBefore, r.hAfter, r.amountUsd, r.feeUsd]),
+      rebalances: rebalances.map((r) => [r.hBefore, r.hAfter, r.toppedUpUsd, r.reducedNotionalUsd, r.feeUsd]),
       totalFeeUsd,
       alice: {
         size: (await engine.position(aliceId, ethMarket)).size,
@@ -260,41 +272,52 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
 });
 
 /**
- * The replay's outcome, pinned (read from the first run; every rebalance is also checked above against the
- * formulas on the engine's inputs). Rebalances as [hBefore, hAfter, amountUsd, feeUsd]:
- * - hour 84 (19 May 12:00, 2,365.18): TOP_UP of 1,992.909385 USDC from the 2,000 reserve, 1.135 → 1.600;
+ * The replay's outcome, pinned (every rebalance is also checked above against the formulas on the engine's
+ * inputs; the healths and equities below were checked once against the valuation mirror of
+ * test/shared/marginMath.ts on the engine's ledger, and agree to the wei). Rebalances as
+ * [hBefore, hAfter, toppedUpUsd, reducedNotionalUsd, feeUsd]:
+ * - hour 84 (19 May 12:00, 2,365.18): TOP_UP of 1,992.910059 USDC from the 2,000 reserve, 1.135 → 1.600;
  *   fee 1 + 600k gas × 20 gwei × 2,365.18 = 29.38216 USD.
- * - hour 96 (20 May 00:00, 2,230.90): TOP_UP of the last 7.090615 USDC and the 1 WETH, still short, REDUCE
- *   of f ≈ 3.46 % (0.346 ETH), 1.130 → 1.600; fee 27.7708 USD.
- * - hour 184 (23 May 16:00, 1,848.11): reserve empty, REDUCE of f ≈ 25.9 % (2.50 ETH), 1.195 → 1.601;
- *   fee 23.17732 USD.
- * Alice ends with 7.15 ETH, health 2.28 and equity 5,336.63 USD (both reserves now in margin); bob, liquidated
- * at 96 (2,230.90), 180 (1,938.52) and 184 (1,848.11), ends with 3.44 ETH and equity 2,059.58 USD.
+ * - hour 96 (20 May 00:00, 2,230.90): TOP_UP of the last 7.089941 USDC and the 1 WETH (2,014.899941 USD
+ *   counted), still short, REDUCE of f ≈ 3.46 % (0.346 ETH, 772.78 USD of notional), 1.130 → 1.600;
+ *   fee 27.7708 USD.
+ * - hour 184 (23 May 16:00, 1,848.11): reserve empty, REDUCE of f ≈ 25.9 % (2.50 ETH, 4,622.47 USD of
+ *   notional), 1.195 → 1.601; fee 23.17732 USD.
+ * Alice ends with 7.15 ETH, health 2.28 and equity 5,336.50 USD (both reserves now in margin); bob, liquidated
+ * at 96 (2,230.90), 180 (1,938.52) and 184 (1,848.11), ends with 3.44 ETH and equity 2,059.65 USD.
+ * The size term of the rate divides by the market's oiCapUsd (500,000 USD), no longer by 0.5 × pool capital:
+ * every figure moved by a few parts in 10^6 at most; the hours and actions did not change.
  */
 const EXPECTED = {
   bobLiquidatedAt: [96, 180, 184],
   final: {
-    minAliceHealth: 1_130_136_923_219_607_462n,
+    minAliceHealth: 1_130_136_975_431_477_226n,
     rebalances: [
-      [1_135_248_595_064_956_804n, 1_600_000_000_195_761_634n, 1_992_909_385_000_000_000_000n, 29_382_160_000_000_000_000n],
-      [1_130_136_922_142_209_872n, 1_600_115_097_485_556_409n, 2_787_682_415_760_895_167_858n, 27_770_800_000_000_000_000n],
-      [1_195_331_044_227_884_973n, 1_600_908_326_754_167_803n, 4_621_528_253_599_952_278_001n, 23_177_320_000_000_000_000n],
+      [1_135_248_481_821_696_023n, 1_600_000_000_123_109_380n, 1_992_910_059_000_000_000_000n, 0n, 29_382_160_000_000_000_000n],
+      [
+        1_130_136_974_354_079_720n,
+        1_600_115_102_030_523_601n,
+        2_014_899_941_000_000_000_000n,
+        772_783_489_663_420_435_270n,
+        27_770_800_000_000_000_000n,
+      ],
+      [1_195_246_190_498_912_510n, 1_600_937_960_564_780_490n, 0n, 4_622_469_834_325_092_299_128n, 23_177_320_000_000_000_000n],
     ],
     totalFeeUsd: 80_330_280_000_000_000_000n,
     alice: {
-      size: 7_152_922_751_060_387_035n,
+      size: 7_152_412_510_957_497_786n,
       reserveUsdc: 0n,
       reserveWeth: 0n,
-      marginUsdc: 1_673_995_353n,
+      marginUsdc: 1_673_995_184n,
       marginWeth: E18(1),
-      equity: 5_336_627_685_007_178_869_721n,
-      health: 2_280_423_609_141_970_785n,
+      equity: 5_336_500_838_917_813_044_058n,
+      health: 2_280_377_497_993_540_324n,
     },
     bob: {
-      size: 3_440_225_300_252_260_758n,
-      marginUsdc: 1_205_462_753n,
-      equity: 2_059_579_609_461_599_559_260n,
-      health: 1_827_430_070_599_620_967n,
+      size: 3_440_273_947_917_998_944n,
+      marginUsdc: 1_205_522_091n,
+      equity: 2_059_651_026_359_879_459_558n,
+      health: 1_827_408_199_904_907_938n,
     },
   },
 };

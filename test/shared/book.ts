@@ -129,7 +129,6 @@ export async function modelInputs(
     ],
     settlement: b.settlement,
     positions,
-    poolCapitalUsd: (await f.pool.capital()) * USDC_SCALE,
   };
 }
 

@@ -46,11 +46,10 @@ export function positionRequirements(
   size: bigint,
   price: bigint,
   vol: bigint,
-  poolCapitalUsd: bigint,
   sqrtH: bigint,
 ): PositionReq {
   const notional = notionalOf(size, price);
-  const rate = mmr(m, notional, vol, poolCapitalUsd, sqrtH);
+  const rate = mmr(m, notional, vol, sqrtH);
   const mm = mulDivUp(notional, rate, WAD);
   return { notional, rate, mm, im: mulDivUp(mm, m.imFactor, WAD) };
 }

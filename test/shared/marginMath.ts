@@ -56,15 +56,14 @@ export type RiskP = Omit<RiskConfig, "volHorizon"> & { volHorizon: bigint | numb
 export const sqrtHorizon = (volHorizon: bigint | number) =>
   sqrtCeil((BigInt(volHorizon) * WAD * WAD) / SECONDS_PER_YEAR);
 
-/** mmr = min(maxMMR, baseMMR + volK·σ·sqrt(h) + sizeK·N/OIcap), each term rounded up. */
-export function mmr(m: MarketP, notional: bigint, vol: bigint, poolCapitalUsd: bigint, sqrtH: bigint): bigint {
+/**
+ * mmr = min(maxMMR, baseMMR + volK·σ·sqrt(h) + sizeK·N/oiCapUsd), each term rounded up. oiCapUsd is the
+ * market's governance cap (WAD USD, > 0), never pool capital: no LP action moves a requirement.
+ */
+export function mmr(m: MarketP, notional: bigint, vol: bigint, sqrtH: bigint): bigint {
   let rate = m.baseMMR;
   if (m.volK !== 0n) rate += wMulUp(wMulUp(m.volK, vol), sqrtH);
-  if (m.sizeK !== 0n) {
-    const capUsd = wMulDown(poolCapitalUsd, m.oiCapFraction);
-    if (capUsd === 0n) return m.maxMMR;
-    rate += mulDivUp(m.sizeK, notional, capUsd);
-  }
+  if (m.sizeK !== 0n) rate += mulDivUp(m.sizeK, notional, m.oiCapUsd);
   return rate > m.maxMMR ? m.maxMMR : rate;
 }
 
@@ -123,7 +122,6 @@ export interface AccountIn {
   collateral: CollateralIn[];
   settlement: bigint;
   positions: PositionIn[];
-  poolCapitalUsd: bigint;
 }
 
 export interface StateOut {
@@ -155,7 +153,7 @@ export function valuation(a: AccountIn, risk: RiskP): StateOut {
     upnl += positionPnl(p.size, p.entryPrice, p.entryFunding, p.price, p.index);
     const n = mulDivUp(abs(p.size), p.price, WAD);
     notional += n;
-    const req = wMulUp(n, mmr(p.market, n, p.market.volK === 0n ? 0n : p.vol, a.poolCapitalUsd, sqrtH));
+    const req = wMulUp(n, mmr(p.market, n, p.market.volK === 0n ? 0n : p.vol, sqrtH));
     mm += req;
     im += wMulUp(req, p.market.imFactor);
   }

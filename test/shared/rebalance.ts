@@ -155,7 +155,10 @@ export interface PlanOut {
   assets: string[];
   amounts: bigint[];
   reduceFraction: bigint;
-  amountUsd: bigint;
+  /** collateral value the TOP_UP moves reserve → margin, as counted in equity (Rebalanced.toppedUpUsd) */
+  toppedUpUsd: bigint;
+  /** notional the REDUCE closes, rounded up (Rebalanced.reducedNotionalUsd) */
+  reducedNotionalUsd: bigint;
 }
 
 /**
@@ -173,7 +176,7 @@ export function planRestore(
 ): PlanOut {
   const required = targetRequirement(target, st.maintenanceMargin);
   let equity = st.equity - fee;
-  const plan: PlanOut = { action: 0, assets: [], amounts: [], reduceFraction: 0n, amountUsd: 0n };
+  const plan: PlanOut = { action: 0, assets: [], amounts: [], reduceFraction: 0n, toppedUpUsd: 0n, reducedNotionalUsd: 0n };
   let added = 0n;
   if (required > equity) {
     const need = required - equity;
@@ -189,11 +192,11 @@ export function planRestore(
     }
     if (added !== 0n) plan.action = ACTION.TOP_UP;
   }
-  plan.amountUsd = added;
+  plan.toppedUpUsd = added;
   equity += added;
   if (required > equity) {
     plan.reduceFraction = reduceFraction(target, st.maintenanceMargin, keeperReward, equity, closeFee);
-    plan.amountUsd += wMulUp(st.notional, plan.reduceFraction);
+    plan.reducedNotionalUsd = wMulUp(st.notional, plan.reduceFraction);
     plan.action |= ACTION.REDUCE;
   }
   return plan;

@@ -6,10 +6,16 @@ import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signer
 import {
   FeeOnTransferToken__factory,
   IERC20__factory,
+  LiquidationLogic__factory,
+  LiquidityPool__factory,
+  MarginEngine__factory,
   MockERC20__factory,
   MockMarginChecker__factory,
   NoReturnToken__factory,
+  OracleRouter__factory,
+  RebalanceLogic__factory,
   ReentrantToken__factory,
+  TradeLogic__factory,
   TwentyFourDecimalsToken__factory,
   Vault__factory,
   ZeroDecimalsToken__factory,
@@ -86,6 +92,31 @@ async function checkerFixture() {
   const checker = await new MockMarginChecker__factory(f.admin).deploy();
   await f.vault.setEngine(checker);
   return { ...f, checker };
+}
+
+/**
+ * accountsFixture with a real MarginEngine (over an empty pool of the test's USDC) as the engine: the vault reads
+ * its settlement asset, USDC, which anyone may post as any account's margin (other tokens only the owner or an
+ * operator may post). No market, no position: releases need no price.
+ */
+async function settlementFixture() {
+  const f = await accountsFixture();
+  const oracle = await new OracleRouter__factory(f.admin).deploy(f.admin.address);
+  const pool = await new LiquidityPool__factory(f.admin).deploy(f.usdc, f.admin.address);
+  const libraries = {
+    "contracts/libraries/logic/TradeLogic.sol:TradeLogic": await (await new TradeLogic__factory(f.admin).deploy()).getAddress(),
+    "contracts/libraries/logic/LiquidationLogic.sol:LiquidationLogic": await (
+      await new LiquidationLogic__factory(f.admin).deploy()
+    ).getAddress(),
+    "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": await (
+      await new RebalanceLogic__factory(f.admin).deploy()
+    ).getAddress(),
+  };
+  const engine = await new MarginEngine__factory(libraries, f.admin).deploy(f.vault, oracle, pool, f.admin.address);
+  await f.vault.setEngine(engine);
+  await pool.setEngine(engine);
+  expect(await f.vault.settlementAsset()).to.equal(await f.usdc.getAddress());
+  return { ...f, engine, pool };
 }
 
 // ------------------------------------------------------------------------------------------ helpers
@@ -481,7 +512,8 @@ describe("Vault", function () {
     });
 
     it("rejects an account that does not exist with AccountNotFound (id 0 and id 3)", async function () {
-      const { vault, usdc, alice } = await loadFixture(accountsFixture);
+      // With a settlement asset set: anyone may post USDC margin, so only the missing account stops it.
+      const { vault, usdc, alice } = await loadFixture(settlementFixture);
       for (const id of [0n, 3n]) {
         await expect(vault.connect(alice).deposit(id, usdc, 1n))
           .to.be.revertedWithCustomError(vault, "AccountNotFound")
@@ -542,18 +574,26 @@ describe("Vault", function () {
     });
 
     it("depositMargin by a stranger credits margin, sets the mask bit and emits Deposited then MarginPosted", async function () {
-      const { vault, weth, stranger } = await loadFixture(accountsFixture);
-      const amount = units(3n, 18n) + 7n;
-      const wethAddress = await weth.getAddress();
-      const tx = vault.connect(stranger).depositMargin(BOB_ACCOUNT, weth, amount);
-      await expect(tx).to.emit(vault, "Deposited").withArgs(BOB_ACCOUNT, wethAddress, stranger.address, amount);
-      await expect(tx).to.emit(vault, "MarginPosted").withArgs(BOB_ACCOUNT, wethAddress, amount);
-      expect(await vault.marginOf(BOB_ACCOUNT, weth)).to.equal(amount);
-      expect(await vault.reserveOf(BOB_ACCOUNT, weth)).to.equal(0n);
-      expect(await vault.marginMask(BOB_ACCOUNT)).to.equal(1n << 2n);
-      expect(await vault.totalTracked(weth)).to.equal(amount);
-      expect(await weth.balanceOf(vault)).to.equal(amount);
-      expect(await weth.balanceOf(stranger.address)).to.equal(units(FUNDING, 18n) - amount);
+      // A stranger may post the settlement asset (USDC) as anyone's margin.
+      const { vault, usdc, weth, stranger } = await loadFixture(settlementFixture);
+      const amount = units(3n, 6n) + 7n;
+      const usdcAddress = await usdc.getAddress();
+      const tx = vault.connect(stranger).depositMargin(BOB_ACCOUNT, usdc, amount);
+      await expect(tx).to.emit(vault, "Deposited").withArgs(BOB_ACCOUNT, usdcAddress, stranger.address, amount);
+      await expect(tx).to.emit(vault, "MarginPosted").withArgs(BOB_ACCOUNT, usdcAddress, amount);
+      expect(await vault.marginOf(BOB_ACCOUNT, usdc)).to.equal(amount);
+      expect(await vault.reserveOf(BOB_ACCOUNT, usdc)).to.equal(0n);
+      expect(await vault.marginMask(BOB_ACCOUNT)).to.equal(1n << 0n);
+      expect(await vault.totalTracked(usdc)).to.equal(amount);
+      expect(await usdc.balanceOf(vault)).to.equal(amount);
+      expect(await usdc.balanceOf(stranger.address)).to.equal(units(FUNDING, 6n) - amount);
+
+      // Any other token only the owner or an operator may post as margin: MarginAssetRestricted, nothing moves.
+      await expect(vault.connect(stranger).depositMargin(BOB_ACCOUNT, weth, 1n))
+        .to.be.revertedWithCustomError(vault, "MarginAssetRestricted")
+        .withArgs(BOB_ACCOUNT, await weth.getAddress(), stranger.address);
+      expect(await vault.marginOf(BOB_ACCOUNT, weth)).to.equal(0n);
+      expect(await vault.marginMask(BOB_ACCOUNT)).to.equal(1n << 0n);
     });
   });
 
@@ -1100,7 +1140,8 @@ describe("Vault", function () {
 
       await vault.connect(carol).postMargin(ALICE_ACCOUNT, usdc, 30_000000n);
       await vault.connect(dave).withdraw(BOB_ACCOUNT, wbtc, 7_00000000n, receiver.address);
-      await vault.connect(stranger).depositMargin(BOB_ACCOUNT, weth, 123n);
+      // Bob's operator posts WETH margin (a stranger may post only the settlement asset, and this vault has none).
+      await vault.connect(dave).depositMargin(BOB_ACCOUNT, weth, 123n);
       await vault.connect(bob).releaseMargin(BOB_ACCOUNT, noReturn, 3_000000n);
       await vault.connect(alice).withdraw(ALICE_ACCOUNT, noReturn, 100_000000n, alice.address);
       await expectSolvent(vault, tokens);

@@ -122,9 +122,9 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step {
 
     /// @inheritdoc ILiquidityPool
     function lockedShares(address owner_) public view returns (uint256 shares, uint256 unlockAt) {
-        Lock memory l = _locks[owner_];
-        if (block.timestamp >= l.until) return (0, 0);
-        return (l.shares, l.until);
+        Lock memory lock = _locks[owner_];
+        if (block.timestamp >= lock.until) return (0, 0);
+        return (lock.shares, lock.until);
     }
 
     // ------------------------------------------------------------------ ERC-4626 limits (never revert)

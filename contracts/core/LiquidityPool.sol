@@ -204,12 +204,16 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step {
         return DECIMALS_OFFSET;
     }
 
-    /// @dev Shares minted by a deposit are locked for `holdPeriod`; a deposit while a lock runs adds to it and
-    ///      restarts it (someone depositing for another address can extend that address's running lock by one
-    ///      period at most, and pays the shares it gives away for it).
+    /// @dev Shares minted by a deposit are locked for `holdPeriod`. The receiver's own deposit while its lock
+    ///      runs adds to it and restarts it. Someone else may deposit for a receiver only while the receiver has
+    ///      no running lock (`ReceiverLocked` otherwise): a stranger can never postpone the unlock of shares the
+    ///      receiver already holds, and a JIT deposit routed through a second address still waits a full period.
+    ///      A deposit that mints nothing leaves the lock alone.
     function _deposit(address caller, address receiver, uint256 assets, uint256 shares) internal override {
+        (uint256 stillLocked, uint256 unlockAt) = lockedShares(receiver);
+        if (caller != receiver && stillLocked != 0) revert ReceiverLocked(receiver, unlockAt);
         super._deposit(caller, receiver, assets, shares);
-        (uint256 stillLocked,) = lockedShares(receiver);
+        if (shares == 0) return;
         uint64 until = uint64(block.timestamp + holdPeriod);
         _locks[receiver] = Lock({shares: uint192(stillLocked + shares), until: until});
         emit SharesLockedUntil(receiver, stillLocked + shares, until);

@@ -67,6 +67,19 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
         vault.exitLock();
     }
 
+    /// @dev Keeps `totalDebtUsd` = Σ max(0, −settlement) across every call that can change one account's
+    ///      settlement balance: one comparison at the end of the call, a store only when the debt changed.
+    modifier tracksDebt(uint256 accountId) {
+        int256 before = _s.settlement[accountId];
+        _;
+        int256 current = _s.settlement[accountId];
+        if (current != before) {
+            uint256 debtBefore = before < 0 ? uint256(-before) : 0;
+            uint256 debtNow = current < 0 ? uint256(-current) : 0;
+            if (debtNow != debtBefore) _s.totalDebtUsd = _s.totalDebtUsd + debtNow - debtBefore;
+        }
+    }
+
     // =================================================================== governance
 
     /// @inheritdoc IMarginEngine
@@ -145,6 +158,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
     function modifyPosition(uint256 accountId, uint256 marketId, int256 sizeDelta, uint256 acceptablePrice)
         external
         nonReentrant
+        tracksDebt(accountId)
     {
         _requireAuthorized(accountId);
         _requireMarket(marketId);
@@ -152,7 +166,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
     }
 
     /// @inheritdoc IMarginEngine
-    function settle(uint256 accountId) external nonReentrant {
+    function settle(uint256 accountId) external nonReentrant tracksDebt(accountId) {
         AccountLogic.Env memory env = _env();
         AccountLogic.settle(_s, env, accountId);
         AccountLogic.writeOffIfEmpty(_s, env, accountId);
@@ -173,7 +187,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
     // =================================================================== liquidation
 
     /// @inheritdoc IMarginEngine
-    function liquidate(uint256 accountId) external nonReentrant returns (uint256 fraction) {
+    function liquidate(uint256 accountId) external nonReentrant tracksDebt(accountId) returns (uint256 fraction) {
         return LiquidationLogic.liquidate(_s, _env(), accountId);
     }
 
@@ -181,6 +195,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
     function buyCollateral(uint256 accountId, address token, uint256 repay, uint256 minAmountOut)
         external
         nonReentrant
+        tracksDebt(accountId)
         returns (uint256 amountOut)
     {
         return LiquidationLogic.buyCollateral(_s, _env(), accountId, token, repay, minAmountOut);
@@ -205,6 +220,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
     function applyRebalance(uint256 accountId, RebalancePlan calldata plan)
         external
         nonReentrant
+        tracksDebt(accountId)
         returns (uint256 healthBefore, uint256 healthAfter)
     {
         return RebalanceLogic.applyRebalance(_s, _env(), accountId, plan);
@@ -336,7 +352,14 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
             uint256 needed = oiUsd.wDivUp(m.oiCapFraction).mulDivUp(1, settlementScale);
             if (needed > backing) backing = needed;
         }
+        // Realised debts not yet collected are owed to the pool as much as open losses are.
+        lossUsd += _s.totalDebtUsd;
         ok = true;
+    }
+
+    /// @inheritdoc IMarginEngine
+    function totalDebtUsd() external view returns (uint256) {
+        return _s.totalDebtUsd;
     }
 
     /// @dev Adds one side's open PnL to the profit or the loss total, rounded up (away from zero).

@@ -16,6 +16,8 @@ interface ILiquidityPool {
     /// @notice An oracle of a market with open interest is invalid: the pool cannot be valued, so LP deposits
     ///         and redemptions wait for it.
     error PoolValuationUnavailable();
+    /// @notice Only `receiver` itself may deposit for `receiver` while its shares are locked (until `unlockAt`).
+    error ReceiverLocked(address receiver, uint256 unlockAt);
     error HoldPeriodOutOfBounds(uint256 value, uint256 min, uint256 max);
 
     event EngineSet(address indexed engine);

@@ -318,6 +318,9 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     function riskParams() external view returns (RiskParams memory);
     /// @notice Maintenance margin rate of `marketId` for a position of `notional` USD, WAD.
     function maintenanceRate(uint256 marketId, uint256 notional) external view returns (uint256);
+    /// @notice Σ over accounts of their unpaid debt (negative settlement balance), WAD USD: realised losses the
+    ///         pool is owed but has not collected yet. Counted with open losses in the pool's mint valuation.
+    function totalDebtUsd() external view returns (uint256);
     /// @notice The fraction `liquidate` would close now (0 if the account is not liquidatable).
     function liquidationFraction(uint256 accountId) external view returns (uint256);
 }

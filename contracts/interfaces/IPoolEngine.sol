@@ -9,8 +9,9 @@ interface IPoolEngine {
     ///         LP deposits and redemptions wait.
     /// @return profitUsd Σ over markets and sides of the side's open profit (a side whose net PnL is a loss
     ///         counts 0): what the pool owes traders. WAD USD, rounded up (a liability).
-    /// @return lossUsd Σ over markets and sides of the side's open loss: what traders owe the pool once they
-    ///         pay. WAD USD, rounded up (it only ever raises the price a new LP pays).
+    /// @return lossUsd Σ over markets and sides of the side's open loss, plus every account's realised debt not
+    ///         yet collected (`totalDebtUsd`): what traders owe the pool. WAD USD, rounded up (it only ever raises
+    ///         the price a new LP pays).
     /// @return backing Pool assets (settlement-asset units, rounded up) that open interest requires: the pool
     ///         cannot shrink below the capital at which every market's open interest is within
     ///         `oiCapFraction` of it.

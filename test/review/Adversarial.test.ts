@@ -93,18 +93,20 @@ describe("Adversarial review of core hardening (a067e15)", function () {
       const id = await newAccount(f, f.alice);
       await postMargin(f, f.alice, id, "weth", E18(10)); // 20,000 USD of WETH, 18,000 counted
       await trade(f, f.alice, id, f.btcMarket, E18(1)); // 1 BTC long at 30,000: fee 15 USD (a debt, no USDC)
-      await setBtc(f, 25_000n); // open loss 5,000 USD: the mint side counts it
+      await setBtc(f, 25_000n); // open loss 5,000 USD: the mint side counts it, and the 15 USD fee owed
       const capital = await f.pool.capital();
       expect(capital).to.equal(USDC(1_000_000));
-      expect(await f.pool.mintAssets()).to.equal(capital + USDC(5_000));
+      expect(await f.pool.mintAssets()).to.equal(capital + USDC(5_015));
 
       await trade(f, f.alice, id, f.btcMarket, -E18(1)); // closes: loss 5,000 + fees 15 + 12.5, all owed
       const debtUsd = -(await f.engine.accountState(id)).settlement;
       expect(debtUsd).to.equal(E18(5_000) + E18(27) + E18(1) / 2n);
       expect(await f.vault.marginOf(id, f.weth)).to.equal(E18(10)); // the receivable is fully backed
 
-      // The pool owns the same as before the close (capital + a backed 5,027.5 receivable), but a new LP now pays
-      // capital only.
+      // The pool owns the same as before the close (capital + a backed 5,027.5 receivable), and a new LP pays for
+      // the receivable: realised debts count in the mint valuation like open losses.
+      expect(await f.engine.totalDebtUsd()).to.equal(debtUsd);
+      expect(await f.pool.mintAssets()).to.equal(capital + USDC(5_027) + 500_000n);
       const deposit = USDC(1_000_000);
       await fund(f, attacker, f.pool, deposit);
       await f.pool.connect(attacker).deposit(deposit, attacker.address);
@@ -145,7 +147,7 @@ describe("Adversarial review of core hardening (a067e15)", function () {
       );
       expect(await f.vault.marginOf(id, f.weth)).to.equal(E18(1)); // not empty: nothing written off yet
       const capital = await f.pool.capital();
-      expect(await f.pool.mintAssets()).to.equal(capital);
+      expect(await f.pool.mintAssets()).to.equal(capital + USDC(3_013) + 500_000n); // the debt is priced in
 
       const deposit = USDC(1_000_000);
       await fund(f, attacker, f.pool, deposit);
@@ -175,30 +177,31 @@ describe("Adversarial review of core hardening (a067e15)", function () {
     });
 
     it("deposits a stranger makes to an LP's address never postpone the unlock of the shares the LP already holds", async function () {
-      // _deposit restarts the receiver's whole running lock on every deposit, whoever makes it and whatever its
-      // size: a stranger depositing 1 USDC unit (or 0) just before each unlock keeps an LP's shares frozen for
-      // as long as it pays gas. The comment's "one period at most" holds for one deposit only.
+      // A stranger depositing 1 USDC unit (or 0) for bob just before each unlock would keep bob's shares frozen if
+      // a deposit restarted the receiver's lock whoever made it. Only bob may deposit for bob while his lock runs.
       const f = await loadFixture(noFundingFixture);
       const [, , , , , griefer] = await ethers.getSigners();
       await fund(f, f.bob, f.pool, USDC(10_000));
       await f.pool.connect(f.bob).deposit(USDC(10_000), f.bob.address);
       const t0 = BigInt(await time.latest());
       const shares = await f.pool.balanceOf(f.bob.address);
-      expect(await f.pool.lockedShares(f.bob.address)).to.deep.equal([
-        shares,
-        t0 + HOLD,
-      ]);
+      expect(await f.pool.lockedShares(f.bob.address)).to.deep.equal([shares, t0 + HOLD]);
 
       await fund(f, griefer, f.pool, 3n);
-      for (let i = 1n; i <= 3n; i++) {
-        await time.setNextBlockTimestamp(t0 + i * (HOLD - 1n)); // one second before each (restarted) unlock
-        await f.pool.connect(griefer).deposit(1n, f.bob.address); // 1 unit of USDC: 10^-6 USD
-      }
-      // Three hold periods after bob's only deposit, his own shares must be free.
-      await time.setNextBlockTimestamp(t0 + 3n * HOLD + 1n);
+      await time.setNextBlockTimestamp(t0 + HOLD - 1n); // one second before the unlock
+      await expect(f.pool.connect(griefer).deposit(1n, f.bob.address))
+        .to.be.revertedWithCustomError(f.pool, "ReceiverLocked")
+        .withArgs(f.bob.address, t0 + HOLD);
+      // At the unlock bob's shares are free; a stranger's deposit then locks only the shares it gives bob.
+      await f.pool.connect(griefer).deposit(1n, f.bob.address);
+      const given = (await f.pool.balanceOf(f.bob.address)) - shares;
+      expect(await f.pool.lockedShares(f.bob.address)).to.deep.equal([given, t0 + 2n * HOLD]);
       const expected = await f.pool.previewRedeem(shares);
       await f.pool.connect(f.bob).redeem(shares, f.bob.address, f.bob.address);
       expect(await f.usdc.balanceOf(f.bob.address)).to.equal(expected);
+      // A deposit that mints nothing leaves the lock alone.
+      await f.pool.connect(f.bob).deposit(0n, f.bob.address);
+      expect(await f.pool.lockedShares(f.bob.address)).to.deep.equal([given, t0 + 2n * HOLD]);
     });
   });
 });

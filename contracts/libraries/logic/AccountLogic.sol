@@ -38,6 +38,9 @@ library AccountLogic {
         mapping(address module => bool) rebalancers;
         mapping(uint256 accountId => IMarginEngine.RebalancePolicy) policies;
         mapping(uint256 accountId => uint256) lastRebalanceAt;
+        /// @dev Σ over accounts of max(0, −settlement), WAD USD: debts realised but not yet collected (or written
+        ///      off). The pool's mint valuation counts them, so no new LP buys into a receivable at a discount.
+        uint256 totalDebtUsd;
     }
 
     /// @notice The engine's immutables, passed to the external `*Logic` libraries (which cannot read them).

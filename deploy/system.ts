@@ -1,5 +1,6 @@
 import type { Signer } from "ethers";
 import {
+  GovernanceLogic__factory,
   LiquidationLogic__factory,
   RebalanceLogic__factory,
   Rebalancer__factory,
@@ -52,7 +53,7 @@ export async function deployCore(deployer: Signer, usdc: string, usdcHaircut: bi
   const oracle = await new OracleRouter__factory(deployer).deploy(owner);
   const pool = await new LiquidityPool__factory(deployer).deploy(usdc, owner);
   await (await vault.listAsset(usdc, usdcHaircut)).wait();
-  // The engine's modules are linked libraries (it would not fit in 24 KiB otherwise).
+  // The engine's modules are linked libraries (it would not fit in 24 KiB otherwise); governance is one of them.
   const libraries = {
     "contracts/libraries/logic/TradeLogic.sol:TradeLogic": await (await new TradeLogic__factory(deployer).deploy()).getAddress(),
     "contracts/libraries/logic/LiquidationLogic.sol:LiquidationLogic": await (
@@ -60,6 +61,9 @@ export async function deployCore(deployer: Signer, usdc: string, usdcHaircut: bi
     ).getAddress(),
     "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": await (
       await new RebalanceLogic__factory(deployer).deploy()
+    ).getAddress(),
+    "contracts/libraries/logic/GovernanceLogic.sol:GovernanceLogic": await (
+      await new GovernanceLogic__factory(deployer).deploy()
     ).getAddress(),
   };
   const engine = await new MarginEngine__factory(libraries, deployer).deploy(vault, oracle, pool, owner);

@@ -19,6 +19,7 @@ import {AccountLogic} from "../libraries/logic/AccountLogic.sol";
 import {LiquidationLogic} from "../libraries/logic/LiquidationLogic.sol";
 import {TradeLogic} from "../libraries/logic/TradeLogic.sol";
 import {RebalanceLogic} from "../libraries/logic/RebalanceLogic.sol";
+import {GovernanceLogic} from "../libraries/logic/GovernanceLogic.sol";
 import "../libraries/Constants.sol" as C;
 
 /// @title MarginEngine
@@ -84,41 +85,18 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
 
     /// @inheritdoc IMarginEngine
     function createMarket(MarketParams calldata params) external onlyOwner returns (uint256 marketId) {
-        if (_s.markets.length >= C.MAX_MARKETS) revert TooManyMarkets(C.MAX_MARKETS);
-        _checkMarketParams(params);
-        marketId = _s.markets.length;
-        _s.markets.push(params);
-        _s.marketStates[marketId].lastFundingTime = uint64(block.timestamp);
-        emit MarketCreated(marketId, params);
+        return GovernanceLogic.createMarket(_s, params);
     }
 
     /// @inheritdoc IMarginEngine
     function setMarketParams(uint256 marketId, MarketParams calldata params) external onlyOwner {
         _requireMarket(marketId);
-        _checkMarketParams(params);
-        if (params.asset != _s.markets[marketId].asset) revert ParamOutOfBounds("asset", 0, 0, 0);
-        // Funding accrued so far is charged at the old rate before the parameters change.
-        (bool ok, uint256 px) = oracle.poke(params.asset);
-        if (!ok) revert OracleUnhealthy(params.asset);
-        AccountLogic.accrueFunding(_s, marketId, px);
-        _s.markets[marketId] = params;
-        emit MarketParamsSet(marketId, params);
+        GovernanceLogic.setMarketParams(_s, oracle, marketId, params);
     }
 
     /// @inheritdoc IMarginEngine
     function setRiskParams(RiskParams calldata p) external onlyOwner {
-        _bound("liquidationTargetRatio", p.liquidationTargetRatio, C.MIN_LIQ_TARGET, C.MAX_LIQ_TARGET);
-        _bound("fullLiquidationHealth", p.fullLiquidationHealth, 0, WAD);
-        _bound("liquidationPenalty", p.liquidationPenalty, 0, C.MAX_LIQ_PENALTY);
-        _bound("keeperPenaltyShare", p.keeperPenaltyShare, 0, WAD);
-        _bound("keeperReward", p.keeperReward, 0, C.MAX_KEEPER_REWARD);
-        _bound("dustNotional", p.dustNotional, 0, C.MAX_DUST_NOTIONAL);
-        _bound("collateralDiscount", p.collateralDiscount, 0, C.MAX_COLLATERAL_DISCOUNT);
-        _bound("volHorizon", p.volHorizon, C.MIN_VOL_HORIZON, C.MAX_VOL_HORIZON);
-        _s.risk = p;
-        // sqrt(horizon / year), rounded up: the volatility term of the maintenance rate is a requirement.
-        _s.sqrtHorizon = Math.sqrt(Math.mulDiv(uint256(p.volHorizon), WAD * WAD, C.SECONDS_PER_YEAR), Math.Rounding.Ceil);
-        emit RiskParamsSet(p);
+        GovernanceLogic.setRiskParams(_s, p);
     }
 
     /// @inheritdoc IMarginEngine
@@ -132,24 +110,6 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
         if (msg.sender != guardian && msg.sender != owner()) revert NotGuardian(msg.sender);
         paused = paused_;
         emit PausedSet(paused_);
-    }
-
-    function _checkMarketParams(MarketParams calldata p) private pure {
-        if (p.asset == address(0)) revert ZeroAddress();
-        _bound("baseMMR", p.baseMMR, C.MIN_BASE_MMR, C.MAX_BASE_MMR);
-        _bound("maxMMR", p.maxMMR, p.baseMMR, WAD);
-        _bound("volK", p.volK, 0, C.MAX_VOL_K);
-        _bound("sizeK", p.sizeK, 0, C.MAX_SIZE_K);
-        _bound("imFactor", p.imFactor, C.MIN_IM_FACTOR, C.MAX_IM_FACTOR);
-        _bound("feeRate", p.feeRate, 0, C.MAX_FEE_RATE);
-        _bound("oiCapFraction", p.oiCapFraction, 1, C.MAX_OI_CAP_FRACTION);
-        _bound("oiCapUsd", p.oiCapUsd, C.MIN_OI_CAP_USD, type(uint128).max);
-        _bound("maxFundingRate", p.maxFundingRate, 0, C.MAX_FUNDING_RATE);
-        _bound("skewScale", p.skewScale, 1, type(uint128).max);
-    }
-
-    function _bound(bytes32 name, uint256 value, uint256 min, uint256 max) private pure {
-        if (value < min || value > max) revert ParamOutOfBounds(name, value, min, max);
     }
 
     // =================================================================== trading
@@ -248,7 +208,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
 
     /// @inheritdoc IMarginEngine
     function rebalanceReadyAt(uint256 accountId) external view returns (uint256) {
-        return RebalanceLogic.readyAt(_s, accountId);
+        return AccountLogic.rebalanceReadyAt(_s, accountId);
     }
 
     /// @inheritdoc IMarginEngine
@@ -289,8 +249,16 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
         AccountLogic.requireAccountPrices(_s, ctx, accountId);
         AccountState memory s = AccountLogic.valuation(_s, ctx, accountId);
-        if (s.health >= WAD) return 0;
+        if (s.health >= WAD || AccountLogic.canRescue(_s, ctx, accountId, s)) return 0;
         return LiquidationLogic.liquidationFraction(s, _s.risk);
+    }
+
+    /// @inheritdoc IMarginEngine
+    function rescueAvailable(uint256 accountId) external view returns (bool) {
+        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
+        AccountLogic.requireAccountPrices(_s, ctx, accountId);
+        AccountState memory s = AccountLogic.valuation(_s, ctx, accountId);
+        return s.health < WAD && AccountLogic.canRescue(_s, ctx, accountId, s);
     }
 
     /// @inheritdoc IMarginEngine
@@ -329,7 +297,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
     function maintenanceRate(uint256 marketId, uint256 notional) external view returns (uint256) {
         _requireMarket(marketId);
         MarketParams storage m = _s.markets[marketId];
-        return AccountLogic.mmr(_s, m, notional, oracle.volatility(m.asset));
+        return AccountLogic.mmr(_s, m, notional, oracle.maintenanceVolatility(m.asset));
     }
 
     /// @inheritdoc IPoolEngine

@@ -20,6 +20,12 @@ import {
     DEFAULT_VOL_TAU,
     DEFAULT_VOL_FLOOR,
     DEFAULT_VOL_CAP,
+    DEFAULT_VOL_INTERVAL,
+    DEFAULT_VOL_MAX_CHANGE,
+    MIN_VOL_INTERVAL,
+    MAX_VOL_INTERVAL,
+    MIN_VOL_MAX_CHANGE,
+    MAX_VOL_MAX_CHANGE,
     MAX_SQUARED_RETURN
 } from "../libraries/Constants.sol";
 
@@ -80,13 +86,25 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (dec > MAX_DECIMALS) revert FeedDecimalsTooHigh(address(params.feed), dec);
 
         AssetConfig storage a = _assets[asset];
+        bool newFeed = address(a.params.feed) != address(params.feed);
         a.params = params;
         a.decimals = dec;
         if (a.vol.tau == 0) {
-            a.vol = VolParams({tau: DEFAULT_VOL_TAU, floor: DEFAULT_VOL_FLOOR, cap: DEFAULT_VOL_CAP});
+            a.vol = VolParams({
+                tau: DEFAULT_VOL_TAU,
+                floor: DEFAULT_VOL_FLOOR,
+                cap: DEFAULT_VOL_CAP,
+                interval: DEFAULT_VOL_INTERVAL,
+                maxChangePerDay: DEFAULT_VOL_MAX_CHANGE
+            });
             emit VolParamsSet(asset, a.vol);
+            _resetVolatility(a);
+        } else if (newFeed) {
+            // Another feed: its rounds are not comparable with the recorded ones (ids, times), so the price
+            // reference and the breaker start afresh; the volatility state is the asset's, and survives.
+            _restartPriceReference(a);
         }
-        _resetObservation(a);
+        // The same feed with new parameters keeps everything: a governance call never resets volatility.
         bytes32 slot = _pokeCacheSlot(asset); // a new feed is read afresh, even later in this transaction
         assembly ("memory-safe") {
             tstore(slot, 0)
@@ -98,13 +116,26 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     function setVolParams(address asset, VolParams calldata params) external onlyOwner {
         if (
             params.tau == 0 || params.tau > MAX_VOL_TAU || params.floor == 0 || params.floor > params.cap
-                || params.cap > MAX_VOLATILITY
+                || params.cap > MAX_VOLATILITY || params.interval < MIN_VOL_INTERVAL
+                || params.interval > MAX_VOL_INTERVAL || params.maxChangePerDay < MIN_VOL_MAX_CHANGE
+                || params.maxChangePerDay > MAX_VOL_MAX_CHANGE
         ) revert InvalidVolParams(asset);
         AssetConfig storage a = _assets[asset];
         a.vol = params;
-        // Before the first observation the EWMA sits at the floor: keep that true for the new floor.
-        if (a.obs.updatedAt == 0) a.obs.varianceRate = _floorVarianceRate(params.floor);
+        // Before the first return the EWMA sits at the floor: keep that true for the new floor.
+        if (a.obs.sampleAt == 0) {
+            a.obs.varianceRate = _floorVarianceRate(params.floor);
+            a.obs.mmVol = params.floor;
+        }
         emit VolParamsSet(asset, params);
+    }
+
+    /// @inheritdoc IOracleRouter
+    function resetVolatility(address asset) external onlyOwner {
+        AssetConfig storage a = _assets[asset];
+        if (address(a.params.feed) == address(0)) revert FeedNotSet(asset);
+        _resetVolatility(a);
+        emit VolatilityReset(asset);
     }
 
     /// @inheritdoc IOracleRouter
@@ -138,13 +169,32 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @inheritdoc IOracleRouter
     function volatility(address asset) external view returns (uint256) {
+        (uint256 target,) = volatilities(asset);
+        return target;
+    }
+
+    /// @inheritdoc IOracleRouter
+    function maintenanceVolatility(address asset) external view returns (uint256) {
+        (, uint256 maintenance) = volatilities(asset);
+        return maintenance;
+    }
+
+    /// @inheritdoc IOracleRouter
+    function volatilities(address asset) public view returns (uint256 target, uint256 maintenance) {
         AssetConfig storage a = _assets[asset];
         if (address(a.params.feed) == address(0)) revert FeedNotSet(asset);
-        // Poked in this transaction: the recorded observation is current (the price is fixed per transaction).
-        if (_pokedPrice(asset) != 0) return _volatility(a.obs.varianceRate, a.vol);
-        // A valid round not yet poked counts as poke would count it: the view and the state change agree.
-        ReadResult memory r = _read(asset);
-        return _volatility(r.isNew ? r.obs.varianceRate : a.obs.varianceRate, a.vol);
+        Observation memory o;
+        if (_pokedPrice(asset) != 0) {
+            // Poked in this transaction: the recorded observation is current (the price is fixed per transaction).
+            o = a.obs;
+        } else {
+            // A valid round not yet poked counts as poke would count it: the view and the state change agree.
+            ReadResult memory r = _read(asset);
+            o = r.isNew ? r.obs : a.obs;
+        }
+        VolParams storage v = a.vol;
+        target = _volatility(o.varianceRate, v);
+        maintenance = _approach(o.mmVol, target, v, block.timestamp - o.mmVolAt);
     }
 
     /// @inheritdoc IOracleRouter
@@ -338,6 +388,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (r.jumpBps > a.params.maxJumpBps) emit BreakerTripped(asset, prevPrice, r.price, r.jumpBps, r.obs.breakerUntil);
         else if (wasTripped && !r.obs.tripped) emit BreakerReset(asset, r.price);
         emit ObservationRecorded(asset, r.price, r.updatedAt, _volatility(r.obs.varianceRate, a.vol));
+        if (r.obs.sampleAt != 0 && r.obs.sampleAt == r.updatedAt) emit VolatilitySampled(asset, r.price, r.updatedAt, r.obs.mmVol);
     }
 
     /// @dev The observation after a valid round (`p` at `updatedAt`, newer than the stored one): EWMA update,
@@ -351,8 +402,8 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         uint256 prev = o.price;
 
         if (o.updatedAt != 0) {
-            // dt >= 0: older rounds are refused; dt = 0 is a changed answer at an unchanged updatedAt.
-            uint256 dt = updatedAt - o.updatedAt;
+            // The breaker compares consecutive recorded rounds (older rounds are refused; a changed answer at an
+            // unchanged updatedAt is compared too).
             uint256 move = p > prev ? p - prev : prev - p;
 
             // Rounded up: any move strictly above maxJumpBps trips (ceil(x) > m <=> x > m for integer m).
@@ -363,21 +414,62 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             } else if (o.tripped && updatedAt >= o.breakerUntil) {
                 o.tripped = false;
             }
-
-            // Squared simple return r^2 = (move / prev)^2 as WAD, rounded up (more volatility means more
-            // margin: rounding favours the protocol). Saturated so an absurd answer cannot overflow.
-            uint256 r2 = move >= prev * 1e9 ? MAX_SQUARED_RETURN : WadMath.mulDivUp(move * move, WAD, prev * prev);
-
-            // EWMA of the per-second variance with alpha = dt / (tau + dt):
-            //   v' = (1 - alpha) v + alpha r^2 / dt = (tau v + r^2) / (tau + dt)
-            // One division, rounded up for the same reason as r^2.
-            uint256 tau = a.vol.tau;
-            o.varianceRate = Math.ceilDiv(tau * o.varianceRate + r2, tau + dt);
         }
+        _sample(a.vol, o, p, updatedAt);
 
         // p < maxPrice <= type(uint128).max (setFeed) and updatedAt <= block.timestamp: both casts are safe.
         o.price = uint128(p);
         o.updatedAt = uint64(updatedAt);
+    }
+
+    /// @dev Volatility observations on a fixed grid of `interval` seconds of the feed's clock: a round counts
+    ///      only when it is the first in a new interval, and its return is measured from the previous sample
+    ///      over the time between them. However often anyone pokes (or withholds pokes), the same feed history
+    ///      gives the same samples, so no one moves σ by poking.
+    ///      Before the EWMA steps, the maintenance volatility moves toward the target that held until now, no
+    ///      faster than `maxChangePerDay` (it never jumps with the sample that raises the target).
+    function _sample(VolParams storage v, Observation memory o, uint256 p, uint256 updatedAt) internal view {
+        if (o.sampleAt == 0) {
+            // First sample after setFeed / reset: the reference for the next return.
+            o.samplePrice = uint128(p);
+            o.sampleAt = uint64(updatedAt);
+            return;
+        }
+        uint256 interval = v.interval;
+        if (updatedAt / interval <= uint256(o.sampleAt) / interval) return;
+
+        uint256 target = _volatility(o.varianceRate, v);
+        uint256 elapsed = updatedAt > o.mmVolAt ? updatedAt - o.mmVolAt : 0;
+        o.mmVol = uint64(_approach(o.mmVol, target, v, elapsed));
+        o.mmVolAt = uint64(updatedAt);
+
+        uint256 prev = o.samplePrice;
+        uint256 move = p > prev ? p - prev : prev - p;
+        // Squared simple return r^2 = (move / prev)^2 as WAD, rounded up (more volatility means more
+        // margin: rounding favours the protocol). Saturated so an absurd answer cannot overflow.
+        uint256 r2 = move >= prev * 1e9 ? MAX_SQUARED_RETURN : WadMath.mulDivUp(move * move, WAD, prev * prev);
+        // EWMA of the per-second variance with alpha = dt / (tau + dt), dt >= interval > 0:
+        //   v' = (1 - alpha) v + alpha r^2 / dt = (tau v + r^2) / (tau + dt)
+        // One division, rounded up for the same reason as r^2.
+        uint256 dt = updatedAt - o.sampleAt;
+        uint256 tau = v.tau;
+        o.varianceRate = Math.ceilDiv(tau * o.varianceRate + r2, tau + dt);
+        o.samplePrice = uint128(p);
+        o.sampleAt = uint64(updatedAt);
+    }
+
+    /// @dev `from` moved toward `to` by at most maxChangePerDay × elapsed / 1 day, clamped to [floor, cap]. A rise
+    ///      rounds its step up and a fall rounds it down: the maintenance volatility errs high (for the protocol).
+    function _approach(uint256 from, uint256 to, VolParams storage v, uint256 elapsed) internal view returns (uint256 vol) {
+        if (to > from) {
+            uint256 step = Math.ceilDiv(uint256(v.maxChangePerDay) * elapsed, 1 days);
+            vol = to - from > step ? from + step : to;
+        } else {
+            uint256 step = uint256(v.maxChangePerDay) * elapsed / 1 days;
+            vol = from - to > step ? from - step : to;
+        }
+        if (vol < v.floor) vol = v.floor;
+        if (vol > v.cap) vol = v.cap;
     }
 
     /// @dev sqrt(varianceRate * SECONDS_PER_YEAR) as WAD, clamped to [floor, cap]. The square root rounds
@@ -388,10 +480,27 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (vol > v.cap) vol = v.cap;
     }
 
-    /// @dev Clears the observation; the EWMA restarts at the floor.
-    function _resetObservation(AssetConfig storage a) internal {
+    /// @dev The volatility state back to the floor (first feed of an asset, or governance's explicit reset).
+    function _resetVolatility(AssetConfig storage a) internal {
         delete a.obs;
         a.obs.varianceRate = _floorVarianceRate(a.vol.floor);
+        a.obs.mmVol = a.vol.floor;
+        a.obs.mmVolAt = uint64(block.timestamp);
+    }
+
+    /// @dev A new feed: price reference, breaker and sample grid start afresh; the EWMA variance stays and the
+    ///      maintenance volatility is carried to now (it keeps moving toward the same target).
+    function _restartPriceReference(AssetConfig storage a) internal {
+        Observation storage o = a.obs;
+        uint256 target = _volatility(o.varianceRate, a.vol);
+        o.mmVol = uint64(_approach(o.mmVol, target, a.vol, block.timestamp - o.mmVolAt));
+        o.mmVolAt = uint64(block.timestamp);
+        o.price = 0;
+        o.updatedAt = 0;
+        o.breakerUntil = 0;
+        o.tripped = false;
+        o.samplePrice = 0;
+        o.sampleAt = 0;
     }
 
     /// @dev Per-second variance whose annualised volatility is `floor`: floor^2 / year, WAD. Rounded down

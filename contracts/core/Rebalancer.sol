@@ -228,7 +228,9 @@ contract Rebalancer is IRebalancer, Ownable2Step {
             return (Status.OracleUnhealthy, d, plan);
         }
         uint256 h = d.state.health;
-        if (h < WAD) return (Status.Liquidatable, d, plan);
+        // Below 1 only a rescue may act: TOP_UP allowed and the reserve lifting the account to the liquidation
+        // target (checked on the plan below, and again by the engine).
+        if (h < WAD && d.policy.actions & C.TOP_UP == 0) return (Status.Liquidatable, d, plan);
         bool low = h < d.policy.triggerRatio;
         // RELEASE only while positions are open: idle margin of an account without positions is the owner's
         // to move (a fee for it would buy no protection).
@@ -240,6 +242,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         d.assets = new address[](d.policy.topUpAssets.length);
         d.amounts = new uint256[](d.policy.topUpAssets.length);
         plan.action = low ? _planRestore(d, plan) : _planRelease(d);
+        if (h < WAD && (d.toppedUpUsd == 0 || !_rescues(d))) return (Status.Liquidatable, d, plan);
         if (plan.action == 0) return (Status.NoAction, d, plan);
 
         address[] memory assets = d.assets;
@@ -261,8 +264,11 @@ contract Rebalancer is IRebalancer, Ownable2Step {
     ///      position by CloseMath's least fraction, with E' = E − fee + ΔC topped up and the trading fee of
     ///      closing everything (φN) as the close cost. Returns the action bits (0 = nothing useful).
     function _planRestore(Draft memory d, IMarginEngine.RebalancePlan memory plan) private view returns (uint8 action) {
-        // Requirement rounded up, equity (after the fee) as is: the target is reached, not approached.
-        int256 required = int256(d.state.maintenanceMargin.wMulUp(d.policy.targetRatio));
+        // Requirement rounded up, equity (after the fee) as is: the target is reached, not approached. A rescue
+        // (health < 1) aims at least at the liquidation target, which the engine requires of it.
+        uint256 target = d.policy.targetRatio;
+        if (d.state.health < WAD) target = Math.max(target, _liquidationTarget());
+        int256 required = int256(d.state.maintenanceMargin.wMulUp(target));
         int256 equity = d.state.equity - int256(d.feeUsd);
         uint256 added;
         if (d.policy.actions & C.TOP_UP != 0 && required > equity) {
@@ -274,7 +280,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
             // One settlement-token unit less equity: realised PnL settles against USDC margin rounded up to a
             // whole unit (against the account), and the plan must still reach the target after that.
             uint256 f = CloseMath.leastCloseFraction(
-                d.policy.targetRatio,
+                target,
                 d.state.maintenanceMargin,
                 engine.riskParams().keeperReward,
                 equity - int256(settlementScale),
@@ -347,6 +353,17 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         if (released <= d.feeUsd) return 0;
         d.releasedUsd = released;
         return C.RELEASE;
+    }
+
+    /// @dev A rescue's top-up alone (after the fee) lifts the account to the liquidation target: the engine's
+    ///      `canRescue` rule, on the plan's own amounts.
+    function _rescues(Draft memory d) private view returns (bool) {
+        int256 lifted = d.state.equity - int256(d.feeUsd) + int256(d.toppedUpUsd);
+        return lifted >= int256(d.state.maintenanceMargin.wMulUp(_liquidationTarget()));
+    }
+
+    function _liquidationTarget() private view returns (uint256) {
+        return engine.riskParams().liquidationTargetRatio;
     }
 
     function _priced(address asset) private view returns (bool ok, uint256 px, IVault.AssetConfig memory cfg) {

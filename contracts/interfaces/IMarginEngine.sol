@@ -176,6 +176,11 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     error RebalanceBelowTarget(uint256 accountId, uint256 healthAfter, uint256 minHealth);
     error RebalanceNotNeeded(uint256 accountId, uint256 health);
     error RebalanceLeavesDebt(uint256 accountId, int256 equity);
+    /// @notice The account is below health 1 but its own reserve, under its policy, can lift it to the
+    ///         liquidation target: the rescue (`Rebalancer.rebalance`) comes first.
+    error RescueAvailable(uint256 accountId);
+    /// @notice A rebalance of an account below health 1 (a rescue) must leave it at or above the liquidation target.
+    error RescueFallsShort(uint256 accountId, uint256 healthAfter, uint256 liquidationTarget);
 
     // ---------------------------------------------------------------- events
     event MarketCreated(uint256 indexed marketId, MarketParams params);
@@ -244,7 +249,8 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     ///         Closes the fraction of every position that restores `liquidationTargetRatio` (all of it
     ///         when health < fullLiquidationHealth or the rest would be dust), charges the penalty, pays
     ///         the liquidator `keeperReward + keeperPenaltyShare × penalty`, settles, and writes off
-    ///         bad debt if nothing is left to cover it. Reverts `NotLiquidatable(accountId, health)`.
+    ///         bad debt if nothing is left to cover it. Reverts `NotLiquidatable(accountId, health)`, and
+    ///         `RescueAvailable(accountId)` while the account's own reserve can rescue it (`rescueAvailable`).
     function liquidate(uint256 accountId) external returns (uint256 fraction);
 
     /// @notice Permissionless while the account owes (S < 0) and either has no open position or is
@@ -266,8 +272,9 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
 
     /// @notice Only the registered module the account opted into. Applies `plan` (see RebalancePlan) and
     ///         enforces the owner's policy whatever the module computed: allowed actions, assets in the
-    ///         policy, fee <= maxFeeUsd, `rebalanceReadyAt` reached (`RebalanceCooldown`), account not liquidatable (health >= 1, else
-    ///         `AccountLiquidatable`), inside the owner's band (health < trigger for TOP_UP/REDUCE,
+    ///         policy, fee <= maxFeeUsd, `rebalanceReadyAt` reached (`RebalanceCooldown`); below health 1 only
+    ///         a plan with a TOP_UP (a rescue, else `AccountLiquidatable`) that leaves health at or above the
+    ///         liquidation target (`RescueFallsShort`); inside the owner's band (health < trigger for TOP_UP/REDUCE,
     ///         > release for RELEASE, else `RebalanceNotNeeded`), and afterwards equity >= 0
     ///         (`RebalanceLeavesDebt`) and health >= before for TOP_UP/REDUCE (`RebalanceLowersHealth`),
     ///         or health >= target − RELEASE_HEALTH_OFFSET and equity >= IM for RELEASE. Never paused.
@@ -316,11 +323,16 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     function marketState(uint256 marketId) external view returns (MarketState memory);
     function marketCount() external view returns (uint256);
     function riskParams() external view returns (RiskParams memory);
-    /// @notice Maintenance margin rate of `marketId` for a position of `notional` USD, WAD.
+    /// @notice Maintenance margin rate of `marketId` for a position of `notional` USD, WAD, at the oracle's
+    ///         maintenance volatility (the bounded-speed σ applied to open positions).
     function maintenanceRate(uint256 marketId, uint256 notional) external view returns (uint256);
     /// @notice Σ over accounts of their unpaid debt (negative settlement balance), WAD USD: realised losses the
     ///         pool is owed but has not collected yet. Counted with open losses in the pool's mint valuation.
     function totalDebtUsd() external view returns (uint256);
-    /// @notice The fraction `liquidate` would close now (0 if the account is not liquidatable).
+    /// @notice True when the account is below health 1 and its own reserve, under its policy, can lift it to the
+    ///         liquidation target (opted into a registered module, TOP_UP allowed, maxFeeUsd >= keeperReward,
+    ///         cooldown passed): `liquidate` then reverts `RescueAvailable` and a rebalance rescues it.
+    function rescueAvailable(uint256 accountId) external view returns (bool);
+    /// @notice The fraction `liquidate` would close now (0 if the account is not liquidatable or can be rescued).
     function liquidationFraction(uint256 accountId) external view returns (uint256);
 }

@@ -30,14 +30,20 @@ interface IOracleRouter {
     }
 
     /// @notice EWMA volatility settings of one asset.
-    /// @param tau Time constant of the EWMA in seconds: an observation `dt` seconds after the previous
-    ///        one gets weight `dt / (tau + dt)`.
-    /// @param floor Lowest volatility reported, annualised WAD (also the value before any observation).
+    /// @param tau Time constant of the EWMA in seconds: a sample `dt` seconds after the previous one gets
+    ///        weight `dt / (tau + dt)`.
+    /// @param floor Lowest volatility reported, annualised WAD (also the value before any return).
     /// @param cap Highest volatility reported, annualised WAD.
+    /// @param interval Sampling grid in seconds of the feed's clock: a round is a volatility sample only when it
+    ///        is the first in a new interval, so σ does not depend on how often anyone pokes.
+    /// @param maxChangePerDay Most the maintenance volatility (the σ applied to open positions' maintenance
+    ///        margin) may move per day, annualised WAD (0.5e18: 50 percentage points a day).
     struct VolParams {
         uint32 tau;
         uint64 floor;
         uint64 cap;
+        uint32 interval;
+        uint64 maxChangePerDay;
     }
 
     /// @notice Last observation recorded by `poke`, with the volatility state and breaker.
@@ -45,8 +51,12 @@ interface IOracleRouter {
         uint128 price; // WAD
         uint64 updatedAt; // feed's updatedAt of the recorded round
         uint64 breakerUntil; // breaker stays tripped until a consistent observation at or after this time
-        uint256 varianceRate; // EWMA of squared simple returns per second, WAD
+        uint256 varianceRate; // EWMA of squared simple returns per second over the sample grid, WAD
         bool tripped;
+        uint128 samplePrice; // WAD price of the last volatility sample
+        uint64 sampleAt; // feed's updatedAt of the last volatility sample (0 = none yet)
+        uint64 mmVol; // maintenance volatility at `mmVolAt`, annualised WAD
+        uint64 mmVolAt; // when `mmVol` was last brought up to date (feed's clock, or block time at setFeed)
     }
 
     // ---------------------------------------------------------------- errors
@@ -79,6 +89,10 @@ interface IOracleRouter {
     event ObservationRecorded(address indexed asset, uint256 price, uint256 updatedAt, uint256 volatility);
     event BreakerTripped(address indexed asset, uint256 previousPrice, uint256 newPrice, uint256 jumpBps, uint256 until);
     event BreakerReset(address indexed asset, uint256 price);
+    /// @notice A round became a volatility sample; `maintenanceVolatility` is the bounded-speed σ at that time.
+    event VolatilitySampled(address indexed asset, uint256 price, uint256 updatedAt, uint256 maintenanceVolatility);
+    /// @notice Governance reset the asset's volatility state to the floor.
+    event VolatilityReset(address indexed asset);
 
     // ---------------------------------------------------------------- governance
     /// @notice Sets or replaces an asset's feed. Reverts `InvalidFeedParams` unless heartbeat > 0,
@@ -112,6 +126,18 @@ interface IOracleRouter {
     ///         of the EWMA `poke` maintains, including a valid round not yet poked; the floor until a second
     ///         observation. Reverts `FeedNotSet` for an asset without a feed.
     function volatility(address asset) external view returns (uint256);
+
+    /// @notice The volatility applied to open positions' maintenance margin: it moves toward `volatility` no
+    ///         faster than `maxChangePerDay` (continuously, block time), so a crash round moves health by price
+    ///         alone and a rising requirement arrives over hours. Annualised WAD in [floor, cap].
+    function maintenanceVolatility(address asset) external view returns (uint256);
+
+    /// @notice `volatility` (target, applied to new risk) and `maintenanceVolatility` in one call.
+    function volatilities(address asset) external view returns (uint256 target, uint256 maintenance);
+
+    /// @notice Owner: the asset's volatility state back to the floor (never implicit: `setFeed`, with the same
+    ///         feed or a new one, keeps it).
+    function resetVolatility(address asset) external;
 
     /// @notice True while the sequencer is up and past its grace period (always true on L1).
     function sequencerUp() external view returns (bool);

@@ -9,7 +9,8 @@ import {IMarginEngine} from "./IMarginEngine.sol";
 /// @notice Permissionless rebalancing of opted-in accounts (DESIGN.md "Rebalancer"). The module only plans:
 ///         the MarginEngine applies the plan and enforces the owner's policy (`IMarginEngine.applyRebalance`).
 /// @dev Units: healths and ratios WAD (1e18 = 1.0); USD values WAD. Policy: `IMarginEngine.RebalancePolicy`.
-///      Which account belongs to whom: health < 1 is the liquidator's (`Liquidatable`), trigger <= health <=
+///      Which account belongs to whom: health < 1 is the liquidator's (`Liquidatable`) unless the reserve can
+///      rescue it to the liquidation target (then the rescue comes first); trigger <= health <=
 ///      release is left alone, 1 <= health < trigger is rescued, health > release releases excess margin.
 interface IRebalancer is AutomationCompatibleInterface {
     /// @notice Why an account can or cannot be rebalanced now.

@@ -35,6 +35,19 @@ uint64 constant DEFAULT_VOL_FLOOR = 0.1e18;
 /// @dev Default volatility cap, annualised WAD: 500 %. Above crash-day realised volatility of ETH/BTC,
 ///      below MAX_VOLATILITY, so a single bad round cannot make margin requirements unbounded.
 uint64 constant DEFAULT_VOL_CAP = 5e18;
+/// @dev Default volatility sampling grid: 1 hour of the feed's clock. Chainlink's ETH/USD heartbeat is 1 hour, so
+///      every interval has a round; finer grids make σ depend on microstructure noise.
+uint32 constant DEFAULT_VOL_INTERVAL = 1 hours;
+/// @dev Sampling grid bounds: 1 minute .. 1 day.
+uint256 constant MIN_VOL_INTERVAL = 1 minutes;
+uint256 constant MAX_VOL_INTERVAL = 1 days;
+/// @dev Default speed of the maintenance volatility: 50 percentage points of annualised σ per day. With volK 1 and a
+///      one-day horizon the maintenance rate then rises by at most 2.6 % of notional a day: a margin call the
+///      rebalancer answers from the reserve, never a liquidation in the same round as the price (README, Risk model).
+uint64 constant DEFAULT_VOL_MAX_CHANGE = 0.5e18;
+/// @dev Speed bounds: 1 .. 1,000 percentage points a day.
+uint256 constant MIN_VOL_MAX_CHANGE = 0.01e18;
+uint256 constant MAX_VOL_MAX_CHANGE = 10e18;
 /// @dev Largest squared simple return one observation may add to the EWMA, WAD: 1e36 = r of 1e9
 ///      (a 10^11 % move). Saturates the EWMA update so an absurd answer cannot overflow `poke`;
 ///      such a move trips the breaker and the volatility is capped anyway.

@@ -22,6 +22,8 @@ library AccountLogic {
 
     uint256 internal constant WAD = 1e18;
     int256 internal constant IWAD = 1e18;
+    /// @dev The TOP_UP bit of a policy's actions (Constants.TOP_UP).
+    uint8 internal constant TOP_UP_BIT = 1;
     /// @dev Prices cached per call: at most every listed asset plus every market asset.
     uint256 internal constant MAX_CACHED = 32; // = MAX_ASSETS + MAX_MARKETS (array lengths need a literal)
 
@@ -63,7 +65,8 @@ library AccountLogic {
         IVault.AssetConfig[] configs;
         address[MAX_CACHED] pxAsset;
         uint256[MAX_CACHED] pxValue;
-        uint256[MAX_CACHED] volValue; // 0 = not read yet (a volatility is never below its floor > 0)
+        uint256[MAX_CACHED] volTarget; // 0 = not read yet (a volatility is never below its floor > 0)
+        uint256[MAX_CACHED] volMaint;
         uint256 pxCount;
     }
 
@@ -134,9 +137,11 @@ library AccountLogic {
             pnl = positionPnl(p, px, fundingIndexNow(s, marketId, px));
             notional = WadMath.abs(p.size).mulDivUp(px, WAD);
         }
-        uint256 vol = m.volK == 0 ? 0 : cachedVol(ctx, m.asset);
-        req = notional.wMulUp(mmr(s, m, notional, vol));
-        initReq = req.wMulUp(m.imFactor);
+        // MM applies the maintenance volatility (bounded speed); IM, the gate of new risk, follows σ at once and
+        // never uses less than MM does, so IM >= MM always.
+        (uint256 target, uint256 maint) = m.volK == 0 ? (0, 0) : cachedVol(ctx, m.asset);
+        req = notional.wMulUp(mmr(s, m, notional, maint));
+        initReq = (target > maint ? notional.wMulUp(mmr(s, m, notional, target)) : req).wMulUp(m.imFactor);
     }
 
     /// @dev Σ feeRate_m × N_m over the account's positions, rounded up: the trading fee of closing all of
@@ -170,6 +175,47 @@ library AccountLogic {
         if (m.volK != 0) rate += uint256(m.volK).wMulUp(vol).wMulUp(s.sqrtHorizon);
         if (m.sizeK != 0) rate += uint256(m.sizeK).mulDivUp(notional, m.oiCapUsd);
         return rate > m.maxMMR ? m.maxMMR : rate;
+    }
+
+    // =================================================================== rescue below 1
+
+    /// @dev Whether the account's own reserve, under its policy, can lift it to the liquidation target now: the
+    ///      rule that gives a rescue priority over a liquidation (README, "Rescue below 1"). True when the account
+    ///      opted into a registered module with TOP_UP allowed, pays its keeper at least the liquidation's flat
+    ///      reward (`maxFeeUsd >= keeperReward`, so a rescue is always worth a keeper's call), is past its
+    ///      cooldown, and E − maxFeeUsd + Σ reserve × price × haircut (policy assets with a valid price, rounded
+    ///      down) >= liquidationTargetRatio × MM (rounded up). Reserve prices come through the view door, which
+    ///      agrees with `poke` (an invalid one counts as zero: that only makes the liquidation possible).
+    function canRescue(Storage storage s, Ctx memory ctx, uint256 accountId, IMarginEngine.AccountState memory st)
+        internal
+        view
+        returns (bool)
+    {
+        IMarginEngine.RebalancePolicy storage p = s.policies[accountId];
+        if (
+            p.module == address(0) || !s.rebalancers[p.module] || p.actions & TOP_UP_BIT == 0
+                || p.maxFeeUsd < s.risk.keeperReward || block.timestamp < rebalanceReadyAt(s, accountId)
+        ) return false;
+        int256 lifted = st.equity - int256(uint256(p.maxFeeUsd));
+        int256 needed = int256(st.maintenanceMargin.wMulUp(s.risk.liquidationTargetRatio));
+        address[] storage assets = p.topUpAssets;
+        for (uint256 i; i < assets.length && lifted < needed; ++i) {
+            uint256 reserve = ctx.env.vault.reserveOf(accountId, assets[i]);
+            if (reserve == 0) continue;
+            uint256 px = viewCollateral(ctx, assets[i]);
+            IVault.AssetConfig memory cfg = ctx.env.vault.assetConfig(assets[i]);
+            lifted += int256(WadMath.toValueDown(reserve, px, cfg.decimals).wMulDown(cfg.haircut));
+        }
+        return lifted >= needed;
+    }
+
+    /// @dev When the account may next be rebalanced: `cooldown` after the last rebalance, and never twice in
+    ///      one block (a keeper racing another for the same account finds out before any valuation).
+    function rebalanceReadyAt(Storage storage s, uint256 accountId) internal view returns (uint256) {
+        uint256 last = s.lastRebalanceAt[accountId];
+        if (last == 0) return 0;
+        uint256 cooldown = s.policies[accountId].cooldown;
+        return last + (cooldown == 0 ? 1 : cooldown);
     }
 
     // =================================================================== prices
@@ -259,19 +305,22 @@ library AccountLogic {
         return (false, 0);
     }
 
-    /// @dev Volatility of a market asset whose price is cached, read from the oracle once per call.
-    function cachedVol(Ctx memory ctx, address asset) internal view returns (uint256 vol) {
+    /// @dev Target and maintenance volatility of a market asset whose price is cached, read once per call.
+    function cachedVol(Ctx memory ctx, address asset) internal view returns (uint256 target, uint256 maint) {
         for (uint256 i; i < ctx.pxCount; ++i) {
             if (ctx.pxAsset[i] == asset) {
-                vol = ctx.volValue[i];
-                if (vol == 0) {
-                    vol = ctx.env.oracle.volatility(asset);
-                    ctx.volValue[i] = vol;
+                target = ctx.volTarget[i];
+                if (target == 0) {
+                    (target, maint) = ctx.env.oracle.volatilities(asset);
+                    ctx.volTarget[i] = target;
+                    ctx.volMaint[i] = maint;
+                } else {
+                    maint = ctx.volMaint[i];
                 }
-                return vol;
+                return (target, maint);
             }
         }
-        return ctx.env.oracle.volatility(asset);
+        return ctx.env.oracle.volatilities(asset);
     }
 
     function store(Ctx memory ctx, address asset, uint256 px) internal pure {

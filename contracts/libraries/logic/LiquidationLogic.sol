@@ -30,6 +30,9 @@ library LiquidationLogic {
         AccountLogic.pokeAccount(s, ctx, accountId);
         IMarginEngine.AccountState memory before = AccountLogic.valuation(s, ctx, accountId);
         if (before.health >= WAD) revert IMarginEngine.NotLiquidatable(accountId, before.health);
+        // The owner's reserve, under the owner's policy, comes first: while a rescue can lift the account to the
+        // liquidation target, any keeper may call the rebalance (and is paid at least the flat reward for it).
+        if (AccountLogic.canRescue(s, ctx, accountId, before)) revert IMarginEngine.RescueAvailable(accountId);
 
         IMarginEngine.RiskParams memory r = s.risk;
         fraction = liquidationFraction(before, r);

@@ -73,15 +73,17 @@ library RebalanceLogic {
             revert IMarginEngine.RebalancerNotAllowed(accountId, msg.sender);
         }
         _checkPlan(policy, accountId, plan);
-        uint256 ready = readyAt(s, accountId);
+        uint256 ready = AccountLogic.rebalanceReadyAt(s, accountId);
         if (block.timestamp < ready) revert IMarginEngine.RebalanceCooldown(accountId, ready);
         s.lastRebalanceAt[accountId] = block.timestamp;
 
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
         AccountLogic.pokeAccount(s, ctx, accountId);
         hBefore = AccountLogic.valuation(s, ctx, accountId).health;
-        // Below 1 the account belongs to liquidation: a rebalance would take the liquidator's incentive.
-        if (hBefore < WAD) revert IMarginEngine.AccountLiquidatable(accountId, hBefore);
+        // Below 1 only a rescue from the reserve may act (a TOP_UP that lands at or above the liquidation target,
+        // checked after); anything else belongs to the liquidator.
+        bool rescue = hBefore < WAD;
+        if (rescue && plan.action & C.TOP_UP == 0) revert IMarginEngine.AccountLiquidatable(accountId, hBefore);
         bool release = plan.action == C.RELEASE;
         // The owner's band: a module acts only below the trigger (TOP_UP/REDUCE) or above release (RELEASE),
         // so it cannot close a healthy account or turn a reserve into fees.
@@ -106,16 +108,10 @@ library RebalanceLogic {
         IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
         hAfter = st.health;
         _checkAfter(policy.targetRatio, accountId, release, hBefore, st);
+        if (rescue && hAfter < s.risk.liquidationTargetRatio) {
+            revert IMarginEngine.RescueFallsShort(accountId, hAfter, s.risk.liquidationTargetRatio);
+        }
         emit IMarginEngine.RebalanceApplied(accountId, msg.sender, plan.action, hBefore, hAfter, plan.feeUsd);
-    }
-
-    /// @dev When the account may next be rebalanced: `cooldown` after the last rebalance, and never twice in
-    ///      one block (a keeper racing another for the same account finds out before any valuation).
-    function readyAt(AccountLogic.Storage storage s, uint256 accountId) internal view returns (uint256) {
-        uint256 last = s.lastRebalanceAt[accountId];
-        if (last == 0) return 0;
-        uint256 cooldown = s.policies[accountId].cooldown;
-        return last + (cooldown == 0 ? 1 : cooldown);
     }
 
     /// @dev The postconditions: equity >= 0 (with every position closed health reads as unbounded, and equity

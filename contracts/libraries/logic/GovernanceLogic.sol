@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+
+import {IMarginEngine} from "../../interfaces/IMarginEngine.sol";
+import {IOracleRouter} from "../../interfaces/IOracleRouter.sol";
+import {AccountLogic} from "./AccountLogic.sol";
+import "../Constants.sol" as C;
+
+/// @title GovernanceLogic
+/// @notice The engine's owner-only parameter changes (run by delegatecall from the MarginEngine): a cold path,
+///         kept out of the engine's bytecode. Every parameter is checked against its bound in Constants.sol and
+///         `ParamOutOfBounds(name, value, min, max)` names the first one outside it.
+library GovernanceLogic {
+    uint256 private constant WAD = 1e18;
+
+    /// @dev See `IMarginEngine.createMarket`.
+    function createMarket(AccountLogic.Storage storage s, IMarginEngine.MarketParams calldata params)
+        external
+        returns (uint256 marketId)
+    {
+        if (s.markets.length >= C.MAX_MARKETS) revert IMarginEngine.TooManyMarkets(C.MAX_MARKETS);
+        _checkMarketParams(params);
+        marketId = s.markets.length;
+        s.markets.push(params);
+        s.marketStates[marketId].lastFundingTime = uint64(block.timestamp);
+        emit IMarginEngine.MarketCreated(marketId, params);
+    }
+
+    /// @dev See `IMarginEngine.setMarketParams`; the engine has checked the market exists.
+    function setMarketParams(
+        AccountLogic.Storage storage s,
+        IOracleRouter oracle,
+        uint256 marketId,
+        IMarginEngine.MarketParams calldata params
+    ) external {
+        _checkMarketParams(params);
+        if (params.asset != s.markets[marketId].asset) revert IMarginEngine.ParamOutOfBounds("asset", 0, 0, 0);
+        // Funding accrued so far is charged at the old rate before the parameters change.
+        (bool ok, uint256 px) = oracle.poke(params.asset);
+        if (!ok) revert IMarginEngine.OracleUnhealthy(params.asset);
+        AccountLogic.accrueFunding(s, marketId, px);
+        s.markets[marketId] = params;
+        emit IMarginEngine.MarketParamsSet(marketId, params);
+    }
+
+    /// @dev See `IMarginEngine.setRiskParams`.
+    function setRiskParams(AccountLogic.Storage storage s, IMarginEngine.RiskParams calldata p) external {
+        _bound("liquidationTargetRatio", p.liquidationTargetRatio, C.MIN_LIQ_TARGET, C.MAX_LIQ_TARGET);
+        _bound("fullLiquidationHealth", p.fullLiquidationHealth, 0, WAD);
+        _bound("liquidationPenalty", p.liquidationPenalty, 0, C.MAX_LIQ_PENALTY);
+        _bound("keeperPenaltyShare", p.keeperPenaltyShare, 0, WAD);
+        _bound("keeperReward", p.keeperReward, 0, C.MAX_KEEPER_REWARD);
+        _bound("dustNotional", p.dustNotional, 0, C.MAX_DUST_NOTIONAL);
+        _bound("collateralDiscount", p.collateralDiscount, 0, C.MAX_COLLATERAL_DISCOUNT);
+        _bound("volHorizon", p.volHorizon, C.MIN_VOL_HORIZON, C.MAX_VOL_HORIZON);
+        s.risk = p;
+        // sqrt(horizon / year), rounded up: the volatility term of the maintenance rate is a requirement.
+        s.sqrtHorizon = Math.sqrt(Math.mulDiv(uint256(p.volHorizon), WAD * WAD, C.SECONDS_PER_YEAR), Math.Rounding.Ceil);
+        emit IMarginEngine.RiskParamsSet(p);
+    }
+
+    function _checkMarketParams(IMarginEngine.MarketParams calldata p) private pure {
+        if (p.asset == address(0)) revert IMarginEngine.ZeroAddress();
+        _bound("baseMMR", p.baseMMR, C.MIN_BASE_MMR, C.MAX_BASE_MMR);
+        _bound("maxMMR", p.maxMMR, p.baseMMR, WAD);
+        _bound("volK", p.volK, 0, C.MAX_VOL_K);
+        _bound("sizeK", p.sizeK, 0, C.MAX_SIZE_K);
+        _bound("imFactor", p.imFactor, C.MIN_IM_FACTOR, C.MAX_IM_FACTOR);
+        _bound("feeRate", p.feeRate, 0, C.MAX_FEE_RATE);
+        _bound("oiCapFraction", p.oiCapFraction, 1, C.MAX_OI_CAP_FRACTION);
+        _bound("maxFundingRate", p.maxFundingRate, 0, C.MAX_FUNDING_RATE);
+        _bound("skewScale", p.skewScale, 1, type(uint128).max);
+        _bound("oiCapUsd", p.oiCapUsd, C.MIN_OI_CAP_USD, type(uint128).max);
+    }
+
+    function _bound(bytes32 name, uint256 value, uint256 min, uint256 max) private pure {
+        if (value < min || value > max) revert IMarginEngine.ParamOutOfBounds(name, value, min, max);
+    }
+}

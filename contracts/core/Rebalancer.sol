@@ -239,6 +239,13 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         if (!low && !high) return (Status.InBand, d, plan);
 
         d.feeUsd = keeperFee(d.policy.maxFeeUsd);
+        if (h < WAD) {
+            // A rescue pays its keeper at least what the liquidation it replaces would (the flat keeper reward,
+            // within the owner's cap; whole token units), so a keeper always prefers the rescue or is indifferent.
+            uint256 reward = Math.min(engine.riskParams().keeperReward, d.policy.maxFeeUsd);
+            reward -= reward % settlementScale;
+            if (d.feeUsd < reward) d.feeUsd = reward;
+        }
         d.assets = new address[](d.policy.topUpAssets.length);
         d.amounts = new uint256[](d.policy.topUpAssets.length);
         plan.action = low ? _planRestore(d, plan) : _planRelease(d);

@@ -22,13 +22,20 @@ import { expectState, modelInputs, openAccount, PX8, RISK, toWad8, type Book } f
  *
  * Every expected number is computed in this file from the test's own ledger (deposits, trades at known
  * prices) with the documented formulas in test/shared/marginMath.ts. The only values read from the chain
- * as inputs are the oracle's EWMA volatility after the test's own poke (the engine reads the same value:
- * the feed's round does not change between the poke and the liquidation) and the pool's capital (only to
- * follow the pool's own balance: requirements read the market's oiCapUsd, never pool capital).
+ * as inputs are the oracle's volatilities σ and σ_mm after the test's own poke (the engine reads the same
+ * pair at the same block time) and the pool's capital (only to follow the pool's own balance: requirements
+ * read the market's oiCapUsd, never pool capital).
  * Funding is switched off (maxFundingRate = 0) so values do not depend on block times.
+ *
+ * Every price move here happens within one interval of the volatility grid (test/shared/fixtures.ts), so σ and
+ * σ_mm stay at their 10 % floor: accounts become liquidatable by price alone, never by the volatility term
+ * (README "Risk model"). A 5x long (2,000 USDC on 5 ETH at 2,000) then crosses health 1 near 1,627 (−18.6 %):
+ * the prices below were chosen for the rule each test exercises (partial at 1,625: h ≈ 0.92).
  */
 
 const START = { eth: toWad8(PX8(2000)), btc: toWad8(PX8(30000)) };
+/** ETH price at which the 5x long of `longEthFixture` is liquidated partially (h ≈ 0.92, f ≈ 0.597). */
+const PARTIAL_ETH = 1625n;
 
 /** systemFixture with funding off in both markets and a keeper. */
 async function liqFixture() {
@@ -121,7 +128,7 @@ describe("MarginEngine › liquidate", function () {
 
   it("closes the documented least fraction, pays keeper and insurance, and restores the target ratio", async function () {
     const f = await loadFixture(longEthFixture);
-    const eth = await setEth(f, 1750);
+    const eth = await setEth(f, PARTIAL_ETH);
     const p = await predict(f, f.book, { ...START, eth });
     expect(p.rule).to.equal("partial");
     expectState(await f.engine.accountState(f.book.id), p.before);
@@ -169,30 +176,39 @@ describe("MarginEngine › liquidate", function () {
   });
 
   it("closes everything when health is below fullLiquidationHealth", async function () {
+    // By price alone at the default threshold (0.5) this 5x long is below 0.5 only once its equity no longer
+    // covers the penalty (the full close would leave bad debt, and the partial rule gives 1 already there).
+    // To isolate the rule, governance raises the threshold to 0.9: at 1,622 (h ≈ 0.81) the partial rule would
+    // close 81 %, the threshold closes everything, and the account keeps what is left.
     const f = await loadFixture(longEthFixture);
-    const eth = await setEth(f, 1700);
-    const p = await predict(f, f.book, { ...START, eth });
-    expect(p.before.health).to.be.lt(RISK.fullLiquidationHealth);
+    const risk: RiskP = { ...RISK, fullLiquidationHealth: wad("0.9") };
+    await f.engine.setRiskParams(risk);
+    const eth = await setEth(f, 1622);
+    const p = await predict(f, f.book, { ...START, eth }, risk);
+    expect(p.before.health).to.be.lt(risk.fullLiquidationHealth).and.gte(RISK.fullLiquidationHealth);
     expect(p.rule).to.equal("full-health");
+    const atDefault = liquidationFraction(p.before, RISK);
+    expect(atDefault.rule).to.equal("partial");
+    expect(atDefault.f).to.equal(812_331_279_673_401_848n); // what the default threshold would close
     expect(await f.engine.liquidationFraction(f.book.id)).to.equal(WAD);
 
     const keeperUsdc0 = await f.usdc.balanceOf(f.keeper);
     await expect(f.engine.connect(f.keeper).liquidate(f.book.id))
       .to.emit(f.engine, "Liquidated")
-      .withArgs(f.book.id, f.keeper.address, WAD, E18(5) * 1700n, p.liq.penalty, p.liq.keeperUsd, p.before.health, p.after.health);
-    expect(p.liq.penalty).to.equal(E18(85)); // 1 % of 8,500
-    expect(p.liq.keeperUsd).to.equal(E18(5) + wad("42.5"));
-    expect((await f.usdc.balanceOf(f.keeper)) - keeperUsdc0).to.equal(USDC(47) + 500_000n);
+      .withArgs(f.book.id, f.keeper.address, WAD, E18(5) * 1622n, p.liq.penalty, p.liq.keeperUsd, p.before.health, p.after.health);
+    expect(p.liq.penalty).to.equal(wad("81.1")); // 1 % of 8,110
+    expect(p.liq.keeperUsd).to.equal(E18(5) + wad("40.55"));
+    expect((await f.usdc.balanceOf(f.keeper)) - keeperUsdc0).to.equal(USDC(45) + 550_000n);
     expect(await f.engine.positionMask(f.book.id)).to.equal(0n);
-    // 1,995 margin − 1,500 loss − 5 reward − 85 penalty = 405 USDC left, no position, health = max.
-    expect(await f.vault.marginOf(f.book.id, f.usdc)).to.equal(USDC(405));
+    // 1,995 margin − 1,890 loss − 5 reward − 81.1 penalty = 18.9 USDC left, no position, health = max.
+    expect(await f.vault.marginOf(f.book.id, f.usdc)).to.equal(USDC(18) + 900_000n);
     expect(p.after.health).to.equal(2n ** 256n - 1n);
     expectState(await f.engine.accountState(f.book.id), p.after);
   });
 
   it("closes everything when the remainder would be dust", async function () {
     const f = await loadFixture(longEthFixture);
-    const eth = await setEth(f, 1750);
+    const eth = await setEth(f, PARTIAL_ETH);
     const partial = await predict(f, f.book, { ...START, eth });
     expect(partial.rule).to.equal("partial");
     // The partial close would leave N·(1 − f) of notional; make that dust.
@@ -205,20 +221,20 @@ describe("MarginEngine › liquidate", function () {
     expect(await f.engine.liquidationFraction(f.book.id)).to.equal(WAD);
     await expect(f.engine.connect(f.keeper).liquidate(f.book.id))
       .to.emit(f.engine, "Liquidated")
-      .withArgs(f.book.id, f.keeper.address, WAD, E18(5) * 1750n, p.liq.penalty, p.liq.keeperUsd, p.before.health, p.after.health);
+      .withArgs(f.book.id, f.keeper.address, WAD, E18(5) * PARTIAL_ETH, p.liq.penalty, p.liq.keeperUsd, p.before.health, p.after.health);
     expect(await f.engine.positionMask(f.book.id)).to.equal(0n);
 
     // One wei less of dust threshold and the same account is liquidated partially.
     const g = await loadFixture(longEthFixture);
-    await setEth(g, 1750);
+    await setEth(g, PARTIAL_ETH);
     await g.engine.setRiskParams({ ...RISK, dustNotional: remaining });
     expect(await g.engine.liquidationFraction(g.book.id)).to.equal(partial.fraction);
   });
 
   it("reduces every position of a cross-margin account by the same fraction", async function () {
     const f = await loadFixture(crossFixture);
-    const eth = await setEth(f, 1800);
-    const btc = await setBtc(f, 27000);
+    const eth = await setEth(f, 1640);
+    const btc = await setBtc(f, 24900);
     const p = await predict(f, f.book, { eth, btc });
     expect(p.rule).to.equal("partial");
     expectState(await f.engine.accountState(f.book.id), p.before);
@@ -263,10 +279,10 @@ describe("MarginEngine › liquidate", function () {
 });
 
 describe("MarginEngine › buyCollateral", function () {
-  /** BTC −16.7 %: the WETH-margined account is closed in full and owes the pool. */
+  /** BTC −20 %: the WETH-margined account (equity −4.5 USD: health 0) is closed in full and owes the pool. */
   async function liquidatedWethFixture() {
     const f = await wethMarginFixture();
-    const btc = await setBtc(f, 25000);
+    const btc = await setBtc(f, 24000);
     const p = await predict(f, f.book, { eth: START.eth, btc });
     await f.engine.connect(f.keeper).liquidate(f.book.id);
     return { ...f, p, btc };
@@ -276,18 +292,19 @@ describe("MarginEngine › buyCollateral", function () {
     const f = await loadFixture(liquidatedWethFixture);
     expect(f.p.fraction).to.equal(WAD);
     expect(await f.engine.positionMask(f.book.id)).to.equal(0n);
-    // −fee 4.5 − loss 1,500 − reward 5 − penalty 75: nothing in USDC to settle it with.
-    expect(f.p.liq.settlementAfter).to.equal(-wad("1584.5"));
-    expect((await f.engine.accountState(f.book.id)).settlement).to.equal(-wad("1584.5"));
+    // −fee 4.5 − loss 1,800 − reward 5 − penalty 72: nothing in USDC to settle it with.
+    expect(f.p.before.health).to.equal(0n);
+    expect(f.p.liq.settlementAfter).to.equal(-wad("1881.5"));
+    expect((await f.engine.accountState(f.book.id)).settlement).to.equal(-wad("1881.5"));
     expect(await f.vault.marginOf(f.book.id, f.weth)).to.equal(E18(1));
   });
 
   it("sells WETH margin at price × (1 − 5 %) with the repay capped at the debt", async function () {
     const f = await loadFixture(liquidatedWethFixture);
-    const debtUsdc = USDC(1584) + 500_000n;
+    const debtUsdc = USDC(1881) + 500_000n;
     const discounted = wMulDown(START.eth, WAD - RISK.collateralDiscount); // 1,900
     const amountOut = mulDivDown(debtUsdc * USDC_SCALE, WAD, discounted); // rounded down
-    expect(amountOut).to.equal(833_947_368_421_052_631n);
+    expect(amountOut).to.equal(990_263_157_894_736_842n);
 
     await f.usdc.mint(f.keeper.address, USDC(10_000));
     await f.usdc.connect(f.keeper).approve(f.engine, USDC(10_000));
@@ -321,7 +338,7 @@ describe("MarginEngine › buyCollateral", function () {
     await expect(f.engine.connect(f.keeper).buyCollateral(f.book.id, f.weth, repay, amountOut))
       .to.emit(f.engine, "CollateralBought")
       .withArgs(f.book.id, f.keeper.address, await f.weth.getAddress(), repay, amountOut);
-    expect((await f.engine.accountState(f.book.id)).settlement).to.equal(-wad("584.5"));
+    expect((await f.engine.accountState(f.book.id)).settlement).to.equal(-wad("881.5"));
   });
 
   it("reverts SlippageExceeded(amountOut, min) when minAmountOut is above what the repay buys", async function () {
@@ -441,7 +458,9 @@ describe("MarginEngine › bad debt", function () {
 });
 
 describe("MarginEngine › Promise 4: liquidation succeeds only when h < 1 and improves h or closes the account", function () {
-  for (const usd of [1860, 1800, 1780, 1750, 1720, 1700, 1650, 1600, 1500]) {
+  // Around the 5x long's liquidation price (≈ 1,627 at σ's floor): healthy, partial, full by the partial rule
+  // (ge1), full by fullLiquidationHealth, and negative equity.
+  for (const usd of [1860, 1700, 1640, 1630, 1626, 1622, 1618, 1610, 1600, 1500]) {
     it(`ETH at ${usd}`, async function () {
       const f = await loadFixture(longEthFixture);
       await setEth(f, usd);
@@ -460,7 +479,7 @@ describe("MarginEngine › Promise 4: liquidation succeeds only when h < 1 and i
 
   it("covers both branches: at least one price is liquidated partially and one in full", async function () {
     const fractions: bigint[] = [];
-    for (const usd of [1800, 1700]) {
+    for (const usd of [PARTIAL_ETH, 1610n]) {
       const f = await loadFixture(longEthFixture);
       await setEth(f, usd);
       fractions.push(await f.engine.liquidationFraction(f.book.id));

@@ -2,10 +2,11 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
+import type { AddressLike } from "ethers";
 
 import { MockAggregator__factory, MockERC20__factory } from "../../typechain-types";
 import { CRYPTO_FEED, DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET, wad, type MarketConfig, type RiskConfig } from "../../deploy/params";
-import { E18, USDC, systemFixture } from "../shared/fixtures";
+import { E18, USDC, alignToVolGrid, systemFixture } from "../shared/fixtures";
 import {
   MAX_UINT,
   WAD,
@@ -22,6 +23,7 @@ import {
   px8,
   sqrtHorizon,
   tradeFee,
+  type Vols,
 } from "../shared/engineMath";
 
 // ------------------------------------------------------------------------------------------ constants
@@ -92,6 +94,12 @@ async function indexNow(f: Fx, market: bigint, m: MarketConfig, price: bigint): 
   const now = BigInt(await time.latest());
   const rate = fundingRate(st.longOI, st.shortOI, m.maxFundingRate, m.skewScale);
   return fundingIndexAfter(st.fundingIndex, rate, price, now - st.lastFundingTime);
+}
+
+/** σ and σ_mm of `asset` as the oracle reports them at the latest block (the engine reads the same pair). */
+async function volsOf(f: Fx, asset: AddressLike): Promise<Vols> {
+  const [target, maintenance] = await f.oracle.volatilities(asset);
+  return { target, maintenance };
 }
 
 /** Lists an 18-decimal stablecoin at exactly 1.00000000 USD with haircut 1: collateral of 1-wei granularity. */
@@ -402,16 +410,22 @@ describe("MarginEngine", () => {
       await vault.connect(alice).depositMargin(aliceId, usdc, USDC(20_000));
       await trade(f, alice, aliceId, ethMarket, E18(10));
       await trade(f, alice, aliceId, btcMarket, -E18(1));
-      // A 10 % move raises the EWMA volatility above its floor once the oracle is poked.
+      // A 10 % move in the next interval of the sampling grid raises σ above its floor once the oracle is
+      // poked; σ_mm, the maintenance volatility, starts toward it at maxChangePerDay (IM follows σ at once).
+      await alignToVolGrid(60);
       await f.ethFeed.setAnswer(2200n * 10n ** 8n);
       await oracle.poke(weth);
+      await f.btcFeed.setAnswer(30000n * 10n ** 8n); // BTC's round of this interval: unchanged price
       const p = px8(2200n * 10n ** 8n);
-      const volEth = await oracle.volatility(weth);
-      const volBtc = await oracle.volatility(f.wbtc);
-      expect(volEth).to.be.greaterThan(wad("0.1"));
+      const volEth = await volsOf(f, weth);
+      const volBtc = await volsOf(f, f.wbtc);
+      expect(volEth.target).to.be.greaterThan(wad("0.1"));
+      expect(volEth.maintenance).to.be.greaterThan(wad("0.1")).and.lessThan(volEth.target);
       const rEth = positionRequirements(M, E18(10), p, volEth, SQRT_H);
       const rBtc = positionRequirements(M, -E18(1), P30000, volBtc, SQRT_H);
       expect(rEth.rate).to.be.greaterThan(M.baseMMR + mulDivUp(M.sizeK, rEth.notional, M.oiCapUsd));
+      // IM at σ is more than imFactor × MM at σ_mm: new risk pays the new volatility at once.
+      expect(rEth.im).to.be.greaterThan(mulDivUp(rEth.mm, M.imFactor, WAD));
 
       const s = await engine.accountState(aliceId);
       expect(s.notional).to.equal(rEth.notional + rBtc.notional);
@@ -430,12 +444,16 @@ describe("MarginEngine", () => {
       expect(s.health).to.equal(healthOf(s.equity, s.maintenanceMargin));
     });
 
-    it("maintenanceRate is baseMMR + ⌈volK·σ·√h⌉ + ⌈sizeK·N/oiCapUsd⌉ and is capped at maxMMR", async () => {
+    it("maintenanceRate is baseMMR + ⌈volK·σ_mm·√h⌉ + ⌈sizeK·N/oiCapUsd⌉ and is capped at maxMMR", async () => {
       const f = await loadFixture(engineFixture);
       const { engine, oracle, weth, ethMarket } = f;
+      // A volatility sample (next grid interval) sets σ above σ_mm: the rate reads σ_mm, the maintenance volatility.
+      await alignToVolGrid(60);
       await f.ethFeed.setAnswer(1850n * 10n ** 8n);
       await oracle.poke(weth);
-      const vol = await oracle.volatility(weth);
+      const { target, maintenance: vol } = await volsOf(f, weth);
+      expect(target).to.be.greaterThan(vol);
+      expect(await engine.maintenanceRate(ethMarket, E18(1))).to.be.lessThan(mmr(M, E18(1), target, SQRT_H));
       for (const n of [0n, E18(1), E18(123_456), E18(500_000)]) {
         expect(await engine.maintenanceRate(ethMarket, n)).to.equal(mmr(M, n, vol, SQRT_H));
       }
@@ -463,7 +481,7 @@ describe("MarginEngine", () => {
       const f = await loadFixture(engineFixture);
       const { engine, oracle, vault, usdc, weth, alice, aliceId, ethMarket } = f;
       await vault.connect(alice).depositMargin(aliceId, usdc, USDC(100));
-      const vol = await oracle.volatility(weth);
+      const vol = await volsOf(f, weth);
       const fee = tradeFee(E18(5), P2000, M.feeRate);
       const equity = USDC(100) * USDC_SCALE - mulDivUp(fee, 1n, USDC_SCALE) * USDC_SCALE;
       const im = positionRequirements(M, E18(5), P2000, vol, SQRT_H).im + KEEPER_REWARD;
@@ -704,7 +722,7 @@ describe("MarginEngine", () => {
       const f = await loadFixture(engineFixture);
       const { engine, oracle, weth, ethMarket } = f;
       await engine.setRiskParams({ ...DEFAULT_RISK, volHorizon: 7 * 86_400 });
-      const vol = await oracle.volatility(weth);
+      const vol = await oracle.maintenanceVolatility(weth);
       expect(await engine.maintenanceRate(ethMarket, 0n)).to.equal(mmr(MAJOR_MARKET, 0n, vol, sqrtHorizon(7 * 86_400)));
     });
 
@@ -872,7 +890,7 @@ describe("MarginEngine", () => {
       const margin = USDC(1_000) - mulDivUp(tradeFee(E18(2), P2000, NO_FUNDING.feeRate), 1n, USDC_SCALE);
       const equity = margin * USDC_SCALE;
       const im =
-        positionRequirements(NO_FUNDING, E18(2), P2000, await oracle.volatility(weth), SQRT_H).im + KEEPER_REWARD;
+        positionRequirements(NO_FUNDING, E18(2), P2000, await volsOf(f, weth), SQRT_H).im + KEEPER_REWARD;
       expect((await engine.accountState(aliceId)).initialMargin).to.equal(im);
       const releasable = (equity - im) / USDC_SCALE; // whole USDC units that keep equity >= IM
       await expect(vault.connect(alice).releaseMargin(aliceId, usdc, releasable + 1n))

@@ -28,10 +28,12 @@ describe("gas snapshot › MarginEngine", () => {
     await s.engine.connect(s.alice).modifyPosition(1, s.ethMarket, E18(25), E18(2100));
     // The first price on a 10 USD grid below 2,000 at which the account is liquidatable but only partially.
     let fraction = 0n;
+    let last = 2000n;
     for (let px = 1990n; fraction === 0n || fraction === E18(1); px -= 10n) {
       await s.ethFeed.setAnswer(E8(px));
       await s.oracle.poke(s.weth);
       fraction = await s.engine.liquidationFraction(1);
+      last = px;
     }
     await snapshotGas("liquidate partial", s.engine.connect(s.keeper).liquidate(1));
 
@@ -40,8 +42,9 @@ describe("gas snapshot › MarginEngine", () => {
     await s.usdc.connect(s.bob).approve(s.vault, USDC(10_000));
     await s.vault.connect(s.bob).depositMargin(2, s.usdc, USDC(10_000));
     await s.engine.connect(s.bob).modifyPosition(2, s.ethMarket, E18(25), E18(2100));
-    // A 22 % drop from 1,670: the loss takes most of the equity and the volatility spike the rest.
-    await s.ethFeed.setAnswer(E8(1300));
+    // A 25 % drop (the breaker's limit) from the partial's price (1,620 with σ_mm at its floor, which it keeps
+    // within the fixture's grid interval): the loss, 6.25 × that price, is more than the equity (health 0).
+    await s.ethFeed.setAnswer((E8(last) * 3n) / 4n);
     await s.oracle.poke(s.weth);
     expect(await s.engine.liquidationFraction(2)).to.equal(E18(1));
     await snapshotGas("liquidate full", s.engine.connect(s.keeper).liquidate(2));

@@ -42,8 +42,9 @@ async function openAccount(
 }
 
 /**
- * Lowers ETH in 5 USD steps (about 0.1 of health per step at these leverages, less than the 0.3 between 1
- * and the trigger) until every account needs a rebalance.
+ * Lowers ETH in 5 USD steps (about 0.2 of health per step near the trigger at these leverages with σ_mm at its
+ * floor, less than the 0.3 between 1 and the trigger: the accounts land at 1.12, ~1,530) until every account
+ * needs a rebalance.
  */
 async function dropUntilAllNeed(s: SystemFixture, ids: bigint[]): Promise<void> {
   for (let px = 1995n; ; px -= 5n) {

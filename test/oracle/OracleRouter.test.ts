@@ -5,14 +5,19 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { FeedPusher, MockAggregator, OracleRouter } from "../../typechain-types";
 import type { IOracleRouter } from "../../typechain-types/contracts/core/OracleRouter";
 import { loadPriceCsv, type PricePoint } from "../../lib/prices";
+import { DEFAULT_VOL, VolMirror, ewmaStep, floorVarianceRate, jumpBpsOf } from "../shared/oracleMath";
 
 // ------------------------------------------------------------------ units and constants (mirror Constants.sol)
 const WAD = 10n ** 18n;
-const BPS = 10_000n;
 const SECONDS_PER_YEAR = 365n * 86_400n;
-const DEFAULT_TAU = 86_400n; // 1 day
-const DEFAULT_FLOOR = WAD / 10n; // 10 %
-const DEFAULT_CAP = 5n * WAD; // 500 %
+const DEFAULT_TAU = DEFAULT_VOL.tau; // 1 day
+const DEFAULT_FLOOR = DEFAULT_VOL.floor; // 10 %
+const DEFAULT_CAP = DEFAULT_VOL.cap; // 500 %
+const DEFAULT_INTERVAL = DEFAULT_VOL.interval; // 1 hour sampling grid
+const DEFAULT_MAX_CHANGE = DEFAULT_VOL.maxChangePerDay; // 50 percentage points a day
+const INTERVAL = Number(DEFAULT_INTERVAL);
+/** Hourly samples (returns) among the first 1500 real Chainlink ETH/USD rounds of the data file. */
+const SAMPLED_RETURNS = 955;
 const MAX_SEQUENCER_GRACE = 86_400;
 const MAX_BREAKER_COOLDOWN = 7 * 86_400;
 const UINT128_MAX = (1n << 128n) - 1n;
@@ -30,16 +35,18 @@ const COOLDOWN = 3600;
 const GRACE = 3600;
 
 const ceilDiv = (a: bigint, b: bigint): bigint => (a + b - 1n) / b;
-/** Initial per-second variance: floor^2 / year, WAD, rounded down (mirror of `_floorVarianceRate`). */
-const floorVarianceRate = (floor: bigint): bigint => (floor * floor) / (WAD * SECONDS_PER_YEAR);
-/** Exact mirror of one EWMA step of `_record`: v' = ceil((tau v + ceil(move^2 WAD / prev^2)) / (tau + dt)). */
-function ewmaStep(v: bigint, prev: bigint, p: bigint, dt: bigint, tau: bigint): bigint {
-  const move = p > prev ? p - prev : prev - p;
-  const r2 = ceilDiv(move * move * WAD, prev * prev);
-  return ceilDiv(tau * v + r2, tau + dt);
+/** Volatility params with the defaults of the two grid/speed fields, as setVolParams takes them. */
+const volParams = (tau: number | bigint, floor: bigint, cap: bigint): IOracleRouter.VolParamsStruct => ({
+  tau,
+  floor,
+  cap,
+  interval: DEFAULT_INTERVAL,
+  maxChangePerDay: DEFAULT_MAX_CHANGE,
+});
+/** The first second of the sampling interval after chain time now + `ahead` seconds. */
+async function nextGridStart(ahead = 10): Promise<number> {
+  return (Math.floor(((await time.latest()) + ahead) / INTERVAL) + 1) * INTERVAL;
 }
-/** Breaker jump in bps, rounded up (mirror of `_record`). */
-const jumpBpsOf = (prev: bigint, p: bigint): bigint => ceilDiv((p > prev ? p - prev : prev - p) * BPS, prev);
 
 function feedParams(feed: string, over: Partial<IOracleRouter.FeedParamsStruct> = {}): IOracleRouter.FeedParamsStruct {
   return {
@@ -94,7 +101,13 @@ describe("OracleRouter", function () {
       expect(p.cooldown).to.equal(COOLDOWN);
       expect(await router.feedDecimals(WETH)).to.equal(8);
       const v = await router.volParams(WETH);
-      expect([v.tau, v.floor, v.cap]).to.deep.equal([DEFAULT_TAU, DEFAULT_FLOOR, DEFAULT_CAP]);
+      expect([v.tau, v.floor, v.cap, v.interval, v.maxChangePerDay]).to.deep.equal([
+        DEFAULT_TAU,
+        DEFAULT_FLOOR,
+        DEFAULT_CAP,
+        DEFAULT_INTERVAL,
+        DEFAULT_MAX_CHANGE,
+      ]);
     });
 
     it("starts the EWMA at the floor: varianceRate = floor(floor^2 / year) and volatility = floor", async function () {
@@ -104,7 +117,9 @@ describe("OracleRouter", function () {
       expect(o.varianceRate).to.equal(317_097_919n); // 0.01e18 / 31_536_000, rounded down
       expect(o.price).to.equal(0n);
       expect(o.updatedAt).to.equal(0n);
+      expect([o.sampleAt, o.samplePrice, o.mmVol]).to.deep.equal([0n, 0n, DEFAULT_FLOOR]);
       expect(await router.volatility(WETH)).to.equal(DEFAULT_FLOOR);
+      expect(await router.maintenanceVolatility(WETH)).to.equal(DEFAULT_FLOOR);
     });
 
     it("emits FeedSet and VolParamsSet with the defaults", async function () {
@@ -113,16 +128,16 @@ describe("OracleRouter", function () {
       await expect(router.setFeed(USDC, feedParams(feed, { minPrice: WAD / 2n, maxPrice: 2n * WAD })))
         .to.emit(router, "FeedSet")
         .and.to.emit(router, "VolParamsSet")
-        .withArgs(USDC, [DEFAULT_TAU, DEFAULT_FLOOR, DEFAULT_CAP]);
+        .withArgs(USDC, [DEFAULT_TAU, DEFAULT_FLOOR, DEFAULT_CAP, DEFAULT_INTERVAL, DEFAULT_MAX_CHANGE]);
     });
 
     it("keeps VolParams the owner already set", async function () {
       const { router, feed6 } = await loadFixture(deployFixture);
-      await router.setVolParams(USDC, { tau: 3600, floor: WAD / 100n, cap: WAD });
+      await router.setVolParams(USDC, { tau: 3600, floor: WAD / 100n, cap: WAD, interval: 900, maxChangePerDay: WAD });
       await expect(router.setFeed(USDC, feedParams(await feed6.getAddress(), { minPrice: WAD / 2n, maxPrice: 2n * WAD })))
         .not.to.emit(router, "VolParamsSet");
       const v = await router.volParams(USDC);
-      expect([v.tau, v.floor, v.cap]).to.deep.equal([3600n, WAD / 100n, WAD]);
+      expect([v.tau, v.floor, v.cap, v.interval, v.maxChangePerDay]).to.deep.equal([3600n, WAD / 100n, WAD, 900n, WAD]);
     });
 
     it("rejects a feed with 19 decimals with FeedDecimalsTooHigh and accepts 18", async function () {
@@ -172,22 +187,81 @@ describe("OracleRouter", function () {
         .withArgs(ethers.ZeroAddress);
     });
 
-    it("resets the asset's observation and breaker", async function () {
+    it("with the same feed keeps the observation, the breaker and the volatility (a governance call resets nothing)", async function () {
       const { router, feed8 } = await loadFixture(deployFixture);
+      const t0 = await nextGridStart();
+      await setRoundAt(feed8, 1, 2000n * e8, t0, t0);
       await router.poke(WETH);
-      const t = (await time.latest()) + 10;
-      await setRoundAt(feed8, 2, 3000n * 10n ** 8n, t, t); // +50 %: trips
+      await setRoundAt(feed8, 2, 2200n * e8, t0 + INTERVAL, t0 + INTERVAL); // +10 %: a sample, σ rises
+      await router.poke(WETH);
+      const t = t0 + INTERVAL + 10;
+      await setRoundAt(feed8, 3, 3000n * e8, t, t); // +36 %: trips (no sample: same interval)
       await expect(router.poke(WETH)).to.emit(router, "BreakerTripped");
-      expect((await router.observation(WETH)).tripped).to.equal(true);
+      const before = await router.observation(WETH);
+      expect(before.tripped).to.equal(true);
+      expect(await router.volatility(WETH)).to.be.greaterThan(DEFAULT_FLOOR);
 
-      await router.setFeed(WETH, feedParams(await feed8.getAddress()));
+      await expect(router.setFeed(WETH, feedParams(await feed8.getAddress(), { maxJumpBps: 5000 }))).to.emit(router, "FeedSet");
+      expect(await router.observation(WETH)).to.deep.equal(before);
+      expect((await router.feedParams(WETH)).maxJumpBps).to.equal(5000); // the parameters did change
+      await expect(router.price(WETH)).to.be.revertedWithCustomError(router, "CircuitBreakerTripped").withArgs(WETH, t + COOLDOWN);
+    });
+
+    it("with a new feed restarts the price reference, the breaker and the sample grid, and keeps σ and σ_mm", async function () {
+      const { router, feed8, feed18 } = await loadFixture(deployFixture);
+      const t0 = await nextGridStart();
+      await setRoundAt(feed8, 1, 2000n * e8, t0, t0);
+      await router.poke(WETH);
+      await setRoundAt(feed8, 2, 2200n * e8, t0 + INTERVAL, t0 + INTERVAL); // a sample: σ rises
+      await router.poke(WETH);
+      const t = t0 + INTERVAL + 10;
+      await setRoundAt(feed8, 3, 3000n * e8, t, t); // trips
+      await expect(router.poke(WETH)).to.emit(router, "BreakerTripped");
+      const before = await router.observation(WETH);
+      const sigma = await router.volatility(WETH);
+
+      // The mirror of the state: the new feed carries σ_mm to the block time of setFeed, toward the same target.
+      const m = new VolMirror(0n);
+      m.observe(2000n * WAD, BigInt(t0));
+      m.observe(2200n * WAD, BigInt(t0 + INTERVAL));
+      m.observe(3000n * WAD, BigInt(t));
+      expect(m.varianceRate).to.equal(before.varianceRate);
+      await feed18.setRound(7, 2500n * WAD, t, t);
+      const at = t + 100;
+      await time.setNextBlockTimestamp(at);
+      await router.setFeed(WETH, feedParams(await feed18.getAddress()));
+      m.restartPriceReference(BigInt(at));
       const o = await router.observation(WETH);
-      expect(o.tripped).to.equal(false);
-      expect(o.price).to.equal(0n);
-      expect(o.updatedAt).to.equal(0n);
-      expect(o.breakerUntil).to.equal(0n);
+      expect([o.tripped, o.price, o.updatedAt, o.breakerUntil, o.samplePrice, o.sampleAt]).to.deep.equal([false, 0n, 0n, 0n, 0n, 0n]);
+      expect(o.varianceRate).to.equal(before.varianceRate);
+      expect([o.mmVol, o.mmVolAt]).to.deep.equal([m.mmVol, BigInt(at)]);
+      expect(await router.volatility(WETH)).to.equal(sigma);
+      // The new feed's round is the new reference: no breaker against the old feed's 3,000.
+      expect(await router.price(WETH)).to.equal(2500n * WAD);
+    });
+
+    it("resetVolatility puts σ and σ_mm back at the floor and emits VolatilityReset; owner only, FeedNotSet without a feed", async function () {
+      const { router, feed8, other } = await loadFixture(deployFixture);
+      const t0 = await nextGridStart();
+      await setRoundAt(feed8, 1, 2000n * e8, t0, t0);
+      await router.poke(WETH);
+      await setRoundAt(feed8, 2, 2200n * e8, t0 + INTERVAL, t0 + INTERVAL);
+      await router.poke(WETH);
+      expect(await router.volatility(WETH)).to.be.greaterThan(DEFAULT_FLOOR);
+
+      await expect(router.connect(other).resetVolatility(WETH))
+        .to.be.revertedWithCustomError(router, "OwnableUnauthorizedAccount")
+        .withArgs(other.address);
+      await expect(router.resetVolatility(UNLISTED)).to.be.revertedWithCustomError(router, "FeedNotSet").withArgs(UNLISTED);
+      const at = t0 + INTERVAL + 5;
+      await time.setNextBlockTimestamp(at);
+      await expect(router.resetVolatility(WETH)).to.emit(router, "VolatilityReset").withArgs(WETH);
+      const o = await router.observation(WETH);
       expect(o.varianceRate).to.equal(floorVarianceRate(DEFAULT_FLOOR));
-      expect(await router.price(WETH)).to.equal(3000n * WAD);
+      expect([o.price, o.updatedAt, o.sampleAt, o.samplePrice, o.mmVol, o.mmVolAt]).to.deep.equal([0n, 0n, 0n, 0n, DEFAULT_FLOOR, BigInt(at)]);
+      expect(await router.volatilities(WETH)).to.deep.equal([DEFAULT_FLOOR, DEFAULT_FLOOR]);
+      // The feed's round is the new reference.
+      expect(await router.price(WETH)).to.equal(2200n * WAD);
     });
 
     it("only the owner can set a feed (OwnableUnauthorizedAccount)", async function () {
@@ -200,12 +274,13 @@ describe("OracleRouter", function () {
 
   // ---------------------------------------------------------------- setVolParams
   describe("setVolParams", function () {
+    // The bounds of interval and maxChangePerDay: test/oracle/Volatility.test.ts.
     const bad: [string, IOracleRouter.VolParamsStruct][] = [
-      ["a zero tau", { tau: 0, floor: DEFAULT_FLOOR, cap: DEFAULT_CAP }],
-      ["tau above MAX_VOL_TAU (365 days)", { tau: 365 * 86_400 + 1, floor: DEFAULT_FLOOR, cap: DEFAULT_CAP }],
-      ["a zero floor", { tau: 3600, floor: 0n, cap: DEFAULT_CAP }],
-      ["floor above cap", { tau: 3600, floor: 2n * WAD, cap: WAD }],
-      ["cap above MAX_VOLATILITY (1000 %)", { tau: 3600, floor: DEFAULT_FLOOR, cap: 10n * WAD + 1n }],
+      ["a zero tau", volParams(0, DEFAULT_FLOOR, DEFAULT_CAP)],
+      ["tau above MAX_VOL_TAU (365 days)", volParams(365 * 86_400 + 1, DEFAULT_FLOOR, DEFAULT_CAP)],
+      ["a zero floor", volParams(3600, 0n, DEFAULT_CAP)],
+      ["floor above cap", volParams(3600, 2n * WAD, WAD)],
+      ["cap above MAX_VOLATILITY (1000 %)", volParams(3600, DEFAULT_FLOOR, 10n * WAD + 1n)],
     ];
     for (const [what, params] of bad) {
       it(`rejects ${what} with InvalidVolParams`, async function () {
@@ -216,23 +291,25 @@ describe("OracleRouter", function () {
 
     it("accepts floor == cap == MAX_VOLATILITY and tau == 365 days, and emits VolParamsSet", async function () {
       const { router } = await loadFixture(deployFixture);
-      await expect(router.setVolParams(WETH, { tau: 365 * 86_400, floor: 10n * WAD, cap: 10n * WAD }))
+      await expect(router.setVolParams(WETH, volParams(365 * 86_400, 10n * WAD, 10n * WAD)))
         .to.emit(router, "VolParamsSet")
-        .withArgs(WETH, [365n * 86_400n, 10n * WAD, 10n * WAD]);
+        .withArgs(WETH, [365n * 86_400n, 10n * WAD, 10n * WAD, DEFAULT_INTERVAL, DEFAULT_MAX_CHANGE]);
       expect(await router.volatility(WETH)).to.equal(10n * WAD);
+      expect(await router.maintenanceVolatility(WETH)).to.equal(10n * WAD);
     });
 
     it("restarts the EWMA at the new floor while nothing has been observed", async function () {
       const { router } = await loadFixture(deployFixture);
       const floor = (3n * WAD) / 10n; // 30 %
-      await router.setVolParams(WETH, { tau: 7200, floor, cap: DEFAULT_CAP });
+      await router.setVolParams(WETH, volParams(7200, floor, DEFAULT_CAP));
       expect((await router.observation(WETH)).varianceRate).to.equal(floorVarianceRate(floor));
-      expect(await router.volatility(WETH)).to.equal(floor);
+      expect((await router.observation(WETH)).mmVol).to.equal(floor);
+      expect(await router.volatilities(WETH)).to.deep.equal([floor, floor]);
     });
 
     it("only the owner can set volatility params (OwnableUnauthorizedAccount)", async function () {
       const { router, other } = await loadFixture(deployFixture);
-      await expect(router.connect(other).setVolParams(WETH, { tau: 3600, floor: DEFAULT_FLOOR, cap: DEFAULT_CAP }))
+      await expect(router.connect(other).setVolParams(WETH, volParams(3600, DEFAULT_FLOOR, DEFAULT_CAP)))
         .to.be.revertedWithCustomError(router, "OwnableUnauthorizedAccount")
         .withArgs(other.address);
     });
@@ -528,14 +605,17 @@ describe("OracleRouter", function () {
 
   // ---------------------------------------------------------------- poke and EWMA
   describe("poke", function () {
-    it("records the first observation without a return and emits ObservationRecorded at the floor", async function () {
+    it("records the first observation without a return, as the sample reference, and emits ObservationRecorded at the floor", async function () {
       const { router, feed8 } = await loadFixture(deployFixture);
       const [, , , updatedAt] = await feed8.latestRoundData();
-      await expect(router.poke(WETH)).to.emit(router, "ObservationRecorded").withArgs(WETH, 2000n * WAD, updatedAt, DEFAULT_FLOOR);
+      const tx = router.poke(WETH);
+      await expect(tx).to.emit(router, "ObservationRecorded").withArgs(WETH, 2000n * WAD, updatedAt, DEFAULT_FLOOR);
+      await expect(tx).to.emit(router, "VolatilitySampled").withArgs(WETH, 2000n * WAD, updatedAt, DEFAULT_FLOOR);
       const o = await router.observation(WETH);
       expect(o.price).to.equal(2000n * WAD);
       expect(o.updatedAt).to.equal(updatedAt);
       expect(o.varianceRate).to.equal(floorVarianceRate(DEFAULT_FLOOR));
+      expect([o.samplePrice, o.sampleAt]).to.deep.equal([2000n * WAD, updatedAt]);
       expect(o.tripped).to.equal(false);
     });
 
@@ -550,21 +630,36 @@ describe("OracleRouter", function () {
       await expect(router.poke(WETH)).not.to.emit(router, "ObservationRecorded");
     });
 
-    it("updates the variance rate exactly as ceil((tau v + ceil(r^2)) / (tau + dt))", async function () {
+    it("updates the variance rate exactly as ceil((tau v + ceil(r^2)) / (tau + dt)) at a sample of the grid", async function () {
       const { router, feed8 } = await loadFixture(deployFixture);
+      // The reference round 5 minutes before a grid boundary, the next 5 minutes after it: dt = 600 s.
+      const boundary = await nextGridStart(400);
+      const t0 = boundary - 300;
+      await setRoundAt(feed8, 1, 2000n * e8, t0, t0);
       await router.poke(WETH);
       const o0 = await router.observation(WETH);
+      // A round in the same interval is recorded (price, breaker) but is no sample: the EWMA does not move.
+      await setRoundAt(feed8, 2, 2010n * e8, t0 + 200, t0 + 200);
+      await expect(router.poke(WETH)).not.to.emit(router, "VolatilitySampled");
+      const oSame = await router.observation(WETH);
+      expect([oSame.price, oSame.varianceRate, oSame.samplePrice, oSame.sampleAt]).to.deep.equal([
+        2010n * WAD,
+        o0.varianceRate,
+        2000n * WAD,
+        BigInt(t0),
+      ]);
       const dt = 600;
-      const t = Number(o0.updatedAt) + dt;
-      await setRoundAt(feed8, 2, 2030n * e8, t, t); // +1.5 % in 10 minutes
+      const t = t0 + dt;
+      await setRoundAt(feed8, 3, 2030n * e8, t, t); // +1.5 % from the previous sample, 10 minutes later
       const expected = ewmaStep(o0.varianceRate, 2000n * WAD, 2030n * WAD, BigInt(dt), DEFAULT_TAU);
-      await router.poke(WETH);
+      await expect(router.poke(WETH)).to.emit(router, "VolatilitySampled").withArgs(WETH, 2030n * WAD, t, DEFAULT_FLOOR);
       const o1 = await router.observation(WETH);
       expect(o1.varianceRate).to.equal(expected);
       // r^2 = 0.015^2 = 2.25e14 WAD; v' = (86400 * 317097919 + 2.25e14) / 87000, rounded up.
       expect(expected).to.equal(ceilDiv(86_400n * 317_097_919n + 225_000_000_000_000n, 87_000n));
       expect(o1.price).to.equal(2030n * WAD);
       expect(o1.updatedAt).to.equal(t);
+      expect([o1.samplePrice, o1.sampleAt]).to.deep.equal([2030n * WAD, BigInt(t)]);
     });
 
     it("does not trip on a move of exactly maxJumpBps", async function () {
@@ -596,14 +691,18 @@ describe("OracleRouter", function () {
     it("is clamped to the cap after a violent move", async function () {
       const { router, feed8 } = await loadFixture(deployFixture);
       await router.setFeed(WETH, feedParams(await feed8.getAddress(), { maxJumpBps: 10_000 }));
+      // The reference one second before a grid boundary, the move one second later (a sample, dt = 1 s).
+      const t = await nextGridStart();
+      await setRoundAt(feed8, 1, 2000n * e8, t - 1, t - 1);
       await router.poke(WETH);
-      const t = (await time.latest()) + 1;
-      await setRoundAt(feed8, 2, 4000n * e8, t, t); // +100 % within seconds: far above 500 % a year
+      await setRoundAt(feed8, 2, 4000n * e8, t, t + 1); // +100 % within a second: far above 500 % a year
       await expect(router.poke(WETH)).to.emit(router, "ObservationRecorded").withArgs(WETH, 4000n * WAD, t, DEFAULT_CAP);
       expect(await router.volatility(WETH)).to.equal(DEFAULT_CAP);
+      // σ_mm did not move with the sample (it moves toward the target that held before it: the floor).
+      expect((await router.observation(WETH)).mmVol).to.equal(DEFAULT_FLOOR);
     });
 
-    it("tracks an EWMA of the real Chainlink ETH/USD history within 0.5 % of a float computation", async function () {
+    it("tracks the sampled EWMA of the real Chainlink ETH/USD history within 0.5 % of a float computation", async function () {
       // Real mainnet rounds (SOURCES.md): first 1500 rounds, 2023-04-05 onwards, raw 8-decimal answers.
       const ROWS = 1500;
       const TOLERANCE = 0.005; // 0.5 % relative: integer rounding is ~1e-18 relative; float error ~1e-15
@@ -616,8 +715,9 @@ describe("OracleRouter", function () {
       await router.setFeed(WETH, feedParams(await feed8.getAddress(), { heartbeat: 7200, maxJumpBps: 10_000 }));
       const feed = await feed8.getAddress();
       const routerAddr = await router.getAddress();
-      // Chain time cannot go back to 2023: shift every updatedAt by one constant (dt, hence the EWMA, unchanged).
-      const shift = await shiftFor(series);
+      // Chain time cannot go back to 2023: shift every updatedAt by a whole number of days, so the shifted rounds
+      // fall on the real feed's hourly grid (which rounds are samples, dt and the EWMA are unchanged).
+      const shift = Math.ceil((await shiftFor(series)) / 86_400) * 86_400;
 
       for (let i = 0; i < series.length; i++) {
         const updatedAt = series[i].timestamp + shift;
@@ -625,29 +725,45 @@ describe("OracleRouter", function () {
         await pusher.pushAndPoke(feed, routerAddr, WETH, i + 1, series[i].price, updatedAt, { gasLimit: 500_000 });
       }
 
-      // Float reference: alpha = dt / (tau + dt); v = (1 - alpha) v + alpha r^2 / dt; vol = sqrt(v * year).
+      // Float reference, independent of the contract and of the bigint mirror: the first round of each hour of
+      // the feed's clock is a sample; its return is taken from the previous sample's price over the time since
+      // it: alpha = dt / (tau + dt); v = (1 - alpha) v + alpha r^2 / dt; vol = sqrt(v * year).
       const tau = Number(DEFAULT_TAU);
       const year = Number(SECONDS_PER_YEAR);
       let v = 0.1 ** 2 / year;
-      // Exact integer mirror with the contract's rounding.
-      let vExact = floorVarianceRate(DEFAULT_FLOOR);
+      let refAt = series[0].timestamp;
+      let refPx = Number(series[0].price) / 1e8;
+      let returns = 0;
       for (let i = 1; i < series.length; i++) {
-        const dt = series[i].timestamp - series[i - 1].timestamp;
-        const prev = Number(series[i - 1].price) / 1e8;
+        const t = series[i].timestamp;
+        if (Math.floor(t / INTERVAL) === Math.floor(refAt / INTERVAL)) continue; // same hour: not a sample
         const p = Number(series[i].price) / 1e8;
-        const r = (p - prev) / prev;
+        const dt = t - refAt;
+        const r = (p - refPx) / refPx;
         const alpha = dt / (tau + dt);
         v = (1 - alpha) * v + (alpha * r * r) / dt;
-        vExact = ewmaStep(vExact, series[i - 1].price * 10n ** 10n, series[i].price * 10n ** 10n, BigInt(dt), DEFAULT_TAU);
+        refAt = t;
+        refPx = p;
+        returns++;
       }
       const floatVol = Math.min(Math.max(Math.sqrt(v * year), 0.1), 5);
+
+      // Exact integer mirror with the contract's rounding (test/shared/oracleMath.ts).
+      const m = new VolMirror(0n);
+      for (const row of series) m.observe(row.price * 10n ** 10n, BigInt(row.timestamp + shift));
+      // 1500 rounds over 39.8 days: one sample per hour of the feed (the deviation-triggered rounds in between
+      // are recorded but are not samples).
+      expect(m.samples.length - 1).to.equal(returns);
+      expect(returns).to.equal(SAMPLED_RETURNS);
 
       const o = await router.observation(WETH);
       expect(o.price).to.equal(series[ROWS - 1].price * 10n ** 10n);
       expect(o.updatedAt).to.equal(series[ROWS - 1].timestamp + shift);
-      expect(o.varianceRate).to.equal(vExact);
+      expect(o.varianceRate).to.equal(m.varianceRate);
+      expect([o.samplePrice, o.sampleAt, o.mmVol, o.mmVolAt]).to.deep.equal([m.samplePrice, m.sampleAt, m.mmVol, m.mmVolAt]);
 
       const vol = Number(await router.volatility(WETH)) / 1e18;
+      expect(await router.volatility(WETH)).to.equal(m.target());
       expect(Math.abs(vol - floatVol) / floatVol).to.be.lessThan(TOLERANCE);
       expect(vol).to.be.within(SANITY[0], SANITY[1]);
     });

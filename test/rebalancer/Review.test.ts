@@ -6,9 +6,10 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 
-import { MAJOR_MARKET, wad } from "../../deploy/params";
+import { DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
 import { USDC, E18 } from "../shared/fixtures";
-import { WAD } from "../shared/marginMath";
+import { leastCloseFraction, mulDivUp, sqrtHorizon, USDC_SCALE, WAD, wDivDown } from "../shared/marginMath";
+import { positionRequirements, tradeFee } from "../shared/engineMath";
 import {
   ACTION,
   lowHealth,
@@ -212,14 +213,35 @@ describe("Rebalancer review", () => {
       await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n, sizeK: 0n });
       await f.vault.connect(f.alice).withdraw(f.id, f.usdc, USDC(1_000), f.alice.address);
       await f.vault.connect(f.alice).withdraw(f.id, f.weth, E18(2), f.alice.address);
-      for (let p = 2000n; p >= 1775n; p -= 25n) await setEth(f, p);
+      // Down to 1,650 in 25-dollar steps (σ at its floor: health 1.911, below the trigger 2).
+      for (let p = 2000n; p >= 1650n; p -= 25n) await setEth(f, p);
       const before = await f.engine.accountState(f.id);
       expect(lowHealth(before.health)).to.equal(true);
+      const [st, closeFee] = await f.engine.rebalanceInputs(f.id);
+      const [, maintenance] = await f.oracle.volatilities(f.weth);
+      const px = E18(1650);
+      const fee = expectedFee(px, f.policy.maxFeeUsd);
+      // The mirror of the reduce's outcome for a fraction planned on equity `e`: the closed size rounds up, the
+      // PnL, fee and trading fee settle against USDC margin rounded up to a whole unit.
+      const m = { ...MAJOR_MARKET, maxFundingRate: 0n, sizeK: 0n };
+      const landsAt = (e: bigint) => {
+        const fr = leastCloseFraction(wad("3"), st.maintenanceMargin, DEFAULT_RISK.keeperReward, e, closeFee).f;
+        const closed = mulDivUp(E18(10), fr, WAD);
+        const owed = -(st.unrealisedPnl - fee - tradeFee(closed, px, m.feeRate));
+        const equity = st.collateral - mulDivUp(owed, 1n, USDC_SCALE) * USDC_SCALE;
+        const req = positionRequirements(m, E18(10) - closed, px, { target: maintenance, maintenance }, sqrtHorizon(DEFAULT_RISK.volHorizon));
+        return wDivDown(equity, req.mm + DEFAULT_RISK.keeperReward);
+      };
       await pinBaseFee();
       await expect(f.rebalancer.connect(f.keeper).rebalance(f.id)).to.emit(f.rebalancer, "Rebalanced");
       expect((await f.engine.position(f.id, f.ethMarket)).size).to.be.lessThan(E18(10));
-      // Without the extra settlement unit in the plan this lands at 2.999999998915…, a hair below target.
-      expect((await f.engine.accountState(f.id)).health).to.be.gte(wad("3"));
+      // Without the extra settlement unit in the plan this lands at 2.999999997950…, a hair below target.
+      const without = landsAt(st.equity - fee);
+      expect(without).to.equal(2_999_999_997_950_717_386n);
+      expect(without).to.be.lessThan(wad("3"));
+      const h = (await f.engine.accountState(f.id)).health;
+      expect(h).to.equal(landsAt(st.equity - fee - USDC_SCALE));
+      expect(h).to.be.gte(wad("3"));
     });
   });
 

@@ -118,7 +118,7 @@ describe("Core hardening › review attacks", function () {
       await lpDeposit(f, attacker, deposit);
       const shares = await f.pool.balanceOf(attacker.address);
       const unlockAt = BigInt(await time.latest()) + HOLD;
-      await setEth(f, 1_850n); // the price step realises alice's loss through her liquidation
+      await setEth(f, 1_820n); // the price step (h ≈ 0.66 at σ's floor) realises alice's loss through her liquidation
       await f.engine.connect(f.keeper).liquidate(id);
       await expect(f.pool.connect(attacker).withdraw(1n, attacker.address, attacker.address))
         .to.be.revertedWithCustomError(f.pool, "SharesLocked")
@@ -224,7 +224,7 @@ describe("Core hardening › review attacks", function () {
       const withBtc = await f.engine.accountState(id);
 
       await time.increase(2 * 3600 + 1); // BTC's heartbeat passes; ETH gets a new round
-      await setEth(f, 1_850n);
+      await setEth(f, 1_820n); // −9 %: below 1 by price (σ_mm has moved only seconds' worth toward the new σ)
       expect((await f.oracle.tryPrice(f.wbtc))[0]).to.equal(false);
       const st = await f.engine.accountState(id);
       expect(st.collateral).to.equal(withBtc.collateral - (10n ** 6n * E18(30_000) / 10n ** 8n) * 9n / 10n);

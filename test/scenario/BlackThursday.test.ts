@@ -5,7 +5,8 @@ import { time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployLocalSystem } from "../../deploy/system";
 import { CRYPTO_FEED, DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET } from "../../deploy/params";
 import { loadPriceCsv } from "../../lib/prices";
-import { E18, E8, USDC } from "../shared/fixtures";
+import { E18, E8, USDC, VOL_INTERVAL } from "../shared/fixtures";
+import { VolMirror } from "../shared/oracleMath";
 import {
   applyLiquidation,
   fundingIndexNow,
@@ -22,11 +23,12 @@ import {
  * Black Thursday (12-13 March 2020): the real Binance ETH/USDT hourly closes (data/, see data/
  * SOURCES.md; CryptoDataDownload export) replayed through the mock feed on a 5x ETH long.
  *
- * The test predicts, with its own bigint mirror of the documented formulas, the first hour at which
- * health falls below 1 and everything the liquidation leaves; the contract must agree exactly. Inputs
- * read from the chain: the oracle's EWMA volatility after each poke (the maintenance margin's σ) and the
- * block times the test itself sets. Funding is not neutralised: the long is the only side, so it pays
- * funding at rate = skew / skewScale × maxFundingRate a day, which the mirror includes.
+ * The test predicts, with its own bigint mirrors of the documented formulas (test/shared/oracleMath.ts for σ
+ * and σ_mm, marginMath.ts for the account), the first hour at which health falls below 1 and everything the
+ * liquidation leaves; the contract must agree exactly. Nothing is read from the chain as an input but the block
+ * times the test itself sets: the oracle's σ and σ_mm are predicted too, and checked against the chain every hour.
+ * Funding is not neutralised: the long is the only side, so it pays funding at rate = skew / skewScale ×
+ * maxFundingRate a day, which the mirror includes.
  */
 
 const FILE = "eth_usdt_binance_1h_2020-03-09_2020-03-17.csv";
@@ -57,14 +59,21 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
     await usdc.connect(alice).approve(vault, marginUsdc);
     await vault.connect(alice).depositMargin(id, usdc, marginUsdc);
 
-    // Bar 0 at a chosen time `start` (so every EWMA step sees exactly the CSV's spacing, whatever the wall
-    // clock): the same crypto feed, with a breaker wide enough for the real path (largest hourly move
-    // ≈ 21 %); setFeed restarts the volatility at its floor; the long opens 3 s later.
-    const start = BigInt(await time.latest()) + 10n;
+    // Bar 0 at a chosen time `start` on the oracle's hourly sampling grid (every bar is then a volatility
+    // sample with exactly the CSV's spacing, whatever the wall clock): the same crypto feed, with a breaker
+    // wide enough for the real path (largest hourly move ≈ 21 %). setFeed with the same feed keeps the
+    // volatility state, so the replay resets it explicitly (governance's resetVolatility) the second before
+    // bar 0, which is the first sample's reference; the long opens 3 s after bar 0.
+    const interval = BigInt(VOL_INTERVAL);
+    const start = ((BigInt(await time.latest()) + 10n) / interval + 1n) * interval;
+    await oracle.setFeed(weth, { feed: await ethFeed.getAddress(), ...CRYPTO_FEED, maxJumpBps: 5000 });
+    await time.setNextBlockTimestamp(start - 1n);
+    await oracle.resetVolatility(weth);
+    const vm = new VolMirror(start - 1n);
     await time.setNextBlockTimestamp(start);
     await ethFeed.setAnswer(bars[0].price);
-    await oracle.setFeed(weth, { feed: await ethFeed.getAddress(), ...CRYPTO_FEED, maxJumpBps: 5000 });
     await oracle.poke(weth);
+    vm.observe(bars[0].price * 10n ** 10n, start);
     expect((await oracle.observation(weth)).updatedAt).to.equal(start);
     const openTime = start + 3n;
     await time.setNextBlockTimestamp(openTime);
@@ -79,7 +88,7 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
     // oiCapUsd, never pool capital.
     const poolCapital = USDC(1_000_000) + fee / USDC_SCALE;
 
-    const model = (px: bigint, vol: bigint, now: bigint): AccountIn => ({
+    const model = (px: bigint, vol: { target: bigint; maintenance: bigint }, now: bigint): AccountIn => ({
       collateral: [{ amount: usdcMargin, price: WAD, decimals: 6, haircut: HAIRCUTS.USDC }],
       settlement: 0n,
       positions: [
@@ -90,13 +99,16 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
           index: fundingIndexNow(0n, openTime, now, M, SIZE, 0n, px),
           price: px,
           market: M,
-          vol,
+          vol: vol.target,
+          mmVol: vol.maintenance,
         },
       ],
     });
 
     let liquidatedAt = -1;
     let minHealthBefore = 2n ** 256n - 1n;
+    let maxTarget = 0n;
+    let maxMaintenance = 0n;
     for (let i = 1; i < bars.length; i++) {
       const t = start + BigInt(bars[i].timestamp - bars[0].timestamp);
       await time.setNextBlockTimestamp(t);
@@ -104,7 +116,14 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
       await time.setNextBlockTimestamp(t + 1n);
       const poke = await (await oracle.poke(weth)).wait();
       const px = bars[i].price * 10n ** 10n;
-      const vol = await oracle.volatility(weth);
+      expect(vm.observe(px, t), `hour ${i} is a sample`).to.equal(true);
+      const vol = vm.volatilities(t + 1n);
+      expect(await oracle.volatilities(weth, { blockTag: poke!.blockNumber }), `hour ${i} σ, σ_mm`).to.deep.equal([
+        vol.target,
+        vol.maintenance,
+      ]);
+      if (vol.target > maxTarget) maxTarget = vol.target;
+      if (vol.maintenance > maxMaintenance) maxMaintenance = vol.maintenance;
 
       // The mirror and the engine at the poke's block (time t + 1).
       const expected = valuation(model(px, vol, t + 1n), RISK);
@@ -117,7 +136,7 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
       // First hour below 1: the keeper liquidates at t + 2.
       liquidatedAt = i;
       const tl = t + 2n;
-      const inputs = model(px, vol, tl);
+      const inputs = model(px, vm.volatilities(tl), tl);
       const before = valuation(inputs, RISK);
       const { f, rule } = liquidationFraction(before, RISK);
       const liq = applyLiquidation({ ...inputs, usdcMargin, poolCapital }, f, RISK);
@@ -153,6 +172,7 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
 
       // Pinned outcome of this replay (the mirror's numbers, stated so a change is visible in review).
       expect({ hour: i, close: bars[i].price, rule }).to.deep.equal(EXPECTED.at);
+      expect([before.health, vm.volatilities(tl).target, vm.volatilities(tl).maintenance]).to.deep.equal(EXPECTED.healthAndVols);
       expect(f).to.equal(EXPECTED.fraction);
       expect(pos.size).to.equal(EXPECTED.remainingSize);
       expect(after.equity).to.equal(EXPECTED.equityAfter);
@@ -162,21 +182,27 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
     }
     expect(liquidatedAt).to.be.gt(0);
     expect(minHealthBefore).to.be.lt(WAD);
+    // Highest σ and σ_mm at the pokes up to the liquidation: σ_mm trails σ at 50 percentage points a day.
+    expect([maxTarget, maxMaintenance]).to.deep.equal(EXPECTED.maxVols);
   });
 });
 
 /**
  * The mirror's prediction for this file, pinned (each value is also asserted equal to the mirror and the
- * contract above): bar 78 = 2020-03-12 06:00 UTC, close 173.80 (−14.4 % from 203.14), health ≈ 0.687 with
- * σ ≈ 158 % a year; a partial liquidation closes f ≈ 47.36 % and leaves ≈ 52.64 ETH, equity ≈ 1,025.68
- * USD at health ≈ 1.2021; the keeper receives 5 + ½ × 1 % × 8,231.27 ≈ 46.156333 USDC.
- * The size term of the rate divides by the market's oiCapUsd (500,000 USD), no longer by 0.5 × pool capital
- * (500,005.0785 USD here): a slightly higher requirement closes a few parts in 10^8 more (same hour, same rule).
+ * contract above): bar 78 = 2020-03-12 06:00 UTC, close 173.80 (−14.4 % from 203.14). With the risk model of
+ * issue 9 (σ sampled hourly, MM at σ_mm which moves toward σ at ≤ 50 percentage points a day) the same hour is
+ * the first below 1, at health ≈ 0.9146 (σ ≈ 157.7 %, σ_mm ≈ 113.5 % a year: σ_mm has had 3¼ days to climb
+ * from its 10 % floor), against ≈ 0.687 when MM read σ itself. The partial liquidation is therefore smaller:
+ * f ≈ 27.51 % (was 47.36 %), leaving ≈ 72.49 ETH (was 52.64) and equity ≈ 1,060.18 USD at health ≈ 1.2016; the
+ * keeper receives 5 + ½ × 1 % × 4,781.89 ≈ 28.909442 USDC (was 46.156333).
+ * Highest values on the way: σ ≈ 157.7 % and σ_mm ≈ 113.5 %, both at the liquidation hour.
  */
 const EXPECTED = {
   at: { hour: 78, close: 17_380_000_000n, rule: "partial" },
-  fraction: 473_605_680_781_908_328n,
-  remainingSize: 52_639_431_921_809_167_200n,
-  equityAfter: 1_025_681_852_000_000_000_000n,
-  keeperUsdc: 46_156_333n,
+  healthAndVols: [914_595_178_891_601_915n, 1_576_780_397_728_155_421n, 1_134_519_445_784_562_541n],
+  maxVols: [1_576_780_397_728_155_421n, 1_134_513_658_747_525_504n],
+  fraction: 275_137_424_662_298_415n,
+  remainingSize: 72_486_257_533_770_158_500n,
+  equityAfter: 1_060_175_635_000_000_000_000n,
+  keeperUsdc: 28_909_442n,
 };

@@ -6,7 +6,8 @@ import type { ContractTransactionReceipt } from "ethers";
 import { deployLocalSystem } from "../../deploy/system";
 import { ACTION, CRYPTO_FEED, HAIRCUTS, wad } from "../../deploy/params";
 import { loadPriceCsv } from "../../lib/prices";
-import { E18, E8, USDC } from "../shared/fixtures";
+import { E18, E8, USDC, VOL_INTERVAL } from "../shared/fixtures";
+import { VolMirror } from "../shared/oracleMath";
 import { mulDivCeilSigned, USDC_SCALE, WAD } from "../shared/marginMath";
 import { expectedFee, planRestore, type ReserveIn } from "../shared/rebalance";
 
@@ -20,13 +21,21 @@ import { expectedFee, planRestore, type ReserveIn } from "../shared/rebalance";
  * evaluated on the engine's own inputs (`rebalanceInputs` in the rebalance's block context) and the
  * rebalance block's base fee, which the test sets (20 gwei) so the keeper fee's gas term is not zero.
  *
- * Why 2x and not the 5x of Black Thursday (explored with the same reserve and policy): with a maintenance
- * margin of ~9-21 % of notional (its volatility term follows the EWMA σ, 150-390 % a year here), the band
- * between the trigger 1.3 and 1 is a few percent of notional, less than one hourly close can move. At 5x
- * both accounts go from health 1.308 (just above the trigger: no rebalance) to 0.749 on 17 May 03:00
- * (−4.2 %) and are liquidated in the same hour. At 2.5x-4x alice is liquidated too, at the latest by the
- * −13.1 % close of 19 May 12:00, which also lifts σ from 212 % to 321 %: an account rebalanced to 1.6 the
- * hour before does not survive it. At 2x the control is liquidated three times and the policy account never.
+ * Why 2x and not the 5x of Black Thursday (explored with the same reserve and policy when MM still read σ
+ * itself): with a maintenance margin of ~9-21 % of notional (σ at 150-390 % a year here), the band between the
+ * trigger 1.3 and 1 was a few percent of notional, less than one hourly close can move; at 2.5x-5x alice was
+ * liquidated too. At 2x the control is liquidated and the policy account never.
+ *
+ * The risk model of issue 9 (σ sampled on the hourly grid, MM at σ_mm which moves toward σ by at most
+ * 50 percentage points a day, both ways) changes the path, and the test pins the new one: σ peaks at 398 % on
+ * 20 May 02:00, σ_mm climbs from its 10 % floor to 296 % and comes down as slowly. The −13.1 % close of 19 May
+ * 12:00 (hour 84) lifts σ from 212 % to 321 % but σ_mm only to 182.5 %: neither account falls below the trigger
+ * then. Bob is no longer liquidated at hour 96 (2,230.90), where MM read σ = 390 % and now reads σ_mm = 208 %;
+ * he carries his full 10 ETH into the later lows, where σ_mm has caught up (290 % at hour 149, above σ's 286 %
+ * since it falls slowly too), and is liquidated four times (hours 149, 176, 180, 184) instead of three: at 2x
+ * with no reserve the loss to the 8-day low exceeds his margin, so liquidations are price-driven and only move
+ * in time. Alice's reserve goes in five smaller steps (three TOP_UPs, a TOP_UP|REDUCE, a REDUCE) instead of
+ * three, and her lowest health is 1.238 instead of 1.130.
  *
  * The 8-day low of the hourly closes is 1,848.11 on 23 May 16:00 (the 19 May low close is 2,365.18).
  */
@@ -48,7 +57,7 @@ const POLICY = {
 const TX_FEES = { maxFeePerGas: 2n * BASE_FEE, maxPriorityFeePerGas: 0n };
 
 describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never liquidated while the identical account without one is", function () {
-  it("replays 192 hourly closes: alice is rescued 3 times (TOP_UP, TOP_UP|REDUCE, REDUCE), bob is liquidated at hours 96, 180, 184", async function () {
+  it("replays 192 hourly closes: alice is rescued 5 times (3 TOP_UP, TOP_UP|REDUCE, REDUCE), bob is liquidated at hours 149, 176, 180, 184", async function () {
     const bars = loadPriceCsv(FILE, 8);
     expect(bars.length).to.equal(192);
     const [deployer, lp, alice, bob, keeper, liquidator] = await ethers.getSigners();
@@ -92,13 +101,20 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     expect(await vault.marginOf(aliceId, weth)).to.equal(0n);
     const keeperReward = (await engine.riskParams()).keeperReward;
 
-    // Bar 0 at a chosen time `start` (the EWMA sees exactly the CSV's spacing; setFeed restarts σ at its
-    // floor). Both longs open in one block at start + 3, so they are identical to the wei.
-    const start = BigInt(await time.latest()) + 10n;
+    // Bar 0 at a chosen time `start` on the oracle's hourly sampling grid (every bar is a volatility sample with
+    // exactly the CSV's spacing). setFeed with the same feed keeps the volatility state, so the replay resets it
+    // explicitly (resetVolatility) the second before bar 0, the first sample's reference. Both longs open in one
+    // block at start + 3, so they are identical to the wei.
+    const interval = BigInt(VOL_INTERVAL);
+    const start = ((BigInt(await time.latest()) + 10n) / interval + 1n) * interval;
+    await oracle.setFeed(weth, { feed: await ethFeed.getAddress(), ...CRYPTO_FEED });
+    await time.setNextBlockTimestamp(start - 1n);
+    await oracle.resetVolatility(weth);
+    const vm = new VolMirror(start - 1n);
     await time.setNextBlockTimestamp(start);
     await ethFeed.setAnswer(bars[0].price);
-    await oracle.setFeed(weth, { feed: await ethFeed.getAddress(), ...CRYPTO_FEED });
     await oracle.poke(weth);
+    vm.observe(bars[0].price * 10n ** 10n, start);
     await network.provider.send("evm_setAutomine", [false]);
     const gas = { gasLimit: 1_000_000 }; // no estimate against a block that is not mined yet
     const openA = await engine.connect(alice).modifyPosition(aliceId, ethMarket, SIZE, ethers.MaxUint256, gas);
@@ -125,6 +141,7 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     const liquidations: { hour: number; id: bigint }[] = [];
     let minAliceHealth = ethers.MaxUint256;
     let identicalUntil = -1; // last hour at which alice and bob still had exactly the same health
+    const maxVols = [0n, 0n]; // highest σ and σ_mm at the hourly pokes
 
     for (let i = 1; i < bars.length; i++) {
       const t = start + BigInt(bars[i].timestamp - bars[0].timestamp);
@@ -133,6 +150,12 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
       await ethFeed.setAnswer(bars[i].price);
       await time.setNextBlockTimestamp(t + 1n);
       await oracle.poke(weth);
+      // σ and σ_mm as the oracle mirror predicts them (test/shared/oracleMath.ts): every hourly close is a sample.
+      expect(vm.observe(px, t), `hour ${i} is a sample`).to.equal(true);
+      const vol = vm.volatilities(t + 1n);
+      expect(await oracle.volatilities(weth), `hour ${i} σ, σ_mm`).to.deep.equal([vol.target, vol.maintenance]);
+      if (vol.target > maxVols[0]) maxVols[0] = vol.target;
+      if (vol.maintenance > maxVols[1]) maxVols[1] = vol.maintenance;
       const [[hA, hB], priced] = await engine.healthBatch([aliceId, bobId]);
       expect(priced).to.deep.equal([true, true]);
       expect(hA, `alice's health at hour ${i}`).to.be.gte(WAD);
@@ -222,19 +245,22 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
       }
     }
 
-    // Alice: never below 1, never liquidated; rescued three times with both actions of her policy.
+    // Alice: never below 1, never liquidated; rescued five times with both actions of her policy.
     expect(await engine.queryFilter(engine.filters.Liquidated(aliceId))).to.have.length(0);
     expect(liquidations.filter((l) => l.id === aliceId)).to.deep.equal([]);
     expect(minAliceHealth).to.be.gte(WAD);
     expect(rebalances.map((r) => ({ hour: r.hour, action: r.action }))).to.deep.equal([
-      { hour: 84, action: ACTION.TOP_UP }, // 19 May 12:00, 2,365.18 (−13.1 %): the reserve covers it
-      { hour: 96, action: ACTION.TOP_UP | ACTION.REDUCE }, // 20 May 00:00, 2,230.90: the rest of the reserve, then reduce
+      { hour: 96, action: ACTION.TOP_UP }, // 20 May 00:00, 2,230.90: the USDC reserve covers it
+      { hour: 140, action: ACTION.TOP_UP }, // 21 May 20:00, 2,247.91: the rest of the USDC, then WETH
+      { hour: 176, action: ACTION.TOP_UP }, // 23 May 08:00, 2,033.84: more of the WETH
+      { hour: 180, action: ACTION.TOP_UP | ACTION.REDUCE }, // 23 May 12:00, 1,938.52: the last of the reserve, then reduce
       { hour: 184, action: ACTION.REDUCE }, // 23 May 16:00, 1,848.11: reserve empty, reduce only
     ]);
-    expect(await rebalancer.queryFilter(rebalancer.filters.Rebalanced(aliceId))).to.have.length(3);
+    expect(await rebalancer.queryFilter(rebalancer.filters.Rebalanced(aliceId))).to.have.length(5);
+    expect(maxVols).to.deep.equal(EXPECTED.maxVols);
 
     // Bob (no policy): identical to alice until her first rescue, then liquidated at the pinned hours.
-    expect(identicalUntil).to.equal(84); // hour 84's poke included: both at the same health, then alice is rescued
+    expect(identicalUntil).to.equal(96); // hour 96's poke included: both at the same health, then alice is rescued
     expect(liquidations.map((l) => l.hour)).to.deep.equal(EXPECTED.bobLiquidatedAt);
     expect(liquidations.every((l) => l.id === bobId)).to.equal(true);
     expect(await engine.queryFilter(engine.filters.Liquidated(bobId))).to.have.length(EXPECTED.bobLiquidatedAt.length);
@@ -273,51 +299,56 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
 
 /**
  * The replay's outcome, pinned (every rebalance is also checked above against the formulas on the engine's
- * inputs; the healths and equities below were checked once against the valuation mirror of
- * test/shared/marginMath.ts on the engine's ledger, and agree to the wei). Rebalances as
+ * inputs, and σ, σ_mm every hour against the oracle mirror; the healths and equities below are the chain's, and
+ * agree with the valuation mirror of test/shared/marginMath.ts on the engine's ledger). Rebalances as
  * [hBefore, hAfter, toppedUpUsd, reducedNotionalUsd, feeUsd]:
- * - hour 84 (19 May 12:00, 2,365.18): TOP_UP of 1,992.910059 USDC from the 2,000 reserve, 1.135 → 1.600;
- *   fee 1 + 600k gas × 20 gwei × 2,365.18 = 29.38216 USD.
- * - hour 96 (20 May 00:00, 2,230.90): TOP_UP of the last 7.089941 USDC and the 1 WETH (2,014.899941 USD
- *   counted), still short, REDUCE of f ≈ 3.46 % (0.346 ETH, 772.78 USD of notional), 1.130 → 1.600;
- *   fee 27.7708 USD.
- * - hour 184 (23 May 16:00, 1,848.11): reserve empty, REDUCE of f ≈ 25.9 % (2.50 ETH, 4,622.47 USD of
- *   notional), 1.195 → 1.601; fee 23.17732 USD.
- * Alice ends with 7.15 ETH, health 2.28 and equity 5,336.50 USD (both reserves now in margin); bob, liquidated
- * at 96 (2,230.90), 180 (1,938.52) and 184 (1,848.11), ends with 3.44 ETH and equity 2,059.65 USD.
- * The size term of the rate divides by the market's oiCapUsd (500,000 USD), no longer by 0.5 × pool capital:
- * every figure moved by a few parts in 10^6 at most; the hours and actions did not change.
+ * - hour 96 (20 May 00:00, 2,230.90): TOP_UP of 832.262393 USDC, 1.298 → 1.600; fee 27.7708 USD.
+ * - hour 140 (21 May 20:00, 2,247.91): TOP_UP of the last 1,167.737607 USDC and WETH (1,322.99 USD counted),
+ *   1.238 → 1.600; fee 27.97492 USD.
+ * - hour 176 (23 May 08:00, 2,033.84): TOP_UP of WETH (861.59 USD counted), 1.296 → 1.600; fee 25.40608 USD.
+ * - hour 180 (23 May 12:00, 1,938.52): TOP_UP of the last WETH (789.57 USD counted), still short, REDUCE of
+ *   711.44 USD of notional, 1.258 → 1.600; fee 24.26224 USD.
+ * - hour 184 (23 May 16:00, 1,848.11): reserve empty, REDUCE of 3,948.86 USD of notional, 1.256 → 1.601;
+ *   fee 23.17732 USD.
+ * Alice ends with 7.50 ETH, health 2.22 and equity 5,274.14 USD (both reserves now in margin; she paid
+ * 128.59 USD of keeper fees for five rescues, against 80.33 for three); bob, liquidated at 149 (2,233.14),
+ * 176 (2,033.84), 180 (1,938.52) and 184 (1,848.11), ends with 2.73 ETH and equity 1,552.41 USD (was 3.44 ETH
+ * and 2,059.65 USD when MM read σ: one more liquidation penalty, and his full size carried into the lows).
+ * Highest σ and σ_mm at the hourly pokes: 398.0 % (20 May 02:00) and 296.1 %.
  */
 const EXPECTED = {
-  bobLiquidatedAt: [96, 180, 184],
+  bobLiquidatedAt: [149, 176, 180, 184],
+  maxVols: [3_980_486_793_412_869_998n, 2_960_628_053_275_713_545n],
   final: {
-    minAliceHealth: 1_130_136_975_431_477_226n,
+    minAliceHealth: 1_237_895_603_445_226_350n,
     rebalances: [
-      [1_135_248_481_821_696_023n, 1_600_000_000_123_109_380n, 1_992_910_059_000_000_000_000n, 0n, 29_382_160_000_000_000_000n],
+      [1_297_692_512_952_697_333n, 1_600_000_000_330_929_642n, 832_262_393_000_000_000_000n, 0n, 27_770_800_000_000_000_000n],
+      [1_237_893_245_132_932_415n, 1_600_000_000_000_000_000n, 1_322_993_812_489_184_612_552n, 0n, 27_974_920_000_000_000_000n],
+      [1_296_091_352_399_784_586n, 1_600_000_000_000_000_000n, 861_590_487_524_421_397_596n, 0n, 25_406_080_000_000_000_000n],
       [
-        1_130_136_974_354_079_720n,
-        1_600_115_102_030_523_601n,
-        2_014_899_941_000_000_000_000n,
-        772_783_489_663_420_435_270n,
-        27_770_800_000_000_000_000n,
+        1_258_432_094_172_344_484n,
+        1_600_163_251_467_037_371n,
+        789_570_089_505_489_687_618n,
+        711_438_051_950_981_808_331n,
+        24_262_240_000_000_000_000n,
       ],
-      [1_195_246_190_498_912_510n, 1_600_937_960_564_780_490n, 0n, 4_622_469_834_325_092_299_128n, 23_177_320_000_000_000_000n],
+      [1_255_619_554_735_522_775n, 1_600_878_669_449_338_796n, 0n, 3_948_864_836_171_938_965_145n, 23_177_320_000_000_000_000n],
     ],
-    totalFeeUsd: 80_330_280_000_000_000_000n,
+    totalFeeUsd: 128_591_360_000_000_000_000n,
     alice: {
-      size: 7_152_412_510_957_497_786n,
+      size: 7_496_294_938_288_773_135n,
       reserveUsdc: 0n,
       reserveWeth: 0n,
-      marginUsdc: 1_673_995_184n,
+      marginUsdc: 1_526_252_837n,
       marginWeth: E18(1),
-      equity: 5_336_500_838_917_813_044_058n,
-      health: 2_280_377_497_993_540_324n,
+      equity: 5_274_137_065_594_878_005_998n,
+      health: 2_216_114_051_038_400_249n,
     },
     bob: {
-      size: 3_440_273_947_917_998_944n,
-      marginUsdc: 1_205_522_091n,
-      equity: 2_059_651_026_359_879_459_558n,
-      health: 1_827_408_199_904_907_938n,
+      size: 2_731_629_221_556_815_169n,
+      marginUsdc: 874_215_204n,
+      equity: 1_552_407_025_327_149_022_695n,
+      health: 1_785_886_298_841_923_199n,
     },
   },
 };

@@ -99,8 +99,9 @@ export async function openAccount(
 }
 
 /**
- * The valuation inputs of a ledger at the given prices. Volatility is read from the oracle (it is the
- * oracle's EWMA after the test's own poke); funding is off in these markets, so every index is 0.
+ * The valuation inputs of a ledger at the given prices. Volatilities (σ and σ_mm) are read from the oracle (the
+ * oracle's state after the test's own poke, at the latest block's time); funding is off in these markets, so
+ * every index is 0.
  */
 export async function modelInputs(
   f: SystemFixture,
@@ -112,6 +113,7 @@ export async function modelInputs(
   const pxOfMarket = (market: bigint) => (market === f.ethMarket ? px.eth : px.btc);
   const positions = [];
   for (const p of b.positions) {
+    const [vol, mmVol] = await f.oracle.volatilities(assetOf(p.market));
     positions.push({
       size: p.size,
       entryPrice: p.entryPrice,
@@ -119,7 +121,8 @@ export async function modelInputs(
       index: 0n,
       price: pxOfMarket(p.market),
       market: m,
-      vol: await f.oracle.volatility(assetOf(p.market)),
+      vol,
+      mmVol,
     });
   }
   return {

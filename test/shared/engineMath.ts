@@ -6,8 +6,8 @@
 
 // One mirror of the engine's arithmetic: the primitives live in marginMath.ts.
 import type { MarketConfig } from "../../deploy/params";
-import { WAD, abs, mmr, mulDivDown, mulDivUp } from "./marginMath";
-export { WAD, abs, min, max, mulDivDown, mulDivUp, sqrtFloor, sqrtCeil, sqrtHorizon, mmr } from "./marginMath";
+import { WAD, abs, mmr, mulDivDown, mulDivUp, requirements } from "./marginMath";
+export { WAD, abs, min, max, mulDivDown, mulDivUp, sqrtFloor, sqrtCeil, sqrtHorizon, mmr, requirements } from "./marginMath";
 
 export const DAY = 86_400n;
 export const YEAR = 365n * DAY;
@@ -34,24 +34,25 @@ export function tradeFee(sizeDelta: bigint, price: bigint, feeRate: bigint): big
 
 export interface PositionReq {
   notional: bigint;
+  /** maintenance rate, at the maintenance volatility σ_mm */
   rate: bigint;
   /** maintenance requirement of this position, without the keeper reward */
   mm: bigint;
-  /** initial requirement of this position, without the keeper reward */
+  /** initial requirement of this position (at max(σ, σ_mm)), without the keeper reward */
   im: bigint;
 }
 
-export function positionRequirements(
-  m: MarketConfig,
-  size: bigint,
-  price: bigint,
-  vol: bigint,
-  sqrtH: bigint,
-): PositionReq {
+/** Target σ and maintenance σ_mm of an asset, as `oracle.volatilities(asset)` returns them. */
+export interface Vols {
+  target: bigint;
+  maintenance: bigint;
+}
+
+export function positionRequirements(m: MarketConfig, size: bigint, price: bigint, vol: Vols, sqrtH: bigint): PositionReq {
   const notional = notionalOf(size, price);
-  const rate = mmr(m, notional, vol, sqrtH);
-  const mm = mulDivUp(notional, rate, WAD);
-  return { notional, rate, mm, im: mulDivUp(mm, m.imFactor, WAD) };
+  const rate = mmr(m, notional, vol.maintenance, sqrtH);
+  const { mm, im } = requirements(m, notional, vol.target, vol.maintenance, sqrtH);
+  return { notional, rate, mm, im };
 }
 
 /** size·(P − entry) − size·(F − F_entry), rounded down once. */

@@ -1,4 +1,5 @@
 import { ethers } from "hardhat";
+import { time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployLocalSystem, type LocalSystem } from "../../deploy/system";
 
 export const USDC = (n: bigint | number) => BigInt(n) * 10n ** 6n;
@@ -13,9 +14,30 @@ export interface SystemFixture extends LocalSystem {
   keeper: Awaited<ReturnType<typeof ethers.getSigners>>[number];
 }
 
-/** Whole system, ETH at 2,000 and BTC at 30,000, and an LP with 1,000,000 USDC in the pool. */
+/** The oracle's default volatility sampling grid, seconds of the feed's clock (Constants.DEFAULT_VOL_INTERVAL). */
+export const VOL_INTERVAL = 3_600;
+
+/**
+ * Moves chain time so that the next block is `offset` seconds into the next interval of the volatility grid.
+ * A round is a volatility sample only when it is the first in a new interval: tests that move prices a few
+ * seconds apart stay inside one interval (no sample, σ unchanged) whatever the wall clock, and a test that wants
+ * a sample advances time across a boundary on purpose. Returns the time of that next block.
+ */
+export async function alignToVolGrid(offset = 1): Promise<number> {
+  const next = (Math.floor((await time.latest()) / VOL_INTERVAL) + 1) * VOL_INTERVAL + offset;
+  await time.setNextBlockTimestamp(next);
+  return next;
+}
+
+/**
+ * Whole system, ETH at 2,000 and BTC at 30,000, and an LP with 1,000,000 USDC in the pool. Deployed from the
+ * first second of a volatility-grid interval (`alignToVolGrid`), so every later price move within the test's
+ * first ~55 minutes of chain time is in the interval of the feeds' first rounds: σ and σ_mm stay at the floor
+ * until a test crosses an interval boundary itself.
+ */
 export async function systemFixture(): Promise<SystemFixture> {
   const [deployer, lp, alice, bob, keeper] = await ethers.getSigners();
+  await alignToVolGrid();
   const sys = await deployLocalSystem(deployer);
   await sys.usdc.mint(lp.address, USDC(1_000_000));
   await sys.usdc.connect(lp).approve(sys.pool, USDC(1_000_000));

@@ -67,6 +67,16 @@ export function mmr(m: MarketP, notional: bigint, vol: bigint, sqrtH: bigint): b
   return rate > m.maxMMR ? m.maxMMR : rate;
 }
 
+/**
+ * One position's requirements (without the keeper reward): MM = ⌈N·mmr(σ_mm)⌉ at the maintenance volatility;
+ * IM = ⌈⌈N·mmr(max(σ, σ_mm))⌉·imFactor⌉, so new risk follows σ at once and IM ≥ MM always.
+ */
+export function requirements(m: MarketP, notional: bigint, vol: bigint, mmVol: bigint, sqrtH: bigint): { mm: bigint; im: bigint } {
+  const mm = wMulUp(notional, mmr(m, notional, mmVol, sqrtH));
+  const imBase = vol > mmVol ? wMulUp(notional, mmr(m, notional, vol, sqrtH)) : mm;
+  return { mm, im: wMulUp(imBase, m.imFactor) };
+}
+
 /** Daily funding rate ∝ skew, capped; Solidity's signed division truncates toward zero (as BigInt's). */
 export function fundingRate(m: MarketP, longOI: bigint, shortOI: bigint): bigint {
   const maxRate = m.maxFundingRate;
@@ -114,8 +124,10 @@ export interface PositionIn {
   /** WAD price now */
   price: bigint;
   market: MarketP;
-  /** annualised WAD volatility (ignored when volK = 0) */
+  /** σ, the target volatility, annualised WAD (ignored when volK = 0): IM uses max(vol, mmVol) */
   vol: bigint;
+  /** σ_mm, the maintenance volatility (bounded speed), annualised WAD: MM uses it */
+  mmVol: bigint;
 }
 
 export interface AccountIn {
@@ -153,9 +165,9 @@ export function valuation(a: AccountIn, risk: RiskP): StateOut {
     upnl += positionPnl(p.size, p.entryPrice, p.entryFunding, p.price, p.index);
     const n = mulDivUp(abs(p.size), p.price, WAD);
     notional += n;
-    const req = wMulUp(n, mmr(p.market, n, p.market.volK === 0n ? 0n : p.vol, sqrtH));
-    mm += req;
-    im += wMulUp(req, p.market.imFactor);
+    const r = requirements(p.market, n, p.market.volK === 0n ? 0n : p.vol, p.market.volK === 0n ? 0n : p.mmVol, sqrtH);
+    mm += r.mm;
+    im += r.im;
   }
   if (open.length > 0) {
     mm += risk.keeperReward;

@@ -5,6 +5,7 @@ import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signer
 
 import {
   FeeOnTransferToken__factory,
+  GovernanceLogic__factory,
   IERC20__factory,
   LiquidationLogic__factory,
   LiquidityPool__factory,
@@ -110,6 +111,9 @@ async function settlementFixture() {
     ).getAddress(),
     "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": await (
       await new RebalanceLogic__factory(f.admin).deploy()
+    ).getAddress(),
+    "contracts/libraries/logic/GovernanceLogic.sol:GovernanceLogic": await (
+      await new GovernanceLogic__factory(f.admin).deploy()
     ).getAddress(),
   };
   const engine = await new MarginEngine__factory(libraries, f.admin).deploy(f.vault, oracle, pool, f.admin.address);

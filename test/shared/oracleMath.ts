@@ -99,6 +99,22 @@ export class VolMirror {
     this.reset(now);
   }
 
+  /** The mirror of a recorded state (`oracle.observation(asset)`), to predict what follows it. */
+  static fromObservation(
+    o: { price: bigint; updatedAt: bigint; varianceRate: bigint; samplePrice: bigint; sampleAt: bigint; mmVol: bigint; mmVolAt: bigint },
+    params: VolParamsIn = DEFAULT_VOL,
+  ): VolMirror {
+    const m = new VolMirror(0n, params);
+    m.price = o.price;
+    m.updatedAt = o.updatedAt;
+    m.varianceRate = o.varianceRate;
+    m.samplePrice = o.samplePrice;
+    m.sampleAt = o.sampleAt;
+    m.mmVol = o.mmVol;
+    m.mmVolAt = o.mmVolAt;
+    return m;
+  }
+
   /** `_resetVolatility`: the floor, at block time `now`. */
   reset(now: bigint) {
     this.price = 0n;

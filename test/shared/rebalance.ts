@@ -2,7 +2,7 @@
  * Rebalancer test setup and the bigint mirror of the rebalance plan (DESIGN.md "Rebalancer").
  */
 import { network } from "hardhat";
-import { ACTION, DEFAULT_REBALANCER, MAJOR_MARKET, wad } from "../../deploy/params";
+import { ACTION, DEFAULT_REBALANCER, DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
 import { systemFixture, USDC, E18, E8, type SystemFixture } from "./fixtures";
 import { leastCloseFraction, mulDivUp, WAD, wDivUp, wMulDown, wMulUp, USDC_SCALE } from "./marginMath";
 
@@ -121,6 +121,33 @@ export function expectedFee(ethPriceWad: bigint, maxFeeUsd: bigint, baseFee: big
   let fee = DEFAULT_REBALANCER.baseFeeUsd + (BigInt(DEFAULT_REBALANCER.gasUnits) * baseFee * ethPriceWad) / WAD;
   if (fee > maxFeeUsd) fee = maxFeeUsd;
   return fee - (fee % USDC_SCALE);
+}
+
+/**
+ * The fee of a rescue (health < 1): the keeper fee, but at least the liquidation's flat keeper reward within the
+ * owner's cap, in whole USDC units (a keeper always prefers the rescue to the liquidation, or is indifferent).
+ */
+export function rescueFee(ethPriceWad: bigint, maxFeeUsd: bigint, baseFee: bigint = BASE_FEE, keeperReward = DEFAULT_RISK.keeperReward): bigint {
+  const fee = expectedFee(ethPriceWad, maxFeeUsd, baseFee);
+  let reward = keeperReward < maxFeeUsd ? keeperReward : maxFeeUsd;
+  reward -= reward % USDC_SCALE;
+  return fee > reward ? fee : reward;
+}
+
+/**
+ * The engine's `canRescue` value test (README "Rescue below 1"): E − maxFeeUsd + Σ reserve × price × haircut
+ * (each rounded down) ≥ liquidationTargetRatio × MM (rounded up). The other conditions (registered module, TOP_UP,
+ * maxFeeUsd ≥ keeperReward, cooldown) are the test's to state.
+ */
+export function reserveCanRescue(
+  st: { equity: bigint; maintenanceMargin: bigint },
+  maxFeeUsd: bigint,
+  reserves: ReserveIn[],
+  liquidationTarget = DEFAULT_RISK.liquidationTargetRatio,
+): boolean {
+  let lifted = st.equity - maxFeeUsd;
+  for (const r of reserves) lifted += countedValue(r.available, r.price, Number(r.decimals), r.haircut);
+  return lifted >= targetRequirement(liquidationTarget, st.maintenanceMargin);
 }
 
 /** Token amount of a top-up that adds `needUsd` of counted value: ceil(ceil(need / haircut) × 10^dec / px). */

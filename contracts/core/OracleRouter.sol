@@ -26,7 +26,8 @@ import {
     MAX_VOL_INTERVAL,
     MIN_VOL_MAX_CHANGE,
     MAX_VOL_MAX_CHANGE,
-    MAX_SQUARED_RETURN
+    MAX_SQUARED_RETURN,
+    MAX_SAMPLE_WALK
 } from "../libraries/Constants.sol";
 
 /// @title OracleRouter
@@ -54,6 +55,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         uint256 updatedAt;
         int256 answer;
         uint256 startedAt; // sequencer status-change time, for SequencerGracePeriod
+        uint80 roundId; // the feed's latest round id
         bool isNew; // a valid round newer than the recorded observation: `obs` is what poke would record
         Observation obs; // the observation after this round (the recorded one when not new)
         uint256 jumpBps; // move from the recorded price, when new
@@ -279,7 +281,8 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             return r;
         }
 
-        try p.feed.latestRoundData() returns (uint80, int256 answer, uint256, uint256 updatedAt, uint80) {
+        try p.feed.latestRoundData() returns (uint80 roundId, int256 answer, uint256, uint256 updatedAt, uint80) {
+            r.roundId = roundId;
             r.answer = answer;
             r.updatedAt = updatedAt;
         } catch {
@@ -332,7 +335,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         }
         if (r.updatedAt > a.obs.updatedAt || r.price != a.obs.price) {
             r.isNew = true;
-            (r.obs, r.jumpBps) = _advance(a, r.price, r.updatedAt);
+            (r.obs, r.jumpBps) = _advance(a, r.roundId, r.price, r.updatedAt);
         } else {
             r.obs = a.obs;
         }
@@ -384,16 +387,19 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     function _record(address asset, AssetConfig storage a, ReadResult memory r) internal {
         uint256 prevPrice = a.obs.price;
         bool wasTripped = a.obs.tripped;
+        uint256 prevSampleAt = a.obs.sampleAt;
         a.obs = r.obs;
         if (r.jumpBps > a.params.maxJumpBps) emit BreakerTripped(asset, prevPrice, r.price, r.jumpBps, r.obs.breakerUntil);
         else if (wasTripped && !r.obs.tripped) emit BreakerReset(asset, r.price);
         emit ObservationRecorded(asset, r.price, r.updatedAt, _volatility(r.obs.varianceRate, a.vol));
-        if (r.obs.sampleAt != 0 && r.obs.sampleAt == r.updatedAt) emit VolatilitySampled(asset, r.price, r.updatedAt, r.obs.mmVol);
+        if (r.obs.sampleAt != prevSampleAt) {
+            emit VolatilitySampled(asset, r.obs.samplePrice, r.obs.sampleAt, r.obs.mmVol);
+        }
     }
 
     /// @dev The observation after a valid round (`p` at `updatedAt`, newer than the stored one): EWMA update,
     ///      breaker trip or reset. Pure arithmetic on the stored observation, shared by poke and the views.
-    function _advance(AssetConfig storage a, uint256 p, uint256 updatedAt)
+    function _advance(AssetConfig storage a, uint80 roundId, uint256 p, uint256 updatedAt)
         internal
         view
         returns (Observation memory o, uint256 jumpBps)
@@ -415,33 +421,90 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
                 o.tripped = false;
             }
         }
-        _sample(a.vol, o, p, updatedAt);
+        _sample(a, o, roundId, p, updatedAt);
 
         // p < maxPrice <= type(uint128).max (setFeed) and updatedAt <= block.timestamp: both casts are safe.
         o.price = uint128(p);
         o.updatedAt = uint64(updatedAt);
     }
 
-    /// @dev Volatility observations on a fixed grid of `interval` seconds of the feed's clock: a round counts
-    ///      only when it is the first in a new interval, and its return is measured from the previous sample
-    ///      over the time between them. However often anyone pokes (or withholds pokes), the same feed history
-    ///      gives the same samples, so no one moves σ by poking.
-    ///      Before the EWMA steps, the maintenance volatility moves toward the target that held until now, no
+    /// @dev Volatility samples on a fixed grid of `interval` seconds of the feed's clock, priced from the feed's
+    ///      own history: the sample at a boundary B is the answer of the last round with `updatedAt <= B`, found by
+    ///      walking back from the latest round with `getRoundData`. However often anyone pokes, and whenever (as
+    ///      long as the feed still serves the rounds, at most MAX_SAMPLE_WALK rounds back), the same feed history
+    ///      gives the same samples, so no one moves σ by poking or by withholding pokes. A boundary whose round
+    ///      cannot be read is skipped: its return merges into the next sample's, measured over the longer dt.
+    ///      Before each EWMA step the maintenance volatility moves toward the target that held until then, no
     ///      faster than `maxChangePerDay` (it never jumps with the sample that raises the target).
-    function _sample(VolParams storage v, Observation memory o, uint256 p, uint256 updatedAt) internal view {
+    function _sample(AssetConfig storage a, Observation memory o, uint80 roundId, uint256 p, uint256 updatedAt)
+        internal
+        view
+    {
+        uint256 interval = a.vol.interval;
+        uint256 lastBoundary = updatedAt - updatedAt % interval;
         if (o.sampleAt == 0) {
-            // First sample after setFeed / reset: the reference for the next return.
+            // First sample after setFeed / reset: the reference for the next return, at the current grid point.
             o.samplePrice = uint128(p);
-            o.sampleAt = uint64(updatedAt);
+            o.sampleAt = uint64(lastBoundary);
             return;
         }
-        uint256 interval = v.interval;
-        if (updatedAt / interval <= uint256(o.sampleAt) / interval) return;
+        uint256 firstBoundary = uint256(o.sampleAt) + interval;
+        if (firstBoundary > lastBoundary) return;
 
+        // The rounds from the latest back to the one in effect at the first boundary (newest first).
+        uint256[MAX_SAMPLE_WALK] memory times;
+        uint256[MAX_SAMPLE_WALK] memory prices;
+        uint256 n = _walkBack(a, roundId, p, updatedAt, firstBoundary, times, prices);
+
+        // Boundaries oldest first; `k` walks the collected rounds from the oldest one.
+        uint256 k = n;
+        for (uint256 b = firstBoundary; b <= lastBoundary; b += interval) {
+            // The round in effect at b: the newest collected round with time <= b.
+            while (k > 1 && times[k - 2] <= b) --k;
+            if (k == 0 || times[k - 1] > b) continue; // not reachable: merge into the next boundary
+            _step(a.vol, o, prices[k - 1], b);
+        }
+    }
+
+    /// @dev Collects (updatedAt, WAD price) of the latest round and of earlier rounds until one is at or before
+    ///      `until` (that one included), newest first; stops at MAX_SAMPLE_WALK rounds, or at a round the feed
+    ///      cannot serve or that is not a valid positive answer. Returns how many were collected.
+    function _walkBack(
+        AssetConfig storage a,
+        uint80 roundId,
+        uint256 p,
+        uint256 updatedAt,
+        uint256 until,
+        uint256[MAX_SAMPLE_WALK] memory times,
+        uint256[MAX_SAMPLE_WALK] memory prices
+    ) internal view returns (uint256 n) {
+        times[0] = updatedAt;
+        prices[0] = p;
+        n = 1;
+        uint256 scale = 10 ** (MAX_DECIMALS - a.decimals);
+        AggregatorV3Interface feed = a.params.feed;
+        while (times[n - 1] > until && n < MAX_SAMPLE_WALK && roundId > 1) {
+            --roundId;
+            try feed.getRoundData(roundId) returns (uint80, int256 answer, uint256, uint256 at, uint80) {
+                if (answer <= 0 || at == 0 || at > times[n - 1]) break;
+                uint256 raw = uint256(answer);
+                if (raw > type(uint128).max / scale) break;
+                times[n] = at;
+                prices[n] = raw * scale;
+                ++n;
+            } catch {
+                break;
+            }
+        }
+    }
+
+    /// @dev One sample at boundary `b` with price `p`: σ_mm moves toward the target that held until `b`, then the
+    ///      EWMA takes the return since the previous sample.
+    function _step(VolParams storage v, Observation memory o, uint256 p, uint256 b) internal view {
         uint256 target = _volatility(o.varianceRate, v);
-        uint256 elapsed = updatedAt > o.mmVolAt ? updatedAt - o.mmVolAt : 0;
+        uint256 elapsed = b > o.mmVolAt ? b - o.mmVolAt : 0;
         o.mmVol = uint64(_approach(o.mmVol, target, v, elapsed));
-        o.mmVolAt = uint64(updatedAt);
+        if (b > o.mmVolAt) o.mmVolAt = uint64(b); // never backwards: no stretch of time counts twice
 
         uint256 prev = o.samplePrice;
         uint256 move = p > prev ? p - prev : prev - p;
@@ -451,11 +514,11 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         // EWMA of the per-second variance with alpha = dt / (tau + dt), dt >= interval > 0:
         //   v' = (1 - alpha) v + alpha r^2 / dt = (tau v + r^2) / (tau + dt)
         // One division, rounded up for the same reason as r^2.
-        uint256 dt = updatedAt - o.sampleAt;
+        uint256 dt = b - o.sampleAt;
         uint256 tau = v.tau;
         o.varianceRate = Math.ceilDiv(tau * o.varianceRate + r2, tau + dt);
         o.samplePrice = uint128(p);
-        o.sampleAt = uint64(updatedAt);
+        o.sampleAt = uint64(b);
     }
 
     /// @dev `from` moved toward `to` by at most maxChangePerDay × elapsed / 1 day, clamped to [floor, cap]. A rise

@@ -48,6 +48,10 @@ uint64 constant DEFAULT_VOL_MAX_CHANGE = 0.5e18;
 /// @dev Speed bounds: 1 .. 1,000 percentage points a day.
 uint256 constant MIN_VOL_MAX_CHANGE = 0.01e18;
 uint256 constant MAX_VOL_MAX_CHANGE = 10e18;
+/// @dev Most feed rounds one poke reads back (getRoundData) to price the volatility samples it owes: at Chainlink
+///      ETH/USD's busiest (a few dozen rounds a day) a day of withheld pokes; older boundaries merge into one
+///      sample. Bounds the gas of a poke.
+uint256 constant MAX_SAMPLE_WALK = 48;
 /// @dev Largest squared simple return one observation may add to the EWMA, WAD: 1e36 = r of 1e9
 ///      (a 10^11 % move). Saturates the EWMA update so an absurd answer cannot overflow `poke`;
 ///      such a move trips the breaker and the volatility is capped anyway.

@@ -4,10 +4,16 @@ pragma solidity 0.8.28;
 import {AggregatorV3Interface} from "@chainlink/contracts/src/v0.8/shared/interfaces/AggregatorV3Interface.sol";
 
 /// @title MockAggregator
-/// @notice Test double of a Chainlink feed: any round, any decimals, and a switch that makes
-///         `latestRoundData` revert (a paused or broken feed).
+/// @notice Test double of a Chainlink feed: any round, any decimals, the history of every round set (served by
+///         `getRoundData`), and a switch that makes both reads revert (a paused or broken feed).
 contract MockAggregator is AggregatorV3Interface {
     error FeedReverted();
+
+    struct Round {
+        int256 answer;
+        uint256 startedAt;
+        uint256 updatedAt;
+    }
 
     uint8 public immutable override decimals;
     uint80 internal _roundId;
@@ -15,6 +21,8 @@ contract MockAggregator is AggregatorV3Interface {
     uint256 internal _startedAt;
     uint256 internal _updatedAt;
     bool public reverting;
+    /// @dev Every round set, by id: `getRoundData` serves history like a real aggregator.
+    mapping(uint80 roundId => Round) internal _rounds;
 
     constructor(uint8 decimals_) {
         decimals = decimals_;
@@ -26,6 +34,7 @@ contract MockAggregator is AggregatorV3Interface {
         _answer = answer;
         _startedAt = startedAt;
         _updatedAt = updatedAt;
+        _rounds[roundId] = Round(answer, startedAt, updatedAt);
     }
 
     /// @notice Next round with `answer`, started and updated now.
@@ -50,8 +59,9 @@ contract MockAggregator is AggregatorV3Interface {
         view
         returns (uint80, int256, uint256, uint256, uint80)
     {
-        if (reverting || roundId != _roundId) revert FeedReverted();
-        return (_roundId, _answer, _startedAt, _updatedAt, _roundId);
+        Round memory r = _rounds[roundId];
+        if (reverting || r.updatedAt == 0) revert FeedReverted();
+        return (roundId, r.answer, r.startedAt, r.updatedAt, roundId);
     }
 
     function latestRoundData() external view returns (uint80, int256, uint256, uint256, uint80) {

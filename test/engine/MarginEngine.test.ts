@@ -410,9 +410,10 @@ describe("MarginEngine", () => {
       await vault.connect(alice).depositMargin(aliceId, usdc, USDC(20_000));
       await trade(f, alice, aliceId, ethMarket, E18(10));
       await trade(f, alice, aliceId, btcMarket, -E18(1));
-      // A 10 % move in the next interval of the sampling grid raises σ above its floor once the oracle is
-      // poked; σ_mm, the maintenance volatility, starts toward it at maxChangePerDay (IM follows σ at once).
-      await alignToVolGrid(60);
+      // A 10 % move at the next boundary of the sampling grid (the boundary's sample) raises σ above its floor
+      // once the oracle is poked; σ_mm, the maintenance volatility, starts toward it at maxChangePerDay (IM
+      // follows σ at once).
+      await alignToVolGrid(0);
       await f.ethFeed.setAnswer(2200n * 10n ** 8n);
       await oracle.poke(weth);
       await f.btcFeed.setAnswer(30000n * 10n ** 8n); // BTC's round of this interval: unchanged price
@@ -447,8 +448,9 @@ describe("MarginEngine", () => {
     it("maintenanceRate is baseMMR + ⌈volK·σ_mm·√h⌉ + ⌈sizeK·N/oiCapUsd⌉ and is capped at maxMMR", async () => {
       const f = await loadFixture(engineFixture);
       const { engine, oracle, weth, ethMarket } = f;
-      // A volatility sample (next grid interval) sets σ above σ_mm: the rate reads σ_mm, the maintenance volatility.
-      await alignToVolGrid(60);
+      // A volatility sample (the round at the next grid boundary) sets σ above σ_mm: the rate reads σ_mm, the
+      // maintenance volatility.
+      await alignToVolGrid(0);
       await f.ethFeed.setAnswer(1850n * 10n ** 8n);
       await oracle.poke(weth);
       const { target, maintenance: vol } = await volsOf(f, weth);

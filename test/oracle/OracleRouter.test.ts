@@ -240,6 +240,48 @@ describe("OracleRouter", function () {
       expect(await router.price(WETH)).to.equal(2500n * WAD);
     });
 
+    it("after a new feed, a sample at a boundary before the setFeed block does not run σ_mm's clock back", async function () {
+      const { router, feed8, feed18 } = await loadFixture(deployFixture);
+      const t0 = await nextGridStart();
+      await setRoundAt(feed8, 1, 2000n * e8, t0, t0);
+      await router.poke(WETH);
+      await setRoundAt(feed8, 2, 2200n * e8, t0 + INTERVAL, t0 + INTERVAL); // a sample: σ rises above σ_mm
+      await router.poke(WETH);
+      const m = VolMirror.fromObservation(await router.observation(WETH));
+      expect(m.target()).to.be.greaterThan(m.mmVol);
+
+      // The new feed's latest round is older than the grid boundary t0 + 1 h; setFeed comes 100 s after it.
+      const r1 = t0 + INTERVAL - 100;
+      await setRoundAt(feed18, 1, 2200n * WAD, r1, t0 + INTERVAL + 2);
+      const at = t0 + INTERVAL + 100;
+      await time.setNextBlockTimestamp(at);
+      await router.setFeed(WETH, feedParams(await feed18.getAddress()));
+      m.restartPriceReference(BigInt(at));
+      m.setRound(2200n * WAD, BigInt(r1), 1n);
+      await router.poke(WETH); // the reference: its round's boundary, t0
+      m.observeLatest();
+      expect([m.samplePrice, m.sampleAt]).to.deep.equal([2200n * WAD, BigInt(t0)]);
+      const mmAtSetFeed = m.mmVol;
+
+      // The next round samples the boundary t0 + 1 h, before the setFeed block: the EWMA steps (dt = 1 h), but
+      // σ_mm already counts the time up to `at` (carried at setFeed), so it does not move and its clock stays at
+      // `at` instead of going back to t0 + 1 h (which would count 100 s twice).
+      const r2 = t0 + INTERVAL + 200;
+      await setRoundAt(feed18, 2, 2300n * WAD, r2, r2);
+      await expect(router.poke(WETH))
+        .to.emit(router, "VolatilitySampled")
+        .withArgs(WETH, 2200n * WAD, t0 + INTERVAL, mmAtSetFeed);
+      m.setRound(2300n * WAD, BigInt(r2), 2n);
+      expect(m.observeLatest()).to.equal(true);
+      const o = await router.observation(WETH);
+      expect([o.sampleAt, o.samplePrice, o.varianceRate]).to.deep.equal([BigInt(t0 + INTERVAL), 2200n * WAD, m.varianceRate]);
+      expect([o.mmVol, o.mmVolAt]).to.deep.equal([mmAtSetFeed, BigInt(at)]);
+      expect([m.mmVol, m.mmVolAt]).to.deep.equal([mmAtSetFeed, BigInt(at)]);
+      // Views carry σ_mm from `at`.
+      const now = BigInt(await time.latest());
+      expect(await router.volatilities(WETH)).to.deep.equal(Object.values(m.volatilities(now)));
+    });
+
     it("resetVolatility puts σ and σ_mm back at the floor and emits VolatilityReset; owner only, FeedNotSet without a feed", async function () {
       const { router, feed8, other } = await loadFixture(deployFixture);
       const t0 = await nextGridStart();
@@ -605,17 +647,19 @@ describe("OracleRouter", function () {
 
   // ---------------------------------------------------------------- poke and EWMA
   describe("poke", function () {
-    it("records the first observation without a return, as the sample reference, and emits ObservationRecorded at the floor", async function () {
+    it("records the first observation without a return, as the sample reference at its grid boundary, and emits ObservationRecorded at the floor", async function () {
       const { router, feed8 } = await loadFixture(deployFixture);
       const [, , , updatedAt] = await feed8.latestRoundData();
+      // The reference: the current price, at the grid boundary at or before its round.
+      const boundary = updatedAt - (updatedAt % DEFAULT_INTERVAL);
       const tx = router.poke(WETH);
       await expect(tx).to.emit(router, "ObservationRecorded").withArgs(WETH, 2000n * WAD, updatedAt, DEFAULT_FLOOR);
-      await expect(tx).to.emit(router, "VolatilitySampled").withArgs(WETH, 2000n * WAD, updatedAt, DEFAULT_FLOOR);
+      await expect(tx).to.emit(router, "VolatilitySampled").withArgs(WETH, 2000n * WAD, boundary, DEFAULT_FLOOR);
       const o = await router.observation(WETH);
       expect(o.price).to.equal(2000n * WAD);
       expect(o.updatedAt).to.equal(updatedAt);
       expect(o.varianceRate).to.equal(floorVarianceRate(DEFAULT_FLOOR));
-      expect([o.samplePrice, o.sampleAt]).to.deep.equal([2000n * WAD, updatedAt]);
+      expect([o.samplePrice, o.sampleAt]).to.deep.equal([2000n * WAD, boundary]);
       expect(o.tripped).to.equal(false);
     });
 
@@ -630,14 +674,15 @@ describe("OracleRouter", function () {
       await expect(router.poke(WETH)).not.to.emit(router, "ObservationRecorded");
     });
 
-    it("updates the variance rate exactly as ceil((tau v + ceil(r^2)) / (tau + dt)) at a sample of the grid", async function () {
+    it("updates the variance rate exactly as ceil((tau v + ceil(r^2)) / (tau + dt)) at a boundary of the grid, priced at the last round at or before it", async function () {
       const { router, feed8 } = await loadFixture(deployFixture);
-      // The reference round 5 minutes before a grid boundary, the next 5 minutes after it: dt = 600 s.
+      // The reference round 5 minutes before a grid boundary: the reference sits at the boundary before it.
       const boundary = await nextGridStart(400);
       const t0 = boundary - 300;
       await setRoundAt(feed8, 1, 2000n * e8, t0, t0);
       await router.poke(WETH);
       const o0 = await router.observation(WETH);
+      expect([o0.samplePrice, o0.sampleAt]).to.deep.equal([2000n * WAD, BigInt(boundary - INTERVAL)]);
       // A round in the same interval is recorded (price, breaker) but is no sample: the EWMA does not move.
       await setRoundAt(feed8, 2, 2010n * e8, t0 + 200, t0 + 200);
       await expect(router.poke(WETH)).not.to.emit(router, "VolatilitySampled");
@@ -646,20 +691,22 @@ describe("OracleRouter", function () {
         2010n * WAD,
         o0.varianceRate,
         2000n * WAD,
-        BigInt(t0),
+        BigInt(boundary - INTERVAL),
       ]);
-      const dt = 600;
-      const t = t0 + dt;
-      await setRoundAt(feed8, 3, 2030n * e8, t, t); // +1.5 % from the previous sample, 10 minutes later
-      const expected = ewmaStep(o0.varianceRate, 2000n * WAD, 2030n * WAD, BigInt(dt), DEFAULT_TAU);
-      await expect(router.poke(WETH)).to.emit(router, "VolatilitySampled").withArgs(WETH, 2030n * WAD, t, DEFAULT_FLOOR);
+      // 2,030 five minutes after the boundary: the sample at the boundary is the last round at or before it
+      // (2,010, round 2), +0.5 % from the reference over dt = one interval; 2,030 is the price, not the sample.
+      const t = boundary + 300;
+      await setRoundAt(feed8, 3, 2030n * e8, t, t);
+      const dt = INTERVAL;
+      const expected = ewmaStep(o0.varianceRate, 2000n * WAD, 2010n * WAD, BigInt(dt), DEFAULT_TAU);
+      await expect(router.poke(WETH)).to.emit(router, "VolatilitySampled").withArgs(WETH, 2010n * WAD, boundary, DEFAULT_FLOOR);
       const o1 = await router.observation(WETH);
       expect(o1.varianceRate).to.equal(expected);
-      // r^2 = 0.015^2 = 2.25e14 WAD; v' = (86400 * 317097919 + 2.25e14) / 87000, rounded up.
-      expect(expected).to.equal(ceilDiv(86_400n * 317_097_919n + 225_000_000_000_000n, 87_000n));
+      // r^2 = 0.005^2 = 2.5e13 WAD; v' = (86400 * 317097919 + 2.5e13) / 90000, rounded up.
+      expect(expected).to.equal(ceilDiv(86_400n * 317_097_919n + 25_000_000_000_000n, 90_000n));
       expect(o1.price).to.equal(2030n * WAD);
       expect(o1.updatedAt).to.equal(t);
-      expect([o1.samplePrice, o1.sampleAt]).to.deep.equal([2030n * WAD, BigInt(t)]);
+      expect([o1.samplePrice, o1.sampleAt]).to.deep.equal([2010n * WAD, BigInt(boundary)]);
     });
 
     it("does not trip on a move of exactly maxJumpBps", async function () {
@@ -691,7 +738,8 @@ describe("OracleRouter", function () {
     it("is clamped to the cap after a violent move", async function () {
       const { router, feed8 } = await loadFixture(deployFixture);
       await router.setFeed(WETH, feedParams(await feed8.getAddress(), { maxJumpBps: 10_000 }));
-      // The reference one second before a grid boundary, the move one second later (a sample, dt = 1 s).
+      // The reference one second before a grid boundary (sampleAt: the boundary before it), the move at the
+      // boundary: the sample there, +100 % over dt = one interval.
       const t = await nextGridStart();
       await setRoundAt(feed8, 1, 2000n * e8, t - 1, t - 1);
       await router.poke(WETH);
@@ -725,24 +773,24 @@ describe("OracleRouter", function () {
         await pusher.pushAndPoke(feed, routerAddr, WETH, i + 1, series[i].price, updatedAt, { gasLimit: 500_000 });
       }
 
-      // Float reference, independent of the contract and of the bigint mirror: the first round of each hour of
-      // the feed's clock is a sample; its return is taken from the previous sample's price over the time since
-      // it: alpha = dt / (tau + dt); v = (1 - alpha) v + alpha r^2 / dt; vol = sqrt(v * year).
+      // Float reference, independent of the contract and of the bigint mirror: a sample at every hour of the
+      // feed's clock, priced at the last round at or before it (the first round's hour is the reference); its
+      // return is taken from the previous sample's price over the hour: alpha = dt / (tau + dt);
+      // v = (1 - alpha) v + alpha r^2 / dt; vol = sqrt(v * year).
       const tau = Number(DEFAULT_TAU);
       const year = Number(SECONDS_PER_YEAR);
       let v = 0.1 ** 2 / year;
-      let refAt = series[0].timestamp;
       let refPx = Number(series[0].price) / 1e8;
       let returns = 0;
-      for (let i = 1; i < series.length; i++) {
-        const t = series[i].timestamp;
-        if (Math.floor(t / INTERVAL) === Math.floor(refAt / INTERVAL)) continue; // same hour: not a sample
-        const p = Number(series[i].price) / 1e8;
-        const dt = t - refAt;
+      let k = 0; // the last round at or before the hour
+      const lastHour = Math.floor(series[ROWS - 1].timestamp / INTERVAL) * INTERVAL;
+      for (let b = Math.floor(series[0].timestamp / INTERVAL) * INTERVAL + INTERVAL; b <= lastHour; b += INTERVAL) {
+        while (k + 1 < ROWS && series[k + 1].timestamp <= b) k++;
+        const p = Number(series[k].price) / 1e8;
+        const dt = INTERVAL;
         const r = (p - refPx) / refPx;
         const alpha = dt / (tau + dt);
         v = (1 - alpha) * v + (alpha * r * r) / dt;
-        refAt = t;
         refPx = p;
         returns++;
       }
@@ -751,8 +799,9 @@ describe("OracleRouter", function () {
       // Exact integer mirror with the contract's rounding (test/shared/oracleMath.ts).
       const m = new VolMirror(0n);
       for (const row of series) m.observe(row.price * 10n ** 10n, BigInt(row.timestamp + shift));
-      // 1500 rounds over 39.8 days: one sample per hour of the feed (the deviation-triggered rounds in between
-      // are recorded but are not samples).
+      // 1500 rounds over 39.8 days: one sample per hour of the feed, none skipped (a poke at every round reads
+      // back a few rounds at most; the deviation-triggered rounds in between are recorded but are not samples).
+      expect(m.skipped).to.deep.equal([]);
       expect(m.samples.length - 1).to.equal(returns);
       expect(returns).to.equal(SAMPLED_RETURNS);
 
@@ -849,7 +898,7 @@ describe("OracleRouter", function () {
   describe("views before a poke", function () {
     it("volatility() of an unpoked round equals what poke then records", async function () {
       const { router, feed8 } = await loadFixture(deployFixture);
-      const t0 = (await time.latest()) + 10;
+      const t0 = await nextGridStart(); // both rounds on the grid: the second is the next boundary's sample
       await setRoundAt(feed8, 1, 2000n * 10n ** 8n, t0, t0);
       await router.poke(WETH);
       await setRoundAt(feed8, 2, 2100n * 10n ** 8n, t0 + 3600, t0 + 3600); // +5 %: a real return

@@ -19,9 +19,11 @@ export const VOL_INTERVAL = 3_600;
 
 /**
  * Moves chain time so that the next block is `offset` seconds into the next interval of the volatility grid.
- * A round is a volatility sample only when it is the first in a new interval: tests that move prices a few
- * seconds apart stay inside one interval (no sample, σ unchanged) whatever the wall clock, and a test that wants
- * a sample advances time across a boundary on purpose. Returns the time of that next block.
+ * The volatility samples sit on the grid's boundaries, each priced at the last round at or before it, and are
+ * taken when a round at or after the boundary is observed: tests that move prices a few seconds apart stay
+ * inside one interval (no sample, σ unchanged) whatever the wall clock, and a test that wants a sample advances
+ * time across a boundary on purpose (offset 0: a round set in that block is the boundary's own sample).
+ * Returns the time of that next block.
  */
 export async function alignToVolGrid(offset = 1): Promise<number> {
   const next = (Math.floor((await time.latest()) / VOL_INTERVAL) + 1) * VOL_INTERVAL + offset;
@@ -33,7 +35,8 @@ export async function alignToVolGrid(offset = 1): Promise<number> {
  * Whole system, ETH at 2,000 and BTC at 30,000, and an LP with 1,000,000 USDC in the pool. Deployed from the
  * first second of a volatility-grid interval (`alignToVolGrid`), so every later price move within the test's
  * first ~55 minutes of chain time is in the interval of the feeds' first rounds: σ and σ_mm stay at the floor
- * until a test crosses an interval boundary itself.
+ * until a test crosses an interval boundary itself (the sample at that boundary is then the last price set
+ * before it, a return from the first rounds' price).
  */
 export async function systemFixture(): Promise<SystemFixture> {
   const [deployer, lp, alice, bob, keeper] = await ethers.getSigners();

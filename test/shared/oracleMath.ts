@@ -1,14 +1,20 @@
 /**
  * Independent bigint mirror of the OracleRouter's volatility (README "Risk model"; IOracleRouter NatSpec), used
  * by tests to predict exact on-chain values:
- * - σ, the target: an EWMA of squared simple returns sampled on a fixed grid of the feed's clock. A round is a
- *   sample only when it is the first whose updatedAt falls in a new `interval` bucket
- *   (⌊updatedAt / interval⌋ > ⌊sampleAt / interval⌋); its return is measured from the previous sample's price
- *   over dt = updatedAt − sampleAt: v' = ⌈(τ·v + ⌈r²⌉) / (τ + dt)⌉, σ = clamp(⌊√(v · year)⌋, floor, cap). The
- *   first round after setFeed / reset only sets the reference.
- * - σ_mm, the maintenance volatility: at each sample it moves toward the target that held *before* that sample
- *   by at most maxChangePerDay × (updatedAt − mmVolAt) / 1 day (a rise's step rounded up, a fall's down), then
- *   clamped to [floor, cap]; views extend it the same way to the block time.
+ * - σ, the target: an EWMA of squared simple returns sampled on a fixed grid of the feed's clock, priced from the
+ *   feed's own history. The grid's boundaries are the multiples of `interval`. When a round newer than the
+ *   recorded one is observed (a poke or a view), every boundary b after the last sample, up to
+ *   ⌊updatedAt / interval⌋·interval, is sampled at the answer of the last round with updatedAt ≤ b, read back
+ *   from the latest round (getRoundData, at most MAX_SAMPLE_WALK rounds counting the latest, stopping at a round
+ *   the feed does not serve, a non-positive answer or a time that goes forward). A boundary no readable round
+ *   reaches is skipped: its return merges into the next sample's, over dt = b − sampleAt.
+ *   Each sample: v' = ⌈(τ·v + ⌈r²⌉) / (τ + dt)⌉ with r = (p_b − samplePrice) / samplePrice,
+ *   σ = clamp(⌊√(v · year)⌋, floor, cap). The first round after setFeed / reset only sets the reference:
+ *   samplePrice = its price, sampleAt = its grid boundary ⌊updatedAt / interval⌋·interval.
+ * - σ_mm, the maintenance volatility: at each sample b it moves toward the target that held *before* that sample
+ *   by at most maxChangePerDay × (b − mmVolAt) / 1 day (a rise's step rounded up, a fall's down; no time when
+ *   b ≤ mmVolAt), clamped to [floor, cap], and mmVolAt = max(mmVolAt, b); views extend it the same way to the
+ *   block time.
  * The breaker's jump (consecutive recorded rounds, bps rounded up) is here too: one mirror per formula.
  */
 import { WAD, SECONDS_PER_YEAR, sqrtFloor } from "./marginMath";
@@ -18,6 +24,8 @@ export const DAY = 86_400n;
 export const BPS = 10_000n;
 /** Largest squared return one sample adds (Constants.MAX_SQUARED_RETURN): r of 1e9. */
 export const MAX_SQUARED_RETURN = 10n ** 36n;
+/** Most rounds one observation reads back, the latest included (Constants.MAX_SAMPLE_WALK). */
+export const MAX_SAMPLE_WALK = 48;
 
 export interface VolParamsIn {
   tau: bigint;
@@ -80,7 +88,13 @@ export function approach(from: bigint, to: bigint, p: VolParamsIn, elapsed: bigi
 /** Breaker jump between consecutive recorded rounds, bps rounded up. */
 export const jumpBpsOf = (prev: bigint, p: bigint) => ceilDiv(absDiff(p, prev) * BPS, prev);
 
-/** The volatility state of one asset (IOracleRouter.Observation without the breaker). */
+/** A round of the feed as `getRoundData` serves it, the answer scaled to WAD. */
+export interface FeedRound {
+  price: bigint;
+  updatedAt: bigint;
+}
+
+/** The volatility state of one asset (IOracleRouter.Observation without the breaker), and its feed's history. */
 export class VolMirror {
   params: VolParamsIn;
   price = 0n;
@@ -90,8 +104,17 @@ export class VolMirror {
   sampleAt = 0n;
   mmVol = 0n;
   mmVolAt = 0n;
-  /** updatedAt of every round that became a sample (the first, reference, round included) */
+  /** sampleAt of every sample: the reference's boundary, then each sampled boundary */
   samples: bigint[] = [];
+  /** boundaries no readable round reached, whose returns merged into a later sample */
+  skipped: bigint[] = [];
+
+  /** The current feed's rounds by id, as `getRoundData` serves them; an absent id reverts. */
+  rounds = new Map<bigint, FeedRound>();
+  /** Id of the feed's latest round (`latestRoundData`). */
+  latestRoundId = 0n;
+  /** false: the feed's `getRoundData` reverts (no history), `latestRoundData` still serves. */
+  servesHistory = true;
 
   /** The state `setFeed` gives an asset's first feed at block time `now`. */
   constructor(now: bigint, params: VolParamsIn = DEFAULT_VOL) {
@@ -99,7 +122,10 @@ export class VolMirror {
     this.reset(now);
   }
 
-  /** The mirror of a recorded state (`oracle.observation(asset)`), to predict what follows it. */
+  /**
+   * The mirror of a recorded state (`oracle.observation(asset)`), to predict what follows it. Rounds the feed
+   * already holds, if the prediction may read them back, are added with `setRound`.
+   */
   static fromObservation(
     o: { price: bigint; updatedAt: bigint; varianceRate: bigint; samplePrice: bigint; sampleAt: bigint; mmVol: bigint; mmVolAt: bigint },
     params: VolParamsIn = DEFAULT_VOL,
@@ -115,7 +141,17 @@ export class VolMirror {
     return m;
   }
 
-  /** `_resetVolatility`: the floor, at block time `now`. */
+  /** An independent copy (state and feed history): what a view computes without recording it. */
+  clone(): VolMirror {
+    const c = Object.assign(new VolMirror(0n, this.params), this) as VolMirror;
+    c.params = { ...this.params };
+    c.samples = [...this.samples];
+    c.skipped = [...this.skipped];
+    c.rounds = new Map(this.rounds);
+    return c;
+  }
+
+  /** `_resetVolatility`: the floor, at block time `now` (the feed's history is kept). */
   reset(now: bigint) {
     this.price = 0n;
     this.updatedAt = 0n;
@@ -126,7 +162,10 @@ export class VolMirror {
     this.mmVolAt = now;
   }
 
-  /** `setFeed` with another feed at block time `now` (`_restartPriceReference`): σ and σ_mm kept. */
+  /**
+   * `setFeed` with another feed at block time `now` (`_restartPriceReference`): σ and σ_mm kept; the new feed's
+   * history starts empty here (add its rounds with `setRound`).
+   */
   restartPriceReference(now: bigint) {
     this.mmVol = approach(this.mmVol, volatilityOf(this.varianceRate, this.params), this.params, now - this.mmVolAt);
     this.mmVolAt = now;
@@ -134,6 +173,9 @@ export class VolMirror {
     this.updatedAt = 0n;
     this.samplePrice = 0n;
     this.sampleAt = 0n;
+    this.rounds = new Map();
+    this.latestRoundId = 0n;
+    this.servesHistory = true;
   }
 
   /** `setVolParams`: before the first return the EWMA and σ_mm sit at the (new) floor. */
@@ -145,30 +187,91 @@ export class VolMirror {
     }
   }
 
+  /** The feed sets round `roundId` (by default the next id) as its latest; nothing is observed. */
+  setRound(p: bigint, updatedAt: bigint, roundId: bigint = this.latestRoundId + 1n) {
+    this.rounds.set(roundId, { price: p, updatedAt });
+    this.latestRoundId = roundId;
+  }
+
   /**
-   * A valid round newer than the recorded one (`_advance` → `_sample`): returns true when it is a volatility
-   * sample that moved the EWMA (the reference round after a reset returns false).
+   * The feed's latest round as a poke (or a view) reads it: when it is valid and newer than the recorded one
+   * (a later updatedAt, or another price at the same one), `_advance` → `_sample`. Returns true when at least
+   * one volatility sample moved the EWMA (the reference round after a reset returns false).
    */
-  observe(p: bigint, updatedAt: bigint): boolean {
-    let sampled = false;
-    if (this.sampleAt === 0n) {
-      this.samplePrice = p;
-      this.sampleAt = updatedAt;
-      this.samples.push(updatedAt);
-    } else if (updatedAt / this.params.interval > this.sampleAt / this.params.interval) {
-      const target = volatilityOf(this.varianceRate, this.params);
-      const elapsed = updatedAt > this.mmVolAt ? updatedAt - this.mmVolAt : 0n;
-      this.mmVol = approach(this.mmVol, target, this.params, elapsed);
-      this.mmVolAt = updatedAt;
-      this.varianceRate = ewmaStep(this.varianceRate, this.samplePrice, p, updatedAt - this.sampleAt, this.params.tau);
-      this.samplePrice = p;
-      this.sampleAt = updatedAt;
-      this.samples.push(updatedAt);
-      sampled = true;
-    }
+  observeLatest(): boolean {
+    const latest = this.rounds.get(this.latestRoundId);
+    if (latest === undefined) throw new Error("VolMirror: the feed has no round");
+    const { price: p, updatedAt } = latest;
+    if (updatedAt < this.updatedAt || (updatedAt === this.updatedAt && p === this.price)) return false;
+    const steps = this.sampleTo(p, updatedAt);
     this.price = p;
     this.updatedAt = updatedAt;
-    return sampled;
+    return steps > 0;
+  }
+
+  /** A new latest round (the next id) observed at once: `setRound` then `observeLatest`. */
+  observe(p: bigint, updatedAt: bigint): boolean {
+    this.setRound(p, updatedAt);
+    return this.observeLatest();
+  }
+
+  /**
+   * The rounds one observation can read, newest first: the latest, then ids one below the other while the feed
+   * serves them with a positive answer and a time not after the newer one's, MAX_SAMPLE_WALK in all.
+   * (The contract stops as soon as it holds a round at or before the first boundary it owes; the rounds past
+   * that one are older than a round it holds, so they never price a boundary: the samples are the same.)
+   */
+  readableRounds(): FeedRound[] {
+    const out: FeedRound[] = [this.rounds.get(this.latestRoundId)!];
+    let id = this.latestRoundId;
+    while (this.servesHistory && out.length < MAX_SAMPLE_WALK && id > 1n) {
+      id -= 1n;
+      const r = this.rounds.get(id);
+      if (r === undefined || r.price <= 0n || r.updatedAt === 0n || r.updatedAt > out[out.length - 1].updatedAt) break;
+      out.push(r);
+    }
+    return out;
+  }
+
+  /** The grid samples owed when the round (p, updatedAt) is observed; returns how many moved the EWMA. */
+  private sampleTo(p: bigint, updatedAt: bigint): number {
+    const I = this.params.interval;
+    const lastBoundary = (updatedAt / I) * I;
+    if (this.sampleAt === 0n) {
+      this.samplePrice = p;
+      this.sampleAt = lastBoundary;
+      this.samples.push(lastBoundary);
+      return 0;
+    }
+    if (this.sampleAt + I > lastBoundary) return 0;
+    const readable = this.readableRounds();
+    let steps = 0;
+    let unreached: bigint[] = [];
+    for (let b = this.sampleAt + I; b <= lastBoundary; b += I) {
+      // The last round with updatedAt <= b: the first such one, newest first.
+      const r = readable.find((x) => x.updatedAt <= b);
+      if (r === undefined) {
+        unreached.push(b); // merges into the next sample, if this observation reaches one
+        continue;
+      }
+      this.step(r.price, b);
+      this.skipped.push(...unreached);
+      unreached = [];
+      steps++;
+    }
+    return steps;
+  }
+
+  /** One sample at boundary b: σ_mm toward the target before it, then the EWMA over dt = b − sampleAt. */
+  private step(p: bigint, b: bigint) {
+    const target = volatilityOf(this.varianceRate, this.params);
+    const elapsed = b > this.mmVolAt ? b - this.mmVolAt : 0n;
+    this.mmVol = approach(this.mmVol, target, this.params, elapsed);
+    if (b > this.mmVolAt) this.mmVolAt = b;
+    this.varianceRate = ewmaStep(this.varianceRate, this.samplePrice, p, b - this.sampleAt, this.params.tau);
+    this.samplePrice = p;
+    this.sampleAt = b;
+    this.samples.push(b);
   }
 
   /** σ now (target). */

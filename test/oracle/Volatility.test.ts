@@ -1,14 +1,24 @@
 import { expect } from "chai";
-import { ethers } from "hardhat";
+import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
-import type { FeedPusher, MockAggregator, OracleRouter } from "../../typechain-types";
+import type { FeedPusher, MockAggregator, NoHistoryAggregator, OracleRouter } from "../../typechain-types";
 import type { IOracleRouter } from "../../typechain-types/contracts/core/OracleRouter";
 import { CRYPTO_FEED, DEFAULT_RISK, MAJOR_MARKET, wad, type MarketConfig } from "../../deploy/params";
 import { loadChainlinkRounds, type ChainlinkRound } from "../../lib/prices";
 import { E18, E8, systemFixture, USDC, VOL_INTERVAL } from "../shared/fixtures";
 import { mulDivUp, requirements, sqrtHorizon, USDC_SCALE, WAD, wDivDown } from "../shared/marginMath";
-import { DAY, DEFAULT_VOL, VOL_BOUNDS, VolMirror, approach } from "../shared/oracleMath";
+import {
+  DAY,
+  DEFAULT_VOL,
+  MAX_SAMPLE_WALK,
+  VOL_BOUNDS,
+  VolMirror,
+  approach,
+  ewmaStep,
+  floorVarianceRate,
+  volatilityOf,
+} from "../shared/oracleMath";
 
 /*
  * The risk model's volatility (README "Risk model", issue 9), against the oracle mirror of
@@ -17,6 +27,7 @@ import { DAY, DEFAULT_VOL, VOL_BOUNDS, VolMirror, approach } from "../shared/ora
  */
 
 const WETH = ethers.getAddress("0x00000000000000000000000000000000000000e1");
+const ETH2 = ethers.getAddress("0x00000000000000000000000000000000000000e2");
 const HOUR = VOL_INTERVAL;
 const SQRT_H = sqrtHorizon(DEFAULT_RISK.volHorizon);
 const R = DEFAULT_RISK.keeperReward;
@@ -24,29 +35,56 @@ const M: MarketConfig = { ...MAJOR_MARKET, maxFundingRate: 0n }; // funding off:
 
 // ============================================================================================ (1) cadence
 //
-// Only what holds is asserted here: pokes that record each interval's first round give the same samples,
-// however many rounds in between they skip. Poke cadences that record another round of an interval first
-// (every 15 min vs every hour at another phase, or pokes withheld across intervals) give other samples: on
-// this window peak σ is 221.6 % poked every 15 min and 110.0 % poked hourly at half past (ratio 2.02), far
-// outside the issue's 10 % — reported to the lead as a contract finding (the sample is whichever round a poke
-// records first in the interval, not a function of the feed's history alone).
+// σ is a function of the feed's history alone: each sample sits on a boundary of the hourly grid of the feed's
+// clock and is priced at the last round at or before it, read back from the feed (getRoundData, at most
+// MAX_SAMPLE_WALK = 48 rounds, the latest included). Poke cadence and phase, and pokes withheld while the walk still
+// reaches back, give exactly the same σ and σ_mm. A boundary the walk cannot reach (more rounds since it than the
+// walk reads, or a feed that serves no history) is skipped and its return merges into the next sample's.
 
 /** 2023-08-15 00:00 – 08-20 00:00 UTC of the real Chainlink ETH/USD rounds (the 17 Aug flash drop: −15.6 % in a day). */
 const WINDOW = { from: 1_692_057_600, to: 1_692_489_600 };
+const GAS = { gasLimit: 2_000_000 }; // a poke may read back 48 rounds; no estimate against an unmined block
 
-/** The window's rounds, preceded by the last round before it (the one a poke at 00:00:30 reads). */
+/** The window's rounds, preceded by the last round before it (the one the router recorded before the window). */
 function windowRounds(): ChainlinkRound[] {
   const all = loadChainlinkRounds("chainlink_eth_usd_rounds_mainnet.csv");
   const first = all.findIndex((r) => r.updatedAt >= WINDOW.from);
   return all.slice(first - 1, all.findIndex((r) => r.updatedAt >= WINDOW.to));
 }
 
+type Observation = Awaited<ReturnType<OracleRouter["observation"]>>;
+type Tx = Awaited<ReturnType<OracleRouter["poke"]>>;
+
+/**
+ * Mines one block at time `t` holding the transactions `send` submits, in order (several rounds in the same
+ * second, a round and the poke that reads it); checks they all succeeded. Automine must be off.
+ */
+async function mineBlock(t: number, send: () => Promise<Tx[]>): Promise<number> {
+  const txs = await send();
+  await network.provider.send("evm_mine", [t]);
+  let block = 0;
+  for (const tx of txs) {
+    const receipt = await tx.wait();
+    expect(receipt!.status).to.equal(1);
+    block = receipt!.blockNumber;
+  }
+  return block === 0 ? Number(await network.provider.send("eth_blockNumber")) : block;
+}
+
+async function withoutAutomine<T>(body: () => Promise<T>): Promise<T> {
+  await network.provider.send("evm_setAutomine", [false]);
+  try {
+    return await body();
+  } finally {
+    await network.provider.send("evm_setAutomine", [true]);
+  }
+}
+
 async function routerFixture() {
   const [owner] = await ethers.getSigners();
   const router = (await ethers.deployContract("OracleRouter", [owner.address])) as unknown as OracleRouter;
   const feed = (await ethers.deployContract("MockAggregator", [8])) as unknown as MockAggregator;
-  const pusher = (await ethers.deployContract("FeedPusher")) as unknown as FeedPusher;
-  // Real rounds are up to 3,696 s apart and a poke may come 15 minutes after one: a 2 h heartbeat; no breaker
+  // Real rounds are up to 3,696 s apart and a poke may come an hour after one: a 2 h heartbeat; no breaker
   // (these tests measure volatility only).
   await router.setFeed(WETH, {
     feed: await feed.getAddress(),
@@ -57,97 +95,340 @@ async function routerFixture() {
     cooldown: 0,
   });
   // Chain time cannot go back to 2023: the replay is shifted by whole days, so the shifted rounds keep the real
-  // feed's position on the hourly grid. Every replay below starts from this fixture, at the same chain time.
-  const shift = Math.ceil(((await time.latest()) + 100 - WINDOW.from) / 86_400) * 86_400;
-  return { router, feed, pusher, shift };
+  // feed's position on the hourly grid. The router ran before the window: it recorded the last round before it
+  // (set and poked at that round's own time), the sample reference every replay below shares.
+  const pre = windowRounds()[0];
+  const shift = Math.ceil(((await time.latest()) + 100 - pre.updatedAt) / 86_400) * 86_400;
+  await time.setNextBlockTimestamp(pre.updatedAt + shift);
+  await feed.setRound(pre.roundId, pre.answer, pre.startedAt + shift, pre.updatedAt + shift);
+  await router.poke(WETH);
+  return { router, feed, shift, pre };
 }
 
 interface Replay {
-  /** highest σ after a poke */
+  /** σ and σ_mm read after each block of the replay (rounds set, a poke, or both), by window time */
+  seen: Map<number, [bigint, bigint]>;
+  /** highest σ read after a poke */
   peak: bigint;
-  /** σ and σ_mm after the last poke */
-  final: { target: bigint; maintenance: bigint };
-  /** rounds the router recorded, and how many were volatility samples (the first, the reference, included) */
-  recorded: number;
-  samples: number;
-  /** the recorded volatility state at the end (oracle.observation) */
-  state: { varianceRate: bigint; samplePrice: bigint; sampleAt: bigint; mmVol: bigint; mmVolAt: bigint };
+  /** the oracle mirror at the end (its samples and skipped boundaries) */
+  mirror: VolMirror;
+  /** the recorded observation at the end */
+  obs: Observation;
+  /** chain time − window time */
+  shift: number;
 }
 
 /**
- * Pokes the router at each of `pokeTimes` (window clock), each time with the feed showing the latest real round
- * at or before that time (FeedPusher: set the round and poke, one transaction at block time = poke time). The
- * oracle mirror replays the rounds the router records; σ and σ_mm are checked against it after every poke.
+ * Replays the real rounds into the MockAggregator, each at its own time (block time = updatedAt; rounds of the
+ * same second in one block), and pokes the router at `pokeTimes` (window clock; a poke at a round's second comes
+ * after it in the same block). After every block σ and σ_mm are read and checked against the oracle mirror:
+ * after a poke, the mirror records the latest round; otherwise the view computes the pending rounds without
+ * recording them (a copy of the mirror).
  */
-async function replay(pokeTimes: number[]): Promise<Replay> {
-  const { router, feed, pusher, shift } = await loadFixture(routerFixture);
-  const rounds = windowRounds();
-  const m = new VolMirror(0n);
-  const out: Replay = {
-    peak: 0n,
-    final: { target: 0n, maintenance: 0n },
-    recorded: 0,
-    samples: 0,
-    state: { varianceRate: 0n, samplePrice: 0n, sampleAt: 0n, mmVol: 0n, mmVolAt: 0n },
-  };
-  let last: ChainlinkRound | undefined;
-  let k = 0;
-  for (const t of pokeTimes) {
-    while (k + 1 < rounds.length && rounds[k + 1].updatedAt <= t) k++;
-    const r = rounds[k];
-    await time.setNextBlockTimestamp(t + shift);
-    await pusher.pushAndPoke(feed, router, WETH, r.roundId, r.answer, r.updatedAt + shift, { gasLimit: 500_000 });
-    if (r !== last) {
-      // A new round, as poke records it (one price per round; same-second rounds differ in answer).
-      if (last === undefined || r.updatedAt > last.updatedAt || r.answer !== last.answer) {
-        m.observe(r.answer * 10n ** 10n, BigInt(r.updatedAt + shift));
-        out.recorded++;
+async function replay(pokeTimes: number[], rounds: ChainlinkRound[] = windowRounds().slice(1)): Promise<Replay> {
+  const { router, feed, shift, pre } = await loadFixture(routerFixture);
+  const m = VolMirror.fromObservation(await router.observation(WETH));
+  m.setRound(pre.answer * 10n ** 10n, BigInt(pre.updatedAt + shift), pre.roundId);
+  const pokes = new Set(pokeTimes);
+  const times = [...new Set([...rounds.map((r) => r.updatedAt), ...pokeTimes])].sort((a, b) => a - b);
+  const out: Replay = { seen: new Map(), peak: 0n, mirror: m, obs: await router.observation(WETH), shift };
+  await withoutAutomine(async () => {
+    let k = 0;
+    for (const t of times) {
+      const poked = pokes.has(t);
+      const block = await mineBlock(t + shift, async () => {
+        const txs: Tx[] = [];
+        for (; k < rounds.length && rounds[k].updatedAt === t; k++) {
+          const r = rounds[k];
+          txs.push(await feed.setRound(r.roundId, r.answer, r.startedAt + shift, r.updatedAt + shift, GAS));
+          m.setRound(r.answer * 10n ** 10n, BigInt(r.updatedAt + shift), r.roundId);
+        }
+        if (poked) txs.push(await router.poke(WETH, GAS));
+        return txs;
+      });
+      let v: { target: bigint; maintenance: bigint };
+      if (poked) {
+        m.observeLatest();
+        v = m.volatilities(BigInt(t + shift));
+      } else {
+        const view = m.clone();
+        view.observeLatest();
+        v = view.volatilities(BigInt(t + shift));
       }
-      last = r;
+      expect(await router.volatilities(WETH, { blockTag: block }), `σ, σ_mm at ${t}`).to.deep.equal([v.target, v.maintenance]);
+      out.seen.set(t, [v.target, v.maintenance]);
+      if (poked && v.target > out.peak) out.peak = v.target;
     }
-    const v = m.volatilities(BigInt(t + shift));
-    expect(await router.volatilities(WETH), `σ, σ_mm at ${t}`).to.deep.equal([v.target, v.maintenance]);
-    if (v.target > out.peak) out.peak = v.target;
-    out.final = v;
-  }
-  out.samples = m.samples.length;
-  const o = await router.observation(WETH);
-  out.state = { varianceRate: o.varianceRate, samplePrice: o.samplePrice, sampleAt: o.sampleAt, mmVol: o.mmVol, mmVolAt: o.mmVolAt };
-  expect(out.state).to.deep.equal({
-    varianceRate: m.varianceRate,
-    samplePrice: m.samplePrice,
-    sampleAt: m.sampleAt,
-    mmVol: m.mmVol,
-    mmVolAt: m.mmVolAt,
   });
+  out.obs = await router.observation(WETH);
+  expect([out.obs.price, out.obs.updatedAt, out.obs.varianceRate, out.obs.samplePrice, out.obs.sampleAt, out.obs.mmVol, out.obs.mmVolAt]).to.deep.equal([
+    m.price,
+    m.updatedAt,
+    m.varianceRate,
+    m.samplePrice,
+    m.sampleAt,
+    m.mmVol,
+    m.mmVolAt,
+  ]);
   return out;
 }
 
-describe("Volatility › samples on the feed's hourly grid: the first round recorded in each interval", function () {
-  it("poking only at the first round of each hour gives exactly the σ of poking every round (the same grid samples)", async function () {
+/** Poke times from the window's start: `offset` seconds into each period of `every` seconds, then one at its end. */
+const schedule = (every: number, offset: number) => [
+  ...Array.from({ length: (WINDOW.to - WINDOW.from) / every }, (_, i) => WINDOW.from + i * every + offset),
+  WINDOW.to,
+];
+/** A poke at every round (several real rounds share a second: one poke after the last of them), then at the end. */
+const atEveryRound = () => [...new Set(windowRounds().slice(1).map((r) => r.updatedAt)), WINDOW.to];
+
+describe("Volatility › samples on the hourly grid, priced from the feed's history: cadence does not move σ", function () {
+  it("the real 15–19 Aug 2023 Chainlink ETH/USD rounds poked every 15 min, hourly on the hour, hourly at half past and at every round: the same peak σ and the same final state", async function () {
     const rounds = windowRounds();
-    const everyRound = rounds.slice(1).map((r) => r.updatedAt); // the poker sees every round
-    // The lazy poker: once per hour, right after that hour's first round (or not at all in an hour without one).
-    const firstOfHour = everyRound.filter((t, i) => i === 0 || Math.floor(t / HOUR) > Math.floor(everyRound[i - 1] / HOUR));
-    expect(firstOfHour.length).to.be.lessThan(everyRound.length);
-    const all = await replay(dedupe(everyRound));
-    const lazy = await replay(dedupe(firstOfHour));
-    // 198 rounds recorded by the poker of every round, 120 by the lazy one: the same 120 samples (one per hour
-    // of the 5 days; the first is the reference).
-    expect([all.recorded, all.samples, lazy.recorded, lazy.samples]).to.deep.equal([198, 120, 120, 120]);
-    expect(lazy.state).to.deep.equal(all.state);
-    expect(lazy.peak).to.equal(all.peak);
-    // Peak σ 115.57 % (17 Aug, the flash drop), 53.67 % at the end.
-    expect([all.peak, all.final.target]).to.deep.equal([1_155_705_261_310_277_154n, 536_674_638_584_682_889n]);
+    // 199 rounds in the window after the reference, in one Chainlink phase (consecutive ids: the walk reads them).
+    expect(rounds.length - 1).to.equal(WINDOW_ROUNDS);
+    for (let i = 1; i < rounds.length; i++) expect(rounds[i].roundId).to.equal(rounds[i - 1].roundId + 1n);
+
+    const runs = {
+      quarterHourly: await replay(schedule(900, 30)),
+      onTheHour: await replay(schedule(HOUR, 0)),
+      atHalfPast: await replay(schedule(HOUR, 1800)),
+      everyRound: await replay(atEveryRound()),
+    };
+    const all = Object.values(runs);
+    // The same 120 samples (one per hour of the window, from its first second to its last hour), none skipped.
+    for (const r of all) {
+      expect(r.mirror.samples.length).to.equal(120);
+      expect(r.mirror.samples[0]).to.equal(BigInt(WINDOW.from + r.shift));
+      expect(r.mirror.skipped).to.deep.equal([]);
+      expect(r.mirror.samples).to.deep.equal(runs.everyRound.mirror.samples);
+    }
+    // Peak σ exactly equal (so within 10 % of one another), after the 17 Aug flash drop: 142.97 %.
+    const peaks = all.map((r) => r.peak);
+    expect(peaks).to.deep.equal(Array(4).fill(EXPECTED_CADENCE.peak));
+    expect((peaks[0] * 10_000n) / peaks[2]).to.be.within(9_000n, 11_000n); // the previous helper's repro
+    // The final poke at the window's end: the same recorded observation, σ and σ_mm, to the wei.
+    for (const r of all) {
+      expect(r.obs).to.deep.equal(runs.everyRound.obs);
+      expect(r.seen.get(WINDOW.to)).to.deep.equal(EXPECTED_CADENCE.final);
+    }
+    // Wherever two cadences read the router at the same time, they read the same σ and σ_mm.
+    for (const r of all) {
+      for (const [t, v] of r.seen) {
+        const other = runs.everyRound.seen.get(t);
+        if (other !== undefined) expect(v, `σ, σ_mm at ${t}`).to.deep.equal(other);
+      }
+    }
   });
 
+  it("withholding pokes for 6 hours (17 Aug 18:00–24:00 UTC, the flash drop, 34 rounds) then poking gives exactly the σ and σ_mm of poking every round", async function () {
+    const gap = { from: 1_692_295_200, to: 1_692_316_800 };
+    const inGap = windowRounds().filter((r) => r.updatedAt >= gap.from && r.updatedAt < gap.to);
+    expect(inGap.length).to.equal(34);
+    expect(inGap.length).to.be.lessThan(MAX_SAMPLE_WALK); // the poke after the gap reads back past its start
+
+    const all = await replay(atEveryRound());
+    const withheld = await replay(atEveryRound().filter((t) => t < gap.from || t >= gap.to));
+    expect(withheld.mirror.skipped).to.deep.equal([]);
+    // Every read of the withheld replay (the views during the gap, which see the pending rounds, and every poke
+    // after it) equals the read of the poker of every round at the same time.
+    expect(withheld.seen.size).to.equal(all.seen.size);
+    for (const [t, v] of withheld.seen) expect(v, `σ, σ_mm at ${t}`).to.deep.equal(all.seen.get(t));
+    // The first poke after the gap takes the hourly samples of the gap at once: the same σ and σ_mm.
+    const firstAfter = atEveryRound().find((t) => t >= gap.to)!;
+    expect(withheld.seen.get(firstAfter)).to.deep.equal(all.seen.get(firstAfter));
+    expect(withheld.seen.get(firstAfter)).to.deep.equal(EXPECTED_CADENCE.afterGap);
+    expect(withheld.obs).to.deep.equal(all.obs);
+    // The peak (17 Aug 23:00:47) is inside the gap: the views during the gap read it too (they see the pending
+    // rounds); only the pokes after the gap come too late for it.
+    expect(all.peak).to.equal(EXPECTED_CADENCE.peak);
+    const viewedPeak = [...withheld.seen.values()].reduce((max, [sigma]) => (sigma > max ? sigma : max), 0n);
+    expect(viewedPeak).to.equal(EXPECTED_CADENCE.peak);
+    expect(withheld.peak).to.equal(EXPECTED_CADENCE.afterGap[0]);
+  });
+
+  it("a gap longer than the walk: the boundaries it cannot reach merge into the next sample, dt = b − sampleAt (exact σ)", async function () {
+    const { router, feed } = await loadFixture(gapFixture);
+    // 61 rounds 10 minutes apart from a grid boundary B0 (round 1 at B0, the reference, poked), then one poke
+    // a second after round 61 (B0 + 10 h): the walk reads rounds 61 back to 14 (48 rounds, 14 at B0 + 7,800 s), so the
+    // boundaries B0 + 1 h (round 7) and B0 + 2 h (round 13) are out of reach and merge into B0 + 3 h (round 19),
+    // dt = 3 h; then one sample an hour to B0 + 10 h.
+    const B0 = (Math.floor((await time.latest()) / HOUR) + 2) * HOUR;
+    const px = (i: number) => E8(2000) + E8(40) * BigInt((i * 3) % 7) - E8(120);
+    await time.setNextBlockTimestamp(B0);
+    await feed.setRound(1, px(1), B0, B0);
+    await router.poke(WETH);
+    const m = VolMirror.fromObservation(await router.observation(WETH));
+    m.setRound(px(1) * 10n ** 10n, BigInt(B0), 1n);
+    expect([m.samplePrice, m.sampleAt]).to.deep.equal([px(1) * 10n ** 10n, BigInt(B0)]);
+    const v0 = m.varianceRate;
+    for (let i = 2; i <= 61; i++) {
+      const t = B0 + (i - 1) * 600;
+      await time.setNextBlockTimestamp(t);
+      await feed.setRound(i, px(i), t, t);
+      m.setRound(px(i) * 10n ** 10n, BigInt(t), BigInt(i));
+    }
+    const tEnd = B0 + 36_000;
+    // The rule by hand: (round, dt) of each sample; the reference's price is round 1's.
+    const steps: [number, number][] = [[19, 3 * HOUR], [25, HOUR], [31, HOUR], [37, HOUR], [43, HOUR], [49, HOUR], [55, HOUR], [61, HOUR]];
+    let v = v0;
+    let prev = px(1);
+    for (const [i, dt] of steps) {
+      v = ewmaStep(v, prev * 10n ** 10n, px(i) * 10n ** 10n, BigInt(dt), DEFAULT_VOL.tau);
+      prev = px(i);
+    }
+    const sigma = volatilityOf(v, DEFAULT_VOL);
+    expect(sigma).to.equal(EXPECTED_GAP.sigma);
+    // The view sees the same merge before anyone pokes.
+    expect(await router.volatility(WETH)).to.equal(sigma);
+    await time.setNextBlockTimestamp(tEnd + 1);
+    const tx = router.poke(WETH, GAS);
+    expect(m.observeLatest()).to.equal(true);
+    expect(m.skipped).to.deep.equal([BigInt(B0 + HOUR), BigInt(B0 + 2 * HOUR)]);
+    expect(m.varianceRate).to.equal(v);
+    await expect(tx).to.emit(router, "VolatilitySampled").withArgs(WETH, px(61) * 10n ** 10n, tEnd, m.mmVol);
+    const o = await router.observation(WETH);
+    expect([o.varianceRate, o.samplePrice, o.sampleAt, o.mmVol, o.mmVolAt]).to.deep.equal([v, px(61) * 10n ** 10n, BigInt(tEnd), m.mmVol, BigInt(tEnd)]);
+    expect(await router.volatilities(WETH)).to.deep.equal(Object.values(m.volatilities(BigInt(tEnd + 1))));
+    expect(m.mmVol).to.equal(EXPECTED_GAP.mmVol);
+    // Poking every round of the same history reaches every boundary: 10 hourly samples, another σ.
+    let everyV = v0;
+    prev = px(1);
+    for (let h = 1; h <= 10; h++) {
+      const i = 6 * h + 1; // the round at B0 + h hours
+      everyV = ewmaStep(everyV, prev * 10n ** 10n, px(i) * 10n ** 10n, BigInt(HOUR), DEFAULT_VOL.tau);
+      prev = px(i);
+    }
+    expect(volatilityOf(everyV, DEFAULT_VOL)).to.equal(EXPECTED_GAP.sigmaEveryRound);
+    expect(sigma).to.not.equal(EXPECTED_GAP.sigmaEveryRound);
+  });
+
+  it("withholding pokes for 12 hours of real rounds (17 Aug 12:00–24:00 UTC, 52 rounds > 48): the early boundaries merge, exactly as the rule gives", async function () {
+    const gap = { from: 1_692_273_600, to: 1_692_316_800 };
+    const inGap = windowRounds().filter((r) => r.updatedAt >= gap.from && r.updatedAt < gap.to);
+    expect(inGap.length).to.equal(52);
+    const all = await replay(atEveryRound());
+    const withheld = await replay(atEveryRound().filter((t) => t < gap.from || t >= gap.to));
+    // The poke after the gap reads back 48 rounds, not to the rounds of the gap's first hours: those boundaries
+    // are skipped and their returns merge into the first one it reaches (every read checked against the mirror).
+    const skipped = withheld.mirror.skipped.map((b) => (Number(b) - withheld.shift - gap.from) / HOUR);
+    expect(skipped).to.deep.equal(EXPECTED_CADENCE.skippedHoursIn12h);
+    expect(all.mirror.skipped).to.deep.equal([]);
+    const firstAfter = atEveryRound().find((t) => t >= gap.to)!;
+    expect(withheld.seen.get(firstAfter)).to.deep.equal(EXPECTED_CADENCE.after12hGap);
+    expect(all.seen.get(firstAfter)).to.deep.equal(EXPECTED_CADENCE.afterGap);
+  });
+
+  it("a feed that serves no history (getRoundData reverts) still serves prices; its boundaries merge until a round lands on one", async function () {
+    const { router, feed, noHistory } = await loadFixture(noHistoryFixture);
+    // The same rounds on both feeds: 35 rounds 10 minutes apart, 5 minutes past each (never on the grid), from
+    // B0 + 300 (the reference: sampleAt B0), swinging 2,000 / 2,100 / 2,000 / 1,900; then 2,100 exactly at B0 + 6 h.
+    const B0 = (Math.floor((await time.latest()) / HOUR) + 2) * HOUR;
+    const times = [...Array.from({ length: 35 }, (_, i) => B0 + 300 + 600 * i), B0 + 6 * HOUR];
+    const px = (i: number) => (i === 35 ? E8(2100) : [E8(2000), E8(2100), E8(2000), E8(1900)][i % 4]);
+    const mNo = VolMirror.fromObservation(await router.observation(WETH));
+    mNo.servesHistory = false;
+    const mHist = VolMirror.fromObservation(await router.observation(ETH2));
+    await withoutAutomine(async () => {
+      for (let i = 0; i < times.length; i++) {
+        const t = times[i];
+        const block = await mineBlock(t, async () => [
+          await noHistory.setRound(i + 1, px(i), t, t, GAS),
+          await feed.setRound(i + 1, px(i), t, t, GAS),
+          await router.poke(WETH, GAS),
+          await router.poke(ETH2, GAS),
+        ]);
+        for (const m of [mNo, mHist]) {
+          m.setRound(px(i) * 10n ** 10n, BigInt(t), BigInt(i + 1));
+          m.observeLatest();
+        }
+        const at = { blockTag: block };
+        // Prices are served from the latest round alone.
+        expect(await router.price(WETH, at)).to.equal(px(i) * 10n ** 10n);
+        expect(await router.volatilities(WETH, at), `no history, round ${i}`).to.deep.equal(Object.values(mNo.volatilities(BigInt(t))));
+        expect(await router.volatilities(ETH2, at), `history, round ${i}`).to.deep.equal(Object.values(mHist.volatilities(BigInt(t))));
+        if (i < 35) {
+          // No boundary is reachable without history: no sample for 6 hours of ±5 % swings, σ at its floor.
+          expect((await router.observation(WETH, at)).sampleAt).to.equal(BigInt(B0));
+          expect(await router.volatility(WETH, at)).to.equal(DEFAULT_VOL.floor);
+        }
+      }
+    });
+    const sampled = async (asset: string) =>
+      (await router.queryFilter(router.filters.VolatilitySampled(asset))).map((e) => [e.args.price, e.args.updatedAt]);
+    // The reference, then one merged sample at B0 + 6 h: 2,000 → 2,100 over dt = 6 h.
+    expect(await sampled(WETH)).to.deep.equal([
+      [E18(2000), BigInt(B0)],
+      [E18(2100), BigInt(B0 + 6 * HOUR)],
+    ]);
+    expect(mNo.skipped.length).to.equal(5);
+    const vNo = ewmaStep(floorVarianceRate(DEFAULT_VOL.floor), E18(2000), E18(2100), BigInt(6 * HOUR), DEFAULT_VOL.tau);
+    expect((await router.observation(WETH)).varianceRate).to.equal(vNo);
+    expect(volatilityOf(vNo, DEFAULT_VOL)).to.equal(EXPECTED_NO_HISTORY.sigma);
+    // With history: six hourly samples, each the last round before its boundary (2,100, 1,900, 2,100, 1,900,
+    // 2,100), the last one the round at B0 + 6 h (2,100).
+    let v = floorVarianceRate(DEFAULT_VOL.floor);
+    let prev = E18(2000);
+    for (let h = 1; h <= 6; h++) {
+      const p = h === 6 ? E18(2100) : px(6 * h - 1) * 10n ** 10n;
+      v = ewmaStep(v, prev, p, BigInt(HOUR), DEFAULT_VOL.tau);
+      prev = p;
+    }
+    expect((await router.observation(ETH2)).varianceRate).to.equal(v);
+    expect((await sampled(ETH2)).length).to.equal(7);
+    expect(volatilityOf(v, DEFAULT_VOL)).to.equal(EXPECTED_NO_HISTORY.sigmaWithHistory);
+  });
 });
 
-/** Poke times strictly increasing (several real rounds share a second; one poke sees the last of them). */
-function dedupe(times: number[]): number[] {
-  return times.filter((t, i) => i === times.length - 1 || times[i + 1] !== t);
+/** A router with two assets on the same rounds: WETH on a feed without history, ETH2 on the MockAggregator. */
+async function noHistoryFixture() {
+  const [owner] = await ethers.getSigners();
+  const router = (await ethers.deployContract("OracleRouter", [owner.address])) as unknown as OracleRouter;
+  const noHistory = (await ethers.deployContract("NoHistoryAggregator", [8])) as unknown as NoHistoryAggregator;
+  const feed = (await ethers.deployContract("MockAggregator", [8])) as unknown as MockAggregator;
+  const params = { heartbeat: 7200, minPrice: wad("1"), maxPrice: wad("1000000"), maxJumpBps: 10_000, cooldown: 0 };
+  await router.setFeed(WETH, { feed: await noHistory.getAddress(), ...params });
+  await router.setFeed(ETH2, { feed: await feed.getAddress(), ...params });
+  return { router, feed, noHistory };
 }
 
+/** A router with the Chainlink-like MockAggregator (history served), no breaker. */
+async function gapFixture() {
+  const [owner] = await ethers.getSigners();
+  const router = (await ethers.deployContract("OracleRouter", [owner.address])) as unknown as OracleRouter;
+  const feed = (await ethers.deployContract("MockAggregator", [8])) as unknown as MockAggregator;
+  const params = { heartbeat: 7200, minPrice: wad("1"), maxPrice: wad("1000000"), maxJumpBps: 10_000, cooldown: 0 };
+  await router.setFeed(WETH, { feed: await feed.getAddress(), ...params });
+  return { router, feed };
+}
+
+/** Figures of the cadence tests (each also checked above against the oracle mirror after every block). */
+const WINDOW_ROUNDS = 199;
+const EXPECTED_CADENCE = {
+  /** 142.97 %, at 17 Aug 23:00:47 UTC (the sample of 23:00, after the flash drop) */
+  peak: 1_429_700_338_653_417_260n,
+  /** σ and σ_mm at the window's end: 63.85 % both (σ_mm has caught up) */
+  final: [638_487_586_228_731_623n, 638_487_586_228_731_623n],
+  /** σ and σ_mm at the first poke after 17 Aug 24:00: 141.53 % and 38.97 % */
+  afterGap: [1_415_272_180_843_823_411n, 389_675_410_312_907_050n],
+  /** boundaries merged when pokes are withheld 17 Aug 12:00–24:00, hours after 12:00 */
+  skippedHoursIn12h: [0, 1, 2, 3],
+  /** σ and σ_mm at the first poke after that 12-hour gap: 142.29 % and 38.90 % */
+  after12hGap: [1_422_864_553_659_744_522n, 388_965_749_939_583_053n],
+};
+const EXPECTED_GAP = {
+  /** 332.27 %: two boundaries merged into the third */
+  sigma: 3_322_710_197_448_895_782n,
+  /** 24.58 % */
+  mmVol: 245_833_333_333_333_338n,
+  /** 377.70 %: the same history with every boundary reached */
+  sigmaEveryRound: 3_777_015_726_550_655_494n,
+};
+const EXPECTED_NO_HISTORY = {
+  /** 85.91 %: one +5 % return over 6 h */
+  sigma: 859_069_263_796_245_942n,
+  /** 367.60 %: the six hourly returns of the same rounds */
+  sigmaWithHistory: 3_675_982_696_052_254_269n,
+};
 
 // ============================================================================================ (2), (3) engine
 
@@ -167,9 +448,15 @@ async function engineFixture() {
 }
 type Fx = Awaited<ReturnType<typeof engineFixture>>;
 
-/** The oracle mirror from ETH's recorded state (the fixture's history, read once), to predict what follows. */
+/**
+ * The oracle mirror from ETH's recorded state (the fixture's history, read once) and the feed's latest round
+ * (the one the next samples may read back), to predict what follows.
+ */
 async function ethMirror(f: Fx): Promise<VolMirror> {
-  return VolMirror.fromObservation(await f.oracle.observation(f.weth));
+  const m = VolMirror.fromObservation(await f.oracle.observation(f.weth));
+  const [roundId, answer, , updatedAt] = await f.ethFeed.latestRoundData();
+  m.setRound(answer * 10n ** 10n, updatedAt, roundId);
+  return m;
 }
 
 /** A new ETH round at `usd`, set and poked in one transaction at block time `t` (updatedAt = t). */
@@ -246,12 +533,12 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
     await f.engine.connect(f.alice).modifyPosition(f.id, f.ethMarket, size, ethers.MaxUint256);
     const opened = afterOpen(USDC(1_000), size, P2000, { target: floor, maintenance: floor });
 
-    // The crash round: −20 % at the first minute of the next grid interval, a volatility sample.
-    const t1 = (Math.floor((await time.latest()) / HOUR) + 1) * HOUR + 60;
+    // The crash round: −20 % exactly at the next grid boundary, that boundary's volatility sample.
+    const t1 = (Math.floor((await time.latest()) / HOUR) + 1) * HOUR;
     await expect(ethRoundAt(f, 1600n, t1)).to.emit(f.oracle, "VolatilitySampled").withArgs(f.weth, E18(1600), t1, floor);
     expect(m.observe(E18(1600), BigInt(t1))).to.equal(true);
     const sigma = m.target();
-    expect(sigma).to.equal(EXPECTED_CRASH.sigma); // 374.4 % a year
+    expect(sigma).to.equal(EXPECTED_CRASH.sigma); // 374.5 % a year
     // In that round σ_mm does not move: it moves toward the target that held before the sample (the floor).
     const o1 = await f.oracle.observation(f.weth);
     expect([o1.mmVol, o1.mmVolAt]).to.deep.equal([floor, BigInt(t1)]);
@@ -309,18 +596,18 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
 /** Figures of the crash test (each also computed above from the mirrors). */
 const EXPECTED_CRASH = {
   maxSize: 20_251_211_462_776_160_094n,
-  sigma: 3_744_224_014_320_000_058n,
+  sigma: 3_745_076_768_236_479_288n,
   healthAtEntry: 1_404_109_779_887_163_342n,
-  healthPreviousModel: 116_907_254_538_961_932n,
-  maxSizeAfter: 1_607_073_643_019_249_004n,
+  healthPreviousModel: 116_882_041_058_001_238n,
+  maxSizeAfter: 1_606_726_251_910_721_791n,
 };
 
 describe("Volatility › governance keeps σ: setFeed never resets it, resetVolatility does", function () {
   it("setFeed with the same feed keeps σ and the largest position IM allows; a new feed keeps σ; resetVolatility resets", async function () {
     const f = await loadFixture(engineFixture);
     const m = await ethMirror(f);
-    // σ above its floor: +10 % at the next grid interval (a sample).
-    const t1 = (Math.floor((await time.latest()) / HOUR) + 1) * HOUR + 60;
+    // σ above its floor: +10 % exactly at the next grid boundary (that boundary's sample).
+    const t1 = (Math.floor((await time.latest()) / HOUR) + 1) * HOUR;
     await ethRoundAt(f, 2200n, t1);
     expect(m.observe(E18(2200), BigInt(t1))).to.equal(true);
     const px = E18(2200);
@@ -403,8 +690,8 @@ describe("Volatility › governance keeps σ: setFeed never resets it, resetVola
 
 /** Figures of the governance test (each also computed above from the mirrors). */
 const EXPECTED_GOV = {
-  sigma: 1_874_033_107_721_820_372n,
-  maxSize: 2_777_740_019_243_376_652n,
+  sigma: 1_874_459_922_216_291_078n,
+  maxSize: 2_777_169_084_046_176_790n,
   maxSizeAfterReset: 18_410_192_238_887_418_268n,
-  leverage: [6_129_757_608_655_038_233n, 41_339_599_927_683_013_566n],
+  leverage: [6_128_493_834_918_969_208n, 41_339_599_927_683_013_566n],
 };

@@ -63,7 +63,9 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
     const start = BigInt(await time.latest()) + 10n;
     await time.setNextBlockTimestamp(start);
     await ethFeed.setAnswer(bars[0].price);
+    await time.setNextBlockTimestamp(start + 1n); // every block up to the open pinned: no wall clock
     await oracle.setFeed(weth, { feed: await ethFeed.getAddress(), ...CRYPTO_FEED, maxJumpBps: 5000 });
+    await time.setNextBlockTimestamp(start + 2n);
     await oracle.poke(weth);
     expect((await oracle.observation(weth)).updatedAt).to.equal(start);
     const openTime = start + 3n;

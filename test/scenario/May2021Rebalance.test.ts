@@ -97,7 +97,9 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     const start = BigInt(await time.latest()) + 10n;
     await time.setNextBlockTimestamp(start);
     await ethFeed.setAnswer(bars[0].price);
+    await time.setNextBlockTimestamp(start + 1n); // every block up to the open pinned: no wall clock
     await oracle.setFeed(weth, { feed: await ethFeed.getAddress(), ...CRYPTO_FEED });
+    await time.setNextBlockTimestamp(start + 2n);
     await oracle.poke(weth);
     await network.provider.send("evm_setAutomine", [false]);
     const gas = { gasLimit: 1_000_000 }; // no estimate against a block that is not mined yet

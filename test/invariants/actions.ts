@@ -459,7 +459,10 @@ class Settle extends Act {
     await oneTx(m, w, {
       label: this.toString(),
       kind: "stranger",
-      tag: (r) => (r.touched = [id]),
+      tag: (r) => {
+        r.touched = [id];
+        r.settled = id;
+      },
       tx: () => () => w.f.engine.connect(w.f.stranger).settle(id),
       judge: (_pre, out) => mustSucceed(this.toString(), out, UNEXPECTED, "settle is permissionless"),
     });

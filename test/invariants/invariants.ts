@@ -82,6 +82,8 @@ export interface StepRecord {
   touched?: bigint[];
   liquidated?: bigint;
   bought?: { id: bigint; token: number; repay: bigint };
+  /** the account a stranger's `settle` settled (the pool keeps the sub-unit overshoot of rounding the debt up) */
+  settled?: bigint;
   rebalance?: { ids: bigint[]; single: boolean; needs: Map<bigint, number> };
   lpDeposit?: { assets: bigint; previewShares: bigint; minted?: bigint; redeemValueAfter?: bigint };
   lpRedeem?: { shares: bigint; previewAssets: bigint; received?: bigint };
@@ -228,6 +230,9 @@ export function INV_SOLVENCY(r: StepRecord): void {
 /** At constant prices and time only the owner's own trade (or release) lowers an account's health: no LP action,
  *  no other account's action, no poke. A rebalance never lowers it (a RELEASE lands at or above target − offset
  *  and at or above IM). Only liquidation takes an unhealthy account's collateral. */
+/** One unit of the 6-decimal settlement token, in WAD USD. */
+const USDC_UNIT_USD = 10n ** 12n;
+
 export function INV_HEALTH_ISOLATION(r: StepRecord): void {
   const I = "INV_HEALTH_ISOLATION";
   if (!r.mined || r.kind === "price" || r.kind === "time" || r.kind === "jit") return;
@@ -249,7 +254,13 @@ export function INV_HEALTH_ISOLATION(r: StepRecord): void {
       if (a1.state && a1.state.equity < a1.state.initialMargin) fail(I, `${label(r)}: RELEASE left ${accountName(id)} below initial margin`);
       return;
     }
-    if (h1 < h0) {
+    // The one documented exception: settling a debt against USDC margin rounds the payment up to a whole token
+    // unit in the pool's favour (README, value flows), so a stranger's `settle` may take less than one unit
+    // (1e-6 USD) of equity, and nothing more.
+    const settleRounding =
+      r.settled === id && a0.state !== undefined && a1.state !== undefined &&
+      a1.state.equity <= a0.state.equity && a0.state.equity - a1.state.equity < USDC_UNIT_USD;
+    if (h1 < h0 && !settleRounding) {
       fail(I, `${label(r)}: health of ${accountName(id)} fell from ${fmtWad(h0, 9)} to ${fmtWad(h1, 9)} at constant prices and time (now equity ${fmtUsd(a1.state?.equity ?? 0n)}, MM ${fmtUsd(a1.state?.maintenanceMargin ?? 0n)})`);
     }
     if (h0 < WAD) {

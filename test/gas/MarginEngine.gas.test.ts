@@ -2,8 +2,13 @@ import { expect } from "chai";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { systemFixture, USDC, E18, E8 } from "../shared/fixtures";
 import { snapshotGas } from "../shared/gasSnapshot";
+import { skipUnderCoverage } from "../shared/coverage";
 
 describe("gas snapshot › MarginEngine", () => {
+  before(function () {
+    skipUnderCoverage(this, "it asserts exact gas against gas-snapshot.json; instrumented, unoptimised contracts use other gas");
+  });
+
   async function withAccount() {
     const s = await loadFixture(systemFixture);
     await s.vault.connect(s.alice).createAccount();

@@ -577,10 +577,12 @@ describe("OracleRouter", function () {
   describe("sequencer", function () {
     /** Installs the sequencer feed with status `answer` since `startedAt`, mined at `at`. */
     async function sequencerAt(f: Fixture, answer: bigint, startedAt: number, at: number) {
+      await time.setNextBlockTimestamp(at - 1);
       await f.router.setSequencerFeed(await f.sequencer.getAddress(), GRACE);
       await time.setNextBlockTimestamp(at);
       await f.sequencer.setRound(1, answer, startedAt, startedAt);
-      // The price round is fresh at `at`.
+      // The price round is fresh at `at`; its block is pinned at `at + 1` (the tests count from it).
+      await time.setNextBlockTimestamp(at + 1);
       await f.feed8.setRound(5, 2000n * e8, at, at);
     }
 

@@ -193,6 +193,7 @@ describe("Adversarial review of core hardening (a067e15)", function () {
         .to.be.revertedWithCustomError(f.pool, "ReceiverLocked")
         .withArgs(f.bob.address, t0 + HOLD);
       // At the unlock bob's shares are free; a stranger's deposit then locks only the shares it gives bob.
+      await time.setNextBlockTimestamp(t0 + HOLD); // exactly at the unlock, whatever the wall clock
       await f.pool.connect(griefer).deposit(1n, f.bob.address);
       const given = (await f.pool.balanceOf(f.bob.address)) - shares;
       expect(await f.pool.lockedShares(f.bob.address)).to.deep.equal([given, t0 + 2n * HOLD]);

@@ -72,6 +72,7 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
     const vm = new VolMirror(start - 1n);
     await time.setNextBlockTimestamp(start);
     await ethFeed.setAnswer(bars[0].price);
+    await time.setNextBlockTimestamp(start + 2n); // every block up to the open pinned: no wall clock
     await oracle.poke(weth);
     vm.observe(bars[0].price * 10n ** 10n, start);
     expect((await oracle.observation(weth)).updatedAt).to.equal(start);

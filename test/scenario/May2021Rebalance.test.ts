@@ -113,6 +113,7 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     const vm = new VolMirror(start - 1n);
     await time.setNextBlockTimestamp(start);
     await ethFeed.setAnswer(bars[0].price);
+    await time.setNextBlockTimestamp(start + 2n); // every block up to the open pinned: no wall clock
     await oracle.poke(weth);
     vm.observe(bars[0].price * 10n ** 10n, start);
     await network.provider.send("evm_setAutomine", [false]);

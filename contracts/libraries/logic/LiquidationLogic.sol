@@ -79,8 +79,11 @@ library LiquidationLogic {
         (amountOut, repay) = _quote(s, ctx, uint256(-debtS), token, repay, available);
         if (amountOut < minAmountOut) revert IMarginEngine.SlippageExceeded(amountOut, minAmountOut);
 
-        AccountLogic.changeSettlement(s, accountId, (repay * env.settlementScale).toInt256());
-        if (s.settlement[accountId] > 0) s.settlement[accountId] = 0; // sub-unit dust of the rounding: protocol's
+        // The repay is capped at the debt rounded up to a whole unit: the sub-unit overshoot is the protocol's, so
+        // the balance lands at 0, never above (one change, one event).
+        int256 debt = s.settlement[accountId];
+        int256 credit = (repay * env.settlementScale).toInt256();
+        AccountLogic.changeSettlement(s, accountId, credit > -debt ? -debt : credit);
         IERC20(env.settlementAsset).safeTransferFrom(msg.sender, address(env.pool), repay);
         env.vault.engineDebitMargin(accountId, token, amountOut, msg.sender);
         emit IMarginEngine.CollateralBought(accountId, msg.sender, token, repay, amountOut);

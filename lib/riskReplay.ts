@@ -939,8 +939,10 @@ async function run(paths: PathSpec[], cfg: ReplayConfig): Promise<Omit<ReplayRes
         recorded.add(k);
       }
       if (ev.name === "VolatilitySampled") {
+        // The sample's boundary; σ_mm's clock never runs backwards (a first sample after setFeed sits before it).
         volState[k].mmVol = ev.args[3] as bigint;
-        volState[k].mmVolAt = ev.args[2] as bigint;
+        const at = ev.args[2] as bigint;
+        if (at > volState[k].mmVolAt) volState[k].mmVolAt = at;
       }
     }
     return recorded;

@@ -430,7 +430,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @dev Volatility samples on a fixed grid of `interval` seconds of the feed's clock, priced from the feed's
     ///      own history: the sample at a boundary B is the answer of the last round with `updatedAt <= B`, found by
-    ///      walking back from the latest round with `getRoundData`. However often anyone pokes, and whenever (as
+    ///      walking back from the latest round with `getRoundData` (rounds outside the sane band stop the walk). However often anyone pokes, and whenever (as
     ///      long as the feed still serves the rounds, at most MAX_SAMPLE_WALK rounds back), the same feed history
     ///      gives the same samples, so no one moves σ by poking or by withholding pokes. A boundary whose round
     ///      cannot be read is skipped: its return merges into the next sample's, measured over the longer dt.
@@ -461,8 +461,15 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         for (uint256 b = firstBoundary; b <= lastBoundary; b += interval) {
             // The round in effect at b: the newest collected round with time <= b.
             while (k > 1 && times[k - 2] <= b) --k;
-            if (k == 0 || times[k - 1] > b) continue; // not reachable: merge into the next boundary
-            _step(a.vol, o, prices[k - 1], b);
+            if (times[k - 1] <= b) {
+                _step(a.vol, o, prices[k - 1], b);
+            } else if (b == lastBoundary) {
+                // The feed cannot show what stood at the last boundary (no history, or more than MAX_SAMPLE_WALK
+                // rounds since): the oldest round it did show, the nearest after the boundary, prices it. So a
+                // feed without history still moves σ, at the cost of depending on when it is read.
+                _step(a.vol, o, prices[n - 1], b);
+            }
+            // Otherwise not reachable: the return merges into the next boundary's sample.
         }
     }
 
@@ -486,11 +493,12 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         while (times[n - 1] > until && n < MAX_SAMPLE_WALK && roundId > 1) {
             --roundId;
             try feed.getRoundData(roundId) returns (uint80, int256 answer, uint256, uint256 at, uint80) {
-                if (answer <= 0 || at == 0 || at > times[n - 1]) break;
-                uint256 raw = uint256(answer);
-                if (raw > type(uint128).max / scale) break;
+                if (answer <= 0 || at == 0 || at > times[n - 1] || uint256(answer) > type(uint128).max / scale) break;
+                // A round the router would refuse (outside the sane band) is never a sample: the walk stops.
+                uint256 px = uint256(answer) * scale;
+                if (px <= a.params.minPrice || px >= a.params.maxPrice) break;
                 times[n] = at;
-                prices[n] = raw * scale;
+                prices[n] = px;
                 ++n;
             } catch {
                 break;

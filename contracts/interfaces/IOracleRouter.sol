@@ -53,8 +53,8 @@ interface IOracleRouter {
         uint64 breakerUntil; // breaker stays tripped until a consistent observation at or after this time
         uint256 varianceRate; // EWMA of squared simple returns per second over the sample grid, WAD
         bool tripped;
-        uint128 samplePrice; // WAD price of the last volatility sample
-        uint64 sampleAt; // feed's updatedAt of the last volatility sample (0 = none yet)
+        uint128 samplePrice; // WAD price of the last volatility sample (the round in effect at `sampleAt`)
+        uint64 sampleAt; // grid boundary (a multiple of `interval`) of the last volatility sample (0 = none yet)
         uint64 mmVol; // maintenance volatility at `mmVolAt`, annualised WAD
         uint64 mmVolAt; // when `mmVol` was last brought up to date (feed's clock, or block time at setFeed)
     }
@@ -89,7 +89,8 @@ interface IOracleRouter {
     event ObservationRecorded(address indexed asset, uint256 price, uint256 updatedAt, uint256 volatility);
     event BreakerTripped(address indexed asset, uint256 previousPrice, uint256 newPrice, uint256 jumpBps, uint256 until);
     event BreakerReset(address indexed asset, uint256 price);
-    /// @notice A round became a volatility sample; `maintenanceVolatility` is the bounded-speed σ at that time.
+    /// @notice A volatility sample was taken at grid boundary `updatedAt` (a multiple of `interval`) at `price`,
+    ///         the round in effect then; `maintenanceVolatility` is σ_mm as brought up to that boundary.
     event VolatilitySampled(address indexed asset, uint256 price, uint256 updatedAt, uint256 maintenanceVolatility);
     /// @notice Governance reset the asset's volatility state to the floor.
     event VolatilityReset(address indexed asset);

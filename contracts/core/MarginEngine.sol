@@ -20,7 +20,6 @@ import {LiquidationLogic} from "../libraries/logic/LiquidationLogic.sol";
 import {TradeLogic} from "../libraries/logic/TradeLogic.sol";
 import {RebalanceLogic} from "../libraries/logic/RebalanceLogic.sol";
 import {GovernanceLogic} from "../libraries/logic/GovernanceLogic.sol";
-import "../libraries/Constants.sol" as C;
 
 /// @title MarginEngine
 /// @notice Cross-margin perpetual markets, account valuation, liquidation. See IMarginEngine.

@@ -238,14 +238,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
             && d.state.maintenanceMargin != 0;
         if (!low && !high) return (Status.InBand, d, plan);
 
-        d.feeUsd = keeperFee(d.policy.maxFeeUsd);
-        if (h < WAD) {
-            // A rescue pays its keeper at least what the liquidation it replaces would (the flat keeper reward,
-            // within the owner's cap; whole token units), so a keeper always prefers the rescue or is indifferent.
-            uint256 reward = Math.min(engine.riskParams().keeperReward, d.policy.maxFeeUsd);
-            reward -= reward % settlementScale;
-            if (d.feeUsd < reward) d.feeUsd = reward;
-        }
+        d.feeUsd = h < WAD ? _rescueFee(d.policy.maxFeeUsd) : keeperFee(d.policy.maxFeeUsd);
         d.assets = new address[](d.policy.topUpAssets.length);
         d.amounts = new uint256[](d.policy.topUpAssets.length);
         plan.action = low ? _planRestore(d, plan) : _planRelease(d);
@@ -360,6 +353,15 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         if (released <= d.feeUsd) return 0;
         d.releasedUsd = released;
         return C.RELEASE;
+    }
+
+    /// @dev A rescue pays its keeper at least what the liquidation it replaces would (the flat keeper reward,
+    ///      within the owner's cap; whole token units), so a keeper always prefers the rescue or is indifferent.
+    function _rescueFee(uint256 maxFeeUsd) private view returns (uint256 fee) {
+        fee = keeperFee(maxFeeUsd);
+        uint256 reward = Math.min(engine.riskParams().keeperReward, maxFeeUsd);
+        reward -= reward % settlementScale;
+        if (fee < reward) fee = reward;
     }
 
     /// @dev A rescue's top-up alone (after the fee) lifts the account to the liquidation target: the engine's

@@ -38,8 +38,11 @@ const M: MarketConfig = { ...MAJOR_MARKET, maxFundingRate: 0n }; // funding off:
 // σ is a function of the feed's history alone: each sample sits on a boundary of the hourly grid of the feed's
 // clock and is priced at the last round at or before it, read back from the feed (getRoundData, at most
 // MAX_SAMPLE_WALK = 48 rounds, the latest included). Poke cadence and phase, and pokes withheld while the walk still
-// reaches back, give exactly the same σ and σ_mm. A boundary the walk cannot reach (more rounds since it than the
-// walk reads, or a feed that serves no history) is skipped and its return merges into the next sample's.
+// reaches back, give exactly the same σ and σ_mm. The walk stops at a round the router would refuse (outside the
+// sane band): such a round is never a sample. A boundary the walk cannot reach (more rounds since it than the walk
+// reads, or a feed that serves no history) is skipped and its return merges into the next sample's, unless it is
+// the last boundary of the poke: that one is priced by the nearest round the walk shows after it, so a feed
+// without history still moves σ (at the cost of depending on when it is read).
 
 /** 2023-08-15 00:00 – 08-20 00:00 UTC of the real Chainlink ETH/USD rounds (the 17 Aug flash drop: −15.6 % in a day). */
 const WINDOW = { from: 1_692_057_600, to: 1_692_489_600 };
@@ -318,7 +321,7 @@ describe("Volatility › samples on the hourly grid, priced from the feed's hist
     expect(all.seen.get(firstAfter)).to.deep.equal(EXPECTED_CADENCE.afterGap);
   });
 
-  it("a feed that serves no history (getRoundData reverts) still serves prices; its boundaries merge until a round lands on one", async function () {
+  it("a feed that serves no history (getRoundData reverts) still serves prices; each poke past a boundary samples it at the round it reads, the nearest after it", async function () {
     const { router, feed, noHistory } = await loadFixture(noHistoryFixture);
     // The same rounds on both feeds: 35 rounds 10 minutes apart, 5 minutes past each (never on the grid), from
     // B0 + 300 (the reference: sampleAt B0), swinging 2,000 / 2,100 / 2,000 / 1,900; then 2,100 exactly at B0 + 6 h.
@@ -346,22 +349,29 @@ describe("Volatility › samples on the hourly grid, priced from the feed's hist
         expect(await router.price(WETH, at)).to.equal(px(i) * 10n ** 10n);
         expect(await router.volatilities(WETH, at), `no history, round ${i}`).to.deep.equal(Object.values(mNo.volatilities(BigInt(t))));
         expect(await router.volatilities(ETH2, at), `history, round ${i}`).to.deep.equal(Object.values(mHist.volatilities(BigInt(t))));
+        // Without history every poke samples the boundaries it crosses: the grid point of its own round.
+        expect((await router.observation(WETH, at)).sampleAt).to.equal(BigInt(t - (t % HOUR)));
         if (i < 35) {
-          // No boundary is reachable without history: no sample for 6 hours of ±5 % swings, σ at its floor.
-          expect((await router.observation(WETH, at)).sampleAt).to.equal(BigInt(B0));
+          // The first round after each of the hours 1–5 is round 6h (5 minutes past): 2,000 each time, so the
+          // samples return nothing and σ stays at its floor for 6 hours of ±5 % swings between them.
           expect(await router.volatility(WETH, at)).to.equal(DEFAULT_VOL.floor);
         }
       }
     });
     const sampled = async (asset: string) =>
       (await router.queryFilter(router.filters.VolatilitySampled(asset))).map((e) => [e.args.price, e.args.updatedAt]);
-    // The reference, then one merged sample at B0 + 6 h: 2,000 → 2,100 over dt = 6 h.
+    // The reference, then one sample per hour: B0 + 1 h … B0 + 5 h at the round 5 minutes after each (2,000,
+    // the nearest the feed shows), B0 + 6 h at the round on it (2,100). None skipped.
     expect(await sampled(WETH)).to.deep.equal([
       [E18(2000), BigInt(B0)],
+      ...[1, 2, 3, 4, 5].map((h) => [E18(2000), BigInt(B0 + h * HOUR)]),
       [E18(2100), BigInt(B0 + 6 * HOUR)],
     ]);
-    expect(mNo.skipped.length).to.equal(5);
-    const vNo = ewmaStep(floorVarianceRate(DEFAULT_VOL.floor), E18(2000), E18(2100), BigInt(6 * HOUR), DEFAULT_VOL.tau);
+    expect(mNo.skipped).to.deep.equal([]);
+    expect(mNo.pricedAfter).to.deep.equal([1, 2, 3, 4, 5].map((h) => BigInt(B0 + h * HOUR)));
+    let vNo = floorVarianceRate(DEFAULT_VOL.floor);
+    for (let h = 1; h <= 5; h++) vNo = ewmaStep(vNo, E18(2000), E18(2000), BigInt(HOUR), DEFAULT_VOL.tau);
+    vNo = ewmaStep(vNo, E18(2000), E18(2100), BigInt(HOUR), DEFAULT_VOL.tau);
     expect((await router.observation(WETH)).varianceRate).to.equal(vNo);
     expect(volatilityOf(vNo, DEFAULT_VOL)).to.equal(EXPECTED_NO_HISTORY.sigma);
     // With history: six hourly samples, each the last round before its boundary (2,100, 1,900, 2,100, 1,900,
@@ -375,9 +385,115 @@ describe("Volatility › samples on the hourly grid, priced from the feed's hist
     }
     expect((await router.observation(ETH2)).varianceRate).to.equal(v);
     expect((await sampled(ETH2)).length).to.equal(7);
+    expect(mHist.pricedAfter).to.deep.equal([]);
     expect(volatilityOf(v, DEFAULT_VOL)).to.equal(EXPECTED_NO_HISTORY.sigmaWithHistory);
   });
+
+  it("a feed without history moves σ at each poke that crosses a boundary, priced by the round it reads (exact σ)", async function () {
+    const { router, noHistory } = await loadFixture(noHistoryFixture);
+    // 13 rounds half an hour apart from B0 + 300 (the reference, 2,000), two at 2,000 then two at 2,100 and so on:
+    // the rounds 5 minutes past each hour (every other one) cross a boundary and alternate 2,100 / 2,000.
+    const B0 = (Math.floor((await time.latest()) / HOUR) + 2) * HOUR;
+    const t = (i: number) => B0 + 300 + 1800 * i;
+    const px = (i: number) => (Math.floor(i / 2) % 2 === 0 ? E18(2000) : E18(2100));
+    const m = VolMirror.fromObservation(await router.observation(WETH));
+    m.servesHistory = false;
+    let v = floorVarianceRate(DEFAULT_VOL.floor);
+    let sigma = DEFAULT_VOL.floor;
+    const sigmas: bigint[] = [];
+    for (let i = 0; i <= 12; i++) {
+      await time.setNextBlockTimestamp(t(i));
+      await noHistory.setRound(i + 1, px(i) / 10n ** 10n, t(i), t(i));
+      m.setRound(px(i), BigInt(t(i)), BigInt(i + 1));
+      const crosses = i > 0 && i % 2 === 0; // the first poke after B0 + (i / 2) h
+      const tx = router.poke(WETH);
+      expect(m.observeLatest()).to.equal(crosses);
+      if (crosses) {
+        await expect(tx).to.emit(router, "VolatilitySampled").withArgs(WETH, px(i), B0 + (i / 2) * HOUR, m.mmVol);
+        v = ewmaStep(v, px(i - 2), px(i), BigInt(HOUR), DEFAULT_VOL.tau);
+      } else if (i === 0) {
+        await expect(tx).to.emit(router, "VolatilitySampled").withArgs(WETH, px(0), B0, DEFAULT_VOL.floor); // the reference
+      } else {
+        await expect(tx).to.not.emit(router, "VolatilitySampled");
+      }
+      expect(m.varianceRate).to.equal(v);
+      const now = await router.volatility(WETH);
+      expect(now).to.equal(volatilityOf(v, DEFAULT_VOL));
+      expect(await router.volatilities(WETH)).to.deep.equal(Object.values(m.volatilities(BigInt(await time.latest()))));
+      // σ moves at every poke that crosses a boundary (each a ±5 % hourly return), at no other.
+      if (crosses) {
+        expect(now, `σ at round ${i}`).to.be.greaterThan(sigma);
+        sigmas.push(now);
+      } else expect(now, `σ at round ${i}`).to.equal(sigma);
+      sigma = now;
+    }
+    expect(m.skipped).to.deep.equal([]);
+    expect(m.pricedAfter).to.deep.equal([1, 2, 3, 4, 5, 6].map((h) => BigInt(B0 + h * HOUR)));
+    const o = await router.observation(WETH);
+    expect([o.varianceRate, o.samplePrice, o.sampleAt]).to.deep.equal([v, E18(2000), BigInt(B0 + 6 * HOUR)]);
+    expect(sigmas).to.deep.equal(EXPECTED_NO_HISTORY.sigmaEachBoundary);
+  });
+
+  it("a round the router refuses (below minPrice) is never a sample: a later poke past the boundary prices it from the valid rounds", async function () {
+    const { router, feed } = await loadFixture(bandFixture);
+    // minPrice 100 USD. Round 1 at B0 (2,000, the reference), round 2 at B0 + 3,000 (50 USD: PriceRejected, not
+    // recorded), round 3 at B0 + 3,700 (2,050). The walk back from round 3 stops at round 2: the boundary
+    // B0 + 1 h, the last of that poke, is priced by round 3, the nearest valid round after it: one +2.5 % return.
+    const B0 = (Math.floor((await time.latest()) / HOUR) + 2) * HOUR;
+    await time.setNextBlockTimestamp(B0);
+    await feed.setRound(1, E8(2000), B0, B0);
+    await router.poke(WETH);
+    const m = VolMirror.fromObservation(await router.observation(WETH)).setBand(E18(100), E18(1_000_000));
+    m.setRound(E18(2000), BigInt(B0), 1n);
+
+    await time.setNextBlockTimestamp(B0 + 3000);
+    await feed.setRound(2, E8(50), B0 + 3000, B0 + 3000);
+    const refused = router.poke(WETH);
+    await expect(refused).to.emit(router, "PriceRejected");
+    await expect(refused).to.not.emit(router, "VolatilitySampled");
+    m.setRound(E18(50), BigInt(B0 + 3000), 2n);
+    expect(m.observeLatest()).to.equal(false);
+    let o = await router.observation(WETH);
+    expect([o.price, o.updatedAt, o.samplePrice, o.sampleAt]).to.deep.equal([E18(2000), BigInt(B0), E18(2000), BigInt(B0)]);
+    expect(await router.volatility(WETH)).to.equal(DEFAULT_VOL.floor);
+
+    await time.setNextBlockTimestamp(B0 + 3700);
+    await feed.setRound(3, E8(2050), B0 + 3700, B0 + 3700);
+    m.setRound(E18(2050), BigInt(B0 + 3700), 3n);
+    const v = ewmaStep(floorVarianceRate(DEFAULT_VOL.floor), E18(2000), E18(2050), BigInt(HOUR), DEFAULT_VOL.tau);
+    // The view, before anyone pokes, already prices the boundary from the valid rounds.
+    expect(await router.volatility(WETH)).to.equal(volatilityOf(v, DEFAULT_VOL));
+    const tx = router.poke(WETH);
+    expect(m.observeLatest()).to.equal(true);
+    await expect(tx).to.emit(router, "VolatilitySampled").withArgs(WETH, E18(2050), B0 + HOUR, m.mmVol);
+    expect(m.pricedAfter).to.deep.equal([BigInt(B0 + HOUR)]);
+    expect(m.varianceRate).to.equal(v);
+    o = await router.observation(WETH);
+    expect([o.price, o.varianceRate, o.samplePrice, o.sampleAt, o.mmVol, o.mmVolAt]).to.deep.equal([
+      E18(2050),
+      v,
+      E18(2050),
+      BigInt(B0 + HOUR),
+      m.mmVol,
+      m.mmVolAt,
+    ]);
+    expect(await router.volatility(WETH)).to.equal(EXPECTED_BAND.sigma);
+    expect(volatilityOf(v, DEFAULT_VOL)).to.equal(EXPECTED_BAND.sigma);
+    expect(await router.volatilities(WETH)).to.deep.equal(Object.values(m.volatilities(BigInt(await time.latest()))));
+    // Had the refused round priced B0 + 1 h (2,000 → 50, −97.5 %), σ would sit at the cap.
+    expect(volatilityOf(ewmaStep(floorVarianceRate(DEFAULT_VOL.floor), E18(2000), E18(50), BigInt(HOUR), DEFAULT_VOL.tau), DEFAULT_VOL)).to.equal(DEFAULT_VOL.cap);
+  });
 });
+
+/** A router with the MockAggregator (history served), no breaker, a sane band of 100 – 1,000,000 USD. */
+async function bandFixture() {
+  const [owner] = await ethers.getSigners();
+  const router = (await ethers.deployContract("OracleRouter", [owner.address])) as unknown as OracleRouter;
+  const feed = (await ethers.deployContract("MockAggregator", [8])) as unknown as MockAggregator;
+  const params = { heartbeat: 7200, minPrice: wad("100"), maxPrice: wad("1000000"), maxJumpBps: 10_000, cooldown: 0 };
+  await router.setFeed(WETH, { feed: await feed.getAddress(), ...params });
+  return { router, feed };
+}
 
 /** A router with two assets on the same rounds: WETH on a feed without history, ETH2 on the MockAggregator. */
 async function noHistoryFixture() {
@@ -424,10 +540,23 @@ const EXPECTED_GAP = {
   sigmaEveryRound: 3_777_015_726_550_655_494n,
 };
 const EXPECTED_NO_HISTORY = {
-  /** 85.91 %: one +5 % return over 6 h */
-  sigma: 859_069_263_796_245_942n,
+  /** 94.01 %: five hourly samples at 2,000 (the rounds just after the boundaries), then +5 % at B0 + 6 h */
+  sigma: 940_121_044_319_183_400n,
+  /** σ after each poke that crosses a boundary, alternating ±5 % returns */
+  sigmaEachBoundary: [
+    941_063_228_484_471_175n, // 94.11 %
+    1_282_471_763_103_553_091n, // 128.25 %
+    1_566_826_241_240_517_390n, // 156.68 %
+    1_775_191_402_239_589_487n, // 177.52 %
+    1_975_158_812_354_482_041n, // 197.52 %
+    2_130_671_270_700_983_568n, // 213.07 %
+  ],
   /** 367.60 %: the six hourly returns of the same rounds */
   sigmaWithHistory: 3_675_982_696_052_254_269n,
+};
+const EXPECTED_BAND = {
+  /** 47.81 %: one +2.5 % return over 1 h (2,000 → 2,050), the refused 50 USD round never a sample */
+  sigma: 478_121_323_499_163_755n,
 };
 
 // ============================================================================================ (2), (3) engine

@@ -6,8 +6,11 @@
  *   recorded one is observed (a poke or a view), every boundary b after the last sample, up to
  *   ⌊updatedAt / interval⌋·interval, is sampled at the answer of the last round with updatedAt ≤ b, read back
  *   from the latest round (getRoundData, at most MAX_SAMPLE_WALK rounds counting the latest, stopping at a round
- *   the feed does not serve, a non-positive answer or a time that goes forward). A boundary no readable round
- *   reaches is skipped: its return merges into the next sample's, over dt = b − sampleAt.
+ *   the feed does not serve, a non-positive answer, a time that goes forward or a price outside the sane band
+ *   (≤ minPrice or ≥ maxPrice: a round the router refuses is never a sample)). When no readable round reaches
+ *   the LAST boundary of an observation (no history, or more rounds since it than the walk reads), the oldest
+ *   readable round, the nearest after it, prices it. An earlier boundary no readable round reaches is skipped:
+ *   its return merges into the next sample's, over dt = b − sampleAt.
  *   Each sample: v' = ⌈(τ·v + ⌈r²⌉) / (τ + dt)⌉ with r = (p_b − samplePrice) / samplePrice,
  *   σ = clamp(⌊√(v · year)⌋, floor, cap). The first round after setFeed / reset only sets the reference:
  *   samplePrice = its price, sampleAt = its grid boundary ⌊updatedAt / interval⌋·interval.
@@ -108,6 +111,15 @@ export class VolMirror {
   samples: bigint[] = [];
   /** boundaries no readable round reached, whose returns merged into a later sample */
   skipped: bigint[] = [];
+  /** last boundaries no readable round reached, priced by the nearest round after them (the oldest readable) */
+  pricedAfter: bigint[] = [];
+
+  /**
+   * The feed's sane band (FeedParams.minPrice / maxPrice, WAD, both exclusive): a round outside it is refused
+   * when it is the latest and stops the walk back. The default is no band (every positive price below 2^128).
+   */
+  minPrice = 0n;
+  maxPrice = 2n ** 128n;
 
   /** The current feed's rounds by id, as `getRoundData` serves them; an absent id reverts. */
   rounds = new Map<bigint, FeedRound>();
@@ -147,6 +159,7 @@ export class VolMirror {
     c.params = { ...this.params };
     c.samples = [...this.samples];
     c.skipped = [...this.skipped];
+    c.pricedAfter = [...this.pricedAfter];
     c.rounds = new Map(this.rounds);
     return c;
   }
@@ -162,9 +175,21 @@ export class VolMirror {
     this.mmVolAt = now;
   }
 
+  /** The feed's sane band (`setFeed`'s minPrice and maxPrice, WAD); returns the mirror. */
+  setBand(minPrice: bigint, maxPrice: bigint): this {
+    this.minPrice = minPrice;
+    this.maxPrice = maxPrice;
+    return this;
+  }
+
+  /** Whether the router takes a WAD price: strictly inside the sane band. */
+  inBand(p: bigint): boolean {
+    return p > this.minPrice && p < this.maxPrice;
+  }
+
   /**
    * `setFeed` with another feed at block time `now` (`_restartPriceReference`): σ and σ_mm kept; the new feed's
-   * history starts empty here (add its rounds with `setRound`).
+   * history starts empty here (add its rounds with `setRound`; its band with `setBand` if it changes).
    */
   restartPriceReference(now: bigint) {
     this.mmVol = approach(this.mmVol, volatilityOf(this.varianceRate, this.params), this.params, now - this.mmVolAt);
@@ -194,14 +219,16 @@ export class VolMirror {
   }
 
   /**
-   * The feed's latest round as a poke (or a view) reads it: when it is valid and newer than the recorded one
-   * (a later updatedAt, or another price at the same one), `_advance` → `_sample`. Returns true when at least
-   * one volatility sample moved the EWMA (the reference round after a reset returns false).
+   * The feed's latest round as a poke (or a view) reads it: when it is valid (inside the sane band) and newer
+   * than the recorded one (a later updatedAt, or another price at the same one), `_advance` → `_sample`; a round
+   * outside the band is refused (PriceRejected) and changes nothing. Returns true when at least one volatility
+   * sample moved the EWMA (the reference round after a reset returns false).
    */
   observeLatest(): boolean {
     const latest = this.rounds.get(this.latestRoundId);
     if (latest === undefined) throw new Error("VolMirror: the feed has no round");
     const { price: p, updatedAt } = latest;
+    if (!this.inBand(p)) return false;
     if (updatedAt < this.updatedAt || (updatedAt === this.updatedAt && p === this.price)) return false;
     const steps = this.sampleTo(p, updatedAt);
     this.price = p;
@@ -217,9 +244,12 @@ export class VolMirror {
 
   /**
    * The rounds one observation can read, newest first: the latest, then ids one below the other while the feed
-   * serves them with a positive answer and a time not after the newer one's, MAX_SAMPLE_WALK in all.
+   * serves them with a positive answer inside the sane band and a time not after the newer one's,
+   * MAX_SAMPLE_WALK in all.
    * (The contract stops as soon as it holds a round at or before the first boundary it owes; the rounds past
-   * that one are older than a round it holds, so they never price a boundary: the samples are the same.)
+   * that one are older than a round it holds, so they never price a boundary: the samples are the same. When no
+   * round reaches the last boundary the contract held no round at or before the first either, so it read the
+   * same rounds and its oldest is the last of these.)
    */
   readableRounds(): FeedRound[] {
     const out: FeedRound[] = [this.rounds.get(this.latestRoundId)!];
@@ -227,7 +257,7 @@ export class VolMirror {
     while (this.servesHistory && out.length < MAX_SAMPLE_WALK && id > 1n) {
       id -= 1n;
       const r = this.rounds.get(id);
-      if (r === undefined || r.price <= 0n || r.updatedAt === 0n || r.updatedAt > out[out.length - 1].updatedAt) break;
+      if (r === undefined || r.price <= 0n || !this.inBand(r.price) || r.updatedAt === 0n || r.updatedAt > out[out.length - 1].updatedAt) break;
       out.push(r);
     }
     return out;
@@ -249,10 +279,15 @@ export class VolMirror {
     let unreached: bigint[] = [];
     for (let b = this.sampleAt + I; b <= lastBoundary; b += I) {
       // The last round with updatedAt <= b: the first such one, newest first.
-      const r = readable.find((x) => x.updatedAt <= b);
+      let r = readable.find((x) => x.updatedAt <= b);
       if (r === undefined) {
-        unreached.push(b); // merges into the next sample, if this observation reaches one
-        continue;
+        if (b < lastBoundary) {
+          unreached.push(b); // merges into the next sample
+          continue;
+        }
+        // The last boundary, which no readable round reaches: the nearest round after it (the oldest readable).
+        r = readable[readable.length - 1];
+        this.pricedAfter.push(b);
       }
       this.step(r.price, b);
       this.skipped.push(...unreached);

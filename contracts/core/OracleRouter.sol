@@ -433,7 +433,9 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     ///      walking back from the latest round with `getRoundData` (rounds outside the sane band stop the walk). However often anyone pokes, and whenever (as
     ///      long as the feed still serves the rounds, at most MAX_SAMPLE_WALK rounds back), the same feed history
     ///      gives the same samples, so no one moves σ by poking or by withholding pokes. A boundary whose round
-    ///      cannot be read is skipped: its return merges into the next sample's, measured over the longer dt.
+    ///      cannot be read is skipped: its return merges into the next sample's, measured over the longer dt; the
+    ///      poke's last boundary is then priced by the nearest round after it (so a feed without history still
+    ///      moves σ, at the cost of depending on when it is read).
     ///      Before each EWMA step the maintenance volatility moves toward the target that held until then, no
     ///      faster than `maxChangePerDay` (it never jumps with the sample that raises the target).
     function _sample(AssetConfig storage a, Observation memory o, uint80 roundId, uint256 p, uint256 updatedAt)
@@ -475,7 +477,8 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @dev Collects (updatedAt, WAD price) of the latest round and of earlier rounds until one is at or before
     ///      `until` (that one included), newest first; stops at MAX_SAMPLE_WALK rounds, or at a round the feed
-    ///      cannot serve or that is not a valid positive answer. Returns how many were collected.
+    ///      cannot serve, that is not a valid positive answer, or that lies outside the sane band (a round the
+    ///      router would refuse never prices a sample). Returns how many were collected.
     function _walkBack(
         AssetConfig storage a,
         uint80 roundId,
@@ -493,7 +496,8 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         while (times[n - 1] > until && n < MAX_SAMPLE_WALK && roundId > 1) {
             --roundId;
             try feed.getRoundData(roundId) returns (uint80, int256 answer, uint256, uint256 at, uint80) {
-                if (answer <= 0 || at == 0 || at > times[n - 1] || uint256(answer) > type(uint128).max / scale) break;
+                bool invalid = answer <= 0 || at == 0 || at > times[n - 1];
+                if (invalid || uint256(answer) > type(uint128).max / scale) break;
                 // A round the router would refuse (outside the sane band) is never a sample: the walk stops.
                 uint256 px = uint256(answer) * scale;
                 if (px <= a.params.minPrice || px >= a.params.maxPrice) break;

@@ -496,8 +496,9 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         while (times[n - 1] > until && n < MAX_SAMPLE_WALK && roundId > 1) {
             --roundId;
             try feed.getRoundData(roundId) returns (uint80, int256 answer, uint256, uint256 at, uint80) {
-                bool invalid = answer <= 0 || at == 0 || at > times[n - 1];
-                if (invalid || uint256(answer) > type(uint128).max / scale) break;
+                if (answer <= 0 || at == 0 || at > times[n - 1] || uint256(answer) > type(uint128).max / scale) {
+                    break;
+                }
                 // A round the router would refuse (outside the sane band) is never a sample: the walk stops.
                 uint256 px = uint256(answer) * scale;
                 if (px <= a.params.minPrice || px >= a.params.maxPrice) break;

@@ -63,7 +63,9 @@ describe("Invariants: the attacks of issue #8, step by step", function () {
   it("4. a stranger's dust collateral cannot block liquidation or rebalancing when its oracle trips", async function () {
     const log = await sequence(
       new C.StrangerMargin(0, 2, true), // 1 satoshi of WBTC into account 1: refused
-      new C.Trade(0, 0, "long", 0.9),
+      // 0.3× free margin: at IM from max(σ, σ_mm) a larger long passes the ETH open-interest cap; −20 % then leaves
+      // account 1 far below what its reserve can rescue, so the liquidation is the keeper's
+      new C.Trade(0, 0, "long", 0.3),
       new C.PriceMove(1, "tripUp"), // BTC's breaker trips (account 1 has WBTC in its reserve only)
       new C.PriceMove(0, "down20"),
       new C.Liquidate(0),
@@ -72,10 +74,24 @@ describe("Invariants: the attacks of issue #8, step by step", function () {
     expect(step(log, "liquidate").mined).to.equal(true);
   });
 
+  const OPT_OUT = { optOut: true, stranger: false, actions: 0, cooldown: 0, trigger: "1", band: "0", release: "none", maxFee: "0", assets: [] };
+
   it("4. an outage of one collateral's oracle never blocks liquidating risk priced by healthy oracles", async function () {
-    // Account 2: short 2 BTC on 2,000 USDC and 10 WETH of margin. ETH's breaker trips (its WETH counts as zero).
-    const log = await sequence(new C.PriceMove(0, "tripUp"), new C.PriceMove(1, "up15"), new C.Liquidate(1), new C.Rebalance(1));
+    // Account 2 (no policy): short 2 BTC on 2,000 USDC and 10 WETH of margin. ETH's breaker trips (its WETH counts
+    // as zero) and BTC +15 % puts it below 1.
+    const log = await sequence(new C.SetPolicy(1, OPT_OUT), new C.PriceMove(0, "tripUp"), new C.PriceMove(1, "up15"), new C.Liquidate(1), new C.Rebalance(1));
     expect(step(log, "liquidate").mined).to.equal(true);
+  });
+
+  it("4. …nor the rescue its own reserve has priority for: the liquidation reverts RescueAvailable, the rescue lands at >= 1.2", async function () {
+    // Account 2 keeps its policy (TOP_UP, maxFee 5 = the keeper reward, reserve WETH then USDC): with WETH unpriced
+    // its 10,000 USDC reserve alone lifts it to the liquidation target.
+    const log = await sequence(new C.PriceMove(0, "tripUp"), new C.PriceMove(1, "up15"), new C.Liquidate(1), new C.Rebalance(1));
+    expect(step(log, "liquidate").error?.name).to.equal("RescueAvailable");
+    const rescue = step(log, "rebalance");
+    expect(rescue.mined).to.equal(true);
+    expect(rescue.pre.accounts[1].health! < 10n ** 18n).to.equal(true);
+    expect(rescue.post.accounts[1].health! >= rescue.pre.risk.liquidationTargetRatio).to.equal(true);
   });
 
   it("5. an account with no position and no debt takes everything out with every oracle stale", async function () {

@@ -99,7 +99,8 @@ interface OneTx {
 /** One transaction: before (pending block, same timestamp), send, judge, after, invariants. */
 async function oneTx(m: Model, w: World, o: OneTx): Promise<void> {
   await pinNextBlock(m);
-  const pre = o.pre === "reuse" ? m.snap : await snapshot(m, w, "pending", m.now, { full: false, pool: o.pre === "pool", extra: o.extraPre });
+  const rescue = o.kind === "liquidate" || o.kind === "rebalance" || o.kind === "batch";
+  const pre = o.pre === "reuse" ? m.snap : await snapshot(m, w, "pending", m.now, { full: false, pool: o.pre === "pool", rescue, extra: o.extraPre });
   const tx = o.tx(pre);
   if (!tx) return;
   const out = await sendTx(m, tx);
@@ -160,7 +161,7 @@ const fracOf = (x: bigint, frac: number) => (x * BigInt(Math.round(frac * 1000))
 
 /**
  * Size (WAD units) worth `frac` of the account's free margin (equity − IM) at its initial-margin rate, estimated
- * from the recorded volatility (the real rate may differ a little: above ~1 the trade may fail IM, which is allowed).
+ * from the oracle's volatilities (the real rate may differ a little: above ~1 the trade may fail IM, which is allowed).
  */
 function sizeForFreeMargin(pre: Snapshot, last: Snapshot, i: number, mk: number, frac: number): bigint {
   const a = last.accounts[i];
@@ -169,8 +170,9 @@ function sizeForFreeMargin(pre: Snapshot, last: Snapshot, i: number, mk: number,
   if (!a.state || px <= 0) return 10n ** 16n;
   const free = Number((a.state.equity - a.state.initialMargin) / 10n ** 12n) / 1e6;
   if (free <= 0) return 10n ** 16n;
-  let vol = Math.sqrt((Number(pre.obs[mk].varianceRate) / 1e18) * 31_536_000);
-  vol = Math.min(5, Math.max(0.1, vol));
+  // IM follows max(σ, σ_mm), both read from the oracle (annualised, already clamped to the asset's bounds).
+  const v = pre.vols[mk];
+  const vol = Number((v.target > v.maintenance ? v.target : v.maintenance) / 10n ** 12n) / 1e6;
   const rate = (0.01 + vol * Math.sqrt(86_400 / 31_536_000) + 0.01) * 1.5;
   const units = (frac * free) / rate / px;
   return BigInt(Math.max(1, Math.floor(units * 1e6))) * 10n ** 12n;
@@ -570,11 +572,13 @@ class Liquidate extends Act {
     await oneTx(m, w, {
       label: this.toString(),
       kind: "liquidate",
+      // what a keeper would see of the rescue that may have priority (INV_LIQUIDATION: it must be Ready)
+      extraPre: needsExtra(w, this.target === undefined ? w.accountIds : [acctId(this.target)]),
       tx: (pre) => {
         id = acctId(this.pick(pre));
         return () => w.f.engine.connect(w.f.keeper).liquidate(id);
       },
-      judge: (_pre, out) => allowOnly(`${this} [account ${id}]`, out, ["NotLiquidatable", "OracleUnhealthy"]),
+      judge: (_pre, out) => allowOnly(`${this} [account ${id}]`, out, ["NotLiquidatable", "OracleUnhealthy", "RescueAvailable"]),
       tag: (r) => (r.liquidated = id),
     });
   }

@@ -145,10 +145,40 @@ function tokenPrice(s: Snapshot, k: number): bigint {
   return p.ok ? p.px : 0n;
 }
 
-/** Listed token addresses, lower case (USDC, WETH, WBTC), set once per world. */
+/** Listed token addresses, lower case (USDC, WETH, WBTC), and the registered Rebalancer, set once per world. */
 let tokenAddrs: string[] = [];
+let registeredModule = "";
 export function setTokenAddresses(w: World) {
   tokenAddrs = w.tokens.map((t) => t.toLowerCase());
+  registeredModule = w.addr.rebalancer.toLowerCase();
+}
+
+// ============================================================================================ rescue model
+
+const ceilWad = (x: bigint, y: bigint) => (x * y + WAD - 1n) / WAD;
+
+/**
+ * The rescue rule (README "Rescue below 1") written out independently from the snapshot: below health 1, the
+ * account's own reserve has priority over a liquidation when its policy opted into the registered module with
+ * TOP_UP allowed, pays at least the flat keeper reward (maxFeeUsd >= keeperReward), is past its cooldown
+ * (`rebalanceReadyAt`: last + cooldown, at least one second), and
+ * E − maxFeeUsd + Σ reserve × price × haircut (policy assets with a valid price, each rounded down)
+ * >= liquidationTargetRatio × MM (rounded up). Undefined when the account cannot be valued.
+ */
+export function rescueModel(s: Snapshot, a: AccountSnap): boolean | undefined {
+  if (!a.priced || a.health === undefined || !a.valuation) return undefined;
+  if (a.health >= WAD) return false;
+  const p = a.policy;
+  if (p.module.toLowerCase() !== registeredModule || (p.actions & TOP_UP) === 0 || p.maxFeeUsd < s.risk.keeperReward) return false;
+  const readyAt = a.lastRebalanceAt === 0 ? 0 : a.lastRebalanceAt + (p.cooldown === 0 ? 1 : p.cooldown);
+  if (s.ts < readyAt) return false;
+  let lifted = a.valuation.equity - p.maxFeeUsd;
+  for (const asset of p.topUpAssets) {
+    const k = tokenAddrs.indexOf(asset.toLowerCase());
+    if (k < 0) return fail("INV_LIQUIDATION", `account ${a.id}'s policy tops up from an unlisted asset ${asset}`);
+    lifted += (((a.reserve[k] * tokenPrice(s, k)) / 10n ** DECIMALS[k]) * HAIRCUT[k]) / WAD;
+  }
+  return lifted >= ceilWad(a.valuation.maintenanceMargin, s.risk.liquidationTargetRatio);
 }
 
 /** An `OracleUnhealthy(asset)` is legitimate only for the asset of a market where the account has a position and
@@ -229,7 +259,8 @@ export function INV_SOLVENCY(r: StepRecord): void {
 
 /** At constant prices and time only the owner's own trade (or release) lowers an account's health: no LP action,
  *  no other account's action, no poke. A rebalance never lowers it (a RELEASE lands at or above target − offset
- *  and at or above IM). Only liquidation takes an unhealthy account's collateral. */
+ *  and at or above IM). Only liquidation takes an unhealthy account's collateral — and a rescue below 1, which
+ *  lands at or above the liquidation target and takes only its keeper fee (and a close's costs) from it. */
 /** One unit of the 6-decimal settlement token, in WAD USD. */
 const USDC_UNIT_USD = 10n ** 12n;
 
@@ -238,8 +269,25 @@ export function INV_HEALTH_ISOLATION(r: StepRecord): void {
   if (!r.mined || r.kind === "price" || r.kind === "time" || r.kind === "jit") return;
   if (r.pre.ts !== r.post.ts) fail(I, `harness: before (${r.pre.ts}) and after (${r.post.ts}) read at different times`);
   const released = new Map<bigint, boolean>();
+  /** accounts rescued below 1, with what the rescue may take from their USDC value: the keeper fee and, when it
+   *  also reduced, the trading fees and realised losses of the close (INV_REBALANCE_LOCAL pins all three) */
+  const rescued = new Map<bigint, bigint>();
   for (const tx of r.txs) {
-    for (const e of tx.events) if (e.name === "Rebalanced") released.set(e.args.accountId, Number(e.args.action) === RELEASE);
+    for (const e of tx.events) {
+      if (e.name === "Rebalanced") {
+        released.set(e.args.accountId, Number(e.args.action) === RELEASE);
+        if ((e.args[2] as bigint) < WAD) rescued.set(e.args.accountId, (rescued.get(e.args.accountId) ?? 0n) + (e.args.feeUsd as bigint));
+      }
+    }
+  }
+  for (const tx of r.txs) {
+    for (const e of tx.events) {
+      const id = e.args?.accountId as bigint;
+      if (e.name === "PositionModified" && rescued.has(id)) {
+        const pnl = e.args.realisedPnl as bigint;
+        rescued.set(id, rescued.get(id)! + (e.args.fee as bigint) + (pnl < 0n ? -pnl : 0n));
+      }
+    }
   }
   r.pre.accounts.forEach((a0, i) => {
     const a1 = r.post.accounts[i];
@@ -264,12 +312,16 @@ export function INV_HEALTH_ISOLATION(r: StepRecord): void {
       fail(I, `${label(r)}: health of ${accountName(id)} fell from ${fmtWad(h0, 9)} to ${fmtWad(h1, 9)} at constant prices and time (now equity ${fmtUsd(a1.state?.equity ?? 0n)}, MM ${fmtUsd(a1.state?.maintenanceMargin ?? 0n)})`);
     }
     if (h0 < WAD) {
+      // A rescue (a rebalance below 1, which INV_REBALANCE_LOCAL requires to land at or above the liquidation
+      // target) is the owner's standing instruction: it pays its keeper (and a close it makes) from the account.
+      const rescueCost = rescued.get(id);
+      if (rescueCost !== undefined && h1 < r.pre.risk.liquidationTargetRatio) fail(I, `${label(r)}: the rescue of ${accountName(id)} left health ${fmtWad(h1)}, below the liquidation target`);
       for (let k = 1; k < 3; k++) {
         if (a1.margin[k] < a0.margin[k]) fail(I, `${label(r)}: unhealthy ${accountName(id)} lost ${a0.margin[k] - a1.margin[k]} of token ${k} margin outside liquidation`);
       }
       const v0 = a0.margin[0] * USDC_SCALE + a0.settlement;
       const v1 = a1.margin[0] * USDC_SCALE + a1.settlement;
-      if (v1 < v0) fail(I, `${label(r)}: unhealthy ${accountName(id)} lost USDC value ${fmtUsd(v0 - v1)} outside liquidation`);
+      if (v1 < v0 - (rescueCost ?? 0n) - (rescueCost !== undefined ? USDC_SCALE : 0n)) fail(I, `${label(r)}: unhealthy ${accountName(id)} lost USDC value ${fmtUsd(v0 - v1)} outside liquidation${rescueCost !== undefined ? ` (its rescue may take ${fmtUsd(rescueCost)})` : ""}`);
     }
   });
 }
@@ -277,18 +329,21 @@ export function INV_HEALTH_ISOLATION(r: StepRecord): void {
 // ============================================================================================ 3. rebalance is local
 
 /** A rebalance touches only its own account and moves at most that account's reserve; what it does is what
- *  `needsRebalance` said at the same state; neither a stranger nor a collateral oracle can stop it. */
+ *  `needsRebalance` said at the same state; neither a stranger nor a collateral oracle can stop it. Below 1 it
+ *  acts only as a rescue (TOP_UP, the top-up alone after the fee reaching the liquidation target, health after
+ *  at or above it, the keeper paid at least min(keeperReward, maxFeeUsd)), and a rescue that has priority over
+ *  the liquidation is always Ready. */
 export function INV_REBALANCE_LOCAL(r: StepRecord): void {
   const I = "INV_REBALANCE_LOCAL";
   const rb = r.rebalance;
   if (!rb) return;
-  const acted = new Map<bigint, { action: number; fee: bigint; hBefore: bigint; hAfter: bigint }>();
+  const acted = new Map<bigint, { action: number; fee: bigint; hBefore: bigint; hAfter: bigint; toppedUp: bigint }>();
   const skipped = new Map<bigint, number>();
   for (const tx of r.txs) {
     for (const e of tx.events) {
       if (e.name === "Rebalanced") {
         // healthBefore / healthAfter by position: the same in every version of the event
-        acted.set(e.args.accountId, { action: Number(e.args.action), fee: e.args.feeUsd, hBefore: e.args[2], hAfter: e.args[3] });
+        acted.set(e.args.accountId, { action: Number(e.args.action), fee: e.args.feeUsd, hBefore: e.args[2], hAfter: e.args[3], toppedUp: e.args[4] });
       }
       if (e.name === "RebalanceSkipped" && !skipped.has(e.args.accountId)) skipped.set(e.args.accountId, Number(e.args.reason));
     }
@@ -301,6 +356,10 @@ export function INV_REBALANCE_LOCAL(r: StepRecord): void {
     const status = seen.has(id) && acted.has(id) ? 2 : rb.needs.get(id)!;
     const first = !seen.has(id);
     seen.add(id);
+    // A rescue that has priority over the liquidation is always there for a keeper to call.
+    if (first && rescueModel(r.pre, a0) && rb.needs.get(id) !== 0) {
+      fail(I, `${label(r)}: ${accountName(id)}'s reserve can rescue it (its liquidation reverts RescueAvailable) but needsRebalance says ${STATUS[rb.needs.get(id)!]}`);
+    }
     if (status === 5 /* OracleUnhealthy */ && positionsPriced(r.pre, a0)) {
       fail(I, `${label(r)}: ${accountName(id)} cannot be rebalanced (OracleUnhealthy) although every market of its positions is priced: a collateral oracle or a stranger's deposit blocks it`);
     }
@@ -341,6 +400,25 @@ export function INV_REBALANCE_LOCAL(r: StepRecord): void {
     }
     fees += act.fee;
     if (act.hBefore !== a0.health) fail(I, `${label(r)}: Rebalanced reports health before ${fmtWad(act.hBefore)}, the account had ${a0.priced ? fmtWad(a0.health!) : "no valuation"}`);
+    if (act.hBefore < WAD) {
+      // Below 1 only a rescue acts: a TOP_UP whose top-up alone, after the fee, lifts the account to the liquidation
+      // target, landing there or above; its keeper is paid at least the flat liquidation reward (within maxFeeUsd,
+      // whole token units), unless a REDUCE closed everything and the fee is capped at what the close left.
+      const target = r.pre.risk.liquidationTargetRatio;
+      const h1 = a1.priced ? a1.health! : undefined;
+      if (!(act.action & TOP_UP)) fail(I, `${label(r)}: ${who} rebalanced at health ${fmtWad(act.hBefore)} < 1 without a TOP_UP (action ${act.action})`);
+      if (act.hAfter < target || h1 === undefined || h1 < target) fail(I, `${label(r)}: rescue of ${who} left health ${fmtWad(act.hAfter)} (now ${h1 === undefined ? "unpriced" : fmtWad(h1)}), below the liquidation target ${fmtWad(target)}`);
+      const v = a0.valuation!;
+      if (v.equity - act.fee + act.toppedUp < ceilWad(v.maintenanceMargin, target)) {
+        fail(I, `${label(r)}: rescue of ${who}: equity ${fmtUsd(v.equity)} − fee ${fmtUsd(act.fee)} + top-up ${fmtUsd(act.toppedUp)} < ${fmtWad(target)} × MM ${fmtUsd(v.maintenanceMargin)} (the top-up alone must lift it)`);
+      }
+      let reward = a0.policy.maxFeeUsd < r.pre.risk.keeperReward ? a0.policy.maxFeeUsd : r.pre.risk.keeperReward;
+      reward -= reward % USDC_SCALE;
+      const closedAll = (act.action & REDUCE) !== 0 && a1.positionMask === 0n;
+      if (act.fee > a0.policy.maxFeeUsd || act.fee % USDC_SCALE !== 0n || (act.fee < reward && !closedAll)) {
+        fail(I, `${label(r)}: rescue of ${who} paid its keeper ${fmtUsd(act.fee)}; the rule is at least ${fmtUsd(reward)} (min of the reward and maxFeeUsd ${fmtUsd(a0.policy.maxFeeUsd)}) in whole units`);
+      }
+    }
     for (let m = 0; m < 2; m++) {
       const [s0, s1] = [a0.sizes[m], a1.sizes[m]];
       const shrunk = s1 === 0n || (s0 > 0n && s1 > 0n && s1 <= s0) || (s0 < 0n && s1 < 0n && s1 >= s0);
@@ -374,8 +452,10 @@ export function INV_REBALANCE_LOCAL(r: StepRecord): void {
 
 // ============================================================================================ 4. liquidation
 
-/** Liquidation succeeds only when health < 1 (and then always: no collateral oracle and no stranger can stop
- *  it), and improves health or closes the account; a collateral sale takes only an unhealthy or emptied
+/** Liquidation succeeds only when health < 1, and then always — no collateral oracle and no stranger can stop
+ *  it — unless the account's own reserve can rescue it (`rescueAvailable`, the rule modelled by `rescueModel`):
+ *  then it reverts RescueAvailable and the rescue is Ready for any keeper. It closes `liquidationFraction` (0
+ *  exactly when healthy or rescuable) and improves health or closes the account; a collateral sale takes only an unhealthy or emptied
  *  account's collateral and reduces its debt; healthBatch sees every account it can price. */
 export function INV_LIQUIDATION(r: StepRecord): void {
   const I = "INV_LIQUIDATION";
@@ -388,6 +468,27 @@ export function INV_LIQUIDATION(r: StepRecord): void {
       if (a.priced !== positionsPriced(s, a)) fail(I, `before "${r.label}": healthBatch says ${accountName(a.id)} priced=${a.priced}, its position markets are ${a.priced ? "not " : ""}all priced`);
     }
   }
+  // The rescue rule and the liquidation fraction, as the engine's views report them, against the model: below 1
+  // a rescue is available exactly when the formula says so, and the fraction is 0 exactly when the account is
+  // healthy or its rescue is available.
+  for (const s of r.mined || r.kind === "time" ? [r.pre, r.post] : [r.pre]) {
+    if (!s.rescueRead) continue;
+    const when = s === r.pre ? `before "${r.label}"` : label(r);
+    for (const a of s.accounts) {
+      const want = rescueModel(s, a);
+      if (a.rescueView !== want) {
+        fail(I, `${when}: engine.rescueAvailable(${a.id}) = ${a.rescueView ?? "reverts"}, the rescue rule gives ${want ?? "no valuation"} (health ${a.priced ? fmtWad(a.health!) : "unpriced"}, equity ${a.valuation ? fmtUsd(a.valuation.equity) : "?"}, MM ${a.valuation ? fmtUsd(a.valuation.maintenanceMargin) : "?"}, reserve ${a.reserve}, policy maxFee ${fmtUsd(a.policy.maxFeeUsd)} actions ${a.policy.actions} cooldown ${a.policy.cooldown}, last rebalance ${a.lastRebalanceAt}, now ${s.ts})`);
+      }
+      if (!a.priced) {
+        if (a.liqFraction !== undefined) fail(I, `${when}: liquidationFraction(${a.id}) = ${a.liqFraction} for an account that cannot be valued`);
+        continue;
+      }
+      const none = a.health! >= WAD || want === true;
+      if (a.liqFraction === undefined || (a.liqFraction === 0n) !== none || a.liqFraction > WAD) {
+        fail(I, `${when}: liquidationFraction(${a.id}) = ${a.liqFraction ?? "reverts"} at health ${fmtWad(a.health!)} with the rescue ${want ? "" : "not "}available`);
+      }
+    }
+  }
 
   if (r.liquidated !== undefined) {
     const i = r.pre.accounts.findIndex((a) => a.id === r.liquidated);
@@ -398,8 +499,10 @@ export function INV_LIQUIDATION(r: StepRecord): void {
       if (!a0.priced) fail(I, `${label(r)}: liquidated ${who} whose valuation was unavailable`);
       const h0 = a0.health!;
       if (h0 >= WAD) fail(I, `${label(r)}: liquidated ${who} at health ${fmtWad(h0)} >= 1`);
+      if (rescueModel(r.pre, a0)) fail(I, `${label(r)}: liquidated ${who} at health ${fmtWad(h0)} although its own reserve could rescue it (the rescue has priority)`);
       const ev = r.txs[0].events.find((e) => e.name === "Liquidated")!;
       if (ev.args.healthBefore !== h0) fail(I, `${label(r)}: Liquidated reports health ${ev.args.healthBefore}, the account had ${h0}`);
+      if (ev.args.fraction !== a0.liqFraction) fail(I, `${label(r)}: liquidation closed fraction ${ev.args.fraction}, liquidationFraction said ${a0.liqFraction}`);
       if (a1.positionMask !== 0n) {
         if (!a1.priced) fail(I, `${label(r)}: ${who} cannot be valued after its partial liquidation`);
         if (a1.health! <= h0) fail(I, `${label(r)}: partial liquidation of ${who} did not improve health (${fmtWad(h0)} → ${fmtWad(a1.health!)})`);
@@ -408,6 +511,14 @@ export function INV_LIQUIDATION(r: StepRecord): void {
       const err = r.error!;
       if (err.name === "NotLiquidatable") {
         if (!a0.priced || a0.health! < WAD) fail(I, `${label(r)}: liquidate(${a0.id}) reverted NotLiquidatable at health ${a0.priced ? fmtWad(a0.health!) : "unpriced"}`);
+      } else if (err.name === "RescueAvailable") {
+        if (String(err.args[0]) !== String(a0.id)) fail(I, `${label(r)}: liquidate(${a0.id}) reverted ${fmtErr(err)} naming another account`);
+        if (!rescueModel(r.pre, a0)) fail(I, `${label(r)}: liquidate(${a0.id}) reverted RescueAvailable at health ${a0.priced ? fmtWad(a0.health!) : "unpriced"} although the rescue rule says its reserve cannot rescue it`);
+        // The rescue that blocks the liquidation is there for any keeper to call: never a stuck account.
+        const needs = r.pre.extra[`needs${a0.id}`];
+        if (!needs?.ok || Number(needs.value![1]) !== 0) {
+          fail(I, `${label(r)}: the rescue of ${who} blocks its liquidation but needsRebalance says ${needs?.ok ? STATUS[Number(needs.value![1])] : "nothing (not read or reverted)"}`);
+        }
       } else if (err.name === "OracleUnhealthy") {
         if (!blamesUnpricedMarket(err, r.pre, a0)) fail(I, `${label(r)}: liquidation of ${who} blocked by ${fmtErr(err)}, not an unpriced market of its positions (a collateral oracle or a stranger's deposit must never block it)`);
       } else {

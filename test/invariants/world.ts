@@ -60,10 +60,15 @@ const READS = new Interface([
   "function previewDeposit(uint256) view returns (uint256)",
   "function previewRedeem(uint256) view returns (uint256)",
   "function holdPeriod() view returns (uint32)",
+  "function lastRebalanceAt(uint256) view returns (uint256)",
   "function totalDebtUsd() view returns (uint256)",
   "function marketState(uint256) view returns (tuple(int256 fundingIndex,uint64 lastFundingTime,uint256 longOI,uint256 shortOI,int256 longEntrySum,int256 longFundingSum,int256 shortEntrySum,int256 shortFundingSum))",
   "function tryPrice(address) view returns (bool ok, uint256 priceWad)",
-  "function observation(address) view returns (tuple(uint128 price,uint64 updatedAt,uint64 breakerUntil,uint256 varianceRate,bool tripped))",
+  "function observation(address) view returns (tuple(uint128 price,uint64 updatedAt,uint64 breakerUntil,uint256 varianceRate,bool tripped,uint128 samplePrice,uint64 sampleAt,uint64 mmVol,uint64 mmVolAt))",
+  "function volatilities(address) view returns (uint256 target, uint256 maintenance)",
+  "function rescueAvailable(uint256) view returns (bool)",
+  "function liquidationFraction(uint256) view returns (uint256)",
+  "function riskParams() view returns (tuple(uint64 liquidationTargetRatio,uint64 fullLiquidationHealth,uint64 liquidationPenalty,uint64 keeperPenaltyShare,uint128 keeperReward,uint128 dustNotional,uint64 collateralDiscount,uint32 volHorizon))",
   "function latestRoundData() view returns (uint80 roundId,int256 answer,uint256 startedAt,uint256 updatedAt,uint80 answeredInRound)",
   "function needsRebalance(uint256) view returns (bool needed, uint8 status, tuple(uint8 action,address[] assets,uint256[] amounts,uint256 reduceFraction,uint256 feeUsd,address keeper) plan)",
   // owner actions simulated through the Lens (an operator of every account), for INV_EXIT
@@ -287,6 +292,18 @@ export interface Obs {
   tripped: boolean;
 }
 
+/** The engine's risk parameters the rescue rule reads (constant in the invariant world: no step changes them). */
+export interface Risk {
+  liquidationTargetRatio: bigint;
+  keeperReward: bigint;
+}
+
+/** An account's equity and maintenance margin (accountState), read in light snapshots too: the rescue rule. */
+export interface Valuation {
+  equity: bigint;
+  maintenanceMargin: bigint;
+}
+
 export interface Feed {
   roundId: bigint;
   answer: bigint;
@@ -310,6 +327,14 @@ export interface AccountSnap {
   settlement: bigint;
   /** rebalancing policy, followed through RebalancePolicySet events */
   policy: Policy;
+  /** block time of the account's last applied rebalance (0: never), followed through RebalanceApplied events */
+  lastRebalanceAt: number;
+  /** equity and MM (accountState) in every snapshot, light or full; undefined when the account cannot be valued */
+  valuation?: Valuation;
+  /** the engine's `rescueAvailable(id)` (undefined when it reverts: an unpriced position market) */
+  rescueView?: boolean;
+  /** the engine's `liquidationFraction(id)` (undefined when it reverts) */
+  liqFraction?: bigint;
   /** the engine's valuation: healthBatch in a light snapshot, accountState in a full one */
   priced: boolean;
   health?: bigint;
@@ -335,6 +360,13 @@ export interface Snapshot {
   tryPrice: { ok: boolean; px: bigint }[];
   obs: Obs[];
   feeds: Feed[];
+  /** per market: the oracle's (σ target, σ_mm), annualised WAD, read from the chain (the suite does not model σ) */
+  vols: { target: bigint; maintenance: bigint }[];
+  /** the engine's risk parameters (read once per run) */
+  risk: Risk;
+  /** the accounts' valuation, rescueAvailable and liquidationFraction were read (every full snapshot; the light
+   *  "before" of a liquidation or a rebalance) */
+  rescueRead: boolean;
   accounts: AccountSnap[];
   /** full snapshots (and light ones of LP steps) */
   capital?: bigint;
@@ -401,7 +433,7 @@ export async function snapshot(
   w: World,
   tag: "latest" | "pending",
   ts: number,
-  opts: { full: boolean; pool?: boolean; extra?: Extra[] },
+  opts: { full: boolean; pool?: boolean; rescue?: boolean; extra?: Extra[] },
 ): Promise<Snapshot> {
   if (!opts.full) return lightSnapshot(m, w, tag, ts, opts);
   const f = w.f;
@@ -420,6 +452,9 @@ export async function snapshot(
     tryPrice: [],
     obs: [],
     feeds: [],
+    vols: [],
+    risk: m.risk,
+    rescueRead: true,
     accounts: [],
     extra: {},
   };
@@ -471,6 +506,7 @@ export async function snapshot(
       const o = v![0];
       s.obs[mk] = { price: o.price, updatedAt: o.updatedAt, breakerUntil: o.breakerUntil, varianceRate: o.varianceRate, tripped: o.tripped };
     });
+    pend(L, w.addr.oracle, "volatilities", [asset], (ok, v) => (s.vols[mk] = { target: v![0], maintenance: v![1] }));
     pend(L, w.feedAddrs[mk], "latestRoundData", [], (ok, v) => {
       s.feeds[mk] = { roundId: v![0], answer: v![1], startedAt: v![2], updatedAt: v![3] };
     });
@@ -488,6 +524,7 @@ export async function snapshot(
       entryFunding: [0n, 0n],
       settlement: m.settlement[i],
       policy: m.policies[i],
+      lastRebalanceAt: m.lastRebalanceAt[i] ?? 0,
       priced: false,
     };
     s.accounts.push(a);
@@ -522,7 +559,9 @@ export async function snapshot(
       };
       a.priced = true;
       a.health = st.health;
+      a.valuation = { equity: st.equity, maintenanceMargin: st.maintenanceMargin };
     });
+    pendRescue(L, w, a);
   });
   return run(L, s, tag, opts.extra);
 }
@@ -533,15 +572,27 @@ export async function snapshot(
  * healths (funding) through one healthBatch, the oracle's views (staleness), and — for LP steps — the pool's
  * valuations and locks.
  */
-async function lightSnapshot(m: Model, w: World, tag: "latest" | "pending", ts: number, opts: { pool?: boolean; extra?: Extra[] }): Promise<Snapshot> {
+async function lightSnapshot(m: Model, w: World, tag: "latest" | "pending", ts: number, opts: { pool?: boolean; rescue?: boolean; extra?: Extra[] }): Promise<Snapshot> {
   const last = m.snap;
   const s: Snapshot = {
     ...last,
     ts,
     tag,
     full: false,
+    rescueRead: opts.rescue === true,
     tryPrice: [],
-    accounts: last.accounts.map((a) => ({ ...a, priced: false, health: undefined, state: undefined, stateError: undefined })),
+    accounts: last.accounts.map((a, i) => ({
+      ...a,
+      policy: m.policies[i],
+      lastRebalanceAt: m.lastRebalanceAt[i] ?? 0,
+      priced: false,
+      health: undefined,
+      state: undefined,
+      stateError: undefined,
+      valuation: undefined,
+      rescueView: undefined,
+      liqFraction: undefined,
+    })),
     capital: undefined,
     totalAssets: undefined,
     totalAssetsError: undefined,
@@ -552,8 +603,10 @@ async function lightSnapshot(m: Model, w: World, tag: "latest" | "pending", ts: 
     extra: {},
   };
   const L: Pending[] = [];
+  s.vols = [];
   w.marketAssets.forEach((asset, mk) => {
     pend(L, w.addr.oracle, "tryPrice", [asset], (ok, v) => (s.tryPrice[mk] = { ok: v![0], px: v![1] }));
+    pend(L, w.addr.oracle, "volatilities", [asset], (ok, v) => (s.vols[mk] = { target: v![0], maintenance: v![1] }));
   });
   pend(L, w.addr.engine, "healthBatch", [w.accountIds], (ok, v, raw) => {
     if (!ok) {
@@ -564,6 +617,13 @@ async function lightSnapshot(m: Model, w: World, tag: "latest" | "pending", ts: 
       a.priced = v![1][i];
       if (a.priced) a.health = v![0][i];
     });
+  });
+  if (opts.rescue) w.accountIds.forEach((id, i) => {
+    const a = s.accounts[i];
+    pend(L, w.addr.engine, "accountState", [id], (ok, v) => {
+      if (ok) a.valuation = { equity: v![0].equity, maintenanceMargin: v![0].maintenanceMargin };
+    });
+    pendRescue(L, w, a);
   });
   if (opts.pool) {
     const lp = { ...last.lp!, maxRedeem: 0n, locked: 0n, unlockAt: 0n };
@@ -580,6 +640,12 @@ async function lightSnapshot(m: Model, w: World, tag: "latest" | "pending", ts: 
     pend(L, w.addr.pool, "maxRedeem", [w.f.lp.address], (ok, v) => (lp.maxRedeem = ok ? big(v) : 0n), "uint");
   }
   return run(L, s, tag, opts.extra);
+}
+
+/** The engine's rescue view and liquidation fraction of an account (both revert when it cannot be valued). */
+function pendRescue(L: Pending[], w: World, a: AccountSnap): void {
+  pend(L, w.addr.engine, "rescueAvailable", [a.id], (ok, v) => (a.rescueView = ok ? (v![0] as boolean) : undefined));
+  pend(L, w.addr.engine, "liquidationFraction", [a.id], (ok, v) => (a.liqFraction = ok ? big(v) : undefined), "uint");
 }
 
 /** Reads the pending calls (and the extras) in one Lens call and decodes them into `s`. */
@@ -655,6 +721,10 @@ export interface Model {
   settlement: bigint[];
   /** each account's rebalancing policy, followed through RebalancePolicySet events */
   policies: Policy[];
+  /** each account's last applied rebalance (block time), followed through RebalanceApplied events */
+  lastRebalanceAt: number[];
+  /** the engine's risk parameters, read once per run */
+  risk: Risk;
   /** the timestamp evm_setNextBlockTimestamp was last given */
   pinned?: number;
 }
@@ -673,8 +743,9 @@ function toPolicy(p: Result): Policy {
 }
 
 /** Follows what the engine reports by event and has no cheap getter for: settlement balances and policies. */
-function follow(m: Model, events: Ev[]): void {
+function follow(m: Model, events: Ev[], ts: number): void {
   for (const e of events) {
+    if (e.name === "RebalanceApplied") m.lastRebalanceAt[Number(e.args.accountId) - 1] = ts;
     if (e.name === "SettlementChanged") m.settlement[Number(e.args.accountId) - 1] = e.args.settlement;
     if (e.name === "RebalancePolicySet") m.policies[Number(e.args.accountId) - 1] = toPolicy(e.args.policy);
   }
@@ -706,13 +777,29 @@ export async function freshRun(): Promise<{ model: Model; real: World }> {
   const w = worldCache;
   const block = await ethers.provider.getBlock("latest");
   const ts = block!.timestamp;
-  const model: Model = { now: ts + 1, snap: undefined as unknown as Snapshot, jitUsed: 0, step: 0, settlement: [], policies: [] };
+  const model: Model = {
+    now: ts + 1,
+    snap: undefined as unknown as Snapshot,
+    jitUsed: 0,
+    step: 0,
+    settlement: [],
+    policies: [],
+    lastRebalanceAt: [],
+    risk: { liquidationTargetRatio: 0n, keeperReward: 0n },
+  };
   const first = await snapshot(model, w, "latest", ts, {
     full: true,
-    extra: w.accountIds.map((id) => ({ key: `policy${id}`, target: w.addr.engine, fn: "rebalancePolicy", args: [id] })),
+    extra: [
+      ...w.accountIds.map((id) => ({ key: `policy${id}`, target: w.addr.engine, fn: "rebalancePolicy", args: [id] })),
+      ...w.accountIds.map((id) => ({ key: `last${id}`, target: w.addr.engine, fn: "lastRebalanceAt", args: [id] })),
+      { key: "risk", target: w.addr.engine, fn: "riskParams", args: [] },
+    ],
   });
   model.settlement = first.accounts.map((a) => a.state!.settlement);
   model.policies = w.accountIds.map((id) => toPolicy(first.extra[`policy${id}`].value![0]));
+  model.lastRebalanceAt = w.accountIds.map((id) => Number(first.extra[`last${id}`].value![0]));
+  const risk = first.extra.risk.value![0];
+  model.risk = { liquidationTargetRatio: risk.liquidationTargetRatio, keeperReward: risk.keeperReward };
   model.snap = await snapshot(model, w, "latest", ts, { full: true });
   return { model, real: w };
 }
@@ -749,7 +836,7 @@ async function sendTxTimed(m: Model, fn: () => Promise<ContractTransactionRespon
     const ts = m.now;
     m.now += 1;
     const events = parseEvents(receipt!);
-    follow(m, events);
+    follow(m, events, ts);
     return { ok: true, receipt: receipt!, events, ts };
   } catch (e) {
     // ethers estimates gas first, so a reverting call mines nothing; if one ever did, its block took m.now
@@ -778,7 +865,7 @@ export async function sendBundle(
   const receipts = await Promise.all(hashes.map((h) => ethers.provider.getTransactionReceipt(h)));
   hashes = [];
   const events = receipts.map((r) => parseEvents(r!));
-  for (const e of events) follow(m, e);
+  for (const e of events) follow(m, e, ts);
   return { receipts: receipts.map((r) => r!), events, ts };
 }
 

@@ -9,6 +9,8 @@
  * will be mined in, same timestamp) and its "after" from that block.
  */
 import { ethers, network } from "hardhat";
+import type { StateOut } from "../shared/marginMath";
+import type { PolicyIn } from "../shared/rebalance";
 import {
   Interface,
   type ContractTransactionResponse,
@@ -262,27 +264,11 @@ export async function invariantFixture(): Promise<InvariantFixture> {
 
 // ============================================================================================ snapshots
 
-export interface AccountState {
-  collateral: bigint;
-  settlement: bigint;
-  unrealisedPnl: bigint;
-  equity: bigint;
-  notional: bigint;
-  maintenanceMargin: bigint;
-  initialMargin: bigint;
-  health: bigint;
-}
+/** An account's valuation as `accountState` returns it (the mirrors' type). */
+export type AccountState = StateOut;
 
-export interface Policy {
-  module: string;
-  actions: number;
-  cooldown: number;
-  triggerRatio: bigint;
-  targetRatio: bigint;
-  releaseRatio: bigint;
-  maxFeeUsd: bigint;
-  topUpAssets: string[];
-}
+/** A rebalancing policy as `rebalancePolicy` returns it (the shared test type). */
+export type Policy = PolicyIn;
 
 export interface Obs {
   price: bigint;

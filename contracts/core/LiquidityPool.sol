@@ -17,7 +17,7 @@ import {WAD, DEFAULT_HOLD_PERIOD, MIN_HOLD_PERIOD, MAX_HOLD_PERIOD} from "../lib
 
 /// @title LiquidityPool
 /// @notice ERC-4626 USDC vault, counterparty of every position. See ILiquidityPool.
-/// @dev Two valuations and a holding period keep LP round trips honest (DESIGN.md "LiquidityPool"):
+/// @dev Two valuations and a holding period keep LP round trips honest (README "Liquidity providers"):
 ///      - redemptions (and `totalAssets`, `convertTo*`) value the pool at capital − open trader profits, each
 ///        market side on its own, open losses never counted;
 ///      - deposits value it at capital − open profits + open losses: a new LP pays for the losses traders will

@@ -211,7 +211,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
     }
 
     /// @dev The one calculation behind `rebalance`, `rebalanceBatch`, `needsRebalance` and `checkUpkeep`
-    ///      (DESIGN.md "Rebalancer", steps 2-5).
+    ///      (README "Rebalancing", steps 2-5).
     function _plan(uint256 accountId, address keeper)
         private
         view

@@ -99,7 +99,7 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
         uint256 health; // E / MM rounded down; type(uint256).max when MM = 0
     }
 
-    /// @notice An account's rebalancing policy (DESIGN.md "Rebalancer"), set by its owner or an operator.
+    /// @notice An account's rebalancing policy (README "Rebalancing"), set by its owner or an operator.
     /// @param module The registered rebalancer module the account opts into (address(0) = opted out).
     /// @param actions Allowed actions, a bitmask of TOP_UP (1), REDUCE (2), RELEASE (4) (Constants.sol).
     /// @param cooldown Seconds that must pass between two rebalances.

@@ -6,7 +6,7 @@ import {AutomationCompatibleInterface} from
 import {IMarginEngine} from "./IMarginEngine.sol";
 
 /// @title IRebalancer
-/// @notice Permissionless rebalancing of opted-in accounts (DESIGN.md "Rebalancer"). The module only plans:
+/// @notice Permissionless rebalancing of opted-in accounts (README "Rebalancing"). The module only plans:
 ///         the MarginEngine applies the plan and enforces the owner's policy (`IMarginEngine.applyRebalance`).
 /// @dev Units: healths and ratios WAD (1e18 = 1.0); USD values WAD. Policy: `IMarginEngine.RebalancePolicy`.
 ///      Which account belongs to whom: health < 1 is the liquidator's (`Liquidatable`) unless the reserve can

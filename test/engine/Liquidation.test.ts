@@ -18,7 +18,7 @@ import {
 import { expectState, modelInputs, openAccount, PX8, RISK, toWad8, type Book } from "../shared/book";
 
 /*
- * Liquidation (DESIGN.md "Liquidation", IMarginEngine.liquidate/buyCollateral NatSpec).
+ * Liquidation (README "Architecture", IMarginEngine.liquidate/buyCollateral NatSpec).
  *
  * Every expected number is computed in this file from the test's own ledger (deposits, trades at known
  * prices) with the documented formulas in test/shared/marginMath.ts. The only values read from the chain

@@ -1,5 +1,5 @@
 /**
- * The invariant suite (issue #8): the seven promises of DESIGN.md as named invariants (invariants.ts), checked
+ * The invariant suite (issue #8): the seven promises (README "Promises and the tests that prove them") as named invariants (invariants.ts), checked
  * after every step of seeded random action sequences (actions.ts, fast-check model-based commands) on the
  * in-process Hardhat network. Each sequence starts from the same fixture (loadFixture reverts to it) and every
  * block is mined at a pinned time, so a seed replays exactly.

@@ -1,5 +1,5 @@
 /**
- * The seven promises of DESIGN.md as named invariants. Each is a function of one step's record (the state just
+ * The seven promises (README "Promises and the tests that prove them") as named invariants. Each is a function of one step's record (the state just
  * before the step, read from the block the step was mined in, and the state after it) and throws a Violation
  * naming itself when the promise is broken. `checkAll` runs all seven after every step.
  */

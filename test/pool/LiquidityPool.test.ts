@@ -9,7 +9,7 @@ import { mulDivDown, mulDivUp, USDC_SCALE, WAD } from "../shared/marginMath";
 import { openAccount, PX8, toWad8 } from "../shared/book";
 
 /*
- * LiquidityPool (DESIGN.md "LiquidityPool", ILiquidityPool NatSpec): ERC-4626 over USDC with a virtual
+ * LiquidityPool (README "Liquidity providers", ILiquidityPool NatSpec): ERC-4626 over USDC with a virtual
  * share offset of 6 decimals, i.e. OpenZeppelin's conversions
  *   shares = assets × (supply + 10^6) / (totalAssets + 1)   (deposit: down, withdraw: up)
  *   assets = shares × (totalAssets + 1) / (supply + 10^6)   (redeem: down, mint: up)

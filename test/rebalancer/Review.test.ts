@@ -1,5 +1,5 @@
 /**
- * Adversarial review of the rebalancing feature (DESIGN.md "Rebalancer", "Promises").
+ * Adversarial review of the rebalancing feature (README "Rebalancing", "Promises and the tests that prove them").
  * Each "finding" test pins the fix of a defect the review found; the "properties" tests state INV promises.
  */
 import { expect } from "chai";

@@ -17,7 +17,7 @@ import { expectedFee, planRestore, type ReserveIn } from "../shared/rebalance";
  * Alice has a reserve (2,000 USDC + 1 WETH, not margin) and a 1.3 / 1.6 TOP_UP|REDUCE policy; bob has
  * neither. Every hour: the feed gets the close (time t), the oracle is poked (t + 1), a keeper rebalances
  * alice when `needsRebalance` says so (t + 2), and a liquidator liquidates any account below health 1
- * (t + 3, t + 4). Each rebalance is checked against the DESIGN.md formulas ("Rebalancer", step 3 and 5)
+ * (t + 3, t + 4). Each rebalance is checked against the README formulas ("Rebalancing", steps 4 and 7)
  * evaluated on the engine's own inputs (`rebalanceInputs` in the rebalance's block context) and the
  * rebalance block's base fee, which the test sets (20 gwei) so the keeper fee's gas term is not zero.
  *

@@ -1,5 +1,5 @@
 /**
- * Independent bigint mirror of the MarginEngine formulas (DESIGN.md "MarginEngine", "Units and rounding").
+ * Independent bigint mirror of the MarginEngine formulas (README "Architecture": account valuation and rounding).
  * Requirements and fees round up, collateral and PnL round down; signed divisions that Solidity truncates
  * toward zero are truncated here too (bigint `/` truncates toward zero as well).
  */

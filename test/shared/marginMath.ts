@@ -1,5 +1,5 @@
 /**
- * Independent bigint mirror of the margin engine's documented formulas (DESIGN.md "MarginEngine",
+ * Independent bigint mirror of the margin engine's documented formulas (README "Architecture": account valuation,
  * "Liquidation"; IMarginEngine NatSpec), used by tests to predict exact on-chain values.
  * Rounding follows the documented directions: requirements/fees/penalties up, collateral/payouts down,
  * PnL toward −∞, health down.

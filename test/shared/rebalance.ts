@@ -1,5 +1,5 @@
 /**
- * Rebalancer test setup and the bigint mirror of the rebalance plan (DESIGN.md "Rebalancer").
+ * Rebalancer test setup and the bigint mirror of the rebalance plan (README "Rebalancing").
  */
 import { network } from "hardhat";
 import { ACTION, DEFAULT_REBALANCER, DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
@@ -189,7 +189,7 @@ export interface PlanOut {
 }
 
 /**
- * DESIGN.md "Rebalancer" step 3 with the fee counted as paid: top up ΔC = target × MM − (E − fee) from the
+ * README "Rebalancing" step 4 with the fee counted as paid: top up ΔC = target × MM − (E − fee) from the
  * reserves in the policy's order (amounts rounded up, value counted at price then haircut rounded down),
  * then, if still short, reduce every position by `reduceFraction`.
  */

@@ -12,7 +12,7 @@ import {WadMath} from "../WadMath.sol";
 
 /// @title AccountLogic
 /// @notice The margin engine's storage layout and the internal account calculations every engine module
-///         shares: valuation (DESIGN.md "MarginEngine"), oracle reads, trades, funding and settlement.
+///         shares: valuation (README "Architecture": account valuation), oracle reads, trades, funding and settlement.
 /// @dev Internal functions only: they are compiled into the engine and into each external `*Logic` library
 ///      that uses them, so there is one source for every formula whichever contract runs it.
 library AccountLogic {
@@ -77,7 +77,7 @@ library AccountLogic {
         (ctx.listed, ctx.configs) = env.vault.listedAssetConfigs();
     }
 
-    /// @dev Account valuation exactly as DESIGN.md. Reads only cached prices (every price the account
+    /// @dev Account valuation exactly as the README states it. Reads only cached prices (every price the account
     ///      needs must have been loaded by `pokeAccount` or `viewAccountPrices`). Collateral whose oracle is
     ///      invalid counts as zero: that can only make the account look poorer, so an outage of a collateral
     ///      oracle never blocks a liquidation that the healthy oracles justify.

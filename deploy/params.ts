@@ -108,3 +108,17 @@ export const DEFAULT_REBALANCER: RebalancerConfig = {
 
 /** Action bits of a rebalancing policy and plan (Constants.sol). */
 export const ACTION = { TOP_UP: 1, REDUCE: 2, RELEASE: 4, ALL: 7 } as const;
+
+/**
+ * A narrow 1.3 / 1.6 rebalancing policy (TOP_UP then REDUCE, 50 USD fee cap, no cooldown, no release): the one the
+ * May 2021 scenario and the crash replays (lib/riskReplay.ts) give their policy accounts. Module and assets are
+ * the caller's.
+ */
+export const NARROW_POLICY = {
+  actions: ACTION.TOP_UP | ACTION.REDUCE,
+  cooldown: 0,
+  triggerRatio: wad("1.3"),
+  targetRatio: wad("1.6"),
+  releaseRatio: 0n,
+  maxFeeUsd: wad("50"),
+};

@@ -28,7 +28,7 @@ import { ethers, network } from "hardhat";
 import type { BaseContract, Interface, LogDescription, Result } from "ethers";
 
 import { deployLocalSystem, type LocalSystem } from "../deploy/system";
-import { ACTION, CRYPTO_FEED, wad, type FeedConfig } from "../deploy/params";
+import { ACTION, CRYPTO_FEED, NARROW_POLICY, wad, type FeedConfig, type MarketConfig } from "../deploy/params";
 import { DATA_DIR, loadPriceCsv, parseDecimal } from "./prices";
 
 // =====================================================================================================
@@ -214,17 +214,10 @@ export function sqrtHorizon(volHorizon: bigint): bigint {
 }
 
 /** The market parameters the requirement formulas read. */
-export interface MarketTerms {
-  baseMMR: bigint;
-  volK: bigint;
-  sizeK: bigint;
-  maxMMR: bigint;
-  imFactor: bigint;
-  feeRate: bigint;
-  oiCapUsd: bigint;
+export type MarketTerms = Pick<MarketConfig, "baseMMR" | "volK" | "sizeK" | "maxMMR" | "imFactor" | "feeRate" | "oiCapUsd"> & {
   keeperReward: bigint;
   sqrtHorizon: bigint;
-}
+};
 
 /** AccountLogic.mmr: min(maxMMR, baseMMR + volK·σ·sqrt(horizon) + sizeK·N/oiCapUsd), each term rounded up. */
 export function mmr(m: MarketTerms, notional: bigint, vol: bigint): bigint {
@@ -474,14 +467,7 @@ export interface ReplayConfig {
 export const DEFAULT_LEVERAGES = [2, 3, 5, 8, 10];
 /** Hours of warm-up before the population opens: a new feed's volatility starts at its floor. */
 export const WARMUP_HOURS = 48;
-export const POLICY = {
-  actions: ACTION.TOP_UP | ACTION.REDUCE,
-  cooldown: 0,
-  triggerRatio: wad("1.3"),
-  targetRatio: wad("1.6"),
-  releaseRatio: 0n,
-  maxFeeUsd: wad("50"),
-};
+export const POLICY = NARROW_POLICY;
 /**
  * Defaults: 2,000 USDC per account (a population of 36 accounts per path stays far below a market's 500k USD
  * open-interest cap, so no trade is refused for open interest); base fee 0, so the keeper fee is the flat

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
-import { E18, systemFixture, USDC, type SystemFixture } from "../shared/fixtures";
+import { E18, systemFixture, USDC, type SystemFixture } from "../helpers/fixtures";
 import { CRYPTO_FEED, MAJOR_MARKET, wad } from "../../deploy/params";
 import {
   applyLiquidation,
@@ -14,20 +14,20 @@ import {
   WAD,
   wMulDown,
   type RiskP,
-} from "../shared/marginMath";
-import { expectState, modelInputs, openAccount, PX8, RISK, toWad8, type Book } from "../shared/book";
+} from "../helpers/marginMath";
+import { expectState, modelInputs, openAccount, PX8, RISK, toWad8, type Book } from "../helpers/book";
 
 /*
  * Liquidation (README "Architecture", IMarginEngine.liquidate/buyCollateral NatSpec).
  *
  * Every expected number is computed in this file from the test's own ledger (deposits, trades at known
- * prices) with the documented formulas in test/shared/marginMath.ts. The only values read from the chain
+ * prices) with the documented formulas in test/helpers/marginMath.ts. The only values read from the chain
  * as inputs are the oracle's volatilities σ and σ_mm after the test's own poke (the engine reads the same
  * pair at the same block time) and the pool's capital (only to follow the pool's own balance: requirements
  * read the market's oiCapUsd, never pool capital).
  * Funding is switched off (maxFundingRate = 0) so values do not depend on block times.
  *
- * Every price move here happens within one interval of the volatility grid (test/shared/fixtures.ts), so σ and
+ * Every price move here happens within one interval of the volatility grid (test/helpers/fixtures.ts), so σ and
  * σ_mm stay at their 10 % floor: accounts become liquidatable by price alone, never by the volatility term
  * (README "Risk model"). A 5x long (2,000 USDC on 5 ETH at 2,000) then crosses health 1 near 1,627 (−18.6 %):
  * the prices below were chosen for the rule each test exercises (partial at 1,625: h ≈ 0.92).

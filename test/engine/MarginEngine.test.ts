@@ -6,7 +6,7 @@ import type { AddressLike } from "ethers";
 
 import { MockAggregator__factory, MockERC20__factory } from "../../typechain-types";
 import { CRYPTO_FEED, DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET, wad, type MarketConfig, type RiskConfig } from "../../deploy/params";
-import { E18, USDC, alignToVolGrid, systemFixture } from "../shared/fixtures";
+import { E18, USDC, alignToVolGrid, systemFixture } from "../helpers/fixtures";
 import {
   MAX_UINT,
   WAD,
@@ -24,7 +24,7 @@ import {
   sqrtHorizon,
   tradeFee,
   type Vols,
-} from "../shared/engineMath";
+} from "../helpers/engineMath";
 
 // ------------------------------------------------------------------------------------------ constants
 

@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { systemFixture, USDC, E18, E8 } from "../shared/fixtures";
-import { snapshotGas } from "../shared/gasSnapshot";
-import { skipUnderCoverage } from "../shared/coverage";
+import { systemFixture, USDC, E18, E8 } from "../helpers/fixtures";
+import { snapshotGas } from "../helpers/gasSnapshot";
+import { skipUnderCoverage } from "../helpers/coverage";
 
 describe("gas snapshot › MarginEngine", () => {
   before(function () {

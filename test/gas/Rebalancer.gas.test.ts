@@ -3,10 +3,10 @@ import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import type { ContractTransactionReceipt } from "ethers";
 
 import { ACTION, wad } from "../../deploy/params";
-import { systemFixture, USDC, E18, E8, type SystemFixture } from "../shared/fixtures";
-import { snapshotGas } from "../shared/gasSnapshot";
-import { skipUnderCoverage } from "../shared/coverage";
-import { pinBaseFee } from "../shared/rebalance";
+import { systemFixture, USDC, E18, E8, type SystemFixture } from "../helpers/fixtures";
+import { snapshotGas } from "../helpers/gasSnapshot";
+import { skipUnderCoverage } from "../helpers/coverage";
+import { pinBaseFee } from "../helpers/rebalance";
 
 /*
  * Gas of the Rebalancer's state-changing doors. The keeper fee reads `block.basefee`, so every measured

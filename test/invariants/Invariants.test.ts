@@ -14,7 +14,7 @@
  * FC_STATS=1 prints how often each action ended in which outcome, and where the time went.
  */
 import fc from "fast-check";
-import { underCoverage } from "../shared/coverage";
+import { underCoverage } from "../helpers/coverage";
 import { actionArbitrary, stats } from "./actions";
 import { setTokenAddresses } from "./invariants";
 import { freshRun, PROFILE, releaseChain } from "./world";

@@ -9,8 +9,8 @@
  * will be mined in, same timestamp) and its "after" from that block.
  */
 import { ethers, network } from "hardhat";
-import type { StateOut } from "../shared/marginMath";
-import type { PolicyIn } from "../shared/rebalance";
+import type { StateOut } from "../helpers/marginMath";
+import type { PolicyIn } from "../helpers/rebalance";
 import {
   Interface,
   type ContractTransactionResponse,
@@ -20,7 +20,7 @@ import {
 } from "ethers";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { CRYPTO_FEED, HAIRCUTS, ACTION, wad } from "../../deploy/params";
-import { systemFixture, USDC, E18, E8, type SystemFixture } from "../shared/fixtures";
+import { systemFixture, USDC, E18, E8, type SystemFixture } from "../helpers/fixtures";
 import {
   LiquidityPool__factory,
   MarginEngine__factory,

@@ -5,7 +5,7 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { FeedPusher, MockAggregator, OracleRouter } from "../../typechain-types";
 import type { IOracleRouter } from "../../typechain-types/contracts/core/OracleRouter";
 import { loadPriceCsv, type PricePoint } from "../../lib/prices";
-import { DEFAULT_VOL, VolMirror, ewmaStep, floorVarianceRate, jumpBpsOf } from "../shared/oracleMath";
+import { DEFAULT_VOL, VolMirror, ewmaStep, floorVarianceRate, jumpBpsOf } from "../helpers/oracleMath";
 
 // ------------------------------------------------------------------ units and constants (mirror Constants.sol)
 const WAD = 10n ** 18n;
@@ -798,7 +798,7 @@ describe("OracleRouter", function () {
       }
       const floatVol = Math.min(Math.max(Math.sqrt(v * year), 0.1), 5);
 
-      // Exact integer mirror with the contract's rounding (test/shared/oracleMath.ts).
+      // Exact integer mirror with the contract's rounding (test/helpers/oracleMath.ts).
       const m = new VolMirror(0n);
       for (const row of series) m.observe(row.price * 10n ** 10n, BigInt(row.timestamp + shift));
       // 1500 rounds over 39.8 days: one sample per hour of the feed, none skipped (a poke at every round reads

@@ -6,8 +6,8 @@ import type { FeedPusher, MockAggregator, NoHistoryAggregator, OracleRouter } fr
 import type { IOracleRouter } from "../../typechain-types/contracts/core/OracleRouter";
 import { CRYPTO_FEED, DEFAULT_RISK, MAJOR_MARKET, wad, type MarketConfig } from "../../deploy/params";
 import { loadChainlinkRounds, type ChainlinkRound } from "../../lib/prices";
-import { E18, E8, systemFixture, USDC, VOL_INTERVAL } from "../shared/fixtures";
-import { mulDivUp, requirements, sqrtHorizon, USDC_SCALE, WAD, wDivDown } from "../shared/marginMath";
+import { E18, E8, systemFixture, USDC, VOL_INTERVAL } from "../helpers/fixtures";
+import { mulDivUp, requirements, sqrtHorizon, USDC_SCALE, WAD, wDivDown } from "../helpers/marginMath";
 import {
   DAY,
   DEFAULT_VOL,
@@ -18,11 +18,11 @@ import {
   ewmaStep,
   floorVarianceRate,
   volatilityOf,
-} from "../shared/oracleMath";
+} from "../helpers/oracleMath";
 
 /*
  * The risk model's volatility (README "Risk model", issue 9), against the oracle mirror of
- * test/shared/oracleMath.ts: σ sampled on a fixed grid of the feed's clock, and σ_mm, the volatility of open
+ * test/helpers/oracleMath.ts: σ sampled on a fixed grid of the feed's clock, and σ_mm, the volatility of open
  * positions' maintenance margin, moving toward σ at a bounded speed while IM follows σ at once.
  */
 

@@ -2,11 +2,11 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
-import { E18, systemFixture, USDC } from "../shared/fixtures";
+import { E18, systemFixture, USDC } from "../helpers/fixtures";
 import { deployLocalSystem } from "../../deploy/system";
 import { MAJOR_MARKET } from "../../deploy/params";
-import { mulDivDown, mulDivUp, USDC_SCALE, WAD } from "../shared/marginMath";
-import { openAccount, PX8, toWad8 } from "../shared/book";
+import { mulDivDown, mulDivUp, USDC_SCALE, WAD } from "../helpers/marginMath";
+import { openAccount, PX8, toWad8 } from "../helpers/book";
 
 /*
  * LiquidityPool (README "Liquidity providers", ILiquidityPool NatSpec): ERC-4626 over USDC with a virtual

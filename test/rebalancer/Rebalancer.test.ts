@@ -3,9 +3,9 @@ import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
 import { DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
-import { USDC, E18 } from "../shared/fixtures";
-import { mulDivUp, sqrtHorizon, USDC_SCALE, WAD, wDivDown, wMulUp } from "../shared/marginMath";
-import { mmr, positionRequirements, tradeFee } from "../shared/engineMath";
+import { USDC, E18 } from "../helpers/fixtures";
+import { mulDivUp, sqrtHorizon, USDC_SCALE, WAD, wDivDown, wMulUp } from "../helpers/marginMath";
+import { mmr, positionRequirements, tradeFee } from "../helpers/engineMath";
 import {
   ACTION,
   lowHealth,
@@ -24,7 +24,7 @@ import {
   topUpAmount,
   type PolicyIn,
   type RebalanceFixture,
-} from "../shared/rebalance";
+} from "../helpers/rebalance";
 
 const R = DEFAULT_RISK.keeperReward;
 const HAIRCUT_WETH = wad("0.9");

@@ -3,7 +3,7 @@ import { ethers, network } from "hardhat";
 import { loadFixture, takeSnapshot, time } from "@nomicfoundation/hardhat-network-helpers";
 
 import { DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET, wad } from "../../deploy/params";
-import { E18, USDC } from "../shared/fixtures";
+import { E18, USDC } from "../helpers/fixtures";
 import {
   USDC_SCALE,
   WAD,
@@ -13,7 +13,7 @@ import {
   wDivDown,
   type AccountIn,
   type StateOut,
-} from "../shared/marginMath";
+} from "../helpers/marginMath";
 import {
   ACTION,
   STATUS,
@@ -28,17 +28,17 @@ import {
   type PolicyIn,
   type RebalanceFixture,
   type ReserveIn,
-} from "../shared/rebalance";
+} from "../helpers/rebalance";
 
 /*
  * Rescue below 1 (README "Rescue below 1", issue 9): an account below health 1 whose own reserve, under its
  * policy, can lift it to the liquidation target (1.2) is rescued by the rebalancer, and liquidation waits for
  * it; as soon as the rescue cannot happen, liquidation proceeds.
  *
- * Alice's account (test/shared/rebalance.ts): 4,000 USDC of margin (3,990 after the open's fee), a 10 ETH long
+ * Alice's account (test/helpers/rebalance.ts): 4,000 USDC of margin (3,990 after the open's fee), a 10 ETH long
  * at 2,000, a reserve of 1,000 USDC and 2 WETH, policy trigger 2 / target 3 / release 6, all actions, fee cap
  * 50 USD, no cooldown. ETH falls 19 % in one round to 1,620: health 0.739 by price alone (σ and σ_mm at their
- * floor within the fixture's grid interval), every value below from the mirrors of test/shared/.
+ * floor within the fixture's grid interval), every value below from the mirrors of test/helpers/.
  */
 
 const LIQ_TARGET = DEFAULT_RISK.liquidationTargetRatio;

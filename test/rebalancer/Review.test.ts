@@ -7,9 +7,9 @@ import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 
 import { DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
-import { USDC, E18 } from "../shared/fixtures";
-import { leastCloseFraction, mulDivUp, sqrtHorizon, USDC_SCALE, WAD, wDivDown } from "../shared/marginMath";
-import { positionRequirements, tradeFee } from "../shared/engineMath";
+import { USDC, E18 } from "../helpers/fixtures";
+import { leastCloseFraction, mulDivUp, sqrtHorizon, USDC_SCALE, WAD, wDivDown } from "../helpers/marginMath";
+import { positionRequirements, tradeFee } from "../helpers/engineMath";
 import {
   ACTION,
   lowHealth,
@@ -23,7 +23,7 @@ import {
   setEth,
   type PolicyIn,
   type RebalanceFixture,
-} from "../shared/rebalance";
+} from "../helpers/rebalance";
 
 const abi = ethers.AbiCoder.defaultAbiCoder();
 

@@ -9,7 +9,7 @@ import {
   USDC,
   systemFixture,
   type SystemFixture,
-} from "../shared/fixtures";
+} from "../helpers/fixtures";
 
 /**
  * Independent adversarial review of the core-hardening change (a067e15). Each test performs an attack against the

@@ -4,7 +4,7 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
 import { ReentrantToken__factory } from "../../typechain-types";
 import { MAJOR_MARKET, wad } from "../../deploy/params";
-import { E18, E8, USDC, systemFixture, type SystemFixture } from "../shared/fixtures";
+import { E18, E8, USDC, systemFixture, type SystemFixture } from "../helpers/fixtures";
 
 /**
  * Core hardening (issue "Core hardening"): each test performs the attack an independent review found against the

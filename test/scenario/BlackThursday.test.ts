@@ -5,8 +5,8 @@ import { time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployLocalSystem } from "../../deploy/system";
 import { CRYPTO_FEED, DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET } from "../../deploy/params";
 import { loadPriceCsv } from "../../lib/prices";
-import { E18, E8, USDC, VOL_INTERVAL } from "../shared/fixtures";
-import { VolMirror } from "../shared/oracleMath";
+import { E18, E8, USDC, VOL_INTERVAL } from "../helpers/fixtures";
+import { VolMirror } from "../helpers/oracleMath";
 import {
   applyLiquidation,
   fundingIndexNow,
@@ -17,13 +17,13 @@ import {
   WAD,
   wMulUp,
   type AccountIn,
-} from "../shared/marginMath";
+} from "../helpers/marginMath";
 
 /*
  * Black Thursday (12-13 March 2020): the real Binance ETH/USDT hourly closes (data/, see data/
  * SOURCES.md; CryptoDataDownload export) replayed through the mock feed on a 5x ETH long.
  *
- * The test predicts, with its own bigint mirrors of the documented formulas (test/shared/oracleMath.ts for σ
+ * The test predicts, with its own bigint mirrors of the documented formulas (test/helpers/oracleMath.ts for σ
  * and σ_mm, marginMath.ts for the account), the first hour at which health falls below 1 and everything the
  * liquidation leaves; the contract must agree exactly. Nothing is read from the chain as an input but the block
  * times the test itself sets: the oracle's σ and σ_mm are predicted too, and checked against the chain every hour.

@@ -4,12 +4,12 @@ import { time } from "@nomicfoundation/hardhat-network-helpers";
 import type { ContractTransactionReceipt } from "ethers";
 
 import { deployLocalSystem } from "../../deploy/system";
-import { ACTION, CRYPTO_FEED, HAIRCUTS, wad } from "../../deploy/params";
+import { ACTION, CRYPTO_FEED, HAIRCUTS, NARROW_POLICY, wad } from "../../deploy/params";
 import { loadPriceCsv } from "../../lib/prices";
-import { E18, E8, USDC, VOL_INTERVAL } from "../shared/fixtures";
-import { VolMirror } from "../shared/oracleMath";
-import { mulDivCeilSigned, USDC_SCALE, WAD } from "../shared/marginMath";
-import { expectedFee, planRestore, type ReserveIn } from "../shared/rebalance";
+import { E18, E8, USDC, VOL_INTERVAL } from "../helpers/fixtures";
+import { VolMirror } from "../helpers/oracleMath";
+import { mulDivCeilSigned, USDC_SCALE, WAD } from "../helpers/marginMath";
+import { expectedFee, planRestore, type ReserveIn } from "../helpers/rebalance";
 
 /*
  * May 2021 (16-24 May): the real Binance ETH/USDT hourly closes (data/, see data/SOURCES.md)
@@ -46,14 +46,7 @@ const LEVERAGE = 2n;
 const RESERVE_USDC = USDC(2_000);
 const RESERVE_WETH = E18(1);
 const BASE_FEE = 20n * 10n ** 9n; // wei, set on each rebalance block
-const POLICY = {
-  actions: ACTION.TOP_UP | ACTION.REDUCE,
-  cooldown: 0,
-  triggerRatio: wad("1.3"),
-  targetRatio: wad("1.6"),
-  releaseRatio: 0n,
-  maxFeeUsd: wad("50"),
-};
+const POLICY = NARROW_POLICY;
 const TX_FEES = { maxFeePerGas: 2n * BASE_FEE, maxPriorityFeePerGas: 0n };
 
 describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never liquidated while the identical account without one is", function () {
@@ -151,7 +144,7 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
       await ethFeed.setAnswer(bars[i].price);
       await time.setNextBlockTimestamp(t + 1n);
       await oracle.poke(weth);
-      // σ and σ_mm as the oracle mirror predicts them (test/shared/oracleMath.ts): every hourly close is a sample.
+      // σ and σ_mm as the oracle mirror predicts them (test/helpers/oracleMath.ts): every hourly close is a sample.
       expect(vm.observe(px, t), `hour ${i} is a sample`).to.equal(true);
       const vol = vm.volatilities(t + 1n);
       expect(await oracle.volatilities(weth), `hour ${i} σ, σ_mm`).to.deep.equal([vol.target, vol.maintenance]);
@@ -301,7 +294,7 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
 /**
  * The replay's outcome, pinned (every rebalance is also checked above against the formulas on the engine's
  * inputs, and σ, σ_mm every hour against the oracle mirror; the healths and equities below are the chain's, and
- * agree with the valuation mirror of test/shared/marginMath.ts on the engine's ledger). Rebalances as
+ * agree with the valuation mirror of test/helpers/marginMath.ts on the engine's ledger). Rebalances as
  * [hBefore, hAfter, toppedUpUsd, reducedNotionalUsd, feeUsd]:
  * - hour 96 (20 May 00:00, 2,230.90): TOP_UP of 832.262393 USDC, 1.298 → 1.600; fee 27.7708 USD.
  * - hour 140 (21 May 20:00, 2,247.91): TOP_UP of the last 1,167.737607 USDC and WETH (1,322.99 USD counted),

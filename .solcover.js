@@ -2,7 +2,7 @@
  * solidity-coverage (`npm run coverage`). Read by the coverage task only; `npm test` never loads this file.
  *
  * Figures are for contracts/ without the test doubles in contracts/test/. Tests whose point is a gas number
- * skip themselves under coverage (test/shared/coverage.ts says why); everything else runs as in `npm test`.
+ * skip themselves under coverage (test/helpers/coverage.ts says why); everything else runs as in `npm test`.
  */
 
 // The plugin sends every transaction that names no fee as a legacy transaction at a fixed gas price of

@@ -33,6 +33,8 @@ export interface MarketConfig {
   oiCapFraction: bigint;
   /** per day */
   maxFundingRate: bigint;
+  /** stress volatility of new risk (annualised): IM never prices a position below it — the calm-market leverage cap */
+  imVolFloor: bigint;
   /** base-asset units (WAD) of skew at which funding reaches its cap */
   skewScale: bigint;
   /** open-interest cap per side, USD (WAD), set by governance: the size term's denominator, never pool capital */
@@ -72,6 +74,7 @@ export const MAJOR_MARKET: MarketConfig = {
   feeRate: wad("0.0005"),
   oiCapFraction: wad("0.5"),
   maxFundingRate: wad("0.001"),
+  imVolFloor: wad("2"),
   skewScale: wad("1000"),
   oiCapUsd: wad("500000"),
 };

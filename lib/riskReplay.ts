@@ -30,6 +30,19 @@ import type { BaseContract, Interface, LogDescription, Result } from "ethers";
 import { deployLocalSystem, type LocalSystem } from "../deploy/system";
 import { ACTION, CRYPTO_FEED, NARROW_POLICY, wad, type FeedConfig, type MarketConfig } from "../deploy/params";
 import { DATA_DIR, loadPriceCsv, parseDecimal } from "./prices";
+import {
+  abs,
+  ceilDiv,
+  mmr,
+  mulDivFloorSigned,
+  mulDivUp,
+  requirements,
+  sqrtHorizon,
+  USDC_SCALE,
+  WAD,
+  wMulUp,
+  type MarketTerms,
+} from "./margin";
 
 // =====================================================================================================
 // Price paths
@@ -187,47 +200,14 @@ export const BTC_OHLC_CRASHES: Crash[] = [
 ];
 
 // =====================================================================================================
-// Fixed-point helpers (the contracts' WadMath, bigint)
+// Requirements (the contracts' formulas: lib/margin.ts)
 
-export const WAD = 10n ** 18n;
-const SECONDS_PER_YEAR = 365n * 86_400n;
-const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
-const mulDivUp = (a: bigint, b: bigint, d: bigint) => ceilDiv(a * b, d);
-const wMulUp = (a: bigint, b: bigint) => mulDivUp(a, b, WAD);
-const absBig = (x: bigint) => (x < 0n ? -x : x);
+export { WAD };
 /** floor(x / d) for signed x (Solidity's mulDivFloor(x, 1, d)). */
-const floorDiv = (x: bigint, d: bigint) => (x >= 0n ? x / d : -((-x + d - 1n) / d));
+const floorDiv = (x: bigint, d: bigint) => mulDivFloorSigned(x, 1n, d);
 
-function sqrtBig(n: bigint): bigint {
-  if (n < 2n) return n;
-  let x = BigInt(Math.floor(Math.sqrt(Number(n))));
-  while (x * x > n) x--;
-  while ((x + 1n) * (x + 1n) <= n) x++;
-  return x;
-}
-
-/** sqrt(volHorizon / year) as WAD, rounded up: GovernanceLogic.setRiskParams. */
-export function sqrtHorizon(volHorizon: bigint): bigint {
-  const v = (volHorizon * WAD * WAD) / SECONDS_PER_YEAR;
-  const r = sqrtBig(v);
-  return r * r === v ? r : r + 1n;
-}
-
-/** The market parameters the requirement formulas read. */
-export type MarketTerms = Pick<MarketConfig, "baseMMR" | "volK" | "sizeK" | "maxMMR" | "imFactor" | "feeRate" | "oiCapUsd"> & {
-  keeperReward: bigint;
-  sqrtHorizon: bigint;
-};
-
-/** AccountLogic.mmr: min(maxMMR, baseMMR + volK·σ·sqrt(horizon) + sizeK·N/oiCapUsd), each term rounded up. */
-export function mmr(m: MarketTerms, notional: bigint, vol: bigint): bigint {
-  let rate = m.baseMMR;
-  if (m.volK !== 0n) rate += wMulUp(wMulUp(m.volK, vol), m.sqrtHorizon);
-  if (m.sizeK !== 0n) rate += mulDivUp(m.sizeK, notional, m.oiCapUsd);
-  return rate > m.maxMMR ? m.maxMMR : rate;
-}
-
-const USDC_SCALE = 10n ** 12n;
+/** The market terms of a replay: the requirement parameters, the fee, the keeper reward and sqrt(horizon). */
+export type ReplayTerms = MarketTerms & Pick<MarketConfig, "feeRate"> & { keeperReward: bigint; sqrtHorizon: bigint };
 
 /**
  * Whether a fresh account with `marginWad` of USDC may open |size| at `px` (WAD): equity after the fee >= IM,
@@ -236,7 +216,7 @@ const USDC_SCALE = 10n ** 12n;
  * previous model passes its one σ twice).
  */
 export function imAllows(
-  m: MarketTerms,
+  m: ReplayTerms,
   marginWad: bigint,
   size: bigint,
   px: bigint,
@@ -246,13 +226,11 @@ export function imAllows(
   const notional = mulDivUp(size, px, WAD);
   // The fee is paid from USDC margin in whole token units (settlement rounds against the account).
   const fee = ceilDiv(wMulUp(notional, m.feeRate), USDC_SCALE) * USDC_SCALE;
-  const req = wMulUp(notional, mmr(m, notional, volMaint));
-  const initReq = wMulUp(volTarget > volMaint ? wMulUp(notional, mmr(m, notional, volTarget)) : req, m.imFactor);
-  return marginWad - fee >= initReq + m.keeperReward;
+  return marginWad - fee >= requirements(m, notional, volTarget, volMaint, m.sqrtHorizon).im + m.keeperReward;
 }
 
 /** Largest |size| (WAD, to the wei) a fresh account with `marginWad` may open at `px`. */
-export function maxSize(m: MarketTerms, marginWad: bigint, px: bigint, volTarget: bigint, volMaint: bigint): bigint {
+export function maxSize(m: ReplayTerms, marginWad: bigint, px: bigint, volTarget: bigint, volMaint: bigint): bigint {
   let lo = 0n;
   let hi = (marginWad * WAD * 1000n) / px;
   while (hi - lo > 1n) {
@@ -455,6 +433,8 @@ export interface ReplayConfig {
   /** volatility parameters set on every path's asset after its feed (current model only; default: the
    *  oracle's defaults). For exploring defaults: e.g. `{ maxChangePerDay: wad("0.1") }`. */
   volParams?: { tau?: number; floor?: bigint; cap?: bigint; interval?: number; maxChangePerDay?: bigint };
+  /** market parameters of every path over the deployment's ETH market (e.g. `{ imVolFloor: wad("1.5") }`) */
+  market?: Partial<MarketConfig>;
   /** Current model: the maintenance σ's speed during the warm-up (null: the tested speed throughout). The
    *  feeds are new, so σ and the maintenance σ start at the floor; a live oracle has tracked σ for weeks
    *  before a crash. At 0.5 a day the maintenance σ reaches at most 1.1 in the 48 h warm-up and was still
@@ -742,11 +722,14 @@ async function run(paths: PathSpec[], cfg: ReplayConfig): Promise<Omit<ReplayRes
     feeRate: ethParams.feeRate,
     oiCapFraction: ethParams.oiCapFraction,
     maxFundingRate: ethParams.maxFundingRate,
+    // the previous model's ABI has no IM volatility floor
+    imVolFloor: (ethParams as unknown as { imVolFloor?: bigint }).imVolFloor ?? 0n,
     skewScale: ethParams.skewScale,
     oiCapUsd: ethParams.oiCapUsd,
+    ...cfg.market,
   };
   const rp = await engine.riskParams();
-  const terms: MarketTerms = { ...marketParams, keeperReward: rp.keeperReward, sqrtHorizon: sqrtHorizon(rp.volHorizon) };
+  const terms: ReplayTerms = { ...marketParams, keeperReward: rp.keeperReward, sqrtHorizon: sqrtHorizon(rp.volHorizon) };
 
   await rpc("evm_setAutomine", [false]);
   chain.blockNumber = Number(await rpc("eth_blockNumber"));
@@ -965,8 +948,8 @@ async function run(paths: PathSpec[], cfg: ReplayConfig): Promise<Omit<ReplayRes
       a.settlement +
       floorDiv(a.size * (px - a.entry) - a.size * (fundingIndexAt(f, time, px) - a.entryFunding), WAD);
     if (a.size === 0n) return { equity, mm: 0n, health: ethers.MaxUint256 };
-    const notional = mulDivUp(absBig(a.size), px, WAD);
-    const mm = wMulUp(notional, mmr(terms, notional, volMaint)) + terms.keeperReward;
+    const notional = mulDivUp(abs(a.size), px, WAD);
+    const mm = wMulUp(notional, mmr(terms, notional, volMaint, terms.sqrtHorizon)) + terms.keeperReward;
     return { equity, mm, health: equity <= 0n ? 0n : (equity * WAD) / mm };
   };
   const refresh = async (id: bigint) => {
@@ -1226,7 +1209,7 @@ async function run(paths: PathSpec[], cfg: ReplayConfig): Promise<Omit<ReplayRes
             [a.res.id, markets[k], a.res.size, a.res.side === "long" ? ethers.MaxUint256 : 0n],
             "latest"
           )) ?? "opens on retry";
-        if (a.res.openError !== "BelowInitialMargin" || absBig(a.res.size) <= res.maxSizeAtOpen)
+        if (a.res.openError !== "BelowInitialMargin" || abs(a.res.size) <= res.maxSizeAtOpen)
           throw new Error(`${p.key}: open of ${a.res.label} failed: ${a.res.openError}`);
         a.res.minHealth = 0n;
       }

@@ -249,7 +249,7 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
         AccountLogic.requireAccountPrices(_s, ctx, accountId);
         AccountState memory s = AccountLogic.valuation(_s, ctx, accountId);
         if (s.health >= WAD || AccountLogic.canRescue(_s, ctx, accountId, s)) return 0;
-        return LiquidationLogic.liquidationFraction(s, _s.risk);
+        return LiquidationLogic.liquidationFraction(s, AccountLogic.currentVolMaintenance(_s, ctx, accountId), _s.risk);
     }
 
     /// @inheritdoc IMarginEngine

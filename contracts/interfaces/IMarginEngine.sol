@@ -24,6 +24,9 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     /// @param oiCapFraction New risk gate: a trade may grow a side's open interest only up to this fraction of
     ///        pool capital (pool capital gates new risk, never an existing requirement).
     /// @param maxFundingRate Funding rate cap per day.
+    /// @param imVolFloor Stress volatility of new risk (annualised, WAD): IM prices a position at no less than
+    ///        this volatility, so it caps leverage in a calm market (`1 / (imFactor × mmr(imVolFloor))`) and
+    ///        leaves room for the maintenance volatility to rise under an open position. 0 = no floor.
     /// @param skewScale Skew (size units, WAD) at which the funding rate reaches its cap.
     /// @param oiCapUsd Open-interest cap per side in USD (WAD, > 0), set by governance: a trade may not grow a
     ///        side beyond it, and it is the denominator of the size term. Never live pool capital, so no LP
@@ -38,6 +41,7 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
         uint64 feeRate;
         uint64 oiCapFraction;
         uint64 maxFundingRate;
+        uint64 imVolFloor;
         uint128 skewScale;
         uint128 oiCapUsd;
     }

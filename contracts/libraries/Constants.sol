@@ -44,7 +44,7 @@ uint256 constant MAX_VOL_INTERVAL = 1 days;
 /// @dev Default speed of the maintenance volatility: 50 percentage points of annualised σ per day. With volK 1 and a
 ///      one-day horizon the maintenance rate then rises by at most 2.6 % of notional a day: a margin call the
 ///      rebalancer answers from the reserve, never a liquidation in the same round as the price (README, Risk model).
-uint64 constant DEFAULT_VOL_MAX_CHANGE = 0.5e18;
+uint64 constant DEFAULT_VOL_MAX_CHANGE = 0.25e18;
 /// @dev Speed bounds: 1 .. 1,000 percentage points a day.
 uint256 constant MIN_VOL_MAX_CHANGE = 0.01e18;
 uint256 constant MAX_VOL_MAX_CHANGE = 10e18;
@@ -69,6 +69,8 @@ uint256 constant MAX_SIZE_K = 1e18;
 /// @dev Initial margin factor bounds: IM is 101 % .. 1000 % of MM.
 uint256 constant MIN_IM_FACTOR = 1.01e18;
 uint256 constant MAX_IM_FACTOR = 10e18;
+/// @dev Stress volatility of new risk (IM's volatility floor) bound: up to MAX_VOLATILITY (1000 %).
+uint256 constant MAX_IM_VOL_FLOOR = MAX_VOLATILITY;
 /// @dev Trading fee cap: 1 % of notional.
 uint256 constant MAX_FEE_RATE = 0.01e18;
 /// @dev Smallest open-interest cap per side a market may have, WAD USD: 1 USD (the size term divides by it).

@@ -14,6 +14,7 @@ import {
   type AccountIn,
   type MarketP,
   type RiskP,
+  type ChainState,
   type StateOut,
 } from "./marginMath";
 
@@ -136,8 +137,10 @@ export async function modelInputs(
 }
 
 /** Field-by-field equality of an on-chain AccountState with the model's. */
-export function expectState(actual: StateOut, expected: StateOut) {
-  for (const key of Object.keys(expected) as (keyof StateOut)[]) {
-    expect(actual[key], key).to.equal(expected[key]);
+export function expectState(actual: ChainState, expected: ChainState) {
+  // mmNow (the liquidation's requirement at the current σ) is the model's own: accountState has no such field.
+  for (const key of Object.keys(expected) as (keyof ChainState)[]) {
+    if ((key as string) === "mmNow") continue;
+    expect(actual[key], String(key)).to.equal(expected[key]);
   }
 }

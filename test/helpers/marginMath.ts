@@ -6,76 +6,31 @@
  */
 import type { MarketConfig, RiskConfig } from "../../deploy/params";
 
-export const WAD = 10n ** 18n;
-export const SECONDS_PER_YEAR = 365n * 86_400n;
-/** WAD USD per USDC unit (6 decimals). */
-export const USDC_SCALE = 10n ** 12n;
+import {
+  abs,
+  leastCloseFraction,
+  min,
+  mulDivCeilSigned,
+  mulDivDown,
+  mulDivFloorSigned,
+  mulDivUp,
+  requirements,
+  sqrtHorizon,
+  USDC_SCALE,
+  WAD,
+  wDivDown,
+  wMulDown,
+  wMulUp,
+} from "../../lib/margin";
 
-// ------------------------------------------------------------------------------------------ arithmetic
-
-export const mulDivDown = (x: bigint, y: bigint, d: bigint) => (x * y) / d;
-export const mulDivUp = (x: bigint, y: bigint, d: bigint) => (x * y + d - 1n) / d;
-export const wMulDown = (x: bigint, y: bigint) => mulDivDown(x, y, WAD);
-export const wMulUp = (x: bigint, y: bigint) => mulDivUp(x, y, WAD);
-export const wDivDown = (x: bigint, y: bigint) => mulDivDown(x, WAD, y);
-export const wDivUp = (x: bigint, y: bigint) => mulDivUp(x, WAD, y);
-export const abs = (x: bigint) => (x < 0n ? -x : x);
-export const min = (a: bigint, b: bigint) => (a < b ? a : b);
-export const max = (a: bigint, b: bigint) => (a > b ? a : b);
-
-/** Signed x·y/d rounded toward −∞. */
-export function mulDivFloorSigned(x: bigint, y: bigint, d: bigint): bigint {
-  return x >= 0n ? (x * y) / d : -mulDivUp(-x, y, d);
-}
-/** Signed x·y/d rounded toward +∞. */
-export function mulDivCeilSigned(x: bigint, y: bigint, d: bigint): bigint {
-  return x >= 0n ? mulDivUp(x, y, d) : -((-x * y) / d);
-}
-
-export function sqrtFloor(n: bigint): bigint {
-  if (n < 2n) return n;
-  let x = BigInt(Math.floor(Math.sqrt(Number(n))));
-  while (x * x > n) x--;
-  while ((x + 1n) * (x + 1n) <= n) x++;
-  return x;
-}
-export function sqrtCeil(n: bigint): bigint {
-  const r = sqrtFloor(n);
-  return r * r === n ? r : r + 1n;
-}
-
-// ------------------------------------------------------------------------------------------ parameters
+// The formulas shared with everything off chain (arithmetic, mmr, requirements, CloseMath) live in lib/margin.ts.
+export * from "../../lib/margin";
 
 /** Market parameters as deployed (deploy/params.ts). */
 export type MarketP = MarketConfig;
 
 /** Risk parameters as deployed (deploy/params.ts); volHorizon may be given as a bigint. */
 export type RiskP = Omit<RiskConfig, "volHorizon"> & { volHorizon: bigint | number };
-
-/** sqrt(volHorizon / year) as WAD, rounded up (a requirement). */
-export const sqrtHorizon = (volHorizon: bigint | number) =>
-  sqrtCeil((BigInt(volHorizon) * WAD * WAD) / SECONDS_PER_YEAR);
-
-/**
- * mmr = min(maxMMR, baseMMR + volK·σ·sqrt(h) + sizeK·N/oiCapUsd), each term rounded up. oiCapUsd is the
- * market's governance cap (WAD USD, > 0), never pool capital: no LP action moves a requirement.
- */
-export function mmr(m: MarketP, notional: bigint, vol: bigint, sqrtH: bigint): bigint {
-  let rate = m.baseMMR;
-  if (m.volK !== 0n) rate += wMulUp(wMulUp(m.volK, vol), sqrtH);
-  if (m.sizeK !== 0n) rate += mulDivUp(m.sizeK, notional, m.oiCapUsd);
-  return rate > m.maxMMR ? m.maxMMR : rate;
-}
-
-/**
- * One position's requirements (without the keeper reward): MM = ⌈N·mmr(σ_mm)⌉ at the maintenance volatility;
- * IM = ⌈⌈N·mmr(max(σ, σ_mm))⌉·imFactor⌉, so new risk follows σ at once and IM ≥ MM always.
- */
-export function requirements(m: MarketP, notional: bigint, vol: bigint, mmVol: bigint, sqrtH: bigint): { mm: bigint; im: bigint } {
-  const mm = wMulUp(notional, mmr(m, notional, mmVol, sqrtH));
-  const imBase = vol > mmVol ? wMulUp(notional, mmr(m, notional, vol, sqrtH)) : mm;
-  return { mm, im: wMulUp(imBase, m.imFactor) };
-}
 
 /** Daily funding rate ∝ skew, capped; Solidity's signed division truncates toward zero (as BigInt's). */
 export function fundingRate(m: MarketP, longOI: bigint, shortOI: bigint): bigint {
@@ -145,7 +100,12 @@ export interface StateOut {
   maintenanceMargin: bigint;
   initialMargin: bigint;
   health: bigint;
+  /** Σ N·mmr(max(σ, σ_mm)) + keeper reward: the maintenance margin at the current volatility (liquidation target) */
+  mmNow: bigint;
 }
+
+/** The fields of the engine's `accountState` (the model's StateOut without mmNow). */
+export type ChainState = Omit<StateOut, "mmNow">;
 
 export const MAX_UINT = 2n ** 256n - 1n;
 
@@ -160,6 +120,7 @@ export function valuation(a: AccountIn, risk: RiskP): StateOut {
   let notional = 0n;
   let mm = 0n;
   let im = 0n;
+  let mmNow = 0n;
   const open = a.positions.filter((p) => p.size !== 0n);
   for (const p of open) {
     upnl += positionPnl(p.size, p.entryPrice, p.entryFunding, p.price, p.index);
@@ -168,9 +129,11 @@ export function valuation(a: AccountIn, risk: RiskP): StateOut {
     const r = requirements(p.market, n, p.market.volK === 0n ? 0n : p.vol, p.market.volK === 0n ? 0n : p.mmVol, sqrtH);
     mm += r.mm;
     im += r.im;
+    mmNow += r.mmNow;
   }
   if (open.length > 0) {
     mm += risk.keeperReward;
+    mmNow += risk.keeperReward;
     im += risk.keeperReward;
   }
   const equity = collateral + a.settlement + upnl;
@@ -184,39 +147,25 @@ export function valuation(a: AccountIn, risk: RiskP): StateOut {
     maintenanceMargin: mm,
     initialMargin: im,
     health,
+    mmNow,
   };
 }
 
 /**
- * The least fraction f of every position whose close brings health to `target` (CloseMath):
- * (E − f·closeCost) ≥ t·(M·(1 − f) + R) with MM = M + R ⇒ f = (t·MM − E) / (t·M − closeCost), t·MM rounded
- * up, t·M down, f up; 1 when the denominator is not positive ("den") or f would reach 1 ("ge1").
- */
-export function leastCloseFraction(
-  target: bigint,
-  mm: bigint,
-  reserveR: bigint,
-  equity: bigint,
-  closeCost: bigint,
-): { f: bigint; rule: "none" | "den" | "ge1" | "partial" } {
-  const num = mulDivUp(target, mm, WAD) - equity;
-  if (num <= 0n) return { f: 0n, rule: "none" };
-  const den = wMulDown(mm - reserveR, target) - closeCost;
-  if (den <= 0n) return { f: WAD, rule: "den" };
-  if (num >= den) return { f: WAD, rule: "ge1" };
-  return { f: mulDivUp(num, WAD, den), rule: "partial" };
-}
-
-/**
- * The documented liquidation fraction: the least close restoring the liquidation target with the penalty
- * p·N as the close cost and the keeper reward R counted as paid (equity E − R); 1 when health < full-
+ * The documented liquidation fraction: the least close restoring the liquidation target against mmNow (the
+ * maintenance margin at the current volatility) with the penalty p·N as the close cost and the keeper reward R counted as paid (equity E − R); 1 when health < full-
  * liquidation health or the rest (N·(1 − f)) would be dust. Returns the rule that applied.
  */
-export function liquidationFraction(s: StateOut, r: RiskP): { f: bigint; rule: "full-health" | "den" | "ge1" | "dust" | "partial" } {
+export function liquidationFraction(
+  s: ChainState & { mmNow?: bigint },
+  r: RiskP,
+): { f: bigint; rule: "full-health" | "den" | "ge1" | "dust" | "partial" } {
+  // A state read from the chain (accountState) has no mmNow: it equals MM while σ <= σ_mm, and a test where σ
+  // runs ahead of σ_mm must pass the mirror's valuation (a wrong assumption shows as a wrong exact value).
   if (s.health < r.fullLiquidationHealth) return { f: WAD, rule: "full-health" };
   const least = leastCloseFraction(
     r.liquidationTargetRatio,
-    s.maintenanceMargin,
+    s.mmNow ?? s.maintenanceMargin,
     r.keeperReward,
     s.equity - r.keeperReward,
     wMulUp(s.notional, r.liquidationPenalty),

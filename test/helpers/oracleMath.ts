@@ -44,7 +44,7 @@ export const DEFAULT_VOL: VolParamsIn = {
   floor: WAD / 10n,
   cap: 5n * WAD,
   interval: 3_600n,
-  maxChangePerDay: WAD / 2n,
+  maxChangePerDay: WAD / 4n,
 };
 /** Bounds of the two new parameters (Constants.sol). */
 export const VOL_BOUNDS = {

@@ -9,7 +9,7 @@
  * will be mined in, same timestamp) and its "after" from that block.
  */
 import { ethers, network } from "hardhat";
-import type { StateOut } from "../helpers/marginMath";
+import type { ChainState } from "../helpers/marginMath";
 import type { PolicyIn } from "../helpers/rebalance";
 import {
   Interface,
@@ -265,7 +265,7 @@ export async function invariantFixture(): Promise<InvariantFixture> {
 // ============================================================================================ snapshots
 
 /** An account's valuation as `accountState` returns it (the mirrors' type). */
-export type AccountState = StateOut;
+export type AccountState = ChainState;
 
 /** A rebalancing policy as `rebalancePolicy` returns it (the shared test type). */
 export type Policy = PolicyIn;

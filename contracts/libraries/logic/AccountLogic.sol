@@ -137,11 +137,33 @@ library AccountLogic {
             pnl = positionPnl(p, px, fundingIndexNow(s, marketId, px));
             notional = WadMath.abs(p.size).mulDivUp(px, WAD);
         }
-        // MM applies the maintenance volatility (bounded speed); IM, the gate of new risk, follows σ at once and
-        // never uses less than MM does, so IM >= MM always.
+        // MM applies the maintenance volatility (bounded speed); IM, the gate of new risk, follows σ at once, never
+        // uses less than MM does (so IM >= MM always) nor less than the market's stress volatility imVolFloor.
         (uint256 target, uint256 maint) = m.volK == 0 ? (0, 0) : cachedVol(ctx, m.asset);
         req = notional.wMulUp(mmr(s, m, notional, maint));
+        if (target < m.imVolFloor) target = m.imVolFloor;
         initReq = (target > maint ? notional.wMulUp(mmr(s, m, notional, target)) : req).wMulUp(m.imFactor);
+    }
+
+    /// @dev Σ N·mmr(max(σ, σ_mm)) + keeperReward, rounded up: the maintenance margin at the current volatility.
+    ///      A liquidation is triggered at the maintenance volatility (bounded speed) but restores its target
+    ///      against this, so what it leaves open is sized for the volatility of now, as new risk is.
+    function currentVolMaintenance(Storage storage s, Ctx memory ctx, uint256 accountId)
+        internal
+        view
+        returns (uint256 mm)
+    {
+        uint256 markets = s.positionMask[accountId];
+        for (uint256 id; markets != 0; ++id) {
+            if (markets & 1 != 0) {
+                IMarginEngine.MarketParams storage m = s.markets[id];
+                uint256 notional = WadMath.abs(s.positions[accountId][id].size).mulDivUp(cachedPrice(ctx, m.asset), WAD);
+                (uint256 target, uint256 maint) = m.volK == 0 ? (0, 0) : cachedVol(ctx, m.asset);
+                mm += notional.wMulUp(mmr(s, m, notional, target > maint ? target : maint));
+            }
+            markets >>= 1;
+        }
+        if (s.positionMask[accountId] != 0) mm += s.risk.keeperReward;
     }
 
     /// @dev Σ feeRate_m × N_m over the account's positions, rounded up: the trading fee of closing all of

@@ -71,6 +71,7 @@ library GovernanceLogic {
         _bound("feeRate", p.feeRate, 0, C.MAX_FEE_RATE);
         _bound("oiCapFraction", p.oiCapFraction, 1, C.MAX_OI_CAP_FRACTION);
         _bound("maxFundingRate", p.maxFundingRate, 0, C.MAX_FUNDING_RATE);
+        _bound("imVolFloor", p.imVolFloor, 0, C.MAX_IM_VOL_FLOOR);
         _bound("skewScale", p.skewScale, 1, type(uint128).max);
         _bound("oiCapUsd", p.oiCapUsd, C.MIN_OI_CAP_USD, type(uint128).max);
     }

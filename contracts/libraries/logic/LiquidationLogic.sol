@@ -35,7 +35,7 @@ library LiquidationLogic {
         if (AccountLogic.canRescue(s, ctx, accountId, before)) revert IMarginEngine.RescueAvailable(accountId);
 
         IMarginEngine.RiskParams memory r = s.risk;
-        fraction = liquidationFraction(before, r);
+        fraction = liquidationFraction(before, AccountLogic.currentVolMaintenance(s, ctx, accountId), r);
         (uint256 closedNotional,) = AccountLogic.closeFraction(s, ctx, accountId, fraction, false);
 
         // Penalty rounds up (against the account); the liquidator's share rounds down (for the protocol).
@@ -116,10 +116,11 @@ library LiquidationLogic {
         }
     }
 
-    /// @dev The least fraction of every position whose close restores `liquidationTargetRatio`, counting the
+    /// @dev The least fraction of every position whose close restores `liquidationTargetRatio` against `mmNow`,
+    ///      the maintenance margin at the current volatility (`currentVolMaintenance`, >= MM), counting the
     ///      penalty (the close cost, p·N) and the keeper reward R as paid (CloseMath with equity E − R); 1 (close
     ///      all) when the account is far under (health < fullLiquidationHealth) or the rest would be dust.
-    function liquidationFraction(IMarginEngine.AccountState memory st, IMarginEngine.RiskParams memory r)
+    function liquidationFraction(IMarginEngine.AccountState memory st, uint256 mmNow, IMarginEngine.RiskParams memory r)
         internal
         pure
         returns (uint256)
@@ -127,7 +128,7 @@ library LiquidationLogic {
         if (st.health < r.fullLiquidationHealth) return WAD;
         uint256 f = CloseMath.leastCloseFraction(
             r.liquidationTargetRatio,
-            st.maintenanceMargin,
+            mmNow,
             r.keeperReward,
             st.equity - int256(uint256(r.keeperReward)),
             st.notional.wMulUp(r.liquidationPenalty)

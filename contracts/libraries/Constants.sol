@@ -41,10 +41,11 @@ uint32 constant DEFAULT_VOL_INTERVAL = 1 hours;
 /// @dev Sampling grid bounds: 1 minute .. 1 day.
 uint256 constant MIN_VOL_INTERVAL = 1 minutes;
 uint256 constant MAX_VOL_INTERVAL = 1 days;
-/// @dev Default speed of the maintenance volatility: 50 percentage points of annualised σ per day. With volK 1 and a
-///      one-day horizon the maintenance rate then rises by at most 2.6 % of notional a day: a margin call the
-///      rebalancer answers from the reserve, never a liquidation in the same round as the price (README, Risk model).
-uint64 constant DEFAULT_VOL_MAX_CHANGE = 0.25e18;
+/// @dev Default speed of the maintenance volatility: 20 percentage points of annualised σ per day. With volK 1 and a
+///      one-day horizon the maintenance rate then rises by at most 1.05 % of notional a day: a margin call the
+///      rebalancer answers from the reserve, never a liquidation in the same round as the price. Chosen from the
+///      crash replays (README, Risk model: `npm run risk:table`).
+uint64 constant DEFAULT_VOL_MAX_CHANGE = 0.2e18;
 /// @dev Speed bounds: 1 .. 1,000 percentage points a day.
 uint256 constant MIN_VOL_MAX_CHANGE = 0.01e18;
 uint256 constant MAX_VOL_MAX_CHANGE = 10e18;

@@ -38,13 +38,13 @@ export interface VolParamsIn {
   maxChangePerDay: bigint;
 }
 
-/** Constants.sol defaults: τ 1 day, floor 10 %, cap 500 %, 1 h grid, 50 percentage points a day. */
+/** Constants.sol defaults: τ 1 day, floor 10 %, cap 500 %, 1 h grid, 20 percentage points a day. */
 export const DEFAULT_VOL: VolParamsIn = {
   tau: 86_400n,
   floor: WAD / 10n,
   cap: 5n * WAD,
   interval: 3_600n,
-  maxChangePerDay: WAD / 4n,
+  maxChangePerDay: WAD / 5n,
 };
 /** Bounds of the two new parameters (Constants.sol). */
 export const VOL_BOUNDS = {

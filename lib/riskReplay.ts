@@ -437,7 +437,7 @@ export interface ReplayConfig {
   market?: Partial<MarketConfig>;
   /** Current model: the maintenance σ's speed during the warm-up (null: the tested speed throughout). The
    *  feeds are new, so σ and the maintenance σ start at the floor; a live oracle has tracked σ for weeks
-   *  before a crash. At 0.5 a day the maintenance σ reaches at most 1.1 in the 48 h warm-up and was still
+   *  before a crash. At 0.5 a day (0.2 now) the maintenance σ reached at most 1.1 in the 48 h warm-up and was still
    *  28-108 % against a σ of 46-199 % at the opens of May 2021, Jun 2022 and Nov 2022: a cushion the live
    *  system would not have. The warm-up therefore runs at the fastest speed the oracle accepts, and the
    *  tested speed is set in the opening block, before anything opens. */

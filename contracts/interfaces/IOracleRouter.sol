@@ -37,7 +37,7 @@ interface IOracleRouter {
     /// @param interval Sampling grid in seconds of the feed's clock: a round is a volatility sample only when it
     ///        is the first in a new interval, so σ does not depend on how often anyone pokes.
     /// @param maxChangePerDay Most the maintenance volatility (the σ applied to open positions' maintenance
-    ///        margin) may move per day, annualised WAD (0.5e18: 50 percentage points a day).
+    ///        margin) may move per day, annualised WAD (default 0.2e18: 20 percentage points a day).
     struct VolParams {
         uint32 tau;
         uint64 floor;

@@ -108,7 +108,9 @@ async function main() {
         events.push(`rebalanced #${guarded}: ${actionName(ev.args.action)} (${moved}), health ${health(ev.args.healthBefore)} → ${health(ev.args.healthAfter)}, fee ${usd(ev.args.feeUsd)}, gas ${receipt!.gasUsed}`);
       }
     }
-    for (const [id, h] of [[plain, hPlain], [guarded, hGuarded]] as const) {
+    // The liquidator acts on healths read after the keeper's rebalance: a rescued account is no longer below 1.
+    const [healthsNow] = await sys.engine.healthBatch([plain, guarded]);
+    for (const [id, h] of [[plain, healthsNow[0]], [guarded, healthsNow[1]]] as const) {
       if (h >= 10n ** 18n) continue;
       const before = await sys.usdc.balanceOf(keeper.address);
       await (await sys.engine.connect(keeper).liquidate(id)).wait();

@@ -211,11 +211,16 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
     }
 
     /// @inheritdoc IMarginEngine
-    function rebalanceInputs(uint256 accountId) external view returns (AccountState memory state, uint256 closeFeeUsd) {
+    function rebalanceInputs(uint256 accountId)
+        external
+        view
+        returns (AccountState memory state, uint256 closeFeeUsd, uint256 maintenanceNowUsd)
+    {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
         AccountLogic.requireAccountPrices(_s, ctx, accountId);
         state = AccountLogic.valuation(_s, ctx, accountId);
         closeFeeUsd = AccountLogic.closeFeeUsd(_s, ctx, accountId);
+        maintenanceNowUsd = AccountLogic.currentVolMaintenance(_s, ctx, accountId);
     }
 
     // =================================================================== views
@@ -249,7 +254,9 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
         AccountLogic.requireAccountPrices(_s, ctx, accountId);
         AccountState memory s = AccountLogic.valuation(_s, ctx, accountId);
         if (s.health >= WAD || AccountLogic.canRescue(_s, ctx, accountId, s)) return 0;
-        return LiquidationLogic.liquidationFraction(s, AccountLogic.currentVolMaintenance(_s, ctx, accountId), _s.risk);
+        return LiquidationLogic.liquidationFraction(
+            s, AccountLogic.currentVolMaintenance(_s, ctx, accountId), _s.risk, ctx.env.settlementScale
+        );
     }
 
     /// @inheritdoc IMarginEngine

@@ -2,6 +2,7 @@
 pragma solidity 0.8.28;
 
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SignedMath} from "@openzeppelin/contracts/utils/math/SignedMath.sol";
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 
 import {IRebalancer} from "../interfaces/IRebalancer.sol";
@@ -43,6 +44,7 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         IMarginEngine.RebalancePolicy policy;
         IMarginEngine.AccountState state;
         uint256 closeFeeUsd;
+        uint256 maintenanceNowUsd; // MM at the current volatility: what a rescue must reach the liquidation target of
         uint256 feeUsd;
         uint256 toppedUpUsd;
         uint256 reducedNotionalUsd;
@@ -221,9 +223,12 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         d.policy = engine.rebalancePolicy(accountId);
         status = _gate(accountId, d.policy);
         if (status != Status.Ready) return (status, d, plan);
-        try engine.rebalanceInputs(accountId) returns (IMarginEngine.AccountState memory st, uint256 closeFee) {
+        try engine.rebalanceInputs(accountId) returns (
+            IMarginEngine.AccountState memory st, uint256 closeFee, uint256 maintenanceNow
+        ) {
             d.state = st;
             d.closeFeeUsd = closeFee;
+            d.maintenanceNowUsd = maintenanceNow;
         } catch {
             return (Status.OracleUnhealthy, d, plan);
         }
@@ -265,10 +270,15 @@ contract Rebalancer is IRebalancer, Ownable2Step {
     ///      closing everything (φN) as the close cost. Returns the action bits (0 = nothing useful).
     function _planRestore(Draft memory d, IMarginEngine.RebalancePlan memory plan) private view returns (uint8 action) {
         // Requirement rounded up, equity (after the fee) as is: the target is reached, not approached. A rescue
-        // (health < 1) aims at least at the liquidation target, which the engine requires of it.
+        // (health < 1) also does what the liquidation it pre-empts would, which the engine requires of it: the
+        // liquidation target against MM at the current volatility, with a settlement unit to spare (rounding).
         uint256 target = d.policy.targetRatio;
-        if (d.state.health < WAD) target = Math.max(target, _liquidationTarget());
-        int256 required = int256(d.state.maintenanceMargin.wMulUp(target));
+        int256 required;
+        if (d.state.health < WAD) {
+            target = Math.max(target, _liquidationTarget());
+            required = _rescueRequired(d);
+        }
+        required = SignedMath.max(required, int256(d.state.maintenanceMargin.wMulUp(target)));
         int256 equity = d.state.equity - int256(d.feeUsd);
         uint256 added;
         if (d.policy.actions & C.TOP_UP != 0 && required > equity) {
@@ -364,11 +374,15 @@ contract Rebalancer is IRebalancer, Ownable2Step {
         if (fee < reward) fee = reward;
     }
 
-    /// @dev A rescue's top-up alone (after the fee) lifts the account to the liquidation target: the engine's
-    ///      `canRescue` rule, on the plan's own amounts.
+    /// @dev A rescue's top-up alone (after the fee) lifts the account to the liquidation target against MM at the
+    ///      current volatility: the engine's `canRescue` rule, on the plan's own amounts.
     function _rescues(Draft memory d) private view returns (bool) {
-        int256 lifted = d.state.equity - int256(d.feeUsd) + int256(d.toppedUpUsd);
-        return lifted >= int256(d.state.maintenanceMargin.wMulUp(_liquidationTarget()));
+        return d.state.equity - int256(d.feeUsd) + int256(d.toppedUpUsd) >= _rescueRequired(d);
+    }
+
+    /// @dev Equity a rescue must leave: liquidationTarget × MM at the current volatility, one settlement unit more.
+    function _rescueRequired(Draft memory d) private view returns (int256) {
+        return int256(d.maintenanceNowUsd.wMulUp(_liquidationTarget()) + settlementScale);
     }
 
     function _liquidationTarget() private view returns (uint256) {

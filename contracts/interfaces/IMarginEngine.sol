@@ -71,7 +71,8 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     }
 
     /// @notice Protocol-wide risk parameters.
-    /// @param liquidationTargetRatio Health a partial liquidation restores (WAD > 1).
+    /// @param liquidationTargetRatio Ratio a partial liquidation (or a rescue) restores: equity over the maintenance
+    ///        margin at the current volatility, Σ N·mmr(max(σ, σ_mm)) + keeperReward (WAD > 1).
     /// @param fullLiquidationHealth Below this health a liquidation closes everything.
     /// @param liquidationPenalty Penalty per unit of closed notional.
     /// @param keeperPenaltyShare Share of the penalty paid to the liquidator; the rest feeds insurance.
@@ -183,8 +184,9 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     /// @notice The account is below health 1 but its own reserve, under its policy, can lift it to the
     ///         liquidation target: the rescue (`Rebalancer.rebalance`) comes first.
     error RescueAvailable(uint256 accountId);
-    /// @notice A rebalance of an account below health 1 (a rescue) must leave it at or above the liquidation target.
-    error RescueFallsShort(uint256 accountId, uint256 healthAfter, uint256 liquidationTarget);
+    /// @notice A rebalance of an account below health 1 (a rescue) must leave it at or above the liquidation target,
+    ///         measured as a liquidation would: equity over the maintenance margin at the current volatility.
+    error RescueFallsShort(uint256 accountId, uint256 ratioAfter, uint256 liquidationTarget);
 
     // ---------------------------------------------------------------- events
     event MarketCreated(uint256 indexed marketId, MarketParams params);
@@ -250,8 +252,9 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     // ---------------------------------------------------------------- liquidation
     /// @notice Permissionless when health < 1 and every market oracle of the account's positions is healthy
     ///         (collateral whose oracle is invalid counts as zero: it never blocks a liquidation).
-    ///         Closes the fraction of every position that restores `liquidationTargetRatio` (all of it
-    ///         when health < fullLiquidationHealth or the rest would be dust), charges the penalty, pays
+    ///         Closes the least fraction of every position that restores `liquidationTargetRatio` against
+    ///         the maintenance margin at the current volatility (all of it when health <
+    ///         fullLiquidationHealth or the rest would be dust), charges the penalty, pays
     ///         the liquidator `keeperReward + keeperPenaltyShare × penalty`, settles, and writes off
     ///         bad debt if nothing is left to cover it. Reverts `NotLiquidatable(accountId, health)`, and
     ///         `RescueAvailable(accountId)` while the account's own reserve can rescue it (`rescueAvailable`).
@@ -277,8 +280,8 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     /// @notice Only the registered module the account opted into. Applies `plan` (see RebalancePlan) and
     ///         enforces the owner's policy whatever the module computed: allowed actions, assets in the
     ///         policy, fee <= maxFeeUsd, `rebalanceReadyAt` reached (`RebalanceCooldown`); below health 1 only
-    ///         a plan with a TOP_UP (a rescue, else `AccountLiquidatable`) that leaves health at or above the
-    ///         liquidation target (`RescueFallsShort`); inside the owner's band (health < trigger for TOP_UP/REDUCE,
+    ///         a plan with a TOP_UP (a rescue, else `AccountLiquidatable`) that leaves equity at or above the
+    ///         liquidation target × the maintenance margin at the current volatility (`RescueFallsShort`); inside the owner's band (health < trigger for TOP_UP/REDUCE,
     ///         > release for RELEASE, else `RebalanceNotNeeded`), and afterwards equity >= 0
     ///         (`RebalanceLeavesDebt`) and health >= before for TOP_UP/REDUCE (`RebalanceLowersHealth`),
     ///         or health >= target − RELEASE_HEALTH_OFFSET and equity >= IM for RELEASE. Never paused.
@@ -298,12 +301,14 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     /// @notice Earliest timestamp of the account's next rebalance: last + cooldown, and at least the next
     ///         second (never twice in one block); 0 when never rebalanced.
     function rebalanceReadyAt(uint256 accountId) external view returns (uint256);
-    /// @notice The account's valuation and the trading fee of closing all its positions (Σ feeRate × N,
-    ///         rounded up): the inputs of the rebalance plan. Reads prices like `accountState`.
+    /// @notice The account's valuation, the trading fee of closing all its positions (Σ feeRate × N, rounded
+    ///         up) and its maintenance margin at the current volatility (Σ N·mmr(max(σ, σ_mm)) + keeperReward,
+    ///         rounded up: what a liquidation, and a rescue pre-empting one, restores the liquidation target
+    ///         against): the inputs of the rebalance plan. Reads prices like `accountState`.
     function rebalanceInputs(uint256 accountId)
         external
         view
-        returns (AccountState memory state, uint256 closeFeeUsd);
+        returns (AccountState memory state, uint256 closeFeeUsd, uint256 maintenanceNowUsd);
 
     // ---------------------------------------------------------------- views
     function vault() external view returns (IVault);
@@ -334,7 +339,8 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     ///         pool is owed but has not collected yet. Counted with open losses in the pool's mint valuation.
     function totalDebtUsd() external view returns (uint256);
     /// @notice True when the account is below health 1 and its own reserve, under its policy, can lift it to the
-    ///         liquidation target (opted into a registered module, TOP_UP allowed, maxFeeUsd >= keeperReward,
+    ///         liquidation target against the maintenance margin at the current volatility, with a settlement
+    ///         unit to spare for rounding (opted into a registered module, TOP_UP allowed, maxFeeUsd >= keeperReward,
     ///         cooldown passed): `liquidate` then reverts `RescueAvailable` and a rebalance rescues it.
     function rescueAvailable(uint256 accountId) external view returns (bool);
     /// @notice The fraction `liquidate` would close now (0 if the account is not liquidatable or can be rescued).

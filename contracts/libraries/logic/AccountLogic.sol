@@ -218,8 +218,10 @@ library AccountLogic {
             p.module == address(0) || !s.rebalancers[p.module] || p.actions & TOP_UP_BIT == 0
                 || p.maxFeeUsd < s.risk.keeperReward || block.timestamp < rebalanceReadyAt(s, accountId)
         ) return false;
-        int256 lifted = st.equity - int256(uint256(p.maxFeeUsd));
-        int256 needed = int256(st.maintenanceMargin.wMulUp(s.risk.liquidationTargetRatio));
+        // As the liquidation it pre-empts would: the target against the maintenance margin at the current
+        // volatility, and one settlement unit to spare (the settle after the fee rounds against the account).
+        int256 lifted = st.equity - int256(uint256(p.maxFeeUsd)) - int256(ctx.env.settlementScale);
+        int256 needed = int256(currentVolMaintenance(s, ctx, accountId).wMulUp(s.risk.liquidationTargetRatio));
         address[] storage assets = p.topUpAssets;
         for (uint256 i; i < assets.length && lifted < needed; ++i) {
             uint256 reserve = ctx.env.vault.reserveOf(accountId, assets[i]);

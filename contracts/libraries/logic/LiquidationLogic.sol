@@ -35,7 +35,7 @@ library LiquidationLogic {
         if (AccountLogic.canRescue(s, ctx, accountId, before)) revert IMarginEngine.RescueAvailable(accountId);
 
         IMarginEngine.RiskParams memory r = s.risk;
-        fraction = liquidationFraction(before, AccountLogic.currentVolMaintenance(s, ctx, accountId), r);
+        fraction = liquidationFraction(before, AccountLogic.currentVolMaintenance(s, ctx, accountId), r, env.settlementScale);
         (uint256 closedNotional,) = AccountLogic.closeFraction(s, ctx, accountId, fraction, false);
 
         // Penalty rounds up (against the account); the liquidator's share rounds down (for the protocol).
@@ -118,19 +118,23 @@ library LiquidationLogic {
 
     /// @dev The least fraction of every position whose close restores `liquidationTargetRatio` against `mmNow`,
     ///      the maintenance margin at the current volatility (`currentVolMaintenance`, >= MM), counting the
-    ///      penalty (the close cost, p·N) and the keeper reward R as paid (CloseMath with equity E − R); 1 (close
+    ///      penalty (the close cost, p·N) and the keeper reward R as paid (CloseMath with equity E − R, less one
+    ///      settlement unit of rounding); 1 (close
     ///      all) when the account is far under (health < fullLiquidationHealth) or the rest would be dust.
-    function liquidationFraction(IMarginEngine.AccountState memory st, uint256 mmNow, IMarginEngine.RiskParams memory r)
-        internal
-        pure
-        returns (uint256)
-    {
+    function liquidationFraction(
+        IMarginEngine.AccountState memory st,
+        uint256 mmNow,
+        IMarginEngine.RiskParams memory r,
+        uint256 settlementScale
+    ) internal pure returns (uint256) {
         if (st.health < r.fullLiquidationHealth) return WAD;
+        // One settlement unit less equity: the settle after the close rounds to whole token units against the
+        // account, and the target must hold after it (rounding favours the protocol).
         uint256 f = CloseMath.leastCloseFraction(
             r.liquidationTargetRatio,
             mmNow,
             r.keeperReward,
-            st.equity - int256(uint256(r.keeperReward)),
+            st.equity - int256(uint256(r.keeperReward)) - int256(settlementScale),
             st.notional.wMulUp(r.liquidationPenalty)
         );
         if (f == WAD) return WAD;

@@ -108,8 +108,13 @@ library RebalanceLogic {
         IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
         hAfter = st.health;
         _checkAfter(policy.targetRatio, accountId, release, hBefore, st);
-        if (rescue && hAfter < s.risk.liquidationTargetRatio) {
-            revert IMarginEngine.RescueFallsShort(accountId, hAfter, s.risk.liquidationTargetRatio);
+        if (rescue) {
+            // Measured as the liquidation it pre-empted would be: against the maintenance margin at the current σ.
+            uint256 mmNow = AccountLogic.currentVolMaintenance(s, ctx, accountId);
+            uint256 ratio = st.equity <= 0 ? 0 : uint256(st.equity).wDivDown(mmNow); // rounds down
+            if (ratio < s.risk.liquidationTargetRatio) {
+                revert IMarginEngine.RescueFallsShort(accountId, ratio, s.risk.liquidationTargetRatio);
+            }
         }
         emit IMarginEngine.RebalanceApplied(accountId, msg.sender, plan.action, hBefore, hAfter, plan.feeUsd);
     }

@@ -38,7 +38,7 @@ export interface VolParamsIn {
   maxChangePerDay: bigint;
 }
 
-/** Constants.sol defaults: τ 1 day, floor 10 %, cap 500 %, 1 h grid, 50 percentage points a day. */
+/** Constants.sol defaults: τ 1 day, floor 10 %, cap 500 %, 1 h grid, 25 percentage points a day. */
 export const DEFAULT_VOL: VolParamsIn = {
   tau: 86_400n,
   floor: WAD / 10n,

@@ -335,11 +335,13 @@ contract Rebalancer is IRebalancer, Ownable2Step {
     }
 
     /// @dev h > release. Margin → reserve in the policy's order down to max(target·MM, IM) with the fee
-    ///      counted as paid. Each amount rounds down and the value it removes is bounded above (price and
-    ///      haircut rounded up), so the account never lands below target or IM. Nothing useful unless the
-    ///      release is worth more than the fee.
+    ///      counted as paid and one settlement unit kept (the settle after the fee may take a sub-unit positive
+    ///      settlement balance with it). Each amount rounds down and the value it removes is bounded above
+    ///      (price and haircut rounded up), so the account never lands below target or IM. Nothing useful
+    ///      unless the release is worth more than the fee.
     function _planRelease(Draft memory d) private view returns (uint8) {
-        uint256 floorUsd = Math.max(d.state.maintenanceMargin.wMulUp(d.policy.targetRatio), d.state.initialMargin);
+        uint256 floorUsd =
+            Math.max(d.state.maintenanceMargin.wMulUp(d.policy.targetRatio), d.state.initialMargin) + settlementScale;
         int256 excessSigned = d.state.equity - int256(d.feeUsd) - int256(floorUsd);
         if (excessSigned <= 0) return 0;
         uint256 excess = uint256(excessSigned);

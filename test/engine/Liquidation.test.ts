@@ -77,10 +77,13 @@ async function wethMarginFixture() {
   return { ...f, book };
 }
 
-/** Alice: 1,000 USDC margin, 5 ETH long at 2,000 (10x) — a 12.5 % drop leaves a deficit. */
+/**
+ * Alice: 1,000 USDC margin, 2.5 ETH long at 2,000 (5x, within the leverage IM allows at its 200 % stress volatility)
+ * — a 25 % drop (the breaker's limit, in one round) leaves a deficit.
+ */
 async function thinFixture() {
   const f = await liqFixture();
-  const book = await openAccount(f, f.alice, { usdc: USDC(1000) }, [{ market: f.ethMarket, size: E18(5) }], pxAt(f));
+  const book = await openAccount(f, f.alice, { usdc: USDC(1000) }, [{ market: f.ethMarket, size: wad("2.5") }], pxAt(f));
   return { ...f, book };
 }
 
@@ -422,18 +425,18 @@ describe("MarginEngine › bad debt", function () {
     await f.usdc.connect(f.deployer).approve(f.pool, USDC(100));
     await f.pool.connect(f.deployer).donateInsurance(USDC(100));
 
-    const eth = await setEth(f, 1750);
+    const eth = await setEth(f, 1500);
     const p = await predict(f, f.book, { ...START, eth });
     expect(p.fraction).to.equal(WAD);
-    // Account: 995 USDC margin; loss 1,250, reward 5, penalty 87.5 ⇒ owes 1,342.5, pays 995, 347.5 unpaid.
-    expect(p.liq.settlementCharged).to.equal(-wad("1342.5"));
-    expect(p.liq.settlementAfter).to.equal(-wad("347.5"));
-    const badDebtUsd = wad("347.5");
-    const badDebtUsdc = USDC(347) + 500_000n;
-    // Insurance before write-off: 100 seeded + 43.75 (the penalty's other half).
-    const insuranceAtWriteOff = USDC(143) + 750_000n;
-    const fromInsurance = insuranceAtWriteOff; // all of it: 143.75 < 347.5
-    const socialised = badDebtUsdc - fromInsurance; // 203.75 borne by LPs
+    // Account: 997.5 USDC margin; loss 1,250, reward 5, penalty 37.5 ⇒ owes 1,292.5, pays 997.5, 295 unpaid.
+    expect(p.liq.settlementCharged).to.equal(-wad("1292.5"));
+    expect(p.liq.settlementAfter).to.equal(-wad("295"));
+    const badDebtUsd = wad("295");
+    const badDebtUsdc = USDC(295);
+    // Insurance before write-off: 100 seeded + 18.75 (the penalty's other half).
+    const insuranceAtWriteOff = USDC(118) + 750_000n;
+    const fromInsurance = insuranceAtWriteOff; // all of it: 118.75 < 295
+    const socialised = badDebtUsdc - fromInsurance; // 176.25 borne by LPs
 
     const assets0 = await f.pool.totalAssets();
     const capital0 = await f.pool.capital();
@@ -445,10 +448,10 @@ describe("MarginEngine › bad debt", function () {
     expect((await f.engine.accountState(f.book.id)).settlement).to.equal(0n);
     expect(await f.vault.marginMask(f.book.id)).to.equal(0n);
     expect(await f.pool.insuranceBalance()).to.equal(0n);
-    // LP capital: −48.75 keeper, −43.75 to insurance, +995 margin, +143.75 from insurance.
-    expect((await f.pool.capital()) - capital0).to.equal(USDC(1046) + 250_000n);
-    // Had the account paid its 1,342.5 in full, LPs would have gained 1,342.5 − 48.75 − 43.75 = 1,250;
-    // they gain 1,046.25: the socialised 203.75 is the LPs' loss.
+    // LP capital: −23.75 keeper, −18.75 to insurance, +997.5 margin, +118.75 from insurance.
+    expect((await f.pool.capital()) - capital0).to.equal(USDC(1073) + 750_000n);
+    // Had the account paid its 1,292.5 in full, LPs would have gained 1,292.5 − 23.75 − 18.75 = 1,250;
+    // they gain 1,073.75: the socialised 176.25 is the LPs' loss.
     expect((await f.pool.totalAssets()) - assets0).to.equal(USDC(1250) - socialised);
     // Before the liquidation the unpaid loss was not an asset (no receivable): totalAssets = capital.
     expect(assets0).to.equal(capital0);
@@ -459,12 +462,12 @@ describe("MarginEngine › bad debt", function () {
     await f.usdc.mint(f.deployer.address, USDC(1000));
     await f.usdc.connect(f.deployer).approve(f.pool, USDC(1000));
     await f.pool.connect(f.deployer).donateInsurance(USDC(1000));
-    await setEth(f, 1750);
+    await setEth(f, 1500);
     const tx = f.engine.connect(f.keeper).liquidate(f.book.id);
-    await expect(tx).to.emit(f.engine, "BadDebt").withArgs(f.book.id, wad("347.5"), USDC(347) + 500_000n);
-    await expect(tx).to.emit(f.pool, "BadDebtCovered").withArgs(f.book.id, USDC(347) + 500_000n, USDC(347) + 500_000n, 0n);
-    // 1,000 + 43.75 − 347.5
-    expect(await f.pool.insuranceBalance()).to.equal(USDC(696) + 250_000n);
+    await expect(tx).to.emit(f.engine, "BadDebt").withArgs(f.book.id, wad("295"), USDC(295));
+    await expect(tx).to.emit(f.pool, "BadDebtCovered").withArgs(f.book.id, USDC(295), USDC(295), 0n);
+    // 1,000 + 18.75 − 295
+    expect(await f.pool.insuranceBalance()).to.equal(USDC(723) + 750_000n);
   });
 });
 

@@ -425,8 +425,11 @@ describe("MarginEngine", () => {
       const rEth = positionRequirements(M, E18(10), p, volEth, SQRT_H);
       const rBtc = positionRequirements(M, -E18(1), P30000, volBtc, SQRT_H);
       expect(rEth.rate).to.be.greaterThan(M.baseMMR + mulDivUp(M.sizeK, rEth.notional, M.oiCapUsd));
-      // IM at σ is more than imFactor × MM at σ_mm: new risk pays the new volatility at once.
+      // IM at max(σ, σ_mm, imVolFloor) is more than imFactor × MM at σ_mm: new risk pays at least the market's
+      // stress volatility at once (here the 200 % floor: σ is below it, BTC's σ at its 10 % floor).
+      expect(volEth.target).to.be.lessThan(M.imVolFloor);
       expect(rEth.im).to.be.greaterThan(mulDivUp(rEth.mm, M.imFactor, WAD));
+      expect(rBtc.im).to.be.greaterThan(mulDivUp(rBtc.mm, M.imFactor, WAD));
 
       const s = await engine.accountState(aliceId);
       expect(s.notional).to.equal(rEth.notional + rBtc.notional);
@@ -496,7 +499,9 @@ describe("MarginEngine", () => {
     it("a reducing trade is allowed below IM, an increasing one is not", async () => {
       const f = await loadFixture(engineFixture);
       const { engine, vault, usdc, alice, aliceId, ethMarket } = f;
-      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(300));
+      // 1,750 USDC on 5 ETH (5.7x): 1,745 of equity after the fee, just above IM at the 200 % stress volatility
+      // (~1,728); a 15 USD drop takes 75 of equity and only ~13 of IM.
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(1_750));
       await trade(f, alice, aliceId, ethMarket, E18(5));
       await f.ethFeed.setAnswer(1985n * 10n ** 8n);
       const s = await engine.accountState(aliceId);
@@ -652,6 +657,7 @@ describe("MarginEngine", () => {
       { field: "feeRate", min: 0n, max: wad("0.01") },
       { field: "oiCapFraction", min: 1n, max: E18(5) },
       { field: "maxFundingRate", min: 0n, max: wad("0.1") },
+      { field: "imVolFloor", min: 0n, max: E18(10) },
       { field: "skewScale", min: 1n, max: null },
     ];
     const UINT128_MAX = (1n << 128n) - 1n;
@@ -785,7 +791,8 @@ describe("MarginEngine", () => {
     it("open interest up to min(oiCapUsd, oiCapFraction × pool capital) is allowed; above it reverts OpenInterestCap(marketId, oiUsd, capUsd)", async () => {
       const f = await loadFixture(engineFixture);
       const { engine, vault, usdc, alice, aliceId, ethMarket } = f;
-      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(30_000));
+      // 100,000 USDC: IM of 500,000 USD of ETH at the 200 % stress volatility is ~93,500 USD (5.3x).
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(100_000));
       // Both limits are 500,000 USD here: oiCapUsd, and 0.5 × the 1,000,000 USDC pool.
       expect(mulDivDown(await poolUsd(f), MAJOR_MARKET.oiCapFraction, WAD)).to.equal(E18(500_000));
       expect(MAJOR_MARKET.oiCapUsd).to.equal(E18(500_000));
@@ -801,7 +808,7 @@ describe("MarginEngine", () => {
     it("checks only the side a trade grows: a short that reduces skew is allowed while longs are over the cap", async () => {
       const f = await loadFixture(engineFixture);
       const { engine, vault, usdc, alice, bob, aliceId, bobId, ethMarket } = f;
-      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(40_000));
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(100_000)); // above IM of 500,000 USD of ETH
       await vault.connect(bob).depositMargin(bobId, usdc, USDC(10_000));
       await trade(f, alice, aliceId, ethMarket, E18(250)); // exactly at the 500,000 USD cap
       await f.ethFeed.setAnswer(2100n * 10n ** 8n); // long OI is now worth 525,000 USD, over the cap

@@ -38,7 +38,7 @@ export interface PositionReq {
   rate: bigint;
   /** maintenance requirement of this position, without the keeper reward */
   mm: bigint;
-  /** initial requirement of this position (at max(σ, σ_mm)), without the keeper reward */
+  /** initial requirement of this position (at max(σ, σ_mm, imVolFloor)), without the keeper reward */
   im: bigint;
 }
 

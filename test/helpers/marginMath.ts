@@ -79,7 +79,7 @@ export interface PositionIn {
   /** WAD price now */
   price: bigint;
   market: MarketP;
-  /** σ, the target volatility, annualised WAD (ignored when volK = 0): IM uses max(vol, mmVol) */
+  /** σ, the target volatility, annualised WAD (ignored when volK = 0): IM uses max(vol, mmVol, market.imVolFloor) */
   vol: bigint;
   /** σ_mm, the maintenance volatility (bounded speed), annualised WAD: MM uses it */
   mmVol: bigint;

@@ -63,14 +63,19 @@ describe("Invariants: the attacks of issue #8, step by step", function () {
   it("4. a stranger's dust collateral cannot block liquidation or rebalancing when its oracle trips", async function () {
     const log = await sequence(
       new C.StrangerMargin(0, 2, true), // 1 satoshi of WBTC into account 1: refused
-      // 0.3× free margin: at IM from max(σ, σ_mm) a larger long passes the ETH open-interest cap; −20 % then leaves
-      // account 1 far below what its reserve can rescue, so the liquidation is the keeper's
-      new C.Trade(0, 0, "long", 0.3),
+      // The owner takes its USDC and WETH reserve out: its policy's top-up assets are empty, so no rescue has
+      // priority (at the 5.8x IM allows in a calm market, the 17,200 USD they count at −20 % would rescue it).
+      new C.VaultOwnerMove(0, 0, "withdraw", 1),
+      new C.VaultOwnerMove(0, 1, "withdraw", 1),
+      // 0.9× free margin: at IM from max(σ, σ_mm, imVolFloor) account 1 ends near that 5.8x, so −20 % takes more
+      // than its equity and the liquidation is the keeper's
+      new C.Trade(0, 0, "long", 0.9),
       new C.PriceMove(1, "tripUp"), // BTC's breaker trips (account 1 has WBTC in its reserve only)
       new C.PriceMove(0, "down20"),
       new C.Liquidate(0),
     );
     expect(step(log, "depositMargin").error?.name).to.equal("MarginAssetRestricted");
+    expect(step(log, "trade").mined).to.equal(true);
     expect(step(log, "liquidate").mined).to.equal(true);
   });
 

@@ -161,19 +161,25 @@ const fracOf = (x: bigint, frac: number) => (x * BigInt(Math.round(frac * 1000))
 
 /**
  * Size (WAD units) worth `frac` of the account's free margin (equity − IM) at its initial-margin rate, estimated
- * from the oracle's volatilities (the real rate may differ a little: above ~1 the trade may fail IM, which is allowed).
+ * from the oracle's volatilities and the market's parameters (the real rate may differ a little: above ~1 the trade
+ * may fail IM, which is allowed).
  */
-function sizeForFreeMargin(pre: Snapshot, last: Snapshot, i: number, mk: number, frac: number): bigint {
-  const a = last.accounts[i];
+function sizeForFreeMargin(pre: Snapshot, m: Model, i: number, mk: number, frac: number): bigint {
+  const a = m.snap.accounts[i];
   const p = marketPrice(pre, mk);
   const px = Number((p.ok ? p.px : BigInt(pre.obs[mk].price)) / 10n ** 12n) / 1e6;
   if (!a.state || px <= 0) return 10n ** 16n;
   const free = Number((a.state.equity - a.state.initialMargin) / 10n ** 12n) / 1e6;
   if (free <= 0) return 10n ** 16n;
-  // IM follows max(σ, σ_mm), both read from the oracle (annualised, already clamped to the asset's bounds).
+  // IM follows max(σ, σ_mm, imVolFloor): σ and σ_mm read from the oracle (annualised, already clamped to the asset's
+  // bounds), the floor the market's stress volatility. The size term is bounded by sizeK (N <= oiCapUsd).
   const v = pre.vols[mk];
-  const vol = Number((v.target > v.maintenance ? v.target : v.maintenance) / 10n ** 12n) / 1e6;
-  const rate = (0.01 + vol * Math.sqrt(86_400 / 31_536_000) + 0.01) * 1.5;
+  const terms = m.markets[mk];
+  let volWad = v.target > v.maintenance ? v.target : v.maintenance;
+  if (volWad < terms.imVolFloor) volWad = terms.imVolFloor;
+  const num = (x: bigint) => Number(x / 10n ** 12n) / 1e6;
+  const volTerm = num(terms.volK) * num(volWad) * Math.sqrt(86_400 / 31_536_000);
+  const rate = (num(terms.baseMMR) + volTerm + num(terms.sizeK)) * num(terms.imFactor);
   const units = (frac * free) / rate / px;
   return BigInt(Math.max(1, Math.floor(units * 1e6))) * 10n ** 12n;
 }
@@ -205,13 +211,13 @@ class Trade extends Act {
     }
     return this.i;
   }
-  delta(pre: Snapshot, last: Snapshot, i: number): bigint {
+  delta(pre: Snapshot, m: Model, i: number): bigint {
     const size = pre.accounts[i].sizes[this.mk];
     switch (this.kind) {
       case "long":
-        return sizeForFreeMargin(pre, last, i, this.mk, this.frac);
+        return sizeForFreeMargin(pre, m, i, this.mk, this.frac);
       case "short":
-        return -sizeForFreeMargin(pre, last, i, this.mk, this.frac);
+        return -sizeForFreeMargin(pre, m, i, this.mk, this.frac);
       case "reduce":
         return -size / 2n;
       case "close":
@@ -228,7 +234,7 @@ class Trade extends Act {
       kind: "owner",
       tx: (pre) => {
         i = this.who(pre);
-        delta = this.delta(pre, m.snap, i);
+        delta = this.delta(pre, m, i);
         const engine = w.f.engine.connect(w.accountOwners[i]);
         return () => engine.modifyPosition(acctId(i), this.mk, delta, delta > 0n ? MAX : 0n);
       },
@@ -273,7 +279,7 @@ class RoundTripTrade extends Act {
     await pinNextBlock(m);
     const pre = await snapshot(m, w, "pending", m.now, { full: false, extra: [{ key: "state", target: w.addr.engine, fn: "accountState", args: [id] }] });
     if (!marketPrice(pre, this.mk).ok || !pre.extra.state.ok) return;
-    const size = sizeForFreeMargin(pre, m.snap, this.i, this.mk, this.frac);
+    const size = sizeForFreeMargin(pre, m, this.i, this.mk, this.frac);
     // The open adds risk: the way of the account's position, if it has one.
     const held = pre.accounts[this.i].sizes[this.mk];
     const delta = held > 0n || (held === 0n && this.long) ? size : -size;

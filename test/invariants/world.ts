@@ -71,6 +71,7 @@ const READS = new Interface([
   "function rescueAvailable(uint256) view returns (bool)",
   "function liquidationFraction(uint256) view returns (uint256)",
   "function riskParams() view returns (tuple(uint64 liquidationTargetRatio,uint64 fullLiquidationHealth,uint64 liquidationPenalty,uint64 keeperPenaltyShare,uint128 keeperReward,uint128 dustNotional,uint64 collateralDiscount,uint32 volHorizon))",
+  "function marketParams(uint256) view returns (tuple(address asset,uint64 baseMMR,uint64 volK,uint64 sizeK,uint64 maxMMR,uint64 imFactor,uint64 feeRate,uint64 oiCapFraction,uint64 maxFundingRate,uint64 imVolFloor,uint128 skewScale,uint128 oiCapUsd))",
   "function latestRoundData() view returns (uint80 roundId,int256 answer,uint256 startedAt,uint256 updatedAt,uint80 answeredInRound)",
   "function needsRebalance(uint256) view returns (bool needed, uint8 status, tuple(uint8 action,address[] assets,uint256[] amounts,uint256 reduceFraction,uint256 feeUsd,address keeper) plan)",
   // owner actions simulated through the Lens (an operator of every account), for INV_EXIT
@@ -282,6 +283,16 @@ export interface Obs {
 export interface Risk {
   liquidationTargetRatio: bigint;
   keeperReward: bigint;
+}
+
+/** The market parameters the actions' IM estimate reads (constant in the invariant world: no step changes them). */
+export interface MarketTerms {
+  baseMMR: bigint;
+  volK: bigint;
+  sizeK: bigint;
+  imFactor: bigint;
+  /** IM's stress volatility: IM prices a position at no less than it */
+  imVolFloor: bigint;
 }
 
 /** An account's equity and maintenance margin (accountState), read in light snapshots too: the rescue rule. */
@@ -711,6 +722,8 @@ export interface Model {
   lastRebalanceAt: number[];
   /** the engine's risk parameters, read once per run */
   risk: Risk;
+  /** per market (ETH, BTC): the parameters the IM estimate reads, read once per run */
+  markets: MarketTerms[];
   /** the timestamp evm_setNextBlockTimestamp was last given */
   pinned?: number;
 }
@@ -772,6 +785,7 @@ export async function freshRun(): Promise<{ model: Model; real: World }> {
     policies: [],
     lastRebalanceAt: [],
     risk: { liquidationTargetRatio: 0n, keeperReward: 0n },
+    markets: [],
   };
   const first = await snapshot(model, w, "latest", ts, {
     full: true,
@@ -779,6 +793,7 @@ export async function freshRun(): Promise<{ model: Model; real: World }> {
       ...w.accountIds.map((id) => ({ key: `policy${id}`, target: w.addr.engine, fn: "rebalancePolicy", args: [id] })),
       ...w.accountIds.map((id) => ({ key: `last${id}`, target: w.addr.engine, fn: "lastRebalanceAt", args: [id] })),
       { key: "risk", target: w.addr.engine, fn: "riskParams", args: [] },
+      ...[0, 1].map((mk) => ({ key: `market${mk}`, target: w.addr.engine, fn: "marketParams", args: [mk] })),
     ],
   });
   model.settlement = first.accounts.map((a) => a.state!.settlement);
@@ -786,6 +801,10 @@ export async function freshRun(): Promise<{ model: Model; real: World }> {
   model.lastRebalanceAt = w.accountIds.map((id) => Number(first.extra[`last${id}`].value![0]));
   const risk = first.extra.risk.value![0];
   model.risk = { liquidationTargetRatio: risk.liquidationTargetRatio, keeperReward: risk.keeperReward };
+  model.markets = [0, 1].map((mk) => {
+    const p = first.extra[`market${mk}`].value![0];
+    return { baseMMR: p.baseMMR, volK: p.volK, sizeK: p.sizeK, imFactor: p.imFactor, imVolFloor: p.imVolFloor };
+  });
   model.snap = await snapshot(model, w, "latest", ts, { full: true });
   return { model, real: w };
 }

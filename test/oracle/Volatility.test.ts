@@ -32,6 +32,9 @@ const HOUR = VOL_INTERVAL;
 const SQRT_H = sqrtHorizon(DEFAULT_RISK.volHorizon);
 const R = DEFAULT_RISK.keeperReward;
 const M: MarketConfig = { ...MAJOR_MARKET, maxFundingRate: 0n }; // funding off: values do not drift with time
+// IM without the stress floor: the governance test reads σ through the largest open IM allows, which a 200 % floor
+// (above σ there) would pin to the floor's leverage whatever σ is.
+const M_NO_FLOOR: MarketConfig = { ...M, imVolFloor: 0n };
 
 // ============================================================================================ (1) cadence
 //
@@ -522,20 +525,23 @@ const WINDOW_ROUNDS = 199;
 const EXPECTED_CADENCE = {
   /** 142.97 %, at 17 Aug 23:00:47 UTC (the sample of 23:00, after the flash drop) */
   peak: 1_429_700_338_653_417_260n,
-  /** σ and σ_mm at the window's end: 63.85 % both (σ_mm has caught up) */
-  final: [638_487_586_228_731_623n, 638_487_586_228_731_623n],
-  /** σ and σ_mm at the first poke after 17 Aug 24:00: 141.53 % and 38.97 % */
-  afterGap: [1_415_272_180_843_823_411n, 389_675_410_312_907_050n],
+  /** σ and σ_mm at the window's end: 63.85 % and 64.38 % (σ_mm, at 25 percentage points a day, is still coming
+   *  down toward σ) */
+  final: [638_487_586_228_731_623n, 643_836_269_926_284_583n],
+  /** σ and σ_mm at the first poke after 17 Aug 24:00: 141.53 % and 30.48 % */
+  afterGap: [1_415_272_180_843_823_411n, 304_782_470_498_092_233n],
   /** boundaries merged when pokes are withheld 17 Aug 12:00–24:00, hours after 12:00 */
   skippedHoursIn12h: [0, 1, 2, 3],
-  /** σ and σ_mm at the first poke after that 12-hour gap: 142.29 % and 38.90 % */
-  after12hGap: [1_422_864_553_659_744_522n, 388_965_749_939_583_053n],
+  /** σ and σ_mm at the first poke after that 12-hour gap: 142.29 % and 30.41 % */
+  after12hGap: [1_422_864_553_659_744_522n, 304_072_810_124_768_236n],
 };
 const EXPECTED_GAP = {
   /** 332.27 %: two boundaries merged into the third */
   sigma: 3_322_710_197_448_895_782n,
-  /** 24.58 % */
-  mmVol: 245_833_333_333_333_338n,
+  /** 17.29 %: σ_mm leaves its floor only after the first sample (B0 + 3 h, toward the floor that held before it),
+   *  then moves one hour's step ⌈maxChangePerDay × 3,600 / 86,400⌉ (0.25 a day: 1.04 points) at each of the 7
+   *  samples after it */
+  mmVol: DEFAULT_VOL.floor + 7n * mulDivUp(DEFAULT_VOL.maxChangePerDay, BigInt(HOUR), DAY),
   /** 377.70 %: the same history with every boundary reached */
   sigmaEveryRound: 3_777_015_726_550_655_494n,
 };
@@ -577,6 +583,13 @@ async function engineFixture() {
 }
 type Fx = Awaited<ReturnType<typeof engineFixture>>;
 
+/** engineFixture with ETH's market at M_NO_FLOOR (no IM volatility floor). */
+async function engineFixtureNoImFloor() {
+  const f = await engineFixture();
+  await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...M_NO_FLOOR });
+  return f;
+}
+
 /**
  * The oracle mirror from ETH's recorded state (the fixture's history, read once) and the feed's latest round
  * (the one the next samples may read back), to predict what follows.
@@ -596,21 +609,32 @@ async function ethRoundAt(f: Fx, usd: bigint, t: number) {
 }
 
 /** Equity and IM after opening `size` ETH at `px` from `margin` USDC units: the fee settles against USDC, rounded up. */
-function afterOpen(margin: bigint, size: bigint, px: bigint, vols: { target: bigint; maintenance: bigint }) {
+function afterOpen(
+  margin: bigint,
+  size: bigint,
+  px: bigint,
+  vols: { target: bigint; maintenance: bigint },
+  m: MarketConfig = M,
+) {
   const n = mulDivUp(size, px, WAD);
-  const fee = mulDivUp(n, M.feeRate, WAD);
+  const fee = mulDivUp(n, m.feeRate, WAD);
   const equity = (margin - mulDivUp(fee, 1n, USDC_SCALE)) * USDC_SCALE;
-  const req = requirements(M, n, vols.target, vols.maintenance, SQRT_H);
+  const req = requirements(m, n, vols.target, vols.maintenance, SQRT_H);
   return { notional: n, equity, im: req.im + R, mm: req.mm + R };
 }
 
 /** The largest size (wei) whose open leaves equity >= IM: the largest leverage IM allows. */
-function maxImSize(margin: bigint, px: bigint, vols: { target: bigint; maintenance: bigint }): bigint {
+function maxImSize(
+  margin: bigint,
+  px: bigint,
+  vols: { target: bigint; maintenance: bigint },
+  m: MarketConfig = M,
+): bigint {
   let lo = 0n;
   let hi = 10n ** 24n;
   while (lo < hi) {
     const mid = (lo + hi + 1n) / 2n;
-    const a = afterOpen(margin, mid, px, vols);
+    const a = afterOpen(margin, mid, px, vols, m);
     if (a.equity >= a.im) lo = mid;
     else hi = mid - 1n;
   }
@@ -621,10 +645,17 @@ function maxImSize(margin: bigint, px: bigint, vols: { target: bigint; maintenan
  * The engine agrees on an account with 1,000 USDC and no position: `size` opens (static call) and one wei more
  * reverts BelowInitialMargin(id, equity, im).
  */
-async function expectMaxSize(f: Fx, id: bigint, size: bigint, px: bigint, vols: { target: bigint; maintenance: bigint }) {
+async function expectMaxSize(
+  f: Fx,
+  id: bigint,
+  size: bigint,
+  px: bigint,
+  vols: { target: bigint; maintenance: bigint },
+  m: MarketConfig = M,
+) {
   const e = f.engine.connect(f.alice);
   await e.modifyPosition.staticCall(id, f.ethMarket, size, ethers.MaxUint256);
-  const over = afterOpen(USDC(1_000), size + 1n, px, vols);
+  const over = afterOpen(USDC(1_000), size + 1n, px, vols, m);
   await expect(e.modifyPosition.staticCall(id, f.ethMarket, size + 1n, ethers.MaxUint256))
     .to.be.revertedWithCustomError(f.engine, "BelowInitialMargin")
     .withArgs(id, over.equity, over.im);
@@ -654,8 +685,9 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
     expect(m.volatilities(BigInt(t0))).to.deep.equal({ target: floor, maintenance: floor });
     expect(await vols(f)).to.deep.equal({ target: floor, maintenance: floor });
 
-    // The largest long IM allows at 2,000 with σ at its floor: 20.25 ETH, 40,502 USD on 979.75 USD of equity
-    // after the fee (41.3x).
+    // The largest long IM allows at 2,000 with σ at its floor: IM prices it at the market's stress volatility
+    // (imVolFloor, 200 %), 2.88 ETH, 5,761.44 USD on 997.12 USD of equity after the fee (5.8x).
+    expect(M.imVolFloor).to.equal(wad("2"));
     const size = maxImSize(USDC(1_000), P2000, { target: floor, maintenance: floor });
     expect(size).to.equal(EXPECTED_CRASH.maxSize);
     await expectMaxSize(f, f.id, size, P2000, { target: floor, maintenance: floor });
@@ -678,7 +710,7 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
     expect(st1.maintenanceMargin).to.equal(atCrash.mm);
     expect(st1.initialMargin).to.equal(atCrash.im);
 
-    // σ_mm then rises toward σ by exactly ⌈0.5 × elapsed / 1 day⌉ (views, continuously in block time).
+    // σ_mm then rises toward σ by exactly ⌈0.25 × elapsed / 1 day⌉ (views, continuously in block time).
     for (const dt of [1, 60, 1_800, 3_000]) {
       await time.increaseTo(t1 + dt);
       const expected = floor + mulDivUp(DEFAULT_VOL.maxChangePerDay, BigInt(dt), DAY);
@@ -687,7 +719,8 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
     }
 
     // The price back at the entry in the same interval (not a sample): the position opened at the largest
-    // leverage IM allowed is not liquidatable. Under the previous model (MM at σ itself) it would be.
+    // leverage IM allowed is not liquidatable (health 10.3). Under the previous model (MM at σ itself) it would be
+    // (0.836), even at the leverage the stress floor allows.
     const t2 = t1 + 3_500; // the same interval as the crash round
     await ethRoundAt(f, 2000n, t2);
     expect(m.observe(P2000, BigInt(t2))).to.equal(false);
@@ -697,7 +730,7 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
     const atEntry = afterOpen(USDC(1_000), size, P2000, back);
     expect(atEntry.equity).to.equal(opened.equity);
     const health = wDivDown(atEntry.equity, atEntry.mm);
-    expect(health).to.equal(EXPECTED_CRASH.healthAtEntry); // 1.404
+    expect(health).to.equal(EXPECTED_CRASH.healthAtEntry); // 10.334
     expect((await f.engine.accountState(f.id)).health).to.equal(health);
     await time.setNextBlockTimestamp(t2 + 1);
     const oneLater = afterOpen(USDC(1_000), size, P2000, m.volatilities(BigInt(t2 + 1)));
@@ -705,16 +738,18 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
       .to.be.revertedWithCustomError(f.engine, "NotLiquidatable")
       .withArgs(f.id, wDivDown(oneLater.equity, oneLater.mm));
     const previousModel = afterOpen(USDC(1_000), size, P2000, { target: sigma, maintenance: sigma });
-    expect(wDivDown(previousModel.equity, previousModel.mm)).to.equal(EXPECTED_CRASH.healthPreviousModel); // 0.117
-    // New risk pays σ at once: the largest open is now 1.61 ETH (3.3x), and the engine agrees.
+    expect(wDivDown(previousModel.equity, previousModel.mm)).to.equal(EXPECTED_CRASH.healthPreviousModel); // 0.836
+    // New risk pays σ at once (374.5 %, above the 200 % floor): the largest open is now 1.61 ETH (3.3x), and the
+    // engine agrees.
     const newMax = maxImSize(USDC(1_000), P2000, back);
     expect(newMax).to.equal(EXPECTED_CRASH.maxSizeAfter);
     await expectMaxSize(f, await freshAccount(f), newMax, P2000, back);
 
-    // At the next sample σ_mm is carried exactly ⌈0.5 × 3,600 / 86,400⌉ up from the floor (the target before it).
+    // At the next sample σ_mm is carried exactly ⌈0.25 × 3,600 / 86,400⌉ up from the floor (the target before it).
     const t3 = t1 + 3_600;
     const step = mulDivUp(DEFAULT_VOL.maxChangePerDay, 3_600n, DAY);
-    expect(step).to.equal(20_833_333_333_333_334n);
+    expect(DEFAULT_VOL.maxChangePerDay).to.equal(wad("0.25"));
+    expect(step).to.equal(10_416_666_666_666_667n); // ⌈0.25e18 / 24⌉
     await expect(ethRoundAt(f, 2000n, t3)).to.emit(f.oracle, "VolatilitySampled").withArgs(f.weth, P2000, t3, floor + step);
     expect(m.observe(P2000, BigInt(t3))).to.equal(true);
     const o3 = await f.oracle.observation(f.weth);
@@ -724,16 +759,18 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
 
 /** Figures of the crash test (each also computed above from the mirrors). */
 const EXPECTED_CRASH = {
-  maxSize: 20_251_211_462_776_160_094n,
+  maxSize: 2_880_717_676_268_055_909n,
   sigma: 3_745_076_768_236_479_288n,
-  healthAtEntry: 1_404_109_779_887_163_342n,
-  healthPreviousModel: 116_882_041_058_001_238n,
+  healthAtEntry: 10_334_016_601_447_242_579n,
+  healthPreviousModel: 836_038_870_263_426_037n,
   maxSizeAfter: 1_606_726_251_910_721_791n,
 };
 
 describe("Volatility › governance keeps σ: setFeed never resets it, resetVolatility does", function () {
   it("setFeed with the same feed keeps σ and the largest position IM allows; a new feed keeps σ; resetVolatility resets", async function () {
-    const f = await loadFixture(engineFixture);
+    // No IM volatility floor here (M_NO_FLOOR): the largest open is this test's probe of σ, and a 200 % floor, above
+    // σ before and after the reset, would make it the floor's whatever σ is.
+    const f = await loadFixture(engineFixtureNoImFloor);
     const m = await ethMirror(f);
     // σ above its floor: +10 % exactly at the next grid boundary (that boundary's sample).
     const t1 = (Math.floor((await time.latest()) / HOUR) + 1) * HOUR;
@@ -743,10 +780,10 @@ describe("Volatility › governance keeps σ: setFeed never resets it, resetVola
     const v1 = await vols(f);
     expect(v1).to.deep.equal(m.volatilities(BigInt(await time.latest())));
     expect(v1.target).to.equal(EXPECTED_GOV.sigma); // 187.4 %
-    // IM reads max(σ, σ_mm) = σ here, so the largest open does not drift with σ_mm.
-    const maxBefore = maxImSize(USDC(1_000), px, v1);
+    // IM reads max(σ, σ_mm) = σ here (no floor), so the largest open does not drift with σ_mm.
+    const maxBefore = maxImSize(USDC(1_000), px, v1, M_NO_FLOOR);
     expect(maxBefore).to.equal(EXPECTED_GOV.maxSize);
-    await expectMaxSize(f, f.id, maxBefore, px, v1);
+    await expectMaxSize(f, f.id, maxBefore, px, v1, M_NO_FLOOR);
 
     // setFeed with the same feed and parameters (the demo's call before opening): nothing moves.
     const obs = await f.oracle.observation(f.weth);
@@ -757,7 +794,7 @@ describe("Volatility › governance keeps σ: setFeed never resets it, resetVola
     const v2 = await vols(f);
     expect(v2.target).to.equal(v1.target);
     expect(v2).to.deep.equal(m.volatilities(BigInt(await time.latest())));
-    await expectMaxSize(f, f.id, maxBefore, px, v2);
+    await expectMaxSize(f, f.id, maxBefore, px, v2, M_NO_FLOOR);
 
     // A new feed: the price reference restarts, σ stays and σ_mm is carried to the block of the call.
     const feed2 = await (await ethers.getContractFactory("MockAggregator")).deploy(8);
@@ -771,17 +808,18 @@ describe("Volatility › governance keeps σ: setFeed never resets it, resetVola
     const v3 = await vols(f);
     expect(v3.target).to.equal(v1.target);
     expect(v3).to.deep.equal(m.volatilities(BigInt(await time.latest())));
-    await expectMaxSize(f, f.id, maxBefore, px, v3);
+    await expectMaxSize(f, f.id, maxBefore, px, v3, M_NO_FLOOR);
 
     // resetVolatility, governance's explicit call: σ and σ_mm at the floor, and the largest open jumps from 6.1x
-    // to 41.3x (the issue's "20.5x to 40.7x" happened on every setFeed before).
+    // to 41.3x (the issue's "20.5x to 40.7x" happened on every setFeed before; the deployed 200 % IM floor would
+    // cap both at 5.8x).
     await expect(f.oracle.resetVolatility(f.weth)).to.emit(f.oracle, "VolatilityReset").withArgs(f.weth);
     const v4 = await vols(f);
     expect(v4).to.deep.equal({ target: DEFAULT_VOL.floor, maintenance: DEFAULT_VOL.floor });
-    const maxAfterReset = maxImSize(USDC(1_000), px, v4);
+    const maxAfterReset = maxImSize(USDC(1_000), px, v4, M_NO_FLOOR);
     expect(maxAfterReset).to.equal(EXPECTED_GOV.maxSizeAfterReset);
-    await expectMaxSize(f, f.id, maxAfterReset, px, v4);
-    const lev = (size: bigint) => wDivDown(mulDivUp(size, px, WAD), afterOpen(USDC(1_000), size, px, v4).equity);
+    await expectMaxSize(f, f.id, maxAfterReset, px, v4, M_NO_FLOOR);
+    const lev = (size: bigint) => wDivDown(mulDivUp(size, px, WAD), afterOpen(USDC(1_000), size, px, v4, M_NO_FLOOR).equity);
     expect([lev(maxBefore), lev(maxAfterReset)]).to.deep.equal(EXPECTED_GOV.leverage);
   });
 

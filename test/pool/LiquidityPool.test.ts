@@ -152,8 +152,9 @@ describe("LiquidityPool › counterparty accounting", function () {
   it("locks the assets that back open interest: maxWithdraw = totalAssets − backing", async function () {
     const f = await loadFixture(poolFixture);
     await passHoldPeriod(f.pool); // the LP's shares are free: only the backing limits the withdrawal
-    // 200 ETH long at 2,000 = 400,000 USD of open interest; cap fraction 0.5 ⇒ 800,000 USDC backing.
-    await openAccount(f, f.alice, { usdc: USDC(50_000) }, [{ market: f.ethMarket, size: E18(200) }], () => ETH0);
+    // 200 ETH long at 2,000 = 400,000 USD of open interest (on 80,000 USDC: 5x, within IM at the 200 % stress
+    // volatility); cap fraction 0.5 ⇒ 800,000 USDC backing.
+    await openAccount(f, f.alice, { usdc: USDC(80_000) }, [{ market: f.ethMarket, size: E18(200) }], () => ETH0);
     const backing = backingOf(E18(400_000));
     expect(backing).to.equal(USDC(800_000));
     expect((await f.engine.poolExposure())[3]).to.equal(backing);

@@ -228,6 +228,10 @@ describe("Rebalancer", () => {
   describe("rebalance › RELEASE", () => {
     it("releases excess USDC margin to the reserve down to target", async () => {
       const f = await loadFixture(rebalanceFixture);
+      // No IM volatility floor here: with it IM is ~10.9 × MM in a calm market, above any target a policy may set
+      // (at most 10), so a release stops at IM (the next test's rule), never at target × MM, the rule under test.
+      const noFloor = { ...MAJOR_MARKET, maxFundingRate: 0n, imVolFloor: 0n };
+      await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...noFloor });
       const st = await f.engine.accountState(f.id); // 4,000 USDC on a 10 ETH long: health far above 6
       expect(st.health).to.be.greaterThan(wad("6"));
       const fee = expectedFee(E18(2000), f.policy.maxFeeUsd);

@@ -138,14 +138,15 @@ describe("Adversarial review of core hardening (a067e15)", function () {
       await fund(f, f.deployer, f.pool, USDC(10_000));
       await f.pool.donateInsurance(USDC(10_000));
       const id = await newAccount(f, f.alice);
-      await postMargin(f, f.alice, id, "weth", E18(1)); // 2,000 USD of WETH
+      // 1.5 WETH: 3,000 USD, 2,700 counted (IM of 15,000 USD of BTC at the 200 % stress volatility is ~2,592)
+      await postMargin(f, f.alice, id, "weth", E18(3) / 2n);
       await trade(f, f.alice, id, f.btcMarket, E18(1) / 2n); // 0.5 BTC long at 30,000: fee 7.5 (owed)
-      await f.btcFeed.setAnswer(E8(24_000)); // −20 %: loss 3,000, more than the WETH is worth
+      await f.btcFeed.setAnswer(E8(24_000)); // −20 %: loss 3,000, with the fees more than the WETH is worth
       await trade(f, f.alice, id, f.btcMarket, -E18(1) / 2n); // the owner closes: fee 6, all owed
       expect((await f.engine.accountState(id)).settlement).to.equal(
         -(E18(3_013) + E18(1) / 2n)
       );
-      expect(await f.vault.marginOf(id, f.weth)).to.equal(E18(1)); // not empty: nothing written off yet
+      expect(await f.vault.marginOf(id, f.weth)).to.equal(E18(3) / 2n); // not empty: nothing written off yet
       const capital = await f.pool.capital();
       expect(await f.pool.mintAssets()).to.equal(capital + USDC(3_013) + 500_000n); // the debt is priced in
 
@@ -154,14 +155,14 @@ describe("Adversarial review of core hardening (a067e15)", function () {
       await f.pool.connect(attacker).deposit(deposit, attacker.address);
       const shares = await f.pool.balanceOf(attacker.address);
 
-      // Buying all the WETH (1 WETH at 2,000 less 5 %: 1,900 USDC) empties the margin: 1,113.5 USD written off,
+      // Buying all the WETH (1.5 WETH at 2,000 less 5 %: 2,850 USDC) empties the margin: 163.5 USD written off,
       // all of it from the insurance fund.
-      await fund(f, attacker, f.engine, USDC(1_900));
+      await fund(f, attacker, f.engine, USDC(2_850));
       await expect(
-        f.engine.connect(attacker).buyCollateral(id, f.weth, USDC(1_900), 0n)
+        f.engine.connect(attacker).buyCollateral(id, f.weth, USDC(2_850), 0n)
       )
         .to.emit(f.engine, "BadDebt")
-        .withArgs(id, E18(1_113) + E18(1) / 2n, USDC(1_113) + 500_000n);
+        .withArgs(id, E18(163) + E18(1) / 2n, USDC(163) + 500_000n);
       expect(await f.pool.capital()).to.equal(
         capital + deposit + USDC(3_013) + 500_000n
       );

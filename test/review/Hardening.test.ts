@@ -112,13 +112,13 @@ describe("Core hardening › review attacks", function () {
     it("no deposit → price step → liquidation → redeem fits inside the hold period: the redeem reverts SharesLocked", async function () {
       const f = await loadFixture(hardeningFixture);
       const [, , , , , attacker] = await ethers.getSigners();
-      const id = await newAccount(f, f.alice, USDC(2_000));
+      const id = await newAccount(f, f.alice, USDC(4_000)); // 5x: within IM at the 200 % stress volatility
       await trade(f, f.alice, id, f.ethMarket, E18(10));
       const deposit = USDC(3_000_000);
       await lpDeposit(f, attacker, deposit);
       const shares = await f.pool.balanceOf(attacker.address);
       const unlockAt = BigInt(await time.latest()) + HOLD;
-      await setEth(f, 1_820n); // the price step (h ≈ 0.66 at σ's floor) realises alice's loss through her liquidation
+      await setEth(f, 1_620n); // the price step (−19 %, h ≈ 0.74 at σ's floor) realises alice's loss through her liquidation
       await f.engine.connect(f.keeper).liquidate(id);
       await expect(f.pool.connect(attacker).withdraw(1n, attacker.address, attacker.address))
         .to.be.revertedWithCustomError(f.pool, "SharesLocked")
@@ -166,8 +166,8 @@ describe("Core hardening › review attacks", function () {
   describe("3. no LP action and no other account moves an account's health at constant prices", function () {
     it("an LP withdrawing most of the pool, and another account's trade, leave the account's valuation unchanged", async function () {
       const f = await loadFixture(hardeningFixture);
-      const id = await newAccount(f, f.alice, USDC(2_000));
-      await trade(f, f.alice, id, f.ethMarket, E18(20)); // 40,000 USD notional: the size term matters
+      const id = await newAccount(f, f.alice, USDC(8_000));
+      await trade(f, f.alice, id, f.ethMarket, E18(20)); // 40,000 USD notional (5x): the size term matters
       const before = await f.engine.accountState(id);
       const rate = await f.engine.maintenanceRate(f.ethMarket, E18(40_000));
 
@@ -220,15 +220,19 @@ describe("Core hardening › review attacks", function () {
       await f.wbtc.mint(f.alice.address, 10n ** 6n); // 0.01 WBTC
       await f.wbtc.connect(f.alice).approve(f.vault, 10n ** 6n);
       await f.vault.connect(f.alice).depositMargin(id, f.wbtc, 10n ** 6n);
-      await trade(f, f.alice, id, f.ethMarket, E18(10));
+      await trade(f, f.alice, id, f.ethMarket, E18(5)); // 10,000 USD notional on 2,270 counted (4.4x)
       const withBtc = await f.engine.accountState(id);
 
       await time.increase(2 * 3600 + 1); // BTC's heartbeat passes; ETH gets a new round
-      await setEth(f, 1_820n); // −9 %: below 1 by price (σ_mm has moved only seconds' worth toward the new σ)
+      // −19 %: below 1 by price (σ_mm has moved only seconds' worth toward the new σ); the 270 USD of WBTC, were it
+      // counted, would keep the account above 1.
+      await setEth(f, 1_620n);
       expect((await f.oracle.tryPrice(f.wbtc))[0]).to.equal(false);
       const st = await f.engine.accountState(id);
       expect(st.collateral).to.equal(withBtc.collateral - (10n ** 6n * E18(30_000) / 10n ** 8n) * 9n / 10n);
       expect(st.health).to.be.lessThan(WAD);
+      const wbtcCounted = withBtc.collateral - st.collateral;
+      expect(((st.equity + wbtcCounted) * WAD) / st.maintenanceMargin).to.be.gte(WAD); // counted, it would keep h >= 1
       await expect(f.engine.connect(f.keeper).liquidate(id)).to.emit(f.engine, "Liquidated");
       expect(await f.vault.marginOf(id, f.wbtc)).to.equal(10n ** 6n); // not sold at an unknown price
     });
@@ -310,15 +314,16 @@ describe("Core hardening › review attacks", function () {
       await f.usdc.mint(f.deployer.address, USDC(10_000));
       await f.usdc.approve(f.pool, USDC(10_000));
       await f.pool.donateInsurance(USDC(10_000));
-      const id = await newAccount(f, f.alice, USDC(1_000));
-      await trade(f, f.alice, id, f.ethMarket, E18(5)); // fee 5 USD
-      await f.ethFeed.setAnswer(E8(1_700)); // −1,500: equity 995 − 1,500 < 0 (no poke by anyone but the trade)
+      const id = await newAccount(f, f.alice, USDC(2_000));
+      await trade(f, f.alice, id, f.ethMarket, E18(5)); // 5x; fee 5 USD
+      // −25 % (the breaker's limit) −2,500: equity 1,995 − 2,500 < 0 (no poke by anyone but the trade)
+      await f.ethFeed.setAnswer(E8(1_500));
       const close = f.engine.connect(f.alice).modifyPosition(id, f.ethMarket, -E18(5), 0n);
-      // Loss 1,500 + close fee 4.25 against 995 of USDC margin: 509.25 USD of bad debt.
-      const debtUsd = E18(1_500) + wad("4.25") - E18(995);
-      await expect(close).to.emit(f.engine, "BadDebt").withArgs(id, debtUsd, USDC(509) + 250_000n);
+      // Loss 2,500 + close fee 3.75 against 1,995 of USDC margin: 508.75 USD of bad debt.
+      const debtUsd = E18(2_500) + wad("3.75") - E18(1_995);
+      await expect(close).to.emit(f.engine, "BadDebt").withArgs(id, debtUsd, USDC(508) + 750_000n);
       expect(await f.vault.marginMask(id)).to.equal(0n);
-      expect(await f.pool.insuranceBalance()).to.equal(USDC(10_000) - USDC(509) - 250_000n);
+      expect(await f.pool.insuranceBalance()).to.equal(USDC(10_000) - USDC(508) - 750_000n);
       expect((await f.engine.accountState(id)).settlement).to.equal(0n);
     });
   });
@@ -392,8 +397,8 @@ describe("Core hardening › review attacks", function () {
   describe("10. Rebalanced reports each amount in its own field", function () {
     it("a TOP_UP + REDUCE reports the collateral topped up and the notional reduced apart, nothing released", async function () {
       const f = await loadFixture(hardeningFixture);
-      const id = await newAccount(f, f.alice, USDC(2_000));
-      await trade(f, f.alice, id, f.ethMarket, E18(35)); // 70,000 USD notional
+      const id = await newAccount(f, f.alice, USDC(4_000));
+      await trade(f, f.alice, id, f.ethMarket, E18(10)); // 20,000 USD notional (5x)
       await f.usdc.mint(f.alice.address, USDC(100));
       await f.usdc.connect(f.alice).approve(f.vault, USDC(100));
       await f.vault.connect(f.alice).deposit(id, f.usdc, USDC(100));
@@ -407,7 +412,7 @@ describe("Core hardening › review attacks", function () {
         maxFeeUsd: wad("1"), // the flat part alone is 1 USD: the fee is exactly 1 USD whatever the base fee
         topUpAssets: [await f.usdc.getAddress()],
       });
-      await setEth(f, 1_990n);
+      await setEth(f, 1_635n); // −18.25 %: equity 340 on MM ~259 (h ≈ 1.31), the 100 USDC top-up short of 2
       const st = await f.engine.accountState(id);
       expect(st.health).to.be.greaterThanOrEqual(WAD);
       expect(st.health).to.be.lessThan(wad("1.5"));

@@ -139,6 +139,9 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
       const tl = t + 2n;
       const inputs = model(px, vm.volatilities(tl), tl);
       const before = valuation(inputs, RISK);
+      // σ runs ahead of σ_mm here: the fraction restores the target against MM at the current σ (the mirror's
+      // mmNow), more than MM at σ_mm (the chain's accountState has no mmNow: the mirror's valuation is passed).
+      expect(before.mmNow).to.be.gt(before.maintenanceMargin);
       const { f, rule } = liquidationFraction(before, RISK);
       const liq = applyLiquidation({ ...inputs, usdcMargin, poolCapital }, f, RISK);
       const remaining = liq.positionsAfter.filter((p) => p.size !== 0n);
@@ -183,27 +186,31 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
     }
     expect(liquidatedAt).to.be.gt(0);
     expect(minHealthBefore).to.be.lt(WAD);
-    // Highest σ and σ_mm at the pokes up to the liquidation: σ_mm trails σ at 50 percentage points a day.
+    // Highest σ and σ_mm at the pokes up to the liquidation: σ_mm trails σ at 25 percentage points a day.
     expect([maxTarget, maxMaintenance]).to.deep.equal(EXPECTED.maxVols);
   });
 });
 
 /**
  * The mirror's prediction for this file, pinned (each value is also asserted equal to the mirror and the
- * contract above): bar 78 = 2020-03-12 06:00 UTC, close 173.80 (−14.4 % from 203.14). With the risk model of
- * issue 9 (σ sampled hourly, MM at σ_mm which moves toward σ at ≤ 50 percentage points a day) the same hour is
- * the first below 1, at health ≈ 0.9146 (σ ≈ 157.7 %, σ_mm ≈ 113.5 % a year: σ_mm has had 3¼ days to climb
- * from its 10 % floor), against ≈ 0.687 when MM read σ itself. The partial liquidation is therefore smaller:
- * f ≈ 27.51 % (was 47.36 %), leaving ≈ 72.49 ETH (was 52.64) and equity ≈ 1,060.18 USD at health ≈ 1.2016; the
- * keeper receives 5 + ½ × 1 % × 4,781.89 ≈ 28.909442 USDC (was 46.156333).
- * Highest values on the way: σ ≈ 157.7 % and σ_mm ≈ 113.5 %, both at the liquidation hour.
+ * contract above): bar 79 = 2020-03-12 07:00 UTC, close 171.61 (−15.5 % from 203.14). With the risk model of
+ * issue 9 (σ sampled hourly, MM at σ_mm which moves toward σ at ≤ 25 percentage points a day) that hour is the
+ * first below 1, at health ≈ 0.8921 (σ ≈ 156.3 %, σ_mm ≈ 91.3 % a year: σ_mm has had 3¼ days to climb from its
+ * 10 % floor), against ≈ 0.5636 were MM read at σ itself. The 5x long opened within IM (IM prices it at the
+ * market's 200 % stress volatility: 5.8x at most) and was not liquidated at bar 78 (173.80), where it was when
+ * σ_mm moved at 50 points a day.
+ * The liquidation restores the 1.2 target against MM at the current volatility (mmNow = N·mmr(max(σ, σ_mm)) + R
+ * ≈ 1,586.30 USD, against MM ≈ 1,002.16 USD at σ_mm): f ≈ 58.78 % (30.60 % restoring it against MM at σ_mm),
+ * leaving ≈ 41.22 ETH and equity ≈ 788.12 USD at health ≈ 1.901 at σ_mm; the keeper receives
+ * 5 + ½ × 1 % × 10,087.78 ≈ 55.438889 USDC.
+ * Highest values on the way: σ ≈ 157.7 % (bar 78) and σ_mm ≈ 91.3 % (the liquidation hour's poke).
  */
 const EXPECTED = {
-  at: { hour: 78, close: 17_380_000_000n, rule: "partial" },
-  healthAndVols: [914_595_178_891_601_915n, 1_576_780_397_728_155_421n, 1_134_519_445_784_562_541n],
-  maxVols: [1_576_780_397_728_155_421n, 1_134_513_658_747_525_504n],
-  fraction: 275_137_424_662_298_415n,
-  remainingSize: 72_486_257_533_770_158_500n,
-  equityAfter: 1_060_175_635_000_000_000_000n,
-  keeperUsdc: 28_909_442n,
+  at: { hour: 79, close: 17_161_000_000n, rule: "partial" },
+  healthAndVols: [892_070_611_490_670_626n, 1_562_825_187_489_758_881n, 912_505_787_037_037_064n],
+  maxVols: [1_576_780_397_728_155_421n, 912_502_893_518_518_545n],
+  fraction: 587_831_584_709_001_002n,
+  remainingSize: 41_216_841_529_099_899_800n,
+  equityAfter: 788_116_412_000_000_000_000n,
+  keeperUsdc: 55_438_889n,
 };

@@ -27,15 +27,18 @@ import { expectedFee, planRestore, type ReserveIn } from "../helpers/rebalance";
  * liquidated too. At 2x the control is liquidated and the policy account never.
  *
  * The risk model of issue 9 (σ sampled on the hourly grid, MM at σ_mm which moves toward σ by at most
- * 50 percentage points a day, both ways) changes the path, and the test pins the new one: σ peaks at 398 % on
- * 20 May 02:00, σ_mm climbs from its 10 % floor to 296 % and comes down as slowly. The −13.1 % close of 19 May
- * 12:00 (hour 84) lifts σ from 212 % to 321 % but σ_mm only to 182.5 %: neither account falls below the trigger
- * then. Bob is no longer liquidated at hour 96 (2,230.90), where MM read σ = 390 % and now reads σ_mm = 208 %;
- * he carries his full 10 ETH into the later lows, where σ_mm has caught up (290 % at hour 149, above σ's 286 %
- * since it falls slowly too), and is liquidated four times (hours 149, 176, 180, 184) instead of three: at 2x
- * with no reserve the loss to the 8-day low exceeds his margin, so liquidations are price-driven and only move
- * in time. Alice's reserve goes in five smaller steps (three TOP_UPs, a TOP_UP|REDUCE, a REDUCE) instead of
- * three, and her lowest health is 1.238 instead of 1.130.
+ * 25 percentage points a day, both ways; a liquidation restores its target against MM at max(σ, σ_mm)) changes
+ * the path, and the test pins the new one: σ peaks at 398 % on 20 May 02:00, σ_mm climbs from its 10 % floor
+ * and never catches up (208 % at the end, σ above it throughout). The −13.1 % close of 19 May 12:00 (hour 84)
+ * lifts σ from 212 % to 321 % but σ_mm only to 96.5 %: neither account falls below the trigger then, nor at the
+ * lows of 20-21 May (hour 96, 2,230.90: health 2.29 with MM at σ_mm = 109 %, where MM once read σ = 390 %; hours
+ * 140 and 149: 1.76 and 1.61), where at 50 points a day alice was rescued and bob liquidated. The two accounts
+ * stay identical until 23 May 07:00 (hour 175, 2,157.64, health 1.138), alice's first rescue. Bob, without a
+ * reserve, is liquidated twice (hours 176 and 184) instead of four times: at 2x with no reserve the loss to the
+ * 8-day low exceeds his margin, so he is liquidated whatever the speed, but each liquidation now restores the
+ * target against MM at σ (250-281 % there, σ_mm 192-201 %), and he stays above 1 at the 180 and 183 lows (health
+ * 1.14 and 1.07). Alice's reserve goes in four steps (three TOP_UPs and a TOP_UP|REDUCE, all on
+ * 23 May) instead of five, and her lowest health is 1.138 (was 1.238).
  *
  * The 8-day low of the hourly closes is 1,848.11 on 23 May 16:00 (the 19 May low close is 2,365.18).
  */
@@ -50,7 +53,7 @@ const POLICY = NARROW_POLICY;
 const TX_FEES = { maxFeePerGas: 2n * BASE_FEE, maxPriorityFeePerGas: 0n };
 
 describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never liquidated while the identical account without one is", function () {
-  it("replays 192 hourly closes: alice is rescued 5 times (3 TOP_UP, TOP_UP|REDUCE, REDUCE), bob is liquidated at hours 149, 176, 180, 184", async function () {
+  it("replays 192 hourly closes: alice is rescued 4 times (3 TOP_UP, TOP_UP|REDUCE), bob is liquidated at hours 176, 184", async function () {
     const bars = loadPriceCsv(FILE, 8);
     expect(bars.length).to.equal(192);
     const [deployer, lp, alice, bob, keeper, liquidator] = await ethers.getSigners();
@@ -239,22 +242,21 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
       }
     }
 
-    // Alice: never below 1, never liquidated; rescued five times with both actions of her policy.
+    // Alice: never below 1, never liquidated; rescued four times with both actions of her policy.
     expect(await engine.queryFilter(engine.filters.Liquidated(aliceId))).to.have.length(0);
     expect(liquidations.filter((l) => l.id === aliceId)).to.deep.equal([]);
     expect(minAliceHealth).to.be.gte(WAD);
     expect(rebalances.map((r) => ({ hour: r.hour, action: r.action }))).to.deep.equal([
-      { hour: 96, action: ACTION.TOP_UP }, // 20 May 00:00, 2,230.90: the USDC reserve covers it
-      { hour: 140, action: ACTION.TOP_UP }, // 21 May 20:00, 2,247.91: the rest of the USDC, then WETH
-      { hour: 176, action: ACTION.TOP_UP }, // 23 May 08:00, 2,033.84: more of the WETH
-      { hour: 180, action: ACTION.TOP_UP | ACTION.REDUCE }, // 23 May 12:00, 1,938.52: the last of the reserve, then reduce
-      { hour: 184, action: ACTION.REDUCE }, // 23 May 16:00, 1,848.11: reserve empty, reduce only
+      { hour: 175, action: ACTION.TOP_UP }, // 23 May 07:00, 2,157.64: the USDC reserve covers it
+      { hour: 176, action: ACTION.TOP_UP }, // 23 May 08:00, 2,033.84: the rest of the USDC, then WETH
+      { hour: 180, action: ACTION.TOP_UP }, // 23 May 12:00, 1,938.52: more of the WETH
+      { hour: 184, action: ACTION.TOP_UP | ACTION.REDUCE }, // 23 May 16:00, 1,848.11: the last of the reserve, then reduce
     ]);
-    expect(await rebalancer.queryFilter(rebalancer.filters.Rebalanced(aliceId))).to.have.length(5);
+    expect(await rebalancer.queryFilter(rebalancer.filters.Rebalanced(aliceId))).to.have.length(4);
     expect(maxVols).to.deep.equal(EXPECTED.maxVols);
 
     // Bob (no policy): identical to alice until her first rescue, then liquidated at the pinned hours.
-    expect(identicalUntil).to.equal(96); // hour 96's poke included: both at the same health, then alice is rescued
+    expect(identicalUntil).to.equal(175); // hour 175's poke included: both at the same health, then alice is rescued
     expect(liquidations.map((l) => l.hour)).to.deep.equal(EXPECTED.bobLiquidatedAt);
     expect(liquidations.every((l) => l.id === bobId)).to.equal(true);
     expect(await engine.queryFilter(engine.filters.Liquidated(bobId))).to.have.length(EXPECTED.bobLiquidatedAt.length);
@@ -296,53 +298,50 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
  * inputs, and σ, σ_mm every hour against the oracle mirror; the healths and equities below are the chain's, and
  * agree with the valuation mirror of test/helpers/marginMath.ts on the engine's ledger). Rebalances as
  * [hBefore, hAfter, toppedUpUsd, reducedNotionalUsd, feeUsd]:
- * - hour 96 (20 May 00:00, 2,230.90): TOP_UP of 832.262393 USDC, 1.298 → 1.600; fee 27.7708 USD.
- * - hour 140 (21 May 20:00, 2,247.91): TOP_UP of the last 1,167.737607 USDC and WETH (1,322.99 USD counted),
- *   1.238 → 1.600; fee 27.97492 USD.
- * - hour 176 (23 May 08:00, 2,033.84): TOP_UP of WETH (861.59 USD counted), 1.296 → 1.600; fee 25.40608 USD.
- * - hour 180 (23 May 12:00, 1,938.52): TOP_UP of the last WETH (789.57 USD counted), still short, REDUCE of
- *   711.44 USD of notional, 1.258 → 1.600; fee 24.26224 USD.
- * - hour 184 (23 May 16:00, 1,848.11): reserve empty, REDUCE of 3,948.86 USD of notional, 1.256 → 1.601;
- *   fee 23.17732 USD.
- * Alice ends with 7.50 ETH, health 2.22 and equity 5,274.14 USD (both reserves now in margin; she paid
- * 128.59 USD of keeper fees for five rescues, against 80.33 for three); bob, liquidated at 149 (2,233.14),
- * 176 (2,033.84), 180 (1,938.52) and 184 (1,848.11), ends with 2.73 ETH and equity 1,552.41 USD (was 3.44 ETH
- * and 2,059.65 USD when MM read σ: one more liquidation penalty, and his full size carried into the lows).
- * Highest σ and σ_mm at the hourly pokes: 398.0 % (20 May 02:00) and 296.1 %.
+ * - hour 175 (23 May 07:00, 2,157.64): TOP_UP of 1,131.446205 USDC, 1.138 → 1.600; fee 26.89168 USD.
+ * - hour 176 (23 May 08:00, 2,033.84): TOP_UP of the last 868.553795 USDC and WETH (1,061.23 USD counted),
+ *   1.142 → 1.600; fee 25.40608 USD.
+ * - hour 180 (23 May 12:00, 1,938.52): TOP_UP of WETH (884.22 USD counted), 1.209 → 1.600; fee 24.26224 USD.
+ * - hour 184 (23 May 16:00, 1,848.11): TOP_UP of the last WETH (645.24 USD counted), still short, REDUCE of
+ *   1,260.41 USD of notional, 1.200 → 1.600; fee 23.17732 USD.
+ * Alice ends with 9.32 ETH, health 2.45 and equity 5,723.99 USD (both reserves now in margin; she paid 99.74 USD of
+ * keeper fees for four rescues, against 128.59 for five when σ_mm moved at 50 points a day); bob, liquidated at
+ * 176 (2,033.84) and 184 (1,848.11), ends with 1.65 ETH and equity 991.61 USD (was 2.73 ETH and 1,552.41 USD after
+ * four liquidations: each liquidation now closes down to the target at σ, more of his size at each low).
+ * Highest σ and σ_mm at the hourly pokes: 398.0 % (20 May 02:00) and 207.9 % (the last hour: σ_mm never caught up).
  */
 const EXPECTED = {
-  bobLiquidatedAt: [149, 176, 180, 184],
-  maxVols: [3_980_486_793_412_869_998n, 2_960_628_053_275_713_545n],
+  bobLiquidatedAt: [176, 184],
+  maxVols: [3_980_486_793_412_869_998n, 2_079_169_560_185_185_249n],
   final: {
-    minAliceHealth: 1_237_895_603_445_226_350n,
+    minAliceHealth: 1_137_841_586_519_834_713n,
     rebalances: [
-      [1_297_692_512_952_697_333n, 1_600_000_000_330_929_642n, 832_262_393_000_000_000_000n, 0n, 27_770_800_000_000_000_000n],
-      [1_237_893_245_132_932_415n, 1_600_000_000_000_000_000n, 1_322_993_812_489_184_612_552n, 0n, 27_974_920_000_000_000_000n],
-      [1_296_091_352_399_784_586n, 1_600_000_000_000_000_000n, 861_590_487_524_421_397_596n, 0n, 25_406_080_000_000_000_000n],
+      [1_137_840_028_658_631_772n, 1_600_000_000_370_259_825n, 1_131_446_205_000_000_000_000n, 0n, 26_891_680_000_000_000_000n],
+      [1_142_425_578_012_592_726n, 1_600_000_000_000_000_000n, 1_061_228_427_117_631_330_995n, 0n, 25_406_080_000_000_000_000n],
+      [1_209_072_029_976_296_417n, 1_600_000_000_000_000_000n, 884_215_004_915_669_483_711n, 0n, 24_262_240_000_000_000_000n],
       [
-        1_258_432_094_172_344_484n,
-        1_600_163_251_467_037_371n,
-        789_570_089_505_489_687_618n,
-        711_438_051_950_981_808_331n,
-        24_262_240_000_000_000_000n,
+        1_200_389_362_285_733_063n,
+        1_600_348_760_978_494_137n,
+        645_242_999_207_891_959_566n,
+        1_260_411_140_832_855_497_700n,
+        23_177_320_000_000_000_000n,
       ],
-      [1_255_619_554_735_522_775n, 1_600_878_669_449_338_796n, 0n, 3_948_864_836_171_938_965_145n, 23_177_320_000_000_000_000n],
     ],
-    totalFeeUsd: 128_591_360_000_000_000_000n,
+    totalFeeUsd: 99_737_320_000_000_000_000n,
     alice: {
-      size: 7_496_294_938_288_773_135n,
+      size: 9_317_999_934_618_147_460n,
       reserveUsdc: 0n,
       reserveWeth: 0n,
-      marginUsdc: 1_526_252_837n,
+      marginUsdc: 1_523_828_885n,
       marginWeth: E18(1),
-      equity: 5_274_137_065_594_878_005_998n,
-      health: 2_216_114_051_038_400_249n,
+      equity: 5_723_990_414_517_877_735_536n,
+      health: 2_452_594_726_909_291_822n,
     },
     bob: {
-      size: 2_731_629_221_556_815_169n,
-      marginUsdc: 874_215_204n,
-      equity: 1_552_407_025_327_149_022_695n,
-      health: 1_785_886_298_841_923_199n,
+      size: 1_651_191_976_289_994_050n,
+      marginUsdc: 581_666_935n,
+      equity: 991_613_805_074_880_816_793n,
+      health: 2_380_423_946_817_859_332n,
     },
   },
 };

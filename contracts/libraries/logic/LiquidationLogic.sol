@@ -35,7 +35,10 @@ library LiquidationLogic {
         if (AccountLogic.canRescue(s, ctx, accountId, before)) revert IMarginEngine.RescueAvailable(accountId);
 
         IMarginEngine.RiskParams memory r = s.risk;
-        fraction = liquidationFraction(before, AccountLogic.currentVolMaintenance(s, ctx, accountId), r, env.settlementScale);
+        // Far under, everything closes: the requirement at the current volatility is not needed.
+        fraction = before.health < r.fullLiquidationHealth
+            ? WAD
+            : liquidationFraction(before, AccountLogic.currentVolMaintenance(s, ctx, accountId), r, env.settlementScale);
         (uint256 closedNotional,) = AccountLogic.closeFraction(s, ctx, accountId, fraction, false);
 
         // Penalty rounds up (against the account); the liquidator's share rounds down (for the protocol).

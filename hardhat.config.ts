@@ -6,16 +6,28 @@ import "@nomicfoundation/hardhat-toolbox";
 
 const SOLC_VERSION = "0.8.28";
 
-// No compiler downloads on these machines: serve solc-js from the pinned npm `solc` package.
+/**
+ * No compiler downloads on these machines: each solc version is served as solc-js from a pinned npm package,
+ * keyed by version. 0.8.28 (`solc`) compiles the project's contracts; 0.8.19 (`solc-0.8.19`, an npm alias of
+ * solc@0.8.19) compiles only the gas benchmark's reference protocol, Morpho Blue (lib/bench/solc.ts asks this
+ * same subtask for it; it is never part of `hardhat compile`).
+ */
+const SOLC_PACKAGES: Record<string, string> = { [SOLC_VERSION]: "solc", "0.8.19": "solc-0.8.19" };
+
 subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string }, _hre, runSuper) => {
-  if (args.solcVersion !== SOLC_VERSION) return runSuper();
+  const pkg = SOLC_PACKAGES[args.solcVersion];
+  if (pkg === undefined) return runSuper();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const solc = require("solc");
+  const solc = require(pkg);
+  const longVersion: string = solc.version();
+  if (!longVersion.startsWith(`${args.solcVersion}+`)) {
+    throw new Error(`npm package ${pkg} serves solc ${longVersion}, not ${args.solcVersion}`);
+  }
   return {
-    compilerPath: path.join(path.dirname(require.resolve("solc/package.json")), "soljson.js"),
+    compilerPath: path.join(path.dirname(require.resolve(`${pkg}/package.json`)), "soljson.js"),
     isSolcJs: true,
-    version: SOLC_VERSION,
-    longVersion: solc.version(),
+    version: args.solcVersion,
+    longVersion,
   };
 });
 

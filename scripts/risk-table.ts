@@ -13,11 +13,16 @@
  *   cp lib/riskReplay.ts /tmp/prevmodel/lib/ && cp scripts/risk-table.ts /tmp/prevmodel/scripts/
  *   (cd /tmp/prevmodel && RISK_BASELINE_OUT="$PWD/../risk-baseline.json" npx hardhat run scripts/risk-table.ts)
  * then the JSON is copied to data/ (the worktree is removed; nothing is committed there).
+ *
+ * Exploring defaults (how the README's were chosen): RISK_IM_VOL_FLOOR (the market's imVolFloor, annualised, e.g.
+ * 1.5 = 150 %) and RISK_MAX_CHANGE_PER_DAY (the maintenance σ's speed, e.g. 0.25) replay the current model with
+ * those values instead of deploy/params.ts and the oracle's defaults.
  */
 import fs from "node:fs";
 import { execFileSync } from "node:child_process";
 import { network } from "hardhat";
 
+import { wad } from "../deploy/params";
 import {
   BASELINE_FILE,
   formatTable,
@@ -33,7 +38,15 @@ async function main() {
   if (network.name !== "hardhat") throw new Error(`the risk table runs on the in-process network; got --network ${network.name}`);
   const t0 = Date.now();
   const paths = standardPaths();
-  const result = await replayPaths(paths);
+  const config: Parameters<typeof replayPaths>[1] = {};
+  // The contracts' bounds: imVolFloor 0 … 10 (GovernanceLogic), maxChangePerDay 0.01 … 10 (OracleRouter).
+  const floor = envDecimal("RISK_IM_VOL_FLOOR", 0, 10);
+  const speed = envDecimal("RISK_MAX_CHANGE_PER_DAY", 0.01, 10);
+  if (floor !== undefined) config.market = { imVolFloor: floor };
+  if (speed !== undefined) config.volParams = { maxChangePerDay: speed };
+  if (floor !== undefined || speed !== undefined)
+    console.log(`explored: imVolFloor ${process.env.RISK_IM_VOL_FLOOR ?? "default"}, maxChangePerDay ${process.env.RISK_MAX_CHANGE_PER_DAY ?? "default"}`);
+  const result = await replayPaths(paths, config);
   const summaries = result.paths.map(summarise);
   const population = populationFingerprint(paths);
 
@@ -92,7 +105,24 @@ async function main() {
   console.log(`\nreplays ${result.wallSeconds.toFixed(1)} s, total ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
 
+/** A decimal environment variable as WAD, within [min, max]; undefined when unset. Bad input: a one-line error. */
+function envDecimal(name: string, min: number, max: number): bigint | undefined {
+  const text = process.env[name];
+  if (text === undefined || text === "") return undefined;
+  if (!/^\d+(\.\d{1,18})?$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new UserError(`${name}=${text} is not a decimal between ${min} and ${max} (e.g. ${name}=1.5)`);
+  }
+  return wad(text);
+}
+
+class UserError extends Error {}
+
 main().catch((e) => {
+  if (e instanceof UserError) {
+    console.error(`error: ${e.message}`);
+    process.exitCode = 1;
+    return;
+  }
   console.error(e);
   process.exitCode = 1;
 });

@@ -148,10 +148,11 @@ describe("MarginEngine › liquidate", function () {
     expectState(await f.engine.accountState(f.book.id), p.before);
     expect(p.before.health).to.be.lt(WAD).and.gte(RISK.fullLiquidationHealth);
 
-    // f = (t·(M + R) − E + R) / (t·M − p·N), rounded up; spelled out once more here.
+    // f = (t·(M + R) − (E − R − u)) / (t·M − p·N), rounded up, u = one USDC unit (1e12) of settle rounding kept
+    // for the protocol; spelled out once more here.
     const R = RISK.keeperReward;
     const M = p.before.maintenanceMargin - R;
-    const num = mulDivUp(RISK.liquidationTargetRatio, M + R, WAD) - p.before.equity + R;
+    const num = mulDivUp(RISK.liquidationTargetRatio, M + R, WAD) - (p.before.equity - R - USDC_SCALE);
     const den = wMulDown(M, RISK.liquidationTargetRatio) - mulDivUp(p.before.notional, RISK.liquidationPenalty, WAD);
     expect(p.fraction).to.equal(mulDivUp(num, WAD, den));
     expect(p.fraction).to.be.gt(0n).and.lt(WAD);
@@ -182,10 +183,10 @@ describe("MarginEngine › liquidate", function () {
     expect(await f.pool.capital()).to.equal(p.liq.poolCapitalAfter);
     expectState(await f.engine.accountState(f.book.id), p.after);
 
-    // Health after: at least the target. Rounding that could pull it below: the settle rounds the owed
-    // USDC up (< 1e-6 USD of equity) and the health division rounds down; f and the closed size round up,
-    // which more than covers both here. Stated bound: target − 1e10 (1e-8).
-    expect(p.after.health).to.be.gte(RISK.liquidationTargetRatio - 10n ** 10n);
+    // Health after: at least the target, rounding included. The settle rounds the owed USDC up (< 1e-6 USD of
+    // equity): the fraction keeps that unit (E − R − 1e12), and f and the closed size round up (σ = σ_mm: mmNow = MM).
+    expect(p.after.equity).to.be.gte(mulDivUp(RISK.liquidationTargetRatio, p.after.maintenanceMargin, WAD));
+    expect(p.after.health).to.be.gte(RISK.liquidationTargetRatio);
     expect(p.after.health).to.be.lt(RISK.liquidationTargetRatio + wad("0.01"));
   });
 
@@ -203,7 +204,7 @@ describe("MarginEngine › liquidate", function () {
     expect(p.rule).to.equal("full-health");
     const atDefault = liquidationFraction(p.before, RISK);
     expect(atDefault.rule).to.equal("partial");
-    expect(atDefault.f).to.equal(812_331_279_673_401_848n); // what the default threshold would close
+    expect(atDefault.f).to.equal(812_331_294_221_364_664n); // what the default threshold would close
     expect(await f.engine.liquidationFraction(f.book.id)).to.equal(WAD);
 
     const keeperUsdc0 = await f.usdc.balanceOf(f.keeper);

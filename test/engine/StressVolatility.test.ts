@@ -14,6 +14,7 @@ import {
   mulDivUp,
   requirements,
   sqrtHorizon,
+  USDC_SCALE,
   valuation,
   WAD,
   wDivDown,
@@ -341,10 +342,11 @@ describe("MarginEngine › liquidation restores its target against the maintenan
     expect(before.maintenanceMargin).to.equal(wMulUp(n, mmr(M, n, v.maintenance, SQRT_H)) + R);
     expect([before.maintenanceMargin, before.mmNow]).to.deep.equal([EXPECTED.mmAtView, EXPECTED.mmNow]);
 
-    // The documented fraction, against mmNow, and the classic one against MM at σ_mm.
+    // The documented fraction, against mmNow, and the classic one against MM at σ_mm (both with the keeper reward
+    // counted as paid and one USDC unit of settle rounding kept: equity E − R − 1e12).
     const closeCost = wMulUp(before.notional, RISK.liquidationPenalty);
-    const now = leastCloseFraction(RISK.liquidationTargetRatio, before.mmNow, R, before.equity - R, closeCost);
-    const atMm = leastCloseFraction(RISK.liquidationTargetRatio, before.maintenanceMargin, R, before.equity - R, closeCost);
+    const now = leastCloseFraction(RISK.liquidationTargetRatio, before.mmNow, R, before.equity - R - USDC_SCALE, closeCost);
+    const atMm = leastCloseFraction(RISK.liquidationTargetRatio, before.maintenanceMargin, R, before.equity - R - USDC_SCALE, closeCost);
     expect(now).to.deep.equal({ f: EXPECTED.fractionNow, rule: "partial" });
     expect(atMm).to.deep.equal({ f: EXPECTED.fractionAtMm, rule: "partial" });
     expect(now.f).to.be.gt(atMm.f);
@@ -410,7 +412,7 @@ describe("MarginEngine › liquidation restores its target against the maintenan
       RISK.liquidationTargetRatio,
       st.maintenanceMargin,
       R,
-      st.equity - R,
+      st.equity - R - USDC_SCALE,
       wMulUp(st.notional, RISK.liquidationPenalty),
     );
     expect(classic).to.deep.equal({ f: EXPECTED.calmFraction, rule: "partial" });
@@ -462,8 +464,8 @@ const EXPECTED = {
   mmAtView: 130_158_557_595_092_320_000n,
   mmNow: 252_149_476_937_896_731_250n,
   healthAtView: 921_952_441_831_029_076n,
-  fractionNow: 871_127_660_382_276_430n,
-  fractionAtMm: 597_477_637_430_340_494n,
+  fractionNow: 871_127_665_026_324_705n,
+  fractionAtMm: 597_477_651_935_650_857n,
   /** calm control at 1,625 */
-  calmFraction: 597_056_449_899_304_473n,
+  calmFraction: 597_056_464_419_792_765n,
 };

@@ -167,7 +167,7 @@ export function liquidationFraction(
     r.liquidationTargetRatio,
     s.mmNow ?? s.maintenanceMargin,
     r.keeperReward,
-    s.equity - r.keeperReward,
+    s.equity - r.keeperReward - USDC_SCALE, // one USDC unit of settle rounding kept (for the protocol)
     wMulUp(s.notional, r.liquidationPenalty),
   );
   if (least.rule !== "partial") return { f: WAD, rule: least.rule === "den" ? "den" : "ge1" };

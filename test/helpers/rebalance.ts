@@ -135,20 +135,29 @@ export function rescueFee(ethPriceWad: bigint, maxFeeUsd: bigint, baseFee: bigin
 }
 
 /**
- * The engine's `canRescue` value test (README "Rescue below 1"): E − maxFeeUsd + Σ reserve × price × haircut
- * (each rounded down) ≥ liquidationTargetRatio × MM (rounded up). The other conditions (registered module, TOP_UP,
+ * The engine's `canRescue` value test (README "Rescue below 1"): E − maxFeeUsd − one USDC unit (the settle's
+ * rounding) + Σ reserve × price × haircut (each rounded down) ≥ liquidationTargetRatio × mmNow (rounded up), mmNow
+ * the maintenance margin at the current volatility — what the pre-empted liquidation would restore. A state read
+ * from the chain has no mmNow: it equals MM while σ <= σ_mm. The other conditions (registered module, TOP_UP,
  * maxFeeUsd ≥ keeperReward, cooldown) are the test's to state.
  */
 export function reserveCanRescue(
-  st: { equity: bigint; maintenanceMargin: bigint },
+  st: { equity: bigint; maintenanceMargin: bigint; mmNow?: bigint },
   maxFeeUsd: bigint,
   reserves: ReserveIn[],
   liquidationTarget = DEFAULT_RISK.liquidationTargetRatio,
 ): boolean {
-  let lifted = st.equity - maxFeeUsd;
+  let lifted = st.equity - maxFeeUsd - USDC_SCALE;
   for (const r of reserves) lifted += countedValue(r.available, r.price, Number(r.decimals), r.haircut);
-  return lifted >= targetRequirement(liquidationTarget, st.maintenanceMargin);
+  return lifted >= targetRequirement(liquidationTarget, st.mmNow ?? st.maintenanceMargin);
 }
+
+/**
+ * Equity a rescue must leave (the Rebalancer's plan and the engine's RescueFallsShort): the liquidation target
+ * × the maintenance margin at the current volatility, rounded up, plus one USDC unit of settle rounding.
+ */
+export const rescueRequirement = (liquidationTarget: bigint, mmNow: bigint) =>
+  targetRequirement(liquidationTarget, mmNow) + USDC_SCALE;
 
 /** Token amount of a top-up that adds `needUsd` of counted value: ceil(ceil(need / haircut) × 10^dec / px). */
 export function topUpAmount(needUsd: bigint, priceWad: bigint, decimals: number, haircut: bigint): bigint {
@@ -191,7 +200,9 @@ export interface PlanOut {
 /**
  * README "Rebalancing" step 4 with the fee counted as paid: top up ΔC = target × MM − (E − fee) from the
  * reserves in the policy's order (amounts rounded up, value counted at price then haircut rounded down),
- * then, if still short, reduce every position by `reduceFraction`.
+ * then, if still short, reduce every position by `reduceFraction`. A rescue (health < 1) passes `target` =
+ * max(policy target, liquidation target) and `rescueRequired` = rescueRequirement(liquidation target, mmNow):
+ * the equity to reach is then the larger of the two.
  */
 export function planRestore(
   target: bigint,
@@ -200,8 +211,10 @@ export function planRestore(
   fee: bigint,
   keeperReward: bigint,
   reserves: ReserveIn[],
+  rescueRequired = 0n,
 ): PlanOut {
-  const required = targetRequirement(target, st.maintenanceMargin);
+  const mmRequired = targetRequirement(target, st.maintenanceMargin);
+  const required = rescueRequired > mmRequired ? rescueRequired : mmRequired;
   let equity = st.equity - fee;
   const plan: PlanOut = { action: 0, assets: [], amounts: [], reduceFraction: 0n, toppedUpUsd: 0n, reducedNotionalUsd: 0n };
   let added = 0n;

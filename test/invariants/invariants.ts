@@ -4,6 +4,7 @@
  * naming itself when the promise is broken. `checkAll` runs all seven after every step.
  */
 import { MAJOR_MARKET } from "../../deploy/params";
+import { mmr, mulDivUp } from "../helpers/marginMath";
 import {
   CRYPTO_FEED,
   DECIMALS,
@@ -158,12 +159,34 @@ export function setTokenAddresses(w: World) {
 const ceilWad = (x: bigint, y: bigint) => (x * y + WAD - 1n) / WAD;
 
 /**
+ * The maintenance margin at the current volatility (README "Rescue below 1", "Liquidation"): Σ ⌈N·mmr(max(σ, σ_mm))⌉
+ * + keeperReward over the account's positions (N = ⌈|size| × price⌉), from the snapshot's prices and the oracle's
+ * (σ, σ_mm) — what a liquidation restores its target against, and so what a rescue pre-empting it must. Undefined
+ * when a position's market has no valid price.
+ */
+export function mmNowModel(s: Snapshot, a: AccountSnap): bigint | undefined {
+  const open = openMarkets(a);
+  let mm = 0n;
+  for (const m of open) {
+    const p = marketPrice(s, m);
+    if (!p.ok) return undefined;
+    const size = a.sizes[m] < 0n ? -a.sizes[m] : a.sizes[m];
+    const n = mulDivUp(size, p.px, WAD);
+    const v = s.vols[m];
+    mm += mulDivUp(n, mmr(s.risk.mmTerms[m], n, v.target > v.maintenance ? v.target : v.maintenance, s.risk.sqrtH), WAD);
+  }
+  return open.length === 0 ? 0n : mm + s.risk.keeperReward;
+}
+
+/**
  * The rescue rule (README "Rescue below 1") written out independently from the snapshot: below health 1, the
  * account's own reserve has priority over a liquidation when its policy opted into the registered module with
  * TOP_UP allowed, pays at least the flat keeper reward (maxFeeUsd >= keeperReward), is past its cooldown
  * (`rebalanceReadyAt`: last + cooldown, at least one second), and
- * E − maxFeeUsd + Σ reserve × price × haircut (policy assets with a valid price, each rounded down)
- * >= liquidationTargetRatio × MM (rounded up). Undefined when the account cannot be valued.
+ * E − maxFeeUsd − one USDC unit (the settle's rounding) + Σ reserve × price × haircut (policy assets with a valid
+ * price, each rounded down) >= liquidationTargetRatio × mmNow (rounded up), mmNow the maintenance margin at the
+ * current volatility (`mmNowModel`): the rescue is measured like the liquidation it pre-empts. Undefined when the
+ * account cannot be valued.
  */
 export function rescueModel(s: Snapshot, a: AccountSnap): boolean | undefined {
   if (!a.priced || a.health === undefined || !a.valuation) return undefined;
@@ -172,13 +195,15 @@ export function rescueModel(s: Snapshot, a: AccountSnap): boolean | undefined {
   if (p.module.toLowerCase() !== registeredModule || (p.actions & TOP_UP) === 0 || p.maxFeeUsd < s.risk.keeperReward) return false;
   const readyAt = a.lastRebalanceAt === 0 ? 0 : a.lastRebalanceAt + (p.cooldown === 0 ? 1 : p.cooldown);
   if (s.ts < readyAt) return false;
-  let lifted = a.valuation.equity - p.maxFeeUsd;
+  const mmNow = mmNowModel(s, a);
+  if (mmNow === undefined) return undefined;
+  let lifted = a.valuation.equity - p.maxFeeUsd - USDC_SCALE;
   for (const asset of p.topUpAssets) {
     const k = tokenAddrs.indexOf(asset.toLowerCase());
     if (k < 0) return fail("INV_LIQUIDATION", `account ${a.id}'s policy tops up from an unlisted asset ${asset}`);
     lifted += (((a.reserve[k] * tokenPrice(s, k)) / 10n ** DECIMALS[k]) * HAIRCUT[k]) / WAD;
   }
-  return lifted >= ceilWad(a.valuation.maintenanceMargin, s.risk.liquidationTargetRatio);
+  return lifted >= ceilWad(mmNow, s.risk.liquidationTargetRatio);
 }
 
 /** An `OracleUnhealthy(asset)` is legitimate only for the asset of a market where the account has a position and
@@ -402,15 +427,18 @@ export function INV_REBALANCE_LOCAL(r: StepRecord): void {
     if (act.hBefore !== a0.health) fail(I, `${label(r)}: Rebalanced reports health before ${fmtWad(act.hBefore)}, the account had ${a0.priced ? fmtWad(a0.health!) : "no valuation"}`);
     if (act.hBefore < WAD) {
       // Below 1 only a rescue acts: a TOP_UP whose top-up alone, after the fee, lifts the account to the liquidation
-      // target, landing there or above; its keeper is paid at least the flat liquidation reward (within maxFeeUsd,
-      // whole token units), unless a REDUCE closed everything and the fee is capped at what the close left.
+      // target against the maintenance margin at the current volatility with one USDC unit to spare (what the
+      // liquidation it pre-empts would restore), landing there or above; its keeper is paid at least the flat
+      // liquidation reward (within maxFeeUsd, whole token units), unless a REDUCE closed everything and the fee is
+      // capped at what the close left.
       const target = r.pre.risk.liquidationTargetRatio;
       const h1 = a1.priced ? a1.health! : undefined;
       if (!(act.action & TOP_UP)) fail(I, `${label(r)}: ${who} rebalanced at health ${fmtWad(act.hBefore)} < 1 without a TOP_UP (action ${act.action})`);
       if (act.hAfter < target || h1 === undefined || h1 < target) fail(I, `${label(r)}: rescue of ${who} left health ${fmtWad(act.hAfter)} (now ${h1 === undefined ? "unpriced" : fmtWad(h1)}), below the liquidation target ${fmtWad(target)}`);
       const v = a0.valuation!;
-      if (v.equity - act.fee + act.toppedUp < ceilWad(v.maintenanceMargin, target)) {
-        fail(I, `${label(r)}: rescue of ${who}: equity ${fmtUsd(v.equity)} − fee ${fmtUsd(act.fee)} + top-up ${fmtUsd(act.toppedUp)} < ${fmtWad(target)} × MM ${fmtUsd(v.maintenanceMargin)} (the top-up alone must lift it)`);
+      const mmNow = mmNowModel(r.pre, a0);
+      if (mmNow === undefined || v.equity - act.fee + act.toppedUp < ceilWad(mmNow, target) + USDC_SCALE) {
+        fail(I, `${label(r)}: rescue of ${who}: equity ${fmtUsd(v.equity)} − fee ${fmtUsd(act.fee)} + top-up ${fmtUsd(act.toppedUp)} < ${fmtWad(target)} × mmNow ${mmNow === undefined ? "unpriced" : fmtUsd(mmNow)} + one USDC unit (the top-up alone must lift it)`);
       }
       let reward = a0.policy.maxFeeUsd < r.pre.risk.keeperReward ? a0.policy.maxFeeUsd : r.pre.risk.keeperReward;
       reward -= reward % USDC_SCALE;
@@ -477,7 +505,7 @@ export function INV_LIQUIDATION(r: StepRecord): void {
     for (const a of s.accounts) {
       const want = rescueModel(s, a);
       if (a.rescueView !== want) {
-        fail(I, `${when}: engine.rescueAvailable(${a.id}) = ${a.rescueView ?? "reverts"}, the rescue rule gives ${want ?? "no valuation"} (health ${a.priced ? fmtWad(a.health!) : "unpriced"}, equity ${a.valuation ? fmtUsd(a.valuation.equity) : "?"}, MM ${a.valuation ? fmtUsd(a.valuation.maintenanceMargin) : "?"}, reserve ${a.reserve}, policy maxFee ${fmtUsd(a.policy.maxFeeUsd)} actions ${a.policy.actions} cooldown ${a.policy.cooldown}, last rebalance ${a.lastRebalanceAt}, now ${s.ts})`);
+        fail(I, `${when}: engine.rescueAvailable(${a.id}) = ${a.rescueView ?? "reverts"}, the rescue rule gives ${want ?? "no valuation"} (health ${a.priced ? fmtWad(a.health!) : "unpriced"}, equity ${a.valuation ? fmtUsd(a.valuation.equity) : "?"}, MM ${a.valuation ? fmtUsd(a.valuation.maintenanceMargin) : "?"}, mmNow ${fmtUsd(mmNowModel(s, a) ?? 0n)}, reserve ${a.reserve}, policy maxFee ${fmtUsd(a.policy.maxFeeUsd)} actions ${a.policy.actions} cooldown ${a.policy.cooldown}, last rebalance ${a.lastRebalanceAt}, now ${s.ts})`);
       }
       if (!a.priced) {
         if (a.liqFraction !== undefined) fail(I, `${when}: liquidationFraction(${a.id}) = ${a.liqFraction} for an account that cannot be valued`);

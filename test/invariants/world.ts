@@ -9,7 +9,7 @@
  * will be mined in, same timestamp) and its "after" from that block.
  */
 import { ethers, network } from "hardhat";
-import type { ChainState } from "../helpers/marginMath";
+import { sqrtHorizon, type ChainState, type MarketTerms as MaintenanceTerms } from "../helpers/marginMath";
 import type { PolicyIn } from "../helpers/rebalance";
 import {
   Interface,
@@ -279,10 +279,16 @@ export interface Obs {
   tripped: boolean;
 }
 
-/** The engine's risk parameters the rescue rule reads (constant in the invariant world: no step changes them). */
+/** The engine's risk parameters and market terms the rescue rule reads (constant in the invariant world: no step
+ *  changes them). */
 export interface Risk {
   liquidationTargetRatio: bigint;
   keeperReward: bigint;
+  /** sqrt(volHorizon / year), WAD rounded up: the σ term of mmr */
+  sqrtH: bigint;
+  /** per market (ETH, BTC): what mmr reads, for mmNow = Σ N·mmr(max(σ, σ_mm)) + keeperReward (the maintenance
+   *  margin at the current volatility, which a rescue must lift the account to the liquidation target of) */
+  mmTerms: MaintenanceTerms[];
 }
 
 /** The market parameters the actions' IM estimate reads (constant in the invariant world: no step changes them). */
@@ -784,7 +790,7 @@ export async function freshRun(): Promise<{ model: Model; real: World }> {
     settlement: [],
     policies: [],
     lastRebalanceAt: [],
-    risk: { liquidationTargetRatio: 0n, keeperReward: 0n },
+    risk: { liquidationTargetRatio: 0n, keeperReward: 0n, sqrtH: 0n, mmTerms: [] },
     markets: [],
   };
   const first = await snapshot(model, w, "latest", ts, {
@@ -800,7 +806,15 @@ export async function freshRun(): Promise<{ model: Model; real: World }> {
   model.policies = w.accountIds.map((id) => toPolicy(first.extra[`policy${id}`].value![0]));
   model.lastRebalanceAt = w.accountIds.map((id) => Number(first.extra[`last${id}`].value![0]));
   const risk = first.extra.risk.value![0];
-  model.risk = { liquidationTargetRatio: risk.liquidationTargetRatio, keeperReward: risk.keeperReward };
+  model.risk = {
+    liquidationTargetRatio: risk.liquidationTargetRatio,
+    keeperReward: risk.keeperReward,
+    sqrtH: sqrtHorizon(risk.volHorizon),
+    mmTerms: [0, 1].map((mk) => {
+      const p = first.extra[`market${mk}`].value![0];
+      return { baseMMR: p.baseMMR, volK: p.volK, sizeK: p.sizeK, maxMMR: p.maxMMR, imFactor: p.imFactor, oiCapUsd: p.oiCapUsd, imVolFloor: p.imVolFloor };
+    }),
+  };
   model.markets = [0, 1].map((mk) => {
     const p = first.extra[`market${mk}`].value![0];
     return { baseMMR: p.baseMMR, volK: p.volK, sizeK: p.sizeK, imFactor: p.imFactor, imVolFloor: p.imVolFloor };

@@ -14,7 +14,7 @@ const DEFAULT_TAU = DEFAULT_VOL.tau; // 1 day
 const DEFAULT_FLOOR = DEFAULT_VOL.floor; // 10 %
 const DEFAULT_CAP = DEFAULT_VOL.cap; // 500 %
 const DEFAULT_INTERVAL = DEFAULT_VOL.interval; // 1 hour sampling grid
-const DEFAULT_MAX_CHANGE = DEFAULT_VOL.maxChangePerDay; // 25 percentage points a day
+const DEFAULT_MAX_CHANGE = DEFAULT_VOL.maxChangePerDay; // 20 percentage points a day
 const INTERVAL = Number(DEFAULT_INTERVAL);
 /** Hourly samples (returns) among the first 1500 real Chainlink ETH/USD rounds of the data file. */
 const SAMPLED_RETURNS = 955;

@@ -525,21 +525,21 @@ const WINDOW_ROUNDS = 199;
 const EXPECTED_CADENCE = {
   /** 142.97 %, at 17 Aug 23:00:47 UTC (the sample of 23:00, after the flash drop) */
   peak: 1_429_700_338_653_417_260n,
-  /** σ and σ_mm at the window's end: 63.85 % and 64.38 % (σ_mm, at 25 percentage points a day, is still coming
+  /** σ and σ_mm at the window's end: 63.85 % and 64.49 % (σ_mm, at 20 percentage points a day, is still coming
    *  down toward σ) */
-  final: [638_487_586_228_731_623n, 643_836_269_926_284_583n],
-  /** σ and σ_mm at the first poke after 17 Aug 24:00: 141.53 % and 30.48 % */
-  afterGap: [1_415_272_180_843_823_411n, 304_782_470_498_092_233n],
+  final: [638_487_586_228_731_623n, 644_875_074_041_228_499n],
+  /** σ and σ_mm at the first poke after 17 Aug 24:00: 141.53 % and 28.78 % */
+  afterGap: [1_415_272_180_843_823_411n, 287_803_882_535_129_273n],
   /** boundaries merged when pokes are withheld 17 Aug 12:00–24:00, hours after 12:00 */
   skippedHoursIn12h: [0, 1, 2, 3],
-  /** σ and σ_mm at the first poke after that 12-hour gap: 142.29 % and 30.41 % */
-  after12hGap: [1_422_864_553_659_744_522n, 304_072_810_124_768_236n],
+  /** σ and σ_mm at the first poke after that 12-hour gap: 142.29 % and 28.71 % */
+  after12hGap: [1_422_864_553_659_744_522n, 287_094_222_161_805_276n],
 };
 const EXPECTED_GAP = {
   /** 332.27 %: two boundaries merged into the third */
   sigma: 3_322_710_197_448_895_782n,
-  /** 17.29 %: σ_mm leaves its floor only after the first sample (B0 + 3 h, toward the floor that held before it),
-   *  then moves one hour's step ⌈maxChangePerDay × 3,600 / 86,400⌉ (0.25 a day: 1.04 points) at each of the 7
+  /** 15.83 %: σ_mm leaves its floor only after the first sample (B0 + 3 h, toward the floor that held before it),
+   *  then moves one hour's step ⌈maxChangePerDay × 3,600 / 86,400⌉ (0.2 a day: 0.83 points) at each of the 7
    *  samples after it */
   mmVol: DEFAULT_VOL.floor + 7n * mulDivUp(DEFAULT_VOL.maxChangePerDay, BigInt(HOUR), DAY),
   /** 377.70 %: the same history with every boundary reached */
@@ -710,7 +710,7 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
     expect(st1.maintenanceMargin).to.equal(atCrash.mm);
     expect(st1.initialMargin).to.equal(atCrash.im);
 
-    // σ_mm then rises toward σ by exactly ⌈0.25 × elapsed / 1 day⌉ (views, continuously in block time).
+    // σ_mm then rises toward σ by exactly ⌈0.2 × elapsed / 1 day⌉ (views, continuously in block time).
     for (const dt of [1, 60, 1_800, 3_000]) {
       await time.increaseTo(t1 + dt);
       const expected = floor + mulDivUp(DEFAULT_VOL.maxChangePerDay, BigInt(dt), DAY);
@@ -719,7 +719,7 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
     }
 
     // The price back at the entry in the same interval (not a sample): the position opened at the largest
-    // leverage IM allowed is not liquidatable (health 10.3). Under the previous model (MM at σ itself) it would be
+    // leverage IM allowed is not liquidatable (health 10.4). Under the previous model (MM at σ itself) it would be
     // (0.836), even at the leverage the stress floor allows.
     const t2 = t1 + 3_500; // the same interval as the crash round
     await ethRoundAt(f, 2000n, t2);
@@ -730,7 +730,7 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
     const atEntry = afterOpen(USDC(1_000), size, P2000, back);
     expect(atEntry.equity).to.equal(opened.equity);
     const health = wDivDown(atEntry.equity, atEntry.mm);
-    expect(health).to.equal(EXPECTED_CRASH.healthAtEntry); // 10.334
+    expect(health).to.equal(EXPECTED_CRASH.healthAtEntry); // 10.400
     expect((await f.engine.accountState(f.id)).health).to.equal(health);
     await time.setNextBlockTimestamp(t2 + 1);
     const oneLater = afterOpen(USDC(1_000), size, P2000, m.volatilities(BigInt(t2 + 1)));
@@ -745,11 +745,11 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
     expect(newMax).to.equal(EXPECTED_CRASH.maxSizeAfter);
     await expectMaxSize(f, await freshAccount(f), newMax, P2000, back);
 
-    // At the next sample σ_mm is carried exactly ⌈0.25 × 3,600 / 86,400⌉ up from the floor (the target before it).
+    // At the next sample σ_mm is carried exactly ⌈0.2 × 3,600 / 86,400⌉ up from the floor (the target before it).
     const t3 = t1 + 3_600;
     const step = mulDivUp(DEFAULT_VOL.maxChangePerDay, 3_600n, DAY);
-    expect(DEFAULT_VOL.maxChangePerDay).to.equal(wad("0.25"));
-    expect(step).to.equal(10_416_666_666_666_667n); // ⌈0.25e18 / 24⌉
+    expect(DEFAULT_VOL.maxChangePerDay).to.equal(wad("0.2"));
+    expect(step).to.equal(8_333_333_333_333_334n); // ⌈0.2e18 / 24⌉
     await expect(ethRoundAt(f, 2000n, t3)).to.emit(f.oracle, "VolatilitySampled").withArgs(f.weth, P2000, t3, floor + step);
     expect(m.observe(P2000, BigInt(t3))).to.equal(true);
     const o3 = await f.oracle.observation(f.weth);
@@ -761,7 +761,7 @@ describe("Volatility › σ_mm moves at a bounded speed; IM follows σ at once",
 const EXPECTED_CRASH = {
   maxSize: 2_880_717_676_268_055_909n,
   sigma: 3_745_076_768_236_479_288n,
-  healthAtEntry: 10_334_016_601_447_242_579n,
+  healthAtEntry: 10_399_851_740_242_870_387n,
   healthPreviousModel: 836_038_870_263_426_037n,
   maxSizeAfter: 1_606_726_251_910_721_791n,
 };

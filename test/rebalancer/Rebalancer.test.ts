@@ -5,7 +5,7 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
 import { USDC, E18 } from "../helpers/fixtures";
 import { mulDivUp, sqrtHorizon, USDC_SCALE, WAD, wDivDown, wMulUp } from "../helpers/marginMath";
-import { mmr, positionRequirements, tradeFee } from "../helpers/engineMath";
+import { mmr, notionalOf, positionRequirements, requirements, tradeFee } from "../helpers/engineMath";
 import {
   ACTION,
   lowHealth,
@@ -237,7 +237,9 @@ describe("Rebalancer", () => {
       const fee = expectedFee(E18(2000), f.policy.maxFeeUsd);
       const floor = targetRequirement(T, st.maintenanceMargin);
       expect(floor).to.be.greaterThan(st.initialMargin);
-      const amount = (st.equity - fee - floor) / USDC_SCALE;
+      // Down to target × MM plus one USDC unit kept (the settle after the fee may take a sub-unit balance with it).
+      const kept = floor + USDC_SCALE;
+      const amount = (st.equity - fee - kept) / USDC_SCALE;
       const reserve0 = await f.vault.reserveOf(f.id, f.usdc);
 
       await pinBaseFee();
@@ -247,7 +249,8 @@ describe("Rebalancer", () => {
       expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(reserve0 + amount);
       const now = await f.engine.accountState(f.id);
       expect(now.equity).to.equal(st.equity - fee - amount * USDC_SCALE);
-      expect(now.equity - floor).to.be.lessThan(USDC_SCALE); // never below target, within a token unit
+      expect(now.equity).to.be.gte(kept); // never below target: one unit to spare ...
+      expect(now.equity - kept).to.be.lessThan(USDC_SCALE); // ... and within a token unit of it
     });
 
     it("never releases below initial margin, even when target × MM is lower", async () => {
@@ -256,13 +259,15 @@ describe("Rebalancer", () => {
       const st = await f.engine.accountState(f.id);
       expect(targetRequirement(wad("1.2"), st.maintenanceMargin)).to.be.lessThan(st.initialMargin);
       const fee = expectedFee(E18(2000), f.policy.maxFeeUsd);
-      const amount = (st.equity - fee - st.initialMargin) / USDC_SCALE;
+      // Down to IM plus one USDC unit kept (the settle after the fee may take a sub-unit balance with it).
+      const kept = st.initialMargin + USDC_SCALE;
+      const amount = (st.equity - fee - kept) / USDC_SCALE;
       await pinBaseFee();
       await f.rebalancer.connect(f.keeper).rebalance(f.id);
       const now = await f.engine.accountState(f.id);
       expect(now.equity).to.equal(st.equity - fee - amount * USDC_SCALE);
-      expect(now.equity).to.be.gte(now.initialMargin);
-      expect(now.equity - now.initialMargin).to.be.lessThan(USDC_SCALE);
+      expect(now.equity).to.be.gte(kept);
+      expect(now.equity - kept).to.be.lessThan(USDC_SCALE);
     });
 
     it("does not release the idle margin of an account without positions (nothing is at risk)", async () => {
@@ -603,19 +608,22 @@ describe("Rebalancer", () => {
         .to.be.revertedWithCustomError(f.engine, "RebalanceCooldown")
         .withArgs(f.id, at + 600);
       await time.increaseTo(at + 600);
-      await moveEthUntil(f, f.id, 2000n, -5n, (h) => h < WAD);
+      const px = await moveEthUntil(f, f.id, 2000n, -5n, (h) => h < WAD);
       const st = await f.engine.accountState(f.id);
       // Below 1 a plan without TOP_UP is never the module's: AccountLiquidatable.
       const reduce = { ...plan, action: ACTION.REDUCE, assets: [], amounts: [], reduceFraction: WAD / 2n };
       await expect(e.applyRebalance(f.id, reduce))
         .to.be.revertedWithCustomError(f.engine, "AccountLiquidatable")
         .withArgs(f.id, st.health);
-      // A TOP_UP below 1 is a rescue, refused unless it lands at the liquidation target: 10 USDC is far short.
-      const hAfter = wDivDown(st.equity + E18(10), st.maintenanceMargin);
-      expect(hAfter).to.be.lessThan(DEFAULT_RISK.liquidationTargetRatio);
+      // A TOP_UP below 1 is a rescue, refused unless it lands at the liquidation target against the maintenance
+      // margin at the current volatility (mmNow = N·mmr(max(σ, σ_mm)) + R, which a top-up does not move): 10 USDC is
+      // far short. The error reports E after / mmNow, rounded down.
+      const mmNow = requirements(MAJOR_MARKET, notionalOf(E18(10), E18(px)), (await vols(f)).target, (await vols(f)).maintenance, sqrtHorizon(DEFAULT_RISK.volHorizon)).mmNow + R;
+      const ratioAfter = wDivDown(st.equity + E18(10), mmNow);
+      expect(ratioAfter).to.be.lessThan(DEFAULT_RISK.liquidationTargetRatio);
       await expect(e.applyRebalance(f.id, plan))
         .to.be.revertedWithCustomError(f.engine, "RescueFallsShort")
-        .withArgs(f.id, hAfter, DEFAULT_RISK.liquidationTargetRatio);
+        .withArgs(f.id, ratioAfter, DEFAULT_RISK.liquidationTargetRatio);
     });
   });
 

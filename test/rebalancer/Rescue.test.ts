@@ -22,6 +22,7 @@ import {
   planRestore,
   rebalanceFixture,
   rescueFee,
+  rescueRequirement,
   reserveCanRescue,
   setEth,
   targetRequirement,
@@ -32,8 +33,10 @@ import {
 
 /*
  * Rescue below 1 (README "Rescue below 1", issue 9): an account below health 1 whose own reserve, under its
- * policy, can lift it to the liquidation target (1.2) is rescued by the rebalancer, and liquidation waits for
- * it; as soon as the rescue cannot happen, liquidation proceeds.
+ * policy, can lift it to the liquidation target (1.2) against the maintenance margin at the current volatility
+ * (mmNow, what the liquidation it pre-empts would restore), with one USDC unit to spare for the settle's rounding,
+ * is rescued by the rebalancer, and liquidation waits for it; as soon as the rescue cannot happen, liquidation
+ * proceeds. Here σ = σ_mm (the floor): mmNow = MM.
  *
  * Alice's account (test/helpers/rebalance.ts): 4,000 USDC of margin (3,990 after the open's fee), a 10 ETH long
  * at 2,000, a reserve of 1,000 USDC and 2 WETH, policy trigger 2 / target 3 / release 6, all actions, fee cap
@@ -83,6 +86,7 @@ async function crash(f: RebalanceFixture): Promise<StateOut> {
   expect(st.equity).to.equal(expected.equity);
   expect(st.maintenanceMargin).to.equal(expected.maintenanceMargin);
   expect(expected.health).to.equal(739_174_568_272_019_160n);
+  expect(expected.mmNow).to.equal(expected.maintenanceMargin); // σ = σ_mm: the current volatility's MM is MM
   return expected;
 }
 
@@ -106,11 +110,15 @@ describe("Rescue below 1", () => {
     expect([needed, status]).to.deep.equal([true, STATUS.Ready]);
 
     // The plan: TOP_UP toward max(policy target 3, liquidation target 1.2) = 3 with the rescue's fee (10.72 USD
-    // at 10 gwei, above the 5 USD reward), from the USDC reserve first.
-    const [inputs, closeFee] = await f.engine.rebalanceInputs(f.id);
+    // at 10 gwei, above the 5 USD reward), from the USDC reserve first; 3 × MM is above the rescue's own
+    // requirement ⌈1.2 × mmNow⌉ + one USDC unit.
+    const [inputs, closeFee, mmNow] = await f.engine.rebalanceInputs(f.id);
+    expect(mmNow).to.equal(st.mmNow);
     const fee = rescueFee(PX, f.policy.maxFeeUsd);
     expect(fee).to.equal(wad("10.72"));
-    const plan = planRestore(wad("3"), inputs, closeFee, fee, R, await reservesOf(f, PX));
+    const required = rescueRequirement(LIQ_TARGET, st.mmNow);
+    expect(required).to.be.lt(targetRequirement(wad("3"), st.maintenanceMargin));
+    const plan = planRestore(wad("3"), inputs, closeFee, fee, R, await reservesOf(f, PX), required);
     expect(plan.action).to.equal(ACTION.TOP_UP);
     expect(plan.assets).to.deep.equal([await f.usdc.getAddress()]);
     await pinBaseFee();
@@ -136,19 +144,24 @@ describe("Rescue below 1", () => {
     await withPolicy(f, { actions: ACTION.TOP_UP, triggerRatio: wad("1.05"), targetRatio: wad("1.1"), releaseRatio: 0n });
     const st = await crash(f);
     expect(await f.engine.rescueAvailable(f.id)).to.equal(true);
-    const [inputs, closeFee] = await f.engine.rebalanceInputs(f.id);
+    const [inputs, closeFee, mmNow] = await f.engine.rebalanceInputs(f.id);
+    expect(mmNow).to.equal(st.mmNow);
     const fee = rescueFee(PX, f.policy.maxFeeUsd);
-    const plan = planRestore(LIQ_TARGET, inputs, closeFee, fee, R, await reservesOf(f, PX));
-    // ΔC = 1.2 × MM − (E − fee), whole USDC units rounded up.
-    expect(plan.toppedUpUsd).to.equal(mulDivUp(targetRequirement(LIQ_TARGET, st.maintenanceMargin) - (st.equity - fee), 1n, USDC_SCALE) * USDC_SCALE);
+    // The rescue's requirement: ⌈1.2 × mmNow⌉ + one USDC unit (the settle after the fee rounds against the account).
+    const required = rescueRequirement(LIQ_TARGET, st.mmNow);
+    expect(required).to.equal(targetRequirement(LIQ_TARGET, st.maintenanceMargin) + USDC_SCALE);
+    const plan = planRestore(LIQ_TARGET, inputs, closeFee, fee, R, await reservesOf(f, PX), required);
+    // ΔC = ⌈1.2 × mmNow⌉ + 1e12 − (E − fee), whole USDC units rounded up.
+    expect(plan.toppedUpUsd).to.equal(mulDivUp(required - (st.equity - fee), 1n, USDC_SCALE) * USDC_SCALE);
     await pinBaseFee();
     const hAfter = wDivDown(st.equity - fee + plan.toppedUpUsd, st.maintenanceMargin);
     await expect(f.rebalancer.connect(f.keeper).rebalance(f.id))
       .to.emit(f.rebalancer, "Rebalanced")
       .withArgs(f.id, ACTION.TOP_UP, st.health, hAfter, plan.toppedUpUsd, 0n, 0n, fee, f.keeper.address);
-    // At the liquidation target, overshooting by less than one USDC unit of equity.
+    // At the liquidation target with the unit to spare, overshooting it by less than one more USDC unit of equity.
     expect(hAfter).to.be.gte(LIQ_TARGET);
-    expect(st.equity - fee + plan.toppedUpUsd - targetRequirement(LIQ_TARGET, st.maintenanceMargin)).to.be.lessThan(USDC_SCALE);
+    expect(st.equity - fee + plan.toppedUpUsd).to.be.gte(required);
+    expect(st.equity - fee + plan.toppedUpUsd - required).to.be.lessThan(USDC_SCALE);
     expect(hAfter).to.equal(EXPECTED.hAfterAtLiquidationTarget);
   });
 
@@ -156,8 +169,9 @@ describe("Rescue below 1", () => {
     const f = await loadFixture(rebalanceFixture);
     await f.vault.connect(f.alice).withdraw(f.id, f.weth, E18(2), f.alice.address);
     const st = await crash(f);
-    // The least USDC reserve that lifts E − maxFeeUsd to 1.2 × MM: 1.2 × 257.04 − (190 − 50), rounded up to a unit.
-    const least = mulDivUp(targetRequirement(LIQ_TARGET, st.maintenanceMargin) - (st.equity - f.policy.maxFeeUsd), 1n, USDC_SCALE);
+    // The least USDC reserve that lifts E − maxFeeUsd − one USDC unit (the settle's rounding) to 1.2 × mmNow (= MM
+    // here): 1.2 × 257.04 − (190 − 50 − 0.000001), rounded up to a unit.
+    const least = mulDivUp(targetRequirement(LIQ_TARGET, st.mmNow) - (st.equity - f.policy.maxFeeUsd - USDC_SCALE), 1n, USDC_SCALE);
     expect(least).to.equal(EXPECTED.leastReserveUsdc);
     await f.vault.connect(f.alice).withdraw(f.id, f.usdc, USDC(1_000) - (least - 1n), f.alice.address);
     expect(reserveCanRescue(st, f.policy.maxFeeUsd, await reservesOf(f, PX))).to.equal(false);
@@ -191,7 +205,7 @@ describe("Rescue below 1", () => {
     const [inputs, closeFee] = await f.engine.rebalanceInputs(f.id);
     const fee = rescueFee(PX, wad("4"));
     expect(fee).to.equal(wad("4"));
-    const plan = planRestore(wad("3"), inputs, closeFee, fee, R, await reservesOf(f, PX));
+    const plan = planRestore(wad("3"), inputs, closeFee, fee, R, await reservesOf(f, PX), rescueRequirement(LIQ_TARGET, st.mmNow));
     await pinBaseFee();
     const hAfter = wDivDown(st.equity - fee + plan.toppedUpUsd, st.maintenanceMargin);
     await expect(f.rebalancer.connect(f.keeper).rebalance(f.id))
@@ -237,7 +251,7 @@ describe("Rescue below 1", () => {
     const liquidator = f.bob;
     // The rescue both orders lead to: TOP_UP to 3 at the block's 10 gwei base fee.
     const fee = rescueFee(PX, f.policy.maxFeeUsd, BASE_FEE);
-    const plan = planRestore(wad("3"), st, 0n, fee, R, await reservesOf(f, PX));
+    const plan = planRestore(wad("3"), st, 0n, fee, R, await reservesOf(f, PX), rescueRequirement(LIQ_TARGET, st.mmNow));
     const hAfter = wDivDown(st.equity - fee + plan.toppedUpUsd, st.maintenanceMargin);
     const snap = await takeSnapshot();
     for (const liquidationFirst of [true, false]) {
@@ -289,10 +303,12 @@ describe("Rescue below 1", () => {
     await expect(f.engine.connect(f.keeper).liquidate(f.id)).to.be.revertedWithCustomError(f.engine, "RescueAvailable");
 
     const usdc = await f.usdc.getAddress();
-    const least = mulDivUp(targetRequirement(LIQ_TARGET, st.maintenanceMargin) - st.equity, 1n, USDC_SCALE); // fee 0
+    // The engine's own check (RescueFallsShort): E after / mmNow after (rounded down) >= 1.2; a top-up moves
+    // neither MM nor mmNow (= MM here). Fee 0: no settle rounding.
+    const least = mulDivUp(targetRequirement(LIQ_TARGET, st.mmNow) - st.equity, 1n, USDC_SCALE);
     const plan = (units: bigint) => ({ action: ACTION.TOP_UP, assets: [usdc], amounts: [units], reduceFraction: 0n, feeUsd: 0n, keeper: f.deployer.address });
     const e = f.engine.connect(f.deployer);
-    const short = wDivDown(st.equity + (least - 1n) * USDC_SCALE, st.maintenanceMargin);
+    const short = wDivDown(st.equity + (least - 1n) * USDC_SCALE, st.mmNow);
     expect(short).to.be.lessThan(LIQ_TARGET);
     await expect(e.applyRebalance(f.id, plan(least - 1n)))
       .to.be.revertedWithCustomError(f.engine, "RescueFallsShort")
@@ -302,7 +318,7 @@ describe("Rescue below 1", () => {
       .to.be.revertedWithCustomError(f.engine, "AccountLiquidatable")
       .withArgs(f.id, st.health);
     const enough = wDivDown(st.equity + least * USDC_SCALE, st.maintenanceMargin);
-    expect(enough).to.be.gte(LIQ_TARGET);
+    expect(wDivDown(st.equity + least * USDC_SCALE, st.mmNow)).to.be.gte(LIQ_TARGET);
     await expect(e.applyRebalance(f.id, plan(least)))
       .to.emit(f.engine, "RebalanceApplied")
       .withArgs(f.id, f.deployer.address, ACTION.TOP_UP, st.health, enough, 0n);
@@ -313,6 +329,6 @@ describe("Rescue below 1", () => {
 /** Figures of these tests (each also computed above from the mirrors). */
 const EXPECTED = {
   topUpToTarget3: 591_850_427_000_000_000_000n, // 591.850427 USDC
-  hAfterAtLiquidationTarget: 1_200_000_001_744_694_886n,
-  leastReserveUsdc: 168_452_171n, // 168.452171 USDC
+  hAfterAtLiquidationTarget: 1_200_000_005_635_087_351n,
+  leastReserveUsdc: 168_452_172n, // 168.452172 USDC
 };

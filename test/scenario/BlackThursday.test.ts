@@ -186,31 +186,31 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
     }
     expect(liquidatedAt).to.be.gt(0);
     expect(minHealthBefore).to.be.lt(WAD);
-    // Highest σ and σ_mm at the pokes up to the liquidation: σ_mm trails σ at 25 percentage points a day.
+    // Highest σ and σ_mm at the pokes up to the liquidation: σ_mm trails σ at 20 percentage points a day.
     expect([maxTarget, maxMaintenance]).to.deep.equal(EXPECTED.maxVols);
   });
 });
 
 /**
  * The mirror's prediction for this file, pinned (each value is also asserted equal to the mirror and the
- * contract above): bar 79 = 2020-03-12 07:00 UTC, close 171.61 (−15.5 % from 203.14). With the risk model of
- * issue 9 (σ sampled hourly, MM at σ_mm which moves toward σ at ≤ 25 percentage points a day) that hour is the
- * first below 1, at health ≈ 0.8921 (σ ≈ 156.3 %, σ_mm ≈ 91.3 % a year: σ_mm has had 3¼ days to climb from its
- * 10 % floor), against ≈ 0.5636 were MM read at σ itself. The 5x long opened within IM (IM prices it at the
- * market's 200 % stress volatility: 5.8x at most) and was not liquidated at bar 78 (173.80), where it was when
- * σ_mm moved at 50 points a day.
+ * contract above): bar 80 = 2020-03-12 08:00 UTC, close 169.54 (−16.5 % from 203.14). With the risk model of
+ * issue 9 (σ sampled hourly, MM at σ_mm which moves toward σ at ≤ 20 percentage points a day) that hour is the
+ * first below 1, at health ≈ 0.8051 (σ ≈ 154.8 %, σ_mm ≈ 75.8 % a year: σ_mm has had 3⅓ days to climb from its
+ * 10 % floor), against ≈ 0.4421 were MM read at σ itself. The 5x long opened within IM (IM prices it at the
+ * market's 200 % stress volatility: 5.8x at most) and was not liquidated at bar 79 (171.61, health ≈ 1.044),
+ * where it was when σ_mm moved at 25 points a day (and at bar 78, 173.80, when it moved at 50).
  * The liquidation restores the 1.2 target against MM at the current volatility (mmNow = N·mmr(max(σ, σ_mm)) + R
- * ≈ 1,586.30 USD, against MM ≈ 1,002.16 USD at σ_mm): f ≈ 58.78 % (30.60 % restoring it against MM at σ_mm),
- * leaving ≈ 41.22 ETH and equity ≈ 788.12 USD at health ≈ 1.901 at σ_mm; the keeper receives
- * 5 + ½ × 1 % × 10,087.78 ≈ 55.438889 USDC.
- * Highest values on the way: σ ≈ 157.7 % (bar 78) and σ_mm ≈ 91.3 % (the liquidation hour's poke).
+ * ≈ 1,553.83 USD, against MM ≈ 853.25 USD at σ_mm), keeping one USDC unit of settle rounding: f ≈ 70.02 %
+ * (40.30 % restoring it against MM at σ_mm), leaving ≈ 29.98 ETH and equity ≈ 563.29 USD at health ≈ 2.182 at
+ * σ_mm; the keeper receives 5 + ½ × 1 % × 11,870.47 ≈ 64.352361 USDC.
+ * Highest values on the way: σ ≈ 157.7 % (bar 78) and σ_mm ≈ 75.8 % (the liquidation hour's poke).
  */
 const EXPECTED = {
-  at: { hour: 79, close: 17_161_000_000n, rule: "partial" },
-  healthAndVols: [892_070_611_490_670_626n, 1_562_825_187_489_758_881n, 912_505_787_037_037_064n],
-  maxVols: [1_576_780_397_728_155_421n, 912_502_893_518_518_545n],
-  fraction: 587_831_584_709_001_002n,
-  remainingSize: 41_216_841_529_099_899_800n,
-  equityAfter: 788_116_412_000_000_000_000n,
-  keeperUsdc: 55_438_889n,
+  at: { hour: 80, close: 16_954_000_000n, rule: "partial" },
+  healthAndVols: [805_149_211_360_310_916n, 1_547_807_476_823_021_423n, 758_337_962_962_963_016n],
+  maxVols: [1_576_780_397_728_155_421n, 758_335_648_148_148_201n],
+  fraction: 700_157_623_300_198_248n,
+  remainingSize: 29_984_237_669_980_175_200n,
+  equityAfter: 563_286_962_000_000_000_000n,
+  keeperUsdc: 64_352_361n,
 };

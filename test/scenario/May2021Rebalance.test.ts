@@ -4,12 +4,12 @@ import { time } from "@nomicfoundation/hardhat-network-helpers";
 import type { ContractTransactionReceipt } from "ethers";
 
 import { deployLocalSystem } from "../../deploy/system";
-import { ACTION, CRYPTO_FEED, HAIRCUTS, NARROW_POLICY, wad } from "../../deploy/params";
+import { ACTION, CRYPTO_FEED, DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET, NARROW_POLICY } from "../../deploy/params";
 import { loadPriceCsv } from "../../lib/prices";
 import { E18, E8, USDC, VOL_INTERVAL } from "../helpers/fixtures";
 import { VolMirror } from "../helpers/oracleMath";
-import { mulDivCeilSigned, USDC_SCALE, WAD } from "../helpers/marginMath";
-import { expectedFee, planRestore, type ReserveIn } from "../helpers/rebalance";
+import { fundingIndexNow, mulDivCeilSigned, USDC_SCALE, valuation, WAD, type AccountIn } from "../helpers/marginMath";
+import { expectedFee, planRestore, rescueFee, rescueRequirement, targetRequirement, type ReserveIn } from "../helpers/rebalance";
 
 /*
  * May 2021 (16-24 May): the real Binance ETH/USDT hourly closes (data/, see data/SOURCES.md)
@@ -27,18 +27,22 @@ import { expectedFee, planRestore, type ReserveIn } from "../helpers/rebalance";
  * liquidated too. At 2x the control is liquidated and the policy account never.
  *
  * The risk model of issue 9 (σ sampled on the hourly grid, MM at σ_mm which moves toward σ by at most
- * 25 percentage points a day, both ways; a liquidation restores its target against MM at max(σ, σ_mm)) changes
- * the path, and the test pins the new one: σ peaks at 398 % on 20 May 02:00, σ_mm climbs from its 10 % floor
- * and never catches up (208 % at the end, σ above it throughout). The −13.1 % close of 19 May 12:00 (hour 84)
- * lifts σ from 212 % to 321 % but σ_mm only to 96.5 %: neither account falls below the trigger then, nor at the
- * lows of 20-21 May (hour 96, 2,230.90: health 2.29 with MM at σ_mm = 109 %, where MM once read σ = 390 %; hours
- * 140 and 149: 1.76 and 1.61), where at 50 points a day alice was rescued and bob liquidated. The two accounts
- * stay identical until 23 May 07:00 (hour 175, 2,157.64, health 1.138), alice's first rescue. Bob, without a
- * reserve, is liquidated twice (hours 176 and 184) instead of four times: at 2x with no reserve the loss to the
- * 8-day low exceeds his margin, so he is liquidated whatever the speed, but each liquidation now restores the
- * target against MM at σ (250-281 % there, σ_mm 192-201 %), and he stays above 1 at the 180 and 183 lows (health
- * 1.14 and 1.07). Alice's reserve goes in four steps (three TOP_UPs and a TOP_UP|REDUCE, all on
- * 23 May) instead of five, and her lowest health is 1.138 (was 1.238).
+ * 20 percentage points a day, both ways; a liquidation restores its target against MM at max(σ, σ_mm), and a
+ * rescue below 1 must do what that liquidation would) changes the path, and the test pins the new one: σ peaks at
+ * 398 % on 20 May 02:00, σ_mm climbs from its 10 % floor and never catches up (168 % at the end, σ above it
+ * throughout). The −13.1 % close of 19 May 12:00 (hour 84) lifts σ from 212 % to 321 % but σ_mm only to 79.2 %:
+ * neither account falls below the trigger then, nor at the lows of 20-21 May (hour 96, 2,230.90: health 2.70 with
+ * MM at σ_mm = 89.2 %, where MM once read σ = 390 %; hours 140 and 149: 2.11 and 1.93), where at 50 points a day
+ * alice was rescued and bob liquidated. At 23 May 07:00 (hour 175, 2,157.64) both are at 1.373, just above the
+ * trigger; the −5.7 % close of 08:00 (hour 176, 2,033.84) takes both straight to 0.790. The two accounts are
+ * identical up to that poke: the keeper, acting first, rescues alice from her reserve (TOP_UP of all the USDC and
+ * some WETH, to 1.844: the liquidation target against MM at σ = 250 % is above the policy's 1.6 × MM at
+ * σ_mm = 156 %), and the liquidator finds her above 1; bob, without a reserve, is liquidated then and at hour 184
+ * (twice, as at 25 points a day: at 2x with no reserve the loss to the 8-day low exceeds his margin, so he is
+ * liquidated whatever the speed, each time down to the target against MM at σ, 250-281 % there, σ_mm 156-163 %),
+ * and stays above 1 at the 180 and 183 lows (health 1.38 and 1.29). Alice is topped up twice more (hours 183 and
+ * 184, WETH), never liquidated, keeps her whole 10 ETH and some of her WETH reserve; her lowest health is 0.790
+ * (hour 176, before the rescue; 1.138 above the trigger when σ_mm moved at 25 points a day).
  *
  * The 8-day low of the hourly closes is 1,848.11 on 23 May 16:00 (the 19 May low close is 2,365.18).
  */
@@ -51,9 +55,10 @@ const RESERVE_WETH = E18(1);
 const BASE_FEE = 20n * 10n ** 9n; // wei, set on each rebalance block
 const POLICY = NARROW_POLICY;
 const TX_FEES = { maxFeePerGas: 2n * BASE_FEE, maxPriorityFeePerGas: 0n };
+const LIQ_TARGET = DEFAULT_RISK.liquidationTargetRatio; // 1.2, below the policy's target 1.6
 
 describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never liquidated while the identical account without one is", function () {
-  it("replays 192 hourly closes: alice is rescued 4 times (3 TOP_UP, TOP_UP|REDUCE), bob is liquidated at hours 176, 184", async function () {
+  it("replays 192 hourly closes: alice is rebalanced 3 times (TOP_UP each; the first a rescue from below 1 at hour 176, before the liquidator), bob is liquidated at hours 176, 184", async function () {
     const bars = loadPriceCsv(FILE, 8);
     expect(bars.length).to.equal(192);
     const [deployer, lp, alice, bob, keeper, liquidator] = await ethers.getSigners();
@@ -137,6 +142,7 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     }[] = [];
     const liquidations: { hour: number; id: bigint }[] = [];
     let minAliceHealth = ethers.MaxUint256;
+    const aliceBelowOne: number[] = []; // hours at which alice's poke left her below 1 (the keeper's rescue comes first)
     let identicalUntil = -1; // last hour at which alice and bob still had exactly the same health
     const maxVols = [0n, 0n]; // highest σ and σ_mm at the hourly pokes
 
@@ -155,28 +161,38 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
       if (vol.maintenance > maxVols[1]) maxVols[1] = vol.maintenance;
       const [[hA, hB], priced] = await engine.healthBatch([aliceId, bobId]);
       expect(priced).to.deep.equal([true, true]);
-      expect(hA, `alice's health at hour ${i}`).to.be.gte(WAD);
+      if (hA < WAD) aliceBelowOne.push(i);
       if (hA < minAliceHealth) minAliceHealth = hA;
       if (rebalances.length === 0 && liquidations.length === 0) {
         expect(hA, `hour ${i}: same account, same health`).to.equal(hB);
         identicalUntil = i;
       }
 
-      // The keeper: rebalance alice only when the view says so; it does exactly when she is below the trigger.
+      // The keeper: rebalance alice only when the view says so; it does exactly when she is below the trigger
+      // (below 1 too: a rescue from her reserve, which the liquidator must wait for).
       await time.setNextBlockTimestamp(t + 2n);
       const [needed, status] = await rebalancer.needsRebalance(aliceId, { blockTag: "pending" });
       expect(needed, `hour ${i}: needsRebalance (status ${status})`).to.equal(hA < POLICY.triggerRatio);
       if (needed) {
+        // A rescue (health < 1) aims at max(policy target, liquidation target) and must leave what the liquidation
+        // it pre-empts would: ⌈1.2 × mmNow⌉ + one USDC unit, mmNow the maintenance margin at the current σ; its
+        // fee is at least the liquidation's flat keeper reward (README "Rescue below 1").
+        const rescue = hA < WAD;
+        if (rescue) expect(await engine.rescueAvailable(aliceId, { blockTag: "pending" }), `hour ${i}: rescue available`).to.equal(true);
+        const target = rescue && LIQ_TARGET > POLICY.targetRatio ? LIQ_TARGET : POLICY.targetRatio;
         // The plan the view sends, checked against the formulas at the view's own fee (eth_call runs at base
         // fee 0 on Hardhat, so only the flat part): the view and the state change share `_plan`.
-        const [inputs, closeFee] = await engine.rebalanceInputs(aliceId, { blockTag: "pending" });
+        const [inputs, closeFee, mmNow] = await engine.rebalanceInputs(aliceId, { blockTag: "pending" });
+        const rescueRequired = rescue ? rescueRequirement(LIQ_TARGET, mmNow) : 0n;
         const reserves: ReserveIn[] = [
           { asset: usdcAddr, available: await vault.reserveOf(aliceId, usdc), price: WAD, decimals: 6n, haircut: HAIRCUTS.USDC },
           { asset: wethAddr, available: await vault.reserveOf(aliceId, weth), price: px, decimals: 18n, haircut: HAIRCUTS.WETH },
         ];
-        const viewFee = await rebalancer.keeperFee(POLICY.maxFeeUsd, { blockTag: "pending" });
+        const keeperFeeView = await rebalancer.keeperFee(POLICY.maxFeeUsd, { blockTag: "pending" });
+        const rewardCap = keeperReward < POLICY.maxFeeUsd ? keeperReward - (keeperReward % USDC_SCALE) : POLICY.maxFeeUsd;
+        const viewFee = rescue && rewardCap > keeperFeeView ? rewardCap : keeperFeeView;
         const [, , viewPlan] = await rebalancer.connect(keeper).needsRebalance(aliceId, { blockTag: "pending" });
-        const fromView = planRestore(POLICY.targetRatio, inputs, closeFee, viewFee, keeperReward, reserves);
+        const fromView = planRestore(target, inputs, closeFee, viewFee, keeperReward, reserves, rescueRequired);
         expect(viewPlan.action).to.equal(fromView.action);
         expect(viewPlan.assets).to.deep.equal(fromView.assets);
         expect(viewPlan.amounts).to.deep.equal(fromView.amounts);
@@ -191,8 +207,8 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
         const tx = await rebalancer.connect(keeper).rebalance(aliceId, TX_FEES);
         const rc = (await tx.wait()) as ContractTransactionReceipt;
         expect((await ethers.provider.getBlock(rc.blockNumber))!.baseFeePerGas).to.equal(BASE_FEE);
-        const fee = expectedFee(px, POLICY.maxFeeUsd, BASE_FEE);
-        const plan = planRestore(POLICY.targetRatio, inputs, closeFee, fee, keeperReward, reserves);
+        const fee = rescue ? rescueFee(px, POLICY.maxFeeUsd, BASE_FEE, keeperReward) : expectedFee(px, POLICY.maxFeeUsd, BASE_FEE);
+        const plan = planRestore(target, inputs, closeFee, fee, keeperReward, reserves, rescueRequired);
         const posted = rc.logs
           .filter((l) => l.address === (vault.target as string))
           .map((l) => vault.interface.parseLog(l))
@@ -217,9 +233,16 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
         expect(ev.args.releasedUsd).to.equal(0n);
         expect(ev.args.feeUsd).to.equal(fee);
         expect(ev.args.keeper).to.equal(keeper.address);
-        // Rescued, not liquidated: from between 1 and the trigger to at least the target.
-        expect(ev.args.healthBefore).to.be.gte(WAD).and.lt(POLICY.triggerRatio);
-        expect(ev.args.healthAfter).to.be.gte(POLICY.targetRatio).and.gt(ev.args.healthBefore);
+        // Rebalanced, not liquidated: from below the trigger (below 1 for a rescue) to at least the target.
+        if (rescue) expect(ev.args.healthBefore).to.be.lt(WAD);
+        else expect(ev.args.healthBefore).to.be.gte(WAD).and.lt(POLICY.triggerRatio);
+        expect(ev.args.healthAfter).to.be.gte(target).and.gt(ev.args.healthBefore);
+        if (rescue) {
+          // What the pre-empted liquidation would have restored: E ≥ ⌈1.2 × mmNow⌉ after the rescue, in its block.
+          const [stR, , mmNowR] = await engine.rebalanceInputs(aliceId, { blockTag: rc.blockNumber });
+          expect(stR.health).to.equal(ev.args.healthAfter);
+          expect(stR.equity).to.be.gte(targetRequirement(LIQ_TARGET, mmNowR));
+        }
         rebalances.push({
           hour: i,
           action: Number(ev.args.action),
@@ -242,21 +265,23 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
       }
     }
 
-    // Alice: never below 1, never liquidated; rescued four times with both actions of her policy.
+    // Alice: never liquidated. Below 1 once, at hour 176's poke (1.373 → 0.790 on a −5.7 % close, from above the
+    // trigger), and rescued from her reserve in that hour before the liquidator acted; rebalanced three times.
     expect(await engine.queryFilter(engine.filters.Liquidated(aliceId))).to.have.length(0);
     expect(liquidations.filter((l) => l.id === aliceId)).to.deep.equal([]);
-    expect(minAliceHealth).to.be.gte(WAD);
+    expect(aliceBelowOne).to.deep.equal([176]);
+    expect(minAliceHealth).to.be.lt(WAD);
+    expect(rebalances.filter((r) => r.hBefore < WAD).map((r) => r.hour)).to.deep.equal(aliceBelowOne);
     expect(rebalances.map((r) => ({ hour: r.hour, action: r.action }))).to.deep.equal([
-      { hour: 175, action: ACTION.TOP_UP }, // 23 May 07:00, 2,157.64: the USDC reserve covers it
-      { hour: 176, action: ACTION.TOP_UP }, // 23 May 08:00, 2,033.84: the rest of the USDC, then WETH
-      { hour: 180, action: ACTION.TOP_UP }, // 23 May 12:00, 1,938.52: more of the WETH
-      { hour: 184, action: ACTION.TOP_UP | ACTION.REDUCE }, // 23 May 16:00, 1,848.11: the last of the reserve, then reduce
+      { hour: 176, action: ACTION.TOP_UP }, // 23 May 08:00, 2,033.84: rescue, all the USDC, then WETH
+      { hour: 183, action: ACTION.TOP_UP }, // 23 May 15:00, 1,924.79: more of the WETH
+      { hour: 184, action: ACTION.TOP_UP }, // 23 May 16:00, 1,848.11: more of the WETH
     ]);
-    expect(await rebalancer.queryFilter(rebalancer.filters.Rebalanced(aliceId))).to.have.length(4);
+    expect(await rebalancer.queryFilter(rebalancer.filters.Rebalanced(aliceId))).to.have.length(3);
     expect(maxVols).to.deep.equal(EXPECTED.maxVols);
 
     // Bob (no policy): identical to alice until her first rescue, then liquidated at the pinned hours.
-    expect(identicalUntil).to.equal(175); // hour 175's poke included: both at the same health, then alice is rescued
+    expect(identicalUntil).to.equal(176); // hour 176's poke included: both at the same health (below 1), then alice is rescued
     expect(liquidations.map((l) => l.hour)).to.deep.equal(EXPECTED.bobLiquidatedAt);
     expect(liquidations.every((l) => l.id === bobId)).to.equal(true);
     expect(await engine.queryFilter(engine.filters.Liquidated(bobId))).to.have.length(EXPECTED.bobLiquidatedAt.length);
@@ -266,9 +291,35 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     expect((await usdc.balanceOf(keeper.address)) - keeperUsdc0).to.equal(totalFeeUsd / USDC_SCALE);
     expect(totalFeeUsd % USDC_SCALE).to.equal(0n);
 
+    // The final states: the valuation mirror on the engine's ledger at the last block (the last close, σ and σ_mm
+    // of the oracle mirror, the funding index brought to the block's time) equals the engine's.
+    const last = (await ethers.provider.getBlock("latest"))!;
+    const tag = { blockTag: last.number };
+    const now = BigInt(last.timestamp);
+    const pxEnd = bars[bars.length - 1].price * 10n ** 10n;
+    const ms = await engine.marketState(ethMarket, tag);
+    const indexEnd = fundingIndexNow(ms.fundingIndex, ms.lastFundingTime, now, MAJOR_MARKET, ms.longOI, ms.shortOI, pxEnd);
+    const volEnd = vm.volatilities(now);
+    const mirrorOf = async (id: bigint) => {
+      const pos = await engine.position(id, ethMarket, tag);
+      const inputs: AccountIn = {
+        collateral: [
+          { amount: await vault.marginOf(id, usdc, tag), price: WAD, decimals: 6, haircut: HAIRCUTS.USDC },
+          { amount: await vault.marginOf(id, weth, tag), price: pxEnd, decimals: 18, haircut: HAIRCUTS.WETH },
+        ],
+        settlement: (await engine.accountState(id, tag)).settlement,
+        positions: [
+          { size: pos.size, entryPrice: pos.entryPrice, entryFunding: pos.entryFunding, index: indexEnd, price: pxEnd, market: MAJOR_MARKET, vol: volEnd.target, mmVol: volEnd.maintenance },
+        ],
+      };
+      return valuation(inputs, DEFAULT_RISK);
+    };
+    const stA = await engine.accountState(aliceId, tag);
+    const stB = await engine.accountState(bobId, tag);
+    const [mA, mB] = [await mirrorOf(aliceId), await mirrorOf(bobId)];
+    expect([stA.equity, stA.health, stB.equity, stB.health]).to.deep.equal([mA.equity, mA.health, mB.equity, mB.health]);
+
     // Pinned outcome (each rebalance above is also checked against the formulas; see EXPECTED).
-    const stA = await engine.accountState(aliceId);
-    const stB = await engine.accountState(bobId);
     const actual = {
       minAliceHealth,
       rebalances: rebalances.map((r) => [r.hBefore, r.hAfter, r.toppedUpUsd, r.reducedNotionalUsd, r.feeUsd]),
@@ -279,14 +330,14 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
         reserveWeth: await vault.reserveOf(aliceId, weth),
         marginUsdc: await vault.marginOf(aliceId, usdc),
         marginWeth: await vault.marginOf(aliceId, weth),
-        equity: stA.equity,
-        health: stA.health,
+        equity: mA.equity,
+        health: mA.health,
       },
       bob: {
         size: (await engine.position(bobId, ethMarket)).size,
         marginUsdc: await vault.marginOf(bobId, usdc),
-        equity: stB.equity,
-        health: stB.health,
+        equity: mB.equity,
+        health: mB.health,
       },
     };
     expect(actual).to.deep.equal(EXPECTED.final);
@@ -295,53 +346,43 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
 
 /**
  * The replay's outcome, pinned (every rebalance is also checked above against the formulas on the engine's
- * inputs, and σ, σ_mm every hour against the oracle mirror; the healths and equities below are the chain's, and
- * agree with the valuation mirror of test/helpers/marginMath.ts on the engine's ledger). Rebalances as
+ * inputs, and σ, σ_mm every hour against the oracle mirror; the final equities and healths are the valuation
+ * mirror's on the engine's ledger, asserted equal to the engine's). Rebalances as
  * [hBefore, hAfter, toppedUpUsd, reducedNotionalUsd, feeUsd]:
- * - hour 175 (23 May 07:00, 2,157.64): TOP_UP of 1,131.446205 USDC, 1.138 → 1.600; fee 26.89168 USD.
- * - hour 176 (23 May 08:00, 2,033.84): TOP_UP of the last 868.553795 USDC and WETH (1,061.23 USD counted),
- *   1.142 → 1.600; fee 25.40608 USD.
- * - hour 180 (23 May 12:00, 1,938.52): TOP_UP of WETH (884.22 USD counted), 1.209 → 1.600; fee 24.26224 USD.
- * - hour 184 (23 May 16:00, 1,848.11): TOP_UP of the last WETH (645.24 USD counted), still short, REDUCE of
- *   1,260.41 USD of notional, 1.200 → 1.600; fee 23.17732 USD.
- * Alice ends with 9.32 ETH, health 2.45 and equity 5,723.99 USD (both reserves now in margin; she paid 99.74 USD of
- * keeper fees for four rescues, against 128.59 for five when σ_mm moved at 50 points a day); bob, liquidated at
- * 176 (2,033.84) and 184 (1,848.11), ends with 1.65 ETH and equity 991.61 USD (was 2.73 ETH and 1,552.41 USD after
- * four liquidations: each liquidation now closes down to the target at σ, more of his size at each low).
- * Highest σ and σ_mm at the hourly pokes: 398.0 % (20 May 02:00) and 207.9 % (the last hour: σ_mm never caught up).
+ * - hour 176 (23 May 08:00, 2,033.84): rescue from 0.790, TOP_UP of the 2,000 USDC and WETH (2,002.84 USD counted
+ *   in all), 0.790 → 1.844 (⌈1.2 × mmNow⌉ + one USDC unit, above 1.6 × MM); fee 25.40608 USD.
+ * - hour 183 (23 May 15:00, 1,924.79): TOP_UP of WETH (589.66 USD counted), 1.292 → 1.600; fee 24.09748 USD.
+ * - hour 184 (23 May 16:00, 1,848.11): TOP_UP of WETH (709.47 USD counted), 1.212 → 1.600; fee 23.17732 USD.
+ * Alice ends with her 10 ETH, 0.2315 WETH still in reserve, health 2.65 and equity 5,484.18 USD (she paid 72.68 USD
+ * of keeper fees for three rebalances, against 99.74 for four when σ_mm moved at 25 points a day and 128.59 for
+ * five at 50); bob, liquidated at 176 (2,033.84) and 184 (1,848.11), ends with 1.65 ETH and equity 991.61 USD.
+ * Highest σ and σ_mm at the hourly pokes: 398.0 % (20 May 02:00) and 168.3 % (the last hour: σ_mm never caught up).
  */
 const EXPECTED = {
   bobLiquidatedAt: [176, 184],
-  maxVols: [3_980_486_793_412_869_998n, 2_079_169_560_185_185_249n],
+  maxVols: [3_980_486_793_412_869_998n, 1_683_335_648_148_148_275n],
   final: {
-    minAliceHealth: 1_137_841_586_519_834_713n,
+    minAliceHealth: 789_924_481_277_231_315n,
     rebalances: [
-      [1_137_840_028_658_631_772n, 1_600_000_000_370_259_825n, 1_131_446_205_000_000_000_000n, 0n, 26_891_680_000_000_000_000n],
-      [1_142_425_578_012_592_726n, 1_600_000_000_000_000_000n, 1_061_228_427_117_631_330_995n, 0n, 25_406_080_000_000_000_000n],
-      [1_209_072_029_976_296_417n, 1_600_000_000_000_000_000n, 884_215_004_915_669_483_711n, 0n, 24_262_240_000_000_000_000n],
-      [
-        1_200_389_362_285_733_063n,
-        1_600_348_760_978_494_137n,
-        645_242_999_207_891_959_566n,
-        1_260_411_140_832_855_497_700n,
-        23_177_320_000_000_000_000n,
-      ],
+      [789_923_440_924_564_188n, 1_844_217_133_669_823_803n, 2_002_841_510_412_173_767_841n, 0n, 25_406_080_000_000_000_000n],
+      [1_291_566_722_082_448_140n, 1_600_000_000_000_000_000n, 589_657_535_879_356_262_164n, 0n, 24_097_480_000_000_000_000n],
+      [1_211_954_800_973_674_652n, 1_600_000_000_000_000_000n, 709_467_113_438_168_266_385n, 0n, 23_177_320_000_000_000_000n],
     ],
-    totalFeeUsd: 99_737_320_000_000_000_000n,
+    totalFeeUsd: 72_680_880_000_000_000_000n,
     alice: {
-      size: 9_317_999_934_618_147_460n,
+      size: E18(10),
       reserveUsdc: 0n,
-      reserveWeth: 0n,
-      marginUsdc: 1_523_828_885n,
-      marginWeth: E18(1),
-      equity: 5_723_990_414_517_877_735_536n,
-      health: 2_452_594_726_909_291_822n,
+      reserveWeth: 231_517_706_500_887_935n,
+      marginUsdc: 20_743_484_120n,
+      marginWeth: 768_482_293_499_112_065n,
+      equity: 5_484_179_029_106_820_189_800n,
+      health: 2_648_652_921_185_556_068n,
     },
     bob: {
-      size: 1_651_191_976_289_994_050n,
+      size: 1_651_191_974_993_566_528n,
       marginUsdc: 581_666_935n,
-      equity: 991_613_805_074_880_816_793n,
-      health: 2_380_423_946_817_859_332n,
+      equity: 991_613_116_249_130_602_385n,
+      health: 2_875_483_426_876_263_478n,
     },
   },
 };

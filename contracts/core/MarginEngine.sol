@@ -220,7 +220,8 @@ contract MarginEngine is IMarginEngine, Ownable2Step {
         AccountLogic.requireAccountPrices(_s, ctx, accountId);
         state = AccountLogic.valuation(_s, ctx, accountId);
         closeFeeUsd = AccountLogic.closeFeeUsd(_s, ctx, accountId);
-        maintenanceNowUsd = AccountLogic.currentVolMaintenance(_s, ctx, accountId);
+        // Only a rescue (health < 1) reads it: a rebalance in or above band does not pay for the loop.
+        if (state.health < WAD) maintenanceNowUsd = AccountLogic.currentVolMaintenance(_s, ctx, accountId);
     }
 
     // =================================================================== views

@@ -304,7 +304,8 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     /// @notice The account's valuation, the trading fee of closing all its positions (Σ feeRate × N, rounded
     ///         up) and its maintenance margin at the current volatility (Σ N·mmr(max(σ, σ_mm)) + keeperReward,
     ///         rounded up: what a liquidation, and a rescue pre-empting one, restores the liquidation target
-    ///         against): the inputs of the rebalance plan. Reads prices like `accountState`.
+    ///         against; 0 while health >= 1, where no rescue needs it): the inputs of the rebalance plan. Reads
+    ///         prices like `accountState`.
     function rebalanceInputs(uint256 accountId)
         external
         view

@@ -205,8 +205,9 @@ library AccountLogic {
     ///      rule that gives a rescue priority over a liquidation (README, "Rescue below 1"). True when the account
     ///      opted into a registered module with TOP_UP allowed, pays its keeper at least the liquidation's flat
     ///      reward (`maxFeeUsd >= keeperReward`, so a rescue is always worth a keeper's call), is past its
-    ///      cooldown, and E − maxFeeUsd + Σ reserve × price × haircut (policy assets with a valid price, rounded
-    ///      down) >= liquidationTargetRatio × MM (rounded up). Reserve prices come through the view door, which
+    ///      cooldown, and E − maxFeeUsd − one settlement unit + Σ reserve × price × haircut (policy assets with a
+    ///      valid price, rounded down) >= liquidationTargetRatio × `currentVolMaintenance` (rounded up): what the
+    ///      liquidation it pre-empts would restore. Reserve prices come through the view door, which
     ///      agrees with `poke` (an invalid one counts as zero: that only makes the liquidation possible).
     function canRescue(Storage storage s, Ctx memory ctx, uint256 accountId, IMarginEngine.AccountState memory st)
         internal

@@ -23,6 +23,7 @@ import {
   type StateOut,
 } from "../helpers/marginMath";
 import { DEFAULT_VOL, VolMirror } from "../helpers/oracleMath";
+import { ethMirror, ethRoundAt, nextBoundary } from "../helpers/ethRounds";
 
 /*
  * The two stress-volatility rules of the risk model (README "Risk model", IMarginEngine NatSpec):
@@ -82,31 +83,6 @@ async function ethVols(f: SystemFixture): Promise<Vols> {
   return { target, maintenance };
 }
 
-/** The oracle mirror from ETH's recorded observation and the feed's latest round. */
-async function ethMirror(f: SystemFixture): Promise<VolMirror> {
-  const m = VolMirror.fromObservation(await f.oracle.observation(f.weth));
-  const [roundId, answer, , updatedAt] = await f.ethFeed.latestRoundData();
-  m.setRound(answer * 10n ** 10n, updatedAt, roundId);
-  return m;
-}
-
-/** The next boundary of the volatility grid after the latest block. */
-async function nextBoundary(): Promise<number> {
-  return (Math.floor((await time.latest()) / HOUR) + 1) * HOUR;
-}
-
-/**
- * A new ETH round at `usd` set at block time `t` (updatedAt = t), then a poke one second later; the mirror sees
- * the same round. Returns the poke and whether the mirror took a volatility sample.
- */
-async function ethRoundAt(f: SystemFixture, m: VolMirror, usd: bigint, t: number) {
-  await time.setNextBlockTimestamp(t);
-  await f.ethFeed.setAnswer(PX8(usd));
-  m.setRound(E18(usd), BigInt(t));
-  await time.setNextBlockTimestamp(t + 1);
-  const poke = await f.oracle.poke(f.weth);
-  return { poke, sampled: m.observeLatest() };
-}
 
 /** The mirror's state of a fresh account with `margin` USDC units after opening `size` ETH at `px` (fee settled). */
 function openedState(margin: bigint, size: bigint, px: bigint, v: Vols, m: MarketConfig): StateOut {

@@ -21,6 +21,7 @@ import {
   type StateOut,
 } from "../helpers/marginMath";
 import { DEFAULT_VOL, VolMirror } from "../helpers/oracleMath";
+import { ethMirror, ethRoundAt, nextBoundary } from "../helpers/ethRounds";
 import {
   fundReserve,
   pinBaseFee,
@@ -88,26 +89,6 @@ async function longFixture() {
   return { ...f, book };
 }
 
-async function ethMirror(f: SystemFixture): Promise<VolMirror> {
-  const m = VolMirror.fromObservation(await f.oracle.observation(f.weth));
-  const [roundId, answer, , updatedAt] = await f.ethFeed.latestRoundData();
-  m.setRound(answer * 10n ** 10n, updatedAt, roundId);
-  return m;
-}
-
-async function nextBoundary(): Promise<number> {
-  return (Math.floor((await time.latest()) / HOUR) + 1) * HOUR;
-}
-
-/** A new ETH round at `usd` at block time t, poked at t + 1; the mirror observes the same round. */
-async function ethRoundAt(f: SystemFixture, m: VolMirror, usd: bigint, t: number) {
-  await time.setNextBlockTimestamp(t);
-  await f.ethFeed.setAnswer(PX8(usd));
-  m.setRound(E18(usd), BigInt(t));
-  await time.setNextBlockTimestamp(t + 1);
-  const poke = await f.oracle.poke(f.weth);
-  return { poke, sampled: m.observeLatest() };
-}
 
 /** The spike (header): sample 1,760 at B1, 1,625 at B1 + 60; the latest block is then B1 + 61. */
 async function spike(f: SystemFixture, crashUsd = 1625n) {

@@ -289,15 +289,24 @@ async function topUpAccount(w: BallastWorld): Promise<bigint> {
   });
 }
 
+/**
+ * ETH falls until the account is below its 1.3 trigger and keeper 0 rebalances it (first touch), then the same
+ * again (steady state): the two figures of a TOP_UP or REDUCE row.
+ */
+async function belowTriggerTwice(w: BallastWorld, id: bigint, action: number): Promise<{ first: Figure; steady: Figure }> {
+  const k = w.keepers[0];
+  await moveEthUntil(w, -1, allBelow(w, [id], NARROW_POLICY.triggerRatio));
+  const first = await measureRebalance(w, k, id, action);
+  await moveEthUntil(w, -1, allBelow(w, [id], NARROW_POLICY.triggerRatio));
+  const steady = await measureRebalance(w, k, id, action);
+  return { first, steady };
+}
+
 /** Rebalancer.rebalance TOP_UP: ETH falls until the account is below its 1.3 trigger, twice. */
 export async function benchTopUp(): Promise<Row> {
   const w = await loadFixture(ballastWorld);
   const id = await topUpAccount(w);
-  const k = w.keepers[0];
-  await moveEthUntil(w, -1, allBelow(w, [id], NARROW_POLICY.triggerRatio));
-  const first = await measureRebalance(w, k, id, ACTION.TOP_UP);
-  await moveEthUntil(w, -1, allBelow(w, [id], NARROW_POLICY.triggerRatio));
-  const steady = await measureRebalance(w, k, id, ACTION.TOP_UP);
+  const { first, steady } = await belowTriggerTwice(w, id, ACTION.TOP_UP);
   return row(
     ROW.topUp,
     "Ballast rebalance TOP_UP",
@@ -311,11 +320,7 @@ export async function benchTopUp(): Promise<Row> {
 export async function benchReduce(): Promise<Row> {
   const w = await loadFixture(ballastWorld);
   const id = await openAccount(w, { margin: USDC(5_000), size: E18(10), policy: { actions: ACTION.REDUCE, topUpAssets: "none" } });
-  const k = w.keepers[0];
-  await moveEthUntil(w, -1, allBelow(w, [id], NARROW_POLICY.triggerRatio));
-  const first = await measureRebalance(w, k, id, ACTION.REDUCE);
-  await moveEthUntil(w, -1, allBelow(w, [id], NARROW_POLICY.triggerRatio));
-  const steady = await measureRebalance(w, k, id, ACTION.REDUCE);
+  const { first, steady } = await belowTriggerTwice(w, id, ACTION.REDUCE);
   return row(
     ROW.reduce,
     "Ballast rebalance REDUCE",

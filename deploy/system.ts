@@ -1,18 +1,20 @@
 import type { Signer } from "ethers";
 import {
   GovernanceLogic__factory,
+  IMarginEngine__factory,
+  IRebalancer__factory,
   LiquidationLogic__factory,
   RebalanceLogic__factory,
-  Rebalancer__factory,
   TradeLogic__factory,
   LiquidityPool__factory,
   MarginEngine__factory,
+  MarginEngineExtension__factory,
   MockAggregator__factory,
   MockERC20__factory,
   OracleRouter__factory,
   Vault__factory,
 } from "../typechain-types";
-import type { LiquidityPool, MarginEngine, MockAggregator, MockERC20, OracleRouter, Rebalancer, Vault } from "../typechain-types";
+import type { IMarginEngine, IRebalancer, LiquidityPool, MockAggregator, MockERC20, OracleRouter, Vault } from "../typechain-types";
 import {
   CRYPTO_FEED,
   DEFAULT_REBALANCER,
@@ -25,16 +27,19 @@ import {
   type RiskConfig,
 } from "./params";
 
-/** Addresses of a deployed core, as recorded in deployments/<network>.json. */
+/**
+ * Addresses of a deployed core, as recorded in deployments/<network>.json. `engine` and `rebalancer` are one contract
+ * (the MarginEngine, whose extension serves its cold functions) seen through its two interfaces.
+ */
 export interface CoreContracts {
   vault: Vault;
   oracle: OracleRouter;
   pool: LiquidityPool;
-  engine: MarginEngine;
+  engine: IMarginEngine;
+  rebalancer: IRebalancer;
 }
 
 export interface LocalSystem extends CoreContracts {
-  rebalancer: Rebalancer;
   usdc: MockERC20;
   weth: MockERC20;
   wbtc: MockERC20;
@@ -45,53 +50,72 @@ export interface LocalSystem extends CoreContracts {
 }
 
 /**
- * Step 1-4: core contracts, wired. The vault must list the settlement asset before the engine is deployed.
+ * Core contracts, wired. The vault must list the settlement asset before the engine is deployed. `gasAsset` is the
+ * asset whose USD price converts gas into the rebalance keeper fee (WETH).
  */
-export async function deployCore(deployer: Signer, usdc: string, usdcHaircut: bigint): Promise<CoreContracts> {
+export async function deployCore(
+  deployer: Signer,
+  usdc: string,
+  usdcHaircut: bigint,
+  gasAsset: string,
+  cfg: RebalancerConfig = DEFAULT_REBALANCER,
+): Promise<CoreContracts> {
   const owner = await deployer.getAddress();
   const vault = await new Vault__factory(deployer).deploy(owner);
   const oracle = await new OracleRouter__factory(deployer).deploy(owner);
   const pool = await new LiquidityPool__factory(deployer).deploy(usdc, owner);
   await (await vault.listAsset(usdc, usdcHaircut)).wait();
-  // The engine's modules are linked libraries (it would not fit in 24 KiB otherwise); governance is one of them.
-  const libraries = {
-    "contracts/libraries/logic/TradeLogic.sol:TradeLogic": await (await new TradeLogic__factory(deployer).deploy()).getAddress(),
-    "contracts/libraries/logic/LiquidationLogic.sol:LiquidationLogic": await (
-      await new LiquidationLogic__factory(deployer).deploy()
-    ).getAddress(),
-    "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": await (
-      await new RebalanceLogic__factory(deployer).deploy()
-    ).getAddress(),
-    "contracts/libraries/logic/GovernanceLogic.sol:GovernanceLogic": await (
-      await new GovernanceLogic__factory(deployer).deploy()
-    ).getAddress(),
-  };
-  const engine = await new MarginEngine__factory(libraries, deployer).deploy(vault, oracle, pool, owner);
-  await (await vault.setEngine(engine)).wait();
-  await (await pool.setEngine(engine)).wait();
-  return { vault, oracle, pool, engine };
+  const { engine, rebalancer } = await deployEngine(deployer, vault, oracle, pool, gasAsset, cfg);
+  return { vault, oracle, pool, engine, rebalancer };
 }
 
 /**
- * Step 5: the Rebalancer module, registered with the engine so accounts can opt into it. `gasAsset` is the
- * asset whose USD price converts gas into the keeper fee (WETH).
+ * The MarginEngine over an existing vault (which must list the pool's asset), oracle and pool: its linked libraries,
+ * its extension, the engine, then the engine wired into vault and pool. Returns it through its two interfaces.
  */
-export async function deployRebalancer(
+export async function deployEngine(
   deployer: Signer,
-  engine: MarginEngine,
+  vault: Vault,
+  oracle: OracleRouter,
+  pool: LiquidityPool,
   gasAsset: string,
   cfg: RebalancerConfig = DEFAULT_REBALANCER,
-): Promise<Rebalancer> {
+): Promise<{ engine: IMarginEngine; rebalancer: IRebalancer }> {
   const owner = await deployer.getAddress();
-  const rebalancer = await new Rebalancer__factory(deployer).deploy(
-    engine,
+  // The engine's modules are linked libraries, and its cold functions live in an extension it delegates to: it would
+  // not fit in 24 KiB otherwise.
+  const deployLib = async (factory: { deploy(): Promise<{ getAddress(): Promise<string> }> }) =>
+    (await factory.deploy()).getAddress();
+  const rebalanceLogic = await deployLib(new RebalanceLogic__factory(deployer));
+  const libraries = {
+    "contracts/libraries/logic/TradeLogic.sol:TradeLogic": await deployLib(new TradeLogic__factory(deployer)),
+    "contracts/libraries/logic/LiquidationLogic.sol:LiquidationLogic": await deployLib(new LiquidationLogic__factory(deployer)),
+    "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": rebalanceLogic,
+  };
+  const extension = await new MarginEngineExtension__factory(
+    {
+      "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": rebalanceLogic,
+      "contracts/libraries/logic/GovernanceLogic.sol:GovernanceLogic": await deployLib(new GovernanceLogic__factory(deployer)),
+    },
+    deployer,
+  ).deploy(vault, oracle, pool, gasAsset, owner);
+  const deployed = await new MarginEngine__factory(libraries, deployer).deploy(
+    vault,
+    oracle,
+    pool,
     gasAsset,
+    extension,
     { baseFeeUsd: cfg.baseFeeUsd, gasUnits: cfg.gasUnits },
     cfg.upkeepSize,
     owner,
   );
-  await (await engine.setRebalancer(rebalancer, true)).wait();
-  return rebalancer;
+  await (await vault.setEngine(deployed)).wait();
+  await (await pool.setEngine(deployed)).wait();
+  const address = await deployed.getAddress();
+  return {
+    engine: IMarginEngine__factory.connect(address, deployer),
+    rebalancer: IRebalancer__factory.connect(address, deployer),
+  };
 }
 
 export async function setFeed(oracle: OracleRouter, asset: string, feed: string, cfg: FeedConfig): Promise<void> {
@@ -99,13 +123,13 @@ export async function setFeed(oracle: OracleRouter, asset: string, feed: string,
   await (await oracle.poke(asset)).wait();
 }
 
-export async function createMarket(engine: MarginEngine, asset: string, cfg: MarketConfig): Promise<bigint> {
+export async function createMarket(engine: IMarginEngine, asset: string, cfg: MarketConfig): Promise<bigint> {
   const id = await engine.marketCount();
   await (await engine.createMarket({ asset, ...cfg })).wait();
   return id;
 }
 
-export async function setRisk(engine: MarginEngine, cfg: RiskConfig): Promise<void> {
+export async function setRisk(engine: IMarginEngine, cfg: RiskConfig): Promise<void> {
   await (await engine.setRiskParams(cfg)).wait();
 }
 
@@ -120,7 +144,7 @@ export async function deployLocalSystem(
   const usdc = await new MockERC20__factory(deployer).deploy("USD Coin", "USDC", 6);
   const weth = await new MockERC20__factory(deployer).deploy("Wrapped Ether", "WETH", 18);
   const wbtc = await new MockERC20__factory(deployer).deploy("Wrapped BTC", "WBTC", 8);
-  const core = await deployCore(deployer, await usdc.getAddress(), HAIRCUTS.USDC);
+  const core = await deployCore(deployer, await usdc.getAddress(), HAIRCUTS.USDC, await weth.getAddress());
   await (await core.vault.listAsset(weth, HAIRCUTS.WETH)).wait();
   await (await core.vault.listAsset(wbtc, HAIRCUTS.WBTC)).wait();
 
@@ -134,6 +158,5 @@ export async function deployLocalSystem(
   await setRisk(core.engine, DEFAULT_RISK);
   const ethMarket = await createMarket(core.engine, await weth.getAddress(), MAJOR_MARKET);
   const btcMarket = await createMarket(core.engine, await wbtc.getAddress(), MAJOR_MARKET);
-  const rebalancer = await deployRebalancer(deployer, core.engine, await weth.getAddress());
-  return { ...core, rebalancer, usdc, weth, wbtc, ethFeed, btcFeed, ethMarket, btcMarket };
+  return { ...core, usdc, weth, wbtc, ethFeed, btcFeed, ethMarket, btcMarket };
 }

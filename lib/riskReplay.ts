@@ -635,12 +635,11 @@ const GAS = {
 /** Accounts per `rebalanceBatch` transaction (a transaction's gas is capped at 2^24). */
 const REBALANCE_BATCH = 12;
 
-/** Engine and rebalancer events whose first argument is an account id. */
+/** Engine events (its IMarginEngine and IRebalancer interfaces) whose first argument is an account id. */
 const ACCOUNT_EVENTS = new Set([
   "Liquidated",
   "BadDebt",
   "Rebalanced",
-  "RebalanceApplied",
   "PositionModified",
   "SettlementChanged",
   "RebalanceSkipped",
@@ -756,7 +755,7 @@ async function run(paths: PathSpec[], cfg: ReplayConfig): Promise<Omit<ReplayRes
               trader.address,
               engine,
               "setRebalancePolicy",
-              [id, { module: rebalancer.target, ...POLICY, topUpAssets: [usdc.target] }],
+              [id, { ...POLICY, topUpAssets: [usdc.target] }],
               GAS.misc,
               "setRebalancePolicy"
             );

@@ -26,8 +26,7 @@ async function main() {
   console.log(`  Vault        ${await sys.vault.getAddress()}`);
   console.log(`  OracleRouter ${await sys.oracle.getAddress()}`);
   console.log(`  Pool         ${await sys.pool.getAddress()}`);
-  console.log(`  MarginEngine ${await sys.engine.getAddress()}`);
-  console.log(`  Rebalancer   ${await sys.rebalancer.getAddress()}`);
+  console.log(`  MarginEngine ${await sys.engine.getAddress()} (rebalancing built in; extension ${await sys.engine.extension()})`);
 
   await (await sys.usdc.mint(lp.address, USDC(1_000_000n))).wait();
   await (await sys.usdc.connect(lp).approve(sys.pool, USDC(1_000_000n))).wait();
@@ -60,7 +59,6 @@ async function main() {
   await (await sys.vault.connect(trader).deposit(guarded, sys.weth, reserveWeth)).wait();
   await (
     await sys.engine.connect(trader).setRebalancePolicy(guarded, {
-      module: sys.rebalancer,
       actions: ACTION.TOP_UP | ACTION.REDUCE,
       cooldown: 0,
       triggerRatio: wad("2.5"),
@@ -112,12 +110,12 @@ async function main() {
     const [healthsNow] = await sys.engine.healthBatch([plain, guarded]);
     for (const [id, h] of [[plain, healthsNow[0]], [guarded, healthsNow[1]]] as const) {
       if (h >= 10n ** 18n) continue;
-      const before = await sys.usdc.balanceOf(keeper.address);
+      const before = await sys.engine.keeperRewardsOf(keeper.address);
       await (await sys.engine.connect(keeper).liquidate(id)).wait();
-      const paid = (await sys.usdc.balanceOf(keeper.address)) - before;
+      const paid = (await sys.engine.keeperRewardsOf(keeper.address)) - before;
       const pos = await sys.engine.position(id, sys.ethMarket);
       liquidations.set(id, liquidations.get(id)! + 1);
-      events.push(`liquidated #${id}: keeper paid ${usd(paid * 10n ** 12n)} USDC, ${usd(pos.size, 4)} ETH left`);
+      events.push(`liquidated #${id}: keeper credited ${usd(paid * 10n ** 12n)} USDC, ${usd(pos.size, 4)} ETH left`);
     }
     if (i % 12 === 0 || events.length > 0) console.log(`${row}   ${events.join("; ")}`);
   }
@@ -131,6 +129,11 @@ async function main() {
   console.log(`  position ${usd(pos.size, 4)} ETH, equity ${usd(st.equity)} USD, health ${health(st.health)}`);
   console.log(`  reserve left: ${usd((await sys.vault.reserveOf(guarded, sys.usdc)) * 10n ** 12n)} USDC, ${usd(await sys.vault.reserveOf(guarded, sys.weth), 4)} WETH`);
   console.log(`Insurance fund: ${usd((await sys.pool.insuranceBalance()) * 10n ** 12n)} USDC`);
+  const claimable = await sys.engine.keeperRewardsOf(keeper.address);
+  if (claimable !== 0n) {
+    await (await sys.engine.connect(keeper).claimKeeperRewards(keeper.address)).wait();
+    console.log(`Keeper claimed ${usd(claimable * 10n ** 12n)} USDC of credited fees and rewards`);
+  }
 }
 
 main().catch((err) => {

@@ -93,7 +93,12 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step {
 
     /// @inheritdoc ILiquidityPool
     function capital() public view returns (uint256) {
-        return IERC20(asset()).balanceOf(address(this)) - insuranceBalance;
+        // Keeper rewards the engine credited are held here until claimed: they are not LP capital. Saturating: if
+        // unpaid account debts left less than that, LP capital is 0 and a claim waits for the debts to be paid.
+        uint256 held = insuranceBalance;
+        if (engine != address(0)) held += IMarginEngine(engine).totalKeeperRewards();
+        uint256 balance = IERC20(asset()).balanceOf(address(this));
+        return balance > held ? balance - held : 0;
     }
 
     /// @notice Redemption value: LP capital less the traders' open profits, per market side. Open trader losses

@@ -51,7 +51,7 @@ interface ILiquidityPool {
     function mintAssets() external view returns (uint256);
 
     /// @notice Settlement-asset balance that belongs to LPs, before netting open trader PnL:
-    ///         balance − insurance fund.
+    ///         balance − insurance fund − keeper rewards the engine credited and nobody claimed yet (0 if below).
     function capital() external view returns (uint256);
 
     /// @notice The insurance fund's balance.
@@ -65,7 +65,7 @@ interface ILiquidityPool {
     function donateInsurance(uint256 amount) external;
 
     // ---------------------------------------------------------------- engine only
-    /// @notice Pays `amount` of LP capital to `to` (trader profits into the vault, keeper rewards).
+    /// @notice Pays `amount` of LP capital to `to` (trader profits into the vault, claimed keeper rewards).
     function pay(address to, uint256 amount) external;
 
     /// @notice Moves `amount` of LP capital into the insurance fund (liquidation penalties' share).

@@ -105,8 +105,8 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     }
 
     /// @notice An account's rebalancing policy (README "Rebalancing"), set by its owner or an operator.
-    /// @param module The registered rebalancer module the account opts into (address(0) = opted out).
-    /// @param actions Allowed actions, a bitmask of TOP_UP (1), REDUCE (2), RELEASE (4) (Constants.sol).
+    /// @param actions Allowed actions, a bitmask of TOP_UP (1), REDUCE (2), RELEASE (4) (Constants.sol); 0 opts the
+    ///        account out (the rest of the policy is then cleared).
     /// @param cooldown Seconds that must pass between two rebalances.
     /// @param triggerRatio Health below which the account is rebalanced (WAD, > 1).
     /// @param targetRatio Health a rebalance restores (WAD, >= trigger + MIN_REBALANCE_BAND).
@@ -116,7 +116,6 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     /// @param topUpAssets Reserve assets used for top-ups, in the owner's order; RELEASE returns margin
     ///        of these assets to the reserve, in the same order.
     struct RebalancePolicy {
-        address module;
         uint8 actions;
         uint32 cooldown;
         uint64 triggerRatio;
@@ -126,10 +125,10 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
         address[] topUpAssets;
     }
 
-    /// @notice What a rebalancer module asks the engine to do for one account, in this order: TOP_UP
-    ///         (`amounts` of `assets` reserve→margin) and/or REDUCE (close `reduceFraction` of every
-    ///         position at the trading fee), or RELEASE alone (`amounts` of `assets` margin→reserve); then
-    ///         pay `keeper` `feeUsd` from the account.
+    /// @notice What a rebalance of one account does, in this order (`IRebalancer.needsRebalance` shows it before it
+    ///         is sent): TOP_UP (`amounts` of `assets` reserve→margin) and/or REDUCE (close `reduceFraction` of
+    ///         every position at the trading fee), or RELEASE alone (`amounts` of `assets` margin→reserve); then
+    ///         credit `keeper` `feeUsd` from the account.
     struct RebalancePlan {
         uint8 action;
         address[] assets;
@@ -141,6 +140,9 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
 
     // ---------------------------------------------------------------- errors
     error NotAuthorized(uint256 accountId, address caller);
+    /// @dev OpenZeppelin Ownable's, raised by the owner-only functions (declared so tools can decode them).
+    error OwnableUnauthorizedAccount(address account);
+    error OwnableInvalidOwner(address owner);
     error NotVault(address caller);
     error UnknownMarket(uint256 marketId);
     error TooManyMarkets(uint256 max);
@@ -157,12 +159,9 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     error NotGuardian(address caller);
     error SettlementAssetNotListed(address asset);
     error ZeroAddress();
-    error RebalancerNotRegistered(address module);
-    error RebalancerNotAllowed(uint256 accountId, address caller);
     error PolicyTriggerTooLow(uint256 triggerRatio);
     error PolicyBandTooNarrow(uint256 lowerRatio, uint256 upperRatio, uint256 minBand);
     error PolicyTargetTooHigh(uint256 targetRatio, uint256 max);
-    error PolicyNoActions();
     error PolicyUnknownActions(uint8 actions);
     error PolicyReleaseRatioMissing();
     error PolicyTopUpAssetsMissing();
@@ -171,18 +170,17 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     error PolicyDuplicateAsset(address asset);
     error PolicyCooldownTooLong(uint256 cooldown, uint256 max);
     error PolicyFeeTooHigh(uint256 maxFeeUsd, uint256 max);
-    error RebalanceActionNotAllowed(uint256 accountId, uint8 action);
-    error RebalancePlanInvalid(uint256 accountId);
-    error RebalanceAssetNotInPolicy(uint256 accountId, address asset);
-    error RebalanceFeeAboveMax(uint256 feeUsd, uint256 maxFeeUsd);
-    error RebalanceCooldown(uint256 accountId, uint256 readyAt);
-    error AccountLiquidatable(uint256 accountId, uint256 health);
+    /// @notice `claimKeeperRewards` by a caller with no reward credited.
+    error NothingToClaim(address keeper);
+    /// @notice The extension given to the engine was built for another vault, oracle, pool or gas asset.
+    error ExtensionMismatch(address extension);
+    // The rebalance postconditions: checked after every rebalance on a fresh valuation (defence in depth: the
+    // engine's own plan meets them by construction).
     error RebalanceLowersHealth(uint256 accountId, uint256 healthBefore, uint256 healthAfter);
     error RebalanceBelowTarget(uint256 accountId, uint256 healthAfter, uint256 minHealth);
-    error RebalanceNotNeeded(uint256 accountId, uint256 health);
     error RebalanceLeavesDebt(uint256 accountId, int256 equity);
     /// @notice The account is below health 1 but its own reserve, under its policy, can lift it to the
-    ///         liquidation target: the rescue (`Rebalancer.rebalance`) comes first.
+    ///         liquidation target: the rescue (`IRebalancer.rebalance`) comes first.
     error RescueAvailable(uint256 accountId);
     /// @notice A rebalance of an account below health 1 (a rescue) must leave it at or above the liquidation target,
     ///         measured as a liquidation would: equity over the maintenance margin at the current volatility.
@@ -221,12 +219,11 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
         uint256 indexed accountId, address indexed buyer, address indexed token, uint256 repaid, uint256 amountOut
     );
     event BadDebt(uint256 indexed accountId, uint256 amountUsd, uint256 fromInsurance);
-    event RebalancerSet(address indexed module, bool allowed);
     event RebalancePolicySet(uint256 indexed accountId, RebalancePolicy policy);
-    /// @notice A registered module changed the account (`hBefore` → `hAfter`) and paid `keeper` `feeUsd`.
-    event RebalanceApplied(
-        uint256 indexed accountId, address indexed module, uint8 action, uint256 hBefore, uint256 hAfter, uint256 feeUsd
-    );
+    /// @notice `amount` settlement-token units of a liquidation reward or rebalance fee were credited to `keeper`;
+    ///         `balance` is what it can now claim.
+    event KeeperRewardCredited(address indexed keeper, uint256 amount, uint256 balance);
+    event KeeperRewardsClaimed(address indexed keeper, address indexed to, uint256 amount);
 
     // ---------------------------------------------------------------- governance
     /// @notice Owner only. Bounds in Constants.sol; `ParamOutOfBounds(name, value, min, max)` outside them.
@@ -254,8 +251,8 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     ///         (collateral whose oracle is invalid counts as zero: it never blocks a liquidation).
     ///         Closes the least fraction of every position that restores `liquidationTargetRatio` against
     ///         the maintenance margin at the current volatility (all of it when health <
-    ///         fullLiquidationHealth or the rest would be dust), charges the penalty, pays
-    ///         the liquidator `keeperReward + keeperPenaltyShare × penalty`, settles, and writes off
+    ///         fullLiquidationHealth or the rest would be dust), charges the penalty, credits
+    ///         the liquidator `keeperReward + keeperPenaltyShare × penalty` (claimable), settles, and writes off
     ///         bad debt if nothing is left to cover it. Reverts `NotLiquidatable(accountId, health)`, and
     ///         `RescueAvailable(accountId)` while the account's own reserve can rescue it (`rescueAvailable`).
     function liquidate(uint256 accountId) external returns (uint256 fraction);
@@ -269,32 +266,25 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
         returns (uint256 amountOut);
 
     // ---------------------------------------------------------------- rebalancing
-    /// @notice Owner only: allows (or stops) a rebalancer module. Accounts can opt only into allowed modules,
-    ///         and a module that is no longer allowed can no longer act.
-    function setRebalancer(address module, bool allowed) external;
-
-    /// @notice Owner/operator of the account: sets its rebalancing policy (`module = address(0)` opts out).
-    ///         Reverts with the `Policy*` error naming the first broken rule (bounds in Constants.sol).
+    /// @notice Owner/operator of the account: sets its rebalancing policy (`actions = 0` opts out and clears it).
+    ///         Reverts with the `Policy*` error naming the first broken rule (bounds in Constants.sol). The
+    ///         rebalance itself is the engine's (`IRebalancer`, same address).
     function setRebalancePolicy(uint256 accountId, RebalancePolicy calldata policy) external;
 
-    /// @notice Only the registered module the account opted into. Applies `plan` (see RebalancePlan) and
-    ///         enforces the owner's policy whatever the module computed: allowed actions, assets in the
-    ///         policy, fee <= maxFeeUsd, `rebalanceReadyAt` reached (`RebalanceCooldown`); below health 1 only
-    ///         a plan with a TOP_UP (a rescue, else `AccountLiquidatable`) that leaves equity at or above the
-    ///         liquidation target × the maintenance margin at the current volatility (`RescueFallsShort`); inside the owner's band (health < trigger for TOP_UP/REDUCE,
-    ///         > release for RELEASE, else `RebalanceNotNeeded`), and afterwards equity >= 0
-    ///         (`RebalanceLeavesDebt`) and health >= before for TOP_UP/REDUCE (`RebalanceLowersHealth`),
-    ///         or health >= target − RELEASE_HEALTH_OFFSET and equity >= IM for RELEASE. Never paused.
-    function applyRebalance(uint256 accountId, RebalancePlan calldata plan)
-        external
-        returns (uint256 healthBefore, uint256 healthAfter);
+    // ---------------------------------------------------------------- keeper rewards
+    /// @notice Liquidation rewards and rebalance fees are credited to the keeper inside the engine (no token moves
+    ///         on the hot path); the keeper claims them here, paid by the pool, to `to`. Reverts `NothingToClaim`.
+    function claimKeeperRewards(address to) external returns (uint256 amount);
+    /// @notice Settlement-token units `keeper` can claim.
+    function keeperRewardsOf(address keeper) external view returns (uint256);
+    /// @notice Σ over keepers of unclaimed rewards: held by the pool but not LP capital (`ILiquidityPool.capital`).
+    function totalKeeperRewards() external view returns (uint256);
 
     /// @notice Permissionless: pokes every oracle the account needs (its markets, then its margin assets);
     ///         reverts `OracleUnhealthy(asset)` on the first invalid market oracle (an invalid collateral
     ///         oracle only makes that collateral count as zero).
     function pokeAccount(uint256 accountId) external;
 
-    function isRebalancer(address module) external view returns (bool);
     function rebalancePolicy(uint256 accountId) external view returns (RebalancePolicy memory);
     /// @notice Timestamp of the account's last rebalance (0 = never).
     function lastRebalanceAt(uint256 accountId) external view returns (uint256);
@@ -312,7 +302,19 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
         returns (AccountState memory state, uint256 closeFeeUsd, uint256 maintenanceNowUsd);
 
     // ---------------------------------------------------------------- views
+    /// @notice The contract that serves the engine's cold functions (governance, views, `needsRebalance`,
+    ///         `checkUpkeep`): the engine delegates every selector it does not know to it, so both share one storage
+    ///         and one address.
+    function extension() external view returns (address);
     function vault() external view returns (IVault);
+    /// @notice Governance (Ownable2Step): the owner sets risk parameters, within their on-chain bounds.
+    function owner() external view returns (address);
+    function pendingOwner() external view returns (address);
+    function transferOwnership(address newOwner) external;
+    function acceptOwnership() external;
+    /// @notice Who may pause opening and increasing positions (besides the owner), and whether they are paused.
+    function guardian() external view returns (address);
+    function paused() external view returns (bool);
     function oracle() external view returns (IOracleRouter);
     /// @notice The pool's asset (USDC): markets settle in it and it counts as exactly 1 USD.
     function settlementAsset() external view returns (address);
@@ -341,7 +343,7 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     function totalDebtUsd() external view returns (uint256);
     /// @notice True when the account is below health 1 and its own reserve, under its policy, can lift it to the
     ///         liquidation target against the maintenance margin at the current volatility, with a settlement
-    ///         unit to spare for rounding (opted into a registered module, TOP_UP allowed, maxFeeUsd >= keeperReward,
+    ///         unit to spare for rounding (opted in, TOP_UP allowed, maxFeeUsd >= keeperReward,
     ///         cooldown passed): `liquidate` then reverts `RescueAvailable` and a rebalance rescues it.
     function rescueAvailable(uint256 accountId) external view returns (bool);
     /// @notice The fraction `liquidate` would close now (0 if the account is not liquidatable or can be rescued).

@@ -1,7 +1,7 @@
 /**
  * How the benchmark reads gas: `gasUsed` of the receipt of a real transaction, mined on the in-process Hardhat
  * network. Every measured transaction runs in a block whose base fee is pinned (BENCH_BASE_FEE: the
- * Rebalancer's keeper fee reads `block.basefee`, so the plan, and the gas, would otherwise depend on what ran
+ * rebalance keeper fee reads `block.basefee`, so the plan, and the gas, would otherwise depend on what ran
  * before) and carries an explicit gas limit (the network's per-transaction cap): no estimation, and a
  * transaction that reverts is still mined, so its receipt (status 0) gives the gas a keeper really pays for it.
  */
@@ -36,7 +36,10 @@ export interface Mined {
   receipt: TransactionReceipt;
   gas: number;
   ok: boolean;
-  /** true when a failed transaction used its whole gas limit (out of gas, e.g. past the per-transaction cap) */
+  /**
+   * true when a failed transaction ran out of gas (e.g. past the per-transaction cap): it used its whole limit, or all
+   * but the 1/64 a caller keeps when a call it made (a library delegatecall) ran out (EIP-150).
+   */
   outOfGas: boolean;
 }
 
@@ -66,7 +69,7 @@ export async function mineTogether(sends: Send[]): Promise<Mined[]> {
       receipt,
       gas: Number(receipt.gasUsed),
       ok: receipt.status === 1,
-      outOfGas: receipt.status !== 1 && receipt.gasUsed === tx!.gasLimit,
+      outOfGas: receipt.status !== 1 && receipt.gasUsed * 64n >= tx!.gasLimit * 63n,
     });
   }
   const blocks = new Set(mined.map((m) => m.receipt.blockNumber));

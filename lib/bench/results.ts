@@ -366,3 +366,42 @@ export function formatTable(r: BenchResults): string {
   if (notes.length > 0) out.push("", "notes:", ...notes.map((n) => `  - ${n}`));
   return out.join("\n");
 }
+
+// ------------------------------------------------------------------------------------------ README
+
+/** Markers around the README's benchmark tables (`npm run bench:readme` rewrites what is between them). */
+export const README_BEGIN = "<!-- bench:begin (generated from bench/results.json by `npm run bench:readme`) -->";
+export const README_END = "<!-- bench:end -->";
+
+const mdRow = (cells: string[]): string => `| ${cells.join(" | ")} |`;
+
+/**
+ * The README's benchmark tables, from a results file: every row with its target and status, the derived figures,
+ * the ratios, and how many targets are met. The README block is exactly this (checked by test/bench/Readme.test.ts).
+ */
+export function formatMarkdown(r: BenchResults): string {
+  const status = (t: Target[]): string =>
+    t.length === 0 ? "" : t.map((x) => `${x.op === "<=" ? "≤" : "<"} ${x.kind === "gas" ? x.limit.toLocaleString("en-US") : `${x.limit}x`}: ${x.steady.status}`).join(", ");
+  const out: string[] = [];
+  out.push(mdRow(["action", "steady", "first touch", "target (steady)"]), mdRow(["---", "---:", "---:", "---"]));
+  for (const row of r.rows) {
+    out.push(mdRow([row.label, fmtGas(row.steady), fmtGas(row.firstTouch), status(r.targets.filter((t) => t.subject === row.id))]));
+  }
+  for (const d of r.derived) {
+    out.push(mdRow([`${d.label} (${d.formula})`, fmtNum(d.steady), fmtNum(d.firstTouch), status(r.targets.filter((t) => t.subject === d.id))]));
+  }
+  for (const x of r.ratios) {
+    out.push(mdRow([x.label, fmtNum(x.steady, 2) + "x", fmtNum(x.firstTouch, 2) + "x", status(r.targets.filter((t) => t.subject === x.id))]));
+  }
+  const pass = r.targets.filter((t) => t.steady.status === "PASS").length;
+  out.push("", `Targets met (steady state): ${pass} of ${r.targets.length}. Commit measured: ${r.git.commit ?? "unknown"}${r.git.dirty ? " (with uncommitted changes)" : ""}.`);
+  return out.join("\n");
+}
+
+/** `readme` with the text between the benchmark markers replaced by `formatMarkdown(r)`. */
+export function replaceReadmeBlock(readme: string, r: BenchResults): string {
+  const a = readme.indexOf(README_BEGIN);
+  const b = readme.indexOf(README_END);
+  if (a < 0 || b < a) throw new Error(`README.md lacks the benchmark markers ${README_BEGIN} … ${README_END}`);
+  return readme.slice(0, a + README_BEGIN.length) + "\n" + formatMarkdown(r) + "\n" + readme.slice(b);
+}

@@ -167,7 +167,7 @@ describe("MarginEngine › liquidate", function () {
     expect(p.liq.penalty).to.equal(penalty);
     expect(p.liq.keeperUsd).to.equal(keeperUsd);
 
-    const keeperUsdc0 = await f.usdc.balanceOf(f.keeper);
+    const keeperUsdc0 = await f.engine.keeperRewardsOf(f.keeper);
     const insurance0 = await f.pool.insuranceBalance();
     const tx = f.engine.connect(f.keeper).liquidate(f.book.id);
     await expect(tx)
@@ -175,7 +175,7 @@ describe("MarginEngine › liquidate", function () {
       .withArgs(f.book.id, f.keeper.address, p.fraction, p.liq.closedNotional, penalty, keeperUsd, p.before.health, p.after.health);
     await tx;
 
-    expect((await f.usdc.balanceOf(f.keeper)) - keeperUsdc0).to.equal(keeperUsd / USDC_SCALE);
+    expect((await f.engine.keeperRewardsOf(f.keeper)) - keeperUsdc0).to.equal(keeperUsd / USDC_SCALE);
     expect((await f.pool.insuranceBalance()) - insurance0).to.equal((penalty - (keeperUsd - R)) / USDC_SCALE);
     expect((await f.engine.position(f.book.id, f.ethMarket)).size).to.equal(E18(5) - p.liq.closeSizes[0]);
     expect((await f.engine.position(f.book.id, f.ethMarket)).entryPrice).to.equal(eth);
@@ -207,13 +207,13 @@ describe("MarginEngine › liquidate", function () {
     expect(atDefault.f).to.equal(812_331_294_221_364_664n); // what the default threshold would close
     expect(await f.engine.liquidationFraction(f.book.id)).to.equal(WAD);
 
-    const keeperUsdc0 = await f.usdc.balanceOf(f.keeper);
+    const keeperUsdc0 = await f.engine.keeperRewardsOf(f.keeper);
     await expect(f.engine.connect(f.keeper).liquidate(f.book.id))
       .to.emit(f.engine, "Liquidated")
       .withArgs(f.book.id, f.keeper.address, WAD, E18(5) * 1622n, p.liq.penalty, p.liq.keeperUsd, p.before.health, p.after.health);
     expect(p.liq.penalty).to.equal(wad("81.1")); // 1 % of 8,110
     expect(p.liq.keeperUsd).to.equal(E18(5) + wad("40.55"));
-    expect((await f.usdc.balanceOf(f.keeper)) - keeperUsdc0).to.equal(USDC(45) + 550_000n);
+    expect((await f.engine.keeperRewardsOf(f.keeper)) - keeperUsdc0).to.equal(USDC(45) + 550_000n);
     expect(await f.engine.positionMask(f.book.id)).to.equal(0n);
     // 1,995 margin − 1,890 loss − 5 reward − 81.1 penalty = 18.9 USDC left, no position, health = max.
     expect(await f.vault.marginOf(f.book.id, f.usdc)).to.equal(USDC(18) + 900_000n);

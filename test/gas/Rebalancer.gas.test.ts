@@ -32,7 +32,6 @@ async function openAccount(
   await s.vault.connect(owner).depositMargin(id, s.usdc, opts.margin);
   if (opts.reserve > 0n) await s.vault.connect(owner).deposit(id, s.usdc, opts.reserve);
   await s.engine.connect(owner).setRebalancePolicy(id, {
-    module: s.rebalancer,
     actions: opts.actions,
     releaseRatio: opts.releaseRatio ?? 0n,
     topUpAssets: opts.topUpAssets ?? [await s.usdc.getAddress()],

@@ -16,7 +16,6 @@ export const lowHealth = (h: bigint) => h >= WAD && h < wad("2");
 
 /** Default test policy: trigger 2, target 3, release 6, all actions, fee cap 50 USD, USDC then WETH. */
 export interface PolicyIn {
-  module: string;
   actions: number;
   cooldown: number;
   triggerRatio: bigint;
@@ -46,7 +45,6 @@ export async function rebalanceFixture(): Promise<RebalanceFixture> {
   const id = await openLong(f, f.alice, USDC(4_000), E18(10));
   await fundReserve(f, f.alice, id, USDC(1_000), E18(2));
   const policy: PolicyIn = {
-    module: await f.rebalancer.getAddress(),
     actions: ACTION.ALL,
     cooldown: 0,
     triggerRatio: wad("2"),

@@ -479,7 +479,6 @@ class Settle extends Act {
 
 interface PolicyChoice {
   optOut: boolean;
-  stranger: boolean;
   actions: number;
   cooldown: number;
   trigger: string;
@@ -499,13 +498,13 @@ class SetPolicy extends Act {
   toString() {
     const p = this.p;
     if (p.optOut) return `setRebalancePolicy(${accountLabel(this.i)}, opt out)`;
-    return `setRebalancePolicy(${accountLabel(this.i)}, ${p.stranger ? "unregistered module, " : ""}actions ${p.actions}, trigger ${p.trigger}, target +${p.band}, release ${p.release}, cooldown ${p.cooldown}s, maxFee ${p.maxFee}, assets [${p.assets.map((k) => ASSET_NAMES[k]).join(",")}])`;
+    return `setRebalancePolicy(${accountLabel(this.i)}, actions ${p.actions}, trigger ${p.trigger}, target +${p.band}, release ${p.release}, cooldown ${p.cooldown}s, maxFee ${p.maxFee}, assets [${p.assets.map((k) => ASSET_NAMES[k]).join(",")}])`;
   }
   /** The named error RebalanceLogic.setPolicy raises for this policy (rules in its order), or undefined. */
   expected(): string | undefined {
     const p = this.p;
-    if (p.optOut) return undefined;
-    if (p.stranger) return "RebalancerNotRegistered";
+    // actions 0 opts out (the policy is cleared whatever the other fields say)
+    if (p.optOut || p.actions === 0) return undefined;
     const trigger = wad(p.trigger);
     const target = trigger + wad(p.band);
     const band = wad("0.05");
@@ -513,7 +512,6 @@ class SetPolicy extends Act {
     if (trigger <= WAD) return "PolicyTriggerTooLow";
     if (target < trigger + band) return "PolicyBandTooNarrow";
     if (release !== 0n && release < target + band) return "PolicyBandTooNarrow";
-    if (p.actions === 0) return "PolicyNoActions";
     if (p.actions & ~7) return "PolicyUnknownActions";
     if (p.actions & 4 && release === 0n) return "PolicyReleaseRatioMissing";
     if (p.actions & 5 && p.assets.length === 0) return "PolicyTopUpAssetsMissing";
@@ -528,8 +526,7 @@ class SetPolicy extends Act {
     const trigger = wad(p.trigger);
     const target = trigger + wad(p.band);
     const policy = {
-      module: p.optOut ? "0x0000000000000000000000000000000000000000" : p.stranger ? w.f.stranger.address : w.addr.rebalancer,
-      actions: p.actions,
+      actions: p.optOut ? 0 : p.actions,
       cooldown: p.cooldown,
       triggerRatio: trigger,
       targetRatio: target,
@@ -552,6 +549,36 @@ class SetPolicy extends Act {
 }
 
 // ============================================================================================ keepers
+
+/** The keeper claims the rewards the engine credited it (liquidations, rebalances). */
+class ClaimRewards extends Act {
+  toString() {
+    return "claimKeeperRewards(keeper)";
+  }
+  async exec(m: Model, w: World) {
+    await oneTx(m, w, {
+      label: this.toString(),
+      kind: "donation",
+      pre: "pool",
+      tx: () => () => w.f.engine.connect(w.f.keeper).claimKeeperRewards(w.f.keeper.address),
+      judge: (pre, out) => {
+        // Only this keeper is ever credited in the model, so the total is its balance.
+        if (pre.keeperRewards === 0n) mustRevert(this.toString(), out, "NothingToClaim", UNEXPECTED, "nothing was credited");
+        else mustSucceed(this.toString(), out, "INV_SOLVENCY", "the pool holds every credited reward");
+      },
+      tag: (r) => {
+        if (!r.mined) return;
+        const I = "INV_SOLVENCY";
+        if (r.post.keeperRewards !== 0n) fail(I, `"${this}": ${r.post.keeperRewards} still credited after the claim`);
+        if (r.post.poolUsdc !== r.pre.poolUsdc - r.pre.keeperRewards) {
+          fail(I, `"${this}": the pool paid ${r.pre.poolUsdc - r.post.poolUsdc} USDC units for a claim of ${r.pre.keeperRewards}`);
+        }
+        if (r.post.keeperUsdc !== r.pre.keeperUsdc) fail(I, `"${this}": the keeper's balance + credit moved ${r.post.keeperUsdc - r.pre.keeperUsdc}`);
+        if (r.post.capital !== r.pre.capital) fail(I, `"${this}": LP capital moved ${r.pre.capital} → ${r.post.capital} on a claim`);
+      },
+    });
+  }
+}
 
 /** A keeper's target: a fixed account, or (undefined) the one a keeper would pick — chosen from the state before. */
 type Target = number | undefined;
@@ -888,7 +915,7 @@ class Jit extends Act {
         return { what: "account 1 opens 5 ETH long", tx: () => eng.modifyPosition(1n, 0, 5n * WAD, MAX, GAS) };
       }
       case "rebalance": {
-        const i = Math.max(0, pre.accounts.findIndex((a) => a.policy.module !== "0x0000000000000000000000000000000000000000"));
+        const i = Math.max(0, pre.accounts.findIndex((a) => a.policy.actions !== 0));
         return { what: `keeper rebalances account ${i + 1}`, tx: () => f.rebalancer.connect(f.keeper).rebalance(acctId(i), GAS) };
       }
       case "priceDown":
@@ -1056,7 +1083,6 @@ const priceKind = fc.oneof(
 
 const policy: fc.Arbitrary<PolicyChoice> = fc.record({
   optOut: fc.constantFrom(false, false, false, false, false, false, false, true),
-  stranger: fc.constantFrom(false, false, false, false, false, false, false, true),
   actions: fc.constantFrom(1, 2, 3, 3, 4, 5, 6, 7, 7, 0, 8),
   cooldown: fc.constantFrom(0, 0, 60, 3_600, 2 * 86_400),
   trigger: fc.constantFrom("1.1", "1.3", "1.6", "2", "1"),
@@ -1081,6 +1107,7 @@ export function actionArbitrary(): fc.Arbitrary<Act> {
     w(5, target.map((t) => new Liquidate(t))),
     w(2, fc.tuple(target, token, fc.boolean()).map((a) => new BuyCollateral(...a))),
     w(5, target.map((t) => new Rebalance(t))),
+    w(1, fc.constant(new ClaimRewards())),
     w(2, fc.array(account, { minLength: 1, maxLength: 4 }).map((ids) => new RebalanceBatch(ids))),
     w(2, fc.tuple(market, fc.option(account, { nil: undefined })).map((a) => new Poke(...a))),
     w(2, fc.tuple(size, fc.constantFrom(false, false, true)).map((a) => new LpDeposit(...a))),
@@ -1107,6 +1134,7 @@ export const Commands = {
   BuyCollateral,
   Rebalance,
   RebalanceBatch,
+  ClaimRewards,
   Poke,
   LpDeposit,
   LpRedeem,

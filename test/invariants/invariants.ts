@@ -42,7 +42,7 @@ export function fail(invariant: string, message: string): never {
 
 // ============================================================================================ the step record
 
-export const STATUS = ["Ready", "NotOptedIn", "Cooldown", "InBand", "Liquidatable", "OracleUnhealthy", "NoAction", "Rejected"];
+export const STATUS = ["Ready", "NotOptedIn", "Cooldown", "InBand", "Liquidatable", "OracleUnhealthy", "NoAction"];
 export const RELEASE = 4;
 export const REDUCE = 2;
 export const TOP_UP = 1;
@@ -146,12 +146,10 @@ function tokenPrice(s: Snapshot, k: number): bigint {
   return p.ok ? p.px : 0n;
 }
 
-/** Listed token addresses, lower case (USDC, WETH, WBTC), and the registered Rebalancer, set once per world. */
+/** Listed token addresses, lower case (USDC, WETH, WBTC), set once per world. */
 let tokenAddrs: string[] = [];
-let registeredModule = "";
 export function setTokenAddresses(w: World) {
   tokenAddrs = w.tokens.map((t) => t.toLowerCase());
-  registeredModule = w.addr.rebalancer.toLowerCase();
 }
 
 // ============================================================================================ rescue model
@@ -180,8 +178,7 @@ export function mmNowModel(s: Snapshot, a: AccountSnap): bigint | undefined {
 
 /**
  * The rescue rule (README "Rescue below 1") written out independently from the snapshot: below health 1, the
- * account's own reserve has priority over a liquidation when its policy opted into the registered module with
- * TOP_UP allowed, pays at least the flat keeper reward (maxFeeUsd >= keeperReward), is past its cooldown
+ * account's own reserve has priority over a liquidation when its policy allows TOP_UP, pays at least the flat keeper reward (maxFeeUsd >= keeperReward), is past its cooldown
  * (`rebalanceReadyAt`: last + cooldown, at least one second), and
  * E − maxFeeUsd − one USDC unit (the settle's rounding) + Σ reserve × price × haircut (policy assets with a valid
  * price, each rounded down) >= liquidationTargetRatio × mmNow (rounded up), mmNow the maintenance margin at the
@@ -192,7 +189,7 @@ export function rescueModel(s: Snapshot, a: AccountSnap): boolean | undefined {
   if (!a.priced || a.health === undefined || !a.valuation) return undefined;
   if (a.health >= WAD) return false;
   const p = a.policy;
-  if (p.module.toLowerCase() !== registeredModule || (p.actions & TOP_UP) === 0 || p.maxFeeUsd < s.risk.keeperReward) return false;
+  if ((p.actions & TOP_UP) === 0 || p.maxFeeUsd < s.risk.keeperReward) return false;
   const readyAt = a.lastRebalanceAt === 0 ? 0 : a.lastRebalanceAt + (p.cooldown === 0 ? 1 : p.cooldown);
   if (s.ts < readyAt) return false;
   const mmNow = mmNowModel(s, a);
@@ -270,8 +267,14 @@ export function INV_SOLVENCY(r: StepRecord): void {
   }
   const debt = s.accounts.reduce((acc, a) => acc + (a.settlement < 0n ? -a.settlement : 0n), 0n);
   if (s.totalDebtUsd !== undefined && s.totalDebtUsd !== debt) fail(I, `${label(r)}: engine.totalDebtUsd ${s.totalDebtUsd} ≠ Σ account debts ${debt}`);
-  if (s.poolUsdc < s.insurance) fail(I, `${label(r)}: pool holds ${s.poolUsdc} USDC, insurance fund is ${s.insurance}`);
-  if (s.capital !== undefined && s.capital !== s.poolUsdc - s.insurance) fail(I, `${label(r)}: capital ${s.capital} ≠ balance − insurance`);
+  // The pool holds the insurance fund and the keeper rewards the engine credited and nobody claimed yet: neither is
+  // LP capital.
+  if (s.poolUsdc < s.insurance + s.keeperRewards) {
+    fail(I, `${label(r)}: pool holds ${s.poolUsdc} USDC, insurance fund ${s.insurance} + unclaimed keeper rewards ${s.keeperRewards}`);
+  }
+  if (s.capital !== undefined && s.capital !== s.poolUsdc - s.insurance - s.keeperRewards) {
+    fail(I, `${label(r)}: capital ${s.capital} ≠ balance − insurance − unclaimed keeper rewards`);
+  }
   if (s.totalAssets !== undefined && s.capital !== undefined && s.totalAssets > s.capital) {
     fail(I, `${label(r)}: totalAssets ${s.totalAssets} above capital ${s.capital} (a receivable counted as an asset)`);
   }
@@ -475,7 +478,7 @@ export function INV_REBALANCE_LOCAL(r: StepRecord): void {
     }
   });
   const paid = r.post.keeperUsdc - r.pre.keeperUsdc;
-  if (paid * USDC_SCALE !== fees) fail(I, `${label(r)}: the keeper received ${paid} USDC units, the Rebalanced events say ${fees} WAD`);
+  if (paid * USDC_SCALE !== fees) fail(I, `${label(r)}: the keeper was credited ${paid} USDC units, the Rebalanced events say ${fees} WAD`);
 }
 
 // ============================================================================================ 4. liquidation

@@ -23,11 +23,11 @@ import { CRYPTO_FEED, HAIRCUTS, ACTION, wad } from "../../deploy/params";
 import { systemFixture, USDC, E18, E8, type SystemFixture } from "../helpers/fixtures";
 import {
   LiquidityPool__factory,
-  MarginEngine__factory,
+  IMarginEngine__factory,
   MockAggregator__factory,
   MockERC20__factory,
   OracleRouter__factory,
-  Rebalancer__factory,
+  IRebalancer__factory,
   Vault__factory,
   type MockAggregator,
 } from "../../typechain-types";
@@ -51,7 +51,7 @@ const READS = new Interface([
   "function accountState(uint256) view returns (tuple(uint256 collateral,int256 settlement,int256 unrealisedPnl,int256 equity,uint256 notional,uint256 maintenanceMargin,uint256 initialMargin,uint256 health))",
   "function healthBatch(uint256[]) view returns (uint256[] healths, bool[] priced)",
   "function position(uint256,uint256) view returns (tuple(int256 size,uint256 entryPrice,int256 entryFunding))",
-  "function rebalancePolicy(uint256) view returns (tuple(address module,uint8 actions,uint32 cooldown,uint64 triggerRatio,uint64 targetRatio,uint64 releaseRatio,uint128 maxFeeUsd,address[] topUpAssets))",
+  "function rebalancePolicy(uint256) view returns (tuple(uint8 actions,uint32 cooldown,uint64 triggerRatio,uint64 targetRatio,uint64 releaseRatio,uint128 maxFeeUsd,address[] topUpAssets))",
   "function insuranceBalance() view returns (uint256)",
   "function capital() view returns (uint256)",
   "function totalAssets() view returns (uint256)",
@@ -64,6 +64,8 @@ const READS = new Interface([
   "function holdPeriod() view returns (uint32)",
   "function lastRebalanceAt(uint256) view returns (uint256)",
   "function totalDebtUsd() view returns (uint256)",
+  "function keeperRewardsOf(address) view returns (uint256)",
+  "function totalKeeperRewards() view returns (uint256)",
   "function marketState(uint256) view returns (tuple(int256 fundingIndex,uint64 lastFundingTime,uint256 longOI,uint256 shortOI,int256 longEntrySum,int256 longFundingSum,int256 shortEntrySum,int256 shortFundingSum))",
   "function tryPrice(address) view returns (bool ok, uint256 priceWad)",
   "function observation(address) view returns (tuple(uint128 price,uint64 updatedAt,uint64 breakerUntil,uint256 varianceRate,bool tripped,uint128 samplePrice,uint64 sampleAt,uint64 mmVol,uint64 mmVolAt))",
@@ -82,10 +84,10 @@ const READS = new Interface([
 
 const ABIS: InterfaceAbi[] = [
   Vault__factory.abi,
-  MarginEngine__factory.abi,
+  IMarginEngine__factory.abi,
   LiquidityPool__factory.abi,
   OracleRouter__factory.abi,
-  Rebalancer__factory.abi,
+  IRebalancer__factory.abi,
   MockERC20__factory.abi,
   MockAggregator__factory.abi,
   ["error Error(string)", "error Panic(uint256)"],
@@ -237,9 +239,7 @@ export async function invariantFixture(): Promise<InvariantFixture> {
   await f.engine.connect(f.bob).modifyPosition(2n, f.btcMarket, -E18(2), 0n);
   await f.engine.connect(carol).modifyPosition(3n, f.btcMarket, E18(1), max);
   await f.engine.connect(carol).modifyPosition(3n, f.ethMarket, -E18(20), 0n);
-  const module = await f.rebalancer.getAddress();
   await f.engine.connect(f.alice).setRebalancePolicy(1n, {
-    module,
     actions: ACTION.ALL,
     cooldown: 0,
     triggerRatio: wad("1.5"),
@@ -249,7 +249,6 @@ export async function invariantFixture(): Promise<InvariantFixture> {
     topUpAssets: [tokens[0], tokens[1]],
   });
   await f.engine.connect(f.bob).setRebalancePolicy(2n, {
-    module,
     actions: ACTION.TOP_UP | ACTION.REDUCE,
     cooldown: 60,
     triggerRatio: wad("1.3"),
@@ -358,7 +357,10 @@ export interface Snapshot {
   poolUsdc: bigint;
   insurance: bigint;
   totalSupply: bigint;
+  /** the keeper's USDC: its balance plus the rewards the engine credited it and it has not claimed */
   keeperUsdc: bigint;
+  /** Σ unclaimed keeper rewards: held by the pool, not LP capital */
+  keeperRewards: bigint;
   /** per market (ETH, BTC): the oracle's view of its asset, the recorded observation, the feed's latest round */
   tryPrice: { ok: boolean; px: bigint }[];
   obs: Obs[];
@@ -452,6 +454,7 @@ export async function snapshot(
     insurance: 0n,
     totalSupply: 0n,
     keeperUsdc: 0n,
+    keeperRewards: 0n,
     tryPrice: [],
     obs: [],
     feeds: [],
@@ -469,7 +472,9 @@ export async function snapshot(
   pend(L, w.tokens[0], "balanceOf", [w.addr.pool], (ok, v) => (s.poolUsdc = big(v)), "uint");
   pend(L, w.addr.pool, "insuranceBalance", [], (ok, v) => (s.insurance = big(v)), "uint");
   pend(L, w.addr.pool, "totalSupply", [], (ok, v) => (s.totalSupply = big(v)), "uint");
-  pend(L, w.tokens[0], "balanceOf", [f.keeper.address], (ok, v) => (s.keeperUsdc = big(v)), "uint");
+  pend(L, w.tokens[0], "balanceOf", [f.keeper.address], (ok, v) => (s.keeperUsdc += big(v)), "uint");
+  pend(L, w.addr.engine, "keeperRewardsOf", [f.keeper.address], (ok, v) => (s.keeperUsdc += big(v)), "uint");
+  pend(L, w.addr.engine, "totalKeeperRewards", [], (ok, v) => (s.keeperRewards = big(v)), "uint");
   pend(L, w.addr.pool, "capital", [], (ok, v) => (s.capital = ok ? big(v) : undefined), "uint");
   pend(L, w.addr.pool, "totalAssets", [], (ok, v, raw) => {
     if (ok) s.totalAssets = big(v);
@@ -736,7 +741,6 @@ export interface Model {
 
 function toPolicy(p: Result): Policy {
   return {
-    module: p.module,
     actions: Number(p.actions),
     cooldown: Number(p.cooldown),
     triggerRatio: p.triggerRatio,

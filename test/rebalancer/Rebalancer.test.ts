@@ -61,7 +61,7 @@ describe("Rebalancer", () => {
       const amount = topUpAmount(need, WAD, 6, WAD);
       expect(amount).to.be.lessThan(USDC(1_000)); // the USDC reserve covers it: WETH stays untouched
       const margin0 = await f.vault.marginOf(f.id, f.usdc);
-      const keeper0 = await f.usdc.balanceOf(f.keeper.address);
+      const keeper0 = await f.engine.keeperRewardsOf(f.keeper.address);
 
       await pinBaseFee();
       const tx = f.rebalancer.connect(f.keeper).rebalance(f.id);
@@ -81,7 +81,12 @@ describe("Rebalancer", () => {
       expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(USDC(1_000) - amount);
       expect(await f.vault.reserveOf(f.id, f.weth)).to.equal(E18(2));
       expect(await f.vault.marginOf(f.id, f.usdc)).to.equal(margin0 + amount - fee / USDC_SCALE);
-      expect(await f.usdc.balanceOf(f.keeper.address)).to.equal(keeper0 + fee / USDC_SCALE);
+      // The fee is credited to the keeper inside the engine (claimable), not transferred.
+      await expect(tx)
+        .to.emit(f.engine, "KeeperRewardCredited")
+        .withArgs(f.keeper.address, fee / USDC_SCALE, keeper0 + fee / USDC_SCALE);
+      expect(await f.engine.keeperRewardsOf(f.keeper.address)).to.equal(keeper0 + fee / USDC_SCALE);
+      expect(await f.engine.totalKeeperRewards()).to.equal(keeper0 + fee / USDC_SCALE);
       expect(await f.engine.lastRebalanceAt(f.id)).to.equal(await time.latest());
     });
 
@@ -293,21 +298,21 @@ describe("Rebalancer", () => {
       const fee = expectedFee(E18(px), f.policy.maxFeeUsd);
       // 1 USD + 600,000 gas × 10 gwei × price: about 12 USD at ~1,900, below the 50 USD cap.
       expect(fee).to.equal(wad("1") + (600_000n * BASE_FEE * E18(px)) / WAD - (((600_000n * BASE_FEE * E18(px)) / WAD + wad("1")) % USDC_SCALE));
-      const keeper0 = await f.usdc.balanceOf(f.keeper.address);
+      const keeper0 = await f.engine.keeperRewardsOf(f.keeper.address);
       await pinBaseFee();
       // A keeper bidding 1,000 gwei of priority fee is paid the same as one bidding nothing.
       await f.rebalancer.connect(f.keeper).rebalance(f.id, { maxFeePerGas: 10n ** 12n, maxPriorityFeePerGas: 10n ** 12n - BASE_FEE });
-      expect(await f.usdc.balanceOf(f.keeper.address)).to.equal(keeper0 + fee / USDC_SCALE);
+      expect(await f.engine.keeperRewardsOf(f.keeper.address)).to.equal(keeper0 + fee / USDC_SCALE);
     });
 
     it("is capped by maxFeeUsd when the base fee spikes", async () => {
       const f = await loadFixture(rebalanceFixture);
       await withPolicy(f, { maxFeeUsd: wad("5") });
       await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
-      const keeper0 = await f.usdc.balanceOf(f.keeper.address);
+      const keeper0 = await f.engine.keeperRewardsOf(f.keeper.address);
       await pinBaseFee(10n ** 12n); // 1,000 gwei: uncapped the fee would be ~1,100 USD
       await f.rebalancer.connect(f.keeper).rebalance(f.id);
-      expect(await f.usdc.balanceOf(f.keeper.address)).to.equal(keeper0 + USDC(5));
+      expect(await f.engine.keeperRewardsOf(f.keeper.address)).to.equal(keeper0 + USDC(5));
     });
   });
 
@@ -368,22 +373,19 @@ describe("Rebalancer", () => {
       expect((await f.rebalancer.needsRebalance(f.id))[1]).to.equal(STATUS.OracleUnhealthy);
     });
 
-    it("rejects accounts that did not opt in, and modules the engine no longer allows", async () => {
+    it("rejects accounts that did not opt in, and accounts whose owner opted out", async () => {
       const f = await loadFixture(rebalanceFixture);
       const bobId = await openLong(f, f.bob, USDC(4_000), E18(10));
       await expect(f.rebalancer.rebalance(bobId))
         .to.be.revertedWithCustomError(f.rebalancer, "NotOptedIn")
         .withArgs(bobId);
-      // A module the owner deregisters cannot act even for accounts that opted into it.
-      await f.engine.setRebalancer(f.rebalancer, false);
-      await pinBaseFee();
-      await expect(f.rebalancer.rebalance(f.id))
-        .to.be.revertedWithCustomError(f.engine, "RebalancerNotAllowed")
-        .withArgs(f.id, await f.rebalancer.getAddress());
-      // And no account can opt into an unregistered module.
-      await expect(f.engine.connect(f.alice).setRebalancePolicy(f.id, f.policy))
-        .to.be.revertedWithCustomError(f.engine, "RebalancerNotRegistered")
-        .withArgs(await f.rebalancer.getAddress());
+      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
+      expect((await f.rebalancer.needsRebalance(f.id))[1]).to.equal(STATUS.Ready);
+      // actions 0 opts out: the policy is cleared, and the account is no longer the rebalancer's to touch.
+      await f.engine.connect(f.alice).setRebalancePolicy(f.id, { ...f.policy, actions: 0 });
+      expect((await f.engine.rebalancePolicy(f.id)).triggerRatio).to.equal(0n);
+      expect((await f.rebalancer.needsRebalance(f.id))[1]).to.equal(STATUS.NotOptedIn);
+      await expect(f.rebalancer.rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NotOptedIn").withArgs(f.id);
     });
   });
 
@@ -429,7 +431,7 @@ describe("Rebalancer", () => {
         .withArgs(f.id, STATUS.InBand);
     });
 
-    it("performUpkeep pays the owner's fee recipient (Chainlink's forwarder cannot move tokens)", async () => {
+    it("performUpkeep credits the owner's fee recipient (Chainlink's forwarder cannot claim), which claims it from the pool", async () => {
       const { f } = await mixed();
       await expect(f.rebalancer.connect(f.keeper).setUpkeepFeeRecipient(f.keeper.address))
         .to.be.revertedWithCustomError(f.rebalancer, "OwnableUnauthorizedAccount")
@@ -440,20 +442,34 @@ describe("Rebalancer", () => {
       const [, data] = await f.rebalancer.checkUpkeep(ethers.AbiCoder.defaultAbiCoder().encode(["uint256", "uint256"], [1n, 10n]));
       const px = BigInt((await f.ethFeed.latestRoundData())[1]) * 10n ** 10n;
       const fee = expectedFee(px, f.policy.maxFeeUsd);
-      const d0 = await f.usdc.balanceOf(f.deployer.address);
-      const k0 = await f.usdc.balanceOf(f.keeper.address);
+      const d0 = await f.engine.keeperRewardsOf(f.deployer.address);
+      const k0 = await f.engine.keeperRewardsOf(f.keeper.address);
       await pinBaseFee();
       await expect(f.rebalancer.connect(f.keeper).performUpkeep(data))
         .to.emit(f.rebalancer, "Rebalanced")
         .withArgs(f.id, ACTION.TOP_UP, (h: bigint) => h < wad("2"), (h: bigint) => h >= T, (v: bigint) => v > 0n, 0n, 0n, fee, f.deployer.address);
-      expect(await f.usdc.balanceOf(f.deployer.address)).to.equal(d0 + fee / USDC_SCALE);
-      expect(await f.usdc.balanceOf(f.keeper.address)).to.equal(k0);
+      expect(d0).to.equal(0n);
+      expect(await f.engine.keeperRewardsOf(f.deployer.address)).to.equal(fee / USDC_SCALE);
+      expect(await f.engine.keeperRewardsOf(f.keeper.address)).to.equal(k0);
+      // The recipient claims what it was credited: the pool pays it, LP capital does not move.
+      const capital0 = await f.pool.capital();
+      const pool0 = await f.usdc.balanceOf(f.pool);
+      await expect(f.engine.connect(f.deployer).claimKeeperRewards(f.bob.address))
+        .to.emit(f.engine, "KeeperRewardsClaimed")
+        .withArgs(f.deployer.address, f.bob.address, fee / USDC_SCALE);
+      expect(await f.usdc.balanceOf(f.pool)).to.equal(pool0 - fee / USDC_SCALE);
+      expect(await f.pool.capital()).to.equal(capital0);
+      expect(await f.engine.keeperRewardsOf(f.deployer.address)).to.equal(0n);
+      await expect(f.engine.connect(f.deployer).claimKeeperRewards(f.deployer.address))
+        .to.be.revertedWithCustomError(f.engine, "NothingToClaim")
+        .withArgs(f.deployer.address);
+      await expect(f.engine.connect(f.keeper).claimKeeperRewards(ethers.ZeroAddress)).to.be.revertedWithCustomError(f.engine, "ZeroAddress");
     });
 
     it("two keepers racing for one account: the second is a cheap revert and the fee is paid once", async () => {
       const f = await loadFixture(rebalanceFixture);
       await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
-      const k0 = await f.usdc.balanceOf(f.keeper.address);
+      const k0 = await f.engine.keeperRewardsOf(f.keeper.address);
       const b0 = await f.usdc.balanceOf(f.bob.address);
       await network.provider.send("evm_setAutomine", [false]);
       try {
@@ -472,7 +488,7 @@ describe("Rebalancer", () => {
       const block = await ethers.provider.getBlock("latest");
       const ethPx = BigInt((await f.ethFeed.latestRoundData())[1]) * 10n ** 10n;
       const fee = expectedFee(ethPx, f.policy.maxFeeUsd, block!.baseFeePerGas!);
-      expect(await f.usdc.balanceOf(f.keeper.address)).to.equal(k0 + fee / USDC_SCALE);
+      expect(await f.engine.keeperRewardsOf(f.keeper.address)).to.equal(k0 + fee / USDC_SCALE);
       expect(await f.usdc.balanceOf(f.bob.address)).to.equal(b0);
     });
   });
@@ -483,7 +499,6 @@ describe("Rebalancer", () => {
       ["target closer than the band to trigger", (p) => ({ ...p, targetRatio: p.triggerRatio + wad("0.04") }), "PolicyBandTooNarrow"],
       ["target above 10", (p) => ({ ...p, targetRatio: wad("10.5"), releaseRatio: 0n, actions: ACTION.TOP_UP }), "PolicyTargetTooHigh"],
       ["release closer than the band to target", (p) => ({ ...p, releaseRatio: p.targetRatio + wad("0.01") }), "PolicyBandTooNarrow"],
-      ["no action", (p) => ({ ...p, actions: 0 }), "PolicyNoActions"],
       ["an unknown action bit", (p) => ({ ...p, actions: 8 }), "PolicyUnknownActions"],
       ["RELEASE with release off", (p) => ({ ...p, releaseRatio: 0n }), "PolicyReleaseRatioMissing"],
       ["TOP_UP with no assets", (p) => ({ ...p, topUpAssets: [] }), "PolicyTopUpAssetsMissing"],
@@ -516,114 +531,20 @@ describe("Rebalancer", () => {
         .withArgs(17, 16);
     });
 
-    it("is set by the owner or an operator only, and module 0 opts out", async () => {
+    it("is set by the owner or an operator only, and actions 0 opts out (the policy is cleared, the event says so)", async () => {
       const f = await loadFixture(rebalanceFixture);
       await expect(f.engine.connect(f.bob).setRebalancePolicy(f.id, f.policy))
         .to.be.revertedWithCustomError(f.engine, "NotAuthorized")
         .withArgs(f.id, f.bob.address);
       await f.vault.connect(f.alice).setOperator(f.id, f.bob.address, true);
-      await expect(f.engine.connect(f.bob).setRebalancePolicy(f.id, { ...f.policy, module: ethers.ZeroAddress, topUpAssets: [] }))
-        .to.emit(f.engine, "RebalancePolicySet");
-      expect((await f.engine.rebalancePolicy(f.id)).module).to.equal(ethers.ZeroAddress);
-      await expect(f.rebalancer.rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NotOptedIn");
-    });
-  });
-
-  describe("engine › applyRebalance guards against a faulty module", () => {
-    /** The deployer's EOA registered as a module and chosen by alice: it can send any plan. */
-    async function rogue() {
-      const f = await loadFixture(rebalanceFixture);
-      await f.engine.setRebalancer(f.deployer.address, true);
-      await withPolicy(f, { module: f.deployer.address });
-      const plan = {
-        action: ACTION.TOP_UP,
-        assets: [await f.usdc.getAddress()],
-        amounts: [USDC(10)],
-        reduceFraction: 0n,
-        feeUsd: 0n,
-        keeper: f.deployer.address,
-      };
-      return { f, plan, e: f.engine.connect(f.deployer) };
-    }
-
-    it("only the module the account opted into may call it", async () => {
-      const { f, plan } = await rogue();
-      await expect(f.engine.connect(f.keeper).applyRebalance(f.id, plan))
-        .to.be.revertedWithCustomError(f.engine, "RebalancerNotAllowed")
-        .withArgs(f.id, f.keeper.address);
-    });
-
-    it("a RELEASE below target − offset reverts RebalanceBelowTarget", async () => {
-      const { f, plan, e } = await rogue();
-      const all = await f.vault.marginOf(f.id, f.usdc);
-      await expect(e.applyRebalance(f.id, { ...plan, action: ACTION.RELEASE, amounts: [all - USDC(300)] })).to.be.revertedWithCustomError(
-        f.engine,
-        "RebalanceBelowTarget",
-      );
-    });
-
-    it("a TOP_UP whose fee exceeds what it adds reverts RebalanceLowersHealth", async () => {
-      const { f, plan, e } = await rogue();
-      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
-      await expect(e.applyRebalance(f.id, { ...plan, amounts: [USDC(1)], feeUsd: wad("40") })).to.be.revertedWithCustomError(
-        f.engine,
-        "RebalanceLowersHealth",
-      );
-    });
-
-    it("enforces the fee cap, the policy's assets and actions, the plan's shape and the reserve", async () => {
-      const { f, plan, e } = await rogue();
-      await expect(e.applyRebalance(f.id, { ...plan, feeUsd: wad("51") }))
-        .to.be.revertedWithCustomError(f.engine, "RebalanceFeeAboveMax")
-        .withArgs(wad("51"), wad("50"));
-      await expect(e.applyRebalance(f.id, { ...plan, assets: [await f.wbtc.getAddress()] }))
-        .to.be.revertedWithCustomError(f.engine, "RebalanceAssetNotInPolicy")
-        .withArgs(f.id, await f.wbtc.getAddress());
-      await expect(e.applyRebalance(f.id, { ...plan, action: ACTION.RELEASE | ACTION.TOP_UP }))
-        .to.be.revertedWithCustomError(f.engine, "RebalanceActionNotAllowed")
-        .withArgs(f.id, ACTION.RELEASE | ACTION.TOP_UP);
-      await expect(e.applyRebalance(f.id, { ...plan, action: ACTION.TOP_UP | ACTION.REDUCE }))
-        .to.be.revertedWithCustomError(f.engine, "RebalancePlanInvalid")
-        .withArgs(f.id);
-      await expect(e.applyRebalance(f.id, plan)) // health ~12.6 is above the trigger 2: not the module's to touch
-        .to.be.revertedWithCustomError(f.engine, "RebalanceNotNeeded")
-        .withArgs(f.id, (await f.engine.accountState(f.id)).health);
-      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
-      await expect(e.applyRebalance(f.id, { ...plan, amounts: [USDC(1_001)] }))
-        .to.be.revertedWithCustomError(f.vault, "InsufficientReserve")
-        .withArgs(f.id, await f.usdc.getAddress(), USDC(1_000), USDC(1_001));
-      await withPolicy(f, { module: f.deployer.address, actions: ACTION.TOP_UP });
-      await expect(e.applyRebalance(f.id, { ...plan, action: ACTION.REDUCE, assets: [], amounts: [], reduceFraction: WAD }))
-        .to.be.revertedWithCustomError(f.engine, "RebalanceActionNotAllowed")
-        .withArgs(f.id, ACTION.REDUCE);
-    });
-
-    it("refuses a liquidatable account and a call inside the cooldown", async () => {
-      const { f, plan, e } = await rogue();
-      await withPolicy(f, { module: f.deployer.address, cooldown: 600 });
-      await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
-      await e.applyRebalance(f.id, plan);
-      const at = await time.latest();
-      await expect(e.applyRebalance(f.id, plan))
-        .to.be.revertedWithCustomError(f.engine, "RebalanceCooldown")
-        .withArgs(f.id, at + 600);
-      await time.increaseTo(at + 600);
-      const px = await moveEthUntil(f, f.id, 2000n, -5n, (h) => h < WAD);
-      const st = await f.engine.accountState(f.id);
-      // Below 1 a plan without TOP_UP is never the module's: AccountLiquidatable.
-      const reduce = { ...plan, action: ACTION.REDUCE, assets: [], amounts: [], reduceFraction: WAD / 2n };
-      await expect(e.applyRebalance(f.id, reduce))
-        .to.be.revertedWithCustomError(f.engine, "AccountLiquidatable")
-        .withArgs(f.id, st.health);
-      // A TOP_UP below 1 is a rescue, refused unless it lands at the liquidation target against the maintenance
-      // margin at the current volatility (mmNow = N·mmr(max(σ, σ_mm)) + R, which a top-up does not move): 10 USDC is
-      // far short. The error reports E after / mmNow, rounded down.
-      const mmNow = requirements(MAJOR_MARKET, notionalOf(E18(10), E18(px)), (await vols(f)).target, (await vols(f)).maintenance, sqrtHorizon(DEFAULT_RISK.volHorizon)).mmNow + R;
-      const ratioAfter = wDivDown(st.equity + E18(10), mmNow);
-      expect(ratioAfter).to.be.lessThan(DEFAULT_RISK.liquidationTargetRatio);
-      await expect(e.applyRebalance(f.id, plan))
-        .to.be.revertedWithCustomError(f.engine, "RescueFallsShort")
-        .withArgs(f.id, ratioAfter, DEFAULT_RISK.liquidationTargetRatio);
+      // The other fields of an opt-out are ignored (here they would even break the rules): nothing is stored.
+      await expect(f.engine.connect(f.bob).setRebalancePolicy(f.id, { ...f.policy, actions: 0, triggerRatio: WAD, topUpAssets: [] }))
+        .to.emit(f.engine, "RebalancePolicySet")
+        .withArgs(f.id, [0n, 0n, 0n, 0n, 0n, 0n, []]);
+      const cleared = await f.engine.rebalancePolicy(f.id);
+      expect([cleared.actions, cleared.cooldown, cleared.triggerRatio, cleared.targetRatio, cleared.releaseRatio, cleared.maxFeeUsd]).to.deep.equal([0n, 0n, 0n, 0n, 0n, 0n]);
+      expect(cleared.topUpAssets).to.deep.equal([]);
+      await expect(f.rebalancer.rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NotOptedIn").withArgs(f.id);
     });
   });
 

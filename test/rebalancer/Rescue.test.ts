@@ -127,7 +127,6 @@ describe("Rescue below 1", () => {
     await expect(tx)
       .to.emit(f.rebalancer, "Rebalanced")
       .withArgs(f.id, ACTION.TOP_UP, st.health, hAfter, plan.toppedUpUsd, 0n, 0n, fee, f.keeper.address);
-    await expect(tx).to.emit(f.engine, "RebalanceApplied").withArgs(f.id, await f.rebalancer.getAddress(), ACTION.TOP_UP, st.health, hAfter, fee);
     expect(plan.toppedUpUsd).to.equal(EXPECTED.topUpToTarget3);
     expect(hAfter).to.be.gte(wad("3"));
     expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(USDC(1_000) - plan.amounts[0]);
@@ -290,39 +289,6 @@ describe("Rescue below 1", () => {
       expect(hAfter).to.be.gte(wad("3"));
       await snap.restore();
     }
-  });
-
-  it("a rogue registered module's rescue that cannot reach 1.2 is refused with RescueFallsShort; the least one that does is applied", async () => {
-    const f = await loadFixture(rebalanceFixture);
-    // The deployer's EOA registered as a module and chosen by alice (see the rogue-module tests in Rebalancer.test.ts).
-    await f.engine.setRebalancer(f.deployer.address, true);
-    await withPolicy(f, { module: f.deployer.address });
-    const st = await crash(f);
-    // While the reserve can rescue, liquidation waits on the module the owner chose.
-    expect(await f.engine.rescueAvailable(f.id)).to.equal(true);
-    await expect(f.engine.connect(f.keeper).liquidate(f.id)).to.be.revertedWithCustomError(f.engine, "RescueAvailable");
-
-    const usdc = await f.usdc.getAddress();
-    // The engine's own check (RescueFallsShort): E after / mmNow after (rounded down) >= 1.2; a top-up moves
-    // neither MM nor mmNow (= MM here). Fee 0: no settle rounding.
-    const least = mulDivUp(targetRequirement(LIQ_TARGET, st.mmNow) - st.equity, 1n, USDC_SCALE);
-    const plan = (units: bigint) => ({ action: ACTION.TOP_UP, assets: [usdc], amounts: [units], reduceFraction: 0n, feeUsd: 0n, keeper: f.deployer.address });
-    const e = f.engine.connect(f.deployer);
-    const short = wDivDown(st.equity + (least - 1n) * USDC_SCALE, st.mmNow);
-    expect(short).to.be.lessThan(LIQ_TARGET);
-    await expect(e.applyRebalance(f.id, plan(least - 1n)))
-      .to.be.revertedWithCustomError(f.engine, "RescueFallsShort")
-      .withArgs(f.id, short, LIQ_TARGET);
-    // A REDUCE below 1 is never a rescue.
-    await expect(e.applyRebalance(f.id, { ...plan(0n), action: ACTION.REDUCE, assets: [], amounts: [], reduceFraction: WAD / 2n }))
-      .to.be.revertedWithCustomError(f.engine, "AccountLiquidatable")
-      .withArgs(f.id, st.health);
-    const enough = wDivDown(st.equity + least * USDC_SCALE, st.maintenanceMargin);
-    expect(wDivDown(st.equity + least * USDC_SCALE, st.mmNow)).to.be.gte(LIQ_TARGET);
-    await expect(e.applyRebalance(f.id, plan(least)))
-      .to.emit(f.engine, "RebalanceApplied")
-      .withArgs(f.id, f.deployer.address, ACTION.TOP_UP, st.health, enough, 0n);
-    expect(await f.engine.rescueAvailable(f.id)).to.equal(false);
   });
 });
 

@@ -116,37 +116,6 @@ describe("Rebalancer review", () => {
       expect(await f.pool.capital(), "pool capital").to.be.gte(capital0 - before.equity / 10n ** 12n);
     });
 
-    it("applyRebalance refuses a REDUCE when the account is not below its trigger (a module cannot close a healthy account)", async () => {
-      const f = await loadFixture(rebalanceFixture);
-      await f.engine.setRebalancer(f.deployer.address, true);
-      // Health ~12.6, trigger 2, release off: squarely inside the owner's band.
-      await f.engine.connect(f.alice).setRebalancePolicy(f.id, { ...f.policy, module: f.deployer.address, releaseRatio: 0n, actions: ACTION.TOP_UP | ACTION.REDUCE });
-      const st = await f.engine.accountState(f.id);
-      expect(st.health).to.be.greaterThan(wad("6"));
-      const plan = { action: ACTION.REDUCE, assets: [], amounts: [], reduceFraction: WAD, feeUsd: wad("50"), keeper: f.deployer.address };
-      await expect(f.engine.connect(f.deployer).applyRebalance(f.id, plan))
-        .to.be.revertedWithCustomError(f.engine, "RebalanceNotNeeded")
-        .withArgs(f.id, st.health);
-      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(E18(10));
-    });
-
-    it("applyRebalance refuses a TOP_UP when the account is not below its trigger (a module cannot drain the reserve into fees)", async () => {
-      const f = await loadFixture(rebalanceFixture);
-      await f.engine.setRebalancer(f.deployer.address, true);
-      await f.engine.connect(f.alice).setRebalancePolicy(f.id, { ...f.policy, module: f.deployer.address, releaseRatio: 0n, actions: ACTION.TOP_UP });
-      const reserve0 = await f.vault.reserveOf(f.id, f.usdc);
-      // Each call moves 51 USDC reserve→margin and takes a 50 USD fee: health "does not fall", the reserve
-      // pours out at 50 USD a block.
-      const plan = { action: ACTION.TOP_UP, assets: [await f.usdc.getAddress()], amounts: [USDC(51)], reduceFraction: 0n, feeUsd: wad("50"), keeper: f.deployer.address };
-      const health = (await f.engine.accountState(f.id)).health;
-      for (let i = 0; i < 5; i++) {
-        await expect(f.engine.connect(f.deployer).applyRebalance(f.id, plan))
-          .to.be.revertedWithCustomError(f.engine, "RebalanceNotNeeded")
-          .withArgs(f.id, health);
-      }
-      expect(await f.vault.reserveOf(f.id, f.usdc), "reserve after five in-band top-ups").to.equal(reserve0);
-    });
-
     it("needsRebalance Ready ⇒ rebalance succeeds: RELEASE of WETH-only margin down to initial margin", async () => {
       const f = await loadFixture(rebalanceFixture);
       const id = await openWethOnlyReleaser(f);

@@ -403,7 +403,6 @@ describe("Core hardening › review attacks", function () {
       await f.usdc.connect(f.alice).approve(f.vault, USDC(100));
       await f.vault.connect(f.alice).deposit(id, f.usdc, USDC(100));
       await f.engine.connect(f.alice).setRebalancePolicy(id, {
-        module: f.rebalancer,
         actions: 3,
         cooldown: 0,
         triggerRatio: wad("1.5"),

@@ -193,7 +193,7 @@ describe("Risk model review (imVolFloor, liquidation at the current σ, σ_mm sp
       expect(pL.frac).to.deep.equal(p.frac);
       expect(await f.engine.liquidationFraction(f.book.id)).to.equal(p.frac.f);
 
-      const keeper0 = await f.usdc.balanceOf(f.keeper);
+      const keeper0 = await f.engine.keeperRewardsOf(f.keeper);
       const insurance0 = await f.pool.insuranceBalance();
       await time.setNextBlockTimestamp(tL);
       await expect(f.engine.connect(f.keeper).liquidate(f.book.id))
@@ -203,7 +203,7 @@ describe("Risk model review (imVolFloor, liquidation at the current σ, σ_mm sp
       expect(pL.liq.closedNotional).to.equal(7_931_512_029_987_255_929_375n);
       expect(pL.liq.penalty).to.equal(79_315_120_299_872_559_294n);
       expect(pL.liq.keeperUsd).to.equal(R + 39_657_560_149_936_279_647n);
-      expect((await f.usdc.balanceOf(f.keeper)) - keeper0).to.equal(pL.liq.keeperTokens);
+      expect((await f.engine.keeperRewardsOf(f.keeper)) - keeper0).to.equal(pL.liq.keeperTokens);
       expect((await f.pool.insuranceBalance()) - insurance0).to.equal(pL.liq.insuranceTokens);
       expect(pL.liq.keeperTokens).to.equal(USDC(44) + 657_560n);
 
@@ -413,7 +413,6 @@ describe("Risk model review (imVolFloor, liquidation at the current σ, σ_mm sp
       const f = await longFixture();
       await fundReserve(f, f.alice, f.book.id, USDC(50), 0n);
       const policy: PolicyIn = {
-        module: await f.rebalancer.getAddress(),
         actions: ACTION.TOP_UP,
         cooldown: 0,
         triggerRatio: wad("1.1"),
@@ -625,7 +624,6 @@ describe("Risk model review (imVolFloor, liquidation at the current σ, σ_mm sp
       await f.usdc.connect(f.alice).approve(f.vault, USDC(1000));
       await f.vault.connect(f.alice).deposit(id, f.usdc, USDC(1000));
       const policy: PolicyIn = {
-        module: await f.rebalancer.getAddress(),
         actions: ACTION.TOP_UP,
         cooldown: 0,
         triggerRatio: wad("1.1"),

@@ -155,7 +155,7 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
         RISK,
       );
 
-      const keeperUsdc0 = await usdc.balanceOf(keeper);
+      const keeperUsdc0 = await engine.keeperRewardsOf(keeper);
       await time.setNextBlockTimestamp(tl);
       const tx = await engine.connect(keeper).liquidate(id);
       const rc = (await tx.wait())!;
@@ -166,7 +166,7 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
       // What the liquidation leaves, exactly.
       const pos = await engine.position(id, ethMarket);
       expect(pos.size).to.equal(SIZE - liq.closeSizes[0]);
-      expect((await usdc.balanceOf(keeper)) - keeperUsdc0).to.equal(liq.keeperTokens);
+      expect((await engine.keeperRewardsOf(keeper)) - keeperUsdc0).to.equal(liq.keeperTokens);
       expect(await vault.marginOf(id, usdc)).to.equal(liq.usdcMarginAfter);
       expect(await pool.capital()).to.equal(liq.poolCapitalAfter);
       const st = await engine.accountState(id, { blockTag: rc.blockNumber });

@@ -94,7 +94,6 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     await weth.connect(alice).approve(vault, RESERVE_WETH);
     await vault.connect(alice).deposit(aliceId, weth, RESERVE_WETH);
     await engine.connect(alice).setRebalancePolicy(aliceId, {
-      module: rebalancer,
       ...POLICY,
       topUpAssets: [usdc, weth],
     });
@@ -130,7 +129,7 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     expect(posA0.size).to.equal(SIZE);
     expect(await vault.marginOf(bobId, usdc)).to.equal(await vault.marginOf(aliceId, usdc));
 
-    const keeperUsdc0 = await usdc.balanceOf(keeper.address);
+    const keeperUsdc0 = await engine.keeperRewardsOf(keeper.address);
     const rebalances: {
       hour: number;
       action: number;
@@ -288,7 +287,7 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
 
     // Keeper fees: the keeper received in USDC exactly Σ feeUsd / 1e12 of the Rebalanced events.
     const totalFeeUsd = rebalances.reduce((s, r) => s + r.feeUsd, 0n);
-    expect((await usdc.balanceOf(keeper.address)) - keeperUsdc0).to.equal(totalFeeUsd / USDC_SCALE);
+    expect((await engine.keeperRewardsOf(keeper.address)) - keeperUsdc0).to.equal(totalFeeUsd / USDC_SCALE);
     expect(totalFeeUsd % USDC_SCALE).to.equal(0n);
 
     // The final states: the valuation mirror on the engine's ledger at the last block (the last close, σ and σ_mm

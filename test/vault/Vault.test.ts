@@ -5,23 +5,19 @@ import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signer
 
 import {
   FeeOnTransferToken__factory,
-  GovernanceLogic__factory,
   IERC20__factory,
-  LiquidationLogic__factory,
   LiquidityPool__factory,
-  MarginEngine__factory,
   MockERC20__factory,
   MockMarginChecker__factory,
   NoReturnToken__factory,
   OracleRouter__factory,
-  RebalanceLogic__factory,
   ReentrantToken__factory,
-  TradeLogic__factory,
   TwentyFourDecimalsToken__factory,
   Vault__factory,
   ZeroDecimalsToken__factory,
 } from "../../typechain-types";
 import type { MockERC20, MockMarginChecker, NoReturnToken, Vault } from "../../typechain-types";
+import { deployEngine } from "../../deploy/system";
 
 // ------------------------------------------------------------------------------------------ constants
 
@@ -104,21 +100,8 @@ async function settlementFixture() {
   const f = await accountsFixture();
   const oracle = await new OracleRouter__factory(f.admin).deploy(f.admin.address);
   const pool = await new LiquidityPool__factory(f.admin).deploy(f.usdc, f.admin.address);
-  const libraries = {
-    "contracts/libraries/logic/TradeLogic.sol:TradeLogic": await (await new TradeLogic__factory(f.admin).deploy()).getAddress(),
-    "contracts/libraries/logic/LiquidationLogic.sol:LiquidationLogic": await (
-      await new LiquidationLogic__factory(f.admin).deploy()
-    ).getAddress(),
-    "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": await (
-      await new RebalanceLogic__factory(f.admin).deploy()
-    ).getAddress(),
-    "contracts/libraries/logic/GovernanceLogic.sol:GovernanceLogic": await (
-      await new GovernanceLogic__factory(f.admin).deploy()
-    ).getAddress(),
-  };
-  const engine = await new MarginEngine__factory(libraries, f.admin).deploy(f.vault, oracle, pool, f.admin.address);
-  await f.vault.setEngine(engine);
-  await pool.setEngine(engine);
+  // Any listed token serves as the gas asset: no market, no rebalance here.
+  const { engine } = await deployEngine(f.admin, f.vault, oracle, pool, await f.usdc.getAddress());
   expect(await f.vault.settlementAsset()).to.equal(await f.usdc.getAddress());
   return { ...f, engine, pool };
 }

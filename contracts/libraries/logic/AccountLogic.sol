@@ -8,6 +8,7 @@ import {IMarginEngine} from "../../interfaces/IMarginEngine.sol";
 import {IVault} from "../../interfaces/IVault.sol";
 import {IOracleRouter} from "../../interfaces/IOracleRouter.sol";
 import {ILiquidityPool} from "../../interfaces/ILiquidityPool.sol";
+import {IRebalancer} from "../../interfaces/IRebalancer.sol";
 import {WadMath} from "../WadMath.sol";
 
 /// @title AccountLogic
@@ -37,12 +38,21 @@ library AccountLogic {
         IMarginEngine.RiskParams risk;
         /// @dev sqrt(volHorizon / year), WAD, derived from `risk.volHorizon` when it is set.
         uint256 sqrtHorizon;
-        mapping(address module => bool) rebalancers;
         mapping(uint256 accountId => IMarginEngine.RebalancePolicy) policies;
         mapping(uint256 accountId => uint256) lastRebalanceAt;
         /// @dev Σ over accounts of max(0, −settlement), WAD USD: debts realised but not yet collected (or written
         ///      off). The pool's mint valuation counts them, so no new LP buys into a receivable at a discount.
         uint256 totalDebtUsd;
+        /// @dev Keeper fee of a rebalance (IRebalancer.keeperFee).
+        IRebalancer.FeeParams fee;
+        /// @dev Most accounts one `checkUpkeep` returns.
+        uint256 upkeepSize;
+        /// @dev Who `performUpkeep` credits (address(0): the caller).
+        address upkeepFeeRecipient;
+        /// @dev Liquidation rewards and rebalance fees credited and not yet claimed, settlement-token units.
+        mapping(address keeper => uint256) keeperRewards;
+        /// @dev Σ keeperRewards: tokens the pool holds for keepers, not LP capital.
+        uint256 totalKeeperRewards;
     }
 
     /// @notice The engine's immutables, passed to the external `*Logic` libraries (which cannot read them).
@@ -52,6 +62,7 @@ library AccountLogic {
         ILiquidityPool pool;
         address settlementAsset; // the pool's asset (USDC): counts as exactly 1 USD
         uint256 settlementScale; // 10^(18 − settlement decimals): WAD USD per settlement-token unit
+        address gasAsset; // asset whose USD price converts gas into the keeper fee (WETH)
     }
 
     /// @dev Everything one valuation (or a batch of them) needs, read once: listed collateral and a
@@ -202,8 +213,8 @@ library AccountLogic {
     // =================================================================== rescue below 1
 
     /// @dev Whether the account's own reserve, under its policy, can lift it to the liquidation target now: the
-    ///      rule that gives a rescue priority over a liquidation (README, "Rescue below 1"). True when the account
-    ///      opted into a registered module with TOP_UP allowed, pays its keeper at least the liquidation's flat
+    ///      rule that gives a rescue priority over a liquidation (README, "Rescue below 1"). True when the account's
+    ///      policy allows TOP_UP, pays its keeper at least the liquidation's flat
     ///      reward (`maxFeeUsd >= keeperReward`, so a rescue is always worth a keeper's call), is past its
     ///      cooldown, and E − maxFeeUsd − one settlement unit + Σ reserve × price × haircut (policy assets with a
     ///      valid price, rounded down) >= liquidationTargetRatio × `currentVolMaintenance` (rounded up): what the
@@ -216,8 +227,7 @@ library AccountLogic {
     {
         IMarginEngine.RebalancePolicy storage p = s.policies[accountId];
         if (
-            p.module == address(0) || !s.rebalancers[p.module] || p.actions & TOP_UP_BIT == 0
-                || p.maxFeeUsd < s.risk.keeperReward || block.timestamp < rebalanceReadyAt(s, accountId)
+            p.actions & TOP_UP_BIT == 0 || p.maxFeeUsd < s.risk.keeperReward || block.timestamp < rebalanceReadyAt(s, accountId)
         ) return false;
         // As the liquidation it pre-empts would: the target against the maintenance margin at the current
         // volatility, and one settlement unit to spare (the settle after the fee rounds against the account).
@@ -252,9 +262,19 @@ library AccountLogic {
     ///      one loop between a view and a state-changing door without building an asset list in memory, which
     ///      costs ~1k gas per call on the hot path.
     function pokeAccount(Storage storage s, Ctx memory ctx, uint256 accountId) internal {
+        address unpriced = pokeAccountPrices(s, ctx, accountId);
+        if (unpriced != address(0)) revert IMarginEngine.OracleUnhealthy(unpriced);
+    }
+
+    /// @dev `pokeAccount` that reports instead of reverting: the first market asset without a valid price
+    ///      (address(0) when every position is priced; the walk stops there). A batch skips such an account.
+    function pokeAccountPrices(Storage storage s, Ctx memory ctx, uint256 accountId) internal returns (address) {
         uint256 markets = s.positionMask[accountId];
         for (uint256 id; markets != 0; ++id) {
-            if (markets & 1 != 0) pokePrice(ctx, s.markets[id].asset);
+            if (markets & 1 != 0) {
+                address asset = s.markets[id].asset;
+                if (pokeCollateral(ctx, asset) == 0) return asset;
+            }
             markets >>= 1;
         }
         uint256 assets = ctx.env.vault.marginMask(accountId);
@@ -262,6 +282,7 @@ library AccountLogic {
             if (assets & 1 != 0) pokeCollateral(ctx, ctx.listed[i]);
             assets >>= 1;
         }
+        return address(0);
     }
 
     /// @dev The view door of `pokeAccount`: reads `oracle.tryPrice`. Returns the first market asset without a
@@ -496,14 +517,27 @@ library AccountLogic {
         emit IMarginEngine.SettlementChanged(accountId, delta, v);
     }
 
-    /// @dev Charges `amountUsd` to the account and has the pool (the clearing house) pay `to` the same value
-    ///      in tokens, rounded down (the sub-unit rest stays with the protocol). The account's debt is
-    ///      settled against its USDC margin by the `settle` that follows.
-    function payFromAccount(Storage storage s, Env memory env, uint256 accountId, address to, uint256 amountUsd)
-        internal
-    {
-        changeSettlement(s, accountId, -amountUsd.toInt256());
-        env.pool.pay(to, amountUsd / env.settlementScale);
+    /// @dev Credits `keeper` `amountUsd` in settlement-token units, rounded down (the sub-unit rest stays with the
+    ///      protocol), claimable with `claimKeeperRewards`: no token moves on the hot path. The caller has charged
+    ///      the account (its settlement balance); the `settle` that follows pays the pool, which holds the tokens
+    ///      for the keeper (they are not LP capital).
+    function creditKeeper(Storage storage s, Env memory env, address keeper, uint256 amountUsd) internal {
+        uint256 amount = amountUsd / env.settlementScale;
+        if (amount == 0) return;
+        uint256 balance = s.keeperRewards[keeper] + amount;
+        s.keeperRewards[keeper] = balance;
+        s.totalKeeperRewards += amount;
+        emit IMarginEngine.KeeperRewardCredited(keeper, amount, balance);
+    }
+
+    /// @dev Keeps `totalDebtUsd` = Σ max(0, −settlement) after a call changed one account's settlement balance from
+    ///      `before`: one comparison, a store only when the debt changed.
+    function trackDebt(Storage storage s, uint256 accountId, int256 before) internal {
+        int256 current = s.settlement[accountId];
+        if (current == before) return;
+        uint256 debtBefore = before < 0 ? uint256(-before) : 0;
+        uint256 debtNow = current < 0 ? uint256(-current) : 0;
+        if (debtNow != debtBefore) s.totalDebtUsd = s.totalDebtUsd + debtNow - debtBefore;
     }
 
     /// @dev Moves value between the account's USDC margin and the pool until the settlement balance is as

@@ -46,9 +46,10 @@ library LiquidationLogic {
         uint256 keeperShareUsd = penalty.wMulDown(r.keeperPenaltyShare);
         uint256 keeperUsd = r.keeperReward + keeperShareUsd;
         AccountLogic.changeSettlement(s, accountId, -(r.keeperReward + penalty).toInt256());
-        // Keeper and insurance are paid by the pool (the clearing house); the account's settlement
-        // balance owes the pool the same amount and is settled right after. Token amounts round down.
-        env.pool.pay(msg.sender, keeperUsd / env.settlementScale);
+        // The liquidator is credited (claimable) and insurance is funded by the pool (the clearing house); the
+        // account's settlement balance owes the pool the same amount and is settled right after. Token amounts
+        // round down.
+        AccountLogic.creditKeeper(s, env, msg.sender, keeperUsd);
         env.pool.addInsurance((penalty - keeperShareUsd) / env.settlementScale);
         AccountLogic.settle(s, env, accountId);
 

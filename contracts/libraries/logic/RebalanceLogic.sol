@@ -1,18 +1,29 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+
 import {IMarginEngine} from "../../interfaces/IMarginEngine.sol";
+import {IRebalancer} from "../../interfaces/IRebalancer.sol";
 import {WadMath} from "../WadMath.sol";
 import {AccountLogic} from "./AccountLogic.sol";
+import {PlanLogic} from "./PlanLogic.sol";
 import "../Constants.sol" as C;
 
 /// @title RebalanceLogic
-/// @notice The engine side of rebalancing (run by delegatecall from the MarginEngine): policy validation
-///         and `applyRebalance`, which enforces the owner's policy whatever a module computed.
+/// @notice The engine's built-in rebalancing (run by delegatecall from the MarginEngine and its extension): policy
+///         validation, `rebalance`, `rebalanceBatch`, `needsRebalance` and `checkUpkeep` (IRebalancer).
+/// @dev A rebalance pokes the prices the account needs, values it once, plans on that valuation (PlanLogic) and
+///      applies the plan; a second valuation after it checks the postconditions (defence in depth: the plan meets
+///      them by construction) and gives the health the event reports.
 library RebalanceLogic {
+    using SafeCast for uint256;
     using WadMath for uint256;
 
     uint256 private constant WAD = 1e18;
+
+    // =================================================================== policy
 
     /// @dev See `IMarginEngine.setRebalancePolicy`. Each broken rule has its own error.
     function setPolicy(
@@ -21,12 +32,13 @@ library RebalanceLogic {
         uint256 accountId,
         IMarginEngine.RebalancePolicy calldata p
     ) external {
-        if (p.module == address(0)) {
+        if (p.actions == 0) {
             delete s.policies[accountId];
-            emit IMarginEngine.RebalancePolicySet(accountId, p);
+            // The event carries the policy as stored: cleared.
+            IMarginEngine.RebalancePolicy memory cleared;
+            emit IMarginEngine.RebalancePolicySet(accountId, cleared);
             return;
         }
-        if (!s.rebalancers[p.module]) revert IMarginEngine.RebalancerNotRegistered(p.module);
         if (p.triggerRatio <= WAD) revert IMarginEngine.PolicyTriggerTooLow(p.triggerRatio);
         if (p.targetRatio < uint256(p.triggerRatio) + C.MIN_REBALANCE_BAND) {
             revert IMarginEngine.PolicyBandTooNarrow(p.triggerRatio, p.targetRatio, C.MIN_REBALANCE_BAND);
@@ -37,7 +49,6 @@ library RebalanceLogic {
         if (p.releaseRatio != 0 && p.releaseRatio < uint256(p.targetRatio) + C.MIN_REBALANCE_BAND) {
             revert IMarginEngine.PolicyBandTooNarrow(p.targetRatio, p.releaseRatio, C.MIN_REBALANCE_BAND);
         }
-        if (p.actions == 0) revert IMarginEngine.PolicyNoActions();
         if (p.actions & ~C.ALL_ACTIONS != 0) revert IMarginEngine.PolicyUnknownActions(p.actions);
         if (p.actions & C.RELEASE != 0 && p.releaseRatio == 0) revert IMarginEngine.PolicyReleaseRatioMissing();
         if (p.actions & (C.TOP_UP | C.RELEASE) != 0 && p.topUpAssets.length == 0) {
@@ -61,112 +72,199 @@ library RebalanceLogic {
         emit IMarginEngine.RebalancePolicySet(accountId, p);
     }
 
-    /// @dev See `IMarginEngine.applyRebalance`.
-    function applyRebalance(
+    // =================================================================== rebalancing
+
+    /// @dev See `IRebalancer.rebalance`; `keeper` is credited the fee.
+    function rebalance(AccountLogic.Storage storage s, AccountLogic.Env memory env, uint256 accountId, address keeper)
+        external
+        returns (uint8 action, uint256 feeUsd)
+    {
+        IRebalancer.Status status = PlanLogic.gate(s, accountId);
+        if (status != IRebalancer.Status.Ready) _revertFor(status, accountId, 0);
+        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
+        address unpriced = PlanLogic.pokePrices(s, ctx, accountId);
+        if (unpriced != address(0)) revert IMarginEngine.OracleUnhealthy(unpriced);
+        PlanLogic.Draft memory d;
+        (status, d) = PlanLogic.plan(s, ctx, accountId);
+        if (status != IRebalancer.Status.Ready) _revertFor(status, accountId, d.state.health);
+        _apply(s, ctx, d, keeper);
+        return (d.action, d.feeUsd);
+    }
+
+    /// @dev See `IRebalancer.rebalanceBatch`: one price cache for the whole batch (each feed read once).
+    function rebalanceBatch(
         AccountLogic.Storage storage s,
         AccountLogic.Env memory env,
-        uint256 accountId,
-        IMarginEngine.RebalancePlan calldata plan
-    ) external returns (uint256 hBefore, uint256 hAfter) {
-        IMarginEngine.RebalancePolicy storage policy = s.policies[accountId];
-        if (msg.sender != policy.module || !s.rebalancers[msg.sender]) {
-            revert IMarginEngine.RebalancerNotAllowed(accountId, msg.sender);
-        }
-        _checkPlan(policy, accountId, plan);
-        uint256 ready = AccountLogic.rebalanceReadyAt(s, accountId);
-        if (block.timestamp < ready) revert IMarginEngine.RebalanceCooldown(accountId, ready);
-        s.lastRebalanceAt[accountId] = block.timestamp;
-
+        uint256[] memory accountIds,
+        address keeper
+    ) external returns (uint256 rebalanced) {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
-        AccountLogic.pokeAccount(s, ctx, accountId);
-        hBefore = AccountLogic.valuation(s, ctx, accountId).health;
-        // Below 1 only a rescue from the reserve may act (a TOP_UP that lands at or above the liquidation target,
-        // checked after); anything else belongs to the liquidator.
-        bool rescue = hBefore < WAD;
-        if (rescue && plan.action & C.TOP_UP == 0) revert IMarginEngine.AccountLiquidatable(accountId, hBefore);
-        bool release = plan.action == C.RELEASE;
-        // The owner's band: a module acts only below the trigger (TOP_UP/REDUCE) or above release (RELEASE),
-        // so it cannot close a healthy account or turn a reserve into fees.
-        if (release ? hBefore <= policy.releaseRatio : hBefore >= policy.triggerRatio) {
-            revert IMarginEngine.RebalanceNotNeeded(accountId, hBefore);
-        }
-
-        for (uint256 i; i < plan.assets.length; ++i) {
-            // The vault reverts if the reserve (or margin) is short: at most the account's own balance moves.
-            if (release) {
-                env.vault.engineMoveToReserve(accountId, plan.assets[i], plan.amounts[i]);
-            } else {
-                env.vault.engineMoveToMargin(accountId, plan.assets[i], plan.amounts[i]);
-                // A topped-up asset may be new to the account; without a valid price it counts as nothing.
-                AccountLogic.pokeCollateral(ctx, plan.assets[i]);
+        for (uint256 i; i < accountIds.length; ++i) {
+            uint256 id = accountIds[i];
+            IRebalancer.Status status = PlanLogic.gate(s, id);
+            if (status == IRebalancer.Status.Ready && PlanLogic.pokePrices(s, ctx, id) != address(0)) {
+                status = IRebalancer.Status.OracleUnhealthy;
             }
-        }
-        if (plan.reduceFraction != 0) AccountLogic.closeFraction(s, ctx, accountId, plan.reduceFraction, true);
-        if (plan.feeUsd != 0) AccountLogic.payFromAccount(s, env, accountId, plan.keeper, plan.feeUsd);
-        AccountLogic.settle(s, env, accountId);
-
-        IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
-        hAfter = st.health;
-        _checkAfter(policy.targetRatio, accountId, release, hBefore, st);
-        if (rescue) {
-            // Measured as the liquidation it pre-empted would be: against the maintenance margin at the current σ.
-            uint256 mmNow = AccountLogic.currentVolMaintenance(s, ctx, accountId);
-            uint256 ratio = st.equity <= 0 ? 0 : uint256(st.equity).wDivDown(mmNow); // rounds down
-            if (ratio < s.risk.liquidationTargetRatio) {
-                revert IMarginEngine.RescueFallsShort(accountId, ratio, s.risk.liquidationTargetRatio);
+            PlanLogic.Draft memory d;
+            if (status == IRebalancer.Status.Ready) (status, d) = PlanLogic.plan(s, ctx, id);
+            if (status != IRebalancer.Status.Ready) {
+                emit IRebalancer.RebalanceSkipped(id, status);
+                continue;
             }
+            int256 settlementBefore = s.settlement[id];
+            _apply(s, ctx, d, keeper);
+            AccountLogic.trackDebt(s, id, settlementBefore);
+            ++rebalanced;
         }
-        emit IMarginEngine.RebalanceApplied(accountId, msg.sender, plan.action, hBefore, hAfter, plan.feeUsd);
+    }
+
+    /// @dev See `IRebalancer.needsRebalance`.
+    function needsRebalance(AccountLogic.Storage storage s, AccountLogic.Env memory env, uint256 accountId, address keeper)
+        external
+        view
+        returns (bool needed, IRebalancer.Status status, IMarginEngine.RebalancePlan memory plan)
+    {
+        PlanLogic.Draft memory d;
+        (status, d) = _viewPlan(s, AccountLogic.newCtx(env), accountId);
+        if (status == IRebalancer.Status.Ready) plan = PlanLogic.toPlan(d, keeper);
+        needed = status == IRebalancer.Status.Ready;
+    }
+
+    /// @dev See `IRebalancer.checkUpkeep`.
+    function checkUpkeep(AccountLogic.Storage storage s, AccountLogic.Env memory env, bytes calldata checkData)
+        external
+        view
+        returns (bool upkeepNeeded, bytes memory performData)
+    {
+        (uint256 start, uint256 count) =
+            checkData.length == 0 ? (1, C.MAX_UPKEEP_SCAN) : abi.decode(checkData, (uint256, uint256));
+        if (start == 0) start = 1;
+        uint256 last = env.vault.accountCount();
+        if (start > last) return (false, abi.encode(new uint256[](0))); // also keeps start + count from overflowing
+        uint256 end = Math.min(start + Math.min(count, C.MAX_UPKEEP_SCAN), last + 1);
+        uint256[] memory ids = _scan(s, AccountLogic.newCtx(env), start, end);
+        return (ids.length != 0, abi.encode(ids));
+    }
+
+    /// @dev Up to `upkeepSize` accounts of ids [start, end) that need a rebalance. Stops at a gas budget (and
+    ///      before running out of gas): what was found so far is still returned.
+    function _scan(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, uint256 start, uint256 end)
+        private
+        view
+        returns (uint256[] memory ids)
+    {
+        ids = new uint256[](s.upkeepSize);
+        uint256 n;
+        uint256 gasStart = gasleft();
+        for (uint256 id = start; id < end && n < ids.length; ++id) {
+            if (gasStart - gasleft() > C.UPKEEP_CHECK_GAS_BUDGET || gasleft() < C.UPKEEP_CHECK_GAS_RESERVE) break;
+            // One read first: an account without positions never needs a rebalance (RELEASE needs open
+            // positions too). The plan then stops at its opt-in and cooldown gate before any valuation.
+            if (s.positionMask[id] == 0) continue;
+            (IRebalancer.Status status,) = _viewPlan(s, ctx, id);
+            if (status == IRebalancer.Status.Ready) ids[n++] = id;
+        }
+        assembly ("memory-safe") {
+            mstore(ids, n)
+        }
+    }
+
+    /// @dev See `IRebalancer.keeperFee`: the gas asset's price through the view door.
+    function keeperFee(AccountLogic.Storage storage s, AccountLogic.Env memory env, uint256 maxFeeUsd)
+        external
+        view
+        returns (uint256)
+    {
+        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
+        AccountLogic.viewCollateral(ctx, env.gasAsset);
+        return PlanLogic.keeperFee(s, ctx, maxFeeUsd);
+    }
+
+    // =================================================================== internals
+
+    /// @dev The plan through the view door (`needsRebalance`, `checkUpkeep`): the same gate, prices and plan as
+    ///      `rebalance`.
+    function _viewPlan(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, uint256 accountId)
+        private
+        view
+        returns (IRebalancer.Status status, PlanLogic.Draft memory d)
+    {
+        status = PlanLogic.gate(s, accountId);
+        if (status != IRebalancer.Status.Ready) return (status, d);
+        if (PlanLogic.viewPrices(s, ctx, accountId) != address(0)) return (IRebalancer.Status.OracleUnhealthy, d);
+        return PlanLogic.plan(s, ctx, accountId);
+    }
+
+    /// @dev Applies a Ready plan: reserve↔margin moves (the vault reverts if a balance is short: at most the
+    ///      account's own balances move), the REDUCE at the trading fee, the keeper's fee (credited), settlement;
+    ///      then the postconditions on a fresh valuation, and the event.
+    function _apply(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, PlanLogic.Draft memory d, address keeper)
+        private
+    {
+        uint256 id = d.accountId;
+        s.lastRebalanceAt[id] = block.timestamp;
+        bool release = d.action == C.RELEASE;
+        for (uint256 i; i < d.assets.length; ++i) {
+            if (release) ctx.env.vault.engineMoveToReserve(id, d.assets[i], d.amounts[i]);
+            else ctx.env.vault.engineMoveToMargin(id, d.assets[i], d.amounts[i]);
+        }
+        if (d.reduceFraction != 0) AccountLogic.closeFraction(s, ctx, id, d.reduceFraction, true);
+        if (d.feeUsd != 0) {
+            AccountLogic.changeSettlement(s, id, -d.feeUsd.toInt256());
+            AccountLogic.creditKeeper(s, ctx.env, keeper, d.feeUsd);
+        }
+        AccountLogic.settle(s, ctx.env, id);
+
+        IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, id);
+        _checkAfter(s, ctx, d, st);
+        emit IRebalancer.Rebalanced(
+            id,
+            d.action,
+            d.state.health,
+            st.health,
+            d.toppedUpUsd,
+            d.reducedNotionalUsd,
+            d.releasedUsd,
+            d.feeUsd,
+            keeper
+        );
     }
 
     /// @dev The postconditions: equity >= 0 (with every position closed health reads as unbounded, and equity
     ///      must still cover what was paid out); health never lower for TOP_UP/REDUCE; for RELEASE health
-    ///      >= target − RELEASE_HEALTH_OFFSET and equity >= IM.
+    ///      >= target − RELEASE_HEALTH_OFFSET and equity >= IM; a rescue (health < 1 before) at or above the
+    ///      liquidation target against the maintenance margin at the current volatility, as the liquidation it
+    ///      pre-empted would be measured.
     function _checkAfter(
-        uint256 targetRatio,
-        uint256 accountId,
-        bool release,
-        uint256 hBefore,
+        AccountLogic.Storage storage s,
+        AccountLogic.Ctx memory ctx,
+        PlanLogic.Draft memory d,
         IMarginEngine.AccountState memory st
-    ) private pure {
-        if (st.equity < 0) revert IMarginEngine.RebalanceLeavesDebt(accountId, st.equity);
-        if (release) {
-            uint256 minHealth = targetRatio - C.RELEASE_HEALTH_OFFSET;
-            if (st.health < minHealth) revert IMarginEngine.RebalanceBelowTarget(accountId, st.health, minHealth);
+    ) private view {
+        uint256 id = d.accountId;
+        uint256 hBefore = d.state.health;
+        if (st.equity < 0) revert IMarginEngine.RebalanceLeavesDebt(id, st.equity);
+        if (d.action == C.RELEASE) {
+            uint256 minHealth = d.policy.targetRatio - C.RELEASE_HEALTH_OFFSET;
+            if (st.health < minHealth) revert IMarginEngine.RebalanceBelowTarget(id, st.health, minHealth);
             if (st.equity < int256(st.initialMargin)) {
-                revert IMarginEngine.BelowInitialMargin(accountId, st.equity, st.initialMargin);
+                revert IMarginEngine.BelowInitialMargin(id, st.equity, st.initialMargin);
             }
         } else if (st.health < hBefore) {
-            revert IMarginEngine.RebalanceLowersHealth(accountId, hBefore, st.health);
+            revert IMarginEngine.RebalanceLowersHealth(id, hBefore, st.health);
+        }
+        if (hBefore < WAD) {
+            uint256 mmNow = AccountLogic.currentVolMaintenance(s, ctx, id);
+            uint256 ratio = st.equity <= 0 ? 0 : uint256(st.equity).wDivDown(mmNow); // rounds down
+            if (ratio < s.risk.liquidationTargetRatio) {
+                revert IMarginEngine.RescueFallsShort(id, ratio, s.risk.liquidationTargetRatio);
+            }
         }
     }
 
-    /// @dev The plan's shape against the policy: allowed, well-formed actions; assets from the policy.
-    function _checkPlan(
-        IMarginEngine.RebalancePolicy storage policy,
-        uint256 accountId,
-        IMarginEngine.RebalancePlan calldata plan
-    ) private view {
-        uint8 action = plan.action;
-        bool validAction = action == C.RELEASE || (action != 0 && action & ~(C.TOP_UP | C.REDUCE) == 0);
-        if (!validAction || action & ~policy.actions != 0) {
-            revert IMarginEngine.RebalanceActionNotAllowed(accountId, action);
-        }
-        bool moves = action & (C.TOP_UP | C.RELEASE) != 0;
-        bool reduces = action & C.REDUCE != 0;
-        if (
-            plan.assets.length != plan.amounts.length || moves != (plan.assets.length != 0)
-                || reduces != (plan.reduceFraction != 0) || plan.reduceFraction > WAD
-                || (plan.feeUsd != 0 && plan.keeper == address(0))
-        ) revert IMarginEngine.RebalancePlanInvalid(accountId);
-        if (plan.feeUsd > policy.maxFeeUsd) revert IMarginEngine.RebalanceFeeAboveMax(plan.feeUsd, policy.maxFeeUsd);
-        address[] storage allowed = policy.topUpAssets;
-        for (uint256 i; i < plan.assets.length; ++i) {
-            bool found;
-            for (uint256 j; j < allowed.length && !found; ++j) {
-                found = allowed[j] == plan.assets[i];
-            }
-            if (!found) revert IMarginEngine.RebalanceAssetNotInPolicy(accountId, plan.assets[i]);
-        }
+    function _revertFor(IRebalancer.Status status, uint256 accountId, uint256 health) private pure {
+        if (status == IRebalancer.Status.NotOptedIn) revert IRebalancer.NotOptedIn(accountId);
+        if (status == IRebalancer.Status.Liquidatable) revert IRebalancer.Liquidatable(accountId, health);
+        revert IRebalancer.NothingToRebalance();
     }
 }

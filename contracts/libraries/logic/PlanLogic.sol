@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SignedMath} from "@openzeppelin/contracts/utils/math/SignedMath.sol";
+
+import {IMarginEngine} from "../../interfaces/IMarginEngine.sol";
+import {IRebalancer} from "../../interfaces/IRebalancer.sol";
+import {IVault} from "../../interfaces/IVault.sol";
+import {WadMath} from "../WadMath.sol";
+import {CloseMath} from "../CloseMath.sol";
+import {AccountLogic} from "./AccountLogic.sol";
+import "../Constants.sol" as C;
+
+/// @title PlanLogic
+/// @notice The rebalance plan (README "Rebalancing", steps 2-5): one calculation behind `rebalance`,
+///         `rebalanceBatch`, `needsRebalance` and `checkUpkeep`, so a keeper's simulation and the state change
+///         cannot disagree.
+/// @dev Internal functions only. The plan reads prices from the call's cache alone: the state-changing doors load it
+///      with pokes (`pokePrices`), the views through the oracle's view door (`viewPrices`), which counts an unpoked
+///      round exactly as a poke would. Both load the same assets, in the same order.
+library PlanLogic {
+    using WadMath for uint256;
+
+    uint256 private constant WAD = 1e18;
+
+    /// @dev One plan under construction (memory, so the planning steps stay within the stack).
+    struct Draft {
+        uint256 accountId;
+        IMarginEngine.RebalancePolicy policy;
+        IMarginEngine.AccountState state;
+        uint256 closeFeeUsd;
+        uint256 maintenanceNowUsd; // MM at the current volatility: what a rescue must reach the liquidation target of
+        uint256 feeUsd;
+        uint256 toppedUpUsd;
+        uint256 reducedNotionalUsd;
+        uint256 releasedUsd;
+        uint256 count; // assets used so far
+        address[] assets;
+        uint256[] amounts;
+        uint256 reduceFraction;
+        uint8 action;
+    }
+
+    /// @dev Opt-in and cooldown (at most one rebalance per account per block), before any oracle is touched: the
+    ///      keeper that loses a race for an account pays for these reads only.
+    function gate(AccountLogic.Storage storage s, uint256 accountId) internal view returns (IRebalancer.Status) {
+        if (s.policies[accountId].actions == 0) return IRebalancer.Status.NotOptedIn;
+        if (block.timestamp < AccountLogic.rebalanceReadyAt(s, accountId)) return IRebalancer.Status.Cooldown;
+        return IRebalancer.Status.Ready;
+    }
+
+    /// @dev Pokes every price the plan may read: the account's (returns the first market asset without a valid
+    ///      price, address(0) when all are priced), the gas asset and the policy assets the account holds a reserve
+    ///      in. Policy assets without a reserve are never read (a top-up skips them; a release reads only margin
+    ///      assets, which the account's own walk loaded).
+    function pokePrices(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, uint256 accountId)
+        internal
+        returns (address unpriced)
+    {
+        unpriced = AccountLogic.pokeAccountPrices(s, ctx, accountId);
+        if (unpriced != address(0)) return unpriced;
+        AccountLogic.pokeCollateral(ctx, ctx.env.gasAsset);
+        address[] storage assets = s.policies[accountId].topUpAssets;
+        for (uint256 i; i < assets.length; ++i) {
+            if (ctx.env.vault.reserveOf(accountId, assets[i]) != 0) AccountLogic.pokeCollateral(ctx, assets[i]);
+        }
+    }
+
+    /// @dev The view door of `pokePrices`.
+    function viewPrices(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, uint256 accountId)
+        internal
+        view
+        returns (address unpriced)
+    {
+        unpriced = AccountLogic.viewAccountPrices(s, ctx, accountId);
+        if (unpriced != address(0)) return unpriced;
+        AccountLogic.viewCollateral(ctx, ctx.env.gasAsset);
+        address[] storage assets = s.policies[accountId].topUpAssets;
+        for (uint256 i; i < assets.length; ++i) {
+            if (ctx.env.vault.reserveOf(accountId, assets[i]) != 0) AccountLogic.viewCollateral(ctx, assets[i]);
+        }
+    }
+
+    /// @dev The plan for an account that passed `gate`, on the prices `pokePrices`/`viewPrices` loaded and the one
+    ///      valuation `d.state` is filled with here.
+    function plan(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, uint256 accountId)
+        internal
+        view
+        returns (IRebalancer.Status, Draft memory d)
+    {
+        d.accountId = accountId;
+        d.policy = s.policies[accountId];
+        d.state = AccountLogic.valuation(s, ctx, accountId);
+        uint256 h = d.state.health;
+        // Below 1 only a rescue may act: TOP_UP allowed and the reserve lifting the account to the liquidation
+        // target (checked on the plan below, and again after it is applied).
+        if (h < WAD && d.policy.actions & C.TOP_UP == 0) return (IRebalancer.Status.Liquidatable, d);
+        bool low = h < d.policy.triggerRatio;
+        // RELEASE only while positions are open: idle margin of an account without positions is the owner's
+        // to move (a fee for it would buy no protection).
+        bool high = d.policy.releaseRatio != 0 && h > d.policy.releaseRatio && d.policy.actions & C.RELEASE != 0
+            && d.state.maintenanceMargin != 0;
+        if (!low && !high) return (IRebalancer.Status.InBand, d);
+
+        if (h < WAD) d.maintenanceNowUsd = AccountLogic.currentVolMaintenance(s, ctx, accountId);
+        d.feeUsd = h < WAD ? _rescueFee(s, ctx, d.policy.maxFeeUsd) : keeperFee(s, ctx, d.policy.maxFeeUsd);
+        d.assets = new address[](d.policy.topUpAssets.length);
+        d.amounts = new uint256[](d.policy.topUpAssets.length);
+        if (low) {
+            d.closeFeeUsd = AccountLogic.closeFeeUsd(s, ctx, accountId);
+            d.action = _planRestore(s, ctx, d);
+        } else {
+            d.action = _planRelease(ctx, d);
+        }
+        if (h < WAD && (d.toppedUpUsd == 0 || !_rescues(s, ctx, d))) return (IRebalancer.Status.Liquidatable, d);
+        if (d.action == 0) return (IRebalancer.Status.NoAction, d);
+
+        address[] memory assets = d.assets;
+        uint256[] memory amounts = d.amounts;
+        uint256 n = d.count;
+        assembly ("memory-safe") {
+            mstore(assets, n)
+            mstore(amounts, n)
+        }
+        return (IRebalancer.Status.Ready, d);
+    }
+
+    /// @dev The draft as the public plan struct (`needsRebalance`).
+    function toPlan(Draft memory d, address keeper) internal pure returns (IMarginEngine.RebalancePlan memory p) {
+        p.action = d.action;
+        p.assets = d.assets;
+        p.amounts = d.amounts;
+        p.reduceFraction = d.reduceFraction;
+        p.feeUsd = d.feeUsd;
+        p.keeper = keeper;
+    }
+
+    /// @dev min(maxFeeUsd, baseFeeUsd + gasUnits × block.basefee × gas-asset price), whole settlement units. The gas
+    ///      asset's price comes from the call's cache (loaded by `pokePrices`/`viewPrices`).
+    function keeperFee(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, uint256 maxFeeUsd)
+        internal
+        view
+        returns (uint256 fee)
+    {
+        IRebalancer.FeeParams memory p = s.fee;
+        fee = p.baseFeeUsd;
+        (, uint256 ethPx) = AccountLogic.lookup(ctx, ctx.env.gasAsset);
+        // Gas cost in wei × USD per ETH, rounded down (the account pays no more than the gas is worth); with no
+        // valid gas-asset price (0 in the cache) the keeper gets the flat part only, and the account stays protected.
+        fee += (uint256(p.gasUnits) * block.basefee).wMulDown(ethPx);
+        if (fee > maxFeeUsd) fee = maxFeeUsd;
+        // Whole settlement-token units, rounded down: the keeper is credited exactly what the account is charged.
+        fee -= fee % ctx.env.settlementScale;
+    }
+
+    /// @dev h < trigger. TOP_UP, in the owner's order, the least reserve value that brings health to target
+    ///      counting the fee as paid (ΔC = target·MM − (E − fee)); if still short and allowed, REDUCE every
+    ///      position by CloseMath's least fraction, with E' = E − fee + ΔC topped up and the trading fee of
+    ///      closing everything (φN) as the close cost. Returns the action bits (0 = nothing useful).
+    function _planRestore(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, Draft memory d)
+        private
+        view
+        returns (uint8 action)
+    {
+        // Requirement rounded up, equity (after the fee) as is: the target is reached, not approached. A rescue
+        // (health < 1) also does what the liquidation it pre-empts would: the liquidation target against MM at the
+        // current volatility, with a settlement unit to spare (rounding).
+        uint256 scale = ctx.env.settlementScale;
+        uint256 target = d.policy.targetRatio;
+        int256 required;
+        if (d.state.health < WAD) {
+            target = Math.max(target, s.risk.liquidationTargetRatio);
+            required = _rescueRequired(s, ctx, d);
+        }
+        required = SignedMath.max(required, int256(d.state.maintenanceMargin.wMulUp(target)));
+        int256 equity = d.state.equity - int256(d.feeUsd);
+        uint256 added;
+        if (d.policy.actions & C.TOP_UP != 0 && required > equity) {
+            added = _planTopUp(ctx, d, uint256(required - equity));
+            if (added != 0) action = C.TOP_UP;
+        }
+        equity += int256(added);
+        if (required > equity && d.policy.actions & C.REDUCE != 0) {
+            // One settlement-token unit less equity: realised PnL settles against USDC margin rounded up to a
+            // whole unit (against the account), and the plan must still reach the target after that.
+            uint256 f = CloseMath.leastCloseFraction(
+                target, d.state.maintenanceMargin, s.risk.keeperReward, equity - int256(scale), d.closeFeeUsd
+            );
+            if (f == WAD) {
+                // Everything closes: the fee takes at most what is left after the close (less a unit of
+                // rounding), never more, so the pool is never left owed by an empty account.
+                int256 left = equity + int256(d.feeUsd) - int256(d.closeFeeUsd) - int256(scale);
+                uint256 cap = left > 0 ? uint256(left) : 0;
+                if (d.feeUsd > cap) d.feeUsd = cap - (cap % scale);
+            }
+            d.reduceFraction = f;
+            d.reducedNotionalUsd = d.state.notional.wMulUp(f);
+            return action | C.REDUCE;
+        }
+        // A top-up alone must more than pay its own fee (plus a token unit of settlement rounding), else the
+        // health-never-falls rule would refuse it.
+        if (action != 0 && added <= d.feeUsd + scale) return 0;
+    }
+
+    /// @dev Reserve → margin in the policy's order until `needUsd` of collateral value is added. Each amount
+    ///      is rounded up (against the account: the target is reached); the value counted is the valuation's
+    ///      own, price then haircut rounded down. Returns the value added.
+    function _planTopUp(AccountLogic.Ctx memory ctx, Draft memory d, uint256 needUsd) private view returns (uint256 added) {
+        for (uint256 i; i < d.policy.topUpAssets.length && added < needUsd; ++i) {
+            address asset = d.policy.topUpAssets[i];
+            uint256 available = ctx.env.vault.reserveOf(d.accountId, asset);
+            if (available == 0) continue;
+            (uint256 px, IVault.AssetConfig memory cfg) = _priced(ctx, asset);
+            if (px == 0 || cfg.haircut == 0) continue;
+            uint256 amount = WadMath.toAmountUp((needUsd - added).wDivUp(cfg.haircut), px, cfg.decimals);
+            if (amount > available) amount = available;
+            uint256 value = WadMath.toValueDown(amount, px, cfg.decimals).wMulDown(cfg.haircut);
+            if (value == 0) continue;
+            added += value;
+            d.assets[d.count] = asset;
+            d.amounts[d.count] = amount;
+            ++d.count;
+        }
+        d.toppedUpUsd = added;
+    }
+
+    /// @dev h > release. Margin → reserve in the policy's order down to max(target·MM, IM) with the fee
+    ///      counted as paid and one settlement unit kept (the settle after the fee may take a sub-unit positive
+    ///      settlement balance with it). Each amount rounds down and the value it removes is bounded above
+    ///      (price and haircut rounded up), so the account never lands below target or IM. Nothing useful
+    ///      unless the release is worth more than the fee.
+    function _planRelease(AccountLogic.Ctx memory ctx, Draft memory d) private view returns (uint8) {
+        uint256 floorUsd = Math.max(d.state.maintenanceMargin.wMulUp(d.policy.targetRatio), d.state.initialMargin)
+            + ctx.env.settlementScale;
+        int256 excessSigned = d.state.equity - int256(d.feeUsd) - int256(floorUsd);
+        if (excessSigned <= 0) return 0;
+        uint256 excess = uint256(excessSigned);
+        uint256 released;
+        for (uint256 i; i < d.policy.topUpAssets.length && excess != 0; ++i) {
+            address asset = d.policy.topUpAssets[i];
+            uint256 margin = ctx.env.vault.marginOf(d.accountId, asset);
+            if (margin == 0) continue;
+            (uint256 px, IVault.AssetConfig memory cfg) = _priced(ctx, asset);
+            if (px == 0 || cfg.haircut == 0) continue;
+            uint256 amount = WadMath.toAmountDown(excess.wDivDown(cfg.haircut), px, cfg.decimals);
+            if (amount > margin) amount = margin;
+            if (amount == 0) continue;
+            uint256 removed = WadMath.toValueUp(amount, px, cfg.decimals).wMulUp(cfg.haircut);
+            excess = removed >= excess ? 0 : excess - removed;
+            released += removed;
+            d.assets[d.count] = asset;
+            d.amounts[d.count] = amount;
+            ++d.count;
+        }
+        if (released <= d.feeUsd) return 0;
+        d.releasedUsd = released;
+        return C.RELEASE;
+    }
+
+    /// @dev A rescue pays its keeper at least what the liquidation it replaces would (the flat keeper reward,
+    ///      within the owner's cap; whole token units), so a keeper always prefers the rescue or is indifferent.
+    function _rescueFee(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, uint256 maxFeeUsd)
+        private
+        view
+        returns (uint256 fee)
+    {
+        fee = keeperFee(s, ctx, maxFeeUsd);
+        uint256 reward = Math.min(s.risk.keeperReward, maxFeeUsd);
+        reward -= reward % ctx.env.settlementScale;
+        if (fee < reward) fee = reward;
+    }
+
+    /// @dev A rescue's top-up alone (after the fee) lifts the account to the liquidation target against MM at the
+    ///      current volatility: `AccountLogic.canRescue`'s rule, on the plan's own amounts.
+    function _rescues(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, Draft memory d)
+        private
+        view
+        returns (bool)
+    {
+        return d.state.equity - int256(d.feeUsd) + int256(d.toppedUpUsd) >= _rescueRequired(s, ctx, d);
+    }
+
+    /// @dev Equity a rescue must leave: liquidationTarget × MM at the current volatility, one settlement unit more.
+    function _rescueRequired(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, Draft memory d)
+        private
+        view
+        returns (int256)
+    {
+        return int256(d.maintenanceNowUsd.wMulUp(s.risk.liquidationTargetRatio) + ctx.env.settlementScale);
+    }
+
+    /// @dev A cached price (0 when invalid or not loaded: the asset is skipped) and the asset's listing.
+    function _priced(AccountLogic.Ctx memory ctx, address asset)
+        private
+        view
+        returns (uint256 px, IVault.AssetConfig memory cfg)
+    {
+        (, px) = AccountLogic.lookup(ctx, asset);
+        cfg = ctx.env.vault.assetConfig(asset);
+    }
+}

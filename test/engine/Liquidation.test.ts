@@ -140,7 +140,7 @@ describe("MarginEngine › liquidate", function () {
       .withArgs(f.book.id, before.health);
   });
 
-  it("closes the documented least fraction, pays keeper and insurance, and restores the target ratio", async function () {
+  it("closes the documented least fraction, credits the keeper, funds insurance, and restores the target ratio", async function () {
     const f = await loadFixture(longEthFixture);
     const eth = await setEth(f, PARTIAL_ETH);
     const p = await predict(f, f.book, { ...START, eth });
@@ -161,7 +161,7 @@ describe("MarginEngine › liquidate", function () {
 
     // Closed size rounds away from zero: ceil(5e18 · f / 1e18).
     expect(p.liq.closeSizes[0]).to.equal(mulDivUp(E18(5), p.fraction, WAD));
-    // Keeper: reward + 50 % of the 1 % penalty (share rounded down), paid in USDC rounded down.
+    // Keeper: reward + 50 % of the 1 % penalty (share rounded down), credited in USDC units rounded down (claimable).
     const penalty = mulDivUp(p.liq.closedNotional, RISK.liquidationPenalty, WAD);
     const keeperUsd = R + mulDivDown(penalty, RISK.keeperPenaltyShare, WAD);
     expect(p.liq.penalty).to.equal(penalty);
@@ -173,7 +173,11 @@ describe("MarginEngine › liquidate", function () {
     await expect(tx)
       .to.emit(f.engine, "Liquidated")
       .withArgs(f.book.id, f.keeper.address, p.fraction, p.liq.closedNotional, penalty, keeperUsd, p.before.health, p.after.health);
-    await tx;
+    await expect(tx)
+      .to.emit(f.engine, "KeeperRewardCredited")
+      .withArgs(f.keeper.address, keeperUsd / USDC_SCALE, keeperUsdc0 + keeperUsd / USDC_SCALE);
+    // Credited, not paid: no token reaches the keeper on the liquidation itself.
+    await expect(tx).to.changeTokenBalance(f.usdc, f.keeper, 0n);
 
     expect((await f.engine.keeperRewardsOf(f.keeper)) - keeperUsdc0).to.equal(keeperUsd / USDC_SCALE);
     expect((await f.pool.insuranceBalance()) - insurance0).to.equal((penalty - (keeperUsd - R)) / USDC_SCALE);
@@ -188,6 +192,53 @@ describe("MarginEngine › liquidate", function () {
     expect(p.after.equity).to.be.gte(mulDivUp(RISK.liquidationTargetRatio, p.after.maintenanceMargin, WAD));
     expect(p.after.health).to.be.gte(RISK.liquidationTargetRatio);
     expect(p.after.health).to.be.lt(RISK.liquidationTargetRatio + wad("0.01"));
+  });
+
+  it("keeps a running credit per keeper across liquidations; the claim pays it from the pool to `to`, capital unchanged", async function () {
+    const f = await loadFixture(longEthFixture);
+    const bobBook = await openAccount(f, f.bob, { usdc: USDC(2000) }, [{ market: f.ethMarket, size: E18(5) }], pxAt(f));
+    const eth = await setEth(f, PARTIAL_ETH);
+
+    const pA = await predict(f, f.book, { ...START, eth });
+    expect(pA.rule).to.equal("partial");
+    await expect(f.engine.connect(f.keeper).liquidate(f.book.id))
+      .to.emit(f.engine, "KeeperRewardCredited")
+      .withArgs(f.keeper.address, pA.liq.keeperTokens, pA.liq.keeperTokens);
+    expect(await f.pool.capital()).to.equal(pA.liq.poolCapitalAfter);
+    const pB = await predict(f, bobBook, { ...START, eth });
+    expect(pB.rule).to.equal("partial");
+    const total = pA.liq.keeperTokens + pB.liq.keeperTokens;
+    await expect(f.engine.connect(f.keeper).liquidate(bobBook.id))
+      .to.emit(f.engine, "KeeperRewardCredited")
+      .withArgs(f.keeper.address, pB.liq.keeperTokens, total);
+    expect(await f.pool.capital()).to.equal(pB.liq.poolCapitalAfter);
+    // Two identical accounts at one price: the same reward twice, 5 USD + half the 1 % penalty each, rounded down.
+    expect(pB.liq.keeperTokens).to.equal(pA.liq.keeperTokens);
+    expect(pA.liq.keeperTokens).to.equal(pA.liq.keeperUsd / USDC_SCALE);
+    expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(total);
+    expect(await f.engine.totalKeeperRewards()).to.equal(total);
+    expect(await f.usdc.balanceOf(f.keeper)).to.equal(0n);
+
+    // The keeper claims to another address: the pool pays exactly the credit; LP capital does not move (the
+    // credit was already outside it) and the insurance fund is untouched.
+    const capital0 = await f.pool.capital();
+    const insurance0 = await f.pool.insuranceBalance();
+    const to = f.lp;
+    const toBalance0 = await f.usdc.balanceOf(to);
+    expect(await f.engine.connect(f.keeper).claimKeeperRewards.staticCall(to.address)).to.equal(total);
+    const tx = f.engine.connect(f.keeper).claimKeeperRewards(to.address);
+    await expect(tx).to.emit(f.engine, "KeeperRewardsClaimed").withArgs(f.keeper.address, to.address, total);
+    await expect(tx).to.emit(f.pool, "Paid").withArgs(to.address, total);
+    await expect(tx).to.changeTokenBalances(f.usdc, [to, f.keeper, f.pool], [total, 0n, -total]);
+    expect((await f.usdc.balanceOf(to)) - toBalance0).to.equal(total);
+    expect(await f.pool.capital()).to.equal(capital0);
+    expect(await f.pool.insuranceBalance()).to.equal(insurance0);
+    expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(0n);
+    expect(await f.engine.totalKeeperRewards()).to.equal(0n);
+    // Nothing is left to claim.
+    await expect(f.engine.connect(f.keeper).claimKeeperRewards(f.keeper.address))
+      .to.be.revertedWithCustomError(f.engine, "NothingToClaim")
+      .withArgs(f.keeper.address);
   });
 
   it("closes everything when health is below fullLiquidationHealth", async function () {
@@ -449,8 +500,12 @@ describe("MarginEngine › bad debt", function () {
     expect((await f.engine.accountState(f.book.id)).settlement).to.equal(0n);
     expect(await f.vault.marginMask(f.book.id)).to.equal(0n);
     expect(await f.pool.insuranceBalance()).to.equal(0n);
-    // LP capital: −23.75 keeper, −18.75 to insurance, +997.5 margin, +118.75 from insurance.
+    // LP capital: −23.75 credited to the keeper (held by the pool, outside capital), −18.75 to insurance, +997.5
+    // margin, +118.75 from insurance.
     expect((await f.pool.capital()) - capital0).to.equal(USDC(1073) + 750_000n);
+    // The keeper's credit is whole even though the account could not pay: 5 + ½ × 37.5 = 23.75 USDC.
+    expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(USDC(23) + 750_000n);
+    expect(await f.engine.totalKeeperRewards()).to.equal(USDC(23) + 750_000n);
     // Had the account paid its 1,292.5 in full, LPs would have gained 1,292.5 − 23.75 − 18.75 = 1,250;
     // they gain 1,073.75: the socialised 176.25 is the LPs' loss.
     expect((await f.pool.totalAssets()) - assets0).to.equal(USDC(1250) - socialised);

@@ -4,8 +4,20 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import type { AddressLike } from "ethers";
 
-import { MockAggregator__factory, MockERC20__factory } from "../../typechain-types";
-import { CRYPTO_FEED, DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET, wad, type MarketConfig, type RiskConfig } from "../../deploy/params";
+import {
+  GovernanceLogic__factory,
+  LiquidationLogic__factory,
+  LiquidityPool__factory,
+  MarginEngineExtension__factory,
+  MarginEngine__factory,
+  MockAggregator__factory,
+  MockERC20__factory,
+  OracleRouter__factory,
+  RebalanceLogic__factory,
+  TradeLogic__factory,
+  Vault__factory,
+} from "../../typechain-types";
+import { CRYPTO_FEED, DEFAULT_REBALANCER, DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET, wad, type MarketConfig, type RiskConfig } from "../../deploy/params";
 import { E18, USDC, alignToVolGrid, systemFixture } from "../helpers/fixtures";
 import {
   MAX_UINT,
@@ -116,6 +128,32 @@ async function listDai(f: Fx) {
     await dai.connect(u).approve(f.vault, ethers.MaxUint256);
   }
   return { dai, daiFeed };
+}
+
+/**
+ * The engine's linked libraries and a factory for its extension, wired as deploy/system.ts `deployEngine` does: the
+ * engine links TradeLogic, LiquidationLogic and RebalanceLogic, the extension RebalanceLogic and GovernanceLogic.
+ */
+async function engineFactories(deployer: HardhatEthersSigner) {
+  const lib = async (factory: { deploy(): Promise<{ getAddress(): Promise<string> }> }) =>
+    (await factory.deploy()).getAddress();
+  const rebalanceLogic = await lib(new RebalanceLogic__factory(deployer));
+  const engine = new MarginEngine__factory(
+    {
+      "contracts/libraries/logic/TradeLogic.sol:TradeLogic": await lib(new TradeLogic__factory(deployer)),
+      "contracts/libraries/logic/LiquidationLogic.sol:LiquidationLogic": await lib(new LiquidationLogic__factory(deployer)),
+      "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": rebalanceLogic,
+    },
+    deployer,
+  );
+  const extension = new MarginEngineExtension__factory(
+    {
+      "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": rebalanceLogic,
+      "contracts/libraries/logic/GovernanceLogic.sol:GovernanceLogic": await lib(new GovernanceLogic__factory(deployer)),
+    },
+    deployer,
+  );
+  return { engine, extension };
 }
 
 // ============================================================================================ tests
@@ -757,6 +795,110 @@ describe("MarginEngine", () => {
       for (let i = 2; i < 16; i++) await engine.createMarket(params);
       expect(await engine.marketCount()).to.equal(16n);
       await expect(engine.createMarket(params)).to.be.revertedWithCustomError(engine, "TooManyMarkets").withArgs(16n);
+    });
+  });
+
+  // ------------------------------------------------------------------------------------------ extension wiring
+  describe("deployment › extension", () => {
+    const FEE = { baseFeeUsd: DEFAULT_REBALANCER.baseFeeUsd, gasUnits: DEFAULT_REBALANCER.gasUnits };
+
+    it("the constructor reverts ExtensionMismatch(extension) for an extension built with another vault, oracle, pool or gas asset, or without code", async () => {
+      const f = await loadFixture(engineFixture);
+      const { deployer, vault, oracle, pool, usdc, weth, wbtc, alice } = f;
+      const owner = deployer.address;
+      const factories = await engineFactories(deployer);
+      const deployEngine = (extension: AddressLike) =>
+        factories.engine.deploy(vault, oracle, pool, weth, extension, FEE, DEFAULT_REBALANCER.upkeepSize, owner);
+
+      // Control: an extension built with the engine's own immutables is accepted.
+      const matching = await factories.extension.deploy(vault, oracle, pool, weth, owner);
+      const engine2 = await deployEngine(matching);
+      expect(await engine2.extension()).to.equal(await matching.getAddress());
+      // The engine reads the fee parameters through its extension (delegatecall on its own storage).
+      const engine2AsExt = MarginEngineExtension__factory.connect(await engine2.getAddress(), deployer);
+      expect(await engine2AsExt.feeParams()).to.deep.equal([FEE.baseFeeUsd, BigInt(FEE.gasUnits)]);
+      expect(await engine2AsExt.upkeepSize()).to.equal(BigInt(DEFAULT_REBALANCER.upkeepSize));
+
+      // Another vault (listing the same USDC, so the extension itself deploys), oracle, pool (of the same USDC).
+      const otherVault = await new Vault__factory(deployer).deploy(owner);
+      await otherVault.listAsset(usdc, HAIRCUTS.USDC);
+      const otherOracle = await new OracleRouter__factory(deployer).deploy(owner);
+      const otherPool = await new LiquidityPool__factory(deployer).deploy(usdc, owner);
+      const mismatched = {
+        vault: await factories.extension.deploy(otherVault, oracle, pool, weth, owner),
+        oracle: await factories.extension.deploy(vault, otherOracle, pool, weth, owner),
+        pool: await factories.extension.deploy(vault, oracle, otherPool, weth, owner),
+        gasAsset: await factories.extension.deploy(vault, oracle, pool, wbtc, owner),
+      };
+      for (const [what, ext] of Object.entries(mismatched)) {
+        await expect(deployEngine(ext), what)
+          .to.be.revertedWithCustomError(factories.engine, "ExtensionMismatch")
+          .withArgs(await ext.getAddress());
+      }
+      // An address without code (an EOA) is no extension.
+      await expect(deployEngine(alice.address))
+        .to.be.revertedWithCustomError(factories.engine, "ExtensionMismatch")
+        .withArgs(alice.address);
+    });
+
+    it("the deployed engine's extension was built with the engine's vault, oracle, pool and gas asset", async () => {
+      const f = await loadFixture(engineFixture);
+      const ext = MarginEngineExtension__factory.connect(await f.engine.extension(), f.deployer);
+      expect(await ext.getAddress()).to.not.equal(await f.engine.getAddress());
+      expect(await ext.vault()).to.equal(await f.vault.getAddress());
+      expect(await ext.oracle()).to.equal(await f.oracle.getAddress());
+      expect(await ext.pool()).to.equal(await f.pool.getAddress());
+      expect(await ext.gasAsset()).to.equal(await f.weth.getAddress());
+      expect(await f.rebalancer.gasAsset()).to.equal(await f.weth.getAddress());
+    });
+
+    it("a governance call sent to the extension contract itself acts on the extension's own storage and leaves the engine's untouched", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, rebalancer, deployer, alice, ethMarket } = f;
+      const ext = MarginEngineExtension__factory.connect(await engine.extension(), deployer);
+      // The extension has the engine's owner, so every owner-only call below succeeds — on the extension.
+      expect(await ext.owner()).to.equal(deployer.address);
+      const snapshot = async () => ({
+        paused: await engine.paused(),
+        guardian: await engine.guardian(),
+        risk: await engine.riskParams(),
+        markets: await engine.marketCount(),
+        market0: await engine.marketParams(ethMarket),
+        fee: await rebalancer.feeParams(),
+        upkeepSize: await rebalancer.upkeepSize(),
+        upkeepFeeRecipient: await rebalancer.upkeepFeeRecipient(),
+        owner: await engine.owner(),
+        pendingOwner: await engine.pendingOwner(),
+      });
+      const before = await snapshot();
+      expect(before.paused).to.equal(false);
+      expect(before.markets).to.equal(2n);
+
+      const risk = { ...DEFAULT_RISK, keeperReward: DEFAULT_RISK.keeperReward * 2n };
+      await expect(ext.setPaused(true)).to.emit(ext, "PausedSet").withArgs(true);
+      await ext.setGuardian(alice.address);
+      await ext.setRiskParams(risk);
+      await ext.createMarket(await ethParams(f, { feeRate: MAJOR_MARKET.feeRate * 2n }));
+      await ext.setFeeParams({ baseFeeUsd: wad("3"), gasUnits: 100_000 });
+      await ext.setUpkeepSize(3);
+      await ext.setUpkeepFeeRecipient(alice.address);
+      await ext.transferOwnership(alice.address);
+
+      // The calls took effect, on the extension's storage …
+      expect(await ext.paused()).to.equal(true);
+      expect(await ext.guardian()).to.equal(alice.address);
+      expect((await ext.riskParams()).keeperReward).to.equal(risk.keeperReward);
+      expect(await ext.marketCount()).to.equal(1n);
+      expect(await ext.feeParams()).to.deep.equal([wad("3"), 100_000n]);
+      expect(await ext.upkeepSize()).to.equal(3n);
+      expect(await ext.upkeepFeeRecipient()).to.equal(alice.address);
+      expect(await ext.pendingOwner()).to.equal(alice.address);
+      // … and none on the engine's.
+      expect(await snapshot()).to.deep.equal(before);
+      // The engine still trades (not paused) at its own parameters.
+      await expect(trade(f, alice, f.aliceId, ethMarket, E18(1))).to.be.revertedWithCustomError(engine, "BelowInitialMargin");
+      await f.vault.connect(alice).depositMargin(f.aliceId, f.usdc, USDC(1_000));
+      await expect(trade(f, alice, f.aliceId, ethMarket, E18(1))).to.emit(engine, "PositionModified");
     });
   });
 

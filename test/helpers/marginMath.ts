@@ -195,13 +195,14 @@ export interface LiquidationOut {
   settlementAfter: bigint;
   usdcMarginAfter: bigint;
   positionsAfter: PositionIn[];
-  poolCapitalAfter: bigint; // USDC units
+  poolCapitalAfter: bigint; // USDC units (unclaimed keeper rewards excluded, as ILiquidityPool.capital)
 }
 
 /**
  * Mirror of `liquidate` after the fraction is known: closes every position by `closeSize` at its price
- * (realising the whole PnL and re-entering the rest at the price), charges keeperReward + penalty, pays
- * the keeper and the insurance share from the pool (token amounts rounded down), then settles.
+ * (realising the whole PnL and re-entering the rest at the price), charges keeperReward + penalty, credits
+ * the keeper (claimable: the pool holds it outside LP capital) and moves the insurance share out of
+ * capital (token amounts rounded down), then settles.
  */
 export function applyLiquidation(
   a: AccountIn & { usdcMargin: bigint; poolCapital: bigint },

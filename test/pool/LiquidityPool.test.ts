@@ -1,10 +1,11 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
+import { MaxUint256 } from "ethers";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
 import { E18, systemFixture, USDC } from "../helpers/fixtures";
 import { deployLocalSystem } from "../../deploy/system";
-import { MAJOR_MARKET } from "../../deploy/params";
+import { DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
 import { mulDivDown, mulDivUp, USDC_SCALE, WAD } from "../helpers/marginMath";
 import { openAccount, PX8, toWad8 } from "../helpers/book";
 
@@ -259,5 +260,60 @@ describe("LiquidityPool › engine-only entry points", function () {
     expect(await f.pool.insuranceBalance()).to.equal(USDC(100));
     expect(await f.pool.capital()).to.equal(USDC(1_000_000));
     expect(await f.pool.totalAssets()).to.equal(USDC(1_000_000));
+  });
+});
+
+describe("LiquidityPool › unclaimed keeper rewards", function () {
+  it("holds them outside capital (exact values); a claim leaves capital unchanged and lowers the pool's balance by exactly the claim", async function () {
+    const f = await loadFixture(poolFixture);
+    // Alice: 2,000 USDC, 5 ETH long at 2,000 (fee 5 USDC). A full liquidation at 1,622 (health ≈ 0.81, below a
+    // fullLiquidationHealth of 0.9): loss 5 × 378 = 1,890, reward 5, penalty 1 % × 8,110 = 81.1, of which the
+    // keeper's half 40.55 and insurance's 40.55. Alice owes 1,976.1 and pays it from her 1,995 USDC margin.
+    await f.engine.setRiskParams({ ...DEFAULT_RISK, fullLiquidationHealth: wad("0.9") });
+    const book = await openAccount(f, f.alice, { usdc: USDC(2000) }, [{ market: f.ethMarket, size: E18(5) }], () => ETH0);
+    expect(await f.usdc.balanceOf(f.pool)).to.equal(USDC(1_000_005));
+    expect(await f.pool.capital()).to.equal(USDC(1_000_005));
+    expect(await f.engine.totalKeeperRewards()).to.equal(0n);
+
+    await time.setNextBlockTimestamp((await time.latest()) + 1);
+    await f.ethFeed.setAnswer(PX8(1622));
+    await f.oracle.poke(f.weth);
+    const reward = USDC(45) + 550_000n; // 5 + 40.55
+    const tx = f.engine.connect(f.keeper).liquidate(book.id);
+    await expect(tx)
+      .to.emit(f.engine, "Liquidated")
+      .withArgs(book.id, f.keeper.address, WAD, E18(5) * 1622n, wad("81.1"), wad("45.55"), (h: bigint) => h < wad("0.9"), MaxUint256);
+    await expect(tx).to.emit(f.engine, "KeeperRewardCredited").withArgs(f.keeper.address, reward, reward);
+    // Nothing leaves the pool: it receives alice's 1,976.1 and keeps the keeper's 45.55 for the keeper.
+    await expect(tx).to.changeTokenBalances(f.usdc, [f.pool, f.keeper], [USDC(1976) + 100_000n, 0n]);
+    expect(await f.vault.marginOf(book.id, f.usdc)).to.equal(USDC(18) + 900_000n);
+
+    const balance = USDC(1_001_981) + 100_000n; // 1,000,005 + 1,976.1
+    const insurance = USDC(40) + 550_000n;
+    expect(await f.usdc.balanceOf(f.pool)).to.equal(balance);
+    expect(await f.pool.insuranceBalance()).to.equal(insurance);
+    expect(await f.engine.totalKeeperRewards()).to.equal(reward);
+    expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(reward);
+    // capital = balance − insurance − unclaimed rewards = 1,001,981.1 − 40.55 − 45.55 = 1,001,895: what it was
+    // when the pool paid the keeper at once. No position is open: the LP's redemption value is capital.
+    expect(balance - insurance - reward).to.equal(USDC(1_001_895));
+    expect(await f.pool.capital()).to.equal(USDC(1_001_895));
+    expect(await f.pool.totalAssets()).to.equal(USDC(1_001_895));
+    expect(await f.pool.mintAssets()).to.equal(USDC(1_001_895));
+    const sharePrice = await f.pool.convertToAssets(10n ** 18n);
+    expect(sharePrice).to.equal(toAssets(10n ** 18n, await f.pool.totalSupply(), USDC(1_001_895)));
+
+    // The claim: the pool's balance falls by exactly 45.55, capital, insurance and the share price do not move.
+    const claim = f.engine.connect(f.keeper).claimKeeperRewards(f.keeper.address);
+    await expect(claim).to.emit(f.engine, "KeeperRewardsClaimed").withArgs(f.keeper.address, f.keeper.address, reward);
+    await expect(claim).to.changeTokenBalances(f.usdc, [f.pool, f.keeper], [-reward, reward]);
+    expect(await f.usdc.balanceOf(f.pool)).to.equal(balance - reward);
+    expect(await f.usdc.balanceOf(f.pool)).to.equal(USDC(1_001_935) + 550_000n);
+    expect(await f.pool.capital()).to.equal(USDC(1_001_895));
+    expect(await f.pool.totalAssets()).to.equal(USDC(1_001_895));
+    expect(await f.pool.insuranceBalance()).to.equal(insurance);
+    expect(await f.pool.convertToAssets(10n ** 18n)).to.equal(sharePrice);
+    expect(await f.engine.totalKeeperRewards()).to.equal(0n);
+    expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(0n);
   });
 });

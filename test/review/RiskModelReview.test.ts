@@ -228,6 +228,17 @@ describe("Risk model review (imVolFloor, liquidation at the current σ, σ_mm sp
       await expect(f.vault.connect(f.alice).releaseMargin(f.book.id, f.usdc, 1n))
         .to.be.revertedWithCustomError(f.engine, "BelowInitialMargin")
         .withArgs(f.book.id, st.equity - USDC_SCALE, st.initialMargin);
+
+      // The liquidator's take was credited, not paid: it claims it, the pool pays exactly that (44.65756 USDC), LP
+      // capital does not move.
+      const capitalBeforeClaim = await f.pool.capital();
+      await expect(f.engine.connect(f.keeper).claimKeeperRewards(f.keeper.address)).to.changeTokenBalances(
+        f.usdc,
+        [f.keeper, f.pool],
+        [keeper0 + pL.liq.keeperTokens, -(keeper0 + pL.liq.keeperTokens)],
+      );
+      expect(await f.pool.capital()).to.equal(capitalBeforeClaim);
+      expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(0n);
     });
 
     it("the view liquidationFraction agrees with liquidate when the sample that raises σ is still unpoked (views apply the pending round as poke does)", async function () {
@@ -449,7 +460,7 @@ describe("Risk model review (imVolFloor, liquidation at the current σ, σ_mm sp
       expect(reserveCanRescue(st, f.policy.maxFeeUsd, await usdcReserve(f, USDC(50)))).to.equal(false);
       expect(await f.engine.rescueAvailable(id)).to.equal(false);
 
-      // The keeper's view: the reserve cannot rescue, the account is the liquidator's (Rebalancer `_rescues`).
+      // The keeper's view: the reserve cannot rescue, the account is the liquidator's (the engine's rescue rule, `AccountLogic.canRescue`).
       const [needed, status] = await f.rebalancer.needsRebalance(id);
       expect([needed, status]).to.deep.equal([false, STATUS.Liquidatable]);
       const tR = (await time.latest()) + 1;

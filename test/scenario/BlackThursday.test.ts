@@ -181,6 +181,10 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
       expect(pos.size).to.equal(EXPECTED.remainingSize);
       expect(after.equity).to.equal(EXPECTED.equityAfter);
       expect(liq.keeperTokens).to.equal(EXPECTED.keeperUsdc);
+      // The keeper claims its credit: paid by the pool, LP capital unchanged.
+      const claim = engine.connect(keeper).claimKeeperRewards(keeper.address);
+      await expect(claim).to.changeTokenBalances(usdc, [keeper, pool], [keeperUsdc0 + liq.keeperTokens, -(keeperUsdc0 + liq.keeperTokens)]);
+      expect(await pool.capital()).to.equal(liq.poolCapitalAfter);
       if (remaining.length > 0) expect(after.health).to.be.gte(RISK.liquidationTargetRatio);
       break;
     }
@@ -202,7 +206,7 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
  * The liquidation restores the 1.2 target against MM at the current volatility (mmNow = N·mmr(max(σ, σ_mm)) + R
  * ≈ 1,553.83 USD, against MM ≈ 853.25 USD at σ_mm), keeping one USDC unit of settle rounding: f ≈ 70.02 %
  * (40.30 % restoring it against MM at σ_mm), leaving ≈ 29.98 ETH and equity ≈ 563.29 USD at health ≈ 2.182 at
- * σ_mm; the keeper receives 5 + ½ × 1 % × 11,870.47 ≈ 64.352361 USDC.
+ * σ_mm; the keeper is credited 5 + ½ × 1 % × 11,870.47 ≈ 64.352361 USDC (claimable from the pool).
  * Highest values on the way: σ ≈ 157.7 % (bar 78) and σ_mm ≈ 75.8 % (the liquidation hour's poke).
  */
 const EXPECTED = {

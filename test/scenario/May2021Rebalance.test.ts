@@ -285,7 +285,7 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     expect(liquidations.every((l) => l.id === bobId)).to.equal(true);
     expect(await engine.queryFilter(engine.filters.Liquidated(bobId))).to.have.length(EXPECTED.bobLiquidatedAt.length);
 
-    // Keeper fees: the keeper received in USDC exactly Σ feeUsd / 1e12 of the Rebalanced events.
+    // Keeper fees: the keeper was credited exactly Σ feeUsd / 1e12 of the Rebalanced events (claimed at the end).
     const totalFeeUsd = rebalances.reduce((s, r) => s + r.feeUsd, 0n);
     expect((await engine.keeperRewardsOf(keeper.address)) - keeperUsdc0).to.equal(totalFeeUsd / USDC_SCALE);
     expect(totalFeeUsd % USDC_SCALE).to.equal(0n);
@@ -340,6 +340,18 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
       },
     };
     expect(actual).to.deep.equal(EXPECTED.final);
+
+    // The keeper claims its fees: the pool pays exactly the credit (72.68 USD), LP capital does not move.
+    const credited = await engine.keeperRewardsOf(keeper.address);
+    expect(credited).to.equal(keeperUsdc0 + totalFeeUsd / USDC_SCALE);
+    const capitalBeforeClaim = await pool.capital();
+    await expect(engine.connect(keeper).claimKeeperRewards(keeper.address)).to.changeTokenBalances(
+      usdc,
+      [keeper, pool],
+      [credited, -credited],
+    );
+    expect(await pool.capital()).to.equal(capitalBeforeClaim);
+    expect(await engine.keeperRewardsOf(keeper.address)).to.equal(0n);
   });
 });
 

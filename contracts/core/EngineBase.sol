@@ -62,7 +62,7 @@ abstract contract EngineBase is Ownable2Step {
     /// @dev Keeps `totalDebtUsd` = Σ max(0, −settlement) across a call that can change one account's settlement
     ///      balance: one comparison at the end of the call, a store only when the debt changed.
     modifier tracksDebt(uint256 accountId) {
-        int256 before = _s.settlement[accountId];
+        int256 before = _s.accounts[accountId].settlement;
         _;
         AccountLogic.trackDebt(_s, accountId, before);
     }
@@ -76,14 +76,15 @@ abstract contract EngineBase is Ownable2Step {
     }
 
     function _requireMarket(uint256 marketId) internal view {
-        if (marketId >= _s.markets.length) revert IMarginEngine.UnknownMarket(marketId);
+        if (marketId >= _s.marketCount) revert IMarginEngine.UnknownMarket(marketId);
     }
 
     function _setFeeParams(IRebalancer.FeeParams memory p) internal {
         if (p.baseFeeUsd > MAX_REBALANCE_FEE || p.gasUnits > MAX_REBALANCE_GAS_UNITS) {
             revert IRebalancer.FeeParamsOutOfBounds(p.baseFeeUsd, p.gasUnits);
         }
-        _s.fee = p;
+        _s.hot.baseFeeUsd = p.baseFeeUsd;
+        _s.hot.gasUnits = p.gasUnits;
         emit IRebalancer.FeeParamsSet(p);
     }
 

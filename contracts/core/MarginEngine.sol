@@ -84,7 +84,7 @@ contract MarginEngine is EngineBase {
     ///      and no debt needs no price at all (Promise 6: it can always take everything out).
     function checkMarginRelease(uint256 accountId) external {
         if (msg.sender != address(vault)) revert IMarginEngine.NotVault(msg.sender);
-        if (_s.positionMask[accountId] == 0 && _s.settlement[accountId] >= 0) return;
+        if (_s.accounts[accountId].positionMask == 0 && _s.accounts[accountId].settlement >= 0) return;
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
         AccountLogic.pokeAccount(_s, ctx, accountId);
         IMarginEngine.AccountState memory s = AccountLogic.valuation(_s, ctx, accountId);

@@ -94,7 +94,7 @@ contract MarginEngineExtension is EngineBase {
     }
 
     function feeParams() external view returns (IRebalancer.FeeParams memory) {
-        return _s.fee;
+        return IRebalancer.FeeParams(_s.hot.baseFeeUsd, _s.hot.gasUnits);
     }
 
     function upkeepSize() external view returns (uint256) {
@@ -110,7 +110,7 @@ contract MarginEngineExtension is EngineBase {
     }
 
     function lastRebalanceAt(uint256 accountId) external view returns (uint256) {
-        return _s.lastRebalanceAt[accountId];
+        return _s.accounts[accountId].lastRebalanceAt;
     }
 
     function rebalanceReadyAt(uint256 accountId) external view returns (uint256) {
@@ -175,7 +175,7 @@ contract MarginEngineExtension is EngineBase {
     }
 
     function positionMask(uint256 accountId) external view returns (uint256) {
-        return _s.positionMask[accountId];
+        return _s.accounts[accountId].positionMask;
     }
 
     function marketParams(uint256 marketId) external view returns (IMarginEngine.MarketParams memory) {
@@ -189,7 +189,7 @@ contract MarginEngineExtension is EngineBase {
     }
 
     function marketCount() external view returns (uint256) {
-        return _s.markets.length;
+        return _s.marketCount;
     }
 
     function riskParams() external view returns (IMarginEngine.RiskParams memory) {
@@ -207,7 +207,7 @@ contract MarginEngineExtension is EngineBase {
     }
 
     function poolExposure() external view returns (bool ok, uint256 profitUsd, uint256 lossUsd, uint256 backing) {
-        uint256 n = _s.markets.length;
+        uint256 n = _s.marketCount;
         for (uint256 id; id < n; ++id) {
             IMarginEngine.MarketState storage st = _s.marketStates[id];
             if (st.longOI == 0 && st.shortOI == 0) continue;
@@ -217,9 +217,9 @@ contract MarginEngineExtension is EngineBase {
             int256 index = AccountLogic.fundingIndexNow(_s, id, px);
             // Each side on its own: Σ size·(P − entry) − Σ size·(F − F_entry), exact in WAD², rounded up once
             // whichever way it goes (a profit is a liability; a loss only raises what a new LP pays).
-            (profitUsd, lossUsd) = _addSide(profitUsd, lossUsd, int256(st.longOI), st.longEntrySum, st.longFundingSum, px, index);
+            (profitUsd, lossUsd) = _addSide(profitUsd, lossUsd, int256(uint256(st.longOI)), st.longEntrySum, st.longFundingSum, px, index);
             (profitUsd, lossUsd) =
-                _addSide(profitUsd, lossUsd, -int256(st.shortOI), st.shortEntrySum, st.shortFundingSum, px, index);
+                _addSide(profitUsd, lossUsd, -int256(uint256(st.shortOI)), st.shortEntrySum, st.shortFundingSum, px, index);
             uint256 oiUsd = Math.max(st.longOI, st.shortOI).mulDivUp(px, WAD);
             // Capital at which this market's open interest sits exactly at its cap, in token units, up.
             uint256 needed = oiUsd.wDivUp(m.oiCapFraction).mulDivUp(1, settlementScale);

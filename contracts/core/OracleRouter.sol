@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {AggregatorV3Interface} from "@chainlink/contracts/src/v0.8/shared/interfaces/AggregatorV3Interface.sol";
 
@@ -39,10 +40,23 @@ import {
 ///      at or after that time. Replays of a feed's history therefore trip and reset at the same rounds
 ///      whatever the block times of the pokes.
 contract OracleRouter is IOracleRouter, Ownable2Step {
-    /// @dev Everything stored per asset.
-    struct AssetConfig {
-        FeedParams params;
+    using SafeCast for uint256;
+
+    /// @dev `FeedParams` as stored: two slots (README "Storage layout"). Prices are WAD below 2^128
+    ///      (`setFeed` checks maxPrice), times in seconds, the jump in basis points (<= 10,000).
+    struct Feed {
+        AggregatorV3Interface feed;
+        uint32 heartbeat;
+        uint16 maxJumpBps;
+        uint32 cooldown;
         uint8 decimals; // feed decimals, cached at setFeed (<= 18)
+        uint128 minPrice;
+        uint128 maxPrice;
+    }
+
+    /// @dev Everything stored per asset: six slots, all read by a poke of a new round.
+    struct AssetConfig {
+        Feed params;
         VolParams vol;
         Observation obs;
     }
@@ -89,8 +103,15 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
         AssetConfig storage a = _assets[asset];
         bool newFeed = address(a.params.feed) != address(params.feed);
-        a.params = params;
-        a.decimals = dec;
+        a.params = Feed({
+            feed: params.feed,
+            heartbeat: params.heartbeat,
+            maxJumpBps: params.maxJumpBps,
+            cooldown: params.cooldown,
+            decimals: dec,
+            minPrice: uint128(params.minPrice), // < maxPrice <= 2^128 - 1, checked above
+            maxPrice: uint128(params.maxPrice)
+        });
         if (a.vol.tau == 0) {
             a.vol = VolParams({
                 tau: DEFAULT_VOL_TAU,
@@ -126,7 +147,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         a.vol = params;
         // Before the first return the EWMA sits at the floor: keep that true for the new floor.
         if (a.obs.sampleAt == 0) {
-            a.obs.varianceRate = _floorVarianceRate(params.floor);
+            a.obs.varianceRate = uint128(_floorVarianceRate(params.floor));
             a.obs.mmVol = params.floor;
         }
         emit VolParamsSet(asset, params);
@@ -207,7 +228,8 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @inheritdoc IOracleRouter
     function feedParams(address asset) external view returns (FeedParams memory) {
-        return _assets[asset].params;
+        Feed storage f = _assets[asset].params;
+        return FeedParams(f.feed, f.heartbeat, f.minPrice, f.maxPrice, f.maxJumpBps, f.cooldown);
     }
 
     /// @inheritdoc IOracleRouter
@@ -222,7 +244,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @notice Cached `decimals()` of the asset's feed (0 when no feed is set).
     function feedDecimals(address asset) external view returns (uint8) {
-        return _assets[asset].decimals;
+        return _assets[asset].params.decimals;
     }
 
     // ---------------------------------------------------------------- keeper
@@ -275,7 +297,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (r.err != bytes4(0)) return r;
 
         AssetConfig storage a = _assets[asset];
-        FeedParams storage p = a.params;
+        Feed storage p = a.params;
         if (address(p.feed) == address(0)) {
             r.err = FeedNotSet.selector;
             return r;
@@ -310,7 +332,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
         // Normalise to WAD. Exact: decimals <= 18, so this only multiplies. An answer too large to scale
         // saturates at type(uint256).max, which is above every maxPrice and is reported as out of bounds.
-        uint256 scale = 10 ** (MAX_DECIMALS - a.decimals);
+        uint256 scale = 10 ** (MAX_DECIMALS - a.params.decimals);
         uint256 raw = uint256(r.answer);
         r.price = raw > type(uint256).max / scale ? type(uint256).max : raw * scale;
 
@@ -368,7 +390,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     /// @dev Reverts with the named error (and arguments) that `_read` reported.
     function _revertWith(address asset, ReadResult memory r) internal view {
         bytes4 e = r.err;
-        FeedParams storage p = _assets[asset].params;
+        Feed storage p = _assets[asset].params;
         if (e == SequencerDown.selector) revert SequencerDown();
         if (e == SequencerGracePeriod.selector) revert SequencerGracePeriod(r.startedAt, sequencerGracePeriod);
         if (e == FeedNotSet.selector) revert FeedNotSet(asset);
@@ -491,7 +513,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         times[0] = updatedAt;
         prices[0] = p;
         n = 1;
-        uint256 scale = 10 ** (MAX_DECIMALS - a.decimals);
+        uint256 scale = 10 ** (MAX_DECIMALS - a.params.decimals);
         AggregatorV3Interface feed = a.params.feed;
         while (times[n - 1] > until && n < MAX_SAMPLE_WALK && roundId > 1) {
             --roundId;
@@ -529,7 +551,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         // One division, rounded up for the same reason as r^2.
         uint256 dt = b - o.sampleAt;
         uint256 tau = v.tau;
-        o.varianceRate = Math.ceilDiv(tau * o.varianceRate + r2, tau + dt);
+        o.varianceRate = Math.ceilDiv(tau * o.varianceRate + r2, tau + dt).toUint128();
         o.samplePrice = uint128(p);
         o.sampleAt = uint64(b);
     }
@@ -559,7 +581,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     /// @dev The volatility state back to the floor (first feed of an asset, or governance's explicit reset).
     function _resetVolatility(AssetConfig storage a) internal {
         delete a.obs;
-        a.obs.varianceRate = _floorVarianceRate(a.vol.floor);
+        a.obs.varianceRate = uint128(_floorVarianceRate(a.vol.floor));
         a.obs.mmVol = a.vol.floor;
         a.obs.mmVolAt = uint64(block.timestamp);
     }

@@ -22,8 +22,15 @@ contract Vault is IVault, Ownable2Step {
     mapping(address token => AssetConfig) private _assets;
     address[] private _listed;
 
-    mapping(uint256 accountId => mapping(address token => uint256)) private _reserve;
-    mapping(uint256 accountId => mapping(address token => uint256)) private _margin;
+    /// @dev An account's reserve and margin of one token share a slot (a top-up or release writes it once):
+    ///      both in token units, each below 2^128 (`BalanceTooLarge` otherwise; the 18-decimal supply that could
+    ///      reach it is 3.4e20 whole tokens).
+    struct Balance {
+        uint128 reserve;
+        uint128 margin;
+    }
+
+    mapping(uint256 accountId => mapping(address token => Balance)) private _balances;
     mapping(uint256 accountId => uint256) private _marginMask;
     mapping(address token => uint256) private _tracked;
 
@@ -194,7 +201,7 @@ contract Vault is IVault, Ownable2Step {
     /// @inheritdoc IVault
     function deposit(uint256 accountId, address token, uint256 amount) external nonReentrant {
         _pull(accountId, token, amount);
-        _reserve[accountId][token] += amount;
+        _addReserve(accountId, token, amount);
         emit Deposited(accountId, token, msg.sender, amount);
     }
 
@@ -227,8 +234,7 @@ contract Vault is IVault, Ownable2Step {
     function postMargin(uint256 accountId, address token, uint256 amount) external nonReentrant onlyAuthorized(accountId) {
         AssetConfig memory cfg = _requireListed(token);
         if (amount == 0) revert ZeroAmount();
-        _takeReserve(accountId, token, amount);
-        _addMargin(accountId, token, cfg.index, amount);
+        _move(accountId, token, cfg.index, amount, true);
         emit MarginPosted(accountId, token, amount);
     }
 
@@ -240,8 +246,7 @@ contract Vault is IVault, Ownable2Step {
     {
         AssetConfig memory cfg = _requireListed(token);
         if (amount == 0) revert ZeroAmount();
-        _takeMargin(accountId, token, cfg.index, amount);
-        _reserve[accountId][token] += amount;
+        _move(accountId, token, cfg.index, amount, false);
         emit MarginReleased(accountId, token, amount);
         // State is final before the external call; the engine reverts the whole release if the account
         // would fall below initial margin.
@@ -253,16 +258,14 @@ contract Vault is IVault, Ownable2Step {
     /// @inheritdoc IVault
     function engineMoveToMargin(uint256 accountId, address token, uint256 amount) external onlyEngine {
         AssetConfig memory cfg = _requireListed(token);
-        _takeReserve(accountId, token, amount);
-        _addMargin(accountId, token, cfg.index, amount);
+        _move(accountId, token, cfg.index, amount, true);
         emit MarginPosted(accountId, token, amount);
     }
 
     /// @inheritdoc IVault
     function engineMoveToReserve(uint256 accountId, address token, uint256 amount) external onlyEngine {
         AssetConfig memory cfg = _requireListed(token);
-        _takeMargin(accountId, token, cfg.index, amount);
-        _reserve[accountId][token] += amount;
+        _move(accountId, token, cfg.index, amount, false);
         emit MarginReleased(accountId, token, amount);
     }
 
@@ -291,12 +294,12 @@ contract Vault is IVault, Ownable2Step {
 
     /// @inheritdoc IVault
     function reserveOf(uint256 accountId, address token) external view returns (uint256) {
-        return _reserve[accountId][token];
+        return _balances[accountId][token].reserve;
     }
 
     /// @inheritdoc IVault
     function marginOf(uint256 accountId, address token) external view returns (uint256) {
-        return _margin[accountId][token];
+        return _balances[accountId][token].margin;
     }
 
     /// @inheritdoc IVault
@@ -329,8 +332,33 @@ contract Vault is IVault, Ownable2Step {
         amounts = new uint256[](_listed.length);
         uint256 bits = mask;
         for (uint256 i; bits != 0; ++i) {
-            if (bits & 1 != 0) amounts[i] = _margin[accountId][_listed[i]];
+            if (bits & 1 != 0) amounts[i] = _balances[accountId][_listed[i]].margin;
             bits >>= 1;
+        }
+    }
+
+    /// @inheritdoc IVault
+    function marginState(uint256 accountId)
+        external
+        view
+        returns (address[] memory tokens, uint256[] memory amounts, AssetConfig[] memory configs)
+    {
+        uint256 mask = _marginMask[accountId];
+        uint256 n;
+        for (uint256 bits = mask; bits != 0; bits &= bits - 1) ++n;
+        tokens = new address[](n);
+        amounts = new uint256[](n);
+        configs = new AssetConfig[](n);
+        n = 0;
+        for (uint256 i; mask != 0; ++i) {
+            if (mask & 1 != 0) {
+                address token = _listed[i];
+                tokens[n] = token;
+                amounts[n] = _balances[accountId][token].margin;
+                configs[n] = _assets[token];
+                ++n;
+            }
+            mask >>= 1;
         }
     }
 
@@ -354,26 +382,56 @@ contract Vault is IVault, Ownable2Step {
     }
 
     function _takeReserve(uint256 accountId, address token, uint256 amount) private {
-        uint256 available = _reserve[accountId][token];
+        Balance storage b = _balances[accountId][token];
+        uint256 available = b.reserve;
         if (available < amount) revert InsufficientReserve(accountId, token, available, amount);
         unchecked {
-            _reserve[accountId][token] = available - amount;
+            b.reserve = uint128(available - amount);
         }
+    }
+
+    function _addReserve(uint256 accountId, address token, uint256 amount) private {
+        Balance storage b = _balances[accountId][token];
+        b.reserve = _fit(accountId, token, b.reserve + amount);
     }
 
     function _addMargin(uint256 accountId, address token, uint8 index, uint256 amount) private {
         // The engine's moves and credits accept zero; an empty credit must not set the bit (set iff margin > 0).
         if (amount == 0) return;
-        _margin[accountId][token] += amount;
+        Balance storage b = _balances[accountId][token];
+        b.margin = _fit(accountId, token, b.margin + amount);
         _marginMask[accountId] |= (1 << index);
     }
 
     function _takeMargin(uint256 accountId, address token, uint8 index, uint256 amount) private {
-        uint256 available = _margin[accountId][token];
+        Balance storage b = _balances[accountId][token];
+        uint256 available = b.margin;
         if (available < amount) revert InsufficientMargin(accountId, token, available, amount);
         unchecked {
-            _margin[accountId][token] = available - amount;
+            b.margin = uint128(available - amount);
         }
         if (available == amount) _marginMask[accountId] &= ~(1 << index);
+    }
+
+    /// @dev Reserve → margin (`toMargin`) or margin → reserve, in one read and one write of the shared slot.
+    function _move(uint256 accountId, address token, uint8 index, uint256 amount, bool toMargin) private {
+        Balance memory b = _balances[accountId][token];
+        (uint256 from, uint256 to) = toMargin ? (b.reserve, b.margin) : (b.margin, b.reserve);
+        if (from < amount) {
+            if (toMargin) revert InsufficientReserve(accountId, token, from, amount);
+            revert InsufficientMargin(accountId, token, from, amount);
+        }
+        if (amount == 0) return;
+        uint128 left = uint128(from - amount); // amount <= from, checked above
+        uint128 grown = _fit(accountId, token, to + amount);
+        (b.reserve, b.margin) = toMargin ? (left, grown) : (grown, left);
+        _balances[accountId][token] = b;
+        if (toMargin) _marginMask[accountId] |= (1 << index);
+        else if (left == 0) _marginMask[accountId] &= ~(1 << index);
+    }
+
+    function _fit(uint256 accountId, address token, uint256 value) private pure returns (uint128) {
+        if (value > type(uint128).max) revert BalanceTooLarge(accountId, token, value);
+        return uint128(value);
     }
 }

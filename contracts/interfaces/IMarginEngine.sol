@@ -53,20 +53,26 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     /// @param longFundingSum / shortFundingSum Σ size × fundingIndex at entry over the side's positions.
     ///        Per side, so the pool values each side's open PnL on its own: one side's losses never offset
     ///        the other side's profits.
+    ///        Stored packed (README "Storage layout"): fundingIndex and lastFundingTime share a slot, so do the two
+    ///        open interests.
     struct MarketState {
-        int256 fundingIndex;
+        int128 fundingIndex;
         uint64 lastFundingTime;
-        uint256 longOI;
-        uint256 shortOI;
+        uint128 longOI;
+        uint128 shortOI;
         int256 longEntrySum;
         int256 longFundingSum;
         int256 shortEntrySum;
         int256 shortFundingSum;
     }
 
+    /// @notice One open position (README "Storage layout": size and entry price share a slot).
+    /// @param size Signed size, WAD units of the market's asset (long > 0).
+    /// @param entryPrice WAD USD per unit, the price of the last trade (the position is re-entered at each trade).
+    /// @param entryFunding The market's funding index at the last trade.
     struct Position {
-        int256 size;
-        uint256 entryPrice;
+        int128 size;
+        uint128 entryPrice;
         int256 entryFunding;
     }
 
@@ -140,6 +146,8 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
 
     // ---------------------------------------------------------------- errors
     error NotAuthorized(uint256 accountId, address caller);
+    /// @notice A trade would leave a position of 2^127 units (WAD) or more: a size is stored in 128 bits.
+    error PositionTooLarge(uint256 marketId, int256 size);
     /// @dev OpenZeppelin Ownable's, raised by the owner-only functions (declared so tools can decode them).
     error OwnableUnauthorizedAccount(address account);
     error OwnableInvalidOwner(address owner);

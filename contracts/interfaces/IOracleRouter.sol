@@ -47,13 +47,15 @@ interface IOracleRouter {
     }
 
     /// @notice Last observation recorded by `poke`, with the volatility state and breaker.
+    ///      Three storage slots (README "Storage layout"). varianceRate fits 128 bits with room: one sample adds at
+    ///      most r²/dt with r < 1 (a 100 % move trips the breaker long before) and dt >= 1 s, i.e. < 1e18.
     struct Observation {
         uint128 price; // WAD
         uint64 updatedAt; // feed's updatedAt of the recorded round
         uint64 breakerUntil; // breaker stays tripped until a consistent observation at or after this time
-        uint256 varianceRate; // EWMA of squared simple returns per second over the sample grid, WAD
-        bool tripped;
+        uint128 varianceRate; // EWMA of squared simple returns per second over the sample grid, WAD
         uint128 samplePrice; // WAD price of the last volatility sample (the round in effect at `sampleAt`)
+        bool tripped;
         uint64 sampleAt; // grid boundary (a multiple of `interval`) of the last volatility sample (0 = none yet)
         uint64 mmVol; // maintenance volatility at `mmVolAt`, annualised WAD
         uint64 mmVolAt; // when `mmVol` was last brought up to date (feed's clock, or block time at setFeed)

@@ -41,6 +41,8 @@ interface IVault {
     error MarginAssetRestricted(uint256 accountId, address token, address caller);
     /// @notice A state change of the vault, engine or pool was re-entered (one lock guards all three).
     error ReentrancyGuardReentrantCall();
+    /// @notice A reserve or margin balance would reach 2^128 token units (each is stored in 128 bits).
+    error BalanceTooLarge(uint256 accountId, address token, uint256 balance);
     /// @notice Only the engine and the pool may take the shared lock.
     error NotLockMember(address caller);
 
@@ -127,6 +129,12 @@ interface IVault {
     function listedAssetConfigs() external view returns (address[] memory tokens, AssetConfig[] memory configs);
     /// @notice The account's margin mask and its margin in every listed asset (0 where the bit is clear).
     function marginBalances(uint256 accountId) external view returns (uint256 mask, uint256[] memory amounts);
+    /// @notice The tokens the account holds margin in (listing order), with the amounts and listings: everything
+    ///         a valuation reads from the vault, in one call that touches only the assets the account holds.
+    function marginState(uint256 accountId)
+        external
+        view
+        returns (address[] memory tokens, uint256[] memory amounts, AssetConfig[] memory configs);
     /// @notice Σ reserves + Σ margins of `token` over all accounts (the solvency invariant's right side).
     function totalTracked(address token) external view returns (uint256);
     function engine() external view returns (address);

@@ -918,6 +918,25 @@ describe("MarginEngine", () => {
       await expect(trade(f, f.alice, f.aliceId, f.ethMarket, 0n)).to.be.revertedWithCustomError(f.engine, "ZeroSizeDelta");
     });
 
+    it("reverts PositionTooLarge when a trade's size or the resulting position reaches 2^127 units (sizes are stored in 128 bits), changing nothing", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, vault, usdc, alice, aliceId, ethMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(10_000));
+      const LIMIT = 2n ** 127n - 1n;
+      await expect(trade(f, alice, aliceId, ethMarket, LIMIT + 1n))
+        .to.be.revertedWithCustomError(engine, "PositionTooLarge")
+        .withArgs(ethMarket, LIMIT + 1n);
+      await expect(trade(f, alice, aliceId, ethMarket, -(LIMIT + 1n)))
+        .to.be.revertedWithCustomError(engine, "PositionTooLarge")
+        .withArgs(ethMarket, -(LIMIT + 1n));
+      // A short of 1 ETH, then a trade of −LIMIT: the delta fits, the position would not.
+      await trade(f, alice, aliceId, ethMarket, -E18(1));
+      await expect(trade(f, alice, aliceId, ethMarket, -LIMIT))
+        .to.be.revertedWithCustomError(engine, "PositionTooLarge")
+        .withArgs(ethMarket, -LIMIT - E18(1));
+      expect((await engine.position(aliceId, ethMarket)).size).to.equal(-E18(1));
+    });
+
     it("reverts NotAuthorized when a stranger trades someone's account; an operator may", async () => {
       const f = await loadFixture(engineFixture);
       const { engine, vault, usdc, alice, bob, aliceId, ethMarket } = f;

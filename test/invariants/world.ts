@@ -41,6 +41,11 @@ export type Signer = SystemFixture["alice"];
 
 // ============================================================================================ ABI and decoding
 
+/** A function of a contract's own ABI (TypeChain), so a struct's layout is never restated here. */
+const fn = (iface: Interface, name: string): string => iface.getFunction(name)!.format("full");
+const ENGINE_ABI = IMarginEngine__factory.createInterface() as unknown as Interface;
+const ORACLE_ABI = OracleRouter__factory.createInterface() as unknown as Interface;
+
 /** Every read the snapshots make, in human-readable form (one interface for every target). */
 const READS = new Interface([
   "function balanceOf(address) view returns (uint256)",
@@ -50,7 +55,7 @@ const READS = new Interface([
   "function marginBalances(uint256) view returns (uint256 mask, uint256[] amounts)",
   "function accountState(uint256) view returns (tuple(uint256 collateral,int256 settlement,int256 unrealisedPnl,int256 equity,uint256 notional,uint256 maintenanceMargin,uint256 initialMargin,uint256 health))",
   "function healthBatch(uint256[]) view returns (uint256[] healths, bool[] priced)",
-  "function position(uint256,uint256) view returns (tuple(int256 size,uint256 entryPrice,int256 entryFunding))",
+  fn(ENGINE_ABI, "position"),
   "function rebalancePolicy(uint256) view returns (tuple(uint8 actions,uint32 cooldown,uint64 triggerRatio,uint64 targetRatio,uint64 releaseRatio,uint128 maxFeeUsd,address[] topUpAssets))",
   "function insuranceBalance() view returns (uint256)",
   "function capital() view returns (uint256)",
@@ -66,9 +71,9 @@ const READS = new Interface([
   "function totalDebtUsd() view returns (uint256)",
   "function keeperRewardsOf(address) view returns (uint256)",
   "function totalKeeperRewards() view returns (uint256)",
-  "function marketState(uint256) view returns (tuple(int256 fundingIndex,uint64 lastFundingTime,uint256 longOI,uint256 shortOI,int256 longEntrySum,int256 longFundingSum,int256 shortEntrySum,int256 shortFundingSum))",
+  fn(ENGINE_ABI, "marketState"),
   "function tryPrice(address) view returns (bool ok, uint256 priceWad)",
-  "function observation(address) view returns (tuple(uint128 price,uint64 updatedAt,uint64 breakerUntil,uint256 varianceRate,bool tripped,uint128 samplePrice,uint64 sampleAt,uint64 mmVol,uint64 mmVolAt))",
+  fn(ORACLE_ABI, "observation"),
   "function volatilities(address) view returns (uint256 target, uint256 maintenance)",
   "function rescueAvailable(uint256) view returns (bool)",
   "function liquidationFraction(uint256) view returns (uint256)",

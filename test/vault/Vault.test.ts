@@ -473,6 +473,51 @@ describe("Vault", function () {
       expect(await vault.marginMask(BOB_ACCOUNT)).to.equal(0n);
     });
 
+    it("marginState lists only the assets with margin, in listing order, with their amounts and listings", async function () {
+      const { vault, usdc, wbtc, weth, alice } = await loadFixture(accountsFixture);
+      let [tokens, amounts, configs] = await vault.marginState(ALICE_ACCOUNT);
+      expect(tokens).to.deep.equal([]);
+      expect(amounts).to.deep.equal([]);
+      expect(configs).to.deep.equal([]);
+      await vault.connect(alice).depositMargin(ALICE_ACCOUNT, weth, 3n * WAD);
+      await vault.connect(alice).depositMargin(ALICE_ACCOUNT, usdc, 1_500_000000n);
+      await vault.connect(alice).deposit(ALICE_ACCOUNT, wbtc, 100_000000n); // reserve only: not listed
+      [tokens, amounts, configs] = await vault.marginState(ALICE_ACCOUNT);
+      expect(tokens).to.deep.equal([await usdc.getAddress(), await weth.getAddress()]);
+      expect(amounts).to.deep.equal([1_500_000000n, 3n * WAD]);
+      expect(configs.map((c) => [c.listed, c.index, c.decimals, c.haircut])).to.deep.equal([
+        [true, 0n, 6n, USDC_HAIRCUT],
+        [true, 2n, 18n, WETH_HAIRCUT],
+      ]);
+      // Releasing all USDC margin drops it from the list; the reserve keeps what was released.
+      await vault.connect(alice).releaseMargin(ALICE_ACCOUNT, usdc, 1_500_000000n);
+      [tokens, amounts] = await vault.marginState(ALICE_ACCOUNT);
+      expect(tokens).to.deep.equal([await weth.getAddress()]);
+      expect(amounts).to.deep.equal([3n * WAD]);
+      expect(await vault.reserveOf(ALICE_ACCOUNT, usdc)).to.equal(1_500_000000n);
+    });
+
+    it("reserve and margin share a slot: each is capped at 2^128 − 1 units (BalanceTooLarge), and a move between them keeps both exact", async function () {
+      const { vault, weth, alice } = await loadFixture(accountsFixture);
+      const MAX128 = 2n ** 128n - 1n;
+      await weth.mint(alice.address, 2n * MAX128);
+      await vault.connect(alice).deposit(ALICE_ACCOUNT, weth, MAX128 - 5n);
+      await expect(vault.connect(alice).deposit(ALICE_ACCOUNT, weth, 6n))
+        .to.be.revertedWithCustomError(vault, "BalanceTooLarge")
+        .withArgs(ALICE_ACCOUNT, await weth.getAddress(), MAX128 + 1n);
+      await vault.connect(alice).postMargin(ALICE_ACCOUNT, weth, MAX128 - 10n);
+      expect(await vault.reserveOf(ALICE_ACCOUNT, weth)).to.equal(5n);
+      expect(await vault.marginOf(ALICE_ACCOUNT, weth)).to.equal(MAX128 - 10n);
+      // The margin side has 10 units of room: a deposit of 11 straight into margin is refused, of 10 accepted.
+      await expect(vault.connect(alice).depositMargin(ALICE_ACCOUNT, weth, 11n))
+        .to.be.revertedWithCustomError(vault, "BalanceTooLarge")
+        .withArgs(ALICE_ACCOUNT, await weth.getAddress(), MAX128 + 1n);
+      await vault.connect(alice).depositMargin(ALICE_ACCOUNT, weth, 10n);
+      expect(await vault.marginOf(ALICE_ACCOUNT, weth)).to.equal(MAX128);
+      expect(await vault.reserveOf(ALICE_ACCOUNT, weth)).to.equal(5n);
+      expect(await vault.totalTracked(weth)).to.equal(MAX128 + 5n);
+    });
+
     it("never returns more than was put in: withdrawing one unit past the reserve reverts InsufficientReserve", async function () {
       const { vault, usdc, alice } = await loadFixture(accountsFixture);
       await vault.connect(alice).deposit(ALICE_ACCOUNT, usdc, 500_000000n);

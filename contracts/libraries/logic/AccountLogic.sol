@@ -30,21 +30,21 @@ library AccountLogic {
 
     /// @notice Every storage variable of the engine, in one struct the `*Logic` libraries receive by slot.
     struct Storage {
-        IMarginEngine.MarketParams[] markets;
+        /// @dev A mapping, not an array: a valuation reads a market's parameters without the array's length slot
+        ///      (every caller has checked `marketId < marketCount`, or read it from a position mask).
+        mapping(uint256 marketId => IMarginEngine.MarketParams) markets;
+        uint256 marketCount;
         mapping(uint256 marketId => IMarginEngine.MarketState) marketStates;
         mapping(uint256 accountId => mapping(uint256 marketId => IMarginEngine.Position)) positions;
-        mapping(uint256 accountId => uint256) positionMask;
-        mapping(uint256 accountId => int256) settlement;
+        /// @dev Settlement balance, open-position mask and last rebalance of an account, in one slot.
+        mapping(uint256 accountId => AccountSlot) accounts;
         IMarginEngine.RiskParams risk;
-        /// @dev sqrt(volHorizon / year), WAD, derived from `risk.volHorizon` when it is set.
-        uint256 sqrtHorizon;
+        /// @dev The keeper fee's parameters and sqrt(volHorizon / year), read together by every rebalance.
+        HotParams hot;
         mapping(uint256 accountId => IMarginEngine.RebalancePolicy) policies;
-        mapping(uint256 accountId => uint256) lastRebalanceAt;
         /// @dev Σ over accounts of max(0, −settlement), WAD USD: debts realised but not yet collected (or written
         ///      off). The pool's mint valuation counts them, so no new LP buys into a receivable at a discount.
         uint256 totalDebtUsd;
-        /// @dev Keeper fee of a rebalance (IRebalancer.keeperFee).
-        IRebalancer.FeeParams fee;
         /// @dev Most accounts one `checkUpkeep` returns.
         uint256 upkeepSize;
         /// @dev Who `performUpkeep` credits (address(0): the caller).
@@ -53,6 +53,29 @@ library AccountLogic {
         mapping(address keeper => uint256) keeperRewards;
         /// @dev Σ keeperRewards: tokens the pool holds for keepers, not LP capital.
         uint256 totalKeeperRewards;
+    }
+
+    /// @notice Parameters every rebalance reads, in one slot (README "Storage layout").
+    /// @param baseFeeUsd / gasUnits The keeper fee's (IRebalancer.FeeParams; bounded by MAX_REBALANCE_FEE and
+    ///        MAX_REBALANCE_GAS_UNITS).
+    /// @param sqrtHorizon sqrt(volHorizon / year), WAD rounded up, derived from `risk.volHorizon` when it is set:
+    ///        volHorizon <= MAX_VOL_HORIZON (30 days) keeps it below 0.29e18, far inside 64 bits (18.4e18).
+    struct HotParams {
+        uint128 baseFeeUsd;
+        uint32 gasUnits;
+        uint64 sqrtHorizon;
+    }
+
+    /// @notice What the engine keeps per account besides positions and policy, packed into one slot (every
+    ///         state change of an account reads it; README "Storage layout").
+    /// @param settlement S, WAD USD, signed: realised PnL, fees and funding not yet settled against margin. Bounded
+    ///        by what positions within the markets' open-interest caps can realise, far inside ±1.7e38 (±1.7e20 USD).
+    /// @param lastRebalanceAt Block time of the account's last rebalance (0 = never).
+    /// @param positionMask Bit m set iff the account has an open position in market m (MAX_MARKETS = 16 < 64).
+    struct AccountSlot {
+        int128 settlement;
+        uint64 lastRebalanceAt;
+        uint64 positionMask;
     }
 
     /// @notice The engine's immutables, passed to the external `*Logic` libraries (which cannot read them).
@@ -65,15 +88,12 @@ library AccountLogic {
         address gasAsset; // asset whose USD price converts gas into the keeper fee (WETH)
     }
 
-    /// @dev Everything one valuation (or a batch of them) needs, read once: listed collateral and a
-    ///      price cache keyed by asset. Poke or view selects the door: state changes poke the oracle,
+    /// @dev Everything one valuation (or a batch of them) needs, read once: a price cache keyed by asset. Poke or view selects the door: state changes poke the oracle,
     ///      views read it. A cached price of 0 means the asset's oracle is invalid in this call: collateral
     ///      in it counts as zero, and a position in it cannot be valued (`OracleUnhealthy`).
     ///      Requirements never read pool capital: nothing an LP does moves an account's health.
     struct Ctx {
         Env env;
-        address[] listed;
-        IVault.AssetConfig[] configs;
         address[MAX_CACHED] pxAsset;
         uint256[MAX_CACHED] pxValue;
         uint256[MAX_CACHED] volTarget; // 0 = not read yet (a volatility is never below its floor > 0)
@@ -83,9 +103,8 @@ library AccountLogic {
 
     // =================================================================== valuation
 
-    function newCtx(Env memory env) internal view returns (Ctx memory ctx) {
+    function newCtx(Env memory env) internal pure returns (Ctx memory ctx) {
         ctx.env = env;
-        (ctx.listed, ctx.configs) = env.vault.listedAssetConfigs();
     }
 
     /// @dev Account valuation exactly as the README states it. Reads only cached prices (every price the account
@@ -98,20 +117,18 @@ library AccountLogic {
         returns (IMarginEngine.AccountState memory st)
     {
         // C: collateral value, rounded down at both steps (price, then haircut).
-        (uint256 assets, uint256[] memory amounts) = ctx.env.vault.marginBalances(accountId);
-        for (uint256 i; assets != 0; ++i) {
-            if (assets & 1 != 0) {
-                (, uint256 px) = lookup(ctx, ctx.listed[i]); // 0 when unpriced: counts as nothing
-                uint256 value = WadMath.toValueDown(amounts[i], px, ctx.configs[i].decimals);
-                st.collateral += value.wMulDown(ctx.configs[i].haircut);
-            }
-            assets >>= 1;
+        (address[] memory tokens, uint256[] memory amounts, IVault.AssetConfig[] memory configs) =
+            ctx.env.vault.marginState(accountId);
+        for (uint256 i; i < tokens.length; ++i) {
+            (, uint256 px) = lookup(ctx, tokens[i]); // 0 when unpriced: counts as nothing
+            uint256 value = WadMath.toValueDown(amounts[i], px, configs[i].decimals);
+            st.collateral += value.wMulDown(configs[i].haircut);
         }
-        st.settlement = s.settlement[accountId];
+        st.settlement = s.accounts[accountId].settlement;
 
         uint256 mm;
         uint256 im;
-        uint256 markets = s.positionMask[accountId];
+        uint256 markets = s.accounts[accountId].positionMask;
         for (uint256 id; markets != 0; ++id) {
             if (markets & 1 != 0) {
                 (int256 pnl, uint256 notional, uint256 req, uint256 initReq) = positionTerms(s, ctx, accountId, id);
@@ -122,7 +139,7 @@ library AccountLogic {
             }
             markets >>= 1;
         }
-        if (s.positionMask[accountId] != 0) {
+        if (s.accounts[accountId].positionMask != 0) {
             // The liquidation keeper reward is reserved in both requirements so liquidating always pays.
             mm += s.risk.keeperReward;
             im += s.risk.keeperReward;
@@ -164,7 +181,7 @@ library AccountLogic {
         view
         returns (uint256 mm)
     {
-        uint256 markets = s.positionMask[accountId];
+        uint256 markets = s.accounts[accountId].positionMask;
         for (uint256 id; markets != 0; ++id) {
             if (markets & 1 != 0) {
                 IMarginEngine.MarketParams storage m = s.markets[id];
@@ -174,13 +191,13 @@ library AccountLogic {
             }
             markets >>= 1;
         }
-        if (s.positionMask[accountId] != 0) mm += s.risk.keeperReward;
+        if (s.accounts[accountId].positionMask != 0) mm += s.risk.keeperReward;
     }
 
     /// @dev Σ feeRate_m × N_m over the account's positions, rounded up: the trading fee of closing all of
     ///      it (the φ·N of the rebalance reduce formula).
     function closeFeeUsd(Storage storage s, Ctx memory ctx, uint256 accountId) internal view returns (uint256 fee) {
-        uint256 markets = s.positionMask[accountId];
+        uint256 markets = s.accounts[accountId].positionMask;
         for (uint256 id; markets != 0; ++id) {
             if (markets & 1 != 0) {
                 IMarginEngine.MarketParams storage m = s.markets[id];
@@ -194,7 +211,7 @@ library AccountLogic {
     /// @dev size·(P − entry) − size·(F − F_entry), rounded down once (against the account).
     function positionPnl(IMarginEngine.Position storage p, uint256 px, int256 index) internal view returns (int256) {
         int256 size = p.size;
-        return WadMath.mulDivFloor(size * (int256(px) - int256(p.entryPrice)) - size * (index - p.entryFunding), 1, WAD);
+        return WadMath.mulDivFloor(size * (int256(px) - int256(uint256(p.entryPrice))) - size * (index - p.entryFunding), 1, WAD);
     }
 
     /// @dev mmr = min(maxMMR, baseMMR + volK·σ·sqrt(horizon) + sizeK·N/oiCapUsd), each term rounded up.
@@ -205,7 +222,7 @@ library AccountLogic {
         returns (uint256)
     {
         uint256 rate = m.baseMMR;
-        if (m.volK != 0) rate += uint256(m.volK).wMulUp(vol).wMulUp(s.sqrtHorizon);
+        if (m.volK != 0) rate += uint256(m.volK).wMulUp(vol).wMulUp(s.hot.sqrtHorizon);
         if (m.sizeK != 0) rate += uint256(m.sizeK).mulDivUp(notional, m.oiCapUsd);
         return rate > m.maxMMR ? m.maxMMR : rate;
     }
@@ -247,7 +264,7 @@ library AccountLogic {
     /// @dev When the account may next be rebalanced: `cooldown` after the last rebalance, and never twice in
     ///      one block (a keeper racing another for the same account finds out before any valuation).
     function rebalanceReadyAt(Storage storage s, uint256 accountId) internal view returns (uint256) {
-        uint256 last = s.lastRebalanceAt[accountId];
+        uint256 last = s.accounts[accountId].lastRebalanceAt;
         if (last == 0) return 0;
         uint256 cooldown = s.policies[accountId].cooldown;
         return last + (cooldown == 0 ? 1 : cooldown);
@@ -269,7 +286,7 @@ library AccountLogic {
     /// @dev `pokeAccount` that reports instead of reverting: the first market asset without a valid price
     ///      (address(0) when every position is priced; the walk stops there). A batch skips such an account.
     function pokeAccountPrices(Storage storage s, Ctx memory ctx, uint256 accountId) internal returns (address) {
-        uint256 markets = s.positionMask[accountId];
+        uint256 markets = s.accounts[accountId].positionMask;
         for (uint256 id; markets != 0; ++id) {
             if (markets & 1 != 0) {
                 address asset = s.markets[id].asset;
@@ -277,10 +294,9 @@ library AccountLogic {
             }
             markets >>= 1;
         }
-        uint256 assets = ctx.env.vault.marginMask(accountId);
-        for (uint256 i; assets != 0; ++i) {
-            if (assets & 1 != 0) pokeCollateral(ctx, ctx.listed[i]);
-            assets >>= 1;
+        (address[] memory tokens,,) = ctx.env.vault.marginState(accountId);
+        for (uint256 i; i < tokens.length; ++i) {
+            pokeCollateral(ctx, tokens[i]);
         }
         return address(0);
     }
@@ -293,7 +309,7 @@ library AccountLogic {
         view
         returns (address unpriced)
     {
-        uint256 markets = s.positionMask[accountId];
+        uint256 markets = s.accounts[accountId].positionMask;
         for (uint256 id; markets != 0; ++id) {
             if (markets & 1 != 0) {
                 address asset = s.markets[id].asset;
@@ -301,10 +317,9 @@ library AccountLogic {
             }
             markets >>= 1;
         }
-        uint256 assets = ctx.env.vault.marginMask(accountId);
-        for (uint256 i; assets != 0; ++i) {
-            if (assets & 1 != 0) viewCollateral(ctx, ctx.listed[i]);
-            assets >>= 1;
+        (address[] memory tokens,,) = ctx.env.vault.marginState(accountId);
+        for (uint256 i; i < tokens.length; ++i) {
+            viewCollateral(ctx, tokens[i]);
         }
     }
 
@@ -391,33 +406,33 @@ library AccountLogic {
         if (oldSize != 0) {
             realised = positionPnl(p, px, index);
             if (oldSize > 0) {
-                st.longOI -= uint256(oldSize);
-                st.longEntrySum -= oldSize * int256(p.entryPrice);
+                st.longOI -= uint128(uint256(oldSize)); // |oldSize| < 2^127 and <= the side's OI
+                st.longEntrySum -= oldSize * int256(uint256(p.entryPrice));
                 st.longFundingSum -= oldSize * p.entryFunding;
             } else {
-                st.shortOI -= uint256(-oldSize);
-                st.shortEntrySum -= oldSize * int256(p.entryPrice);
+                st.shortOI -= uint128(uint256(-oldSize));
+                st.shortEntrySum -= oldSize * int256(uint256(p.entryPrice));
                 st.shortFundingSum -= oldSize * p.entryFunding;
             }
         }
         int256 newSize = oldSize + sizeDelta;
         if (newSize != 0) {
-            p.size = newSize;
-            p.entryPrice = px;
+            p.size = newSize.toInt128();
+            p.entryPrice = px.toUint128();
             p.entryFunding = index;
             if (newSize > 0) {
-                st.longOI += uint256(newSize);
+                st.longOI += uint128(uint256(newSize)); // checked: the side's OI fits 128 bits
                 st.longEntrySum += newSize * int256(px);
                 st.longFundingSum += newSize * index;
             } else {
-                st.shortOI += uint256(-newSize);
+                st.shortOI += uint128(uint256(-newSize));
                 st.shortEntrySum += newSize * int256(px);
                 st.shortFundingSum += newSize * index;
             }
-            s.positionMask[accountId] |= (1 << marketId);
+            s.accounts[accountId].positionMask |= uint64(1 << marketId); // marketId < MAX_MARKETS
         } else {
             delete s.positions[accountId][marketId];
-            s.positionMask[accountId] &= ~(1 << marketId);
+            s.accounts[accountId].positionMask &= ~uint64(1 << marketId);
         }
         if (realised != 0) changeSettlement(s, accountId, realised);
         emit IMarginEngine.PositionModified(accountId, marketId, sizeDelta, newSize, px, realised, fee);
@@ -431,7 +446,7 @@ library AccountLogic {
         internal
         returns (uint256 closedNotional, uint256 fees)
     {
-        uint256 mask = s.positionMask[accountId];
+        uint256 mask = s.accounts[accountId].positionMask;
         for (uint256 id; mask != 0; ++id) {
             if (mask & 1 != 0) {
                 (uint256 notional, uint256 fee) = _closeOne(s, ctx, accountId, id, fraction, chargeFee);
@@ -465,7 +480,7 @@ library AccountLogic {
         IMarginEngine.MarketState storage st = s.marketStates[marketId];
         index = fundingIndexNow(s, marketId, px);
         if (st.lastFundingTime != block.timestamp) {
-            st.fundingIndex = index;
+            st.fundingIndex = index.toInt128();
             st.lastFundingTime = uint64(block.timestamp);
             emit IMarginEngine.FundingAccrued(marketId, index, fundingRate(s.markets[marketId], st));
         }
@@ -487,7 +502,7 @@ library AccountLogic {
         view
         returns (int256 rate)
     {
-        int256 skew = int256(st.longOI) - int256(st.shortOI);
+        int256 skew = int256(uint256(st.longOI)) - int256(uint256(st.shortOI));
         int256 maxRate = int256(uint256(m.maxFundingRate));
         rate = skew * maxRate / int256(uint256(m.skewScale));
         if (rate > maxRate) rate = maxRate;
@@ -501,10 +516,10 @@ library AccountLogic {
     ///      LPs already carry it; insurance makes them whole as far as it can). Called after every settlement
     ///      that can leave an account empty: a trade, a liquidation, a collateral sale, `settle`.
     function writeOffIfEmpty(Storage storage s, Env memory env, uint256 accountId) internal {
-        int256 v = s.settlement[accountId];
-        if (v >= 0 || s.positionMask[accountId] != 0 || env.vault.marginMask(accountId) != 0) return;
+        int256 v = s.accounts[accountId].settlement;
+        if (v >= 0 || s.accounts[accountId].positionMask != 0 || env.vault.marginMask(accountId) != 0) return;
         uint256 amountUsd = uint256(-v);
-        s.settlement[accountId] = 0;
+        s.accounts[accountId].settlement = 0;
         emit IMarginEngine.SettlementChanged(accountId, -v, 0);
         // Token units rounded up: the insurance fund covers the whole debt if it can.
         uint256 fromInsurance = env.pool.coverBadDebt(accountId, amountUsd.mulDivUp(1, env.settlementScale));
@@ -512,8 +527,8 @@ library AccountLogic {
     }
 
     function changeSettlement(Storage storage s, uint256 accountId, int256 delta) internal {
-        int256 v = s.settlement[accountId] + delta;
-        s.settlement[accountId] = v;
+        int256 v = s.accounts[accountId].settlement + delta;
+        s.accounts[accountId].settlement = v.toInt128();
         emit IMarginEngine.SettlementChanged(accountId, delta, v);
     }
 
@@ -533,7 +548,7 @@ library AccountLogic {
     /// @dev Keeps `totalDebtUsd` = Σ max(0, −settlement) after a call changed one account's settlement balance from
     ///      `before`: one comparison, a store only when the debt changed.
     function trackDebt(Storage storage s, uint256 accountId, int256 before) internal {
-        int256 current = s.settlement[accountId];
+        int256 current = s.accounts[accountId].settlement;
         if (current == before) return;
         uint256 debtBefore = before < 0 ? uint256(-before) : 0;
         uint256 debtNow = current < 0 ? uint256(-current) : 0;
@@ -545,7 +560,7 @@ library AccountLogic {
     ///      sub-unit rest stays as a claim); a negative S is paid from USDC margin to the pool (rounded up;
     ///      the overshoot of less than one token unit is kept by the protocol).
     function settle(Storage storage s, Env memory env, uint256 accountId) internal {
-        int256 v = s.settlement[accountId];
+        int256 v = s.accounts[accountId].settlement;
         if (v > 0) {
             uint256 amount = Math.min(uint256(v) / env.settlementScale, env.pool.capital());
             if (amount == 0) return;

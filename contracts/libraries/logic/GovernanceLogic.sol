@@ -20,10 +20,10 @@ library GovernanceLogic {
         external
         returns (uint256 marketId)
     {
-        if (s.markets.length >= C.MAX_MARKETS) revert IMarginEngine.TooManyMarkets(C.MAX_MARKETS);
+        if (s.marketCount >= C.MAX_MARKETS) revert IMarginEngine.TooManyMarkets(C.MAX_MARKETS);
         _checkMarketParams(params);
-        marketId = s.markets.length;
-        s.markets.push(params);
+        marketId = s.marketCount++;
+        s.markets[marketId] = params;
         s.marketStates[marketId].lastFundingTime = uint64(block.timestamp);
         emit IMarginEngine.MarketCreated(marketId, params);
     }
@@ -57,7 +57,9 @@ library GovernanceLogic {
         _bound("volHorizon", p.volHorizon, C.MIN_VOL_HORIZON, C.MAX_VOL_HORIZON);
         s.risk = p;
         // sqrt(horizon / year), rounded up: the volatility term of the maintenance rate is a requirement.
-        s.sqrtHorizon = Math.sqrt(Math.mulDiv(uint256(p.volHorizon), WAD * WAD, C.SECONDS_PER_YEAR), Math.Rounding.Ceil);
+        // <= sqrt(30 days / 365 days) WAD < 0.29e18: fits 64 bits (AccountLogic.HotParams).
+        s.hot.sqrtHorizon =
+            uint64(Math.sqrt(Math.mulDiv(uint256(p.volHorizon), WAD * WAD, C.SECONDS_PER_YEAR), Math.Rounding.Ceil));
         emit IMarginEngine.RiskParamsSet(p);
     }
 

@@ -69,14 +69,14 @@ library LiquidationLogic {
         uint256 repay,
         uint256 minAmountOut
     ) external returns (uint256 amountOut) {
-        int256 debtS = s.settlement[accountId];
+        int256 debtS = s.accounts[accountId].settlement;
         uint256 available = env.vault.marginOf(accountId, token);
         if (debtS >= 0 || token == env.settlementAsset || available == 0 || repay == 0) {
             revert IMarginEngine.NothingToBuy(accountId);
         }
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
         AccountLogic.pokeAccount(s, ctx, accountId);
-        if (s.positionMask[accountId] != 0) {
+        if (s.accounts[accountId].positionMask != 0) {
             IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
             if (st.health >= WAD) revert IMarginEngine.NotLiquidatable(accountId, st.health);
         }
@@ -85,7 +85,7 @@ library LiquidationLogic {
 
         // The repay is capped at the debt rounded up to a whole unit: the sub-unit overshoot is the protocol's, so
         // the balance lands at 0, never above (one change, one event).
-        int256 debt = s.settlement[accountId];
+        int256 debt = s.accounts[accountId].settlement;
         int256 credit = (repay * env.settlementScale).toInt256();
         AccountLogic.changeSettlement(s, accountId, credit > -debt ? -debt : credit);
         IERC20(env.settlementAsset).safeTransferFrom(msg.sender, address(env.pool), repay);

@@ -143,7 +143,7 @@ library PlanLogic {
         view
         returns (uint256 fee)
     {
-        IRebalancer.FeeParams memory p = s.fee;
+        AccountLogic.HotParams memory p = s.hot;
         fee = p.baseFeeUsd;
         (, uint256 ethPx) = AccountLogic.lookup(ctx, ctx.env.gasAsset);
         // Gas cost in wei × USD per ETH, rounded down (the account pays no more than the gas is worth); with no

@@ -99,7 +99,12 @@ library RebalanceLogic {
         address keeper
     ) external returns (uint256 rebalanced) {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
+        uint256 freeMemory = _freeMemoryPointer();
         for (uint256 i; i < accountIds.length; ++i) {
+            // Nothing an account's iteration allocates outlives it (the price cache was allocated above and is
+            // written in place): giving the memory back keeps each account's cost flat instead of growing with
+            // the memory the accounts before it used (memory expansion is quadratic).
+            _setFreeMemoryPointer(freeMemory);
             uint256 id = accountIds[i];
             IRebalancer.Status status = PlanLogic.gate(s, id);
             if (status == IRebalancer.Status.Ready && PlanLogic.pokePrices(s, ctx, id) != address(0)) {
@@ -111,7 +116,7 @@ library RebalanceLogic {
                 emit IRebalancer.RebalanceSkipped(id, status);
                 continue;
             }
-            int256 settlementBefore = s.settlement[id];
+            int256 settlementBefore = s.accounts[id].settlement;
             _apply(s, ctx, d, keeper);
             AccountLogic.trackDebt(s, id, settlementBefore);
             ++rebalanced;
@@ -156,11 +161,13 @@ library RebalanceLogic {
         ids = new uint256[](s.upkeepSize);
         uint256 n;
         uint256 gasStart = gasleft();
+        uint256 freeMemory = _freeMemoryPointer();
         for (uint256 id = start; id < end && n < ids.length; ++id) {
+            _setFreeMemoryPointer(freeMemory); // as in rebalanceBatch: an iteration's memory dies with it
             if (gasStart - gasleft() > C.UPKEEP_CHECK_GAS_BUDGET || gasleft() < C.UPKEEP_CHECK_GAS_RESERVE) break;
             // One read first: an account without positions never needs a rebalance (RELEASE needs open
             // positions too). The plan then stops at its opt-in and cooldown gate before any valuation.
-            if (s.positionMask[id] == 0) continue;
+            if (s.accounts[id].positionMask == 0) continue;
             (IRebalancer.Status status,) = _viewPlan(s, ctx, id);
             if (status == IRebalancer.Status.Ready) ids[n++] = id;
         }
@@ -202,7 +209,7 @@ library RebalanceLogic {
         private
     {
         uint256 id = d.accountId;
-        s.lastRebalanceAt[id] = block.timestamp;
+        s.accounts[id].lastRebalanceAt = uint64(block.timestamp);
         bool release = d.action == C.RELEASE;
         for (uint256 i; i < d.assets.length; ++i) {
             if (release) ctx.env.vault.engineMoveToReserve(id, d.assets[i], d.amounts[i]);
@@ -259,6 +266,18 @@ library RebalanceLogic {
             if (ratio < s.risk.liquidationTargetRatio) {
                 revert IMarginEngine.RescueFallsShort(id, ratio, s.risk.liquidationTargetRatio);
             }
+        }
+    }
+
+    function _freeMemoryPointer() private pure returns (uint256 ptr) {
+        assembly ("memory-safe") {
+            ptr := mload(0x40)
+        }
+    }
+
+    function _setFreeMemoryPointer(uint256 ptr) private pure {
+        assembly ("memory-safe") {
+            mstore(0x40, ptr)
         }
     }
 

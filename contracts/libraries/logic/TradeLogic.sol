@@ -35,7 +35,14 @@ library TradeLogic {
         }
 
         int256 oldSize = s.positions[accountId][marketId].size;
-        int256 newSize = oldSize + sizeDelta;
+        // Sizes are stored in 128 bits (IMarginEngine.Position): far beyond any open-interest cap, refused by name.
+        if (sizeDelta > type(int128).max || sizeDelta < -type(int128).max) {
+            revert IMarginEngine.PositionTooLarge(marketId, sizeDelta);
+        }
+        int256 newSize = oldSize + sizeDelta; // both below 2^127 in size: no overflow
+        if (newSize > type(int128).max || newSize < -type(int128).max) {
+            revert IMarginEngine.PositionTooLarge(marketId, newSize);
+        }
         bool increasesRisk = WadMath.abs(newSize) > WadMath.abs(oldSize) || (oldSize > 0 && newSize < 0)
             || (oldSize < 0 && newSize > 0);
         if (increasesRisk && paused) revert IMarginEngine.PositionIncreasePaused();
@@ -71,7 +78,7 @@ library TradeLogic {
         bool long
     ) private view {
         IMarginEngine.MarketState storage st = s.marketStates[marketId];
-        uint256 oiUsd = (long ? st.longOI : st.shortOI).mulDivUp(px, WAD);
+        uint256 oiUsd = uint256(long ? st.longOI : st.shortOI).mulDivUp(px, WAD);
         // Capital rounded down: the cap is never looser than the pool can back.
         uint256 capUsd = (env.pool.capital() * env.settlementScale).wMulDown(m.oiCapFraction);
         if (m.oiCapUsd < capUsd) capUsd = m.oiCapUsd;

@@ -1,4 +1,4 @@
-import type { Signer } from "ethers";
+import type { AddressLike, Signer } from "ethers";
 import {
   GovernanceLogic__factory,
   IMarginEngine__factory,
@@ -11,10 +11,11 @@ import {
   MarginEngineExtension__factory,
   MockAggregator__factory,
   MockERC20__factory,
+  MarginEngineCustody__factory,
   OracleRouter__factory,
-  Vault__factory,
+  IVault__factory,
 } from "../typechain-types";
-import type { IMarginEngine, IRebalancer, LiquidityPool, MockAggregator, MockERC20, OracleRouter, Vault } from "../typechain-types";
+import type { IMarginEngine, IRebalancer, IVault, LiquidityPool, MockAggregator, MockERC20, OracleRouter } from "../typechain-types";
 import {
   CRYPTO_FEED,
   DEFAULT_REBALANCER,
@@ -28,11 +29,12 @@ import {
 } from "./params";
 
 /**
- * Addresses of a deployed core, as recorded in deployments/<network>.json. `engine` and `rebalancer` are one contract
- * (the MarginEngine, whose extension serves its cold functions) seen through its two interfaces.
+ * Addresses of a deployed core, as recorded in deployments/<network>.json. `engine`, `rebalancer` and `vault` are one
+ * contract (the MarginEngine, whose facets serve its cold functions) seen through its three interfaces: the engine
+ * holds every token (collateral, LP capital, insurance) and serves custody (IVault) at its own address.
  */
 export interface CoreContracts {
-  vault: Vault;
+  vault: IVault;
   oracle: OracleRouter;
   pool: LiquidityPool;
   engine: IMarginEngine;
@@ -50,8 +52,8 @@ export interface LocalSystem extends CoreContracts {
 }
 
 /**
- * Core contracts, wired. The vault must list the settlement asset before the engine is deployed. `gasAsset` is the
- * asset whose USD price converts gas into the rebalance keeper fee (WETH).
+ * Core contracts, wired: oracle, pool, then the engine (which lists the pool's asset, `usdc`, first, with
+ * `usdcHaircut`). `gasAsset` is the asset whose USD price converts gas into the rebalance keeper fee (WETH).
  */
 export async function deployCore(
   deployer: Signer,
@@ -61,29 +63,17 @@ export async function deployCore(
   cfg: RebalancerConfig = DEFAULT_REBALANCER,
 ): Promise<CoreContracts> {
   const owner = await deployer.getAddress();
-  const vault = await new Vault__factory(deployer).deploy(owner);
   const oracle = await new OracleRouter__factory(deployer).deploy(owner);
   const pool = await new LiquidityPool__factory(deployer).deploy(usdc, owner);
-  await (await vault.listAsset(usdc, usdcHaircut)).wait();
-  const { engine, rebalancer } = await deployEngine(deployer, vault, oracle, pool, gasAsset, cfg);
+  const { engine, rebalancer, vault } = await deployEngine(deployer, oracle, pool, gasAsset, usdcHaircut, cfg);
   return { vault, oracle, pool, engine, rebalancer };
 }
 
-/**
- * The MarginEngine over an existing vault (which must list the pool's asset), oracle and pool: its linked libraries,
- * its extension, the engine, then the engine wired into vault and pool. Returns it through its two interfaces.
- */
-export async function deployEngine(
-  deployer: Signer,
-  vault: Vault,
-  oracle: OracleRouter,
-  pool: LiquidityPool,
-  gasAsset: string,
-  cfg: RebalancerConfig = DEFAULT_REBALANCER,
-): Promise<{ engine: IMarginEngine; rebalancer: IRebalancer }> {
+/** The engine's linked libraries, its two facets (custody, then the extension that routes to it) and its factory. */
+export async function engineParts(deployer: Signer, oracle: AddressLike, pool: AddressLike, gasAsset: string) {
   const owner = await deployer.getAddress();
-  // The engine's modules are linked libraries, and its cold functions live in an extension it delegates to: it would
-  // not fit in 24 KiB otherwise.
+  // The engine's modules are linked libraries, and its cold functions live in facets it delegates to: it would not
+  // fit in 24 KiB otherwise.
   const deployLib = async (factory: { deploy(): Promise<{ getAddress(): Promise<string> }> }) =>
     (await factory.deploy()).getAddress();
   const rebalanceLogic = await deployLib(new RebalanceLogic__factory(deployer));
@@ -92,29 +82,48 @@ export async function deployEngine(
     "contracts/libraries/logic/LiquidationLogic.sol:LiquidationLogic": await deployLib(new LiquidationLogic__factory(deployer)),
     "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": rebalanceLogic,
   };
-  const extension = await new MarginEngineExtension__factory(
+  const custody = await new MarginEngineCustody__factory(deployer).deploy(oracle, pool, gasAsset, owner);
+  const extensionFactory = new MarginEngineExtension__factory(
     {
       "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": rebalanceLogic,
       "contracts/libraries/logic/GovernanceLogic.sol:GovernanceLogic": await deployLib(new GovernanceLogic__factory(deployer)),
     },
     deployer,
-  ).deploy(vault, oracle, pool, gasAsset, owner);
-  const deployed = await new MarginEngine__factory(libraries, deployer).deploy(
-    vault,
+  );
+  const extension = await extensionFactory.deploy(oracle, pool, gasAsset, custody, owner);
+  return { custody, extension, extensionFactory, engineFactory: new MarginEngine__factory(libraries, deployer) };
+}
+
+/**
+ * The MarginEngine over an existing oracle and pool: its parts (engineParts), the engine, then the engine wired into
+ * the pool. Returns it through its three interfaces.
+ */
+export async function deployEngine(
+  deployer: Signer,
+  oracle: OracleRouter,
+  pool: LiquidityPool,
+  gasAsset: string,
+  usdcHaircut: bigint,
+  cfg: RebalancerConfig = DEFAULT_REBALANCER,
+): Promise<{ engine: IMarginEngine; rebalancer: IRebalancer; vault: IVault }> {
+  const owner = await deployer.getAddress();
+  const { extension, engineFactory } = await engineParts(deployer, oracle, pool, gasAsset);
+  const deployed = await engineFactory.deploy(
     oracle,
     pool,
     gasAsset,
     extension,
+    usdcHaircut,
     { baseFeeUsd: cfg.baseFeeUsd, gasUnits: cfg.gasUnits },
     cfg.upkeepSize,
     owner,
   );
-  await (await vault.setEngine(deployed)).wait();
   await (await pool.setEngine(deployed)).wait();
   const address = await deployed.getAddress();
   return {
     engine: IMarginEngine__factory.connect(address, deployer),
     rebalancer: IRebalancer__factory.connect(address, deployer),
+    vault: IVault__factory.connect(address, deployer),
   };
 }
 

@@ -23,10 +23,9 @@ async function main() {
   await (await sys.oracle.poke(sys.weth)).wait();
 
   console.log("Ballast demo — in-process Hardhat network");
-  console.log(`  Vault        ${await sys.vault.getAddress()}`);
   console.log(`  OracleRouter ${await sys.oracle.getAddress()}`);
   console.log(`  Pool         ${await sys.pool.getAddress()}`);
-  console.log(`  MarginEngine ${await sys.engine.getAddress()} (rebalancing built in; extension ${await sys.engine.extension()})`);
+  console.log(`  MarginEngine ${await sys.engine.getAddress()} (custody and rebalancing built in; extension ${await sys.engine.extension()})`);
 
   await (await sys.usdc.mint(lp.address, USDC(1_000_000n))).wait();
   await (await sys.usdc.connect(lp).approve(sys.pool, USDC(1_000_000n))).wait();

@@ -26,7 +26,6 @@ async function main() {
     tx.hash,
     {
       engine: [t(w.engine), "contracts/core/MarginEngine.sol:MarginEngine"],
-      vault: [t(w.vault), "contracts/core/Vault.sol:Vault"],
       oracle: [t(w.oracle), "contracts/core/OracleRouter.sol:OracleRouter"],
       pool: [t(w.pool), "contracts/core/LiquidityPool.sol:LiquidityPool"],
       usdc: [t(w.usdc), ""],

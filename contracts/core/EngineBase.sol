@@ -6,20 +6,22 @@ import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step
 
 import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
 import {IRebalancer} from "../interfaces/IRebalancer.sol";
+import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
 import {IVault} from "../interfaces/IVault.sol";
 import {IOracleRouter} from "../interfaces/IOracleRouter.sol";
 import {ILiquidityPool} from "../interfaces/ILiquidityPool.sol";
 import {AccountLogic} from "../libraries/logic/AccountLogic.sol";
-import {MAX_REBALANCE_FEE, MAX_REBALANCE_GAS_UNITS, MAX_UPKEEP_SIZE} from "../libraries/Constants.sol";
+import {
+    WAD, MAX_ASSETS, MAX_DECIMALS, MAX_REBALANCE_FEE, MAX_REBALANCE_GAS_UNITS, MAX_UPKEEP_SIZE
+} from "../libraries/Constants.sol";
 
 /// @title EngineBase
-/// @notice What the MarginEngine and its extension share: the immutables (both are built with the same ones, which
+/// @notice What the MarginEngine and its facets (extension, custody) share: the immutables (both are built with the same ones, which
 ///         the engine checks) and the storage layout. The engine runs the extension's code by delegatecall, so both
 ///         read and write this one storage; nothing may be declared in either contract outside this base.
 abstract contract EngineBase is Ownable2Step {
-    IVault public immutable vault;
     IOracleRouter public immutable oracle;
-    /// @notice The LiquidityPool, counterparty of every position.
+    /// @notice The LiquidityPool (its share token), counterparty of every position; its tokens are held here.
     address public immutable pool;
     /// @notice The pool's asset (USDC): markets settle in it and it counts as exactly 1 USD.
     address public immutable settlementAsset;
@@ -33,30 +35,48 @@ abstract contract EngineBase is Ownable2Step {
     address public guardian;
     bool public paused;
 
-    constructor(IVault vault_, IOracleRouter oracle_, ILiquidityPool pool_, address gasAsset_, address owner_)
-        Ownable(owner_)
-    {
-        if (
-            address(vault_) == address(0) || address(oracle_) == address(0) || address(pool_) == address(0)
-                || gasAsset_ == address(0)
-        ) revert IMarginEngine.ZeroAddress();
-        vault = vault_;
+    /// @dev Transient slot of the lock the engine's doors and the pool share (keccak256("ballast.lock") − 1).
+    bytes32 private constant LOCK_SLOT = 0xe850772bd3ac1a3c59bb428daab196078f480db2cf8ea1cbac7c87f874fed0df;
+
+    constructor(IOracleRouter oracle_, ILiquidityPool pool_, address gasAsset_, address owner_) Ownable(owner_) {
+        if (address(oracle_) == address(0) || address(pool_) == address(0) || gasAsset_ == address(0)) {
+            revert IMarginEngine.ZeroAddress();
+        }
         oracle = oracle_;
         pool = address(pool_);
         gasAsset = gasAsset_;
         address usdc = IERC4626(address(pool_)).asset();
         settlementAsset = usdc;
-        IVault.AssetConfig memory cfg = vault_.assetConfig(usdc);
-        if (!cfg.listed) revert IMarginEngine.SettlementAssetNotListed(usdc);
-        settlementScale = 10 ** (18 - cfg.decimals);
+        uint8 decimals = IERC20Metadata(usdc).decimals();
+        if (decimals == 0 || decimals > MAX_DECIMALS) revert IVault.InvalidDecimals(usdc, decimals);
+        settlementScale = 10 ** (18 - decimals);
     }
 
-    /// @dev The lock the vault, the engine and the pool share (held in the vault's transient storage): a token
-    ///      callback during any of their state changes cannot re-enter any of them.
+    /// @dev One transient lock guards every state change of the engine and the pool: a token callback during any
+    ///      of them cannot re-enter either.
     modifier nonReentrant() {
-        vault.enterLock();
+        _enterLock();
         _;
-        vault.exitLock();
+        _exitLock();
+    }
+
+    function _locked() internal view returns (bool isLocked) {
+        assembly ("memory-safe") {
+            isLocked := tload(LOCK_SLOT)
+        }
+    }
+
+    function _enterLock() internal {
+        if (_locked()) revert IVault.ReentrancyGuardReentrantCall();
+        assembly ("memory-safe") {
+            tstore(LOCK_SLOT, 1)
+        }
+    }
+
+    function _exitLock() internal {
+        assembly ("memory-safe") {
+            tstore(LOCK_SLOT, 0)
+        }
     }
 
     /// @dev Keeps `totalDebtUsd` = Σ max(0, −settlement) across a call that can change one account's settlement
@@ -68,11 +88,35 @@ abstract contract EngineBase is Ownable2Step {
     }
 
     function _env() internal view returns (AccountLogic.Env memory) {
-        return AccountLogic.Env(vault, oracle, ILiquidityPool(pool), settlementAsset, settlementScale, gasAsset);
+        return AccountLogic.Env(oracle, pool, settlementAsset, settlementScale, gasAsset);
     }
 
+    /// @dev Owner or operator (`NotAuthorized`, also for an id never created).
     function _requireAuthorized(uint256 accountId) internal view {
-        if (!vault.isAuthorized(accountId, msg.sender)) revert IMarginEngine.NotAuthorized(accountId, msg.sender);
+        if (!AccountLogic.isAuthorized(_s, accountId, msg.sender)) {
+            revert IMarginEngine.NotAuthorized(accountId, msg.sender);
+        }
+    }
+
+    /// @dev The custody doors' check: `AccountNotFound` for an id never created, then owner or operator.
+    function _requireAccountAuthorized(uint256 accountId) internal view {
+        if (_s.owners[accountId] == address(0)) revert IVault.AccountNotFound(accountId);
+        _requireAuthorized(accountId);
+    }
+
+    /// @dev Lists `token` at the next index: decimals read and checked (1..18), haircut <= 1e18, at most MAX_ASSETS.
+    function _listAsset(address token, uint256 haircut) internal {
+        if (token == address(0)) revert IVault.ZeroAddress();
+        if (_s.assetSlot[token] != 0) revert IVault.AssetAlreadyListed(token);
+        uint256 index = _s.assetCount;
+        if (index >= MAX_ASSETS) revert IVault.TooManyAssets(MAX_ASSETS);
+        if (haircut > WAD) revert IVault.InvalidHaircut(token, haircut);
+        uint8 decimals = IERC20Metadata(token).decimals();
+        if (decimals == 0 || decimals > MAX_DECIMALS) revert IVault.InvalidDecimals(token, decimals);
+        _s.assetList[index] = AccountLogic.Asset(token, decimals, uint64(haircut));
+        _s.assetSlot[token] = index + 1;
+        _s.assetCount = index + 1;
+        emit IVault.AssetListed(token, uint8(index), decimals, haircut);
     }
 
     function _requireMarket(uint256 marketId) internal view {

@@ -11,8 +11,6 @@ import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step
 
 import {ILiquidityPool} from "../interfaces/ILiquidityPool.sol";
 import {IPoolEngine} from "../interfaces/IPoolEngine.sol";
-import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
-import {IVault} from "../interfaces/IVault.sol";
 import {WAD, DEFAULT_HOLD_PERIOD, MIN_HOLD_PERIOD, MAX_HOLD_PERIOD} from "../libraries/Constants.sol";
 
 /// @title LiquidityPool
@@ -40,9 +38,6 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step {
     }
 
     address public engine;
-    /// @dev The vault holds the reentrancy lock the pool shares with the vault and the engine.
-    IVault private _vault;
-    uint256 public insuranceBalance;
     /// @inheritdoc ILiquidityPool
     uint32 public holdPeriod = uint32(DEFAULT_HOLD_PERIOD);
     mapping(address owner => Lock) private _locks;
@@ -57,18 +52,12 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step {
         _assetUnit = 10 ** IERC20Metadata(address(asset_)).decimals();
     }
 
-    modifier onlyEngine() {
-        if (msg.sender != engine) revert NotEngine(msg.sender);
-        _;
-    }
-
-    /// @dev The lock shared with the vault and the engine (none before the engine is set: nothing else
-    ///      can call into the pool then).
+    /// @dev The engine's lock: a token callback during an LP action cannot re-enter the engine or the pool.
     modifier nonReentrant() {
-        IVault v = _vault;
-        if (address(v) != address(0)) v.enterLock();
+        IPoolEngine e = _engine();
+        e.enterLock();
         _;
-        if (address(v) != address(0)) v.exitLock();
+        e.exitLock();
     }
 
     /// @inheritdoc ILiquidityPool
@@ -76,8 +65,14 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step {
         if (engine_ == address(0)) revert ZeroAddress();
         if (engine != address(0)) revert EngineAlreadySet(engine);
         engine = engine_;
-        _vault = IMarginEngine(engine_).vault();
         emit EngineSet(engine_);
+    }
+
+    /// @dev The engine, which holds the pool's tokens (`EngineNotSet` before it is set).
+    function _engine() private view returns (IPoolEngine) {
+        address e = engine;
+        if (e == address(0)) revert EngineNotSet();
+        return IPoolEngine(e);
     }
 
     /// @inheritdoc ILiquidityPool
@@ -93,12 +88,14 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step {
 
     /// @inheritdoc ILiquidityPool
     function capital() public view returns (uint256) {
-        // Keeper rewards the engine credited are held here until claimed: they are not LP capital. Saturating: if
-        // unpaid account debts left less than that, LP capital is 0 and a claim waits for the debts to be paid.
-        uint256 held = insuranceBalance;
-        if (engine != address(0)) held += IMarginEngine(engine).totalKeeperRewards();
-        uint256 balance = IERC20(asset()).balanceOf(address(this));
-        return balance > held ? balance - held : 0;
+        address e = engine;
+        return e == address(0) ? 0 : IPoolEngine(e).poolCapital();
+    }
+
+    /// @inheritdoc ILiquidityPool
+    function insuranceBalance() external view returns (uint256) {
+        address e = engine;
+        return e == address(0) ? 0 : IPoolEngine(e).insuranceBalance();
     }
 
     /// @notice Redemption value: LP capital less the traders' open profits, per market side. Open trader losses
@@ -217,11 +214,26 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step {
     function _deposit(address caller, address receiver, uint256 assets, uint256 shares) internal override {
         (uint256 stillLocked, uint256 unlockAt) = lockedShares(receiver);
         if (caller != receiver && stillLocked != 0) revert ReceiverLocked(receiver, unlockAt);
-        super._deposit(caller, receiver, assets, shares);
+        // OpenZeppelin's order (transfer in, then mint), with the tokens going straight to the engine.
+        IERC20(asset()).safeTransferFrom(caller, engine, assets);
+        _engine().poolReceive(caller, assets, false);
+        _mint(receiver, shares);
+        emit Deposit(caller, receiver, assets, shares);
         if (shares == 0) return;
         uint64 until = uint64(block.timestamp + holdPeriod);
         _locks[receiver] = Lock({shares: uint192(stillLocked + shares), until: until});
         emit SharesLockedUntil(receiver, stillLocked + shares, until);
+    }
+
+    /// @dev OpenZeppelin's order (burn, then transfer out), with the tokens paid by the engine.
+    function _withdraw(address caller, address receiver, address owner_, uint256 assets, uint256 shares)
+        internal
+        override
+    {
+        if (caller != owner_) _spendAllowance(owner_, caller, shares);
+        _burn(owner_, shares);
+        _engine().poolPay(receiver, assets);
+        emit Withdraw(caller, receiver, owner_, assets, shares);
     }
 
     /// @dev Locked shares cannot be transferred or burned (mints are not checked).
@@ -234,34 +246,9 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step {
 
     /// @inheritdoc ILiquidityPool
     function donateInsurance(uint256 amount) external nonReentrant {
-        IERC20(asset()).safeTransferFrom(msg.sender, address(this), amount);
-        insuranceBalance += amount;
+        IERC20(asset()).safeTransferFrom(msg.sender, engine, amount);
+        _engine().poolReceive(msg.sender, amount, true);
         emit InsuranceDonated(msg.sender, amount);
-    }
-
-    // ------------------------------------------------------------------ engine only
-
-    /// @inheritdoc ILiquidityPool
-    function pay(address to, uint256 amount) external onlyEngine {
-        uint256 available = capital();
-        if (amount > available) revert InsufficientCapital(available, amount);
-        IERC20(asset()).safeTransfer(to, amount);
-        emit Paid(to, amount);
-    }
-
-    /// @inheritdoc ILiquidityPool
-    function addInsurance(uint256 amount) external onlyEngine {
-        uint256 available = capital();
-        if (amount > available) revert InsufficientCapital(available, amount);
-        insuranceBalance += amount;
-        emit InsuranceAdded(amount, insuranceBalance);
-    }
-
-    /// @inheritdoc ILiquidityPool
-    function coverBadDebt(uint256 accountId, uint256 amount) external onlyEngine returns (uint256 fromInsurance) {
-        fromInsurance = Math.min(amount, insuranceBalance);
-        insuranceBalance -= fromInsurance;
-        emit BadDebtCovered(accountId, amount, fromInsurance, amount - fromInsurance);
     }
 
     // ------------------------------------------------------------------ internals

@@ -6,6 +6,7 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
 import {IRebalancer} from "../interfaces/IRebalancer.sol";
 import {IVault} from "../interfaces/IVault.sol";
+import {MarginEngineExtension} from "./MarginEngineExtension.sol";
 import {IOracleRouter} from "../interfaces/IOracleRouter.sol";
 import {ILiquidityPool} from "../interfaces/ILiquidityPool.sol";
 import {AccountLogic} from "../libraries/logic/AccountLogic.sol";
@@ -24,25 +25,31 @@ contract MarginEngine is EngineBase {
     /// @notice The contract that serves the engine's cold functions (see IMarginEngine.extension).
     address public immutable extension;
 
+    /// @param settlementHaircut The settlement asset's haircut (WAD): it is listed first, at index 0.
     constructor(
-        IVault vault_,
         IOracleRouter oracle_,
         ILiquidityPool pool_,
         address gasAsset_,
         address extension_,
+        uint256 settlementHaircut,
         IRebalancer.FeeParams memory fee_,
         uint256 upkeepSize_,
         address owner_
-    ) EngineBase(vault_, oracle_, pool_, gasAsset_, owner_) {
-        // The extension runs on this storage with its own immutables: they must be this engine's.
-        EngineBase ext = EngineBase(extension_);
-        if (
-            extension_.code.length == 0 || ext.vault() != vault_ || ext.oracle() != oracle_
-                || ext.pool() != address(pool_) || ext.gasAsset() != gasAsset_
-        ) revert IMarginEngine.ExtensionMismatch(extension_);
+    ) EngineBase(oracle_, pool_, gasAsset_, owner_) {
+        // The facets run on this storage with their own immutables: they must be this engine's.
+        if (!_sameImmutables(extension_)) revert IMarginEngine.ExtensionMismatch(extension_);
+        address custody = MarginEngineExtension(extension_).custody();
+        if (!_sameImmutables(custody)) revert IMarginEngine.ExtensionMismatch(custody);
         extension = extension_;
+        _listAsset(settlementAsset, settlementHaircut);
         _setFeeParams(fee_);
         _setUpkeepSize(upkeepSize_);
+    }
+
+    function _sameImmutables(address facet) private view returns (bool) {
+        if (facet.code.length == 0) return false;
+        EngineBase f = EngineBase(facet);
+        return f.oracle() == oracle && f.pool() == pool && f.gasAsset() == gasAsset;
     }
 
     /// @dev Every selector this contract does not define runs the extension's code on this storage. A router, not
@@ -57,6 +64,81 @@ contract MarginEngine is EngineBase {
             if iszero(ok) { revert(0, returndatasize()) }
             return(0, returndatasize())
         }
+    }
+
+    // =================================================================== custody (IVault)
+
+    /// @notice See IVault.deposit.
+    function deposit(uint256 accountId, address token, uint256 amount) external nonReentrant {
+        _pull(accountId, token, amount);
+        AccountLogic.Balance storage b = _s.balances[accountId][token];
+        b.reserve = AccountLogic.fit(accountId, token, b.reserve + amount);
+        emit IVault.Deposited(accountId, token, msg.sender, amount);
+    }
+
+    /// @notice See IVault.depositMargin.
+    function depositMargin(uint256 accountId, address token, uint256 amount) external nonReentrant {
+        if (token != settlementAsset && !AccountLogic.isAuthorized(_s, accountId, msg.sender)) {
+            revert IVault.MarginAssetRestricted(accountId, token, msg.sender);
+        }
+        _pull(accountId, token, amount);
+        AccountLogic.addMargin(_s, accountId, token, amount);
+        emit IVault.Deposited(accountId, token, msg.sender, amount);
+        emit IVault.MarginPosted(accountId, token, amount);
+    }
+
+    /// @notice See IVault.withdraw.
+    function withdraw(uint256 accountId, address token, uint256 amount, address to) external nonReentrant {
+        _requireAccountAuthorized(accountId);
+        if (amount == 0) revert IVault.ZeroAmount();
+        if (to == address(0)) revert IVault.ZeroAddress();
+        AccountLogic.Balance storage b = _s.balances[accountId][token];
+        uint256 available = b.reserve;
+        if (available < amount) revert IVault.InsufficientReserve(accountId, token, available, amount);
+        b.reserve = uint128(available - amount); // amount <= available < 2^128
+        AccountLogic.pushTokens(_s, token, to, amount);
+        emit IVault.Withdrawn(accountId, token, to, amount);
+    }
+
+    /// @notice See IVault.postMargin.
+    function postMargin(uint256 accountId, address token, uint256 amount) external nonReentrant {
+        _requireAccountAuthorized(accountId);
+        uint256 index = _listedIndex(token);
+        if (amount == 0) revert IVault.ZeroAmount();
+        AccountLogic.moveBalance(_s, accountId, token, index, amount, true);
+        emit IVault.MarginPosted(accountId, token, amount);
+    }
+
+    /// @notice See IVault.releaseMargin: the account must still meet initial margin after it. An account with no
+    ///         position and no debt needs no price at all (Promise 6: it can always take everything out).
+    function releaseMargin(uint256 accountId, address token, uint256 amount) external nonReentrant {
+        _requireAccountAuthorized(accountId);
+        uint256 index = _listedIndex(token);
+        if (amount == 0) revert IVault.ZeroAmount();
+        AccountLogic.moveBalance(_s, accountId, token, index, amount, false);
+        emit IVault.MarginReleased(accountId, token, amount);
+        AccountLogic.AccountSlot memory a = _s.accounts[accountId];
+        if (a.positionMask == 0 && a.settlement >= 0) return;
+        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
+        AccountLogic.pokeAccount(_s, ctx, accountId);
+        IMarginEngine.AccountState memory st = AccountLogic.valuation(_s, ctx, accountId);
+        if (st.equity < st.initialMargin.toInt256()) {
+            revert IMarginEngine.BelowInitialMargin(accountId, st.equity, st.initialMargin);
+        }
+    }
+
+    /// @dev Pulls exactly `amount` from the caller into an existing account's custody.
+    function _pull(uint256 accountId, address token, uint256 amount) private {
+        if (_s.owners[accountId] == address(0)) revert IVault.AccountNotFound(accountId);
+        _listedIndex(token);
+        if (amount == 0) revert IVault.ZeroAmount();
+        AccountLogic.pullTokens(_s, token, amount);
+    }
+
+    function _listedIndex(address token) private view returns (uint256) {
+        uint256 slot = _s.assetSlot[token];
+        if (slot == 0) revert IVault.AssetNotListed(token);
+        return slot - 1;
     }
 
     // =================================================================== trading
@@ -77,20 +159,6 @@ contract MarginEngine is EngineBase {
         AccountLogic.Env memory env = _env();
         AccountLogic.settle(_s, env, accountId);
         AccountLogic.writeOffIfEmpty(_s, env, accountId);
-    }
-
-    /// @notice See IMarginChecker.checkMarginRelease.
-    /// @dev Runs inside the vault's `releaseMargin`, which holds the shared lock. An account with no position
-    ///      and no debt needs no price at all (Promise 6: it can always take everything out).
-    function checkMarginRelease(uint256 accountId) external {
-        if (msg.sender != address(vault)) revert IMarginEngine.NotVault(msg.sender);
-        if (_s.accounts[accountId].positionMask == 0 && _s.accounts[accountId].settlement >= 0) return;
-        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
-        AccountLogic.pokeAccount(_s, ctx, accountId);
-        IMarginEngine.AccountState memory s = AccountLogic.valuation(_s, ctx, accountId);
-        if (s.equity < s.initialMargin.toInt256()) {
-            revert IMarginEngine.BelowInitialMargin(accountId, s.equity, s.initialMargin);
-        }
     }
 
     /// @notice See IMarginEngine.pokeAccount.
@@ -150,8 +218,12 @@ contract MarginEngine is EngineBase {
         if (amount == 0) revert IMarginEngine.NothingToClaim(msg.sender);
         _s.keeperRewards[msg.sender] = 0;
         _s.totalKeeperRewards -= amount;
-        // The pool holds the tokens (no longer counted apart from LP capital once the total is lowered).
-        ILiquidityPool(pool).pay(to, amount);
+        // Out of the pool's balance, where the credited rewards were set apart from LP capital. Unpaid account debts
+        // can leave less there than was credited: the claim then waits for them to be paid.
+        uint256 available = AccountLogic.poolCapital(_s);
+        if (amount > available) revert ILiquidityPool.InsufficientCapital(available, amount);
+        _s.pool.balance -= uint128(amount); // amount <= capital <= balance
+        AccountLogic.pushTokens(_s, settlementAsset, to, amount);
         emit IMarginEngine.KeeperRewardsClaimed(msg.sender, to, amount);
     }
 
@@ -160,8 +232,7 @@ contract MarginEngine is EngineBase {
         return _s.keeperRewards[keeper];
     }
 
-    /// @notice See IMarginEngine.totalKeeperRewards. Here, not in the extension: the pool reads it on every
-    ///         `capital()`, which a trade's open-interest check and a liquidation's insurance share call.
+    /// @notice See IMarginEngine.totalKeeperRewards.
     function totalKeeperRewards() external view returns (uint256) {
         return _s.totalKeeperRewards;
     }

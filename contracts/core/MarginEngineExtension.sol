@@ -5,7 +5,6 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
 import {IRebalancer} from "../interfaces/IRebalancer.sol";
-import {IVault} from "../interfaces/IVault.sol";
 import {IOracleRouter} from "../interfaces/IOracleRouter.sol";
 import {ILiquidityPool} from "../interfaces/ILiquidityPool.sol";
 import {WadMath} from "../libraries/WadMath.sol";
@@ -16,7 +15,8 @@ import {GovernanceLogic} from "../libraries/logic/GovernanceLogic.sol";
 import {EngineBase} from "./EngineBase.sol";
 
 /// @title MarginEngineExtension
-/// @notice The MarginEngine's cold functions: governance, policies, views, `needsRebalance`, `checkUpkeep`. Only ever
+/// @notice The MarginEngine's cold functions: governance, policies, views, `needsRebalance`, `checkUpkeep`; what it
+///         does not serve either, it passes to the custody facet. Only ever
 ///         run by the engine's fallback (delegatecall, on the engine's storage); called directly it acts on its own
 ///         empty storage and touches nothing of the engine's.
 contract MarginEngineExtension is EngineBase {
@@ -24,9 +24,29 @@ contract MarginEngineExtension is EngineBase {
 
     uint256 private constant WAD = 1e18;
 
-    constructor(IVault vault_, IOracleRouter oracle_, ILiquidityPool pool_, address gasAsset_, address owner_)
-        EngineBase(vault_, oracle_, pool_, gasAsset_, owner_)
-    {}
+    /// @notice The facet that serves custody (IVault) and the pool's side (IPoolEngine): every selector this
+    ///         extension does not define runs its code, on the engine's storage.
+    address public immutable custody;
+
+    constructor(IOracleRouter oracle_, ILiquidityPool pool_, address gasAsset_, address custody_, address owner_)
+        EngineBase(oracle_, pool_, gasAsset_, owner_)
+    {
+        custody = custody_;
+    }
+
+    /// @dev The second hop of the engine's router (engine → extension → custody), delegatecall all the way: the
+    ///      custody code runs on the engine's storage with the original caller.
+    // solhint-disable-next-line no-complex-fallback
+    fallback() external {
+        address next = custody;
+        assembly ("memory-safe") {
+            calldatacopy(0, 0, calldatasize())
+            let ok := delegatecall(gas(), next, 0, calldatasize(), 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            if iszero(ok) { revert(0, returndatasize()) }
+            return(0, returndatasize())
+        }
+    }
 
     // =================================================================== governance
 
@@ -71,7 +91,7 @@ contract MarginEngineExtension is EngineBase {
 
     function setRebalancePolicy(uint256 accountId, IMarginEngine.RebalancePolicy calldata policy) external {
         _requireAuthorized(accountId);
-        RebalanceLogic.setPolicy(_s, _env(), accountId, policy);
+        RebalanceLogic.setPolicy(_s, accountId, policy);
     }
 
     function needsRebalance(uint256 accountId)

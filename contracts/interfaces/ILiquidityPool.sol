@@ -7,7 +7,8 @@ pragma solidity 0.8.28;
 ///         trader profits and keeper rewards, and keeps the insurance fund as a separate balance.
 /// @dev Amounts are in the settlement asset's native decimals (6 for USDC).
 interface ILiquidityPool {
-    error NotEngine(address caller);
+    /// @notice Deposits, redemptions and donations need the engine, which holds the pool's tokens.
+    error EngineNotSet();
     error EngineAlreadySet(address engine);
     error ZeroAddress();
     error InsufficientCapital(uint256 available, uint256 requested);
@@ -24,12 +25,7 @@ interface ILiquidityPool {
     event HoldPeriodSet(uint32 holdPeriod);
     /// @notice `owner`'s `shares` (all its shares still locked) are locked until `until`.
     event SharesLockedUntil(address indexed owner, uint256 shares, uint256 until);
-    event Paid(address indexed to, uint256 amount);
-    event InsuranceAdded(uint256 amount, uint256 insuranceBalance);
     event InsuranceDonated(address indexed from, uint256 amount);
-    /// @notice Bad debt written off: `fromInsurance` covered by the insurance fund, `socialised` borne
-    ///         by LPs through the share price.
-    event BadDebtCovered(uint256 indexed accountId, uint256 amount, uint256 fromInsurance, uint256 socialised);
 
     /// @notice Sets the margin engine once (and, from it, the vault whose reentrancy lock the pool shares).
     function setEngine(address engine) external;
@@ -63,15 +59,4 @@ interface ILiquidityPool {
 
     /// @notice Anyone may add to the insurance fund.
     function donateInsurance(uint256 amount) external;
-
-    // ---------------------------------------------------------------- engine only
-    /// @notice Pays `amount` of LP capital to `to` (trader profits into the vault, claimed keeper rewards).
-    function pay(address to, uint256 amount) external;
-
-    /// @notice Moves `amount` of LP capital into the insurance fund (liquidation penalties' share).
-    function addInsurance(uint256 amount) external;
-
-    /// @notice Writes off `amount` of an account's unpaid debt: the insurance fund covers what it can
-    ///         (moved back to LP capital), LPs bear the rest. Returns the part the insurance fund covered.
-    function coverBadDebt(uint256 accountId, uint256 amount) external returns (uint256 fromInsurance);
 }

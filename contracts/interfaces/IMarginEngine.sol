@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {IMarginChecker} from "./IMarginChecker.sol";
 import {IPoolEngine} from "./IPoolEngine.sol";
-import {IVault} from "./IVault.sol";
 import {IOracleRouter} from "./IOracleRouter.sol";
 
 /// @title IMarginEngine
@@ -12,7 +10,7 @@ import {IOracleRouter} from "./IOracleRouter.sol";
 ///      prices are WAD USD per unit (from the OracleRouter); USD values are WAD; ratios are WAD
 ///      (1.5e18 = 150 %). The settlement asset (the pool's USDC) counts as exactly 1 USD: markets are quoted
 ///      in it and PnL settles in it. Every rounding goes against the account.
-interface IMarginEngine is IMarginChecker, IPoolEngine {
+interface IMarginEngine is IPoolEngine {
     /// @notice Risk parameters of one market (all WAD unless said otherwise).
     /// @param asset Asset whose OracleRouter price the market tracks.
     /// @param baseMMR Maintenance margin rate floor.
@@ -151,7 +149,6 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     /// @dev OpenZeppelin Ownable's, raised by the owner-only functions (declared so tools can decode them).
     error OwnableUnauthorizedAccount(address account);
     error OwnableInvalidOwner(address owner);
-    error NotVault(address caller);
     error UnknownMarket(uint256 marketId);
     error TooManyMarkets(uint256 max);
     error ParamOutOfBounds(bytes32 name, uint256 value, uint256 min, uint256 max);
@@ -180,7 +177,8 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     error PolicyFeeTooHigh(uint256 maxFeeUsd, uint256 max);
     /// @notice `claimKeeperRewards` by a caller with no reward credited.
     error NothingToClaim(address keeper);
-    /// @notice The extension given to the engine was built for another vault, oracle, pool or gas asset.
+    /// @notice The extension given to the engine was built for another oracle, pool or gas asset, or its custody
+    ///         facet was.
     error ExtensionMismatch(address extension);
     // The rebalance postconditions: checked after every rebalance on a fresh valuation (defence in depth: the
     // engine's own plan meets them by construction).
@@ -314,7 +312,6 @@ interface IMarginEngine is IMarginChecker, IPoolEngine {
     ///         `checkUpkeep`): the engine delegates every selector it does not know to it, so both share one storage
     ///         and one address.
     function extension() external view returns (address);
-    function vault() external view returns (IVault);
     /// @notice Governance (Ownable2Step): the owner sets risk parameters, within their on-chain bounds.
     function owner() external view returns (address);
     function pendingOwner() external view returns (address);

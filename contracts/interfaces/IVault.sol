@@ -2,7 +2,9 @@
 pragma solidity 0.8.28;
 
 /// @title IVault
-/// @notice Custody of every collateral token, and the account registry.
+/// @notice Custody of every collateral token, and the account registry. Served by the MarginEngine at its own
+///         address (the engine holds every token: collateral, LP capital, insurance), so a rebalance, a trade or a
+///         liquidation moves balances without a call or a token transfer.
 /// @dev Amounts are in the token's native decimals. For every account and listed asset the vault keeps
 ///      two balances: `reserve` (idle, owner-withdrawable, never counted as margin, never seized, the
 ///      source of automatic top-ups) and `margin` (posted collateral, counted with its haircut in the
@@ -33,32 +35,30 @@ interface IVault {
     error InsufficientReserve(uint256 accountId, address token, uint256 available, uint256 requested);
     error InsufficientMargin(uint256 accountId, address token, uint256 available, uint256 requested);
     error TransferAmountMismatch(address token, uint256 expected, uint256 received);
-    error NotEngine(address caller);
-    error EngineAlreadySet(address engine);
     error UntrackedBalance(address token, uint256 balance, uint256 tracked);
     /// @notice Someone who is not the account's owner or operator tried to post a token other than the
     ///         settlement asset as its margin (collateral a stranger chooses could block its liquidation).
     error MarginAssetRestricted(uint256 accountId, address token, address caller);
-    /// @notice A state change of the vault, engine or pool was re-entered (one lock guards all three).
+    /// @notice A state change of the engine or the pool was re-entered (one lock guards both).
     error ReentrancyGuardReentrantCall();
+    /// @notice Listing and haircuts are the engine owner's (Ownable2Step).
+    error OwnableUnauthorizedAccount(address account);
     /// @notice A reserve or margin balance would reach 2^128 token units (each is stored in 128 bits).
     error BalanceTooLarge(uint256 accountId, address token, uint256 balance);
-    /// @notice Only the engine and the pool may take the shared lock.
-    error NotLockMember(address caller);
 
     // ---------------------------------------------------------------- events
     event AccountCreated(uint256 indexed accountId, address indexed owner);
     event OperatorSet(uint256 indexed accountId, address indexed operator, bool approved);
     event AssetListed(address indexed token, uint8 index, uint8 decimals, uint256 haircut);
     event HaircutSet(address indexed token, uint256 haircut);
-    event EngineSet(address indexed engine);
     event Deposited(uint256 indexed accountId, address indexed token, address indexed from, uint256 amount);
     event Withdrawn(uint256 indexed accountId, address indexed token, address indexed to, uint256 amount);
     event MarginPosted(uint256 indexed accountId, address indexed token, uint256 amount);
     event MarginReleased(uint256 indexed accountId, address indexed token, uint256 amount);
-    /// @notice Margin left the vault on the engine's order (losses to the pool, fees, seized collateral).
+    /// @notice Margin left the account: to the pool (`to` = the pool: losses, fees, funding) or to a collateral
+    ///         buyer (`to` = the buyer, tokens sent).
     event MarginDebited(uint256 indexed accountId, address indexed token, address indexed to, uint256 amount);
-    /// @notice Tokens the engine brought into the vault were credited to an account's margin (profits).
+    /// @notice The pool paid an account's profit into its margin.
     event MarginCredited(uint256 indexed accountId, address indexed token, uint256 amount);
 
     // ---------------------------------------------------------------- accounts
@@ -80,10 +80,6 @@ interface IVault {
     ///         haircut <= 1e18 (`InvalidHaircut`), at most MAX_ASSETS tokens (`TooManyAssets`).
     function listAsset(address token, uint256 haircut) external;
     function setHaircut(address token, uint256 haircut) external;
-    /// @notice Sets the margin engine once (`EngineAlreadySet` after that). Reads the engine's `pool()` and
-    ///         `settlementAsset()` when it has them: the pool shares the vault's reentrancy lock, and strangers
-    ///         may post only the settlement asset as someone's margin.
-    function setEngine(address engine) external;
 
     // ---------------------------------------------------------------- user actions
     /// @notice Anyone may add collateral to any existing account's reserve. Credits the measured balance
@@ -103,20 +99,9 @@ interface IVault {
     /// @notice Owner/operator only. Moves reserve to margin.
     function postMargin(uint256 accountId, address token, uint256 amount) external;
 
-    /// @notice Owner/operator only. Moves margin to reserve, then asks the engine
-    ///         (`IMarginChecker.checkMarginRelease`) to confirm the account still meets initial margin.
+    /// @notice Owner/operator only. Moves margin to reserve; reverts `IMarginEngine.BelowInitialMargin` when the
+    ///         account would no longer meet initial margin (an account without positions or debt is not valued).
     function releaseMargin(uint256 accountId, address token, uint256 amount) external;
-
-    // ---------------------------------------------------------------- engine only
-    /// @notice Moves reserve to margin (automatic top-up). Reverts `InsufficientReserve`.
-    function engineMoveToMargin(uint256 accountId, address token, uint256 amount) external;
-    /// @notice Moves margin to reserve (automatic release). Reverts `InsufficientMargin`.
-    function engineMoveToReserve(uint256 accountId, address token, uint256 amount) external;
-    /// @notice Sends `amount` of the account's margin to `to`. Reverts `InsufficientMargin`.
-    function engineDebitMargin(uint256 accountId, address token, uint256 amount, address to) external;
-    /// @notice Credits `amount` to the account's margin; the tokens must already be in the vault and
-    ///         untracked (`UntrackedBalance` otherwise).
-    function engineCreditMargin(uint256 accountId, address token, uint256 amount) external;
 
     // ---------------------------------------------------------------- views
     function reserveOf(uint256 accountId, address token) external view returns (uint256);
@@ -135,20 +120,15 @@ interface IVault {
         external
         view
         returns (address[] memory tokens, uint256[] memory amounts, AssetConfig[] memory configs);
-    /// @notice Σ reserves + Σ margins of `token` over all accounts (the solvency invariant's right side).
+    /// @notice Tokens of `token` held and accounted for: Σ reserves + Σ margins over all accounts, plus, for the
+    ///         settlement asset, the pool's balance (the solvency invariant's right side).
     function totalTracked(address token) external view returns (uint256);
-    function engine() external view returns (address);
-    /// @notice The liquidity pool that shares the lock (read from the engine at `setEngine`; 0 before).
+    /// @notice The liquidity pool (its share token): LP capital is held here for it.
     function pool() external view returns (address);
-    /// @notice The settlement asset strangers may post as margin (read from the engine; 0 before).
+    /// @notice The settlement asset strangers may post as margin.
     function settlementAsset() external view returns (address);
-
-    // ---------------------------------------------------------------- shared reentrancy lock
-    /// @notice One transient lock guards every state change of the vault, the engine and the pool: a token
-    ///         callback that re-enters any of them reverts `ReentrancyGuardReentrantCall`. The engine and the
-    ///         pool take it with `enterLock` and give it back with `exitLock` (`NotLockMember` for others).
-    function enterLock() external;
-    function exitLock() external;
-    /// @notice True while a state change of the vault, engine or pool is in progress in this transaction.
+    /// @notice True while a state change of the engine or the pool is in progress in this transaction (one
+    ///         transient lock guards both: a token callback that re-enters either reverts
+    ///         `ReentrancyGuardReentrantCall`).
     function locked() external view returns (bool);
 }

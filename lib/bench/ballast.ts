@@ -230,7 +230,7 @@ function row(id: string, label: string, description: string, firstTouch: Figure,
 
 // ------------------------------------------------------------------------------------------ scenarios
 
-/** Vault.depositMargin of 1,000 USDC: the account's first margin deposit, then a second one. */
+/** depositMargin (IVault, at the engine) of 1,000 USDC: the account's first margin deposit, then a second one. */
 export async function benchDeposit(): Promise<Row> {
   const w = await loadFixture(ballastWorld);
   const id = await openAccount(w, { margin: 0n });
@@ -241,7 +241,7 @@ export async function benchDeposit(): Promise<Row> {
   const steady = await measure(dep);
   return row(
     ROW.deposit,
-    "Ballast deposit (Vault.depositMargin)",
+    "Ballast deposit (depositMargin)",
     "1,000 USDC margin into an existing account; first touch = the account's first margin (slot and mask from zero)",
     { gas: first.gas, method: "receipt" },
     { gas: steady.gas, method: "receipt" },

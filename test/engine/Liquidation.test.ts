@@ -228,8 +228,7 @@ describe("MarginEngine › liquidate", function () {
     expect(await f.engine.connect(f.keeper).claimKeeperRewards.staticCall(to.address)).to.equal(total);
     const tx = f.engine.connect(f.keeper).claimKeeperRewards(to.address);
     await expect(tx).to.emit(f.engine, "KeeperRewardsClaimed").withArgs(f.keeper.address, to.address, total);
-    await expect(tx).to.emit(f.pool, "Paid").withArgs(to.address, total);
-    await expect(tx).to.changeTokenBalances(f.usdc, [to, f.keeper, f.pool], [total, 0n, -total]);
+    await expect(tx).to.changeTokenBalances(f.usdc, [to, f.keeper, f.engine], [total, 0n, -total]);
     expect((await f.usdc.balanceOf(to)) - toBalance0).to.equal(total);
     expect(await f.pool.capital()).to.equal(capital0);
     expect(await f.pool.insuranceBalance()).to.equal(insurance0);
@@ -377,13 +376,13 @@ describe("MarginEngine › buyCollateral", function () {
     expect(
       await f.engine.connect(f.keeper).buyCollateral.staticCall(f.book.id, f.weth, USDC(10_000), 0n),
     ).to.equal(amountOut);
-    const pool0 = await f.usdc.balanceOf(f.pool);
+    const pool0 = await f.engine.poolBalance();
     const tx = f.engine.connect(f.keeper).buyCollateral(f.book.id, f.weth, USDC(10_000), amountOut);
     await expect(tx)
       .to.emit(f.engine, "CollateralBought")
       .withArgs(f.book.id, f.keeper.address, await f.weth.getAddress(), debtUsdc, amountOut);
     await expect(tx).to.changeTokenBalance(f.usdc, f.keeper, -debtUsdc);
-    expect((await f.usdc.balanceOf(f.pool)) - pool0).to.equal(debtUsdc);
+    expect((await f.engine.poolBalance()) - pool0).to.equal(debtUsdc);
     expect(await f.weth.balanceOf(f.keeper)).to.equal(amountOut);
     expect(await f.vault.marginOf(f.book.id, f.weth)).to.equal(E18(1) - amountOut);
     expect((await f.engine.accountState(f.book.id)).settlement).to.equal(0n);
@@ -441,7 +440,7 @@ describe("MarginEngine › buyCollateral", function () {
     // 794.75 − 712.5 = 82.25 left with nothing to cover it: insurance pays 18.75, LPs 63.5.
     await expect(tx).to.emit(f.engine, "BadDebt").withArgs(book.id, wad("82.25"), USDC(18) + 750_000n);
     await expect(tx)
-      .to.emit(f.pool, "BadDebtCovered")
+      .to.emit(f.engine, "BadDebtCovered")
       .withArgs(book.id, USDC(82) + 250_000n, USDC(18) + 750_000n, USDC(63) + 500_000n);
     expect(await f.vault.marginMask(book.id)).to.equal(0n);
     expect((await f.engine.accountState(book.id)).settlement).to.equal(0n);
@@ -494,7 +493,7 @@ describe("MarginEngine › bad debt", function () {
     const capital0 = await f.pool.capital();
     const tx = f.engine.connect(f.keeper).liquidate(f.book.id);
     await expect(tx).to.emit(f.engine, "BadDebt").withArgs(f.book.id, badDebtUsd, fromInsurance);
-    await expect(tx).to.emit(f.pool, "BadDebtCovered").withArgs(f.book.id, badDebtUsdc, fromInsurance, socialised);
+    await expect(tx).to.emit(f.engine, "BadDebtCovered").withArgs(f.book.id, badDebtUsdc, fromInsurance, socialised);
     await expect(tx).to.emit(f.engine, "SettlementChanged").withArgs(f.book.id, badDebtUsd, 0n);
 
     expect((await f.engine.accountState(f.book.id)).settlement).to.equal(0n);
@@ -521,7 +520,7 @@ describe("MarginEngine › bad debt", function () {
     await setEth(f, 1500);
     const tx = f.engine.connect(f.keeper).liquidate(f.book.id);
     await expect(tx).to.emit(f.engine, "BadDebt").withArgs(f.book.id, wad("295"), USDC(295));
-    await expect(tx).to.emit(f.pool, "BadDebtCovered").withArgs(f.book.id, USDC(295), USDC(295), 0n);
+    await expect(tx).to.emit(f.engine, "BadDebtCovered").withArgs(f.book.id, USDC(295), USDC(295), 0n);
     // 1,000 + 18.75 − 295
     expect(await f.pool.insuranceBalance()).to.equal(USDC(723) + 750_000n);
   });

@@ -15,7 +15,8 @@ import {
   OracleRouter__factory,
   RebalanceLogic__factory,
   TradeLogic__factory,
-  Vault__factory,
+  IVault__factory,
+  MarginEngineCustody__factory,
 } from "../../typechain-types";
 import { CRYPTO_FEED, DEFAULT_REBALANCER, DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET, wad, type MarketConfig, type RiskConfig } from "../../deploy/params";
 import { E18, USDC, alignToVolGrid, systemFixture } from "../helpers/fixtures";
@@ -131,8 +132,9 @@ async function listDai(f: Fx) {
 }
 
 /**
- * The engine's linked libraries and a factory for its extension, wired as deploy/system.ts `deployEngine` does: the
- * engine links TradeLogic, LiquidationLogic and RebalanceLogic, the extension RebalanceLogic and GovernanceLogic.
+ * The engine's linked libraries and factories for the engine and its two facets, wired as deploy/system.ts
+ * `engineParts` does: the engine links TradeLogic, LiquidationLogic and RebalanceLogic, the extension RebalanceLogic
+ * and GovernanceLogic; the custody facet links nothing.
  */
 async function engineFactories(deployer: HardhatEthersSigner) {
   const lib = async (factory: { deploy(): Promise<{ getAddress(): Promise<string> }> }) =>
@@ -153,7 +155,7 @@ async function engineFactories(deployer: HardhatEthersSigner) {
     },
     deployer,
   );
-  return { engine, extension };
+  return { engine, extension, custody: new MarginEngineCustody__factory(deployer) };
 }
 
 // ============================================================================================ tests
@@ -182,7 +184,7 @@ describe("MarginEngine", () => {
       expect(s.unrealisedPnl).to.equal(u);
       expect(s.equity).to.equal(margin0 * USDC_SCALE + u);
 
-      const poolBefore = await usdc.balanceOf(pool);
+      const poolBefore = await engine.poolBalance();
       const closeFee = tradeFee(E18(10), P_UP, NO_FUNDING.feeRate);
       await expect(trade(f, alice, aliceId, ethMarket, -E18(10)))
         .to.emit(engine, "PositionModified")
@@ -191,7 +193,7 @@ describe("MarginEngine", () => {
       const paid = settlement / USDC_SCALE; // rounded down
       expect(paid).to.equal(990_733_950n);
       expect(await vault.marginOf(aliceId, usdc)).to.equal(margin0 + paid);
-      expect(await usdc.balanceOf(pool)).to.equal(poolBefore - paid);
+      expect(await engine.poolBalance()).to.equal(poolBefore - paid);
       // The sub-unit rest stays as the account's claim.
       const after = await engine.accountState(aliceId);
       expect(after.settlement).to.equal(settlement - paid * USDC_SCALE);
@@ -214,7 +216,7 @@ describe("MarginEngine", () => {
       expect(s.unrealisedPnl).to.equal(u);
       expect(s.equity).to.equal(margin0 * USDC_SCALE + u);
 
-      const poolBefore = await usdc.balanceOf(pool);
+      const poolBefore = await engine.poolBalance();
       const closeFee = tradeFee(E18(10), P_UP, NO_FUNDING.feeRate);
       await expect(trade(f, bob, bobId, ethMarket, E18(10)))
         .to.emit(engine, "PositionModified")
@@ -222,7 +224,7 @@ describe("MarginEngine", () => {
       const owed = mulDivUp(-(u - closeFee), 1n, USDC_SCALE);
       expect(owed).to.equal(1_011_735_186n); // 1,011.7351850839 rounded up
       expect(await vault.marginOf(bobId, usdc)).to.equal(margin0 - owed);
-      expect(await usdc.balanceOf(pool)).to.equal(poolBefore + owed);
+      expect(await engine.poolBalance()).to.equal(poolBefore + owed);
       expect((await engine.accountState(bobId)).settlement).to.equal(0n); // the overshoot is the protocol's
     });
 
@@ -258,12 +260,12 @@ describe("MarginEngine", () => {
       const fee = tradeFee(size, p, NO_FUNDING.feeRate);
       expect(fee).to.be.greaterThan(mulDivDown(mulDivDown(size, p, WAD), NO_FUNDING.feeRate, WAD)); // rounding bites
       const paid = mulDivUp(fee, 1n, USDC_SCALE);
-      const poolBefore = await usdc.balanceOf(pool);
+      const poolBefore = await engine.poolBalance();
       await expect(trade(f, alice, aliceId, ethMarket, size))
         .to.emit(engine, "PositionModified")
         .withArgs(aliceId, ethMarket, size, size, p, 0n, fee);
       expect(await vault.marginOf(aliceId, usdc)).to.equal(USDC(10_000) - paid);
-      expect(await usdc.balanceOf(pool)).to.equal(poolBefore + paid);
+      expect(await engine.poolBalance()).to.equal(poolBefore + paid);
       expect((await engine.accountState(aliceId)).settlement).to.equal(0n);
     });
 
@@ -286,7 +288,7 @@ describe("MarginEngine", () => {
       const p = px8(2100n * 10n ** 8n);
       const before = await engine.accountState(aliceId);
       const marginBefore = await vault.marginOf(aliceId, usdc);
-      const poolBefore = await usdc.balanceOf(pool);
+      const poolBefore = await engine.poolBalance();
       const realised = positionPnl(E18(10), P2000, 0n, p, 0n); // 1,000 USD
       const fee = tradeFee(E18(4), p, NO_FUNDING.feeRate); // 4.2 USD
       await expect(trade(f, alice, aliceId, ethMarket, -E18(4)))
@@ -295,7 +297,7 @@ describe("MarginEngine", () => {
       const paid = (realised - fee) / USDC_SCALE;
       expect(paid).to.equal(995_800_000n);
       expect(await vault.marginOf(aliceId, usdc)).to.equal(marginBefore + paid);
-      expect(await usdc.balanceOf(pool)).to.equal(poolBefore - paid);
+      expect(await engine.poolBalance()).to.equal(poolBefore - paid);
       const pos = await engine.position(aliceId, ethMarket);
       expect(pos.size).to.equal(E18(6));
       expect(pos.entryPrice).to.equal(p);
@@ -423,7 +425,7 @@ describe("MarginEngine", () => {
       await trade(f, bob, bobId, ethMarket, -E18(20));
       const index1 = fundingIndexAfter(0n, fundingRate(E18(100), 0n, M.maxFundingRate, M.skewScale), P2000, 1n);
       const marginBefore = await vault.marginOf(bobId, usdc);
-      const poolBefore = await usdc.balanceOf(pool);
+      const poolBefore = await engine.poolBalance();
       await time.setNextBlockTimestamp(t0 + 1n + 7_000n);
       const index2 = fundingIndexAfter(index1, fundingRate(E18(100), E18(20), M.maxFundingRate, M.skewScale), P2000, 7_000n);
       const realised = positionPnl(-E18(20), P2000, index1, P2000, index2);
@@ -434,7 +436,7 @@ describe("MarginEngine", () => {
         .withArgs(bobId, ethMarket, E18(20), 0n, P2000, realised, fee);
       const owed = mulDivUp(fee - realised, 1n, USDC_SCALE);
       expect(await vault.marginOf(bobId, usdc)).to.equal(marginBefore - owed);
-      expect(await usdc.balanceOf(pool)).to.equal(poolBefore + owed);
+      expect(await engine.poolBalance()).to.equal(poolBefore + owed);
     });
   });
 
@@ -802,54 +804,65 @@ describe("MarginEngine", () => {
   describe("deployment › extension", () => {
     const FEE = { baseFeeUsd: DEFAULT_REBALANCER.baseFeeUsd, gasUnits: DEFAULT_REBALANCER.gasUnits };
 
-    it("the constructor reverts ExtensionMismatch(extension) for an extension built with another vault, oracle, pool or gas asset, or without code", async () => {
+    it("the constructor reverts ExtensionMismatch(facet) for an extension or custody facet built with another oracle, pool or gas asset, or without code", async () => {
       const f = await loadFixture(engineFixture);
-      const { deployer, vault, oracle, pool, usdc, weth, wbtc, alice } = f;
+      const { deployer, oracle, pool, usdc, weth, wbtc, alice } = f;
       const owner = deployer.address;
       const factories = await engineFactories(deployer);
       const deployEngine = (extension: AddressLike) =>
-        factories.engine.deploy(vault, oracle, pool, weth, extension, FEE, DEFAULT_REBALANCER.upkeepSize, owner);
+        factories.engine.deploy(oracle, pool, weth, extension, HAIRCUTS.USDC, FEE, DEFAULT_REBALANCER.upkeepSize, owner);
+      const custody = await factories.custody.deploy(oracle, pool, weth, owner);
 
-      // Control: an extension built with the engine's own immutables is accepted.
-      const matching = await factories.extension.deploy(vault, oracle, pool, weth, owner);
+      // Control: facets built with the engine's own immutables are accepted.
+      const matching = await factories.extension.deploy(oracle, pool, weth, custody, owner);
       const engine2 = await deployEngine(matching);
       expect(await engine2.extension()).to.equal(await matching.getAddress());
-      // The engine reads the fee parameters through its extension (delegatecall on its own storage).
+      // The engine reads the fee parameters through its extension (delegatecall on its own storage), and its
+      // custody through the extension's own router: the settlement asset is listed first.
       const engine2AsExt = MarginEngineExtension__factory.connect(await engine2.getAddress(), deployer);
       expect(await engine2AsExt.feeParams()).to.deep.equal([FEE.baseFeeUsd, BigInt(FEE.gasUnits)]);
       expect(await engine2AsExt.upkeepSize()).to.equal(BigInt(DEFAULT_REBALANCER.upkeepSize));
+      const engine2AsVault = IVault__factory.connect(await engine2.getAddress(), deployer);
+      expect(await engine2AsVault.listedAssets()).to.deep.equal([await usdc.getAddress()]);
+      expect(await engine2AsVault.assetConfig(usdc)).to.deep.equal([true, 0n, 6n, HAIRCUTS.USDC]);
 
-      // Another vault (listing the same USDC, so the extension itself deploys), oracle, pool (of the same USDC).
-      const otherVault = await new Vault__factory(deployer).deploy(owner);
-      await otherVault.listAsset(usdc, HAIRCUTS.USDC);
+      // Another oracle, pool (of the same USDC) or gas asset, in the extension or in its custody facet.
       const otherOracle = await new OracleRouter__factory(deployer).deploy(owner);
       const otherPool = await new LiquidityPool__factory(deployer).deploy(usdc, owner);
       const mismatched = {
-        vault: await factories.extension.deploy(otherVault, oracle, pool, weth, owner),
-        oracle: await factories.extension.deploy(vault, otherOracle, pool, weth, owner),
-        pool: await factories.extension.deploy(vault, oracle, otherPool, weth, owner),
-        gasAsset: await factories.extension.deploy(vault, oracle, pool, wbtc, owner),
+        oracle: await factories.extension.deploy(otherOracle, pool, weth, custody, owner),
+        pool: await factories.extension.deploy(oracle, otherPool, weth, custody, owner),
+        gasAsset: await factories.extension.deploy(oracle, pool, wbtc, custody, owner),
       };
       for (const [what, ext] of Object.entries(mismatched)) {
         await expect(deployEngine(ext), what)
           .to.be.revertedWithCustomError(factories.engine, "ExtensionMismatch")
           .withArgs(await ext.getAddress());
       }
+      const otherCustody = await factories.custody.deploy(otherOracle, pool, weth, owner);
+      const withOtherCustody = await factories.extension.deploy(oracle, pool, weth, otherCustody, owner);
+      await expect(deployEngine(withOtherCustody))
+        .to.be.revertedWithCustomError(factories.engine, "ExtensionMismatch")
+        .withArgs(await otherCustody.getAddress());
       // An address without code (an EOA) is no extension.
       await expect(deployEngine(alice.address))
         .to.be.revertedWithCustomError(factories.engine, "ExtensionMismatch")
         .withArgs(alice.address);
     });
 
-    it("the deployed engine's extension was built with the engine's vault, oracle, pool and gas asset", async () => {
+    it("the deployed engine's facets were built with the engine's oracle, pool and gas asset", async () => {
       const f = await loadFixture(engineFixture);
       const ext = MarginEngineExtension__factory.connect(await f.engine.extension(), f.deployer);
       expect(await ext.getAddress()).to.not.equal(await f.engine.getAddress());
-      expect(await ext.vault()).to.equal(await f.vault.getAddress());
-      expect(await ext.oracle()).to.equal(await f.oracle.getAddress());
-      expect(await ext.pool()).to.equal(await f.pool.getAddress());
-      expect(await ext.gasAsset()).to.equal(await f.weth.getAddress());
+      const custody = MarginEngineCustody__factory.connect(await ext.custody(), f.deployer);
+      for (const facet of [ext, custody]) {
+        expect(await facet.oracle()).to.equal(await f.oracle.getAddress());
+        expect(await facet.pool()).to.equal(await f.pool.getAddress());
+        expect(await facet.gasAsset()).to.equal(await f.weth.getAddress());
+      }
       expect(await f.rebalancer.gasAsset()).to.equal(await f.weth.getAddress());
+      // Custody is served at the engine's address.
+      expect(await f.vault.getAddress()).to.equal(await f.engine.getAddress());
     });
 
     it("a governance call sent to the extension contract itself acts on the extension's own storage and leaves the engine's untouched", async () => {
@@ -1041,17 +1054,17 @@ describe("MarginEngine", () => {
       const fee = tradeFee(E18(3), px8(200012345678n), NO_FUNDING.feeRate);
       expect((await engine.accountState(aliceId)).settlement).to.equal(-fee);
       await vault.connect(alice).depositMargin(aliceId, usdc, USDC(100));
-      const poolBefore = await usdc.balanceOf(pool);
+      const poolBefore = await engine.poolBalance();
       await engine.connect(keeper).settle(aliceId);
       const paid = mulDivUp(fee, 1n, USDC_SCALE);
       expect(await vault.marginOf(aliceId, usdc)).to.equal(USDC(100) - paid);
-      expect(await usdc.balanceOf(pool)).to.equal(poolBefore + paid);
+      expect(await engine.poolBalance()).to.equal(poolBefore + paid);
       expect((await engine.accountState(aliceId)).settlement).to.equal(0n);
     });
   });
 
   // ------------------------------------------------------------------------------------------ releaseMargin
-  describe("checkMarginRelease (vault.releaseMargin)", () => {
+  describe("releaseMargin checks initial margin", () => {
     it("allows a release that keeps equity >= IM and refuses one more unit with BelowInitialMargin", async () => {
       const f = await loadFixture(noFundingFixture);
       const { engine, oracle, vault, usdc, weth, alice, aliceId, ethMarket } = f;

@@ -221,7 +221,8 @@ const accountName = (id: bigint) => `account ${id}`;
 
 // ============================================================================================ 1. solvency
 
-/** Every token's vault balance covers Σ reserves + Σ margins (== totalTracked); the pool's USDC covers its
+/** Every token's balance in the engine covers Σ reserves + Σ margins (+ the pool's balance for USDC, all ==
+ *  totalTracked); the pool's USDC covers its
  *  insurance fund; no account is left with debt and nothing behind it (bad debt is written off at once). And the
  *  books behind those figures agree: margin masks with margins, each market side's open interest and aggregates
  *  with its positions, totalDebtUsd with the accounts' debts, every account's settlement with its
@@ -232,8 +233,9 @@ export function INV_SOLVENCY(r: StepRecord): void {
   const I = "INV_SOLVENCY";
   if (s.accountCount !== BigInt(s.accounts.length)) fail(I, `${label(r)}: ${s.accountCount} accounts, expected ${s.accounts.length}`);
   for (let k = 0; k < 3; k++) {
-    const sum = s.accounts.reduce((acc, a) => acc + a.reserve[k] + a.margin[k], 0n);
-    if (s.tracked[k] !== sum) fail(I, `${label(r)}: totalTracked(token ${k}) = ${s.tracked[k]} but Σ reserves + margins = ${sum}`);
+    // The engine holds the pool's USDC too (token 0): tracked = Σ reserves + margins (+ the pool's balance).
+    const sum = s.accounts.reduce((acc, a) => acc + a.reserve[k] + a.margin[k], 0n) + (k === 0 ? s.poolUsdc : 0n);
+    if (s.tracked[k] !== sum) fail(I, `${label(r)}: totalTracked(token ${k}) = ${s.tracked[k]} but Σ reserves + margins${k === 0 ? " + pool" : ""} = ${sum}`);
     if (s.vaultBalance[k] < s.tracked[k]) {
       fail(I, `${label(r)}: vault holds ${s.vaultBalance[k]} of token ${k} but owes ${s.tracked[k]}`);
     }

@@ -28,7 +28,7 @@ import {
   MockERC20__factory,
   OracleRouter__factory,
   IRebalancer__factory,
-  Vault__factory,
+  IVault__factory,
   type MockAggregator,
 } from "../../typechain-types";
 import { LENS_ADDRESS, lensCall, type RawCall, type RawResult } from "./lens";
@@ -58,6 +58,7 @@ const READS = new Interface([
   fn(ENGINE_ABI, "position"),
   "function rebalancePolicy(uint256) view returns (tuple(uint8 actions,uint32 cooldown,uint64 triggerRatio,uint64 targetRatio,uint64 releaseRatio,uint128 maxFeeUsd,address[] topUpAssets))",
   "function insuranceBalance() view returns (uint256)",
+  "function poolBalance() view returns (uint256)",
   "function capital() view returns (uint256)",
   "function totalAssets() view returns (uint256)",
   "function mintAssets() view returns (uint256)",
@@ -88,7 +89,7 @@ const READS = new Interface([
 ]);
 
 const ABIS: InterfaceAbi[] = [
-  Vault__factory.abi,
+  IVault__factory.abi,
   IMarginEngine__factory.abi,
   LiquidityPool__factory.abi,
   OracleRouter__factory.abi,
@@ -474,7 +475,7 @@ export async function snapshot(
     pend(L, w.addr.vault, "totalTracked", [t], (ok, v) => (s.tracked[k] = big(v)), "uint");
   });
   pend(L, w.addr.vault, "accountCount", [], (ok, v) => (s.accountCount = big(v)), "uint");
-  pend(L, w.tokens[0], "balanceOf", [w.addr.pool], (ok, v) => (s.poolUsdc = big(v)), "uint");
+  pend(L, w.addr.engine, "poolBalance", [], (ok, v) => (s.poolUsdc = big(v)), "uint");
   pend(L, w.addr.pool, "insuranceBalance", [], (ok, v) => (s.insurance = big(v)), "uint");
   pend(L, w.addr.pool, "totalSupply", [], (ok, v) => (s.totalSupply = big(v)), "uint");
   pend(L, w.tokens[0], "balanceOf", [f.keeper.address], (ok, v) => (s.keeperUsdc += big(v)), "uint");

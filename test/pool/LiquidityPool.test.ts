@@ -65,9 +65,9 @@ describe("LiquidityPool › ERC-4626 shares", function () {
 
   it("deposits, withdraws and redeems with exact, protocol-favouring rounding", async function () {
     const f = await loadFixture(poolFixture);
-    // Make the share price uneven first: a 7 USDC fee-equivalent donation to capital.
-    await f.usdc.mint(f.deployer.address, 7_777_777n);
-    await f.usdc.connect(f.deployer).transfer(f.pool, 7_777_777n);
+    // Make the share price uneven first: bob's 7.777777 ETH long at 2,000 pays a 5 bps fee of 7.777777 USDC into
+    // capital (funding is off and the price does not move: no open PnL).
+    await openAccount(f, f.bob, { usdc: USDC(20_000) }, [{ market: f.ethMarket, size: 7_777_777n * 10n ** 12n }], () => ETH0);
 
     let supply = await f.pool.totalSupply();
     let total = await f.pool.totalAssets();
@@ -182,72 +182,63 @@ describe("LiquidityPool › counterparty accounting", function () {
 });
 
 describe("LiquidityPool › first-depositor (donation) attack", function () {
-  it("costs the attacker about half the donation and the victim less than 0.5 USDC", async function () {
+  it("is void: tokens sent straight to the pool or the engine are not capital, so the victim keeps exactly its 1,000 USDC", async function () {
     const f = await loadFixture(emptyPoolFixture);
-    // Attacker: 1 unit in, then 1,000,000 USDC straight to the pool.
+    // Attacker: 1 unit in, then 900,000 USDC straight to the pool and 900,000 to the engine that holds its tokens.
     await f.pool.connect(f.attacker).deposit(1n, f.attacker.address);
     expect(await f.pool.balanceOf(f.attacker)).to.equal(OFFSET); // 1 × (0 + 1e6) / (0 + 1)
-    await f.usdc.connect(f.attacker).transfer(f.pool, USDC(1_000_000));
-    let total = USDC(1_000_000) + 1n;
-    let supply = OFFSET;
-    expect(await f.pool.totalAssets()).to.equal(total);
+    await f.usdc.connect(f.attacker).transfer(f.pool, USDC(900_000));
+    await f.usdc.connect(f.attacker).transfer(f.engine, USDC(900_000));
+    // LP capital is what the pool deposited through the engine, not a token balance.
+    expect(await f.pool.totalAssets()).to.equal(1n);
+    expect(await f.engine.poolBalance()).to.equal(1n);
+    expect(await f.vault.totalTracked(f.usdc)).to.equal(1n);
 
-    // Victim: 1,000 USDC ⇒ 1e9 × 2e6 / (1e12 + 2) = 1,999 shares (not 0).
-    const victimShares = toShares(USDC(1000), supply, total);
-    expect(victimShares).to.equal(1999n);
+    // Victim: 1,000 USDC ⇒ 1e9 × (1e6 + 1e6) / (1 + 1) = 1e15 shares, worth 1e15 × (1e9 + 2) / (1e15 + 1e6).
+    const victimShares = toShares(USDC(1000), OFFSET, 1n);
+    expect(victimShares).to.equal(10n ** 15n);
     await f.pool.connect(f.victim).deposit(USDC(1000), f.victim.address);
     expect(await f.pool.balanceOf(f.victim)).to.equal(victimShares);
-    supply += victimShares;
-    total += USDC(1000);
-
-    const victimValue = toAssets(victimShares, supply, total);
-    const attackerValue = toAssets(OFFSET, supply, total);
+    const victimValue = toAssets(victimShares, OFFSET + victimShares, USDC(1000) + 1n);
+    expect(victimValue).to.equal(USDC(1000));
     expect(await f.pool.previewRedeem(victimShares)).to.equal(victimValue);
-    expect(await f.pool.previewRedeem(OFFSET)).to.equal(attackerValue);
-    // Exact: the victim can take out 999.500499 USDC, the attacker 500,000.249751 of its 1,000,000.000001.
-    expect(victimValue).to.equal(999_500_499n);
-    expect(attackerValue).to.equal(500_000_249_751n);
-    const victimLoss = USDC(1000) - victimValue;
-    const attackerLoss = USDC(1_000_000) + 1n - attackerValue;
-    expect(victimLoss).to.be.lt(USDC(1) / 2n);
-    expect(attackerLoss).to.be.gt(USDC(499_000));
-    // The attack loses the attacker ~10^6 times what it costs the victim.
-    expect(attackerLoss / victimLoss).to.be.gt(10n ** 6n);
+    expect(await f.pool.previewRedeem(OFFSET)).to.equal(1n);
 
-    // Both redeem: the victim gets what the preview said; the attacker is down ~499,999.75 USDC.
     await passHoldPeriod(f.pool);
     await expect(f.pool.connect(f.victim).redeem(victimShares, f.victim.address, f.victim.address)).to.changeTokenBalance(
       f.usdc,
       f.victim,
-      victimValue,
+      USDC(1000),
     );
-  });
-
-  it("leaves a victim of a 10,000 USDC donation at least 999.99 of its 1,000 USDC", async function () {
-    const f = await loadFixture(emptyPoolFixture);
-    await f.pool.connect(f.attacker).deposit(1n, f.attacker.address);
-    await f.usdc.connect(f.attacker).transfer(f.pool, USDC(10_000));
-    const total = USDC(10_000) + 1n;
-    const shares = toShares(USDC(1000), OFFSET, total);
-    await f.pool.connect(f.victim).deposit(USDC(1000), f.victim.address);
-    const value = toAssets(shares, OFFSET + shares, total + USDC(1000));
-    expect(await f.pool.previewRedeem(await f.pool.balanceOf(f.victim))).to.equal(value);
-    expect(value).to.be.gte(999_990_000n);
+    // The donations stay where they were sent, untracked: nobody's balance.
+    expect(await f.usdc.balanceOf(f.pool)).to.equal(USDC(900_000));
+    expect(await f.usdc.balanceOf(f.engine)).to.equal(USDC(900_000) + 1n);
+    expect(await f.vault.totalTracked(f.usdc)).to.equal(1n);
   });
 });
 
 describe("LiquidityPool › engine-only entry points", function () {
-  it("reverts NotEngine(caller) for pay, addInsurance and coverBadDebt from anyone else", async function () {
+  it("the engine's pool side (poolReceive, poolPay, enterLock, exitLock) reverts NotPool(caller) for anyone but the pool, and changes nothing", async function () {
     const f = await loadFixture(poolFixture);
-    await expect(f.pool.connect(f.alice).pay(f.alice.address, 1n))
-      .to.be.revertedWithCustomError(f.pool, "NotEngine")
+    const capital = await f.pool.capital();
+    // Tokens sent to the engine are not the pool's until the pool says so: a stranger cannot claim them as LP capital.
+    await f.usdc.mint(f.alice.address, USDC(5));
+    await f.usdc.connect(f.alice).transfer(f.engine, USDC(5));
+    await expect(f.engine.connect(f.alice).poolReceive(f.alice.address, USDC(5), false))
+      .to.be.revertedWithCustomError(f.engine, "NotPool")
       .withArgs(f.alice.address);
-    await expect(f.pool.connect(f.alice).addInsurance(1n))
-      .to.be.revertedWithCustomError(f.pool, "NotEngine")
+    await expect(f.engine.connect(f.alice).poolPay(f.alice.address, 1n))
+      .to.be.revertedWithCustomError(f.engine, "NotPool")
       .withArgs(f.alice.address);
-    await expect(f.pool.connect(f.deployer).coverBadDebt(1n, 1n))
-      .to.be.revertedWithCustomError(f.pool, "NotEngine")
+    await expect(f.engine.connect(f.deployer).enterLock())
+      .to.be.revertedWithCustomError(f.engine, "NotPool")
       .withArgs(f.deployer.address);
+    await expect(f.engine.connect(f.deployer).exitLock())
+      .to.be.revertedWithCustomError(f.engine, "NotPool")
+      .withArgs(f.deployer.address);
+    expect(await f.pool.capital()).to.equal(capital);
+    expect(await f.engine.poolCapital()).to.equal(capital);
+    expect(await f.vault.totalTracked(f.usdc)).to.equal(capital);
   });
 
   it("keeps donated insurance out of LP capital", async function () {
@@ -271,7 +262,7 @@ describe("LiquidityPool › unclaimed keeper rewards", function () {
     // keeper's half 40.55 and insurance's 40.55. Alice owes 1,976.1 and pays it from her 1,995 USDC margin.
     await f.engine.setRiskParams({ ...DEFAULT_RISK, fullLiquidationHealth: wad("0.9") });
     const book = await openAccount(f, f.alice, { usdc: USDC(2000) }, [{ market: f.ethMarket, size: E18(5) }], () => ETH0);
-    expect(await f.usdc.balanceOf(f.pool)).to.equal(USDC(1_000_005));
+    expect(await f.engine.poolBalance()).to.equal(USDC(1_000_005));
     expect(await f.pool.capital()).to.equal(USDC(1_000_005));
     expect(await f.engine.totalKeeperRewards()).to.equal(0n);
 
@@ -284,13 +275,14 @@ describe("LiquidityPool › unclaimed keeper rewards", function () {
       .to.emit(f.engine, "Liquidated")
       .withArgs(book.id, f.keeper.address, WAD, E18(5) * 1622n, wad("81.1"), wad("45.55"), (h: bigint) => h < wad("0.9"), MaxUint256);
     await expect(tx).to.emit(f.engine, "KeeperRewardCredited").withArgs(f.keeper.address, reward, reward);
-    // Nothing leaves the pool: it receives alice's 1,976.1 and keeps the keeper's 45.55 for the keeper.
-    await expect(tx).to.changeTokenBalances(f.usdc, [f.pool, f.keeper], [USDC(1976) + 100_000n, 0n]);
+    // No token moves: the pool's balance receives alice's 1,976.1 inside the engine and keeps the keeper's 45.55 for
+    // the keeper.
+    await expect(tx).to.changeTokenBalances(f.usdc, [f.engine, f.pool, f.keeper], [0n, 0n, 0n]);
     expect(await f.vault.marginOf(book.id, f.usdc)).to.equal(USDC(18) + 900_000n);
 
     const balance = USDC(1_001_981) + 100_000n; // 1,000,005 + 1,976.1
     const insurance = USDC(40) + 550_000n;
-    expect(await f.usdc.balanceOf(f.pool)).to.equal(balance);
+    expect(await f.engine.poolBalance()).to.equal(balance);
     expect(await f.pool.insuranceBalance()).to.equal(insurance);
     expect(await f.engine.totalKeeperRewards()).to.equal(reward);
     expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(reward);
@@ -306,9 +298,9 @@ describe("LiquidityPool › unclaimed keeper rewards", function () {
     // The claim: the pool's balance falls by exactly 45.55, capital, insurance and the share price do not move.
     const claim = f.engine.connect(f.keeper).claimKeeperRewards(f.keeper.address);
     await expect(claim).to.emit(f.engine, "KeeperRewardsClaimed").withArgs(f.keeper.address, f.keeper.address, reward);
-    await expect(claim).to.changeTokenBalances(f.usdc, [f.pool, f.keeper], [-reward, reward]);
-    expect(await f.usdc.balanceOf(f.pool)).to.equal(balance - reward);
-    expect(await f.usdc.balanceOf(f.pool)).to.equal(USDC(1_001_935) + 550_000n);
+    await expect(claim).to.changeTokenBalances(f.usdc, [f.engine, f.keeper], [-reward, reward]);
+    expect(await f.engine.poolBalance()).to.equal(balance - reward);
+    expect(await f.engine.poolBalance()).to.equal(USDC(1_001_935) + 550_000n);
     expect(await f.pool.capital()).to.equal(USDC(1_001_895));
     expect(await f.pool.totalAssets()).to.equal(USDC(1_001_895));
     expect(await f.pool.insuranceBalance()).to.equal(insurance);

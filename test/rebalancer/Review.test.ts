@@ -71,11 +71,15 @@ async function snapshot(f: RebalanceFixture) {
   return { accounts, tokens };
 }
 
-/** INV 1 (vault part): Σ reserves + Σ margins == totalTracked <= token balance of the vault, for every token. */
+/**
+ * INV 1 (custody part): Σ reserves + Σ margins (+ the pool's balance, for USDC) == totalTracked <= token balance of
+ * the engine, for every token.
+ */
 async function expectVaultSolvent(f: RebalanceFixture) {
   const { accounts, tokens } = await snapshot(f);
+  const usdc = await f.usdc.getAddress();
   for (let i = 0; i < tokens.length; i++) {
-    let sum = 0n;
+    let sum = (await tokens[i].getAddress()) === usdc ? await f.engine.poolBalance() : 0n;
     for (const a of Object.values(accounts)) sum += a.reserve[i] + a.margin[i];
     const tracked = await f.vault.totalTracked(tokens[i]);
     expect(sum, `Σ balances of token ${i}`).to.equal(tracked);

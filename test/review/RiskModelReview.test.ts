@@ -234,7 +234,7 @@ describe("Risk model review (imVolFloor, liquidation at the current σ, σ_mm sp
       const capitalBeforeClaim = await f.pool.capital();
       await expect(f.engine.connect(f.keeper).claimKeeperRewards(f.keeper.address)).to.changeTokenBalances(
         f.usdc,
-        [f.keeper, f.pool],
+        [f.keeper, f.engine],
         [keeper0 + pL.liq.keeperTokens, -(keeper0 + pL.liq.keeperTokens)],
       );
       expect(await f.pool.capital()).to.equal(capitalBeforeClaim);

@@ -183,7 +183,7 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
       expect(liq.keeperTokens).to.equal(EXPECTED.keeperUsdc);
       // The keeper claims its credit: paid by the pool, LP capital unchanged.
       const claim = engine.connect(keeper).claimKeeperRewards(keeper.address);
-      await expect(claim).to.changeTokenBalances(usdc, [keeper, pool], [keeperUsdc0 + liq.keeperTokens, -(keeperUsdc0 + liq.keeperTokens)]);
+      await expect(claim).to.changeTokenBalances(usdc, [keeper, engine], [keeperUsdc0 + liq.keeperTokens, -(keeperUsdc0 + liq.keeperTokens)]);
       expect(await pool.capital()).to.equal(liq.poolCapitalAfter);
       if (remaining.length > 0) expect(after.health).to.be.gte(RISK.liquidationTargetRatio);
       break;

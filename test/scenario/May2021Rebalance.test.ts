@@ -347,7 +347,7 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     const capitalBeforeClaim = await pool.capital();
     await expect(engine.connect(keeper).claimKeeperRewards(keeper.address)).to.changeTokenBalances(
       usdc,
-      [keeper, pool],
+      [keeper, engine],
       [credited, -credited],
     );
     expect(await pool.capital()).to.equal(capitalBeforeClaim);

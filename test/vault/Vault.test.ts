@@ -8,15 +8,13 @@ import {
   IERC20__factory,
   LiquidityPool__factory,
   MockERC20__factory,
-  MockMarginChecker__factory,
   NoReturnToken__factory,
   OracleRouter__factory,
   ReentrantToken__factory,
   TwentyFourDecimalsToken__factory,
-  Vault__factory,
   ZeroDecimalsToken__factory,
 } from "../../typechain-types";
-import type { MockERC20, MockMarginChecker, NoReturnToken, Vault } from "../../typechain-types";
+import type { IVault, MockERC20, NoReturnToken } from "../../typechain-types";
 import { deployEngine } from "../../deploy/system";
 
 // ------------------------------------------------------------------------------------------ constants
@@ -36,18 +34,23 @@ const BOB_ACCOUNT = 2n;
 
 // ------------------------------------------------------------------------------------------ fixtures
 
-/** Vault with three listed MockERC20 (6, 8 and 18 decimals) and no accounts. */
+/**
+ * Custody (IVault) as the MarginEngine serves it at its own address, over an oracle without feeds and an empty pool:
+ * three listed MockERC20 (6, 8 and 18 decimals; USDC, the pool's asset, listed first by the engine itself) and no
+ * accounts. No market: nothing here needs a price.
+ */
 async function listedFixture() {
-  const [admin, alice, bob, carol, dave, stranger, engineSigner, receiver] = await ethers.getSigners();
-  const vault = await new Vault__factory(admin).deploy(admin.address);
+  const [admin, alice, bob, carol, dave, stranger, receiver] = await ethers.getSigners();
   const mockFactory = new MockERC20__factory(admin);
   const usdc = await mockFactory.deploy("USD Coin", "USDC", 6);
   const wbtc = await mockFactory.deploy("Wrapped BTC", "WBTC", 8);
   const weth = await mockFactory.deploy("Wrapped Ether", "WETH", 18);
-  await vault.listAsset(usdc, USDC_HAIRCUT);
+  const oracle = await new OracleRouter__factory(admin).deploy(admin.address);
+  const pool = await new LiquidityPool__factory(admin).deploy(usdc, admin.address);
+  const { vault, engine } = await deployEngine(admin, oracle, pool, await weth.getAddress(), USDC_HAIRCUT);
   await vault.listAsset(wbtc, WBTC_HAIRCUT);
   await vault.listAsset(weth, WETH_HAIRCUT);
-  return { vault, usdc, wbtc, weth, admin, alice, bob, carol, dave, stranger, engineSigner, receiver };
+  return { vault, engine, pool, usdc, wbtc, weth, admin, alice, bob, carol, dave, stranger, receiver };
 }
 
 /**
@@ -76,34 +79,14 @@ async function accountsFixture() {
   return { ...base, noReturn };
 }
 
-/** accountsFixture with a plain signer as the engine, to call the engine-only functions directly. */
-async function engineFixture() {
-  const f = await accountsFixture();
-  await f.vault.setEngine(f.engineSigner.address);
-  return f;
-}
-
-/** accountsFixture with a MockMarginChecker as the engine (release checks). */
-async function checkerFixture() {
-  const f = await accountsFixture();
-  const checker = await new MockMarginChecker__factory(f.admin).deploy();
-  await f.vault.setEngine(checker);
-  return { ...f, checker };
-}
-
 /**
- * accountsFixture with a real MarginEngine (over an empty pool of the test's USDC) as the engine: the vault reads
- * its settlement asset, USDC, which anyone may post as any account's margin (other tokens only the owner or an
- * operator may post). No market, no position: releases need no price.
+ * accountsFixture, named for what it shows: the engine's settlement asset, USDC, may be posted by anyone as any
+ * account's margin (other tokens only the owner or an operator may post).
  */
 async function settlementFixture() {
   const f = await accountsFixture();
-  const oracle = await new OracleRouter__factory(f.admin).deploy(f.admin.address);
-  const pool = await new LiquidityPool__factory(f.admin).deploy(f.usdc, f.admin.address);
-  // Any listed token serves as the gas asset: no market, no rebalance here.
-  const { engine } = await deployEngine(f.admin, f.vault, oracle, pool, await f.usdc.getAddress());
   expect(await f.vault.settlementAsset()).to.equal(await f.usdc.getAddress());
-  return { ...f, engine, pool };
+  return f;
 }
 
 // ------------------------------------------------------------------------------------------ helpers
@@ -114,7 +97,7 @@ type Addressable = { getAddress(): Promise<string> };
  * Every balance the vault could move: token balances of the given holders and of the vault, and
  * reserve, margin and mask of the given accounts, plus totalTracked per token.
  */
-async function snapshot(vault: Vault, tokens: Addressable[], holders: string[], accountIds: bigint[]) {
+async function snapshot(vault: IVault, tokens: Addressable[], holders: string[], accountIds: bigint[]) {
   const out: Record<string, bigint> = {};
   const vaultAddress = await vault.getAddress();
   for (const t of tokens) {
@@ -132,7 +115,7 @@ async function snapshot(vault: Vault, tokens: Addressable[], holders: string[], 
 }
 
 /** INV_SOLVENCY: each token's balance in the vault covers Σ reserves + Σ margins (totalTracked). */
-async function expectSolvent(vault: Vault, tokens: Addressable[], exact = true) {
+async function expectSolvent(vault: IVault, tokens: Addressable[], exact = true) {
   for (const t of tokens) {
     const token = await t.getAddress();
     const held = await IERC20__factory.connect(token, ethers.provider).balanceOf(vault);
@@ -743,48 +726,17 @@ describe("Vault", function () {
         .withArgs(ALICE_ACCOUNT, stranger.address);
     });
 
-    it("works with no engine set (nothing to ask)", async function () {
+    it("an account without positions or debt releases all of it without a price (no oracle is even configured here)", async function () {
       const { vault, weth, alice } = await loadFixture(accountsFixture);
-      expect(await vault.engine()).to.equal(ethers.ZeroAddress);
       await vault.connect(alice).depositMargin(ALICE_ACCOUNT, weth, WAD);
-      await vault.connect(alice).releaseMargin(ALICE_ACCOUNT, weth, WAD);
+      await expect(vault.connect(alice).releaseMargin(ALICE_ACCOUNT, weth, WAD))
+        .to.emit(vault, "MarginReleased")
+        .withArgs(ALICE_ACCOUNT, await weth.getAddress(), WAD);
       expect(await vault.reserveOf(ALICE_ACCOUNT, weth)).to.equal(WAD);
       expect(await vault.marginOf(ALICE_ACCOUNT, weth)).to.equal(0n);
-    });
-
-    it("asks the engine's checker and succeeds when it allows, checking the right account", async function () {
-      const { vault, checker, weth, bob } = await loadFixture(checkerFixture);
-      await vault.connect(bob).depositMargin(BOB_ACCOUNT, weth, units(2n, 18n));
-      expect(await checker.checks()).to.equal(0n);
-      await expect(vault.connect(bob).releaseMargin(BOB_ACCOUNT, weth, WAD))
-        .to.emit(vault, "MarginReleased")
-        .withArgs(BOB_ACCOUNT, await weth.getAddress(), WAD);
-      expect(await checker.checks()).to.equal(1n);
-      expect(await checker.lastAccountId()).to.equal(BOB_ACCOUNT);
-      expect(await vault.marginOf(BOB_ACCOUNT, weth)).to.equal(WAD);
-      expect(await vault.reserveOf(BOB_ACCOUNT, weth)).to.equal(WAD);
-    });
-
-    it("reverts with the checker's BelowInitialMargin(accountId) when it refuses, and nothing moves", async function () {
-      const { vault, checker, weth, usdc, alice, bob } = await loadFixture(checkerFixture);
-      await vault.connect(alice).depositMargin(ALICE_ACCOUNT, weth, units(2n, 18n));
-      await vault.connect(alice).deposit(ALICE_ACCOUNT, usdc, 1_000000n);
-      await checker.setAllow(false);
-      const before = await snapshot(vault, [weth, usdc], [alice.address, bob.address], [ALICE_ACCOUNT, BOB_ACCOUNT]);
-      await expect(vault.connect(alice).releaseMargin(ALICE_ACCOUNT, weth, WAD))
-        .to.be.revertedWithCustomError(checker as MockMarginChecker, "BelowInitialMargin")
-        .withArgs(ALICE_ACCOUNT);
-      expect(
-        await snapshot(vault, [weth, usdc], [alice.address, bob.address], [ALICE_ACCOUNT, BOB_ACCOUNT])
-      ).to.deep.equal(before);
-      expect(await vault.marginOf(ALICE_ACCOUNT, weth)).to.equal(units(2n, 18n));
-      expect(await vault.marginMask(ALICE_ACCOUNT)).to.equal(1n << 2n);
-      // Reserve actions never need the engine's consent.
-      await vault.connect(alice).withdraw(ALICE_ACCOUNT, usdc, 1_000000n, alice.address);
-      await vault.connect(alice).deposit(ALICE_ACCOUNT, weth, WAD);
-      await vault.connect(alice).postMargin(ALICE_ACCOUNT, weth, WAD);
-      expect(await vault.marginOf(ALICE_ACCOUNT, weth)).to.equal(units(3n, 18n));
-      expect(await checker.checks()).to.equal(0n);
+      expect(await vault.marginMask(ALICE_ACCOUNT)).to.equal(0n);
+      // A release that would leave an account with positions below initial margin reverts BelowInitialMargin:
+      // test/engine/MarginEngine.test.ts, "releaseMargin checks initial margin".
     });
   });
 
@@ -874,205 +826,6 @@ describe("Vault", function () {
     });
   });
 
-  // ---------------------------------------------------------------------------------------- engine
-  describe("setEngine", function () {
-    it("sets the engine once, emits EngineSet and then rejects a second call with EngineAlreadySet", async function () {
-      const { vault, engineSigner, stranger } = await loadFixture(accountsFixture);
-      await expect(vault.setEngine(engineSigner.address)).to.emit(vault, "EngineSet").withArgs(engineSigner.address);
-      expect(await vault.engine()).to.equal(engineSigner.address);
-      await expect(vault.setEngine(stranger.address))
-        .to.be.revertedWithCustomError(vault, "EngineAlreadySet")
-        .withArgs(engineSigner.address);
-      expect(await vault.engine()).to.equal(engineSigner.address);
-    });
-
-    it("rejects the zero address with ZeroAddress and a non-owner with OwnableUnauthorizedAccount", async function () {
-      const { vault, engineSigner, stranger } = await loadFixture(accountsFixture);
-      await expect(vault.setEngine(ethers.ZeroAddress)).to.be.revertedWithCustomError(vault, "ZeroAddress");
-      await expect(vault.connect(stranger).setEngine(engineSigner.address))
-        .to.be.revertedWithCustomError(vault, "OwnableUnauthorizedAccount")
-        .withArgs(stranger.address);
-      expect(await vault.engine()).to.equal(ethers.ZeroAddress);
-    });
-  });
-
-  describe("engine-only functions", function () {
-    it("reject every non-engine caller (account owner, operator, vault owner, stranger) with NotEngine(caller)", async function () {
-      const { vault, weth, admin, alice, carol, stranger } = await loadFixture(engineFixture);
-      await vault.connect(alice).deposit(ALICE_ACCOUNT, weth, WAD);
-      await vault.connect(alice).depositMargin(ALICE_ACCOUNT, weth, WAD);
-      const before = await snapshot(vault, [weth], [alice.address, stranger.address], [ALICE_ACCOUNT]);
-      for (const caller of [alice, carol, admin, stranger]) {
-        const v = vault.connect(caller);
-        await expect(v.engineMoveToMargin(ALICE_ACCOUNT, weth, 1n))
-          .to.be.revertedWithCustomError(vault, "NotEngine")
-          .withArgs(caller.address);
-        await expect(v.engineMoveToReserve(ALICE_ACCOUNT, weth, 1n))
-          .to.be.revertedWithCustomError(vault, "NotEngine")
-          .withArgs(caller.address);
-        await expect(v.engineDebitMargin(ALICE_ACCOUNT, weth, 1n, caller.address))
-          .to.be.revertedWithCustomError(vault, "NotEngine")
-          .withArgs(caller.address);
-        await expect(v.engineCreditMargin(ALICE_ACCOUNT, weth, 1n))
-          .to.be.revertedWithCustomError(vault, "NotEngine")
-          .withArgs(caller.address);
-      }
-      expect(await snapshot(vault, [weth], [alice.address, stranger.address], [ALICE_ACCOUNT])).to.deep.equal(before);
-    });
-
-    it("reject every caller with NotEngine(caller) while no engine is set", async function () {
-      const { vault, weth, admin } = await loadFixture(accountsFixture);
-      await expect(vault.connect(admin).engineMoveToMargin(ALICE_ACCOUNT, weth, 1n))
-        .to.be.revertedWithCustomError(vault, "NotEngine")
-        .withArgs(admin.address);
-    });
-
-    it("engineMoveToMargin moves exactly the amount from reserve to margin and sets the mask bit", async function () {
-      const { vault, wbtc, alice, engineSigner } = await loadFixture(engineFixture);
-      await vault.connect(alice).deposit(ALICE_ACCOUNT, wbtc, 3_00000000n);
-      await expect(vault.connect(engineSigner).engineMoveToMargin(ALICE_ACCOUNT, wbtc, 1_23456789n))
-        .to.emit(vault, "MarginPosted")
-        .withArgs(ALICE_ACCOUNT, await wbtc.getAddress(), 1_23456789n);
-      expect(await vault.reserveOf(ALICE_ACCOUNT, wbtc)).to.equal(1_76543211n);
-      expect(await vault.marginOf(ALICE_ACCOUNT, wbtc)).to.equal(1_23456789n);
-      expect(await vault.marginMask(ALICE_ACCOUNT)).to.equal(1n << 1n);
-      expect(await vault.totalTracked(wbtc)).to.equal(3_00000000n);
-      expect(await wbtc.balanceOf(vault)).to.equal(3_00000000n);
-    });
-
-    it("engineMoveToMargin beyond the reserve reverts InsufficientReserve(id, token, available, requested)", async function () {
-      const { vault, wbtc, alice, engineSigner } = await loadFixture(engineFixture);
-      await vault.connect(alice).deposit(ALICE_ACCOUNT, wbtc, 100n);
-      await expect(vault.connect(engineSigner).engineMoveToMargin(ALICE_ACCOUNT, wbtc, 101n))
-        .to.be.revertedWithCustomError(vault, "InsufficientReserve")
-        .withArgs(ALICE_ACCOUNT, await wbtc.getAddress(), 100n, 101n);
-    });
-
-    it("engineMoveToReserve moves exactly the amount from margin to reserve without asking the checker", async function () {
-      const { vault, usdc, bob, engineSigner } = await loadFixture(engineFixture);
-      await vault.connect(bob).depositMargin(BOB_ACCOUNT, usdc, 900_000000n);
-      await expect(vault.connect(engineSigner).engineMoveToReserve(BOB_ACCOUNT, usdc, 899_999999n))
-        .to.emit(vault, "MarginReleased")
-        .withArgs(BOB_ACCOUNT, await usdc.getAddress(), 899_999999n);
-      expect(await vault.marginOf(BOB_ACCOUNT, usdc)).to.equal(1n);
-      expect(await vault.reserveOf(BOB_ACCOUNT, usdc)).to.equal(899_999999n);
-      expect(await vault.marginMask(BOB_ACCOUNT)).to.equal(1n);
-      await vault.connect(engineSigner).engineMoveToReserve(BOB_ACCOUNT, usdc, 1n);
-      expect(await vault.marginMask(BOB_ACCOUNT)).to.equal(0n);
-      expect(await vault.totalTracked(usdc)).to.equal(900_000000n);
-    });
-
-    it("engineMoveToReserve beyond the margin reverts InsufficientMargin(id, token, available, requested)", async function () {
-      const { vault, usdc, bob, engineSigner } = await loadFixture(engineFixture);
-      await vault.connect(bob).depositMargin(BOB_ACCOUNT, usdc, 900_000000n);
-      await expect(vault.connect(engineSigner).engineMoveToReserve(BOB_ACCOUNT, usdc, 900_000001n))
-        .to.be.revertedWithCustomError(vault, "InsufficientMargin")
-        .withArgs(BOB_ACCOUNT, await usdc.getAddress(), 900_000000n, 900_000001n);
-    });
-
-    it("engineDebitMargin sends exactly the amount of margin to the recipient and lowers totalTracked", async function () {
-      const { vault, weth, alice, receiver, engineSigner } = await loadFixture(engineFixture);
-      await vault.connect(alice).depositMargin(ALICE_ACCOUNT, weth, units(5n, 18n));
-      await vault.connect(alice).deposit(ALICE_ACCOUNT, weth, units(1n, 18n));
-      await expect(vault.connect(engineSigner).engineDebitMargin(ALICE_ACCOUNT, weth, units(2n, 18n), receiver.address))
-        .to.emit(vault, "MarginDebited")
-        .withArgs(ALICE_ACCOUNT, await weth.getAddress(), receiver.address, units(2n, 18n));
-      expect(await weth.balanceOf(receiver.address)).to.equal(units(2n, 18n));
-      expect(await weth.balanceOf(vault)).to.equal(units(4n, 18n));
-      expect(await vault.marginOf(ALICE_ACCOUNT, weth)).to.equal(units(3n, 18n));
-      expect(await vault.reserveOf(ALICE_ACCOUNT, weth)).to.equal(units(1n, 18n)); // reserve is never seized
-      expect(await vault.totalTracked(weth)).to.equal(units(4n, 18n));
-      expect(await vault.marginMask(ALICE_ACCOUNT)).to.equal(1n << 2n);
-      await expectSolvent(vault, [weth]);
-    });
-
-    it("engineDebitMargin beyond the margin reverts InsufficientMargin even when the reserve could cover it", async function () {
-      const { vault, weth, alice, receiver, engineSigner } = await loadFixture(engineFixture);
-      await vault.connect(alice).depositMargin(ALICE_ACCOUNT, weth, units(5n, 18n));
-      await vault.connect(alice).deposit(ALICE_ACCOUNT, weth, units(10n, 18n));
-      await expect(vault.connect(engineSigner).engineDebitMargin(ALICE_ACCOUNT, weth, units(6n, 18n), receiver.address))
-        .to.be.revertedWithCustomError(vault, "InsufficientMargin")
-        .withArgs(ALICE_ACCOUNT, await weth.getAddress(), units(5n, 18n), units(6n, 18n));
-      await expect(
-        vault.connect(engineSigner).engineDebitMargin(ALICE_ACCOUNT, weth, 1n, ethers.ZeroAddress)
-      ).to.be.revertedWithCustomError(vault, "ZeroAddress");
-    });
-
-    it("engineDebitMargin works with a no-return token", async function () {
-      const { vault, noReturn, alice, receiver, engineSigner } = await loadFixture(engineFixture);
-      await vault.connect(alice).depositMargin(ALICE_ACCOUNT, noReturn, 10_000000n);
-      await vault.connect(engineSigner).engineDebitMargin(ALICE_ACCOUNT, noReturn, 10_000000n, receiver.address);
-      expect(await noReturn.balanceOf(receiver.address)).to.equal(10_000000n);
-      expect(await vault.marginOf(ALICE_ACCOUNT, noReturn)).to.equal(0n);
-      expect(await vault.marginMask(ALICE_ACCOUNT)).to.equal(0n);
-      await expectSolvent(vault, [noReturn]);
-    });
-
-    it("engineCreditMargin without tokens transferred first reverts UntrackedBalance(token, balance, tracked)", async function () {
-      const { vault, usdc, alice, engineSigner } = await loadFixture(engineFixture);
-      await vault.connect(alice).deposit(ALICE_ACCOUNT, usdc, 40_000000n);
-      await expect(vault.connect(engineSigner).engineCreditMargin(BOB_ACCOUNT, usdc, 10_000000n))
-        .to.be.revertedWithCustomError(vault, "UntrackedBalance")
-        .withArgs(await usdc.getAddress(), 40_000000n, 50_000000n);
-      // One unit short is still refused: alice's reserve cannot be double-counted.
-      await usdc.mint(engineSigner.address, 9_999999n);
-      await usdc.connect(engineSigner).transfer(vault, 9_999999n);
-      await expect(vault.connect(engineSigner).engineCreditMargin(BOB_ACCOUNT, usdc, 10_000000n))
-        .to.be.revertedWithCustomError(vault, "UntrackedBalance")
-        .withArgs(await usdc.getAddress(), 49_999999n, 50_000000n);
-      expect(await vault.marginOf(BOB_ACCOUNT, usdc)).to.equal(0n);
-      expect(await vault.totalTracked(usdc)).to.equal(40_000000n);
-    });
-
-    it("engineCreditMargin credits exactly the tokens transferred to the vault first", async function () {
-      const { vault, usdc, alice, engineSigner } = await loadFixture(engineFixture);
-      await vault.connect(alice).deposit(ALICE_ACCOUNT, usdc, 40_000000n);
-      await usdc.mint(engineSigner.address, 10_000000n);
-      await usdc.connect(engineSigner).transfer(vault, 10_000000n);
-      await expectSolvent(vault, [usdc], false); // untracked tokens: held > tracked
-      await expect(vault.connect(engineSigner).engineCreditMargin(BOB_ACCOUNT, usdc, 10_000000n))
-        .to.emit(vault, "MarginCredited")
-        .withArgs(BOB_ACCOUNT, await usdc.getAddress(), 10_000000n);
-      expect(await vault.marginOf(BOB_ACCOUNT, usdc)).to.equal(10_000000n);
-      expect(await vault.marginMask(BOB_ACCOUNT)).to.equal(1n);
-      expect(await vault.totalTracked(usdc)).to.equal(50_000000n);
-      expect(await vault.reserveOf(ALICE_ACCOUNT, usdc)).to.equal(40_000000n);
-      await expectSolvent(vault, [usdc]);
-      // The same tokens cannot be credited twice.
-      await expect(vault.connect(engineSigner).engineCreditMargin(BOB_ACCOUNT, usdc, 1n))
-        .to.be.revertedWithCustomError(vault, "UntrackedBalance")
-        .withArgs(await usdc.getAddress(), 50_000000n, 50_000001n);
-    });
-
-    it("reject an unlisted token with AssetNotListed", async function () {
-      const { vault, admin, engineSigner } = await loadFixture(engineFixture);
-      const t = await new MockERC20__factory(admin).deploy("T", "T", 18);
-      const ta = await t.getAddress();
-      const e = vault.connect(engineSigner);
-      await expect(e.engineMoveToMargin(ALICE_ACCOUNT, t, 1n))
-        .to.be.revertedWithCustomError(vault, "AssetNotListed")
-        .withArgs(ta);
-      await expect(e.engineMoveToReserve(ALICE_ACCOUNT, t, 1n))
-        .to.be.revertedWithCustomError(vault, "AssetNotListed")
-        .withArgs(ta);
-      await expect(e.engineDebitMargin(ALICE_ACCOUNT, t, 1n, engineSigner.address))
-        .to.be.revertedWithCustomError(vault, "AssetNotListed")
-        .withArgs(ta);
-      await expect(e.engineCreditMargin(ALICE_ACCOUNT, t, 1n))
-        .to.be.revertedWithCustomError(vault, "AssetNotListed")
-        .withArgs(ta);
-    });
-
-    it("a zero-amount engine move or credit leaves marginMask clear (bit set iff margin > 0)", async function () {
-      const { vault, weth, engineSigner } = await loadFixture(engineFixture);
-      await vault.connect(engineSigner).engineMoveToMargin(ALICE_ACCOUNT, weth, 0n);
-      await vault.connect(engineSigner).engineCreditMargin(ALICE_ACCOUNT, weth, 0n);
-      expect(await vault.marginOf(ALICE_ACCOUNT, weth)).to.equal(0n);
-      expect(await vault.marginMask(ALICE_ACCOUNT)).to.equal(0n);
-    });
-  });
-
-  // ---------------------------------------------------------------------------------------- custody promise
   describe("custody: nothing the vault holds can leave except to its account's owner/operator", function () {
     /** alice's account 1 holds reserve and margin in every token; bob's account 2 holds some too. */
     async function fundedFixture() {

@@ -2,9 +2,12 @@
 pragma solidity 0.8.28;
 
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IMarginEngine} from "../../interfaces/IMarginEngine.sol";
+import {IPoolEngine} from "../../interfaces/IPoolEngine.sol";
 import {IVault} from "../../interfaces/IVault.sol";
 import {IOracleRouter} from "../../interfaces/IOracleRouter.sol";
 import {ILiquidityPool} from "../../interfaces/ILiquidityPool.sol";
@@ -20,6 +23,7 @@ library AccountLogic {
     using SafeCast for uint256;
     using SafeCast for int256;
     using WadMath for uint256;
+    using SafeERC20 for IERC20;
 
     uint256 internal constant WAD = 1e18;
     int256 internal constant IWAD = 1e18;
@@ -53,6 +57,47 @@ library AccountLogic {
         mapping(address keeper => uint256) keeperRewards;
         /// @dev Σ keeperRewards: tokens the pool holds for keepers, not LP capital.
         uint256 totalKeeperRewards;
+        // ------------------------------------------------------------- custody (IVault, served at this address)
+        mapping(uint256 accountId => address) owners;
+        mapping(uint256 accountId => mapping(address operator => bool)) operators;
+        uint256 accountCount;
+        /// @dev Listed assets by index (bit `index` of an account's margin mask): token, decimals and haircut in
+        ///      one slot, so a valuation reads one slot per held asset for all three. A fixed array: no length slot.
+        Asset[16] assetList; // 16 = MAX_ASSETS (array lengths need a literal)
+        uint256 assetCount;
+        /// @dev index + 1 of a listed token; 0 = not listed.
+        mapping(address token => uint256) assetSlot;
+        mapping(uint256 accountId => mapping(address token => Balance)) balances;
+        /// @dev Tokens of each kind this contract accounts for: Σ reserves + margins, plus the pool's balance for
+        ///      the settlement asset. Every token transfer in or out moves it; internal moves do not.
+        mapping(address token => uint256) tracked;
+        /// @dev The pool's tokens held here: LP capital, insurance and unclaimed keeper rewards.
+        PoolSlot pool;
+    }
+
+    /// @notice A listed collateral asset, in one slot (README "Storage layout").
+    /// @param token The ERC-20. @param decimals Its `decimals()` read at listing, 1..18.
+    /// @param haircut Fraction of its oracle value counted as collateral, WAD <= 1e18 < 2^64.
+    struct Asset {
+        address token;
+        uint8 decimals;
+        uint64 haircut;
+    }
+
+    /// @notice An account's reserve and margin of one token share a slot (a top-up or release writes it once): both
+    ///         in token units, each below 2^128 (`BalanceTooLarge` otherwise; the 18-decimal supply that could reach
+    ///         it is 3.4e20 whole tokens).
+    struct Balance {
+        uint128 reserve;
+        uint128 margin;
+    }
+
+    /// @notice The pool's tokens held by the engine, settlement-asset units, in one slot (README "Storage layout").
+    /// @param balance Everything held for the pool: LP capital + insurance + unclaimed keeper rewards (< 2^128:
+    ///        3.4e32 USDC). @param insurance The insurance fund's part of it.
+    struct PoolSlot {
+        uint128 balance;
+        uint128 insurance;
     }
 
     /// @notice Parameters every rebalance reads, in one slot (README "Storage layout").
@@ -71,18 +116,19 @@ library AccountLogic {
     /// @param settlement S, WAD USD, signed: realised PnL, fees and funding not yet settled against margin. Bounded
     ///        by what positions within the markets' open-interest caps can realise, far inside ±1.7e38 (±1.7e20 USD).
     /// @param lastRebalanceAt Block time of the account's last rebalance (0 = never).
-    /// @param positionMask Bit m set iff the account has an open position in market m (MAX_MARKETS = 16 < 64).
+    /// @param positionMask Bit m set iff the account has an open position in market m (MAX_MARKETS = 16 < 32).
+    /// @param marginMask Bit i set iff the account has margin in listed asset i (MAX_ASSETS = 16 < 32).
     struct AccountSlot {
         int128 settlement;
         uint64 lastRebalanceAt;
-        uint64 positionMask;
+        uint32 positionMask;
+        uint32 marginMask;
     }
 
     /// @notice The engine's immutables, passed to the external `*Logic` libraries (which cannot read them).
     struct Env {
-        IVault vault;
         IOracleRouter oracle;
-        ILiquidityPool pool;
+        address pool; // the LiquidityPool share token, counterparty of every position (its tokens are held here)
         address settlementAsset; // the pool's asset (USDC): counts as exactly 1 USD
         uint256 settlementScale; // 10^(18 − settlement decimals): WAD USD per settlement-token unit
         address gasAsset; // asset whose USD price converts gas into the keeper fee (WETH)
@@ -117,18 +163,22 @@ library AccountLogic {
         returns (IMarginEngine.AccountState memory st)
     {
         // C: collateral value, rounded down at both steps (price, then haircut).
-        (address[] memory tokens, uint256[] memory amounts, IVault.AssetConfig[] memory configs) =
-            ctx.env.vault.marginState(accountId);
-        for (uint256 i; i < tokens.length; ++i) {
-            (, uint256 px) = lookup(ctx, tokens[i]); // 0 when unpriced: counts as nothing
-            uint256 value = WadMath.toValueDown(amounts[i], px, configs[i].decimals);
-            st.collateral += value.wMulDown(configs[i].haircut);
+        AccountSlot memory a = s.accounts[accountId];
+        uint256 held = a.marginMask;
+        for (uint256 i; held != 0; ++i) {
+            if (held & 1 != 0) {
+                Asset memory asset = s.assetList[i];
+                (, uint256 px) = lookup(ctx, asset.token); // 0 when unpriced: counts as nothing
+                uint256 value = WadMath.toValueDown(s.balances[accountId][asset.token].margin, px, asset.decimals);
+                st.collateral += value.wMulDown(asset.haircut);
+            }
+            held >>= 1;
         }
-        st.settlement = s.accounts[accountId].settlement;
+        st.settlement = a.settlement;
 
         uint256 mm;
         uint256 im;
-        uint256 markets = s.accounts[accountId].positionMask;
+        uint256 markets = a.positionMask;
         for (uint256 id; markets != 0; ++id) {
             if (markets & 1 != 0) {
                 (int256 pnl, uint256 notional, uint256 req, uint256 initReq) = positionTerms(s, ctx, accountId, id);
@@ -139,7 +189,7 @@ library AccountLogic {
             }
             markets >>= 1;
         }
-        if (s.accounts[accountId].positionMask != 0) {
+        if (a.positionMask != 0) {
             // The liquidation keeper reward is reserved in both requirements so liquidating always pays.
             mm += s.risk.keeperReward;
             im += s.risk.keeperReward;
@@ -252,11 +302,11 @@ library AccountLogic {
         int256 needed = int256(currentVolMaintenance(s, ctx, accountId).wMulUp(s.risk.liquidationTargetRatio));
         address[] storage assets = p.topUpAssets;
         for (uint256 i; i < assets.length && lifted < needed; ++i) {
-            uint256 reserve = ctx.env.vault.reserveOf(accountId, assets[i]);
+            uint256 reserve = s.balances[accountId][assets[i]].reserve;
             if (reserve == 0) continue;
             uint256 px = viewCollateral(ctx, assets[i]);
-            IVault.AssetConfig memory cfg = ctx.env.vault.assetConfig(assets[i]);
-            lifted += int256(WadMath.toValueDown(reserve, px, cfg.decimals).wMulDown(cfg.haircut));
+            Asset memory asset = listedAsset(s, assets[i]);
+            lifted += int256(WadMath.toValueDown(reserve, px, asset.decimals).wMulDown(asset.haircut));
         }
         return lifted >= needed;
     }
@@ -294,9 +344,10 @@ library AccountLogic {
             }
             markets >>= 1;
         }
-        (address[] memory tokens,,) = ctx.env.vault.marginState(accountId);
-        for (uint256 i; i < tokens.length; ++i) {
-            pokeCollateral(ctx, tokens[i]);
+        uint256 held = s.accounts[accountId].marginMask;
+        for (uint256 i; held != 0; ++i) {
+            if (held & 1 != 0) pokeCollateral(ctx, s.assetList[i].token);
+            held >>= 1;
         }
         return address(0);
     }
@@ -317,9 +368,10 @@ library AccountLogic {
             }
             markets >>= 1;
         }
-        (address[] memory tokens,,) = ctx.env.vault.marginState(accountId);
-        for (uint256 i; i < tokens.length; ++i) {
-            viewCollateral(ctx, tokens[i]);
+        uint256 held = s.accounts[accountId].marginMask;
+        for (uint256 i; held != 0; ++i) {
+            if (held & 1 != 0) viewCollateral(ctx, s.assetList[i].token);
+            held >>= 1;
         }
     }
 
@@ -429,10 +481,10 @@ library AccountLogic {
                 st.shortEntrySum += newSize * int256(px);
                 st.shortFundingSum += newSize * index;
             }
-            s.accounts[accountId].positionMask |= uint64(1 << marketId); // marketId < MAX_MARKETS
+            s.accounts[accountId].positionMask |= uint32(1 << marketId); // marketId < MAX_MARKETS
         } else {
             delete s.positions[accountId][marketId];
-            s.accounts[accountId].positionMask &= ~uint64(1 << marketId);
+            s.accounts[accountId].positionMask &= ~uint32(1 << marketId);
         }
         if (realised != 0) changeSettlement(s, accountId, realised);
         emit IMarginEngine.PositionModified(accountId, marketId, sizeDelta, newSize, px, realised, fee);
@@ -516,13 +568,19 @@ library AccountLogic {
     ///      LPs already carry it; insurance makes them whole as far as it can). Called after every settlement
     ///      that can leave an account empty: a trade, a liquidation, a collateral sale, `settle`.
     function writeOffIfEmpty(Storage storage s, Env memory env, uint256 accountId) internal {
-        int256 v = s.accounts[accountId].settlement;
-        if (v >= 0 || s.accounts[accountId].positionMask != 0 || env.vault.marginMask(accountId) != 0) return;
+        AccountSlot memory a = s.accounts[accountId];
+        int256 v = a.settlement;
+        if (v >= 0 || a.positionMask != 0 || a.marginMask != 0) return;
         uint256 amountUsd = uint256(-v);
         s.accounts[accountId].settlement = 0;
         emit IMarginEngine.SettlementChanged(accountId, -v, 0);
-        // Token units rounded up: the insurance fund covers the whole debt if it can.
-        uint256 fromInsurance = env.pool.coverBadDebt(accountId, amountUsd.mulDivUp(1, env.settlementScale));
+        // Token units rounded up: the insurance fund covers the whole debt if it can. The fund's tokens stay in the
+        // pool's balance: they become LP capital, replacing what the debtor never paid.
+        uint256 amount = amountUsd.mulDivUp(1, env.settlementScale);
+        PoolSlot memory pool = s.pool;
+        uint256 fromInsurance = Math.min(amount, pool.insurance);
+        s.pool.insurance = uint128(pool.insurance - fromInsurance);
+        emit IPoolEngine.BadDebtCovered(accountId, amount, fromInsurance, amount - fromInsurance);
         emit IMarginEngine.BadDebt(accountId, amountUsd, fromInsurance);
     }
 
@@ -558,22 +616,118 @@ library AccountLogic {
     /// @dev Moves value between the account's USDC margin and the pool until the settlement balance is as
     ///      close to zero as tokens allow: a positive S is paid by the pool into margin (rounded down, the
     ///      sub-unit rest stays as a claim); a negative S is paid from USDC margin to the pool (rounded up;
-    ///      the overshoot of less than one token unit is kept by the protocol).
+    ///      the overshoot of less than one token unit is kept by the protocol). Both sides are held here: no token
+    ///      moves, two balances change.
     function settle(Storage storage s, Env memory env, uint256 accountId) internal {
         int256 v = s.accounts[accountId].settlement;
         if (v > 0) {
-            uint256 amount = Math.min(uint256(v) / env.settlementScale, env.pool.capital());
+            uint256 amount = Math.min(uint256(v) / env.settlementScale, poolCapital(s));
             if (amount == 0) return;
             changeSettlement(s, accountId, -(amount * env.settlementScale).toInt256());
-            env.pool.pay(address(env.vault), amount);
-            env.vault.engineCreditMargin(accountId, env.settlementAsset, amount);
+            s.pool.balance -= uint128(amount); // amount <= capital <= balance
+            addMargin(s, accountId, env.settlementAsset, amount);
+            emit IVault.MarginCredited(accountId, env.settlementAsset, amount);
         } else if (v < 0) {
             uint256 owed = uint256(-v).mulDivUp(1, env.settlementScale);
-            uint256 amount = Math.min(owed, env.vault.marginOf(accountId, env.settlementAsset));
+            uint256 amount = Math.min(owed, s.balances[accountId][env.settlementAsset].margin);
             if (amount == 0) return;
             int256 delta = amount == owed ? -v : (amount * env.settlementScale).toInt256();
             changeSettlement(s, accountId, delta);
-            env.vault.engineDebitMargin(accountId, env.settlementAsset, amount, address(env.pool));
+            takeMargin(s, accountId, env.settlementAsset, amount);
+            s.pool.balance += uint128(amount); // checked: the pool's balance fits 128 bits
+            emit IVault.MarginDebited(accountId, env.settlementAsset, env.pool, amount);
         }
+    }
+
+    // =================================================================== custody
+
+    /// @dev LP capital: the pool's tokens less insurance and unclaimed keeper rewards (saturating: if unpaid
+    ///      account debts left less than that, LP capital is 0 and a claim waits for the debts to be paid).
+    function poolCapital(Storage storage s) internal view returns (uint256) {
+        PoolSlot memory pool = s.pool;
+        uint256 held = uint256(pool.insurance) + s.totalKeeperRewards;
+        return pool.balance > held ? pool.balance - held : 0;
+    }
+
+    /// @dev A listed asset's slot; reverts `AssetNotListed`.
+    function listedAsset(Storage storage s, address token) internal view returns (Asset memory) {
+        uint256 slot = s.assetSlot[token];
+        if (slot == 0) revert IVault.AssetNotListed(token);
+        return s.assetList[slot - 1];
+    }
+
+    function isAuthorized(Storage storage s, uint256 accountId, address caller) internal view returns (bool) {
+        address owner = s.owners[accountId];
+        return owner != address(0) && (caller == owner || s.operators[accountId][caller]);
+    }
+
+    /// @dev Adds margin, setting the asset's mask bit (set iff margin > 0; an empty credit sets nothing).
+    function addMargin(Storage storage s, uint256 accountId, address token, uint256 amount) internal {
+        if (amount == 0) return;
+        Balance storage b = s.balances[accountId][token];
+        b.margin = fit(accountId, token, b.margin + amount);
+        s.accounts[accountId].marginMask |= uint32(1 << (s.assetSlot[token] - 1));
+    }
+
+    /// @dev Takes margin (`InsufficientMargin` past the balance), clearing the mask bit when none is left.
+    function takeMargin(Storage storage s, uint256 accountId, address token, uint256 amount) internal {
+        Balance storage b = s.balances[accountId][token];
+        uint256 available = b.margin;
+        if (available < amount) revert IVault.InsufficientMargin(accountId, token, available, amount);
+        unchecked {
+            b.margin = uint128(available - amount);
+        }
+        if (available == amount) s.accounts[accountId].marginMask &= ~uint32(1 << (s.assetSlot[token] - 1));
+    }
+
+    /// @dev Reserve → margin (`toMargin`) or margin → reserve, in one read and one write of the shared slot; the
+    ///      mask bit follows. `index` is the asset's listing index.
+    function moveBalance(Storage storage s, uint256 accountId, address token, uint256 index, uint256 amount, bool toMargin)
+        internal
+    {
+        Balance memory b = s.balances[accountId][token];
+        (uint256 from, uint256 to) = toMargin ? (b.reserve, b.margin) : (b.margin, b.reserve);
+        if (from < amount) {
+            if (toMargin) revert IVault.InsufficientReserve(accountId, token, from, amount);
+            revert IVault.InsufficientMargin(accountId, token, from, amount);
+        }
+        if (amount == 0) return;
+        uint128 left = uint128(from - amount); // amount <= from, checked above
+        uint128 grown = fit(accountId, token, to + amount);
+        (b.reserve, b.margin) = toMargin ? (left, grown) : (grown, left);
+        s.balances[accountId][token] = b;
+        if (toMargin) s.accounts[accountId].marginMask |= uint32(1 << index);
+        else if (left == 0) s.accounts[accountId].marginMask &= ~uint32(1 << index);
+    }
+
+    /// @dev Funds the insurance fund from LP capital (`InsufficientCapital` past it): the tokens stay in the pool's
+    ///      balance, set apart.
+    function addInsurance(Storage storage s, uint256 amount) internal {
+        uint256 available = poolCapital(s);
+        if (amount > available) revert ILiquidityPool.InsufficientCapital(available, amount);
+        uint256 insurance = s.pool.insurance + amount;
+        s.pool.insurance = uint128(insurance); // <= balance < 2^128
+        emit IPoolEngine.InsuranceAdded(amount, insurance);
+    }
+
+    /// @dev Pulls exactly `amount` of `token` from the caller into custody (`TransferAmountMismatch` for a token
+    ///      that delivers less, e.g. fee-on-transfer) and tracks it.
+    function pullTokens(Storage storage s, address token, uint256 amount) internal {
+        uint256 before = IERC20(token).balanceOf(address(this));
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+        uint256 received = IERC20(token).balanceOf(address(this)) - before;
+        if (received != amount) revert IVault.TransferAmountMismatch(token, amount, received);
+        s.tracked[token] += amount;
+    }
+
+    /// @dev Sends `amount` of `token` out of custody; the caller has already taken it from a balance.
+    function pushTokens(Storage storage s, address token, address to, uint256 amount) internal {
+        s.tracked[token] -= amount;
+        IERC20(token).safeTransfer(to, amount);
+    }
+
+    function fit(uint256 accountId, address token, uint256 value) internal pure returns (uint128) {
+        if (value > type(uint128).max) revert IVault.BalanceTooLarge(accountId, token, value);
+        return uint128(value);
     }
 }

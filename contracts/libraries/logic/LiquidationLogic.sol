@@ -50,7 +50,7 @@ library LiquidationLogic {
         // account's settlement balance owes the pool the same amount and is settled right after. Token amounts
         // round down.
         AccountLogic.creditKeeper(s, env, msg.sender, keeperUsd);
-        env.pool.addInsurance((penalty - keeperShareUsd) / env.settlementScale);
+        AccountLogic.addInsurance(s, (penalty - keeperShareUsd) / env.settlementScale);
         AccountLogic.settle(s, env, accountId);
 
         IMarginEngine.AccountState memory afterState = AccountLogic.valuation(s, ctx, accountId);
@@ -70,7 +70,7 @@ library LiquidationLogic {
         uint256 minAmountOut
     ) external returns (uint256 amountOut) {
         int256 debtS = s.accounts[accountId].settlement;
-        uint256 available = env.vault.marginOf(accountId, token);
+        uint256 available = s.balances[accountId][token].margin;
         if (debtS >= 0 || token == env.settlementAsset || available == 0 || repay == 0) {
             revert IMarginEngine.NothingToBuy(accountId);
         }
@@ -88,8 +88,12 @@ library LiquidationLogic {
         int256 debt = s.accounts[accountId].settlement;
         int256 credit = (repay * env.settlementScale).toInt256();
         AccountLogic.changeSettlement(s, accountId, credit > -debt ? -debt : credit);
-        IERC20(env.settlementAsset).safeTransferFrom(msg.sender, address(env.pool), repay);
-        env.vault.engineDebitMargin(accountId, token, amountOut, msg.sender);
+        // The repay becomes the pool's; the collateral leaves custody to the buyer.
+        AccountLogic.pullTokens(s, env.settlementAsset, repay);
+        s.pool.balance += repay.toUint128();
+        AccountLogic.takeMargin(s, accountId, token, amountOut);
+        emit IVault.MarginDebited(accountId, token, msg.sender, amountOut);
+        AccountLogic.pushTokens(s, token, msg.sender, amountOut);
         emit IMarginEngine.CollateralBought(accountId, msg.sender, token, repay, amountOut);
 
         AccountLogic.writeOffIfEmpty(s, env, accountId);
@@ -109,7 +113,7 @@ library LiquidationLogic {
         // Debt in settlement-token units, rounded up: the buyer may repay all of it.
         uint256 debt = debtUsd.mulDivUp(1, scale);
         repaid = repay > debt ? debt : repay;
-        IVault.AssetConfig memory cfg = ctx.env.vault.assetConfig(token);
+        AccountLogic.Asset memory cfg = AccountLogic.listedAsset(s, token);
         uint256 discounted = AccountLogic.cachedPrice(ctx, token).wMulDown(WAD - s.risk.collateralDiscount);
         // Collateral out for the repaid value at the discounted price, rounded down (for the account).
         amountOut = WadMath.toAmountDown(repaid * scale, discounted, cfg.decimals);

@@ -63,7 +63,7 @@ library PlanLogic {
         AccountLogic.pokeCollateral(ctx, ctx.env.gasAsset);
         address[] storage assets = s.policies[accountId].topUpAssets;
         for (uint256 i; i < assets.length; ++i) {
-            if (ctx.env.vault.reserveOf(accountId, assets[i]) != 0) AccountLogic.pokeCollateral(ctx, assets[i]);
+            if (s.balances[accountId][assets[i]].reserve != 0) AccountLogic.pokeCollateral(ctx, assets[i]);
         }
     }
 
@@ -78,7 +78,7 @@ library PlanLogic {
         AccountLogic.viewCollateral(ctx, ctx.env.gasAsset);
         address[] storage assets = s.policies[accountId].topUpAssets;
         for (uint256 i; i < assets.length; ++i) {
-            if (ctx.env.vault.reserveOf(accountId, assets[i]) != 0) AccountLogic.viewCollateral(ctx, assets[i]);
+            if (s.balances[accountId][assets[i]].reserve != 0) AccountLogic.viewCollateral(ctx, assets[i]);
         }
     }
 
@@ -111,7 +111,7 @@ library PlanLogic {
             d.closeFeeUsd = AccountLogic.closeFeeUsd(s, ctx, accountId);
             d.action = _planRestore(s, ctx, d);
         } else {
-            d.action = _planRelease(ctx, d);
+            d.action = _planRelease(s, ctx, d);
         }
         if (h < WAD && (d.toppedUpUsd == 0 || !_rescues(s, ctx, d))) return (IRebalancer.Status.Liquidatable, d);
         if (d.action == 0) return (IRebalancer.Status.NoAction, d);
@@ -177,7 +177,7 @@ library PlanLogic {
         int256 equity = d.state.equity - int256(d.feeUsd);
         uint256 added;
         if (d.policy.actions & C.TOP_UP != 0 && required > equity) {
-            added = _planTopUp(ctx, d, uint256(required - equity));
+            added = _planTopUp(s, ctx, d, uint256(required - equity));
             if (added != 0) action = C.TOP_UP;
         }
         equity += int256(added);
@@ -206,12 +206,12 @@ library PlanLogic {
     /// @dev Reserve → margin in the policy's order until `needUsd` of collateral value is added. Each amount
     ///      is rounded up (against the account: the target is reached); the value counted is the valuation's
     ///      own, price then haircut rounded down. Returns the value added.
-    function _planTopUp(AccountLogic.Ctx memory ctx, Draft memory d, uint256 needUsd) private view returns (uint256 added) {
+    function _planTopUp(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, Draft memory d, uint256 needUsd) private view returns (uint256 added) {
         for (uint256 i; i < d.policy.topUpAssets.length && added < needUsd; ++i) {
             address asset = d.policy.topUpAssets[i];
-            uint256 available = ctx.env.vault.reserveOf(d.accountId, asset);
+            uint256 available = s.balances[d.accountId][asset].reserve;
             if (available == 0) continue;
-            (uint256 px, IVault.AssetConfig memory cfg) = _priced(ctx, asset);
+            (uint256 px, AccountLogic.Asset memory cfg) = _priced(s, ctx, asset);
             if (px == 0 || cfg.haircut == 0) continue;
             uint256 amount = WadMath.toAmountUp((needUsd - added).wDivUp(cfg.haircut), px, cfg.decimals);
             if (amount > available) amount = available;
@@ -230,7 +230,7 @@ library PlanLogic {
     ///      settlement balance with it). Each amount rounds down and the value it removes is bounded above
     ///      (price and haircut rounded up), so the account never lands below target or IM. Nothing useful
     ///      unless the release is worth more than the fee.
-    function _planRelease(AccountLogic.Ctx memory ctx, Draft memory d) private view returns (uint8) {
+    function _planRelease(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, Draft memory d) private view returns (uint8) {
         uint256 floorUsd = Math.max(d.state.maintenanceMargin.wMulUp(d.policy.targetRatio), d.state.initialMargin)
             + ctx.env.settlementScale;
         int256 excessSigned = d.state.equity - int256(d.feeUsd) - int256(floorUsd);
@@ -239,9 +239,9 @@ library PlanLogic {
         uint256 released;
         for (uint256 i; i < d.policy.topUpAssets.length && excess != 0; ++i) {
             address asset = d.policy.topUpAssets[i];
-            uint256 margin = ctx.env.vault.marginOf(d.accountId, asset);
+            uint256 margin = s.balances[d.accountId][asset].margin;
             if (margin == 0) continue;
-            (uint256 px, IVault.AssetConfig memory cfg) = _priced(ctx, asset);
+            (uint256 px, AccountLogic.Asset memory cfg) = _priced(s, ctx, asset);
             if (px == 0 || cfg.haircut == 0) continue;
             uint256 amount = WadMath.toAmountDown(excess.wDivDown(cfg.haircut), px, cfg.decimals);
             if (amount > margin) amount = margin;
@@ -291,12 +291,12 @@ library PlanLogic {
     }
 
     /// @dev A cached price (0 when invalid or not loaded: the asset is skipped) and the asset's listing.
-    function _priced(AccountLogic.Ctx memory ctx, address asset)
+    function _priced(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, address asset)
         private
         view
-        returns (uint256 px, IVault.AssetConfig memory cfg)
+        returns (uint256 px, AccountLogic.Asset memory cfg)
     {
         (, px) = AccountLogic.lookup(ctx, asset);
-        cfg = ctx.env.vault.assetConfig(asset);
+        cfg = AccountLogic.listedAsset(s, asset);
     }
 }

@@ -6,6 +6,7 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IMarginEngine} from "../../interfaces/IMarginEngine.sol";
 import {IRebalancer} from "../../interfaces/IRebalancer.sol";
+import {IVault} from "../../interfaces/IVault.sol";
 import {WadMath} from "../WadMath.sol";
 import {AccountLogic} from "./AccountLogic.sol";
 import {PlanLogic} from "./PlanLogic.sol";
@@ -28,7 +29,6 @@ library RebalanceLogic {
     /// @dev See `IMarginEngine.setRebalancePolicy`. Each broken rule has its own error.
     function setPolicy(
         AccountLogic.Storage storage s,
-        AccountLogic.Env memory env,
         uint256 accountId,
         IMarginEngine.RebalancePolicy calldata p
     ) external {
@@ -59,7 +59,7 @@ library RebalanceLogic {
         }
         for (uint256 i; i < p.topUpAssets.length; ++i) {
             address asset = p.topUpAssets[i];
-            if (!env.vault.assetConfig(asset).listed) revert IMarginEngine.PolicyAssetNotListed(asset);
+            if (s.assetSlot[asset] == 0) revert IMarginEngine.PolicyAssetNotListed(asset);
             for (uint256 j; j < i; ++j) {
                 if (p.topUpAssets[j] == asset) revert IMarginEngine.PolicyDuplicateAsset(asset);
             }
@@ -144,7 +144,7 @@ library RebalanceLogic {
         (uint256 start, uint256 count) =
             checkData.length == 0 ? (1, C.MAX_UPKEEP_SCAN) : abi.decode(checkData, (uint256, uint256));
         if (start == 0) start = 1;
-        uint256 last = env.vault.accountCount();
+        uint256 last = s.accountCount;
         if (start > last) return (false, abi.encode(new uint256[](0))); // also keeps start + count from overflowing
         uint256 end = Math.min(start + Math.min(count, C.MAX_UPKEEP_SCAN), last + 1);
         uint256[] memory ids = _scan(s, AccountLogic.newCtx(env), start, end);
@@ -212,8 +212,11 @@ library RebalanceLogic {
         s.accounts[id].lastRebalanceAt = uint64(block.timestamp);
         bool release = d.action == C.RELEASE;
         for (uint256 i; i < d.assets.length; ++i) {
-            if (release) ctx.env.vault.engineMoveToReserve(id, d.assets[i], d.amounts[i]);
-            else ctx.env.vault.engineMoveToMargin(id, d.assets[i], d.amounts[i]);
+            address asset = d.assets[i];
+            uint256 amount = d.amounts[i];
+            AccountLogic.moveBalance(s, id, asset, s.assetSlot[asset] - 1, amount, !release);
+            if (release) emit IVault.MarginReleased(id, asset, amount);
+            else emit IVault.MarginPosted(id, asset, amount);
         }
         if (d.reduceFraction != 0) AccountLogic.closeFraction(s, ctx, id, d.reduceFraction, true);
         if (d.feeUsd != 0) {

@@ -80,7 +80,7 @@ library TradeLogic {
         IMarginEngine.MarketState storage st = s.marketStates[marketId];
         uint256 oiUsd = uint256(long ? st.longOI : st.shortOI).mulDivUp(px, WAD);
         // Capital rounded down: the cap is never looser than the pool can back.
-        uint256 capUsd = (env.pool.capital() * env.settlementScale).wMulDown(m.oiCapFraction);
+        uint256 capUsd = (AccountLogic.poolCapital(s) * env.settlementScale).wMulDown(m.oiCapFraction);
         if (m.oiCapUsd < capUsd) capUsd = m.oiCapUsd;
         if (oiUsd > capUsd) revert IMarginEngine.OpenInterestCap(marketId, oiUsd, capUsd);
     }

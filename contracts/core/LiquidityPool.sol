@@ -22,8 +22,9 @@ import {WAD, DEFAULT_HOLD_PERIOD, MIN_HOLD_PERIOD, MAX_HOLD_PERIOD} from "../lib
 ///        pay in, so a deposit just before a losing trader closes buys no share of that loss;
 ///      - minted shares are locked for `holdPeriod` (GLP's 15-minute cooldown): no deposit → price step →
 ///        redeem inside one transaction, block or flash loan.
-///      The virtual-share offset (`_decimalsOffset`) makes the first-depositor (donation) attack cost the
-///      attacker about 10^offset times what it could steal.
+///      The engine holds the tokens and books capital itself: tokens sent straight to the pool or the engine are
+///      not capital, so the first-depositor (donation) attack has nothing to inflate; the virtual-share offset
+///      (`_decimalsOffset`) stays as a second line.
 contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step {
     using SafeERC20 for IERC20;
 

@@ -102,21 +102,13 @@ contract MarginEngine is EngineBase {
 
     /// @notice See IVault.postMargin.
     function postMargin(uint256 accountId, address token, uint256 amount) external nonReentrant {
-        _requireAccountAuthorized(accountId);
-        uint256 index = _listedIndex(token);
-        if (amount == 0) revert IVault.ZeroAmount();
-        AccountLogic.moveBalance(_s, accountId, token, index, amount, true);
-        emit IVault.MarginPosted(accountId, token, amount);
+        _ownerMove(accountId, token, amount, true);
     }
 
     /// @notice See IVault.releaseMargin: the account must still meet initial margin after it. An account with no
     ///         position and no debt needs no price at all (Promise 6: it can always take everything out).
     function releaseMargin(uint256 accountId, address token, uint256 amount) external nonReentrant {
-        _requireAccountAuthorized(accountId);
-        uint256 index = _listedIndex(token);
-        if (amount == 0) revert IVault.ZeroAmount();
-        AccountLogic.moveBalance(_s, accountId, token, index, amount, false);
-        emit IVault.MarginReleased(accountId, token, amount);
+        _ownerMove(accountId, token, amount, false);
         AccountLogic.AccountSlot memory a = _s.accounts[accountId];
         if (a.positionMask == 0 && a.settlement >= 0) return;
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
@@ -125,6 +117,16 @@ contract MarginEngine is EngineBase {
         if (st.equity < st.initialMargin.toInt256()) {
             revert IMarginEngine.BelowInitialMargin(accountId, st.equity, st.initialMargin);
         }
+    }
+
+    /// @dev The owner's (or an operator's) reserve → margin (`toMargin`) or margin → reserve move, with its event.
+    function _ownerMove(uint256 accountId, address token, uint256 amount, bool toMargin) private {
+        _requireAccountAuthorized(accountId);
+        uint256 index = _listedIndex(token);
+        if (amount == 0) revert IVault.ZeroAmount();
+        AccountLogic.moveBalance(_s, accountId, token, index, amount, toMargin);
+        if (toMargin) emit IVault.MarginPosted(accountId, token, amount);
+        else emit IVault.MarginReleased(accountId, token, amount);
     }
 
     /// @dev Pulls exactly `amount` from the caller into an existing account's custody.

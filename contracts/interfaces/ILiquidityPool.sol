@@ -2,9 +2,9 @@
 pragma solidity 0.8.28;
 
 /// @title ILiquidityPool
-/// @notice ERC-4626 vault of the settlement asset (USDC) that is the counterparty of every position and
-///         the clearing house of the engine: it receives trader losses, trading fees and funding, pays
-///         trader profits and keeper rewards, and keeps the insurance fund as a separate balance.
+/// @notice ERC-4626 share token of the settlement asset (USDC) that is the counterparty of every position: LPs'
+///         capital receives trader losses, trading fees and funding and pays trader profits and keeper rewards. The
+///         engine holds the pool's tokens and books all of it (IPoolEngine): capital, insurance fund, keeper rewards.
 /// @dev Amounts are in the settlement asset's native decimals (6 for USDC).
 interface ILiquidityPool {
     /// @notice Deposits, redemptions and donations need the engine, which holds the pool's tokens.
@@ -27,7 +27,7 @@ interface ILiquidityPool {
     event SharesLockedUntil(address indexed owner, uint256 shares, uint256 until);
     event InsuranceDonated(address indexed from, uint256 amount);
 
-    /// @notice Sets the margin engine once (and, from it, the vault whose reentrancy lock the pool shares).
+    /// @notice Sets the margin engine once: it holds the pool's tokens and the lock the pool shares.
     function setEngine(address engine) external;
 
     /// @notice Owner: seconds that shares minted by a deposit stay locked (MIN_HOLD_PERIOD .. MAX_HOLD_PERIOD,

@@ -11,9 +11,9 @@ uint256 constant BPS = 10_000;
 /// @dev Seconds in a 365-day year, for annualising volatility and funding.
 uint256 constant SECONDS_PER_YEAR = 365 days;
 
-/// @dev Collateral tokens the vault may list; bounds the gas of every equity computation.
+/// @dev Collateral tokens the engine may list; bounds the gas of every equity computation.
 uint256 constant MAX_ASSETS = 16;
-/// @dev Largest token decimals the vault accepts (WAD math assumes <= 18).
+/// @dev Largest token decimals the engine accepts (WAD math assumes <= 18).
 uint8 constant MAX_DECIMALS = 18;
 
 /// @dev Highest annualised volatility an asset's cap may be set to: 1000 %.

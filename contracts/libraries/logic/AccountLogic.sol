@@ -11,7 +11,6 @@ import {IPoolEngine} from "../../interfaces/IPoolEngine.sol";
 import {IVault} from "../../interfaces/IVault.sol";
 import {IOracleRouter} from "../../interfaces/IOracleRouter.sol";
 import {ILiquidityPool} from "../../interfaces/ILiquidityPool.sol";
-import {IRebalancer} from "../../interfaces/IRebalancer.sol";
 import {WadMath} from "../WadMath.sol";
 
 /// @title AccountLogic

@@ -6,7 +6,6 @@ import {SignedMath} from "@openzeppelin/contracts/utils/math/SignedMath.sol";
 
 import {IMarginEngine} from "../../interfaces/IMarginEngine.sol";
 import {IRebalancer} from "../../interfaces/IRebalancer.sol";
-import {IVault} from "../../interfaces/IVault.sol";
 import {WadMath} from "../WadMath.sol";
 import {CloseMath} from "../CloseMath.sol";
 import {AccountLogic} from "./AccountLogic.sol";

@@ -202,7 +202,7 @@ library RebalanceLogic {
         return PlanLogic.plan(s, ctx, accountId);
     }
 
-    /// @dev Applies a Ready plan: reserve↔margin moves (the vault reverts if a balance is short: at most the
+    /// @dev Applies a Ready plan: reserve↔margin moves (`moveBalance` reverts if a balance is short: at most the
     ///      account's own balances move), the REDUCE at the trading fee, the keeper's fee (credited), settlement;
     ///      then the postconditions on a fresh valuation, and the event.
     function _apply(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, PlanLogic.Draft memory d, address keeper)

@@ -60,6 +60,18 @@ abstract contract EngineBase is Ownable2Step {
         _exitLock();
     }
 
+    /// @dev The router of a fallback: runs `facet`'s code on this storage with this calldata and caller, and bubbles
+    ///      its result or revert. Nothing else.
+    function _delegate(address facet) internal {
+        assembly ("memory-safe") {
+            calldatacopy(0, 0, calldatasize())
+            let ok := delegatecall(gas(), facet, 0, calldatasize(), 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            if iszero(ok) { revert(0, returndatasize()) }
+            return(0, returndatasize())
+        }
+    }
+
     function _locked() internal view returns (bool isLocked) {
         assembly ("memory-safe") {
             isLocked := tload(LOCK_SLOT)

@@ -41,7 +41,7 @@ contract MarginEngine is EngineBase {
         address custody = MarginEngineExtension(extension_).custody();
         if (!_sameImmutables(custody)) revert IMarginEngine.ExtensionMismatch(custody);
         extension = extension_;
-        _listAsset(settlementAsset, settlementHaircut);
+        _listAsset(settlementAsset, settlementHaircut); // index 0: AccountLogic.SETTLEMENT_INDEX
         _setFeeParams(fee_);
         _setUpkeepSize(upkeepSize_);
     }
@@ -54,16 +54,8 @@ contract MarginEngine is EngineBase {
 
     /// @dev Every selector this contract does not define runs the extension's code on this storage. A router, not
     ///      logic: it forwards calldata and bubbles the result, nothing else.
-    // solhint-disable-next-line no-complex-fallback
     fallback() external {
-        address ext = extension;
-        assembly ("memory-safe") {
-            calldatacopy(0, 0, calldatasize())
-            let ok := delegatecall(gas(), ext, 0, calldatasize(), 0, 0)
-            returndatacopy(0, 0, returndatasize())
-            if iszero(ok) { revert(0, returndatasize()) }
-            return(0, returndatasize())
-        }
+        _delegate(extension);
     }
 
     // =================================================================== custody (IVault)
@@ -81,8 +73,8 @@ contract MarginEngine is EngineBase {
         if (token != settlementAsset && !AccountLogic.isAuthorized(_s, accountId, msg.sender)) {
             revert IVault.MarginAssetRestricted(accountId, token, msg.sender);
         }
-        _pull(accountId, token, amount);
-        AccountLogic.addMargin(_s, accountId, token, amount);
+        uint256 index = _pull(accountId, token, amount);
+        AccountLogic.addMargin(_s, accountId, token, index, amount);
         emit IVault.Deposited(accountId, token, msg.sender, amount);
         emit IVault.MarginPosted(accountId, token, amount);
     }
@@ -129,10 +121,10 @@ contract MarginEngine is EngineBase {
         else emit IVault.MarginReleased(accountId, token, amount);
     }
 
-    /// @dev Pulls exactly `amount` from the caller into an existing account's custody.
-    function _pull(uint256 accountId, address token, uint256 amount) private {
+    /// @dev Pulls exactly `amount` from the caller into an existing account's custody; returns the listing index.
+    function _pull(uint256 accountId, address token, uint256 amount) private returns (uint256 index) {
         if (_s.owners[accountId] == address(0)) revert IVault.AccountNotFound(accountId);
-        _listedIndex(token);
+        index = _listedIndex(token);
         if (amount == 0) revert IVault.ZeroAmount();
         AccountLogic.pullTokens(_s, token, amount);
     }

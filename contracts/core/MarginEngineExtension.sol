@@ -36,16 +36,8 @@ contract MarginEngineExtension is EngineBase {
 
     /// @dev The second hop of the engine's router (engine → extension → custody), delegatecall all the way: the
     ///      custody code runs on the engine's storage with the original caller.
-    // solhint-disable-next-line no-complex-fallback
     fallback() external {
-        address next = custody;
-        assembly ("memory-safe") {
-            calldatacopy(0, 0, calldatasize())
-            let ok := delegatecall(gas(), next, 0, calldatasize(), 0, 0)
-            returndatacopy(0, 0, returndatasize())
-            if iszero(ok) { revert(0, returndatasize()) }
-            return(0, returndatasize())
-        }
+        _delegate(custody);
     }
 
     // =================================================================== governance

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import type { AddressLike } from "ethers";
+import { Interface, type AddressLike, type InterfaceAbi } from "ethers";
 
 import {
   GovernanceLogic__factory,
@@ -15,6 +15,8 @@ import {
   OracleRouter__factory,
   RebalanceLogic__factory,
   TradeLogic__factory,
+  IMarginEngine__factory,
+  IRebalancer__factory,
   IVault__factory,
   MarginEngineCustody__factory,
 } from "../../typechain-types";
@@ -863,6 +865,34 @@ describe("MarginEngine", () => {
       expect(await f.rebalancer.gasAsset()).to.equal(await f.weth.getAddress());
       // Custody is served at the engine's address.
       expect(await f.vault.getAddress()).to.equal(await f.engine.getAddress());
+    });
+
+    it("the three facets share only the base's getters and ownership: every other selector has one home, and every interface selector is served", async () => {
+      const selectors = (abi: InterfaceAbi) => {
+        const out = new Set<string>();
+        new Interface(abi).forEachFunction((fn) => out.add(fn.format("sighash")));
+        return out;
+      };
+      const engine = selectors(MarginEngine__factory.abi);
+      const extension = selectors(MarginEngineExtension__factory.abi);
+      const custody = selectors(MarginEngineCustody__factory.abi);
+      // What EngineBase (Ownable2Step + its public immutables and flags) declares, served identically by each.
+      const base = [
+        "acceptOwnership()", "gasAsset()", "guardian()", "oracle()", "owner()", "paused()", "pendingOwner()", "pool()",
+        "renounceOwnership()", "settlementAsset()", "transferOwnership(address)",
+      ].sort();
+      const shared = (a: Set<string>, b: Set<string>) => [...a].filter((x) => b.has(x)).sort();
+      expect(shared(engine, extension)).to.deep.equal(base);
+      expect(shared(extension, custody)).to.deep.equal(base);
+      expect(shared(engine, custody)).to.deep.equal(base);
+      for (const [name, abi] of Object.entries({
+        IMarginEngine: IMarginEngine__factory.abi,
+        IRebalancer: IRebalancer__factory.abi,
+        IVault: IVault__factory.abi,
+      })) {
+        const unserved = [...selectors(abi)].filter((x) => !engine.has(x) && !extension.has(x) && !custody.has(x));
+        expect(unserved, name).to.deep.equal([]);
+      }
     });
 
     it("a governance call sent to the extension contract itself acts on the extension's own storage and leaves the engine's untouched", async () => {

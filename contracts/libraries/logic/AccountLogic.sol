@@ -28,6 +28,8 @@ library AccountLogic {
     int256 internal constant IWAD = 1e18;
     /// @dev The TOP_UP bit of a policy's actions (Constants.TOP_UP).
     uint8 internal constant TOP_UP_BIT = 1;
+    /// @dev Listing index of the settlement asset: the engine's constructor lists it first, and nothing unlists.
+    uint256 internal constant SETTLEMENT_INDEX = 0;
     /// @dev Prices cached per call: at most every listed asset plus every market asset.
     uint256 internal constant MAX_CACHED = 32; // = MAX_ASSETS + MAX_MARKETS (array lengths need a literal)
 
@@ -133,8 +135,8 @@ library AccountLogic {
         address gasAsset; // asset whose USD price converts gas into the keeper fee (WETH)
     }
 
-    /// @dev Everything one valuation (or a batch of them) needs, read once: a price cache keyed by asset. Poke or view selects the door: state changes poke the oracle,
-    ///      views read it. A cached price of 0 means the asset's oracle is invalid in this call: collateral
+    /// @dev Everything one valuation (or a batch of them) needs, read once: a price cache keyed by asset. Poke or
+    ///      view selects the door: state changes poke the oracle, views read it. A cached price of 0 means the asset's oracle is invalid in this call: collateral
     ///      in it counts as zero, and a position in it cannot be valued (`OracleUnhealthy`).
     ///      Requirements never read pool capital: nothing an LP does moves an account's health.
     struct Ctx {
@@ -624,7 +626,7 @@ library AccountLogic {
             if (amount == 0) return;
             changeSettlement(s, accountId, -(amount * env.settlementScale).toInt256());
             s.pool.balance -= uint128(amount); // amount <= capital <= balance
-            addMargin(s, accountId, env.settlementAsset, amount);
+            addMargin(s, accountId, env.settlementAsset, SETTLEMENT_INDEX, amount);
             emit IVault.MarginCredited(accountId, env.settlementAsset, amount);
         } else if (v < 0) {
             uint256 owed = uint256(-v).mulDivUp(1, env.settlementScale);
@@ -632,7 +634,7 @@ library AccountLogic {
             if (amount == 0) return;
             int256 delta = amount == owed ? -v : (amount * env.settlementScale).toInt256();
             changeSettlement(s, accountId, delta);
-            takeMargin(s, accountId, env.settlementAsset, amount);
+            takeMargin(s, accountId, env.settlementAsset, SETTLEMENT_INDEX, amount);
             s.pool.balance += uint128(amount); // checked: the pool's balance fits 128 bits
             emit IVault.MarginDebited(accountId, env.settlementAsset, env.pool, amount);
         }
@@ -660,23 +662,25 @@ library AccountLogic {
         return owner != address(0) && (caller == owner || s.operators[accountId][caller]);
     }
 
-    /// @dev Adds margin, setting the asset's mask bit (set iff margin > 0; an empty credit sets nothing).
-    function addMargin(Storage storage s, uint256 accountId, address token, uint256 amount) internal {
+    /// @dev Adds margin of the asset listed at `index`, setting its mask bit (set iff margin > 0; an empty credit
+    ///      sets nothing).
+    function addMargin(Storage storage s, uint256 accountId, address token, uint256 index, uint256 amount) internal {
         if (amount == 0) return;
         Balance storage b = s.balances[accountId][token];
         b.margin = fit(accountId, token, b.margin + amount);
-        s.accounts[accountId].marginMask |= uint32(1 << (s.assetSlot[token] - 1));
+        s.accounts[accountId].marginMask |= uint32(1 << index);
     }
 
-    /// @dev Takes margin (`InsufficientMargin` past the balance), clearing the mask bit when none is left.
-    function takeMargin(Storage storage s, uint256 accountId, address token, uint256 amount) internal {
+    /// @dev Takes margin of the asset listed at `index` (`InsufficientMargin` past the balance), clearing its mask
+    ///      bit when none is left.
+    function takeMargin(Storage storage s, uint256 accountId, address token, uint256 index, uint256 amount) internal {
         Balance storage b = s.balances[accountId][token];
         uint256 available = b.margin;
         if (available < amount) revert IVault.InsufficientMargin(accountId, token, available, amount);
         unchecked {
             b.margin = uint128(available - amount);
         }
-        if (available == amount) s.accounts[accountId].marginMask &= ~uint32(1 << (s.assetSlot[token] - 1));
+        if (available == amount) s.accounts[accountId].marginMask &= ~uint32(1 << index);
     }
 
     /// @dev Reserve → margin (`toMargin`) or margin → reserve, in one read and one write of the shared slot; the

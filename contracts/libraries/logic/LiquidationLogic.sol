@@ -85,13 +85,15 @@ library LiquidationLogic {
 
         // The repay is capped at the debt rounded up to a whole unit: the sub-unit overshoot is the protocol's, so
         // the balance lands at 0, never above (one change, one event).
-        int256 debt = s.accounts[accountId].settlement;
-        int256 credit = (repay * env.settlementScale).toInt256();
-        AccountLogic.changeSettlement(s, accountId, credit > -debt ? -debt : credit);
+        {
+            int256 debt = s.accounts[accountId].settlement;
+            int256 credit = (repay * env.settlementScale).toInt256();
+            AccountLogic.changeSettlement(s, accountId, credit > -debt ? -debt : credit);
+        }
         // The repay becomes the pool's; the collateral leaves custody to the buyer.
         AccountLogic.pullTokens(s, env.settlementAsset, repay);
         s.pool.balance += repay.toUint128();
-        AccountLogic.takeMargin(s, accountId, token, amountOut);
+        AccountLogic.takeMargin(s, accountId, token, s.assetSlot[token] - 1, amountOut); // listed: priced above
         emit IVault.MarginDebited(accountId, token, msg.sender, amountOut);
         AccountLogic.pushTokens(s, token, msg.sender, amountOut);
         emit IMarginEngine.CollateralBought(accountId, msg.sender, token, repay, amountOut);

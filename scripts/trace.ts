@@ -40,7 +40,7 @@ async function main() {
   console.log(`gasUsed ${p.gasUsed}`);
   console.log("per contract (storage context):", p.perContract);
   console.log(`cold slots (${p.coldSlots.length}):`);
-  for (const c of p.coldSlots) console.log(`  ${c.contract} ${c.slot}`);
+  for (const c of p.coldSlots) console.log(`  ${c.contract} ${c.slot}  ${c.line}`);
   console.log("top lines:");
   for (const [line, gas] of p.lines.slice(0, 40)) console.log(`  ${String(gas).padStart(7)}  ${line}`);
 }

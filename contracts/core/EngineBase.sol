@@ -139,7 +139,7 @@ abstract contract EngineBase is Ownable2Step {
         if (p.baseFeeUsd > MAX_REBALANCE_FEE || p.gasUnits > MAX_REBALANCE_GAS_UNITS) {
             revert IRebalancer.FeeParamsOutOfBounds(p.baseFeeUsd, p.gasUnits);
         }
-        _s.hot.baseFeeUsd = p.baseFeeUsd;
+        _s.hot.baseFeeUsd = uint80(p.baseFeeUsd); // <= MAX_REBALANCE_FEE < 2^80, checked above
         _s.hot.gasUnits = p.gasUnits;
         emit IRebalancer.FeeParamsSet(p);
     }

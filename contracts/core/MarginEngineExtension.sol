@@ -118,7 +118,7 @@ contract MarginEngineExtension is EngineBase {
     }
 
     function rebalancePolicy(uint256 accountId) external view returns (IMarginEngine.RebalancePolicy memory) {
-        return _s.policies[accountId];
+        return AccountLogic.loadPolicy(_s, accountId);
     }
 
     function lastRebalanceAt(uint256 accountId) external view returns (uint256) {

@@ -52,7 +52,7 @@ async function codeMap(name: string, fqn: string): Promise<CodeMap> {
 export interface Profile {
   gasUsed: bigint;
   perContract: [string, number][];
-  coldSlots: { contract: string; slot: string }[];
+  coldSlots: { contract: string; slot: string; line: string }[];
   lines: [string, number][];
 }
 
@@ -90,7 +90,7 @@ export async function profile(hash: string, contracts: Record<string, [string, s
   const codeAt: string[] = [tx!.to!.toLowerCase()];
   const perContract = new Map<string, number>();
   const perLine = new Map<string, number>();
-  const coldSlots: { contract: string; slot: string }[] = [];
+  const coldSlots: { contract: string; slot: string; line: string }[] = [];
   for (let i = 0; i < logs.length; i++) {
     const st = logs[i];
     const d = st.depth - 1;
@@ -110,11 +110,11 @@ export async function profile(hash: string, contracts: Record<string, [string, s
     const code = codeAt[d];
     const map = await mapFor(code);
     const label = labels.get(storageAt[d]) ?? storageAt[d];
-    if (st.op === "SLOAD" && st.gasCost >= 2100) {
-      coldSlots.push({ contract: label, slot: "0x" + st.stack![st.stack!.length - 1].replace(/^0x/, "") });
-    }
     perContract.set(label, (perContract.get(label) ?? 0) + cost);
     let line = map?.pcToLine.get(st.pc) ?? `${labels.get(code) ?? code}:?`;
+    if (st.op === "SLOAD" && st.gasCost >= 2100) {
+      coldSlots.push({ contract: label, slot: "0x" + st.stack![st.stack!.length - 1].replace(/^0x/, ""), line });
+    }
     if (process.env.PROFILE_OPS) line = `${labels.get(code) ?? code} ${st.op}`;
     perLine.set(line, (perLine.get(line) ?? 0) + cost);
   }

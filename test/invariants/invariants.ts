@@ -430,6 +430,9 @@ export function INV_REBALANCE_LOCAL(r: StepRecord): void {
     }
     fees += act.fee;
     if (act.hBefore !== a0.health) fail(I, `${label(r)}: Rebalanced reports health before ${fmtWad(act.hBefore)}, the account had ${a0.priced ? fmtWad(a0.health!) : "no valuation"}`);
+    // The health after is the valuation's to the wei, whether the engine re-valued the account (REDUCE) or re-summed
+    // only the balances it moved (TOP_UP, RELEASE).
+    if (a1.priced && act.hAfter !== a1.health) fail(I, `${label(r)}: Rebalanced reports health after ${fmtWad(act.hAfter)}, the account has ${fmtWad(a1.health!)}`);
     if (act.hBefore < WAD) {
       // Below 1 only a rescue acts: a TOP_UP whose top-up alone, after the fee, lifts the account to the liquidation
       // target against the maintenance margin at the current volatility with one USDC unit to spare (what the

@@ -531,6 +531,31 @@ describe("Rebalancer", () => {
         .withArgs(17, 16);
     });
 
+    it("stores up to 16 top-up assets packed as listing indices and gives them back as addresses, in the owner's order", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      const factory = await ethers.getContractFactory("MockERC20");
+      const listed = [await f.usdc.getAddress(), await f.weth.getAddress(), await f.wbtc.getAddress()];
+      expect(await f.vault.listedAssets()).to.deep.equal(listed);
+      for (let i = listed.length; i < 16; i++) {
+        const token = await factory.deploy(`T${i}`, `T${i}`, 18);
+        await f.vault.listAsset(token, wad("0.5"));
+        listed.push(await token.getAddress());
+      }
+      // Reversed: index 15 first (bits 0-3 = 0xF), USDC (index 0) last; every field at a value of its own.
+      const policy = { ...f.policy, cooldown: 3_600, maxFeeUsd: wad("999.5"), topUpAssets: [...listed].reverse() };
+      await expect(f.engine.connect(f.alice).setRebalancePolicy(f.id, policy))
+        .to.emit(f.engine, "RebalancePolicySet")
+        .withArgs(f.id, [ACTION.ALL, 3_600n, wad("2"), wad("3"), wad("6"), wad("999.5"), [...listed].reverse()]);
+      const stored = await f.engine.rebalancePolicy(f.id);
+      expect([stored.actions, stored.cooldown, stored.triggerRatio, stored.targetRatio, stored.releaseRatio, stored.maxFeeUsd]).to.deep.equal([
+        BigInt(ACTION.ALL), 3_600n, wad("2"), wad("3"), wad("6"), wad("999.5"),
+      ]);
+      expect(stored.topUpAssets).to.deep.equal([...listed].reverse());
+      // A shorter policy replaces it entirely: no index of the longer one survives.
+      await f.engine.connect(f.alice).setRebalancePolicy(f.id, { ...policy, topUpAssets: [listed[2], listed[0]] });
+      expect((await f.engine.rebalancePolicy(f.id)).topUpAssets).to.deep.equal([listed[2], listed[0]]);
+    });
+
     it("is set by the owner or an operator only, and actions 0 opts out (the policy is cleared, the event says so)", async () => {
       const f = await loadFixture(rebalanceFixture);
       await expect(f.engine.connect(f.bob).setRebalancePolicy(f.id, f.policy))

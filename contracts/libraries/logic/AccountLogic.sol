@@ -46,7 +46,8 @@ library AccountLogic {
         IMarginEngine.RiskParams risk;
         /// @dev The keeper fee's parameters and sqrt(volHorizon / year), read together by every rebalance.
         HotParams hot;
-        mapping(uint256 accountId => IMarginEngine.RebalancePolicy) policies;
+        /// @dev Packed: two slots whatever the number of top-up assets (`loadPolicy` gives the ABI struct).
+        mapping(uint256 accountId => Policy) policies;
         /// @dev Σ over accounts of max(0, −settlement), WAD USD: debts realised but not yet collected (or written
         ///      off). The pool's mint valuation counts them, so no new LP buys into a receivable at a discount.
         uint256 totalDebtUsd;
@@ -101,15 +102,36 @@ library AccountLogic {
         uint128 insurance;
     }
 
-    /// @notice Parameters every rebalance reads, in one slot (README "Storage layout").
-    /// @param baseFeeUsd / gasUnits The keeper fee's (IRebalancer.FeeParams; bounded by MAX_REBALANCE_FEE and
-    ///        MAX_REBALANCE_GAS_UNITS).
+    /// @notice Parameters every valuation or rebalance reads, in one slot (README "Storage layout").
+    /// @param baseFeeUsd / gasUnits The keeper fee's (IRebalancer.FeeParams; baseFeeUsd <= MAX_REBALANCE_FEE =
+    ///        1e21 < 2^80, gasUnits <= MAX_REBALANCE_GAS_UNITS).
     /// @param sqrtHorizon sqrt(volHorizon / year), WAD rounded up, derived from `risk.volHorizon` when it is set:
     ///        volHorizon <= MAX_VOL_HORIZON (30 days) keeps it below 0.29e18, far inside 64 bits (18.4e18).
+    /// @param keeperReward `risk.keeperReward`, written with it by `setRiskParams` (<= MAX_KEEPER_REWARD = 1e21 <
+    ///        2^80): every valuation reserves it, so the hot path reads it here, not from the risk parameters' slot.
     struct HotParams {
-        uint128 baseFeeUsd;
+        uint80 baseFeeUsd;
         uint32 gasUnits;
         uint64 sqrtHorizon;
+        uint80 keeperReward;
+    }
+
+    /// @notice An account's rebalancing policy as stored, in two slots (README "Storage layout"): the fields of
+    ///         `IMarginEngine.RebalancePolicy`, with the top-up assets as listing indices (4 bits each: MAX_ASSETS = 16
+    ///         indices 0..15; at most MAX_ASSETS of them, 64 bits) instead of an array of addresses.
+    /// @param actions / cooldown / triggerRatio / targetRatio / releaseRatio As in the ABI struct (same widths).
+    /// @param maxFeeUsd WAD USD <= MAX_REBALANCE_FEE, far inside 128 bits.
+    /// @param assetIndices Listing index of the k-th top-up asset in bits [4k, 4k + 4).
+    /// @param assetCount Number of top-up assets, <= MAX_ASSETS.
+    struct Policy {
+        uint8 actions;
+        uint32 cooldown;
+        uint64 triggerRatio;
+        uint64 targetRatio;
+        uint64 releaseRatio;
+        uint128 maxFeeUsd;
+        uint64 assetIndices;
+        uint8 assetCount;
     }
 
     /// @notice What the engine keeps per account besides positions and policy, packed into one slot (every
@@ -163,18 +185,8 @@ library AccountLogic {
         view
         returns (IMarginEngine.AccountState memory st)
     {
-        // C: collateral value, rounded down at both steps (price, then haircut).
         AccountSlot memory a = s.accounts[accountId];
-        uint256 held = a.marginMask;
-        for (uint256 i; held != 0; ++i) {
-            if (held & 1 != 0) {
-                Asset memory asset = s.assetList[i];
-                (, uint256 px) = lookup(ctx, asset.token); // 0 when unpriced: counts as nothing
-                uint256 value = WadMath.toValueDown(s.balances[accountId][asset.token].margin, px, asset.decimals);
-                st.collateral += value.wMulDown(asset.haircut);
-            }
-            held >>= 1;
-        }
+        st.collateral = collateralIn(s, ctx, accountId, a.marginMask);
         st.settlement = a.settlement;
 
         uint256 mm;
@@ -192,12 +204,40 @@ library AccountLogic {
         }
         if (a.positionMask != 0) {
             // The liquidation keeper reward is reserved in both requirements so liquidating always pays.
-            mm += s.risk.keeperReward;
-            im += s.risk.keeperReward;
+            uint256 reward = s.hot.keeperReward;
+            mm += reward;
+            im += reward;
         }
         st.maintenanceMargin = mm;
         st.initialMargin = im;
+        setHealth(st);
+    }
+
+    /// @dev C over the listed assets whose bits are set in `indexMask`: Σ margin × price × haircut, rounded down at
+    ///      both steps (price, then haircut), per asset. A valuation sums the account's margin mask; a rebalance
+    ///      that moves only balances re-sums just the assets it moved (the terms are per asset, so the two agree
+    ///      to the wei). An asset without margin adds nothing.
+    function collateralIn(Storage storage s, Ctx memory ctx, uint256 accountId, uint256 indexMask)
+        internal
+        view
+        returns (uint256 c)
+    {
+        for (uint256 i; indexMask != 0; ++i) {
+            if (indexMask & 1 != 0) {
+                Asset memory asset = s.assetList[i];
+                (, uint256 px) = lookup(ctx, asset.token); // 0 when unpriced: counts as nothing
+                uint256 value = WadMath.toValueDown(s.balances[accountId][asset.token].margin, px, asset.decimals);
+                c += value.wMulDown(asset.haircut);
+            }
+            indexMask >>= 1;
+        }
+    }
+
+    /// @dev E = C + S + U and health = E / MM (rounded down; unbounded when MM = 0, 0 when E <= 0) from the
+    ///      state's other fields.
+    function setHealth(IMarginEngine.AccountState memory st) internal pure {
         st.equity = int256(st.collateral) + st.settlement + st.unrealisedPnl;
+        uint256 mm = st.maintenanceMargin;
         if (mm == 0) st.health = type(uint256).max;
         else if (st.equity <= 0) st.health = 0;
         else st.health = uint256(st.equity).wDivDown(mm); // health rounds down
@@ -242,7 +282,7 @@ library AccountLogic {
             }
             markets >>= 1;
         }
-        if (s.accounts[accountId].positionMask != 0) mm += s.risk.keeperReward;
+        if (s.accounts[accountId].positionMask != 0) mm += s.hot.keeperReward;
     }
 
     /// @dev Σ feeRate_m × N_m over the account's positions, rounded up: the trading fee of closing all of
@@ -293,23 +333,46 @@ library AccountLogic {
         view
         returns (bool)
     {
-        IMarginEngine.RebalancePolicy storage p = s.policies[accountId];
+        Policy memory p = s.policies[accountId];
         if (
-            p.actions & TOP_UP_BIT == 0 || p.maxFeeUsd < s.risk.keeperReward || block.timestamp < rebalanceReadyAt(s, accountId)
+            p.actions & TOP_UP_BIT == 0 || p.maxFeeUsd < s.hot.keeperReward || block.timestamp < rebalanceReadyAt(s, accountId)
         ) return false;
         // As the liquidation it pre-empts would: the target against the maintenance margin at the current
         // volatility, and one settlement unit to spare (the settle after the fee rounds against the account).
         int256 lifted = st.equity - int256(uint256(p.maxFeeUsd)) - int256(ctx.env.settlementScale);
         int256 needed = int256(currentVolMaintenance(s, ctx, accountId).wMulUp(s.risk.liquidationTargetRatio));
-        address[] storage assets = p.topUpAssets;
-        for (uint256 i; i < assets.length && lifted < needed; ++i) {
-            uint256 reserve = s.balances[accountId][assets[i]].reserve;
+        for (uint256 k; k < p.assetCount && lifted < needed; ++k) {
+            Asset memory asset = s.assetList[policyAssetIndex(p, k)];
+            uint256 reserve = s.balances[accountId][asset.token].reserve;
             if (reserve == 0) continue;
-            uint256 px = viewCollateral(ctx, assets[i]);
-            Asset memory asset = listedAsset(s, assets[i]);
+            uint256 px = viewCollateral(ctx, asset.token);
             lifted += int256(WadMath.toValueDown(reserve, px, asset.decimals).wMulDown(asset.haircut));
         }
         return lifted >= needed;
+    }
+
+    /// @dev Listing index of the policy's k-th top-up asset (k < assetCount).
+    function policyAssetIndex(Policy memory p, uint256 k) internal pure returns (uint256) {
+        return (uint256(p.assetIndices) >> (4 * k)) & 0xF;
+    }
+
+    /// @dev The policy as the ABI struct: the top-up assets back as token addresses, in the owner's order.
+    function loadPolicy(Storage storage s, uint256 accountId)
+        internal
+        view
+        returns (IMarginEngine.RebalancePolicy memory policy)
+    {
+        Policy memory p = s.policies[accountId];
+        policy.actions = p.actions;
+        policy.cooldown = p.cooldown;
+        policy.triggerRatio = p.triggerRatio;
+        policy.targetRatio = p.targetRatio;
+        policy.releaseRatio = p.releaseRatio;
+        policy.maxFeeUsd = p.maxFeeUsd;
+        policy.topUpAssets = new address[](p.assetCount);
+        for (uint256 k; k < p.assetCount; ++k) {
+            policy.topUpAssets[k] = s.assetList[policyAssetIndex(p, k)].token;
+        }
     }
 
     /// @dev When the account may next be rebalanced: `cooldown` after the last rebalance, and never twice in

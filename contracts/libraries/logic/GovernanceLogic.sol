@@ -56,6 +56,7 @@ library GovernanceLogic {
         _bound("collateralDiscount", p.collateralDiscount, 0, C.MAX_COLLATERAL_DISCOUNT);
         _bound("volHorizon", p.volHorizon, C.MIN_VOL_HORIZON, C.MAX_VOL_HORIZON);
         s.risk = p;
+        s.hot.keeperReward = uint80(p.keeperReward); // <= MAX_KEEPER_REWARD < 2^80, bounded above
         // sqrt(horizon / year), rounded up: the volatility term of the maintenance rate is a requirement.
         // <= sqrt(30 days / 365 days) WAD < 0.29e18: fits 64 bits (AccountLogic.HotParams).
         s.hot.sqrtHorizon =

@@ -26,7 +26,7 @@ library PlanLogic {
     /// @dev One plan under construction (memory, so the planning steps stay within the stack).
     struct Draft {
         uint256 accountId;
-        IMarginEngine.RebalancePolicy policy;
+        AccountLogic.Policy policy; // as stored: top-up assets as listing indices
         IMarginEngine.AccountState state;
         uint256 closeFeeUsd;
         uint256 maintenanceNowUsd; // MM at the current volatility: what a rescue must reach the liquidation target of
@@ -37,6 +37,7 @@ library PlanLogic {
         uint256 count; // assets used so far
         address[] assets;
         uint256[] amounts;
+        uint256 indices; // listing index of assets[k] in bits [4k, 4k + 4), as in AccountLogic.Policy
         uint256 reduceFraction;
         uint8 action;
     }
@@ -60,9 +61,10 @@ library PlanLogic {
         unpriced = AccountLogic.pokeAccountPrices(s, ctx, accountId);
         if (unpriced != address(0)) return unpriced;
         AccountLogic.pokeCollateral(ctx, ctx.env.gasAsset);
-        address[] storage assets = s.policies[accountId].topUpAssets;
-        for (uint256 i; i < assets.length; ++i) {
-            if (s.balances[accountId][assets[i]].reserve != 0) AccountLogic.pokeCollateral(ctx, assets[i]);
+        AccountLogic.Policy memory p = s.policies[accountId];
+        for (uint256 k; k < p.assetCount; ++k) {
+            address asset = s.assetList[AccountLogic.policyAssetIndex(p, k)].token;
+            if (s.balances[accountId][asset].reserve != 0) AccountLogic.pokeCollateral(ctx, asset);
         }
     }
 
@@ -75,9 +77,10 @@ library PlanLogic {
         unpriced = AccountLogic.viewAccountPrices(s, ctx, accountId);
         if (unpriced != address(0)) return unpriced;
         AccountLogic.viewCollateral(ctx, ctx.env.gasAsset);
-        address[] storage assets = s.policies[accountId].topUpAssets;
-        for (uint256 i; i < assets.length; ++i) {
-            if (s.balances[accountId][assets[i]].reserve != 0) AccountLogic.viewCollateral(ctx, assets[i]);
+        AccountLogic.Policy memory p = s.policies[accountId];
+        for (uint256 k; k < p.assetCount; ++k) {
+            address asset = s.assetList[AccountLogic.policyAssetIndex(p, k)].token;
+            if (s.balances[accountId][asset].reserve != 0) AccountLogic.viewCollateral(ctx, asset);
         }
     }
 
@@ -104,8 +107,8 @@ library PlanLogic {
 
         if (h < WAD) d.maintenanceNowUsd = AccountLogic.currentVolMaintenance(s, ctx, accountId);
         d.feeUsd = h < WAD ? _rescueFee(s, ctx, d.policy.maxFeeUsd) : keeperFee(s, ctx, d.policy.maxFeeUsd);
-        d.assets = new address[](d.policy.topUpAssets.length);
-        d.amounts = new uint256[](d.policy.topUpAssets.length);
+        d.assets = new address[](d.policy.assetCount);
+        d.amounts = new uint256[](d.policy.assetCount);
         if (low) {
             d.closeFeeUsd = AccountLogic.closeFeeUsd(s, ctx, accountId);
             d.action = _planRestore(s, ctx, d);
@@ -184,7 +187,7 @@ library PlanLogic {
             // One settlement-token unit less equity: realised PnL settles against USDC margin rounded up to a
             // whole unit (against the account), and the plan must still reach the target after that.
             uint256 f = CloseMath.leastCloseFraction(
-                target, d.state.maintenanceMargin, s.risk.keeperReward, equity - int256(scale), d.closeFeeUsd
+                target, d.state.maintenanceMargin, s.hot.keeperReward, equity - int256(scale), d.closeFeeUsd
             );
             if (f == WAD) {
                 // Everything closes: the fee takes at most what is left after the close (less a unit of
@@ -206,20 +209,19 @@ library PlanLogic {
     ///      is rounded up (against the account: the target is reached); the value counted is the valuation's
     ///      own, price then haircut rounded down. Returns the value added.
     function _planTopUp(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, Draft memory d, uint256 needUsd) private view returns (uint256 added) {
-        for (uint256 i; i < d.policy.topUpAssets.length && added < needUsd; ++i) {
-            address asset = d.policy.topUpAssets[i];
-            uint256 available = s.balances[d.accountId][asset].reserve;
+        for (uint256 k; k < d.policy.assetCount && added < needUsd; ++k) {
+            uint256 index = AccountLogic.policyAssetIndex(d.policy, k);
+            AccountLogic.Asset memory cfg = s.assetList[index];
+            uint256 available = s.balances[d.accountId][cfg.token].reserve;
             if (available == 0) continue;
-            (uint256 px, AccountLogic.Asset memory cfg) = _priced(s, ctx, asset);
+            (, uint256 px) = AccountLogic.lookup(ctx, cfg.token); // 0 when invalid or not loaded: skipped
             if (px == 0 || cfg.haircut == 0) continue;
             uint256 amount = WadMath.toAmountUp((needUsd - added).wDivUp(cfg.haircut), px, cfg.decimals);
             if (amount > available) amount = available;
             uint256 value = WadMath.toValueDown(amount, px, cfg.decimals).wMulDown(cfg.haircut);
             if (value == 0) continue;
             added += value;
-            d.assets[d.count] = asset;
-            d.amounts[d.count] = amount;
-            ++d.count;
+            _take(d, cfg.token, index, amount);
         }
         d.toppedUpUsd = added;
     }
@@ -236,11 +238,12 @@ library PlanLogic {
         if (excessSigned <= 0) return 0;
         uint256 excess = uint256(excessSigned);
         uint256 released;
-        for (uint256 i; i < d.policy.topUpAssets.length && excess != 0; ++i) {
-            address asset = d.policy.topUpAssets[i];
-            uint256 margin = s.balances[d.accountId][asset].margin;
+        for (uint256 k; k < d.policy.assetCount && excess != 0; ++k) {
+            uint256 index = AccountLogic.policyAssetIndex(d.policy, k);
+            AccountLogic.Asset memory cfg = s.assetList[index];
+            uint256 margin = s.balances[d.accountId][cfg.token].margin;
             if (margin == 0) continue;
-            (uint256 px, AccountLogic.Asset memory cfg) = _priced(s, ctx, asset);
+            (, uint256 px) = AccountLogic.lookup(ctx, cfg.token); // 0 when invalid or not loaded: skipped
             if (px == 0 || cfg.haircut == 0) continue;
             uint256 amount = WadMath.toAmountDown(excess.wDivDown(cfg.haircut), px, cfg.decimals);
             if (amount > margin) amount = margin;
@@ -248,9 +251,7 @@ library PlanLogic {
             uint256 removed = WadMath.toValueUp(amount, px, cfg.decimals).wMulUp(cfg.haircut);
             excess = removed >= excess ? 0 : excess - removed;
             released += removed;
-            d.assets[d.count] = asset;
-            d.amounts[d.count] = amount;
-            ++d.count;
+            _take(d, cfg.token, index, amount);
         }
         if (released <= d.feeUsd) return 0;
         d.releasedUsd = released;
@@ -265,7 +266,7 @@ library PlanLogic {
         returns (uint256 fee)
     {
         fee = keeperFee(s, ctx, maxFeeUsd);
-        uint256 reward = Math.min(s.risk.keeperReward, maxFeeUsd);
+        uint256 reward = Math.min(s.hot.keeperReward, maxFeeUsd);
         reward -= reward % ctx.env.settlementScale;
         if (fee < reward) fee = reward;
     }
@@ -289,13 +290,12 @@ library PlanLogic {
         return int256(d.maintenanceNowUsd.wMulUp(s.risk.liquidationTargetRatio) + ctx.env.settlementScale);
     }
 
-    /// @dev A cached price (0 when invalid or not loaded: the asset is skipped) and the asset's listing.
-    function _priced(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, address asset)
-        private
-        view
-        returns (uint256 px, AccountLogic.Asset memory cfg)
-    {
-        (, px) = AccountLogic.lookup(ctx, asset);
-        cfg = AccountLogic.listedAsset(s, asset);
+    /// @dev Appends `amount` of the asset listed at `index` to the plan.
+    function _take(Draft memory d, address token, uint256 index, uint256 amount) private pure {
+        uint256 n = d.count;
+        d.assets[n] = token;
+        d.amounts[n] = amount;
+        d.indices |= index << (4 * n); // index < MAX_ASSETS = 16, n < MAX_ASSETS: 64 bits
+        d.count = n + 1;
     }
 }

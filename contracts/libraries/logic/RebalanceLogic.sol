@@ -16,8 +16,9 @@ import "../Constants.sol" as C;
 /// @notice The engine's built-in rebalancing (run by delegatecall from the MarginEngine and its extension): policy
 ///         validation, `rebalance`, `rebalanceBatch`, `needsRebalance` and `checkUpkeep` (IRebalancer).
 /// @dev A rebalance pokes the prices the account needs, values it once, plans on that valuation (PlanLogic) and
-///      applies the plan; a second valuation after it checks the postconditions (defence in depth: the plan meets
-///      them by construction) and gives the health the event reports.
+///      applies the plan; the state after it checks the postconditions (defence in depth: the plan meets them by
+///      construction) and gives the health the event reports. After a REDUCE that state is a second valuation;
+///      after a TOP_UP or RELEASE alone it is the first one with the moved balances' collateral re-summed.
 library RebalanceLogic {
     using SafeCast for uint256;
     using WadMath for uint256;
@@ -57,19 +58,36 @@ library RebalanceLogic {
         if (p.topUpAssets.length > C.MAX_ASSETS) {
             revert IMarginEngine.PolicyTooManyAssets(p.topUpAssets.length, C.MAX_ASSETS);
         }
-        for (uint256 i; i < p.topUpAssets.length; ++i) {
-            address asset = p.topUpAssets[i];
-            if (s.assetSlot[asset] == 0) revert IMarginEngine.PolicyAssetNotListed(asset);
-            for (uint256 j; j < i; ++j) {
-                if (p.topUpAssets[j] == asset) revert IMarginEngine.PolicyDuplicateAsset(asset);
-            }
-        }
+        uint256 indices = _assetIndices(s, p.topUpAssets);
         if (p.cooldown > C.MAX_REBALANCE_COOLDOWN) {
             revert IMarginEngine.PolicyCooldownTooLong(p.cooldown, C.MAX_REBALANCE_COOLDOWN);
         }
         if (p.maxFeeUsd > C.MAX_REBALANCE_FEE) revert IMarginEngine.PolicyFeeTooHigh(p.maxFeeUsd, C.MAX_REBALANCE_FEE);
-        s.policies[accountId] = p;
+        s.policies[accountId] = AccountLogic.Policy({
+            actions: p.actions,
+            cooldown: p.cooldown,
+            triggerRatio: p.triggerRatio,
+            targetRatio: p.targetRatio,
+            releaseRatio: p.releaseRatio,
+            maxFeeUsd: p.maxFeeUsd,
+            assetIndices: uint64(indices),
+            assetCount: uint8(p.topUpAssets.length) // <= MAX_ASSETS, checked above
+        });
         emit IMarginEngine.RebalancePolicySet(accountId, p);
+    }
+
+    /// @dev The policy's top-up assets as packed listing indices (AccountLogic.Policy): the k-th in bits [4k, 4k + 4).
+    ///      Reverts `PolicyAssetNotListed` / `PolicyDuplicateAsset`; the caller has checked at most MAX_ASSETS.
+    function _assetIndices(AccountLogic.Storage storage s, address[] calldata assets) private view returns (uint256 indices) {
+        for (uint256 i; i < assets.length; ++i) {
+            address asset = assets[i];
+            uint256 slot = s.assetSlot[asset];
+            if (slot == 0) revert IMarginEngine.PolicyAssetNotListed(asset);
+            for (uint256 j; j < i; ++j) {
+                if (assets[j] == asset) revert IMarginEngine.PolicyDuplicateAsset(asset);
+            }
+            indices |= (slot - 1) << (4 * i); // index < MAX_ASSETS = 16: 4 bits; i < MAX_ASSETS: 64 bits in all
+        }
     }
 
     // =================================================================== rebalancing
@@ -204,17 +222,23 @@ library RebalanceLogic {
 
     /// @dev Applies a Ready plan: reserve↔margin moves (`moveBalance` reverts if a balance is short: at most the
     ///      account's own balances move), the REDUCE at the trading fee, the keeper's fee (credited), settlement;
-    ///      then the postconditions on a fresh valuation, and the event.
+    ///      then the postconditions on the state after it (see the library note), and the event.
     function _apply(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, PlanLogic.Draft memory d, address keeper)
         private
     {
         uint256 id = d.accountId;
         s.accounts[id].lastRebalanceAt = uint64(block.timestamp);
         bool release = d.action == C.RELEASE;
+        // Listing bits of every margin balance the plan can change: its assets, and the settlement asset (settle).
+        uint256 moved = 1 << AccountLogic.SETTLEMENT_INDEX;
+        for (uint256 i; i < d.assets.length; ++i) {
+            moved |= 1 << ((d.indices >> (4 * i)) & 0xF);
+        }
+        uint256 movedBefore = AccountLogic.collateralIn(s, ctx, id, moved);
         for (uint256 i; i < d.assets.length; ++i) {
             address asset = d.assets[i];
             uint256 amount = d.amounts[i];
-            AccountLogic.moveBalance(s, id, asset, s.assetSlot[asset] - 1, amount, !release);
+            AccountLogic.moveBalance(s, id, asset, (d.indices >> (4 * i)) & 0xF, amount, !release);
             if (release) emit IVault.MarginReleased(id, asset, amount);
             else emit IVault.MarginPosted(id, asset, amount);
         }
@@ -225,7 +249,7 @@ library RebalanceLogic {
         }
         AccountLogic.settle(s, ctx.env, id);
 
-        IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, id);
+        IMarginEngine.AccountState memory st = _stateAfter(s, ctx, d, moved, movedBefore);
         _checkAfter(s, ctx, d, st);
         emit IRebalancer.Rebalanced(
             id,
@@ -238,6 +262,33 @@ library RebalanceLogic {
             d.feeUsd,
             keeper
         );
+    }
+
+    /// @dev The account's valuation after the plan was applied. After a REDUCE, a valuation. After a TOP_UP or RELEASE
+    ///      alone, positions and prices are as planned, so PnL, notional and both requirements are the plan's
+    ///      valuation's; only the collateral terms of the balances in `moved` (worth `movedBefore` before) and S
+    ///      changed. The result is the valuation's to the wei (the collateral sum is per asset) without re-valuing
+    ///      positions.
+    function _stateAfter(
+        AccountLogic.Storage storage s,
+        AccountLogic.Ctx memory ctx,
+        PlanLogic.Draft memory d,
+        uint256 moved,
+        uint256 movedBefore
+    ) private view returns (IMarginEngine.AccountState memory st) {
+        uint256 id = d.accountId;
+        if (d.reduceFraction != 0) return AccountLogic.valuation(s, ctx, id);
+        st = IMarginEngine.AccountState({
+            collateral: d.state.collateral - movedBefore + AccountLogic.collateralIn(s, ctx, id, moved),
+            settlement: s.accounts[id].settlement,
+            unrealisedPnl: d.state.unrealisedPnl,
+            equity: 0,
+            notional: d.state.notional,
+            maintenanceMargin: d.state.maintenanceMargin,
+            initialMargin: d.state.initialMargin,
+            health: 0
+        });
+        AccountLogic.setHealth(st);
     }
 
     /// @dev The postconditions: equity >= 0 (with every position closed health reads as unbounded, and equity

@@ -211,7 +211,7 @@ contract MarginEngine is EngineBase {
         amount = _s.keeperRewards[msg.sender];
         if (amount == 0) revert IMarginEngine.NothingToClaim(msg.sender);
         _s.keeperRewards[msg.sender] = 0;
-        _s.totalKeeperRewards -= amount;
+        _s.pool.setAside -= uint128(amount); // Σ keeperRewards <= setAside
         // Out of the pool's balance, where the credited rewards were set apart from LP capital. Unpaid account debts
         // can leave less there than was credited: the claim then waits for them to be paid.
         uint256 available = AccountLogic.poolCapital(_s);
@@ -228,6 +228,6 @@ contract MarginEngine is EngineBase {
 
     /// @notice See IMarginEngine.totalKeeperRewards.
     function totalKeeperRewards() external view returns (uint256) {
-        return _s.totalKeeperRewards;
+        return _s.pool.setAside - _s.insurance; // setAside = insurance + Σ keeperRewards
     }
 }

@@ -167,7 +167,10 @@ contract MarginEngineCustody is EngineBase {
         _s.tracked[settlementAsset] = tracked;
         AccountLogic.PoolSlot memory p = _s.pool;
         p.balance = AccountLogic.fit(0, settlementAsset, p.balance + amount);
-        if (insurance) p.insurance += uint128(amount); // insurance <= balance
+        if (insurance) {
+            p.setAside += uint128(amount); // setAside + amount <= balance + amount, which fit above
+            _s.insurance += amount;
+        }
         _s.pool = p;
         emit IPoolEngine.PoolTransfer(from, amount, true, insurance);
     }
@@ -190,7 +193,7 @@ contract MarginEngineCustody is EngineBase {
     }
 
     function insuranceBalance() external view returns (uint256) {
-        return _s.pool.insurance;
+        return _s.insurance;
     }
 
     /// @notice See IPoolEngine.enterLock.

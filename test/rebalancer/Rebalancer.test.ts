@@ -88,6 +88,17 @@ describe("Rebalancer", () => {
       expect(await f.engine.keeperRewardsOf(f.keeper.address)).to.equal(keeper0 + fee / USDC_SCALE);
       expect(await f.engine.totalKeeperRewards()).to.equal(keeper0 + fee / USDC_SCALE);
       expect(await f.engine.lastRebalanceAt(f.id)).to.equal(await time.latest());
+      // With no settlement balance, the fee leaves USDC margin for the pool's balance (where credited rewards are held)
+      // in one move: one MarginDebited to the pool, no SettlementChanged round trip.
+      const rc = await (await tx).wait();
+      const settled = rc!.logs.map((l) => f.engine.interface.parseLog(l)).filter((e) => e?.name === "SettlementChanged");
+      expect(settled).to.deep.equal([]);
+      const debited = rc!.logs
+        .map((l) => f.vault.interface.parseLog(l))
+        .filter((e) => e?.name === "MarginDebited")
+        .map((e) => [...e!.args]);
+      expect(debited).to.deep.equal([[f.id, await f.usdc.getAddress(), await f.pool.getAddress(), fee / USDC_SCALE]]);
+      expect(now.settlement).to.equal(0n);
     });
 
     it("rescues an account just above 1 (between liquidation and trigger)", async () => {

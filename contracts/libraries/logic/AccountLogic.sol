@@ -57,8 +57,9 @@ library AccountLogic {
         address upkeepFeeRecipient;
         /// @dev Liquidation rewards and rebalance fees credited and not yet claimed, settlement-token units.
         mapping(address keeper => uint256) keeperRewards;
-        /// @dev Σ keeperRewards: tokens the pool holds for keepers, not LP capital.
-        uint256 totalKeeperRewards;
+        /// @dev The insurance fund, settlement-token units: part of `pool.setAside` (Σ keeperRewards is the rest), read
+        ///      only where insurance itself changes or is shown.
+        uint256 insurance;
         // ------------------------------------------------------------- custody (IVault, served at this address)
         mapping(uint256 accountId => address) owners;
         mapping(uint256 accountId => mapping(address operator => bool)) operators;
@@ -96,10 +97,11 @@ library AccountLogic {
 
     /// @notice The pool's tokens held by the engine, settlement-asset units, in one slot (README "Storage layout").
     /// @param balance Everything held for the pool: LP capital + insurance + unclaimed keeper rewards (< 2^128:
-    ///        3.4e32 USDC). @param insurance The insurance fund's part of it.
+    ///        3.4e32 USDC). @param setAside The part that is not LP capital: insurance + Σ keeperRewards (< 2^128,
+    ///        checked). One slot for both, so crediting a keeper writes the slot a fee payment writes anyway.
     struct PoolSlot {
         uint128 balance;
-        uint128 insurance;
+        uint128 setAside;
     }
 
     /// @notice Parameters every valuation or rebalance reads, in one slot (README "Storage layout").
@@ -641,9 +643,10 @@ library AccountLogic {
         // Token units rounded up: the insurance fund covers the whole debt if it can. The fund's tokens stay in the
         // pool's balance: they become LP capital, replacing what the debtor never paid.
         uint256 amount = amountUsd.mulDivUp(1, env.settlementScale);
-        PoolSlot memory pool = s.pool;
-        uint256 fromInsurance = Math.min(amount, pool.insurance);
-        s.pool.insurance = uint128(pool.insurance - fromInsurance);
+        uint256 insurance = s.insurance;
+        uint256 fromInsurance = Math.min(amount, insurance);
+        s.insurance = insurance - fromInsurance;
+        s.pool.setAside -= uint128(fromInsurance); // insurance <= setAside
         emit IPoolEngine.BadDebtCovered(accountId, amount, fromInsurance, amount - fromInsurance);
         emit IMarginEngine.BadDebt(accountId, amountUsd, fromInsurance);
     }
@@ -663,7 +666,7 @@ library AccountLogic {
         if (amount == 0) return;
         uint256 balance = s.keeperRewards[keeper] + amount;
         s.keeperRewards[keeper] = balance;
-        s.totalKeeperRewards += amount;
+        s.pool.setAside = fit(0, env.settlementAsset, s.pool.setAside + amount);
         emit IMarginEngine.KeeperRewardCredited(keeper, amount, balance);
     }
 
@@ -709,8 +712,7 @@ library AccountLogic {
     ///      account debts left less than that, LP capital is 0 and a claim waits for the debts to be paid).
     function poolCapital(Storage storage s) internal view returns (uint256) {
         PoolSlot memory pool = s.pool;
-        uint256 held = uint256(pool.insurance) + s.totalKeeperRewards;
-        return pool.balance > held ? pool.balance - held : 0;
+        return pool.balance > pool.setAside ? pool.balance - pool.setAside : 0;
     }
 
     /// @dev A listed asset's slot; reverts `AssetNotListed`.
@@ -771,8 +773,9 @@ library AccountLogic {
     function addInsurance(Storage storage s, uint256 amount) internal {
         uint256 available = poolCapital(s);
         if (amount > available) revert ILiquidityPool.InsufficientCapital(available, amount);
-        uint256 insurance = s.pool.insurance + amount;
-        s.pool.insurance = uint128(insurance); // <= balance < 2^128
+        uint256 insurance = s.insurance + amount;
+        s.insurance = insurance;
+        s.pool.setAside += uint128(amount); // setAside + amount <= balance < 2^128 (amount <= capital)
         emit IPoolEngine.InsuranceAdded(amount, insurance);
     }
 

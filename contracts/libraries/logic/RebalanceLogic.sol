@@ -243,10 +243,7 @@ library RebalanceLogic {
             else emit IVault.MarginPosted(id, asset, amount);
         }
         if (d.reduceFraction != 0) AccountLogic.closeFraction(s, ctx, id, d.reduceFraction, true);
-        if (d.feeUsd != 0) {
-            AccountLogic.changeSettlement(s, id, -d.feeUsd.toInt256());
-            AccountLogic.creditKeeper(s, ctx.env, keeper, d.feeUsd);
-        }
+        if (d.feeUsd != 0) _payFee(s, ctx.env, id, d.feeUsd, keeper);
         AccountLogic.settle(s, ctx.env, id);
 
         IMarginEngine.AccountState memory st = _stateAfter(s, ctx, d, moved, movedBefore);
@@ -262,6 +259,25 @@ library RebalanceLogic {
             d.feeUsd,
             keeper
         );
+    }
+
+    /// @dev The keeper's fee, whole settlement units (the plan rounds it so), credited to `keeper`. With S = 0 and the
+    ///      account's settlement-asset margin covering it, paid straight from that margin into the pool's balance
+    ///      (where credited rewards are held): exactly the end state of charging S and settling it, without the round
+    ///      trip. Otherwise charged to S, which the settle after it collects as far as margin allows (a sub-unit
+    ///      positive S is then taken with the fee, rounding for the protocol, as before).
+    function _payFee(AccountLogic.Storage storage s, AccountLogic.Env memory env, uint256 id, uint256 feeUsd, address keeper)
+        private
+    {
+        uint256 amount = feeUsd / env.settlementScale; // exact: feeUsd is whole units
+        if (s.accounts[id].settlement == 0 && s.balances[id][env.settlementAsset].margin >= amount) {
+            AccountLogic.takeMargin(s, id, env.settlementAsset, AccountLogic.SETTLEMENT_INDEX, amount);
+            s.pool.balance += uint128(amount); // checked: the pool's balance fits 128 bits
+            emit IVault.MarginDebited(id, env.settlementAsset, env.pool, amount);
+        } else {
+            AccountLogic.changeSettlement(s, id, -feeUsd.toInt256());
+        }
+        AccountLogic.creditKeeper(s, env, keeper, feeUsd);
     }
 
     /// @dev The account's valuation after the plan was applied. After a REDUCE, a valuation. After a TOP_UP or RELEASE

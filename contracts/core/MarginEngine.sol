@@ -13,6 +13,7 @@ import {AccountLogic} from "../libraries/logic/AccountLogic.sol";
 import {LiquidationLogic} from "../libraries/logic/LiquidationLogic.sol";
 import {TradeLogic} from "../libraries/logic/TradeLogic.sol";
 import {RebalanceLogic} from "../libraries/logic/RebalanceLogic.sol";
+import {PlanLogic} from "../libraries/logic/PlanLogic.sol";
 import {EngineBase} from "./EngineBase.sol";
 
 /// @title MarginEngine
@@ -186,6 +187,11 @@ contract MarginEngine is EngineBase {
         tracksDebt(accountId)
         returns (uint8 action, uint256 feeUsd)
     {
+        // Opt-in and cooldown here, before the library is reached: the keeper that loses a same-block race for an
+        // account pays for two slot reads and the revert, not for a call into the rebalancing code.
+        IRebalancer.Status status = PlanLogic.gate(_s, accountId);
+        if (status == IRebalancer.Status.NotOptedIn) revert IRebalancer.NotOptedIn(accountId);
+        if (status != IRebalancer.Status.Ready) revert IRebalancer.NothingToRebalance(); // Cooldown
         return RebalanceLogic.rebalance(_s, _env(), accountId, msg.sender);
     }
 

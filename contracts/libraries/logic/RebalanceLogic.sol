@@ -92,18 +92,16 @@ library RebalanceLogic {
 
     // =================================================================== rebalancing
 
-    /// @dev See `IRebalancer.rebalance`; `keeper` is credited the fee.
+    /// @dev See `IRebalancer.rebalance`; `keeper` is credited the fee. The engine has passed `PlanLogic.gate` (opt-in,
+    ///      cooldown) before calling.
     function rebalance(AccountLogic.Storage storage s, AccountLogic.Env memory env, uint256 accountId, address keeper)
         external
         returns (uint8 action, uint256 feeUsd)
     {
-        IRebalancer.Status status = PlanLogic.gate(s, accountId);
-        if (status != IRebalancer.Status.Ready) _revertFor(status, accountId, 0);
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
         address unpriced = PlanLogic.pokePrices(s, ctx, accountId);
         if (unpriced != address(0)) revert IMarginEngine.OracleUnhealthy(unpriced);
-        PlanLogic.Draft memory d;
-        (status, d) = PlanLogic.plan(s, ctx, accountId);
+        (IRebalancer.Status status, PlanLogic.Draft memory d) = PlanLogic.plan(s, ctx, accountId);
         if (status != IRebalancer.Status.Ready) _revertFor(status, accountId, d.state.health);
         _apply(s, ctx, d, keeper);
         return (d.action, d.feeUsd);

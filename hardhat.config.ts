@@ -36,7 +36,10 @@ const config: HardhatUserConfig = {
     version: SOLC_VERSION,
     settings: {
       optimizer: { enabled: true, runs: 10_000 },
-      viaIR: true,
+      // viaIR for every build but coverage: the IR pipeline saves ~8 % gas on the hot paths, but instrumented IR code
+      // without the optimizer runs ~50x slower (and with the plugin's `irMinimum` it outgrows the deploy gas
+      // limit), so `npm run coverage` (COVERAGE=true) measures the same sources through the legacy pipeline.
+      viaIR: process.env.COVERAGE !== "true",
       evmVersion: "cancun",
     },
   },

@@ -349,8 +349,9 @@ library RebalanceLogic {
         }
     }
 
+    /// @dev A plan that is not Ready (the engine's gate already refused NotOptedIn and Cooldown): Liquidatable, or
+    ///      InBand / NoAction as NothingToRebalance.
     function _revertFor(IRebalancer.Status status, uint256 accountId, uint256 health) private pure {
-        if (status == IRebalancer.Status.NotOptedIn) revert IRebalancer.NotOptedIn(accountId);
         if (status == IRebalancer.Status.Liquidatable) revert IRebalancer.Liquidatable(accountId, health);
         revert IRebalancer.NothingToRebalance();
     }

@@ -4,6 +4,7 @@ import { loadFixture, takeSnapshot, time } from "@nomicfoundation/hardhat-networ
 
 import { ACTION, DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET, wad, type MarketConfig } from "../../deploy/params";
 import { E18, systemFixture, USDC, VOL_INTERVAL, type SystemFixture } from "../helpers/fixtures";
+import { underCoverage } from "../helpers/coverage";
 import { expectState, modelInputs, openAccount, PX8, RISK } from "../helpers/book";
 import {
   applyLiquidation,
@@ -771,9 +772,12 @@ describe("Risk model review (imVolFloor, liquidation at the current σ, σ_mm sp
       // Measured: liquidate 1.85M gas; the view liquidationFraction costs 117k more than rescueAvailable (the same
       // valuation and rescue check): the extra loop over 16 positions plus the risk parameters and CloseMath (~7.3k
       // a position), about 6 % of the liquidation. Bounded by MAX_MARKETS; only the owner can add positions.
-      expect(rc!.gasUsed).to.be.lt(2_000_000n);
-      expect(viewGas - rescueGas).to.be.lt(125_000n);
-      expect(stateGas).to.be.lte(rescueGas);
+      // Gas bounds hold for the compiled contracts only: instrumented, unoptimised ones under coverage use other gas.
+      if (!underCoverage()) {
+        expect(rc!.gasUsed).to.be.lt(2_000_000n);
+        expect(viewGas - rescueGas).to.be.lt(125_000n);
+        expect(stateGas).to.be.lte(rescueGas);
+      }
     });
   });
 });

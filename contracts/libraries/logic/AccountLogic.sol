@@ -355,7 +355,12 @@ library AccountLogic {
 
     /// @dev Listing index of the policy's k-th top-up asset (k < assetCount).
     function policyAssetIndex(Policy memory p, uint256 k) internal pure returns (uint256) {
-        return (uint256(p.assetIndices) >> (4 * k)) & 0xF;
+        return packedIndex(p.assetIndices, k);
+    }
+
+    /// @dev The k-th 4-bit listing index of a packed list (a policy's top-up assets, a plan's assets): bits [4k, 4k + 4).
+    function packedIndex(uint256 packed, uint256 k) internal pure returns (uint256) {
+        return (packed >> (4 * k)) & 0xF;
     }
 
     /// @dev The policy as the ABI struct: the top-up assets back as token addresses, in the owner's order.

@@ -228,15 +228,19 @@ library RebalanceLogic {
         s.accounts[id].lastRebalanceAt = uint64(block.timestamp);
         bool release = d.action == C.RELEASE;
         // Listing bits of every margin balance the plan can change: its assets, and the settlement asset (settle).
+        // (Only a TOP_UP or RELEASE alone uses them: after a REDUCE the state is a full valuation.)
         uint256 moved = 1 << AccountLogic.SETTLEMENT_INDEX;
-        for (uint256 i; i < d.assets.length; ++i) {
-            moved |= 1 << ((d.indices >> (4 * i)) & 0xF);
+        uint256 movedBefore;
+        if (d.reduceFraction == 0) {
+            for (uint256 i; i < d.assets.length; ++i) {
+                moved |= 1 << AccountLogic.packedIndex(d.indices, i);
+            }
+            movedBefore = AccountLogic.collateralIn(s, ctx, id, moved);
         }
-        uint256 movedBefore = AccountLogic.collateralIn(s, ctx, id, moved);
         for (uint256 i; i < d.assets.length; ++i) {
             address asset = d.assets[i];
             uint256 amount = d.amounts[i];
-            AccountLogic.moveBalance(s, id, asset, (d.indices >> (4 * i)) & 0xF, amount, !release);
+            AccountLogic.moveBalance(s, id, asset, AccountLogic.packedIndex(d.indices, i), amount, !release);
             if (release) emit IVault.MarginReleased(id, asset, amount);
             else emit IVault.MarginPosted(id, asset, amount);
         }

@@ -1,4 +1,4 @@
-import type { AddressLike, Signer } from "ethers";
+import type { AddressLike, BaseContract, Signer } from "ethers";
 import {
   GovernanceLogic__factory,
   IMarginEngine__factory,
@@ -16,6 +16,18 @@ import {
   IVault__factory,
 } from "../typechain-types";
 import type { IMarginEngine, IRebalancer, IVault, LiquidityPool, MockAggregator, MockERC20, OracleRouter } from "../typechain-types";
+import type { MarginEngineLibraryAddresses } from "../typechain-types/factories/contracts/core/MarginEngine__factory";
+
+/**
+ * Builds the engine's contract factory from its linked libraries: the MarginEngine's own unless a caller (the tests'
+ * InstantFillEngine) passes another contract built on it, with the same constructor and libraries.
+ */
+export type EngineFactoryMaker = (
+  libraries: MarginEngineLibraryAddresses,
+  signer: Signer,
+) => { deploy(...args: Parameters<MarginEngine__factory["deploy"]>): Promise<BaseContract> };
+
+const marginEngineFactory: EngineFactoryMaker = (libraries, signer) => new MarginEngine__factory(libraries, signer);
 import {
   CRYPTO_FEED,
   DEFAULT_REBALANCER,
@@ -61,16 +73,23 @@ export async function deployCore(
   usdcHaircut: bigint,
   gasAsset: string,
   cfg: RebalancerConfig = DEFAULT_REBALANCER,
+  makeEngine: EngineFactoryMaker = marginEngineFactory,
 ): Promise<CoreContracts> {
   const owner = await deployer.getAddress();
   const oracle = await new OracleRouter__factory(deployer).deploy(owner);
   const pool = await new LiquidityPool__factory(deployer).deploy(usdc, owner);
-  const { engine, rebalancer, vault } = await deployEngine(deployer, oracle, pool, gasAsset, usdcHaircut, cfg);
+  const { engine, rebalancer, vault } = await deployEngine(deployer, oracle, pool, gasAsset, usdcHaircut, cfg, makeEngine);
   return { vault, oracle, pool, engine, rebalancer };
 }
 
 /** The engine's linked libraries, its two facets (custody, then the extension that routes to it) and its factory. */
-export async function engineParts(deployer: Signer, oracle: AddressLike, pool: AddressLike, gasAsset: string) {
+export async function engineParts(
+  deployer: Signer,
+  oracle: AddressLike,
+  pool: AddressLike,
+  gasAsset: string,
+  makeEngine: EngineFactoryMaker = marginEngineFactory,
+) {
   const owner = await deployer.getAddress();
   // The engine's modules are linked libraries, and its cold functions live in facets it delegates to: it would not
   // fit in 24 KiB otherwise.
@@ -91,7 +110,7 @@ export async function engineParts(deployer: Signer, oracle: AddressLike, pool: A
     deployer,
   );
   const extension = await extensionFactory.deploy(oracle, pool, gasAsset, custody, owner);
-  return { custody, extension, extensionFactory, engineFactory: new MarginEngine__factory(libraries, deployer) };
+  return { custody, extension, extensionFactory, engineFactory: makeEngine(libraries, deployer) };
 }
 
 /**
@@ -105,9 +124,10 @@ export async function deployEngine(
   gasAsset: string,
   usdcHaircut: bigint,
   cfg: RebalancerConfig = DEFAULT_REBALANCER,
+  makeEngine: EngineFactoryMaker = marginEngineFactory,
 ): Promise<{ engine: IMarginEngine; rebalancer: IRebalancer; vault: IVault }> {
   const owner = await deployer.getAddress();
-  const { extension, engineFactory } = await engineParts(deployer, oracle, pool, gasAsset);
+  const { extension, engineFactory } = await engineParts(deployer, oracle, pool, gasAsset, makeEngine);
   const deployed = await engineFactory.deploy(
     oracle,
     pool,
@@ -149,11 +169,19 @@ export async function setRisk(engine: IMarginEngine, cfg: RiskConfig): Promise<v
 export async function deployLocalSystem(
   deployer: Signer,
   prices: { eth: bigint; btc: bigint } = { eth: 2000n * 10n ** 8n, btc: 30000n * 10n ** 8n },
+  makeEngine: EngineFactoryMaker = marginEngineFactory,
 ): Promise<LocalSystem> {
   const usdc = await new MockERC20__factory(deployer).deploy("USD Coin", "USDC", 6);
   const weth = await new MockERC20__factory(deployer).deploy("Wrapped Ether", "WETH", 18);
   const wbtc = await new MockERC20__factory(deployer).deploy("Wrapped BTC", "WBTC", 8);
-  const core = await deployCore(deployer, await usdc.getAddress(), HAIRCUTS.USDC, await weth.getAddress());
+  const core = await deployCore(
+    deployer,
+    await usdc.getAddress(),
+    HAIRCUTS.USDC,
+    await weth.getAddress(),
+    DEFAULT_REBALANCER,
+    makeEngine,
+  );
   await (await core.vault.listAsset(weth, HAIRCUTS.WETH)).wait();
   await (await core.vault.listAsset(wbtc, HAIRCUTS.WBTC)).wait();
 

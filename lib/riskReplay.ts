@@ -3,7 +3,7 @@
  * model (README, "Risk model"). One piece of code for `npm run risk:table` (scripts/risk-table.ts) and the
  * scenario test (test/scenario/RiskModel.test.ts).
  *
- * `replayPaths` deploys the local system (deploy/system.ts) and replays several price paths in parallel, each
+ * `replayPaths` deploys the local system (deploy/system.ts, with the InstantFillEngine of lib/instantFill.ts) and replays several price paths in parallel, each
  * on its own asset, Chainlink-style feed and market (MAJOR_MARKET parameters), all feeds set at a time aligned
  * to the hour so that the oracle's sampling grid and every time difference are the same on every run. Every
  * step of every path is one round (`FeedPusher.pushAndPoke`: the feed's round at the step's time, then `poke`)
@@ -27,7 +27,7 @@ import path from "node:path";
 import { ethers, network } from "hardhat";
 import type { BaseContract, Interface, LogDescription, Result } from "ethers";
 
-import { deployLocalSystem, type LocalSystem } from "../deploy/system";
+import { deployInstantFillSystem, type InstantFillSystem } from "./instantFill";
 import { ACTION, CRYPTO_FEED, NARROW_POLICY, wad, type FeedConfig, type MarketConfig } from "../deploy/params";
 import { DATA_DIR, loadPriceCsv, parseDecimal } from "./prices";
 import {
@@ -682,7 +682,9 @@ async function run(paths: PathSpec[], cfg: ReplayConfig): Promise<Omit<ReplayRes
   const marginUsdc = cfg.marginUsdc * 10n ** 6n;
   const marginWad = marginUsdc * USDC_SCALE;
   const [deployer, lp, trader, keeper, liquidator] = await ethers.getSigners();
-  const sys: LocalSystem = await deployLocalSystem(deployer);
+  // Positions open at the step's price in one block: the InstantFillEngine (lib/instantFill.ts), whose fill is the
+  // production TradeLogic.fill without the fill round a two-step order waits for.
+  const sys: InstantFillSystem = await deployInstantFillSystem(deployer);
   const { engine, oracle, vault, pool, usdc, rebalancer } = sys;
   const boundedSpeed = oracle.interface.getFunction("volatilities") !== null;
   const chain = new Chain(BigInt((await ethers.provider.getBlock("latest"))!.gasLimit));

@@ -6,6 +6,7 @@
  */
 import { ethers, network } from "hardhat";
 import { deployLocalSystem } from "../deploy/system";
+import { fillAtNextRound } from "../lib/orders";
 import { ACTION, CRYPTO_FEED, wad } from "../deploy/params";
 import { loadPriceCsv } from "../lib/prices";
 import { health, usd } from "../lib/format";
@@ -43,7 +44,13 @@ async function main() {
     await (await sys.usdc.mint(trader.address, USDC(10_000n))).wait();
     await (await sys.usdc.connect(trader).approve(sys.vault, USDC(10_000n))).wait();
     await (await sys.vault.connect(trader).depositMargin(id, sys.usdc, USDC(10_000n))).wait();
-    await (await sys.engine.connect(trader).modifyPosition(id, sys.ethMarket, size, price0 * 2n)).wait();
+    // A two-step order, filled at the next round of the same price (README "Orders").
+    await fillAtNextRound(sys.engine, trader, deployer, sys.ethFeed, {
+      accountId: id,
+      marketId: sys.ethMarket,
+      sizeDelta: size,
+      acceptablePrice: price0 * 2n,
+    });
     return id;
   };
   const plain = await open();

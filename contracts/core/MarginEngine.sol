@@ -89,8 +89,22 @@ contract MarginEngine is EngineBase {
         uint256 available = b.reserve;
         if (available < amount) revert IVault.InsufficientReserve(accountId, token, available, amount);
         b.reserve = uint128(available - amount); // amount <= available < 2^128
+        _requireTopUpKept(accountId, token);
         AccountLogic.pushTokens(_s, token, to, amount);
         emit IVault.Withdrawn(accountId, token, to, amount);
+    }
+
+    /// @dev Below its trigger, an account whose policy may REDUCE keeps its top-up reserve: emptying it first would
+    ///      turn the rebalance the price move called for from a top-up into an instant partial close (README
+    ///      "Orders"). Only such an account with open positions pays for the valuation.
+    function _requireTopUpKept(uint256 accountId, address token) private {
+        if (_s.accounts[accountId].positionMask == 0) return;
+        AccountLogic.Policy memory p = _s.policies[accountId];
+        if (p.actions & AccountLogic.REDUCE_BIT == 0 || !AccountLogic.isTopUpAsset(p, _listedIndex(token))) return;
+        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
+        // No price, no rebalance either: while a position cannot be valued the reserve stays the owner's to take.
+        if (AccountLogic.pokeAccountPrices(_s, ctx, accountId) != address(0)) return;
+        AccountLogic.requireAboveTrigger(_s, accountId, AccountLogic.valuation(_s, ctx, accountId).health);
     }
 
     /// @notice See IVault.postMargin.
@@ -110,6 +124,7 @@ contract MarginEngine is EngineBase {
         if (st.equity < st.initialMargin.toInt256()) {
             revert IMarginEngine.BelowInitialMargin(accountId, st.equity, st.initialMargin);
         }
+        AccountLogic.requireAboveTrigger(_s, accountId, st.health);
     }
 
     /// @dev The owner's (or an operator's) reserve → margin (`toMargin`) or margin → reserve move, with its event.
@@ -138,15 +153,82 @@ contract MarginEngine is EngineBase {
 
     // =================================================================== trading
 
-    /// @notice See IMarginEngine.modifyPosition.
-    function modifyPosition(uint256 accountId, uint256 marketId, int256 sizeDelta, uint256 acceptablePrice)
-        external
-        nonReentrant
-        tracksDebt(accountId)
-    {
+    /// @notice See IMarginEngine.requestOrder.
+    function requestOrder(
+        uint256 accountId,
+        uint256 marketId,
+        int256 sizeDelta,
+        uint256 acceptablePrice,
+        uint256 deadline,
+        bool reduceOnly
+    ) external nonReentrant returns (uint256 orderId) {
         _requireAuthorized(accountId);
         _requireMarket(marketId);
-        TradeLogic.modifyPosition(_s, _env(), accountId, marketId, sizeDelta, acceptablePrice, paused);
+        return TradeLogic.requestOrder(
+            _s, _env(), accountId, marketId, sizeDelta, acceptablePrice, deadline, reduceOnly, paused
+        );
+    }
+
+    /// @notice See IMarginEngine.executeOrder.
+    function executeOrder(uint256 orderId) external nonReentrant returns (bool filled) {
+        AccountLogic.OrderSlot memory o = _s.orders[orderId];
+        if (o.requestedAt == 0) revert IMarginEngine.OrderNotFound(orderId);
+        (uint256 px, uint256 at) = oracle.roundAfter(_s.markets[o.marketId].asset, o.requestedAt);
+        bytes4 reason;
+        if (at == 0) {
+            // No round after the request yet. Once the deadline has passed none can come in time: rounds carry the
+            // block time they were published at.
+            if (block.timestamp <= o.deadline) revert IMarginEngine.OrderNotReady(orderId, o.requestedAt);
+            reason = IMarginEngine.OrderExpired.selector;
+        } else if (at > o.deadline) {
+            reason = IMarginEngine.OrderExpired.selector;
+        } else if (px == 0) {
+            reason = IMarginEngine.OrderPriceInvalid.selector;
+        } else {
+            // The fill in its own frame: a refusal named in `_cancelReason` rolls it back and cancels the order;
+            // anything else (an unhealthy oracle, out of gas) reverts the whole call and the order stays pending.
+            try this.fillOrder(o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, px, o.reduceOnly) {
+                filled = true;
+            } catch (bytes memory err) {
+                reason = _cancelReason(err);
+            }
+        }
+        TradeLogic.closeOrder(_s, orderId, o.accountId, o.fee, msg.sender);
+        if (filled) emit IMarginEngine.OrderExecuted(orderId, o.accountId, msg.sender, px, at);
+        else emit IMarginEngine.OrderCancelled(orderId, o.accountId, msg.sender, reason);
+    }
+
+    /// @notice The fill of `executeOrder`, callable only by this contract (its own frame, so a refused fill rolls
+    ///         back alone). Not part of IMarginEngine.
+    function fillOrder(
+        uint256 accountId,
+        uint256 marketId,
+        int256 sizeDelta,
+        uint256 acceptablePrice,
+        uint256 fillPx,
+        bool reduceOnly
+    ) external tracksDebt(accountId) {
+        if (msg.sender != address(this)) revert IMarginEngine.NotAuthorized(accountId, msg.sender);
+        TradeLogic.fill(_s, _env(), accountId, marketId, sizeDelta, acceptablePrice, fillPx, reduceOnly, paused);
+    }
+
+    /// @dev The selector of a fill refusal that cancels an order: a rule of the trade judged at the fill round, which
+    ///      no later call would judge differently. Any other failure is bubbled unchanged.
+    function _cancelReason(bytes memory err) private pure returns (bytes4 reason) {
+        if (err.length >= 4) {
+            reason = bytes4(err);
+            if (
+                reason == IMarginEngine.PriceNotAcceptable.selector || reason == IMarginEngine.BelowInitialMargin.selector
+                    || reason == IMarginEngine.OpenInterestCap.selector
+                    || reason == IMarginEngine.PositionIncreasePaused.selector
+                    || reason == IMarginEngine.PositionTooLarge.selector
+                    || reason == IMarginEngine.BelowRebalanceTrigger.selector
+                    || reason == IMarginEngine.NothingToReduce.selector
+            ) return reason;
+        }
+        assembly ("memory-safe") {
+            revert(add(err, 32), mload(err))
+        }
     }
 
     /// @notice See IMarginEngine.settle.

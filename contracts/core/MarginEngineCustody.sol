@@ -8,7 +8,8 @@ import {IVault} from "../interfaces/IVault.sol";
 import {IOracleRouter} from "../interfaces/IOracleRouter.sol";
 import {ILiquidityPool} from "../interfaces/ILiquidityPool.sol";
 import {AccountLogic} from "../libraries/logic/AccountLogic.sol";
-import {WAD} from "../libraries/Constants.sol";
+import {WAD, MAX_ORDER_FEE_USD} from "../libraries/Constants.sol";
+import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
 import {EngineBase} from "./EngineBase.sol";
 
 /// @title MarginEngineCustody
@@ -203,5 +204,44 @@ contract MarginEngineCustody is EngineBase {
 
     function exitLock() external onlyPool {
         _exitLock();
+    }
+
+    // =================================================================== two-step orders (views and governance)
+
+    /// @notice See IMarginEngine.order.
+    function order(uint256 orderId) external view returns (IMarginEngine.Order memory) {
+        AccountLogic.OrderSlot memory o = _s.orders[orderId];
+        return IMarginEngine.Order(
+            o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, o.requestedAt, o.deadline, o.fee, o.reduceOnly
+        );
+    }
+
+    /// @notice See IMarginEngine.pendingOrders.
+    function pendingOrders(uint256 accountId) external view returns (uint256[] memory orderIds) {
+        uint64[] storage pending = _s.pendingOrders[accountId];
+        orderIds = new uint256[](pending.length);
+        for (uint256 i; i < orderIds.length; ++i) {
+            orderIds[i] = pending[i];
+        }
+    }
+
+    function lastOrderId() external view returns (uint256) {
+        return _s.orderBook.lastOrderId;
+    }
+
+    function orderFee() external view returns (uint256) {
+        return _s.orderBook.fee;
+    }
+
+    function orderEscrow() external view returns (uint256) {
+        return _s.orderBook.escrow;
+    }
+
+    /// @notice See IMarginEngine.setOrderFee.
+    function setOrderFee(uint256 fee) external onlyOwner {
+        uint256 max = MAX_ORDER_FEE_USD / settlementScale;
+        if (fee > max) revert IMarginEngine.OrderFeeTooHigh(fee, max);
+        _s.orderBook.fee = uint96(fee); // <= 1e20 < 2^96
+        emit IMarginEngine.OrderFeeSet(fee);
     }
 }

@@ -28,7 +28,8 @@ import {
     MIN_VOL_MAX_CHANGE,
     MAX_VOL_MAX_CHANGE,
     MAX_SQUARED_RETURN,
-    MAX_SAMPLE_WALK
+    MAX_SAMPLE_WALK,
+    MAX_ORDER_ROUND_WALK
 } from "../libraries/Constants.sol";
 
 /// @title OracleRouter
@@ -281,6 +282,36 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         assembly ("memory-safe") {
             cached := tload(slot)
         }
+    }
+
+    /// @inheritdoc IOracleRouter
+    function roundAfter(address asset, uint256 time) external view returns (uint256 priceWad, uint256 updatedAt) {
+        Feed storage p = _assets[asset].params;
+        AggregatorV3Interface feed = p.feed;
+        if (address(feed) == address(0)) revert FeedNotSet(asset);
+        uint80 roundId;
+        int256 answer;
+        try feed.latestRoundData() returns (uint80 id, int256 a, uint256, uint256 at, uint80) {
+            (roundId, answer, updatedAt) = (id, a, at);
+        } catch {
+            revert FeedCallFailed(asset);
+        }
+        if (updatedAt <= time) return (0, 0);
+        // Back while the previous round is after `time` too. A proxy's round id is (phase << 64) | round: the low 64
+        // bits at 1 start a phase, whose previous id belongs to no round.
+        for (uint256 i = 1; i < MAX_ORDER_ROUND_WALK && uint64(roundId) > 1; ++i) {
+            try feed.getRoundData(roundId - 1) returns (uint80, int256 a, uint256, uint256 at, uint80) {
+                if (at <= time || at > updatedAt) break; // at == 0 (no such round) stops here too
+                (roundId, answer, updatedAt) = (roundId - 1, a, at);
+            } catch {
+                break;
+            }
+        }
+        uint256 scale = 10 ** (MAX_DECIMALS - p.decimals);
+        if (answer <= 0 || uint256(answer) > type(uint128).max / scale) return (0, updatedAt);
+        priceWad = uint256(answer) * scale;
+        // Exclusive band, as for every price the router serves.
+        if (priceWad <= p.minPrice || priceWad >= p.maxPrice) priceWad = 0;
     }
 
     /// @dev Transient slot of an asset's accepted poke in this transaction (value = price + 1).

@@ -108,6 +108,21 @@ interface IMarginEngine is IPoolEngine {
         uint256 health; // E / MM rounded down; type(uint256).max when MM = 0
     }
 
+    /// @notice A pending two-step order, as `order(orderId)` shows it. @param accountId / marketId / sizeDelta /
+    ///         acceptablePrice / reduceOnly As requested. @param requestedAt Block time of the request: the fill
+    ///         round is the first with `updatedAt` after it. @param deadline Last `updatedAt` the fill round may
+    ///         have. @param fee Escrowed execution fee, settlement-token units.
+    struct Order {
+        uint256 accountId;
+        uint256 marketId;
+        int256 sizeDelta;
+        uint256 acceptablePrice;
+        uint256 requestedAt;
+        uint256 deadline;
+        uint256 fee;
+        bool reduceOnly;
+    }
+
     /// @notice An account's rebalancing policy (README "Rebalancing"), set by its owner or an operator.
     /// @param actions Allowed actions, a bitmask of TOP_UP (1), REDUCE (2), RELEASE (4) (Constants.sol); 0 opts the
     ///        account out (the rest of the policy is then cleared).
@@ -154,6 +169,22 @@ interface IMarginEngine is IPoolEngine {
     error ParamOutOfBounds(bytes32 name, uint256 value, uint256 min, uint256 max);
     error OracleUnhealthy(address asset);
     error ZeroSizeDelta();
+    error OrderNotFound(uint256 orderId);
+    /// @notice No round of the market's feed has been published after the request yet, and the deadline has not passed.
+    error OrderNotReady(uint256 orderId, uint256 requestedAt);
+    /// @notice Cancel reason: the first round after the request came after the deadline (`roundUpdatedAt` = 0: none).
+    error OrderExpired(uint256 orderId, uint256 deadline, uint256 roundUpdatedAt);
+    /// @notice Cancel reason: the fill round's answer is not a sane price (non-positive or outside the feed's band).
+    error OrderPriceInvalid(uint256 orderId, uint256 roundUpdatedAt);
+    /// @notice Cancel reason: a reduce-only order found no position to reduce (or one on the same side).
+    error NothingToReduce(uint256 accountId, uint256 marketId);
+    error InvalidDeadline(uint256 deadline, uint256 earliest, uint256 latest);
+    error TooManyPendingOrders(uint256 accountId, uint256 max);
+    error OrderFeeTooHigh(uint256 fee, uint256 max);
+    /// @notice The owner's own action (a fill, a margin release or withdrawal, a new policy) would leave an account
+    ///         whose policy may REDUCE below its trigger: a rebalance could then close part of the position at once,
+    ///         at a price the owner already knows (README "Orders").
+    error BelowRebalanceTrigger(uint256 accountId, uint256 health, uint256 trigger);
     error PriceNotAcceptable(uint256 price, uint256 acceptablePrice);
     error PositionIncreasePaused();
     error OpenInterestCap(uint256 marketId, uint256 openInterestUsd, uint256 capUsd);
@@ -211,6 +242,23 @@ interface IMarginEngine is IPoolEngine {
     );
     /// @notice The settlement balance changed by `delta` for `reason`; `settlement` is the new S.
     event SettlementChanged(uint256 indexed accountId, int256 delta, int256 settlement);
+    event OrderRequested(
+        uint256 indexed orderId,
+        uint256 indexed accountId,
+        uint256 indexed marketId,
+        int256 sizeDelta,
+        uint256 acceptablePrice,
+        uint256 deadline,
+        bool reduceOnly,
+        uint256 fee
+    );
+    /// @notice Filled at `price`, the answer of the round published at `roundUpdatedAt`; `keeper` earned the fee.
+    event OrderExecuted(
+        uint256 indexed orderId, uint256 indexed accountId, address indexed keeper, uint256 price, uint256 roundUpdatedAt
+    );
+    /// @notice Cancelled for `reason` (the 4-byte selector of the named error); `keeper` earned the fee.
+    event OrderCancelled(uint256 indexed orderId, uint256 indexed accountId, address indexed keeper, bytes4 reason);
+    event OrderFeeSet(uint256 fee);
     event Liquidated(
         uint256 indexed accountId,
         address indexed liquidator,
@@ -242,11 +290,55 @@ interface IMarginEngine is IPoolEngine {
     function setPaused(bool paused) external;
 
     // ---------------------------------------------------------------- trading
-    /// @notice Owner/operator. Trades `sizeDelta` at the oracle price. A buy reverts
-    ///         `PriceNotAcceptable` above `acceptablePrice`, a sell below it. Fee = |Δ| × price × feeRate,
-    ///         rounded up. Any trade that increases |size| (or flips it) requires equity >= IM afterwards,
-    ///         open interest within the cap, and the engine not paused.
-    function modifyPosition(uint256 accountId, uint256 marketId, int256 sizeDelta, uint256 acceptablePrice) external;
+    /// @notice Owner/operator. Requests a two-step order (README "Orders"): a keeper fills it at the first oracle
+    ///         round of the market's asset published after this block's timestamp, never at a round the trader
+    ///         could already see. Escrows `orderFee()` settlement-token units from the account's USDC reserve for the
+    ///         keeper who settles the order (fills or cancels it).
+    ///         At the fill a buy is refused above `acceptablePrice`, a sell below it; fee = |Δ| × fill price ×
+    ///         feeRate, rounded up; a fill that increases |size| (or flips it) requires equity >= IM afterwards, open
+    ///         interest within the cap, the engine not paused, and (for an account whose policy may REDUCE) health
+    ///         at or above the policy's trigger. A `reduceOnly` order never increases or flips the position: it is
+    ///         clamped to the position at the fill, and cancelled if there is nothing to reduce.
+    ///         Reverts `ZeroSizeDelta`, `PositionTooLarge`, `InvalidDeadline` (deadline must be in
+    ///         (now, now + MAX_ORDER_LIFETIME]), `TooManyPendingOrders`, `InsufficientReserve` (the fee), and
+    ///         `PositionIncreasePaused` for an order that would increase risk while paused (reductions, closes and
+    ///         reduce-only orders are always accepted).
+    /// @return orderId Its id (ids start at 1 and increase).
+    function requestOrder(
+        uint256 accountId,
+        uint256 marketId,
+        int256 sizeDelta,
+        uint256 acceptablePrice,
+        uint256 deadline,
+        bool reduceOnly
+    ) external returns (uint256 orderId);
+
+    /// @notice Permissionless. Settles a pending order and credits its fee to the caller (claimable with
+    ///         `claimKeeperRewards`), whichever way it goes:
+    ///         - fills it at the first round published after the request (`OracleRouter.roundAfter`), if that round
+    ///           came at or before the deadline: `OrderExecuted`;
+    ///         - cancels it (`OrderCancelled` with the selector of the named reason) if no round came before the
+    ///           deadline (`OrderExpired`), the round's answer is not a sane price (`OrderPriceInvalid`), or the fill
+    ///           is refused (`PriceNotAcceptable`, `BelowInitialMargin`, `OpenInterestCap`, `PositionIncreasePaused`,
+    ///           `PositionTooLarge`, `BelowRebalanceTrigger`, `NothingToReduce`).
+    ///         Reverts `OrderNotFound` (unknown or already settled: a second keeper racing for the same order),
+    ///         `OrderNotReady` (no round after the request yet and the deadline not passed), and bubbles any other
+    ///         failure (an unhealthy oracle, out of gas): the order then stays pending.
+    /// @return filled True when the order was filled, false when cancelled.
+    function executeOrder(uint256 orderId) external returns (bool filled);
+
+    /// @notice A pending order (all zero once settled or never requested).
+    function order(uint256 orderId) external view returns (Order memory);
+    /// @notice The ids of an account's pending orders (at most MAX_PENDING_ORDERS), in no particular order.
+    function pendingOrders(uint256 accountId) external view returns (uint256[] memory orderIds);
+    /// @notice The id the last request received (0 before the first).
+    function lastOrderId() external view returns (uint256);
+    /// @notice Execution fee escrowed by each new order, settlement-token units.
+    function orderFee() external view returns (uint256);
+    /// @notice Σ fees escrowed by pending orders, settlement-token units (held here, part of no balance).
+    function orderEscrow() external view returns (uint256);
+    /// @notice Owner. Sets the execution fee of new orders; reverts `OrderFeeTooHigh` above MAX_ORDER_FEE_USD.
+    function setOrderFee(uint256 fee) external;
 
     /// @notice Permissionless. Settles the account's settlement balance against its USDC margin and the pool,
     ///         and writes off the debt of an account left with no position and no margin (insurance first).

@@ -122,6 +122,16 @@ interface IOracleRouter {
     ///      is served again without reading the feed (prices are fixed for a transaction).
     function price(address asset) external view returns (uint256);
 
+    /// @notice The first round of `asset`'s feed published after `time` (its `updatedAt` > `time`): the fill round of
+    ///         a two-step order requested at `time`. Walks back from the latest round with `getRoundData` while the
+    ///         previous round is also after `time`, at most MAX_ORDER_ROUND_WALK rounds (and never across a phase
+    ///         start or a round the feed cannot serve: a feed without history gives its latest round).
+    ///         Returns (0, 0) while the latest round is not after `time`; `priceWad` = 0 when the round's answer is not
+    ///         a sane price (non-positive, or outside the feed's exclusive [minPrice, maxPrice] band). Reverts
+    ///         `FeedNotSet`, or `FeedCallFailed` when the latest round cannot be read. The round's age, the sequencer
+    ///         and the breaker are not judged here: the fill itself pokes the current price with every check.
+    function roundAfter(address asset, uint256 time) external view returns (uint256 priceWad, uint256 updatedAt);
+
     /// @notice Like `price` but never reverts: `ok` is false wherever `price` would revert.
     function tryPrice(address asset) external view returns (bool ok, uint256 priceWad);
 

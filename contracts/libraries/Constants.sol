@@ -131,3 +131,16 @@ uint256 constant DEFAULT_HOLD_PERIOD = 15 minutes;
 /// @dev Holding period bounds: at least a minute (a round trip never fits in one block), at most 7 days.
 uint256 constant MIN_HOLD_PERIOD = 1 minutes;
 uint256 constant MAX_HOLD_PERIOD = 7 days;
+
+// ------------------------------------------------------------------ two-step orders (README "Orders")
+/// @dev Longest an order may wait for its fill round: `deadline <= block.timestamp + MAX_ORDER_LIFETIME`. A day is
+///      many heartbeats of any feed Ballast lists (the longest, 24 h, on some L2 feeds).
+uint256 constant MAX_ORDER_LIFETIME = 1 days;
+/// @dev Most orders pending at once per account (the pending list is walked when an order is settled).
+uint256 constant MAX_PENDING_ORDERS = 8;
+/// @dev Highest execution fee governance may set, WAD USD (converted to settlement-token units at `setOrderFee`).
+uint256 constant MAX_ORDER_FEE_USD = 100e18;
+/// @dev Most rounds `OracleRouter.roundAfter` walks back from the latest to find the first round after a request.
+///      An order executed later than that many rounds after its request fills at the oldest round reached, still
+///      one published after the request.
+uint256 constant MAX_ORDER_ROUND_WALK = 16;

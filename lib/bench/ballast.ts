@@ -21,6 +21,7 @@ import { deployLocalSystem, type LocalSystem } from "../../deploy/system";
 import { ACTION, NARROW_POLICY, wad } from "../../deploy/params";
 import { expectReverted, measure, measureRevert, mineTogether, revertData, txGasLimit, type Mined, type Send } from "./measure";
 import { ROW, type Figure, type Row } from "./results";
+import { fillAtNextRound, outcomeOf } from "../orders";
 
 const USDC = (n: number | bigint): bigint => BigInt(n) * 10n ** 6n;
 const E18 = (n: number | bigint): bigint => BigInt(n) * 10n ** 18n;
@@ -97,8 +98,8 @@ export async function openAccount(w: BallastWorld, spec: AccountSpec): Promise<b
     ).wait();
   }
   if ((spec.size ?? 0n) !== 0n) {
-    const limit = spec.size! > 0n ? E18(1_000_000) : 0n;
-    await (await w.engine.connect(who).modifyPosition(id, w.ethMarket, spec.size!, limit)).wait();
+    // A two-step order filled at a new round of the current answer (the deployer executes it).
+    await fillAtNextRound(w.engine, who, w.deployer, w.ethFeed, { accountId: id, marketId: w.ethMarket, sizeDelta: spec.size! });
   }
   return id;
 }
@@ -249,33 +250,48 @@ export async function benchDeposit(): Promise<Row> {
 }
 
 /**
- * modifyPosition open (+5 ETH), increase (+2 ETH), close (−7 ETH) on an account with 10,000 USDC margin: the
- * account's first cycle is first touch, the second cycle steady state.
+ * Two-step orders: open (+5 ETH), increase (+2 ETH), close (−7 ETH) on an account with 10,000 USDC margin, each
+ * as `requestOrder` by the owner, a fresh round, then `executeOrder` by a keeper; a row's figure is the two
+ * receipts together (two transactions: 2 × 21,000 intrinsic gas). The account's first cycle is first touch (and
+ * the keeper's first execution), the second cycle steady state.
  */
 export async function benchTrades(): Promise<Row[]> {
   const w = await loadFixture(ballastWorld);
   const id = await openAccount(w, { margin: USDC(10_000) });
-  const trade = (size: bigint): Send => (o) =>
-    w.engine.connect(w.owner).modifyPosition(id, w.ethMarket, size, size > 0n ? E18(1_000_000) : 0n, o);
-  const cycle = async (): Promise<Figure[]> => {
-    const out: Figure[] = [];
+  const keeper = w.keepers[0];
+  const deadline = async () => BigInt((await time.latest()) + 3_600);
+  const cycle = async (): Promise<Figure[][]> => {
+    const out: Figure[][] = [];
     for (const size of [E18(5), E18(2), -E18(7)]) {
+      const orderId = (await w.engine.lastOrderId()) + 1n;
+      const limit = size > 0n ? E18(1_000_000) : 0n;
+      const dl = await deadline();
+      const request = await measure((o) => w.engine.connect(w.owner).requestOrder(id, w.ethMarket, size, limit, dl, false, o));
       await freshRound(w);
-      const m = await measure(trade(size));
-      expectFreshObservation(w, m.receipt);
-      await expectInInterval(w, m);
-      out.push({ gas: m.gas, method: "receipt" });
+      const execute = await measure((o) => w.engine.connect(keeper).executeOrder(orderId, o));
+      if (!outcomeOf(w.engine, execute.receipt).filled) throw new Error(`order ${orderId} was cancelled`);
+      expectFreshObservation(w, execute.receipt);
+      await expectInInterval(w, execute);
+      out.push([
+        { gas: request.gas + execute.gas, method: "receipt" },
+        { gas: request.gas, method: "receipt" },
+        { gas: execute.gas, method: "receipt" },
+      ]);
     }
     if ((await w.engine.position(id, w.ethMarket)).size !== 0n) throw new Error("the close left a position");
     return out;
   };
   const first = await cycle();
   const steady = await cycle();
-  const what = "ETH market, 10,000 USDC margin; first touch = the account's first trade cycle, steady = its second";
+  const what =
+    "ETH market, 10,000 USDC margin; requestOrder + executeOrder (two transactions); first touch = the account's first " +
+    "trade cycle and the keeper's first execution, steady = the second cycle";
   return [
-    row(ROW.open, "Ballast open (modifyPosition +5 ETH)", what, first[0], steady[0]),
-    row(ROW.increase, "Ballast increase (modifyPosition +2 ETH)", what, first[1], steady[1]),
-    row(ROW.close, "Ballast close (modifyPosition −7 ETH)", what, first[2], steady[2]),
+    row(ROW.open, "Ballast open (request + execute, +5 ETH)", what, first[0][0], steady[0][0]),
+    row(ROW.openRequest, "Ballast open: requestOrder", what, first[0][1], steady[0][1]),
+    row(ROW.openExecute, "Ballast open: executeOrder", what, first[0][2], steady[0][2]),
+    row(ROW.increase, "Ballast increase (request + execute, +2 ETH)", what, first[1][0], steady[1][0]),
+    row(ROW.close, "Ballast close (request + execute, −7 ETH)", what, first[2][0], steady[2][0]),
   ];
 }
 

@@ -1,6 +1,6 @@
 import { expect } from "chai";
-import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { systemFixture, USDC, E18, E8 } from "../helpers/fixtures";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { productionFixture, systemFixture, USDC, E18, E8 } from "../helpers/fixtures";
 import { snapshotGas } from "../helpers/gasSnapshot";
 import { skipUnderCoverage } from "../helpers/coverage";
 
@@ -18,14 +18,31 @@ describe("gas snapshot › MarginEngine", () => {
     return s;
   }
 
-  it("modifyPosition: open, increase, reduce, close", async () => {
-    const s = await withAccount();
+  it("two-step orders: requestOrder and executeOrder of an open, increase, reduce and close", async () => {
+    // The production engine (deploy/): the request, a new round, the execution by a keeper.
+    const s = await loadFixture(productionFixture);
+    await s.vault.connect(s.alice).createAccount();
+    await s.usdc.mint(s.alice.address, USDC(20_000));
+    await s.usdc.connect(s.alice).approve(s.vault, USDC(20_000));
+    await s.vault.connect(s.alice).depositMargin(1, s.usdc, USDC(10_000));
+    await s.vault.connect(s.alice).deposit(1, s.usdc, USDC(10));
+    await s.engine.setOrderFee(USDC(1) / 2n);
     const e = s.engine.connect(s.alice);
-    await snapshotGas("modifyPosition open", e.modifyPosition(1, s.ethMarket, E18(10), E18(2100)));
-    await snapshotGas("modifyPosition increase", e.modifyPosition(1, s.ethMarket, E18(5), E18(2100)));
-    await snapshotGas("modifyPosition reduce", e.modifyPosition(1, s.ethMarket, -E18(5), E18(1900)));
-    await snapshotGas("modifyPosition close", e.modifyPosition(1, s.ethMarket, -E18(10), E18(1900)));
+    const deadline = async () => BigInt((await time.latest()) + 3_600);
+    const steps: [string, bigint, bigint][] = [
+      ["open", E18(10), E18(2100)],
+      ["increase", E18(5), E18(2100)],
+      ["reduce", -E18(5), E18(1900)],
+      ["close", -E18(10), E18(1900)],
+    ];
+    for (const [what, size, limit] of steps) {
+      const id = (await s.engine.lastOrderId()) + 1n;
+      await snapshotGas(`requestOrder ${what}`, e.requestOrder(1, s.ethMarket, size, limit, await deadline(), false));
+      await s.ethFeed.setAnswer(E8(2000));
+      await snapshotGas(`executeOrder ${what}`, s.engine.connect(s.keeper).executeOrder(id));
+    }
     expect((await s.engine.position(1, s.ethMarket)).size).to.equal(0n);
+    expect(await s.engine.keeperRewardsOf(s.keeper)).to.equal(USDC(2));
   });
 
   it("liquidate: partial and full", async () => {

@@ -1,12 +1,17 @@
 import { ethers } from "hardhat";
 import { time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployLocalSystem, type LocalSystem } from "../../deploy/system";
+import { deployInstantFillSystem, type InstantFillSystem } from "../../lib/instantFill";
 
 export const USDC = (n: bigint | number) => BigInt(n) * 10n ** 6n;
 export const E18 = (n: bigint | number) => BigInt(n) * 10n ** 18n;
 export const E8 = (n: bigint | number) => BigInt(n) * 10n ** 8n;
 
-export interface SystemFixture extends LocalSystem {
+/** The tests' system: the InstantFillEngine (lib/instantFill.ts), positions set at a known price in one transaction. */
+export type TestSystem = InstantFillSystem;
+export const deployTestSystem = deployInstantFillSystem;
+
+export interface SystemFixture extends TestSystem {
   deployer: Awaited<ReturnType<typeof ethers.getSigners>>[number];
   lp: Awaited<ReturnType<typeof ethers.getSigners>>[number];
   alice: Awaited<ReturnType<typeof ethers.getSigners>>[number];
@@ -39,6 +44,26 @@ export async function alignToVolGrid(offset = 1): Promise<number> {
  * before it, a return from the first rounds' price).
  */
 export async function systemFixture(): Promise<SystemFixture> {
+  const [deployer, lp, alice, bob, keeper] = await ethers.getSigners();
+  await alignToVolGrid();
+  const sys = await deployTestSystem(deployer);
+  await sys.usdc.mint(lp.address, USDC(1_000_000));
+  await sys.usdc.connect(lp).approve(sys.pool, USDC(1_000_000));
+  await sys.pool.connect(lp).deposit(USDC(1_000_000), lp.address);
+  return { ...sys, deployer, lp, alice, bob, keeper };
+}
+
+/** The system as deploy/ deploys it (the production MarginEngine: two-step orders only), with the same LP capital
+ *  and grid alignment as `systemFixture`. */
+export interface ProductionFixture extends LocalSystem {
+  deployer: SystemFixture["deployer"];
+  lp: SystemFixture["lp"];
+  alice: SystemFixture["alice"];
+  bob: SystemFixture["bob"];
+  keeper: SystemFixture["keeper"];
+}
+
+export async function productionFixture(): Promise<ProductionFixture> {
   const [deployer, lp, alice, bob, keeper] = await ethers.getSigners();
   await alignToVolGrid();
   const sys = await deployLocalSystem(deployer);

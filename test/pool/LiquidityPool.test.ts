@@ -3,8 +3,7 @@ import { ethers } from "hardhat";
 import { MaxUint256 } from "ethers";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
-import { E18, systemFixture, USDC } from "../helpers/fixtures";
-import { deployLocalSystem } from "../../deploy/system";
+import { E18, systemFixture, USDC, deployTestSystem } from "../helpers/fixtures";
 import { DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
 import { mulDivDown, mulDivUp, USDC_SCALE, WAD } from "../helpers/marginMath";
 import { openAccount, PX8, toWad8 } from "../helpers/book";
@@ -46,7 +45,7 @@ async function poolFixture() {
 /** A pool with an engine and no deposit at all. */
 async function emptyPoolFixture() {
   const [deployer, attacker, victim] = await ethers.getSigners();
-  const sys = await deployLocalSystem(deployer);
+  const sys = await deployTestSystem(deployer);
   for (const who of [attacker, victim]) {
     await sys.usdc.mint(who.address, USDC(2_000_000));
     await sys.usdc.connect(who).approve(sys.pool, USDC(2_000_000));

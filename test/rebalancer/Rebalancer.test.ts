@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { ethers, network } from "hardhat";
-import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { loadFixture, time, takeSnapshot } from "@nomicfoundation/hardhat-network-helpers";
 
 import { DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
 import { USDC, E18 } from "../helpers/fixtures";
@@ -356,16 +356,21 @@ describe("Rebalancer", () => {
       // without TOP_UP in the policy, the account is the liquidator's.
       const f = await loadFixture(rebalanceFixture);
       await withdrawReserve(f, 0n, 0n);
+      const beforeCrash = await takeSnapshot();
       await moveEthUntil(f, f.id, 2000n, -5n, (h) => h < WAD);
-      const h = (await f.engine.accountState(f.id)).health;
+      let h = (await f.engine.accountState(f.id)).health;
       expect(await f.engine.rescueAvailable(f.id)).to.equal(false);
       await expect(f.rebalancer.rebalance(f.id))
         .to.be.revertedWithCustomError(f.rebalancer, "Liquidatable")
         .withArgs(f.id, h);
       expect((await f.rebalancer.needsRebalance(f.id))[1]).to.equal(STATUS.Liquidatable);
-      // A policy without TOP_UP: Liquidatable whatever the reserve holds.
-      await fundReserve(f, f.alice, f.id, USDC(1_000), E18(2));
+      // A policy without TOP_UP: Liquidatable whatever the reserve holds. (Set in band, before the same crash: a
+      // policy that may REDUCE cannot be set below its trigger, BelowRebalanceTrigger.)
+      await beforeCrash.restore();
       await withPolicy(f, { actions: ACTION.REDUCE | ACTION.RELEASE });
+      await moveEthUntil(f, f.id, 2000n, -5n, (h) => h < WAD);
+      h = (await f.engine.accountState(f.id)).health;
+      await fundReserve(f, f.alice, f.id, USDC(1_000), E18(2));
       expect(await f.engine.rescueAvailable(f.id)).to.equal(false);
       await expect(f.rebalancer.rebalance(f.id))
         .to.be.revertedWithCustomError(f.rebalancer, "Liquidatable")

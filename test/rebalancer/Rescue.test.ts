@@ -166,13 +166,15 @@ describe("Rescue below 1", () => {
 
   it("with a reserve one USDC unit too small: no rescue, liquidation proceeds; one unit more and the rescue comes first", async () => {
     const f = await loadFixture(rebalanceFixture);
+    // The reserve is set before the crash: below its trigger an account whose policy may REDUCE keeps its top-up
+    // reserve (BelowRebalanceTrigger, test/engine/Orders.test.ts), and the crash's state does not depend on it.
     await f.vault.connect(f.alice).withdraw(f.id, f.weth, E18(2), f.alice.address);
+    await f.vault.connect(f.alice).withdraw(f.id, f.usdc, USDC(1_000) - (EXPECTED.leastReserveUsdc - 1n), f.alice.address);
     const st = await crash(f);
     // The least USDC reserve that lifts E − maxFeeUsd − one USDC unit (the settle's rounding) to 1.2 × mmNow (= MM
     // here): 1.2 × 257.04 − (190 − 50 − 0.000001), rounded up to a unit.
     const least = mulDivUp(targetRequirement(LIQ_TARGET, st.mmNow) - (st.equity - f.policy.maxFeeUsd - USDC_SCALE), 1n, USDC_SCALE);
     expect(least).to.equal(EXPECTED.leastReserveUsdc);
-    await f.vault.connect(f.alice).withdraw(f.id, f.usdc, USDC(1_000) - (least - 1n), f.alice.address);
     expect(reserveCanRescue(st, f.policy.maxFeeUsd, await reservesOf(f, PX))).to.equal(false);
     expect(await f.engine.rescueAvailable(f.id)).to.equal(false);
     const lf = liquidationFraction(st, DEFAULT_RISK);

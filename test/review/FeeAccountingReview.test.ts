@@ -429,11 +429,12 @@ describe("Fee accounting review (d06ef93 / 0adacf7 / 5272ce2)", () => {
     it("NotOptedIn(id) for an account without a policy, NothingToRebalance in cooldown, state untouched", async () => {
       const f = await loadFixture(rebalanceFixture);
       const bobId = await openLong(f, f.bob, USDC(4_000), E18(10));
+      // Set while in band: a policy that may REDUCE cannot be set below its trigger (BelowRebalanceTrigger).
+      await withPolicy(f, { cooldown: 3600 });
       await moveEthUntil(f, f.id, 2000n, -5n, lowHealth);
       await expect(f.rebalancer.connect(f.keeper).rebalance(bobId))
         .to.be.revertedWithCustomError(f.rebalancer, "NotOptedIn")
         .withArgs(bobId);
-      await withPolicy(f, { cooldown: 3600 });
       await pinBaseFee();
       await f.rebalancer.connect(f.keeper).rebalance(f.id);
       const rewards = await f.engine.keeperRewardsOf(f.keeper);

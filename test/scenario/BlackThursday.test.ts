@@ -2,10 +2,9 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { time } from "@nomicfoundation/hardhat-network-helpers";
 
-import { deployLocalSystem } from "../../deploy/system";
 import { CRYPTO_FEED, DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET } from "../../deploy/params";
 import { loadPriceCsv } from "../../lib/prices";
-import { E18, E8, USDC, VOL_INTERVAL } from "../helpers/fixtures";
+import { E18, E8, USDC, VOL_INTERVAL, deployTestSystem } from "../helpers/fixtures";
 import { VolMirror } from "../helpers/oracleMath";
 import {
   applyLiquidation,
@@ -42,7 +41,7 @@ describe("Scenario › Black Thursday: 5x ETH long on Binance ETH/USDT hourly cl
     expect(bars.length).to.equal(192);
     const [deployer, lp, alice, keeper] = await ethers.getSigners();
 
-    const sys = await deployLocalSystem(deployer, { eth: bars[0].price, btc: E8(30000) });
+    const sys = await deployTestSystem(deployer, { eth: bars[0].price, btc: E8(30000) });
     const { engine, oracle, pool, vault, usdc, weth, ethFeed, ethMarket } = sys;
     await usdc.mint(lp.address, USDC(1_000_000));
     await usdc.connect(lp).approve(pool, USDC(1_000_000));

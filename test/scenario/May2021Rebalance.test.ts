@@ -3,10 +3,9 @@ import { ethers, network } from "hardhat";
 import { time } from "@nomicfoundation/hardhat-network-helpers";
 import type { ContractTransactionReceipt } from "ethers";
 
-import { deployLocalSystem } from "../../deploy/system";
 import { ACTION, CRYPTO_FEED, DEFAULT_RISK, HAIRCUTS, MAJOR_MARKET, NARROW_POLICY } from "../../deploy/params";
 import { loadPriceCsv } from "../../lib/prices";
-import { E18, E8, USDC, VOL_INTERVAL } from "../helpers/fixtures";
+import { E18, E8, USDC, VOL_INTERVAL, deployTestSystem } from "../helpers/fixtures";
 import { VolMirror } from "../helpers/oracleMath";
 import { fundingIndexNow, mulDivCeilSigned, USDC_SCALE, valuation, WAD, type AccountIn } from "../helpers/marginMath";
 import { expectedFee, planRestore, rescueFee, rescueRequirement, targetRequirement, type ReserveIn } from "../helpers/rebalance";
@@ -63,7 +62,7 @@ describe("Scenario › May 2021 crash: an account with a 1.3/1.6 policy is never
     expect(bars.length).to.equal(192);
     const [deployer, lp, alice, bob, keeper, liquidator] = await ethers.getSigners();
 
-    const sys = await deployLocalSystem(deployer, { eth: bars[0].price, btc: E8(30000) });
+    const sys = await deployTestSystem(deployer, { eth: bars[0].price, btc: E8(30000) });
     const { engine, oracle, pool, vault, usdc, weth, ethFeed, ethMarket, rebalancer } = sys;
     await usdc.mint(lp.address, USDC(1_000_000));
     await usdc.connect(lp).approve(pool, USDC(1_000_000));

@@ -28,6 +28,7 @@ library AccountLogic {
     int256 internal constant IWAD = 1e18;
     /// @dev The TOP_UP bit of a policy's actions (Constants.TOP_UP).
     uint8 internal constant TOP_UP_BIT = 1;
+    uint8 internal constant REDUCE_BIT = 2;
     /// @dev Listing index of the settlement asset: the engine's constructor lists it first, and nothing unlists.
     uint256 internal constant SETTLEMENT_INDEX = 0;
     /// @dev Prices cached per call: at most every listed asset plus every market asset.
@@ -71,11 +72,43 @@ library AccountLogic {
         /// @dev index + 1 of a listed token; 0 = not listed.
         mapping(address token => uint256) assetSlot;
         mapping(uint256 accountId => mapping(address token => Balance)) balances;
-        /// @dev Tokens of each kind this contract accounts for: Σ reserves + margins, plus the pool's balance for
-        ///      the settlement asset. Every token transfer in or out moves it; internal moves do not.
+        /// @dev Tokens of each kind this contract accounts for: Σ reserves + margins, plus the pool's balance and the
+        ///      escrowed order fees for the settlement asset. Every token transfer in or out moves it; internal moves do not.
         mapping(address token => uint256) tracked;
         /// @dev The pool's tokens held here: LP capital, insurance and unclaimed keeper rewards.
         PoolSlot pool;
+        // ------------------------------------------------------------- two-step orders (README "Orders")
+        mapping(uint256 orderId => OrderSlot) orders;
+        /// @dev Ids of an account's pending orders (<= MAX_PENDING_ORDERS), four to a slot.
+        mapping(uint256 accountId => uint64[]) pendingOrders;
+        OrderBook orderBook;
+    }
+
+    /// @notice A pending two-step order, in two slots (README "Storage layout").
+    /// @param accountId < 2^64: accounts are created one per transaction. @param marketId < MAX_MARKETS = 16.
+    /// @param requestedAt / deadline Block times in seconds (40 bits: until the year 36812); deadline <=
+    ///        requestedAt + MAX_ORDER_LIFETIME. @param fee Settlement-token units <= MAX_ORDER_FEE_USD / scale <=
+    ///        1e20 < 2^96. @param sizeDelta |Δ| <= type(int128).max, checked at the request.
+    /// @param acceptablePrice WAD; a larger request is stored as 2^128 − 1, which changes nothing: every sane price
+    ///        is below maxPrice <= 2^128 − 1, so a buy limit there accepts all and a sell limit there accepts none.
+    struct OrderSlot {
+        uint64 accountId;
+        uint8 marketId;
+        uint40 requestedAt;
+        uint40 deadline;
+        uint96 fee;
+        bool reduceOnly;
+        int128 sizeDelta;
+        uint128 acceptablePrice;
+    }
+
+    /// @notice Order counters, one slot. @param lastOrderId Id of the last request (ids start at 1).
+    /// @param fee Execution fee of new orders, settlement-token units (<= 1e20 < 2^96, as above).
+    /// @param escrow Σ fees of pending orders, settlement-token units (checked into 96 bits: 7.9e28 units).
+    struct OrderBook {
+        uint64 lastOrderId;
+        uint96 fee;
+        uint96 escrow;
     }
 
     /// @notice A listed collateral asset, in one slot (README "Storage layout").
@@ -359,6 +392,14 @@ library AccountLogic {
     }
 
     /// @dev The k-th 4-bit listing index of a packed list (a policy's top-up assets, a plan's assets): bits [4k, 4k + 4).
+    /// @dev Whether the listing index `index` is one of the policy's top-up assets.
+    function isTopUpAsset(Policy memory p, uint256 index) internal pure returns (bool) {
+        for (uint256 k; k < p.assetCount; ++k) {
+            if (packedIndex(p.assetIndices, k) == index) return true;
+        }
+        return false;
+    }
+
     function packedIndex(uint256 packed, uint256 k) internal pure returns (uint256) {
         return (packed >> (4 * k)) & 0xF;
     }
@@ -725,6 +766,17 @@ library AccountLogic {
         uint256 slot = s.assetSlot[token];
         if (slot == 0) revert IVault.AssetNotListed(token);
         return s.assetList[slot - 1];
+    }
+
+    /// @dev The rule that keeps instant partial closes out of the owner's hands (README "Orders"): an account whose
+    ///      policy may REDUCE must stay at or above its trigger after the owner's own action, or a rebalance could
+    ///      close part of it at once at a price the owner already knows. Reverts `BelowRebalanceTrigger`.
+    function requireAboveTrigger(Storage storage s, uint256 accountId, uint256 health) internal view {
+        Policy storage p = s.policies[accountId];
+        uint256 trigger = p.triggerRatio;
+        if (p.actions & REDUCE_BIT != 0 && health < trigger) {
+            revert IMarginEngine.BelowRebalanceTrigger(accountId, health, trigger);
+        }
     }
 
     function isAuthorized(Storage storage s, uint256 accountId, address caller) internal view returns (bool) {

@@ -4,49 +4,134 @@ pragma solidity 0.8.28;
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IMarginEngine} from "../../interfaces/IMarginEngine.sol";
+import {IVault} from "../../interfaces/IVault.sol";
 import {WadMath} from "../WadMath.sol";
+import {MAX_ORDER_LIFETIME, MAX_PENDING_ORDERS} from "../Constants.sol";
 import {AccountLogic} from "./AccountLogic.sol";
 
 /// @title TradeLogic
-/// @notice `modifyPosition` of the MarginEngine (run by delegatecall from it). See IMarginEngine.
+/// @notice Two-step orders of the MarginEngine (run by delegatecall from it): the request, the fill, the settlement
+///         of an order. See IMarginEngine.requestOrder / executeOrder and README "Orders".
 library TradeLogic {
     using SafeCast for uint256;
+    using SafeCast for int256;
     using WadMath for uint256;
 
     uint256 private constant WAD = 1e18;
 
-    /// @dev See `IMarginEngine.modifyPosition`; the engine has checked the caller and the market.
-    function modifyPosition(
+    /// @dev See `IMarginEngine.requestOrder`; the engine has checked the caller and the market.
+    function requestOrder(
         AccountLogic.Storage storage s,
         AccountLogic.Env memory env,
         uint256 accountId,
         uint256 marketId,
         int256 sizeDelta,
         uint256 acceptablePrice,
+        uint256 deadline,
+        bool reduceOnly,
+        bool paused
+    ) external returns (uint256 orderId) {
+        if (sizeDelta == 0) revert IMarginEngine.ZeroSizeDelta();
+        if (sizeDelta > type(int128).max || sizeDelta < -type(int128).max) {
+            revert IMarginEngine.PositionTooLarge(marketId, sizeDelta);
+        }
+        uint256 latest = block.timestamp + MAX_ORDER_LIFETIME;
+        if (deadline <= block.timestamp || deadline > latest) {
+            revert IMarginEngine.InvalidDeadline(deadline, block.timestamp + 1, latest);
+        }
+        // Paused: no new risk. A reduce-only order never adds any; another is judged against the position now (the
+        // fill judges it again against the position then).
+        if (paused && !reduceOnly && _increasesRisk(s.positions[accountId][marketId].size, sizeDelta)) {
+            revert IMarginEngine.PositionIncreasePaused();
+        }
+        uint64[] storage pending = s.pendingOrders[accountId];
+        if (pending.length >= MAX_PENDING_ORDERS) revert IMarginEngine.TooManyPendingOrders(accountId, MAX_PENDING_ORDERS);
+
+        AccountLogic.OrderBook memory book = s.orderBook;
+        uint256 fee = book.fee;
+        if (fee != 0) {
+            AccountLogic.Balance storage b = s.balances[accountId][env.settlementAsset];
+            uint256 available = b.reserve;
+            if (available < fee) revert IVault.InsufficientReserve(accountId, env.settlementAsset, available, fee);
+            b.reserve = uint128(available - fee); // fee <= available < 2^128
+        }
+        orderId = uint256(book.lastOrderId) + 1;
+        s.orderBook = AccountLogic.OrderBook(uint64(orderId), book.fee, (book.escrow + fee).toUint96());
+        s.orders[orderId] = AccountLogic.OrderSlot({
+            accountId: uint64(accountId), // an existing account (the caller is authorized for it): < 2^64
+            marketId: uint8(marketId), // < MAX_MARKETS, checked by the engine
+            requestedAt: uint40(block.timestamp),
+            deadline: uint40(deadline), // <= block.timestamp + MAX_ORDER_LIFETIME
+            fee: uint96(fee), // <= book.fee < 2^96
+            reduceOnly: reduceOnly,
+            sizeDelta: int128(sizeDelta), // checked above
+            acceptablePrice: acceptablePrice > type(uint128).max ? type(uint128).max : uint128(acceptablePrice)
+        });
+        pending.push(uint64(orderId));
+        emit IMarginEngine.OrderRequested(
+            orderId, accountId, marketId, sizeDelta, acceptablePrice, deadline, reduceOnly, fee
+        );
+    }
+
+    /// @dev Removes a settled order and pays its escrowed fee to `keeper` as a claimable reward: the tokens stay
+    ///      here, from the escrow into the pool's set-aside balance (not LP capital), as every keeper reward.
+    function closeOrder(AccountLogic.Storage storage s, uint256 orderId, uint256 accountId, uint256 fee, address keeper)
+        external
+    {
+        delete s.orders[orderId];
+        uint64[] storage pending = s.pendingOrders[accountId];
+        uint256 last = pending.length - 1; // the order is pending: the list holds it
+        for (uint256 i; i < last; ++i) {
+            if (pending[i] == orderId) {
+                pending[i] = pending[last];
+                break;
+            }
+        }
+        pending.pop();
+        if (fee == 0) return;
+        s.orderBook.escrow -= uint96(fee); // the fee is part of the escrow
+        uint256 balance = s.keeperRewards[keeper] + fee;
+        s.keeperRewards[keeper] = balance;
+        AccountLogic.PoolSlot memory pool = s.pool;
+        s.pool = AccountLogic.PoolSlot((pool.balance + fee).toUint128(), (pool.setAside + fee).toUint128());
+        emit IMarginEngine.KeeperRewardCredited(keeper, fee, balance);
+    }
+
+    /// @dev Fills `sizeDelta` on the account's position in `marketId` at `fillPx` (0: the current price, the test
+    ///      engine's instant fill). Funding accrues to now at the current price; the position enters (and a
+    ///      reduction realises) at the fill price; the trading fee is charged on the fill notional; the checks of new
+    ///      risk (open-interest cap, IM, policy trigger) value the account at current prices.
+    ///      See `IMarginEngine.requestOrder` for every rule; the engine has checked the caller (or the order) and the
+    ///      market.
+    function fill(
+        AccountLogic.Storage storage s,
+        AccountLogic.Env memory env,
+        uint256 accountId,
+        uint256 marketId,
+        int256 sizeDelta,
+        uint256 acceptablePrice,
+        uint256 fillPx,
+        bool reduceOnly,
         bool paused
     ) external {
         if (sizeDelta == 0) revert IMarginEngine.ZeroSizeDelta();
         IMarginEngine.MarketParams memory m = s.markets[marketId];
 
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
-        uint256 px = AccountLogic.pokePrice(ctx, m.asset);
+        uint256 nowPx = AccountLogic.pokePrice(ctx, m.asset);
+        uint256 px = fillPx == 0 ? nowPx : fillPx;
         if (sizeDelta > 0 ? px > acceptablePrice : px < acceptablePrice) {
             revert IMarginEngine.PriceNotAcceptable(px, acceptablePrice);
         }
 
         int256 oldSize = s.positions[accountId][marketId].size;
-        // Sizes are stored in 128 bits (IMarginEngine.Position): far beyond any open-interest cap, refused by name.
-        if (sizeDelta > type(int128).max || sizeDelta < -type(int128).max) {
-            revert IMarginEngine.PositionTooLarge(marketId, sizeDelta);
-        }
-        int256 newSize = oldSize + sizeDelta; // both below 2^127 in size: no overflow
-        if (newSize > type(int128).max || newSize < -type(int128).max) {
-            revert IMarginEngine.PositionTooLarge(marketId, newSize);
-        }
-        bool increasesRisk = WadMath.abs(newSize) > WadMath.abs(oldSize) || (oldSize > 0 && newSize < 0)
-            || (oldSize < 0 && newSize > 0);
+        int256 newSize;
+        (sizeDelta, newSize) = _sizes(accountId, marketId, oldSize, sizeDelta, reduceOnly);
+        bool increasesRisk = _increasesRisk(oldSize, sizeDelta);
         if (increasesRisk && paused) revert IMarginEngine.PositionIncreasePaused();
 
+        // Funding to now at the current price first: the fill price prices the position, not the time before it.
+        if (px != nowPx) AccountLogic.accrueFunding(s, marketId, nowPx);
         // Fee rounds up: the trader never pays less than feeRate of the traded notional.
         uint256 fee = WadMath.abs(sizeDelta).mulDivUp(px, WAD).wMulUp(m.feeRate);
         AccountLogic.applyTrade(s, accountId, marketId, sizeDelta, px, fee);
@@ -56,13 +141,43 @@ library TradeLogic {
         AccountLogic.writeOffIfEmpty(s, env, accountId);
 
         if (increasesRisk) {
-            _checkOpenInterest(s, env, marketId, m, px, newSize > 0);
+            _checkOpenInterest(s, env, marketId, m, nowPx, newSize > 0);
             AccountLogic.pokeAccount(s, ctx, accountId);
             IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
             if (st.equity < st.initialMargin.toInt256()) {
                 revert IMarginEngine.BelowInitialMargin(accountId, st.equity, st.initialMargin);
             }
+            AccountLogic.requireAboveTrigger(s, accountId, st.health);
         }
+    }
+
+    /// @dev The fill's size change (a reduce-only one clamped to the position: never more, never the same side) and
+    ///      the size after it; reverts `NothingToReduce` / `PositionTooLarge`.
+    function _sizes(uint256 accountId, uint256 marketId, int256 oldSize, int256 sizeDelta, bool reduceOnly)
+        private
+        pure
+        returns (int256, int256 newSize)
+    {
+        if (reduceOnly) {
+            if (oldSize == 0 || (oldSize > 0) == (sizeDelta > 0)) revert IMarginEngine.NothingToReduce(accountId, marketId);
+            if (WadMath.abs(sizeDelta) > WadMath.abs(oldSize)) sizeDelta = -oldSize;
+        }
+        // Sizes are stored in 128 bits (IMarginEngine.Position): far beyond any open-interest cap, refused by name.
+        if (sizeDelta > type(int128).max || sizeDelta < -type(int128).max) {
+            revert IMarginEngine.PositionTooLarge(marketId, sizeDelta);
+        }
+        newSize = oldSize + sizeDelta; // both below 2^127 in size: no overflow
+        if (newSize > type(int128).max || newSize < -type(int128).max) {
+            revert IMarginEngine.PositionTooLarge(marketId, newSize);
+        }
+        return (sizeDelta, newSize);
+    }
+
+    /// @dev Whether a trade of `sizeDelta` on a position of `oldSize` grows |size| or flips its side.
+    function _increasesRisk(int256 oldSize, int256 sizeDelta) private pure returns (bool) {
+        int256 newSize = oldSize + sizeDelta;
+        return WadMath.abs(newSize) > WadMath.abs(oldSize) || (oldSize > 0 && newSize < 0)
+            || (oldSize < 0 && newSize > 0);
     }
 
     /// @dev Only the side the trade grew is checked: a trade that grows the smaller side reduces the

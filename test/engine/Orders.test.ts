@@ -1,0 +1,559 @@
+/**
+ * Two-step orders (README "Orders"; IMarginEngine.requestOrder / executeOrder) on the production MarginEngine, as
+ * deploy/ deploys it: the fill round is the first round published after the request, the fee is escrowed from the
+ * reserve and earned by whoever settles the order, refusals at the fill cancel with a named reason, and the owner
+ * (also acting as keeper) cannot get an instant fill through the rebalancer.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { expect } from "chai";
+import { ethers, network } from "hardhat";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+
+import { productionFixture, USDC, E18, E8, type ProductionFixture } from "../helpers/fixtures";
+import { ACTION, MAJOR_MARKET, wad } from "../../deploy/params";
+import { deployInstantFillSystem } from "../../lib/instantFill";
+import { USDC_SCALE, wDivDown } from "../../lib/margin";
+import type { IMarginEngine } from "../../typechain-types";
+
+/** Execution fee of the tests: 0.5 USDC. */
+const FEE = USDC(1) / 2n;
+const HOUR = 3_600;
+const FEE_RATE = MAJOR_MARKET.feeRate;
+const selector = (engine: IMarginEngine, name: string) => engine.interface.getError(name)!.selector;
+/** Trading fee of a fill as the engine charges it: |Δ| × price × feeRate, rounded up twice (WAD). */
+const tradeFee = (size: bigint, px: bigint) => {
+  const notional = ((size < 0n ? -size : size) * px + E18(1) - 1n) / E18(1);
+  return (notional * FEE_RATE + E18(1) - 1n) / E18(1);
+};
+
+interface Orders extends ProductionFixture {
+  id: bigint;
+}
+
+/** The production system, a 0.5 USDC order fee, and alice's account 1: 10,000 USDC margin, 10 USDC reserve. */
+async function ordersFixture(): Promise<Orders> {
+  const f = await productionFixture();
+  await f.engine.setOrderFee(FEE);
+  await f.vault.connect(f.alice).createAccount();
+  await f.usdc.mint(f.alice.address, USDC(20_000));
+  await f.usdc.connect(f.alice).approve(f.vault, USDC(20_000));
+  await f.vault.connect(f.alice).depositMargin(1, f.usdc, USDC(10_000));
+  await f.vault.connect(f.alice).deposit(1, f.usdc, USDC(10));
+  return { ...f, id: 1n };
+}
+
+/** Mines the next block at `t` (the request's or the round's own second). */
+async function at(t: number) {
+  await time.setNextBlockTimestamp(t);
+}
+
+/** A new ETH round at `usd` (8-decimal answer), published at block time `t`. */
+async function round(f: ProductionFixture, usd: bigint | number, t: number) {
+  await at(t);
+  await f.ethFeed.setAnswer(typeof usd === "bigint" ? usd : E8(usd));
+}
+
+/** Alice requests an ETH order at block time `t`; returns its id. */
+async function request(f: Orders, t: number, size: bigint, opts: { limit?: bigint; deadline?: number; reduceOnly?: boolean } = {}) {
+  const id = (await f.engine.lastOrderId()) + 1n;
+  await at(t);
+  const limit = opts.limit ?? (size > 0n ? ethers.MaxUint256 : 0n);
+  await f.engine.connect(f.alice).requestOrder(f.id, f.ethMarket, size, limit, opts.deadline ?? t + HOUR, opts.reduceOnly ?? false);
+  return id;
+}
+
+/** Opens `size` ETH for alice through an order filled at the next round of `usd`; returns the time after it. */
+async function openAt(f: Orders, size: bigint, usd: number): Promise<number> {
+  const t = (await time.latest()) + 10;
+  const id = await request(f, t, size);
+  await round(f, usd, t + 5);
+  await f.engine.connect(f.keeper).executeOrder(id);
+  return t + 10;
+}
+
+describe("Two-step orders", () => {
+  describe("request", () => {
+    it("escrows the fee from the USDC reserve and records the order; nothing fills before a round after it", async () => {
+      const f = await loadFixture(ordersFixture);
+      const t = (await time.latest()) + 10;
+      await at(t);
+      await expect(f.engine.connect(f.alice).requestOrder(f.id, f.ethMarket, E18(5), E18(2100), t + HOUR, false))
+        .to.emit(f.engine, "OrderRequested")
+        .withArgs(1n, f.id, f.ethMarket, E18(5), E18(2100), t + HOUR, false, FEE);
+      const o = await f.engine.order(1);
+      expect([o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, o.requestedAt, o.deadline, o.fee, o.reduceOnly]).to.deep.equal([
+        f.id, f.ethMarket, E18(5), E18(2100), BigInt(t), BigInt(t + HOUR), FEE, false,
+      ]);
+      expect(await f.engine.pendingOrders(f.id)).to.deep.equal([1n]);
+      expect(await f.engine.lastOrderId()).to.equal(1n);
+      expect(await f.engine.orderEscrow()).to.equal(FEE);
+      expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(USDC(10) - FEE);
+      // Every USDC unit is accounted for: the escrow is the fee's new place.
+      expect(await f.vault.totalTracked(f.usdc)).to.equal(USDC(1_000_000) + USDC(10_010));
+
+      await expect(f.engine.connect(f.keeper).executeOrder(1)).to.be.revertedWithCustomError(f.engine, "OrderNotReady").withArgs(1n, t);
+      // A round published in the request's own second is not after it: the trader could have seen it.
+      const [roundId] = await f.ethFeed.latestRoundData();
+      await f.ethFeed.setRound(roundId + 1n, E8(2010), t, t);
+      await expect(f.engine.connect(f.keeper).executeOrder(1)).to.be.revertedWithCustomError(f.engine, "OrderNotReady").withArgs(1n, t);
+      expect(await f.engine.pendingOrders(f.id)).to.deep.equal([1n]);
+    });
+
+    it("refuses bad requests by name, changing nothing", async () => {
+      const f = await loadFixture(ordersFixture);
+      const e = f.engine.connect(f.alice);
+      const now = (await time.latest()) + 1;
+      await at(now);
+      await expect(e.requestOrder(f.id, f.ethMarket, 0n, 0n, now + HOUR, false)).to.be.revertedWithCustomError(f.engine, "ZeroSizeDelta");
+      await at(now + 1);
+      await expect(e.requestOrder(f.id, f.ethMarket, E18(1), 0n, now + 1, false))
+        .to.be.revertedWithCustomError(f.engine, "InvalidDeadline")
+        .withArgs(now + 1, now + 2, now + 1 + 86_400);
+      await at(now + 2);
+      await expect(e.requestOrder(f.id, f.ethMarket, E18(1), 0n, now + 2 + 86_400 + 1, false))
+        .to.be.revertedWithCustomError(f.engine, "InvalidDeadline")
+        .withArgs(now + 2 + 86_400 + 1, now + 3, now + 2 + 86_400);
+      const huge = 2n ** 127n;
+      await expect(e.requestOrder(f.id, f.ethMarket, huge, 0n, now + HOUR, false))
+        .to.be.revertedWithCustomError(f.engine, "PositionTooLarge")
+        .withArgs(f.ethMarket, huge);
+      await expect(e.requestOrder(f.id, 7, E18(1), 0n, now + HOUR, false)).to.be.revertedWithCustomError(f.engine, "UnknownMarket").withArgs(7);
+      await expect(f.engine.connect(f.bob).requestOrder(f.id, f.ethMarket, E18(1), 0n, now + HOUR, false))
+        .to.be.revertedWithCustomError(f.engine, "NotAuthorized")
+        .withArgs(f.id, f.bob.address);
+      // The fee comes from the USDC reserve: 10 USDC pays for 20 orders' fees, but at most 8 wait at once.
+      for (let i = 0; i < 8; i++) await e.requestOrder(f.id, f.ethMarket, E18(1), ethers.MaxUint256, now + 10 * HOUR, false);
+      await expect(e.requestOrder(f.id, f.ethMarket, E18(1), ethers.MaxUint256, now + 10 * HOUR, false))
+        .to.be.revertedWithCustomError(f.engine, "TooManyPendingOrders")
+        .withArgs(f.id, 8);
+      expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(USDC(10) - 8n * FEE);
+      await f.vault.connect(f.alice).createAccount(); // account 2, no reserve
+      await expect(e.requestOrder(2, f.ethMarket, E18(1), 0n, now + HOUR, false))
+        .to.be.revertedWithCustomError(f.vault, "InsufficientReserve")
+        .withArgs(2, await f.usdc.getAddress(), 0, FEE);
+      expect(await f.engine.lastOrderId()).to.equal(8n);
+      expect(await f.engine.orderEscrow()).to.equal(8n * FEE);
+    });
+
+    it("the fee is governance's, bounded at 100 USD", async () => {
+      const f = await loadFixture(ordersFixture);
+      await expect(f.engine.setOrderFee(USDC(100) + 1n))
+        .to.be.revertedWithCustomError(f.engine, "OrderFeeTooHigh")
+        .withArgs(USDC(100) + 1n, USDC(100));
+      await expect(f.engine.connect(f.alice).setOrderFee(1n))
+        .to.be.revertedWithCustomError(f.engine, "OwnableUnauthorizedAccount")
+        .withArgs(f.alice.address);
+      await expect(f.engine.setOrderFee(USDC(2))).to.emit(f.engine, "OrderFeeSet").withArgs(USDC(2));
+      expect(await f.engine.orderFee()).to.equal(USDC(2));
+    });
+
+    it("the production engine has no instant fill", async () => {
+      const f = await loadFixture(ordersFixture);
+      const iface = new ethers.Interface(["function modifyPosition(uint256,uint256,int256,uint256)"]);
+      const data = iface.encodeFunctionData("modifyPosition", [f.id, f.ethMarket, E18(1), ethers.MaxUint256]);
+      await expect(f.alice.sendTransaction({ to: await f.engine.getAddress(), data })).to.be.revertedWithoutReason();
+      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(0n);
+    });
+  });
+
+  describe("execute", () => {
+    it("fills at the first round after the request, not a later one, and pays the keeper the fee", async () => {
+      const f = await loadFixture(ordersFixture);
+      const t = (await time.latest()) + 10;
+      await request(f, t, E18(5), { limit: E18(2100) });
+      await round(f, 2010, t + 10);
+      await round(f, 2050, t + 20);
+      await round(f, 2090, t + 30);
+      const marginBefore = await f.vault.marginOf(f.id, f.usdc);
+      const fee = tradeFee(E18(5), E18(2010));
+      expect(fee).to.equal(wad("5.025"));
+      await expect(f.engine.connect(f.keeper).executeOrder(1))
+        .to.emit(f.engine, "OrderExecuted")
+        .withArgs(1n, f.id, f.keeper.address, E18(2010), t + 10)
+        .and.to.emit(f.engine, "PositionModified")
+        .withArgs(f.id, f.ethMarket, E18(5), E18(5), E18(2010), 0n, fee)
+        .and.to.emit(f.engine, "KeeperRewardCredited")
+        .withArgs(f.keeper.address, FEE, FEE);
+      const p = await f.engine.position(f.id, f.ethMarket);
+      expect([p.size, p.entryPrice]).to.deep.equal([E18(5), E18(2010)]);
+      expect(marginBefore - (await f.vault.marginOf(f.id, f.usdc))).to.equal(fee / USDC_SCALE);
+      expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(FEE);
+      expect(await f.engine.orderEscrow()).to.equal(0n);
+      expect(await f.engine.pendingOrders(f.id)).to.deep.equal([]);
+      expect((await f.engine.order(1)).requestedAt).to.equal(0n);
+      // Marked at the current price: the move after the fill round is the position's.
+      const st = await f.engine.accountState(f.id);
+      expect(st.unrealisedPnl).to.equal(E18(5) * 80n);
+      // The keeper claims the fee like any keeper reward.
+      await expect(f.engine.connect(f.keeper).claimKeeperRewards(f.keeper.address))
+        .to.emit(f.engine, "KeeperRewardsClaimed")
+        .withArgs(f.keeper.address, f.keeper.address, FEE);
+    });
+
+    it("a second keeper racing for the same order gets OrderNotFound and changes nothing", async () => {
+      const f = await loadFixture(ordersFixture);
+      const t = (await time.latest()) + 10;
+      await request(f, t, E18(1));
+      await round(f, 2000, t + 5);
+      await network.provider.send("evm_setAutomine", [false]);
+      try {
+        const first = await f.engine.connect(f.keeper).executeOrder(1, { gasLimit: 1_000_000 });
+        const second = await f.engine.connect(f.bob).executeOrder(1, { gasLimit: 1_000_000 });
+        await network.provider.send("evm_mine", []);
+        expect((await ethers.provider.getTransactionReceipt(first.hash))!.status).to.equal(1);
+        expect((await ethers.provider.getTransactionReceipt(second.hash))!.status).to.equal(0);
+      } finally {
+        await network.provider.send("evm_setAutomine", [true]);
+      }
+      await expect(f.engine.connect(f.bob).executeOrder(1)).to.be.revertedWithCustomError(f.engine, "OrderNotFound").withArgs(1n);
+      expect(await f.engine.keeperRewardsOf(f.bob)).to.equal(0n);
+      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(E18(1));
+    });
+
+    it("a fill beyond the acceptable price cancels (PriceNotAcceptable); the keeper still earns the fee", async () => {
+      const f = await loadFixture(ordersFixture);
+      const t = (await time.latest()) + 10;
+      await request(f, t, E18(5), { limit: E18(2005) });
+      await round(f, 2010, t + 10);
+      const margin = await f.vault.marginOf(f.id, f.usdc);
+      await expect(f.engine.connect(f.keeper).executeOrder(1))
+        .to.emit(f.engine, "OrderCancelled")
+        .withArgs(1n, f.id, f.keeper.address, selector(f.engine, "PriceNotAcceptable"));
+      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(0n);
+      expect(await f.vault.marginOf(f.id, f.usdc)).to.equal(margin);
+      expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(FEE);
+      expect(await f.engine.pendingOrders(f.id)).to.deep.equal([]);
+      // A sell below its limit likewise.
+      await request(f, t + 20, -E18(1), { limit: E18(2011) });
+      await round(f, 2010, t + 30);
+      await expect(f.engine.connect(f.keeper).executeOrder(2))
+        .to.emit(f.engine, "OrderCancelled")
+        .withArgs(2n, f.id, f.keeper.address, selector(f.engine, "PriceNotAcceptable"));
+    });
+
+    it("deadline: no round by then, or the first round after it, cancels (OrderExpired); a round at the deadline fills", async () => {
+      const f = await loadFixture(ordersFixture);
+      const t = (await time.latest()) + 10;
+      await request(f, t, E18(1), { deadline: t + 60 });
+      await at(t + 60);
+      await expect(f.engine.connect(f.keeper).executeOrder(1)).to.be.revertedWithCustomError(f.engine, "OrderNotReady").withArgs(1n, t);
+      await at(t + 61);
+      await expect(f.engine.connect(f.keeper).executeOrder(1))
+        .to.emit(f.engine, "OrderCancelled")
+        .withArgs(1n, f.id, f.keeper.address, selector(f.engine, "OrderExpired"));
+
+      // A round exists, but the first after the request came after the deadline: expired, whenever executed.
+      await request(f, t + 100, E18(1), { deadline: t + 160 });
+      await round(f, 2000, t + 161);
+      await expect(f.engine.connect(f.keeper).executeOrder(2))
+        .to.emit(f.engine, "OrderCancelled")
+        .withArgs(2n, f.id, f.keeper.address, selector(f.engine, "OrderExpired"));
+
+      // The fill round at the deadline itself fills, executed after it.
+      await request(f, t + 200, E18(1), { deadline: t + 260 });
+      await round(f, 2001, t + 260);
+      await round(f, 2002, t + 300);
+      await expect(f.engine.connect(f.keeper).executeOrder(3))
+        .to.emit(f.engine, "OrderExecuted")
+        .withArgs(3n, f.id, f.keeper.address, E18(2001), t + 260);
+      expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(3n * FEE);
+    });
+
+    it("margin insufficient at the fill cancels (BelowInitialMargin), state unchanged", async () => {
+      const f = await loadFixture(ordersFixture);
+      const t = (await time.latest()) + 10;
+      await request(f, t, E18(100));
+      await round(f, 2000, t + 10);
+      const before = await f.engine.accountState(f.id);
+      await expect(f.engine.connect(f.keeper).executeOrder(1))
+        .to.emit(f.engine, "OrderCancelled")
+        .withArgs(1n, f.id, f.keeper.address, selector(f.engine, "BelowInitialMargin"));
+      expect(await f.engine.accountState(f.id)).to.deep.equal(before);
+      expect((await f.engine.marketState(f.ethMarket)).longOI).to.equal(0n);
+    });
+
+    it("a fill round whose answer is not a sane price cancels (OrderPriceInvalid), even with valid rounds after it", async () => {
+      const f = await loadFixture(ordersFixture);
+      const t = (await time.latest()) + 10;
+      await request(f, t, E18(1));
+      await round(f, 0n, t + 10);
+      await round(f, 2000, t + 20);
+      await expect(f.engine.connect(f.keeper).executeOrder(1))
+        .to.emit(f.engine, "OrderCancelled")
+        .withArgs(1n, f.id, f.keeper.address, selector(f.engine, "OrderPriceInvalid"));
+    });
+
+    it("an unhealthy oracle at execution reverts and the order waits; later it still fills at its own round", async () => {
+      const f = await loadFixture(ordersFixture);
+      const t = (await time.latest()) + 10;
+      await request(f, t, E18(1), { deadline: t + 86_400 });
+      await round(f, 2020, t + 10);
+      await time.increaseTo(t + 10 + 2 * HOUR + 1); // past the feed's 2 h heartbeat
+      await expect(f.engine.connect(f.keeper).executeOrder(1))
+        .to.be.revertedWithCustomError(f.engine, "OracleUnhealthy")
+        .withArgs(await f.weth.getAddress());
+      expect(await f.engine.pendingOrders(f.id)).to.deep.equal([1n]);
+      await round(f, 2100, t + 3 * HOUR);
+      await expect(f.engine.connect(f.keeper).executeOrder(1))
+        .to.emit(f.engine, "OrderExecuted")
+        .withArgs(1n, f.id, f.keeper.address, E18(2020), t + 10);
+    });
+
+    it("too little gas never turns a fillable order into a cancellation: the call reverts and the order waits", async () => {
+      const f = await loadFixture(ordersFixture);
+      const t = (await time.latest()) + 10;
+      await request(f, t, E18(1));
+      await round(f, 2000, t + 10);
+      const needed = await f.engine.connect(f.keeper).executeOrder.estimateGas(1);
+      let reverted = 0;
+      for (let gas = 60_000n; gas < needed; gas += 10_000n) {
+        const tx = await f.engine.connect(f.keeper).executeOrder(1, { gasLimit: gas }).catch((e: Error) => e);
+        if (tx instanceof Error) {
+          reverted++;
+          expect(await f.engine.pendingOrders(f.id)).to.deep.equal([1n]);
+          continue;
+        }
+        const receipt = await ethers.provider.getTransactionReceipt(tx.hash);
+        if (receipt!.status === 1) {
+          // If it went through, it filled: never a cancellation.
+          const log = receipt!.logs.map((l) => f.engine.interface.parseLog(l)).find((p) => p?.name === "OrderExecuted" || p?.name === "OrderCancelled");
+          expect(log!.name).to.equal("OrderExecuted");
+          return;
+        }
+        reverted++;
+        expect(await f.engine.pendingOrders(f.id)).to.deep.equal([1n]);
+      }
+      expect(reverted).to.be.greaterThan(0);
+      await expect(f.engine.connect(f.keeper).executeOrder(1)).to.emit(f.engine, "OrderExecuted");
+    });
+  });
+
+  describe("reduce-only and pause", () => {
+    it("a reduce-only order is clamped to the position and cancelled (NothingToReduce) when there is none", async () => {
+      const f = await loadFixture(ordersFixture);
+      // No funding: the close realises nothing but the price.
+      await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n });
+      let t = await openAt(f, E18(5), 2000);
+      const id = await request(f, t, -E18(8), { reduceOnly: true });
+      await round(f, 2000, t + 5);
+      await expect(f.engine.connect(f.keeper).executeOrder(id))
+        .to.emit(f.engine, "PositionModified")
+        .withArgs(f.id, f.ethMarket, -E18(5), 0n, E18(2000), 0n, tradeFee(E18(5), E18(2000)));
+      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(0n);
+      t += 10;
+      const none = await request(f, t, -E18(1), { reduceOnly: true });
+      await round(f, 2000, t + 5);
+      await expect(f.engine.connect(f.keeper).executeOrder(none))
+        .to.emit(f.engine, "OrderCancelled")
+        .withArgs(none, f.id, f.keeper.address, selector(f.engine, "NothingToReduce"));
+      // Same side as the position: nothing to reduce either.
+      t = await openAt(f, -E18(2), 2000);
+      const same = await request(f, t, -E18(1), { reduceOnly: true });
+      await round(f, 2000, t + 5);
+      await expect(f.engine.connect(f.keeper).executeOrder(same))
+        .to.emit(f.engine, "OrderCancelled")
+        .withArgs(same, f.id, f.keeper.address, selector(f.engine, "NothingToReduce"));
+      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(-E18(2));
+    });
+
+    it("pause blocks new increase requests and fills, never reduce or close requests or their fills", async () => {
+      const f = await loadFixture(ordersFixture);
+      let t = await openAt(f, E18(5), 2000);
+      const increase = await request(f, t, E18(1));
+      await f.engine.setPaused(true);
+      t += 10;
+      await at(t);
+      await expect(f.engine.connect(f.alice).requestOrder(f.id, f.ethMarket, E18(1), ethers.MaxUint256, t + HOUR, false))
+        .to.be.revertedWithCustomError(f.engine, "PositionIncreasePaused");
+      // A flip adds risk too.
+      await expect(f.engine.connect(f.alice).requestOrder(f.id, f.ethMarket, -E18(6), 0n, t + HOUR, false))
+        .to.be.revertedWithCustomError(f.engine, "PositionIncreasePaused");
+      const reduce = await request(f, t + 5, -E18(2));
+      const close = await request(f, t + 6, -E18(9), { reduceOnly: true });
+      await round(f, 2000, t + 10);
+      await expect(f.engine.connect(f.keeper).executeOrder(increase))
+        .to.emit(f.engine, "OrderCancelled")
+        .withArgs(increase, f.id, f.keeper.address, selector(f.engine, "PositionIncreasePaused"));
+      await expect(f.engine.connect(f.keeper).executeOrder(reduce)).to.emit(f.engine, "OrderExecuted");
+      await expect(f.engine.connect(f.keeper).executeOrder(close)).to.emit(f.engine, "OrderExecuted");
+      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(0n);
+    });
+  });
+
+  describe("the owner as keeper gets no instant fill (README \"Orders\")", () => {
+    /**
+     * Alice: 1,000 USDC margin, 10 ETH long at 2,000 (health ≈ 3.2), a 1,000 USDC reserve and policy trigger 2 /
+     * target 3 (ALL). The market's IM volatility floor is 0 (IM = 1.5 × MM at the floor σ), so IM alone would let the
+     * owner's own actions take the account below the trigger; no funding.
+     */
+    async function guarded() {
+      const f = await loadFixture(ordersFixture);
+      await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...MAJOR_MARKET, imVolFloor: 0n, maxFundingRate: 0n });
+      await f.vault.connect(f.alice).releaseMargin(f.id, f.usdc, USDC(9_000));
+      await f.vault.connect(f.alice).deposit(f.id, f.usdc, USDC(1_000));
+      const t = await openAt(f, E18(10), 2000);
+      const policy = {
+        actions: ACTION.ALL,
+        cooldown: 0,
+        triggerRatio: wad("2"),
+        targetRatio: wad("3"),
+        releaseRatio: wad("6"),
+        maxFeeUsd: wad("50"),
+        topUpAssets: [await f.usdc.getAddress()],
+      };
+      await f.engine.connect(f.alice).setRebalancePolicy(f.id, policy);
+      return { f, t, policy };
+    }
+
+    it("in band: rebalance and liquidate refuse the owner; its own levers cannot put the account below the trigger", async () => {
+      const { f, policy } = await guarded();
+      const st = await f.engine.accountState(f.id);
+      expect(st.health).to.be.gte(wad("2"));
+      await expect(f.rebalancer.connect(f.alice).rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
+      await expect(f.engine.connect(f.alice).liquidate(f.id))
+        .to.be.revertedWithCustomError(f.engine, "NotLiquidatable")
+        .withArgs(f.id, st.health);
+      // Releasing margin down to below the trigger (still above IM): refused.
+      const release = USDC(400);
+      const hAfter = wDivDown(st.equity - release * USDC_SCALE, st.maintenanceMargin);
+      expect(hAfter).to.be.lessThan(wad("2"));
+      expect(st.equity - release * USDC_SCALE).to.be.gte(st.initialMargin);
+      await expect(f.vault.connect(f.alice).releaseMargin(f.id, f.usdc, release))
+        .to.be.revertedWithCustomError(f.engine, "BelowRebalanceTrigger")
+        .withArgs(f.id, hAfter, wad("2"));
+      // A new trigger above today's health: refused; a TOP_UP-only policy needs no such rule (no trade).
+      await expect(f.engine.connect(f.alice).setRebalancePolicy(f.id, { ...policy, triggerRatio: st.health + 1n, targetRatio: st.health + wad("1"), releaseRatio: 0n, actions: ACTION.TOP_UP | ACTION.REDUCE }))
+        .to.be.revertedWithCustomError(f.engine, "BelowRebalanceTrigger")
+        .withArgs(f.id, st.health, st.health + 1n);
+      // An increase whose fill would leave health below the trigger: cancelled at the fill.
+      const t = (await time.latest()) + 10;
+      const id = await request(f, t, E18(7));
+      await round(f, 2000, t + 5);
+      await expect(f.engine.connect(f.alice).executeOrder(id))
+        .to.emit(f.engine, "OrderCancelled")
+        .withArgs(id, f.id, f.alice.address, selector(f.engine, "BelowRebalanceTrigger"));
+      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(E18(10));
+      await expect(f.rebalancer.connect(f.alice).rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
+    });
+
+    it("below the trigger after a price move: the reserve stays for the top-up the move called for", async () => {
+      const { f, t } = await guarded();
+      await round(f, 1950, t + 10);
+      await f.oracle.poke(f.weth);
+      const st = await f.engine.accountState(f.id);
+      expect(st.health).to.be.lessThan(wad("2"));
+      await expect(f.vault.connect(f.alice).withdraw(f.id, f.usdc, USDC(1_000), f.alice.address))
+        .to.be.revertedWithCustomError(f.engine, "BelowRebalanceTrigger")
+        .withArgs(f.id, st.health, wad("2"));
+      // The owner, as keeper, gets the rebalance the move called for: the reserve's top-up first.
+      const [, , plan] = await f.rebalancer.needsRebalance(f.id);
+      expect(Number(plan.action) & ACTION.TOP_UP).to.equal(ACTION.TOP_UP);
+      const reserve = await f.vault.reserveOf(f.id, f.usdc);
+      const receipt = await (await f.rebalancer.connect(f.alice).rebalance(f.id)).wait();
+      const ev = receipt!.logs.map((l) => f.rebalancer.interface.parseLog(l)).find((p) => p?.name === "Rebalanced")!;
+      // A pure top-up: USDC reserve into margin (1 USD per unit), no position closed.
+      expect(ev.args.action).to.equal(ACTION.TOP_UP);
+      expect(ev.args.reducedNotionalUsd).to.equal(0n);
+      expect(ev.args.toppedUpUsd).to.be.greaterThan(0n);
+      expect((reserve - (await f.vault.reserveOf(f.id, f.usdc))) * USDC_SCALE).to.equal(ev.args.toppedUpUsd);
+      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(E18(10));
+      // Opting out needs no price and leaves nothing a rebalance can act on: then the reserve is the owner's.
+      await f.engine.connect(f.alice).setRebalancePolicy(f.id, { actions: 0, cooldown: 0, triggerRatio: 0n, targetRatio: 0n, releaseRatio: 0n, maxFeeUsd: 0n, topUpAssets: [] });
+      const left = await f.vault.reserveOf(f.id, f.usdc);
+      await expect(f.vault.connect(f.alice).withdraw(f.id, f.usdc, left, f.alice.address)).to.emit(f.vault, "Withdrawn");
+    });
+  });
+
+  describe("a real round transition (data/chainlink_eth_usd_rounds_mainnet.csv)", () => {
+    /** Rounds 6025–6027 of the file (2023-04-05 – 2024-01-29): the largest one-round rise, +3.18 % in 96 s. */
+    function rounds() {
+      const file = path.resolve(__dirname, "..", "..", "data", "chainlink_eth_usd_rounds_mainnet.csv");
+      const lines = fs.readFileSync(file, "utf8").trim().split("\n").slice(1);
+      const pick = (roundId: string) => {
+        const [id, answer, , updatedAt] = lines.find((l) => l.startsWith(roundId + ","))!.split(",");
+        return { id: BigInt(id), answer: BigInt(answer), updatedAt: Number(updatedAt) };
+      };
+      return [pick("110680464442257315722"), pick("110680464442257315723"), pick("110680464442257315724")];
+    }
+
+    it("a trader who asks to open just before a known up-move and to close just after gains nothing of that move", async () => {
+      const [r0, r1, r2] = rounds();
+      expect([r0.answer, r1.answer, r2.answer]).to.deep.equal([168586532941n, 173940000000n, 172887067000n]);
+      expect([r1.updatedAt - r0.updatedAt, r2.updatedAt - r1.updatedAt]).to.deep.equal([96, 84]);
+      const size = E18(10);
+
+      /** The rounds at their real spacing from chain time `T`, trades at T+90 (6 s before the rise) and right after it. */
+      const replay = async (
+        feed: ProductionFixture["ethFeed"],
+        open: (t: number) => Promise<void>,
+        close: (t: number) => Promise<void>,
+      ) => {
+        const T = (await time.latest()) + 10;
+        await at(T);
+        await feed.setRound(r0.id, r0.answer, T, T);
+        await open(T + 90);
+        await at(T + 96);
+        await feed.setRound(r1.id, r1.answer, T + 96, T + 96);
+        await close(T + 98);
+        await at(T + 180);
+        await feed.setRound(r2.id, r2.answer, T + 180, T + 180);
+        return T;
+      };
+      const noFunding = { ...MAJOR_MARKET, maxFundingRate: 0n };
+
+      // Two-step (production): the open fills at r1 (after the rise), the close at r2.
+      const f = await loadFixture(ordersFixture);
+      await f.engine.setOrderFee(0n);
+      await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...noFunding });
+      const margin0 = await f.vault.marginOf(f.id, f.usdc);
+      let openId = 0n;
+      let closeId = 0n;
+      const T = await replay(
+        f.ethFeed,
+        async (t) => {
+          openId = await request(f, t, size);
+        },
+        async (t) => {
+          await at(t - 1);
+          await expect(f.engine.connect(f.keeper).executeOrder(openId))
+            .to.emit(f.engine, "OrderExecuted")
+            .withArgs(openId, f.id, f.keeper.address, r1.answer * 10n ** 10n, t - 2);
+          closeId = await request(f, t, -size);
+        },
+      );
+      await expect(f.engine.connect(f.keeper).executeOrder(closeId))
+        .to.emit(f.engine, "OrderExecuted")
+        .withArgs(closeId, f.id, f.keeper.address, r2.answer * 10n ** 10n, T + 180);
+      // Open fee 10 × 1,739.40 × 0.05 % = 8.697; close: −105.2933 realised and 8.64435335 fee, rounded up to a unit.
+      const twoStepLoss = margin0 - (await f.vault.marginOf(f.id, f.usdc));
+      expect(twoStepLoss).to.equal(8_697_000n + 113_937_654n);
+
+      // The same trades as instant fills (the InstantFillEngine of the tests, the fill this engine no longer
+      // offers): bought at r0 before the rise, sold at r1, the rise is the trader's — paid by the LPs.
+      const [deployer, , alice] = await ethers.getSigners();
+      const g = await deployInstantFillSystem(deployer);
+      await g.engine.setMarketParams(g.ethMarket, { asset: await g.weth.getAddress(), ...noFunding });
+      await g.usdc.mint(deployer.address, USDC(1_000_000));
+      await g.usdc.approve(g.pool, USDC(1_000_000));
+      await g.pool.deposit(USDC(1_000_000), deployer.address);
+      await g.vault.connect(alice).createAccount();
+      await g.usdc.mint(alice.address, USDC(10_000));
+      await g.usdc.connect(alice).approve(g.vault, USDC(10_000));
+      await g.vault.connect(alice).depositMargin(1, g.usdc, USDC(10_000));
+      await replay(
+        g.ethFeed,
+        async (t) => {
+          await at(t);
+          await g.engine.connect(alice).modifyPosition(1, g.ethMarket, size, ethers.MaxUint256);
+        },
+        async (t) => {
+          await at(t);
+          await g.engine.connect(alice).modifyPosition(1, g.ethMarket, -size, 0n);
+        },
+      );
+      // +535.3467059 on the rise, less 8.42932664705 (up to 8.429327) and 8.697 in fees, credited rounded down.
+      expect((await g.vault.marginOf(1, g.usdc)) - USDC(10_000)).to.equal(-8_429_327n + 526_649_705n);
+    });
+  });
+});

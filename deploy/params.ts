@@ -100,13 +100,20 @@ export interface RebalancerConfig {
   gasUnits: number;
   /** most accounts one checkUpkeep returns */
   upkeepSize: number;
+  /** execution fee of a two-step order, settlement-token units (USDC: 6 decimals), escrowed from the account's USDC
+   *  reserve at the request and earned by the keeper who fills or cancels it; at most 100 USD */
+  orderFee: bigint;
 }
 
-/** 1 USD flat plus 600k gas (a reduce across two markets costs about that) at the block's base fee. */
+/**
+ * 1 USD flat plus 600k gas (a reduce across two markets costs about that) at the block's base fee; a 0.5 USDC order
+ * fee (an execution costs about 270k gas: a few cents on a rollup; an L1 deployment sets more).
+ */
 export const DEFAULT_REBALANCER: RebalancerConfig = {
   baseFeeUsd: wad("1"),
   gasUnits: 600_000,
   upkeepSize: 10,
+  orderFee: 500_000n,
 };
 
 /** Action bits of a rebalancing policy and plan (Constants.sol). */

@@ -136,6 +136,7 @@ export async function deployEngine(
     usdcHaircut,
     { baseFeeUsd: cfg.baseFeeUsd, gasUnits: cfg.gasUnits },
     cfg.upkeepSize,
+    cfg.orderFee,
     owner,
   );
   await (await pool.setEngine(deployed)).wait();

@@ -44,6 +44,11 @@ async function main() {
     await (await sys.usdc.mint(trader.address, USDC(10_000n))).wait();
     await (await sys.usdc.connect(trader).approve(sys.vault, USDC(10_000n))).wait();
     await (await sys.vault.connect(trader).depositMargin(id, sys.usdc, USDC(10_000n))).wait();
+    // The order's execution fee comes from the USDC reserve.
+    const fee = await sys.engine.orderFee();
+    await (await sys.usdc.mint(trader.address, fee)).wait();
+    await (await sys.usdc.connect(trader).approve(sys.vault, fee)).wait();
+    await (await sys.vault.connect(trader).deposit(id, sys.usdc, fee)).wait();
     // A two-step order, filled at the next round of the same price (README "Orders").
     await fillAtNextRound(sys.engine, trader, deployer, sys.ethFeed, {
       accountId: id,

@@ -12,7 +12,13 @@ import {IOracleRouter} from "../interfaces/IOracleRouter.sol";
 import {ILiquidityPool} from "../interfaces/ILiquidityPool.sol";
 import {AccountLogic} from "../libraries/logic/AccountLogic.sol";
 import {
-    WAD, MAX_ASSETS, MAX_DECIMALS, MAX_REBALANCE_FEE, MAX_REBALANCE_GAS_UNITS, MAX_UPKEEP_SIZE
+    WAD,
+    MAX_ASSETS,
+    MAX_DECIMALS,
+    MAX_REBALANCE_FEE,
+    MAX_REBALANCE_GAS_UNITS,
+    MAX_UPKEEP_SIZE,
+    MAX_ORDER_FEE_USD
 } from "../libraries/Constants.sol";
 
 /// @title EngineBase
@@ -142,6 +148,14 @@ abstract contract EngineBase is Ownable2Step {
         _s.hot.baseFeeUsd = uint80(p.baseFeeUsd); // <= MAX_REBALANCE_FEE < 2^80, checked above
         _s.hot.gasUnits = p.gasUnits;
         emit IRebalancer.FeeParamsSet(p);
+    }
+
+    /// @dev The execution fee of new orders, settlement-token units, at most MAX_ORDER_FEE_USD (`OrderFeeTooHigh`).
+    function _setOrderFee(uint256 fee) internal {
+        uint256 max = MAX_ORDER_FEE_USD / settlementScale;
+        if (fee > max) revert IMarginEngine.OrderFeeTooHigh(fee, max);
+        _s.orderBook.fee = uint96(fee); // <= MAX_ORDER_FEE_USD / scale <= 1e20 < 2^96
+        emit IMarginEngine.OrderFeeSet(fee);
     }
 
     function _setUpkeepSize(uint256 size) internal {

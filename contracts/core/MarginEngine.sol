@@ -27,6 +27,7 @@ contract MarginEngine is EngineBase {
     address public immutable extension;
 
     /// @param settlementHaircut The settlement asset's haircut (WAD): it is listed first, at index 0.
+    /// @param orderFee_ Execution fee of a two-step order, settlement-token units (`setOrderFee`).
     constructor(
         IOracleRouter oracle_,
         ILiquidityPool pool_,
@@ -35,6 +36,7 @@ contract MarginEngine is EngineBase {
         uint256 settlementHaircut,
         IRebalancer.FeeParams memory fee_,
         uint256 upkeepSize_,
+        uint256 orderFee_,
         address owner_
     ) EngineBase(oracle_, pool_, gasAsset_, owner_) {
         // The facets run on this storage with their own immutables: they must be this engine's.
@@ -45,6 +47,7 @@ contract MarginEngine is EngineBase {
         _listAsset(settlementAsset, settlementHaircut); // index 0: AccountLogic.SETTLEMENT_INDEX
         _setFeeParams(fee_);
         _setUpkeepSize(upkeepSize_);
+        _setOrderFee(orderFee_);
     }
 
     function _sameImmutables(address facet) private view returns (bool) {

@@ -8,7 +8,7 @@ import {IVault} from "../interfaces/IVault.sol";
 import {IOracleRouter} from "../interfaces/IOracleRouter.sol";
 import {ILiquidityPool} from "../interfaces/ILiquidityPool.sol";
 import {AccountLogic} from "../libraries/logic/AccountLogic.sol";
-import {WAD, MAX_ORDER_FEE_USD} from "../libraries/Constants.sol";
+import {WAD} from "../libraries/Constants.sol";
 import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
 import {EngineBase} from "./EngineBase.sol";
 
@@ -239,9 +239,6 @@ contract MarginEngineCustody is EngineBase {
 
     /// @notice See IMarginEngine.setOrderFee.
     function setOrderFee(uint256 fee) external onlyOwner {
-        uint256 max = MAX_ORDER_FEE_USD / settlementScale;
-        if (fee > max) revert IMarginEngine.OrderFeeTooHigh(fee, max);
-        _s.orderBook.fee = uint96(fee); // <= 1e20 < 2^96
-        emit IMarginEngine.OrderFeeSet(fee);
+        _setOrderFee(fee);
     }
 }

@@ -23,8 +23,9 @@ contract InstantFillEngine is MarginEngine {
         uint256 settlementHaircut,
         IRebalancer.FeeParams memory fee_,
         uint256 upkeepSize_,
+        uint256 orderFee_,
         address owner_
-    ) MarginEngine(oracle_, pool_, gasAsset_, extension_, settlementHaircut, fee_, upkeepSize_, owner_) {}
+    ) MarginEngine(oracle_, pool_, gasAsset_, extension_, settlementHaircut, fee_, upkeepSize_, orderFee_, owner_) {}
 
     /// @notice Owner/operator: fills `sizeDelta` now at the current oracle price (`TradeLogic.fill` with no fill
     ///         round), refusing a buy above `acceptablePrice` and a sell below it.

@@ -98,7 +98,10 @@ export async function openAccount(w: BallastWorld, spec: AccountSpec): Promise<b
     ).wait();
   }
   if ((spec.size ?? 0n) !== 0n) {
-    // A two-step order filled at a new round of the current answer (the deployer executes it).
+    // A two-step order filled at a new round of the current answer (the deployer executes it); its execution fee
+    // comes from the USDC reserve, deposited for it here.
+    const fee = await w.engine.orderFee();
+    if (fee > 0n) await (await w.vault.connect(who).deposit(id, w.usdc, fee)).wait();
     await fillAtNextRound(w.engine, who, w.deployer, w.ethFeed, { accountId: id, marketId: w.ethMarket, sizeDelta: spec.size! });
   }
   return id;
@@ -257,7 +260,8 @@ export async function benchDeposit(): Promise<Row> {
  */
 export async function benchTrades(): Promise<Row[]> {
   const w = await loadFixture(ballastWorld);
-  const id = await openAccount(w, { margin: USDC(10_000) });
+  // The reserve pays the six orders' execution fees.
+  const id = await openAccount(w, { margin: USDC(10_000), reserve: USDC(10) });
   const keeper = w.keepers[0];
   const deadline = async () => BigInt((await time.latest()) + 3_600);
   const cycle = async (): Promise<Figure[][]> => {

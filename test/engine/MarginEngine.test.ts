@@ -812,7 +812,7 @@ describe("MarginEngine", () => {
       const owner = deployer.address;
       const factories = await engineFactories(deployer);
       const deployEngine = (extension: AddressLike) =>
-        factories.engine.deploy(oracle, pool, weth, extension, HAIRCUTS.USDC, FEE, DEFAULT_REBALANCER.upkeepSize, owner);
+        factories.engine.deploy(oracle, pool, weth, extension, HAIRCUTS.USDC, FEE, DEFAULT_REBALANCER.upkeepSize, DEFAULT_REBALANCER.orderFee, owner);
       const custody = await factories.custody.deploy(oracle, pool, weth, owner);
 
       // Control: facets built with the engine's own immutables are accepted.

@@ -477,6 +477,18 @@ describe("Two-step orders", () => {
       return [pick("110680464442257315722"), pick("110680464442257315723"), pick("110680464442257315724")];
     }
 
+    it("what an instant fill would give away: 7,562 of the 11,106 rounds moved more than the 2 × 5 bps round-trip fee", () => {
+      const file = path.resolve(__dirname, "..", "..", "data", "chainlink_eth_usd_rounds_mainnet.csv");
+      const answers = fs.readFileSync(file, "utf8").trim().split("\n").slice(1).map((l) => BigInt(l.split(",")[1]));
+      let moved = 0;
+      for (let i = 1; i < answers.length; i++) {
+        const d = answers[i] - answers[i - 1];
+        if ((d < 0n ? -d : d) * 10_000n > 2n * (FEE_RATE / 10n ** 14n) * answers[i - 1]) moved++;
+      }
+      expect(FEE_RATE / 10n ** 14n).to.equal(5n); // bps
+      expect([answers.length, moved]).to.deep.equal([11_106, 7_562]);
+    });
+
     it("a trader who asks to open just before a known up-move and to close just after gains nothing of that move", async () => {
       const [r0, r1, r2] = rounds();
       expect([r0.answer, r1.answer, r2.answer]).to.deep.equal([168586532941n, 173940000000n, 172887067000n]);

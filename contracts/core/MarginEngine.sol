@@ -92,22 +92,10 @@ contract MarginEngine is EngineBase {
         uint256 available = b.reserve;
         if (available < amount) revert IVault.InsufficientReserve(accountId, token, available, amount);
         b.reserve = uint128(available - amount); // amount <= available < 2^128
-        _requireTopUpKept(accountId, token);
+        // Less reserve to top up from: a REDUCE of a policy account waits for a later round (README "Orders").
+        AccountLogic.markOwnerAction(_s, accountId);
         AccountLogic.pushTokens(_s, token, to, amount);
         emit IVault.Withdrawn(accountId, token, to, amount);
-    }
-
-    /// @dev Below its trigger, an account whose policy may REDUCE keeps its top-up reserve: emptying it first would
-    ///      turn the rebalance the price move called for from a top-up into an instant partial close (README
-    ///      "Orders"). Only such an account with open positions pays for the valuation.
-    function _requireTopUpKept(uint256 accountId, address token) private {
-        if (_s.accounts[accountId].positionMask == 0) return;
-        AccountLogic.Policy memory p = _s.policies[accountId];
-        if (p.actions & AccountLogic.REDUCE_BIT == 0 || !AccountLogic.isTopUpAsset(p, _listedIndex(token))) return;
-        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
-        // No price, no rebalance either: while a position cannot be valued the reserve stays the owner's to take.
-        if (AccountLogic.pokeAccountPrices(_s, ctx, accountId) != address(0)) return;
-        AccountLogic.requireAboveTrigger(_s, accountId, AccountLogic.valuation(_s, ctx, accountId).health);
     }
 
     /// @notice See IVault.postMargin.
@@ -118,7 +106,11 @@ contract MarginEngine is EngineBase {
     /// @notice See IVault.releaseMargin: the account must still meet initial margin after it. An account with no
     ///         position and no debt needs no price at all (Promise 6: it can always take everything out).
     function releaseMargin(uint256 accountId, address token, uint256 amount) external nonReentrant {
+        // An order that may add risk is judged on this margin at its fill: not moved under it (README "Orders").
+        uint256 waiting = AccountLogic.pendingRiskOrder(_s, accountId);
+        if (waiting != 0) revert IMarginEngine.OrderPending(accountId, waiting);
         _ownerMove(accountId, token, amount, false);
+        AccountLogic.markOwnerAction(_s, accountId);
         AccountLogic.AccountSlot memory a = _s.accounts[accountId];
         if (a.positionMask == 0 && a.settlement >= 0) return;
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
@@ -127,7 +119,6 @@ contract MarginEngine is EngineBase {
         if (st.equity < st.initialMargin.toInt256()) {
             revert IMarginEngine.BelowInitialMargin(accountId, st.equity, st.initialMargin);
         }
-        AccountLogic.requireAboveTrigger(_s, accountId, st.health);
     }
 
     /// @dev The owner's (or an operator's) reserve → margin (`toMargin`) or margin → reserve move, with its event.
@@ -175,14 +166,16 @@ contract MarginEngine is EngineBase {
     /// @notice See IMarginEngine.executeOrder.
     function executeOrder(uint256 orderId) external nonReentrant returns (bool filled) {
         AccountLogic.OrderSlot memory o = _s.orders[orderId];
-        if (o.requestedAt == 0) revert IMarginEngine.OrderNotFound(orderId);
-        (uint256 px, uint256 at) = oracle.roundAfter(_s.markets[o.marketId].asset, o.requestedAt);
+        if (o.deadline == 0) revert IMarginEngine.OrderNotFound(orderId);
+        (IOracleRouter.RoundStatus status, uint256 px, uint256 at) =
+            oracle.roundAfter(_s.markets[o.marketId].asset, o.afterRound);
         bytes4 reason;
-        if (at == 0) {
-            // No round after the request yet. Once the deadline has passed none can come in time: rounds carry the
-            // block time they were published at.
-            if (block.timestamp <= o.deadline) revert IMarginEngine.OrderNotReady(orderId, o.requestedAt);
+        if (status == IOracleRouter.RoundStatus.NotYet) {
+            // Once the deadline has passed no round can come in time: rounds carry the block time they are published at.
+            if (block.timestamp <= o.deadline) revert IMarginEngine.OrderNotReady(orderId, o.afterRound);
             reason = IMarginEngine.OrderExpired.selector;
+        } else if (status == IOracleRouter.RoundStatus.Unavailable) {
+            reason = IMarginEngine.OrderRoundUnavailable.selector;
         } else if (at > o.deadline) {
             reason = IMarginEngine.OrderExpired.selector;
         } else if (px == 0) {
@@ -193,7 +186,7 @@ contract MarginEngine is EngineBase {
             try this.fillOrder(o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, px, o.reduceOnly) {
                 filled = true;
             } catch (bytes memory err) {
-                reason = _cancelReason(err);
+                reason = _cancelReason(err, block.timestamp > o.deadline);
             }
         }
         TradeLogic.closeOrder(_s, orderId, o.accountId, o.fee, msg.sender);
@@ -216,16 +209,19 @@ contract MarginEngine is EngineBase {
     }
 
     /// @dev The selector of a fill refusal that cancels an order: a rule of the trade judged at the fill round, which
-    ///      no later call would judge differently. Any other failure is bubbled unchanged.
-    function _cancelReason(bytes memory err) private pure returns (bytes4 reason) {
+    ///      no later call would judge differently; and, once the deadline has passed, an oracle that cannot price the
+    ///      fill (`OrderExpired`: the order is not left waiting for ever). Any other failure is bubbled unchanged. No
+    ///      caller can forge an `OracleUnhealthy` by starving the call of gas: a feed call that runs out inside the
+    ///      router's try leaves the router 1/64 of its gas, far less than the fill still needs.
+    function _cancelReason(bytes memory err, bool pastDeadline) private pure returns (bytes4 reason) {
         if (err.length >= 4) {
             reason = bytes4(err);
+            if (pastDeadline && reason == IMarginEngine.OracleUnhealthy.selector) return IMarginEngine.OrderExpired.selector;
             if (
                 reason == IMarginEngine.PriceNotAcceptable.selector || reason == IMarginEngine.BelowInitialMargin.selector
                     || reason == IMarginEngine.OpenInterestCap.selector
                     || reason == IMarginEngine.PositionIncreasePaused.selector
                     || reason == IMarginEngine.PositionTooLarge.selector
-                    || reason == IMarginEngine.BelowRebalanceTrigger.selector
                     || reason == IMarginEngine.NothingToReduce.selector
             ) return reason;
         }

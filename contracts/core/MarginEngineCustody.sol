@@ -212,7 +212,7 @@ contract MarginEngineCustody is EngineBase {
     function order(uint256 orderId) external view returns (IMarginEngine.Order memory) {
         AccountLogic.OrderSlot memory o = _s.orders[orderId];
         return IMarginEngine.Order(
-            o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, o.requestedAt, o.deadline, o.fee, o.reduceOnly
+            o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, o.afterRound, o.deadline, o.fee, o.reduceOnly
         );
     }
 

@@ -84,14 +84,6 @@ contract MarginEngineExtension is EngineBase {
     function setRebalancePolicy(uint256 accountId, IMarginEngine.RebalancePolicy calldata policy) external {
         _requireAuthorized(accountId);
         RebalanceLogic.setPolicy(_s, accountId, policy);
-        // A policy that may REDUCE must not call for a rebalance the moment it is set: that would be an instant
-        // partial close at a price the owner knows (README "Orders"). Opting out, or a policy without REDUCE, never
-        // needs a price.
-        if (policy.actions & AccountLogic.REDUCE_BIT != 0 && _s.accounts[accountId].positionMask != 0) {
-            AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
-            AccountLogic.requireAccountPrices(_s, ctx, accountId);
-            AccountLogic.requireAboveTrigger(_s, accountId, AccountLogic.valuation(_s, ctx, accountId).health);
-        }
     }
 
     function needsRebalance(uint256 accountId)

@@ -28,8 +28,7 @@ import {
     MIN_VOL_MAX_CHANGE,
     MAX_VOL_MAX_CHANGE,
     MAX_SQUARED_RETURN,
-    MAX_SAMPLE_WALK,
-    MAX_ORDER_ROUND_WALK
+    MAX_SAMPLE_WALK
 } from "../libraries/Constants.sol";
 
 /// @title OracleRouter
@@ -285,33 +284,84 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     }
 
     /// @inheritdoc IOracleRouter
-    function roundAfter(address asset, uint256 time) external view returns (uint256 priceWad, uint256 updatedAt) {
-        Feed storage p = _assets[asset].params;
-        AggregatorV3Interface feed = p.feed;
-        if (address(feed) == address(0)) revert FeedNotSet(asset);
-        uint80 roundId;
-        int256 answer;
-        try feed.latestRoundData() returns (uint80 id, int256 a, uint256, uint256 at, uint80) {
-            (roundId, answer, updatedAt) = (id, a, at);
+    function latestRound(address asset) external view returns (uint80 roundId) {
+        AggregatorV3Interface feed = _feedOf(asset);
+        try feed.latestRoundData() returns (uint80 id, int256, uint256, uint256, uint80) {
+            return id;
         } catch {
             revert FeedCallFailed(asset);
         }
-        if (updatedAt <= time) return (0, 0);
-        // Back while the previous round is after `time` too. A proxy's round id is (phase << 64) | round: the low 64
-        // bits at 1 start a phase, whose previous id belongs to no round.
-        for (uint256 i = 1; i < MAX_ORDER_ROUND_WALK && uint64(roundId) > 1; ++i) {
-            try feed.getRoundData(roundId - 1) returns (uint80, int256 a, uint256, uint256 at, uint80) {
-                if (at <= time || at > updatedAt) break; // at == 0 (no such round) stops here too
-                (roundId, answer, updatedAt) = (roundId - 1, a, at);
-            } catch {
-                break;
-            }
+    }
+
+    /// @inheritdoc IOracleRouter
+    function roundAfter(address asset, uint80 roundId)
+        external
+        view
+        returns (RoundStatus status, uint256 priceWad, uint256 updatedAt)
+    {
+        AggregatorV3Interface feed = _feedOf(asset);
+        uint80 latestId;
+        int256 answer;
+        try feed.latestRoundData() returns (uint80 id, int256 a, uint256, uint256 at, uint80) {
+            (latestId, answer, updatedAt) = (id, a, at);
+        } catch {
+            revert FeedCallFailed(asset);
         }
+        // A proxy numbers rounds (phase << 64) | n, n from 1 in each phase: the next round is n + 1 in the same phase,
+        // or, once a later phase exists and n + 1 does not, the first round of the next phase.
+        uint80 next = roundId + 1;
+        if (next > latestId) return (RoundStatus.NotYet, 0, 0);
+        if (next != latestId) {
+            bool read;
+            (read, answer, updatedAt) = _roundData(feed, next);
+            if (!read && latestId >> 64 > roundId >> 64) {
+                next = ((roundId >> 64) + 1) << 64 | 1;
+                if (next == latestId) read = true; // the latest round's data are already in hand
+                else (read, answer, updatedAt) = _roundData(feed, next);
+            }
+            // The feed cannot serve the round any more (no history, or a round it skipped): the order cannot be
+            // priced at the round it is owed, so it is not priced at all.
+            if (!read) return (RoundStatus.Unavailable, 0, 0);
+        }
+        status = RoundStatus.Found;
+        Feed storage p = _assets[asset].params;
         uint256 scale = 10 ** (MAX_DECIMALS - p.decimals);
-        if (answer <= 0 || uint256(answer) > type(uint128).max / scale) return (0, updatedAt);
+        if (answer <= 0 || uint256(answer) > type(uint128).max / scale) return (status, 0, updatedAt);
         priceWad = uint256(answer) * scale;
         // Exclusive band, as for every price the router serves.
         if (priceWad <= p.minPrice || priceWad >= p.maxPrice) priceWad = 0;
+    }
+
+    /// @inheritdoc IOracleRouter
+    function observedAt(address asset) external view returns (uint256 at) {
+        AssetConfig storage a = _assets[asset];
+        at = a.obs.updatedAt;
+        // Poked in this transaction: the recorded observation is the current round's.
+        if (_pokedPrice(asset) != 0) return at;
+        // A view: the latest round, as a poke would record it, when it is a plausible new one.
+        AggregatorV3Interface feed = a.params.feed;
+        if (address(feed) == address(0)) return at;
+        try feed.latestRoundData() returns (uint80, int256 answer, uint256, uint256 updatedAt, uint80) {
+            if (answer > 0 && updatedAt > at && updatedAt <= block.timestamp) at = updatedAt;
+        } catch {}
+    }
+
+    function _feedOf(address asset) private view returns (AggregatorV3Interface feed) {
+        feed = _assets[asset].params.feed;
+        if (address(feed) == address(0)) revert FeedNotSet(asset);
+    }
+
+    /// @dev `getRoundData(id)`, never reverting: `read` is false when the call fails or the round has no `updatedAt`.
+    function _roundData(AggregatorV3Interface feed, uint80 id)
+        private
+        view
+        returns (bool read, int256 answer, uint256 updatedAt)
+    {
+        try feed.getRoundData(id) returns (uint80, int256 a, uint256, uint256 at, uint80) {
+            return (at != 0, a, at);
+        } catch {
+            return (false, 0, 0);
+        }
     }
 
     /// @dev Transient slot of an asset's accepted poke in this transaction (value = price + 1).

@@ -109,15 +109,15 @@ interface IMarginEngine is IPoolEngine {
     }
 
     /// @notice A pending two-step order, as `order(orderId)` shows it. @param accountId / marketId / sizeDelta /
-    ///         acceptablePrice / reduceOnly As requested. @param requestedAt Block time of the request: the fill
-    ///         round is the first with `updatedAt` after it. @param deadline Last `updatedAt` the fill round may
+    ///         acceptablePrice / reduceOnly As requested. @param afterRound The market feed's latest round id at the
+    ///         request: the order fills at the round after it. @param deadline Last `updatedAt` the fill round may
     ///         have. @param fee Escrowed execution fee, settlement-token units.
     struct Order {
         uint256 accountId;
         uint256 marketId;
         int256 sizeDelta;
         uint256 acceptablePrice;
-        uint256 requestedAt;
+        uint256 afterRound;
         uint256 deadline;
         uint256 fee;
         bool reduceOnly;
@@ -170,10 +170,17 @@ interface IMarginEngine is IPoolEngine {
     error OracleUnhealthy(address asset);
     error ZeroSizeDelta();
     error OrderNotFound(uint256 orderId);
-    /// @notice No round of the market's feed has been published after the request yet, and the deadline has not passed.
-    error OrderNotReady(uint256 orderId, uint256 requestedAt);
-    /// @notice Cancel reason: the first round after the request came after the deadline (`roundUpdatedAt` = 0: none).
+    /// @notice The round after `afterRound` (the feed's latest at the request) is not published yet, and the deadline
+    ///         has not passed.
+    error OrderNotReady(uint256 orderId, uint256 afterRound);
+    /// @notice Cancel reason: the fill round came after the deadline (`roundUpdatedAt` = 0: none came).
     error OrderExpired(uint256 orderId, uint256 deadline, uint256 roundUpdatedAt);
+    /// @notice Cancel reason: the feed can no longer serve the fill round (it keeps no history and a later round has
+    ///         replaced it): the order is not priced at any other round.
+    error OrderRoundUnavailable(uint256 orderId, uint256 afterRound);
+    /// @notice The account already has `orderId` pending, an order that may add risk: one at a time, and no margin
+    ///         release while it waits (its fill is judged on that margin).
+    error OrderPending(uint256 accountId, uint256 orderId);
     /// @notice Cancel reason: the fill round's answer is not a sane price (non-positive or outside the feed's band).
     error OrderPriceInvalid(uint256 orderId, uint256 roundUpdatedAt);
     /// @notice Cancel reason: a reduce-only order found no position to reduce (or one on the same side).
@@ -181,10 +188,6 @@ interface IMarginEngine is IPoolEngine {
     error InvalidDeadline(uint256 deadline, uint256 earliest, uint256 latest);
     error TooManyPendingOrders(uint256 accountId, uint256 max);
     error OrderFeeTooHigh(uint256 fee, uint256 max);
-    /// @notice The owner's own action (a fill, a margin release or withdrawal, a new policy) would leave an account
-    ///         whose policy may REDUCE below its trigger: a rebalance could then close part of the position at once,
-    ///         at a price the owner already knows (README "Orders").
-    error BelowRebalanceTrigger(uint256 accountId, uint256 health, uint256 trigger);
     error PriceNotAcceptable(uint256 price, uint256 acceptablePrice);
     error PositionIncreasePaused();
     error OpenInterestCap(uint256 marketId, uint256 openInterestUsd, uint256 capUsd);
@@ -250,6 +253,7 @@ interface IMarginEngine is IPoolEngine {
         uint256 acceptablePrice,
         uint256 deadline,
         bool reduceOnly,
+        uint256 afterRound,
         uint256 fee
     );
     /// @notice Filled at `price`, the answer of the round published at `roundUpdatedAt`; `keeper` earned the fee.
@@ -290,19 +294,20 @@ interface IMarginEngine is IPoolEngine {
     function setPaused(bool paused) external;
 
     // ---------------------------------------------------------------- trading
-    /// @notice Owner/operator. Requests a two-step order (README "Orders"): a keeper fills it at the first oracle
-    ///         round of the market's asset published after this block's timestamp, never at a round the trader
-    ///         could already see. Escrows `orderFee()` settlement-token units from the account's USDC reserve for the
+    /// @notice Owner/operator. Requests a two-step order (README "Orders"): records the market feed's latest round
+    ///         (`OracleRouter.latestRound`), and a keeper fills the order at the round after it — a round the trader
+    ///         could not have seen. Escrows `orderFee()` settlement-token units from the account's USDC reserve for the
     ///         keeper who settles the order (fills or cancels it).
     ///         At the fill a buy is refused above `acceptablePrice`, a sell below it; fee = |Δ| × fill price ×
-    ///         feeRate, rounded up; a fill that increases |size| (or flips it) requires equity >= IM afterwards, open
-    ///         interest within the cap, the engine not paused, and (for an account whose policy may REDUCE) health
-    ///         at or above the policy's trigger. A `reduceOnly` order never increases or flips the position: it is
-    ///         clamped to the position at the fill, and cancelled if there is nothing to reduce.
+    ///         feeRate, rounded up; a fill that increases |size| (or flips it) requires equity >= IM afterwards (the
+    ///         traded market valued at the fill price), open interest within the cap and the engine not paused. A
+    ///         `reduceOnly` order never increases or flips the position: it is clamped to the position at the fill,
+    ///         and cancelled if there is nothing to reduce.
     ///         Reverts `ZeroSizeDelta`, `PositionTooLarge`, `InvalidDeadline` (deadline must be in
-    ///         (now, now + MAX_ORDER_LIFETIME]), `TooManyPendingOrders`, `InsufficientReserve` (the fee), and
-    ///         `PositionIncreasePaused` for an order that would increase risk while paused (reductions, closes and
-    ///         reduce-only orders are always accepted).
+    ///         (now, now + MAX_ORDER_LIFETIME]), `TooManyPendingOrders`, `OrderPending` (an order that may add risk is
+    ///         already waiting: one at a time), `InsufficientReserve` (the fee), `PositionIncreasePaused` for an order
+    ///         that would increase risk while paused (reductions, closes and reduce-only orders are always accepted),
+    ///         and the oracle's `FeedNotSet` / `FeedCallFailed`.
     /// @return orderId Its id (ids start at 1 and increase).
     function requestOrder(
         uint256 accountId,
@@ -315,15 +320,16 @@ interface IMarginEngine is IPoolEngine {
 
     /// @notice Permissionless. Settles a pending order and credits its fee to the caller (claimable with
     ///         `claimKeeperRewards`), whichever way it goes:
-    ///         - fills it at the first round published after the request (`OracleRouter.roundAfter`), if that round
+    ///         - fills it at the round after the one recorded at the request (`OracleRouter.roundAfter`), if that round
     ///           came at or before the deadline: `OrderExecuted`;
-    ///         - cancels it (`OrderCancelled` with the selector of the named reason) if no round came before the
-    ///           deadline (`OrderExpired`), the round's answer is not a sane price (`OrderPriceInvalid`), or the fill
-    ///           is refused (`PriceNotAcceptable`, `BelowInitialMargin`, `OpenInterestCap`, `PositionIncreasePaused`,
-    ///           `PositionTooLarge`, `BelowRebalanceTrigger`, `NothingToReduce`).
+    ///         - cancels it (`OrderCancelled` with the selector of the named reason) if no round came by the deadline
+    ///           or the fill round came after it (`OrderExpired`), the feed can no longer serve the fill round
+    ///           (`OrderRoundUnavailable`), its answer is not a sane price (`OrderPriceInvalid`), or the fill is
+    ///           refused (`PriceNotAcceptable`, `BelowInitialMargin`, `OpenInterestCap`, `PositionIncreasePaused`,
+    ///           `PositionTooLarge`, `NothingToReduce`).
     ///         Reverts `OrderNotFound` (unknown or already settled: a second keeper racing for the same order),
-    ///         `OrderNotReady` (no round after the request yet and the deadline not passed), and bubbles any other
-    ///         failure (an unhealthy oracle, out of gas): the order then stays pending.
+    ///         `OrderNotReady` (the fill round is not published and the deadline has not passed), and bubbles any
+    ///         other failure (an unhealthy oracle, out of gas): the order then stays pending.
     /// @return filled True when the order was filled, false when cancelled.
     function executeOrder(uint256 orderId) external returns (bool filled);
 
@@ -337,7 +343,8 @@ interface IMarginEngine is IPoolEngine {
     function orderFee() external view returns (uint256);
     /// @notice Σ fees escrowed by pending orders, settlement-token units (held here, part of no balance).
     function orderEscrow() external view returns (uint256);
-    /// @notice Owner. Sets the execution fee of new orders; reverts `OrderFeeTooHigh` above MAX_ORDER_FEE_USD.
+    /// @notice Owner. Sets the execution fee of new orders; reverts `OrderFeeTooHigh` above MAX_ORDER_FEE_USD (or 2^64 − 1
+    ///         units).
     function setOrderFee(uint256 fee) external;
 
     /// @notice Permissionless. Settles the account's settlement balance against its USDC margin and the pool,

@@ -61,6 +61,13 @@ interface IOracleRouter {
         uint64 mmVolAt; // when `mmVol` was last brought up to date (feed's clock, or block time at setFeed)
     }
 
+    /// @notice What `roundAfter` found.
+    enum RoundStatus {
+        NotYet,
+        Found,
+        Unavailable
+    }
+
     // ---------------------------------------------------------------- errors
     error FeedNotSet(address asset);
     error InvalidFeedParams(address asset);
@@ -122,15 +129,26 @@ interface IOracleRouter {
     ///      is served again without reading the feed (prices are fixed for a transaction).
     function price(address asset) external view returns (uint256);
 
-    /// @notice The first round of `asset`'s feed published after `time` (its `updatedAt` > `time`): the fill round of
-    ///         a two-step order requested at `time`. Walks back from the latest round with `getRoundData` while the
-    ///         previous round is also after `time`, at most MAX_ORDER_ROUND_WALK rounds (and never across a phase
-    ///         start or a round the feed cannot serve: a feed without history gives its latest round).
-    ///         Returns (0, 0) while the latest round is not after `time`; `priceWad` = 0 when the round's answer is not
-    ///         a sane price (non-positive, or outside the feed's exclusive [minPrice, maxPrice] band). Reverts
-    ///         `FeedNotSet`, or `FeedCallFailed` when the latest round cannot be read. The round's age, the sequencer
-    ///         and the breaker are not judged here: the fill itself pokes the current price with every check.
-    function roundAfter(address asset, uint256 time) external view returns (uint256 priceWad, uint256 updatedAt);
+    /// @notice The id of the latest round of `asset`'s feed, as the feed (a Chainlink proxy) numbers it: a two-step
+    ///         order records it, and fills at the round after it. Reverts `FeedNotSet`, `FeedCallFailed`.
+    function latestRound(address asset) external view returns (uint80 roundId);
+
+    /// @notice The round after `roundId` of `asset`'s feed: the next id in its phase, or, once a later phase exists
+    ///         and that id does not, the first round of the next phase (a proxy numbers rounds (phase << 64) | n).
+    ///         `NotYet` while it is not published; `Unavailable` when the feed can no longer serve it (no history);
+    ///         `Found` with its `updatedAt` and its price (WAD; 0 when the answer is not a sane price: non-positive or
+    ///         outside the feed's exclusive [minPrice, maxPrice] band). The round's age, the sequencer and the breaker
+    ///         are not judged here: a fill pokes the current price with every check. Reverts `FeedNotSet`,
+    ///         `FeedCallFailed` (the latest round cannot be read).
+    function roundAfter(address asset, uint80 roundId)
+        external
+        view
+        returns (RoundStatus status, uint256 priceWad, uint256 updatedAt);
+
+    /// @notice `updatedAt` of the asset's current round as the router sees it: after a poke in the same transaction,
+    ///         the recorded observation's; in a view, the feed's latest round when it is a positive answer newer than
+    ///         the recorded one and not from the future, else the recorded one.
+    function observedAt(address asset) external view returns (uint256);
 
     /// @notice Like `price` but never reverts: `ok` is false wherever `price` would revert.
     function tryPrice(address asset) external view returns (bool ok, uint256 priceWad);

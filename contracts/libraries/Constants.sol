@@ -140,7 +140,3 @@ uint256 constant MAX_ORDER_LIFETIME = 1 days;
 uint256 constant MAX_PENDING_ORDERS = 8;
 /// @dev Highest execution fee governance may set, WAD USD (converted to settlement-token units at `setOrderFee`).
 uint256 constant MAX_ORDER_FEE_USD = 100e18;
-/// @dev Most rounds `OracleRouter.roundAfter` walks back from the latest to find the first round after a request.
-///      An order executed later than that many rounds after its request fills at the oldest round reached, still
-///      one published after the request.
-uint256 constant MAX_ORDER_ROUND_WALK = 16;

@@ -74,16 +74,21 @@ async function openAt(f: Orders, size: bigint, usd: number): Promise<number> {
 
 describe("Two-step orders", () => {
   describe("request", () => {
-    it("escrows the fee from the USDC reserve and records the order; nothing fills before a round after it", async () => {
+    it("escrows the fee from the USDC reserve and records the order; nothing fills before the round after the latest", async () => {
       const f = await loadFixture(ordersFixture);
       const t = (await time.latest()) + 10;
+      // The latest round at the request — here one stamped 100 s ahead of the chain, which the router would not
+      // price — is one the trader can see: never the fill round.
+      const [r0] = await f.ethFeed.latestRoundData();
+      await f.ethFeed.setRound(r0 + 1n, E8(2100), t + 100, t + 100);
+      const R = r0 + 1n;
       await at(t);
       await expect(f.engine.connect(f.alice).requestOrder(f.id, f.ethMarket, E18(5), E18(2100), t + HOUR, false))
         .to.emit(f.engine, "OrderRequested")
-        .withArgs(1n, f.id, f.ethMarket, E18(5), E18(2100), t + HOUR, false, FEE);
+        .withArgs(1n, f.id, f.ethMarket, E18(5), E18(2100), t + HOUR, false, R, FEE);
       const o = await f.engine.order(1);
-      expect([o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, o.requestedAt, o.deadline, o.fee, o.reduceOnly]).to.deep.equal([
-        f.id, f.ethMarket, E18(5), E18(2100), BigInt(t), BigInt(t + HOUR), FEE, false,
+      expect([o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, o.afterRound, o.deadline, o.fee, o.reduceOnly]).to.deep.equal([
+        f.id, f.ethMarket, E18(5), E18(2100), R, BigInt(t + HOUR), FEE, false,
       ]);
       expect(await f.engine.pendingOrders(f.id)).to.deep.equal([1n]);
       expect(await f.engine.lastOrderId()).to.equal(1n);
@@ -92,12 +97,14 @@ describe("Two-step orders", () => {
       // Every USDC unit is accounted for: the escrow is the fee's new place.
       expect(await f.vault.totalTracked(f.usdc)).to.equal(USDC(1_000_000) + USDC(10_010));
 
-      await expect(f.engine.connect(f.keeper).executeOrder(1)).to.be.revertedWithCustomError(f.engine, "OrderNotReady").withArgs(1n, t);
-      // A round published in the request's own second is not after it: the trader could have seen it.
-      const [roundId] = await f.ethFeed.latestRoundData();
-      await f.ethFeed.setRound(roundId + 1n, E8(2010), t, t);
-      await expect(f.engine.connect(f.keeper).executeOrder(1)).to.be.revertedWithCustomError(f.engine, "OrderNotReady").withArgs(1n, t);
+      await at(t + 101);
+      await expect(f.engine.connect(f.keeper).executeOrder(1)).to.be.revertedWithCustomError(f.engine, "OrderNotReady").withArgs(1n, R);
       expect(await f.engine.pendingOrders(f.id)).to.deep.equal([1n]);
+      // The next id is the fill round.
+      await round(f, 2010, t + 110);
+      await expect(f.engine.connect(f.keeper).executeOrder(1))
+        .to.emit(f.engine, "OrderExecuted")
+        .withArgs(1n, f.id, f.keeper.address, E18(2010), t + 110);
     });
 
     it("refuses bad requests by name, changing nothing", async () => {
@@ -122,9 +129,14 @@ describe("Two-step orders", () => {
       await expect(f.engine.connect(f.bob).requestOrder(f.id, f.ethMarket, E18(1), 0n, now + HOUR, false))
         .to.be.revertedWithCustomError(f.engine, "NotAuthorized")
         .withArgs(f.id, f.bob.address);
-      // The fee comes from the USDC reserve: 10 USDC pays for 20 orders' fees, but at most 8 wait at once.
-      for (let i = 0; i < 8; i++) await e.requestOrder(f.id, f.ethMarket, E18(1), ethers.MaxUint256, now + 10 * HOUR, false);
-      await expect(e.requestOrder(f.id, f.ethMarket, E18(1), ethers.MaxUint256, now + 10 * HOUR, false))
+      // One order that may add risk at a time; reduce-only orders besides it, at most 8 in all. The fee comes from
+      // the USDC reserve: 10 USDC pays for 20.
+      await e.requestOrder(f.id, f.ethMarket, E18(1), ethers.MaxUint256, now + 10 * HOUR, false);
+      await expect(e.requestOrder(f.id, f.btcMarket, -E18(1), 0n, now + 10 * HOUR, false))
+        .to.be.revertedWithCustomError(f.engine, "OrderPending")
+        .withArgs(f.id, 1n);
+      for (let i = 0; i < 7; i++) await e.requestOrder(f.id, f.ethMarket, -E18(1), 0n, now + 10 * HOUR, true);
+      await expect(e.requestOrder(f.id, f.ethMarket, -E18(1), 0n, now + 10 * HOUR, true))
         .to.be.revertedWithCustomError(f.engine, "TooManyPendingOrders")
         .withArgs(f.id, 8);
       expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(USDC(10) - 8n * FEE);
@@ -181,7 +193,7 @@ describe("Two-step orders", () => {
       expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(FEE);
       expect(await f.engine.orderEscrow()).to.equal(0n);
       expect(await f.engine.pendingOrders(f.id)).to.deep.equal([]);
-      expect((await f.engine.order(1)).requestedAt).to.equal(0n);
+      expect((await f.engine.order(1)).deadline).to.equal(0n);
       // Marked at the current price: the move after the fill round is the position's.
       const st = await f.engine.accountState(f.id);
       expect(st.unrealisedPnl).to.equal(E18(5) * 80n);
@@ -236,8 +248,9 @@ describe("Two-step orders", () => {
       const f = await loadFixture(ordersFixture);
       const t = (await time.latest()) + 10;
       await request(f, t, E18(1), { deadline: t + 60 });
+      const R = (await f.engine.order(1)).afterRound;
       await at(t + 60);
-      await expect(f.engine.connect(f.keeper).executeOrder(1)).to.be.revertedWithCustomError(f.engine, "OrderNotReady").withArgs(1n, t);
+      await expect(f.engine.connect(f.keeper).executeOrder(1)).to.be.revertedWithCustomError(f.engine, "OrderNotReady").withArgs(1n, R);
       await at(t + 61);
       await expect(f.engine.connect(f.keeper).executeOrder(1))
         .to.emit(f.engine, "OrderCancelled")
@@ -369,7 +382,7 @@ describe("Two-step orders", () => {
       // A flip adds risk too.
       await expect(f.engine.connect(f.alice).requestOrder(f.id, f.ethMarket, -E18(6), 0n, t + HOUR, false))
         .to.be.revertedWithCustomError(f.engine, "PositionIncreasePaused");
-      const reduce = await request(f, t + 5, -E18(2));
+      const reduce = await request(f, t + 5, -E18(2), { reduceOnly: true });
       const close = await request(f, t + 6, -E18(9), { reduceOnly: true });
       await round(f, 2000, t + 10);
       await expect(f.engine.connect(f.keeper).executeOrder(increase))
@@ -382,6 +395,8 @@ describe("Two-step orders", () => {
   });
 
   describe("the owner as keeper gets no instant fill (README \"Orders\")", () => {
+    const NO_POLICY = { actions: 0, cooldown: 0, triggerRatio: 0n, targetRatio: 0n, releaseRatio: 0n, maxFeeUsd: 0n, topUpAssets: [] as string[] };
+
     /**
      * Alice: 1,000 USDC margin, 10 ETH long at 2,000 (health ≈ 3.2), a 1,000 USDC reserve and policy trigger 2 /
      * target 3 (ALL). The market's IM volatility floor is 0 (IM = 1.5 × MM at the floor σ), so IM alone would let the
@@ -406,62 +421,66 @@ describe("Two-step orders", () => {
       return { f, t, policy };
     }
 
-    it("in band: rebalance and liquidate refuse the owner; its own levers cannot put the account below the trigger", async () => {
-      const { f, policy } = await guarded();
+    /** The owner rebalances her own account: the Rebalanced action and the price of each PositionModified. */
+    async function ownRebalance(f: Orders) {
+      const receipt = await (await f.rebalancer.connect(f.alice).rebalance(f.id)).wait();
+      const logs = receipt!.logs.map((l) => f.engine.interface.parseLog(l) ?? f.rebalancer.interface.parseLog(l));
+      const action = Number(logs.find((p) => p?.name === "Rebalanced")!.args.action);
+      const prices = logs.filter((p) => p?.name === "PositionModified").map((p) => p!.args.price as bigint);
+      return { action, prices };
+    }
+
+    it("in band: rebalance and liquidate refuse the owner; while an order that adds risk waits, its margin stays", async () => {
+      const { f, t } = await guarded();
       const st = await f.engine.accountState(f.id);
       expect(st.health).to.be.gte(wad("2"));
       await expect(f.rebalancer.connect(f.alice).rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
       await expect(f.engine.connect(f.alice).liquidate(f.id))
         .to.be.revertedWithCustomError(f.engine, "NotLiquidatable")
         .withArgs(f.id, st.health);
-      // Releasing margin down to below the trigger (still above IM): refused.
-      const release = USDC(400);
-      const hAfter = wDivDown(st.equity - release * USDC_SCALE, st.maintenanceMargin);
-      expect(hAfter).to.be.lessThan(wad("2"));
-      expect(st.equity - release * USDC_SCALE).to.be.gte(st.initialMargin);
-      await expect(f.vault.connect(f.alice).releaseMargin(f.id, f.usdc, release))
-        .to.be.revertedWithCustomError(f.engine, "BelowRebalanceTrigger")
-        .withArgs(f.id, hAfter, wad("2"));
-      // A new trigger above today's health: refused; a TOP_UP-only policy needs no such rule (no trade).
-      await expect(f.engine.connect(f.alice).setRebalancePolicy(f.id, { ...policy, triggerRatio: st.health + 1n, targetRatio: st.health + wad("1"), releaseRatio: 0n, actions: ACTION.TOP_UP | ACTION.REDUCE }))
-        .to.be.revertedWithCustomError(f.engine, "BelowRebalanceTrigger")
-        .withArgs(f.id, st.health, st.health + 1n);
-      // An increase whose fill would leave health below the trigger: cancelled at the fill.
-      const t = (await time.latest()) + 10;
-      const id = await request(f, t, E18(7));
+      // After seeing the fill round, the owner cannot move margin out from under the fill to turn it into a
+      // cancellation: no release while an order that may add risk waits.
+      const id = await request(f, t, E18(1));
+      await expect(f.vault.connect(f.alice).releaseMargin(f.id, f.usdc, USDC(1)))
+        .to.be.revertedWithCustomError(f.engine, "OrderPending")
+        .withArgs(f.id, id);
       await round(f, 2000, t + 5);
-      await expect(f.engine.connect(f.alice).executeOrder(id))
-        .to.emit(f.engine, "OrderCancelled")
-        .withArgs(id, f.id, f.alice.address, selector(f.engine, "BelowRebalanceTrigger"));
-      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(E18(10));
-      await expect(f.rebalancer.connect(f.alice).rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
+      await expect(f.engine.connect(f.keeper).executeOrder(id)).to.emit(f.engine, "OrderExecuted");
+      await expect(f.vault.connect(f.alice).releaseMargin(f.id, f.usdc, USDC(1))).to.emit(f.vault, "MarginReleased");
     });
 
-    it("below the trigger after a price move: the reserve stays for the top-up the move called for", async () => {
+    it("a REDUCE waits for a round after the owner's last action (a new policy, a withdrawal, a fill) and closes at that round", async () => {
       const { f, t } = await guarded();
-      await round(f, 1950, t + 10);
+      const reduceOnly = { actions: ACTION.REDUCE, cooldown: 0, triggerRatio: wad("5"), targetRatio: wad("6"), releaseRatio: 0n, maxFeeUsd: wad("50"), topUpAssets: [] as string[] };
+
+      // 1. A policy whose trigger is above today's health is accepted, but acts only on the next round.
+      expect((await f.engine.accountState(f.id)).health).to.be.lessThan(wad("5"));
+      await f.engine.connect(f.alice).setRebalancePolicy(f.id, reduceOnly);
+      await expect(f.rebalancer.connect(f.alice).rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
+      await round(f, 1990, t + 20);
+      expect(await ownRebalance(f)).to.deep.equal({ action: ACTION.REDUCE, prices: [E18(1990)] });
+
+      // 2. Below the trigger after a price move, emptying the reserve does not buy an instant close.
+      await f.engine.connect(f.alice).setRebalancePolicy(f.id, NO_POLICY);
+      await f.engine.connect(f.alice).setRebalancePolicy(f.id, { ...reduceOnly, actions: ACTION.TOP_UP | ACTION.REDUCE, topUpAssets: [await f.usdc.getAddress()] });
+      await round(f, 1900, t + 40);
       await f.oracle.poke(f.weth);
-      const st = await f.engine.accountState(f.id);
-      expect(st.health).to.be.lessThan(wad("2"));
-      await expect(f.vault.connect(f.alice).withdraw(f.id, f.usdc, USDC(1_000), f.alice.address))
-        .to.be.revertedWithCustomError(f.engine, "BelowRebalanceTrigger")
-        .withArgs(f.id, st.health, wad("2"));
-      // The owner, as keeper, gets the rebalance the move called for: the reserve's top-up first.
-      const [, , plan] = await f.rebalancer.needsRebalance(f.id);
-      expect(Number(plan.action) & ACTION.TOP_UP).to.equal(ACTION.TOP_UP);
-      const reserve = await f.vault.reserveOf(f.id, f.usdc);
-      const receipt = await (await f.rebalancer.connect(f.alice).rebalance(f.id)).wait();
-      const ev = receipt!.logs.map((l) => f.rebalancer.interface.parseLog(l)).find((p) => p?.name === "Rebalanced")!;
-      // A pure top-up: USDC reserve into margin (1 USD per unit), no position closed.
-      expect(ev.args.action).to.equal(ACTION.TOP_UP);
-      expect(ev.args.reducedNotionalUsd).to.equal(0n);
-      expect(ev.args.toppedUpUsd).to.be.greaterThan(0n);
-      expect((reserve - (await f.vault.reserveOf(f.id, f.usdc))) * USDC_SCALE).to.equal(ev.args.toppedUpUsd);
-      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(E18(10));
-      // Opting out needs no price and leaves nothing a rebalance can act on: then the reserve is the owner's.
-      await f.engine.connect(f.alice).setRebalancePolicy(f.id, { actions: 0, cooldown: 0, triggerRatio: 0n, targetRatio: 0n, releaseRatio: 0n, maxFeeUsd: 0n, topUpAssets: [] });
-      const left = await f.vault.reserveOf(f.id, f.usdc);
-      await expect(f.vault.connect(f.alice).withdraw(f.id, f.usdc, left, f.alice.address)).to.emit(f.vault, "Withdrawn");
+      expect((await f.engine.accountState(f.id)).health).to.be.lessThan(wad("5"));
+      await f.vault.connect(f.alice).withdraw(f.id, f.usdc, await f.vault.reserveOf(f.id, f.usdc), f.alice.address);
+      await expect(f.rebalancer.connect(f.alice).rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
+      await round(f, 1880, t + 60);
+      expect(await ownRebalance(f)).to.deep.equal({ action: ACTION.REDUCE, prices: [E18(1880)] });
+
+      // 3. An increase whose fill leaves the account below its trigger fills, and the REDUCE it calls for waits
+      // for the next round.
+      await f.vault.connect(f.alice).deposit(f.id, f.usdc, FEE); // the order's fee
+      const id = await request(f, t + 70, E18(3));
+      await round(f, 1880, t + 80);
+      await expect(f.engine.connect(f.keeper).executeOrder(id)).to.emit(f.engine, "OrderExecuted");
+      expect((await f.engine.accountState(f.id)).health).to.be.lessThan(wad("5"));
+      await expect(f.rebalancer.connect(f.alice).rebalance(f.id)).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
+      await round(f, 1870, t + 100);
+      expect(await ownRebalance(f)).to.deep.equal({ action: ACTION.REDUCE, prices: [E18(1870)] });
     });
   });
 

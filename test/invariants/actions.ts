@@ -16,7 +16,6 @@ import {
   USDC_SCALE,
   WAD,
   fmtErr,
-  fmtWad,
   passTime,
   pinNextBlock,
   sendBundle,
@@ -28,7 +27,6 @@ import {
   type Extra,
   type Model,
   type Outcome,
-  type AccountSnap,
   type Snapshot,
   type World,
 } from "./world";
@@ -142,19 +140,6 @@ function allowOnly(label: string, out: Outcome, names: string[], extra?: (e: Dec
 }
 
 const acctId = (i: number) => BigInt(i + 1);
-
-/** Policy action bit REDUCE (Constants.sol). */
-const REDUCE = 2;
-
-/**
- * Whether the engine refuses a withdrawal of `token`'s reserve (`BelowRebalanceTrigger`): the account has a position,
- * a policy that may REDUCE with `token` among its top-up assets, every position priced, and health below the trigger.
- */
-function keepsTopUpReserve(a: AccountSnap, token: string): boolean {
-  if (a.positionMask === 0n || (a.policy.actions & REDUCE) === 0) return false;
-  if (!a.policy.topUpAssets.some((t) => t.toLowerCase() === token.toLowerCase())) return false;
-  return a.priced && a.health !== undefined && a.health < a.policy.triggerRatio;
-}
 const accountLabel = (i: number) => `account ${i + 1}`;
 
 /** Every market with open interest has a valid price at the snapshot's time (the pool can be valued). */
@@ -267,13 +252,7 @@ class Trade extends Act {
         const abs = (x: bigint) => (x < 0n ? -x : x);
         const increases = abs(now) > abs(old) || (old > 0n && now < 0n) || (old < 0n && now > 0n);
         if (increases) {
-          // BelowRebalanceTrigger: a fill that adds risk may not leave an account whose policy may REDUCE below its
-          // trigger (README "Orders").
-          allowOnly(label, out, ["BelowInitialMargin", "OpenInterestCap", "OracleUnhealthy", "BelowRebalanceTrigger"], (e) =>
-            e.name === "BelowRebalanceTrigger"
-              ? (a.policy.actions & REDUCE) !== 0
-              : e.name !== "OracleUnhealthy" || blamesUnpricedMarket(e, pre, { ...a, sizes: a.sizes.map((s, x) => (x === this.mk ? now : s)) }),
-          );
+          allowOnly(label, out, ["BelowInitialMargin", "OpenInterestCap", "OracleUnhealthy"], (e) => e.name !== "OracleUnhealthy" || blamesUnpricedMarket(e, pre, { ...a, sizes: a.sizes.map((s, x) => (x === this.mk ? now : s)) }));
         } else {
           mustSucceed(label, out, "INV_EXIT", `the owner reduces or closes a position whose market (${MARKET_NAMES[this.mk]}) is priced`);
         }
@@ -424,17 +403,11 @@ class VaultOwnerMove extends Act {
         const have = this.what === "release" ? a.margin[this.k] : a.reserve[this.k];
         if (amount === 0n) return mustRevert(label, out, "ZeroAmount", UNEXPECTED, "zero amount");
         if (amount > have) return mustRevert(label, out, this.what === "release" ? "InsufficientMargin" : "InsufficientReserve", UNEXPECTED, `only ${have} there`);
-        if (this.what === "withdraw" && keepsTopUpReserve(a, token)) {
-          // Below its trigger, an account whose policy may REDUCE keeps its top-up reserve (README "Orders").
-          return mustRevert(label, out, "BelowRebalanceTrigger", UNEXPECTED, `health ${fmtWad(a.health!)} is below the trigger ${fmtWad(a.policy.triggerRatio)}`);
-        }
         if (this.what !== "release") return mustSucceed(label, out, "INV_EXIT", `the owner moves its own ${this.what === "post" ? "reserve into margin" : "reserve out"}`);
         if (a.positionMask === 0n && a.settlement >= 0n) {
           return mustSucceed(label, out, "INV_EXIT", "the account has no position and no debt (whatever the oracles say)");
         }
-        allowOnly(label, out, ["BelowInitialMargin", "OracleUnhealthy", "BelowRebalanceTrigger"], (e) =>
-          e.name === "BelowRebalanceTrigger" ? (a.policy.actions & REDUCE) !== 0 : e.name !== "OracleUnhealthy" || blamesUnpricedMarket(e, pre, a),
-        );
+        allowOnly(label, out, ["BelowInitialMargin", "OracleUnhealthy"], (e) => e.name !== "OracleUnhealthy" || blamesUnpricedMarket(e, pre, a));
       },
     });
   }
@@ -567,15 +540,9 @@ class SetPolicy extends Act {
       kind: "owner",
       ownerActed: [id],
       tx: () => () => w.f.engine.connect(w.accountOwners[this.i]).setRebalancePolicy(id, policy),
-      judge: (pre, out) => {
-        if (want) return mustRevert(this.toString(), out, want, UNEXPECTED, "policy rule");
-        // A valid policy that may REDUCE, on an account with a position, needs its price and health at the trigger.
-        const a = pre.accounts[this.i];
-        if (policy.actions & REDUCE && a.positionMask !== 0n) {
-          if (!a.priced) return mustRevert(this.toString(), out, "OracleUnhealthy", UNEXPECTED, "a position cannot be priced");
-          if (a.health! < trigger) return mustRevert(this.toString(), out, "BelowRebalanceTrigger", UNEXPECTED, "health below the new trigger");
-        }
-        mustSucceed(this.toString(), out, UNEXPECTED, "the policy is valid");
+      judge: (_pre, out) => {
+        if (want) mustRevert(this.toString(), out, want, UNEXPECTED, "policy rule");
+        else mustSucceed(this.toString(), out, UNEXPECTED, "the policy is valid");
       },
     });
   }

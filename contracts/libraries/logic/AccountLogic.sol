@@ -85,29 +85,30 @@ library AccountLogic {
     }
 
     /// @notice A pending two-step order, in two slots (README "Storage layout").
-    /// @param accountId < 2^64: accounts are created one per transaction. @param marketId < MAX_MARKETS = 16.
-    /// @param requestedAt / deadline Block times in seconds (40 bits: until the year 36812); deadline <=
-    ///        requestedAt + MAX_ORDER_LIFETIME. @param fee Settlement-token units <= MAX_ORDER_FEE_USD / scale <=
-    ///        1e20 < 2^96. @param sizeDelta |Δ| <= type(int128).max, checked at the request.
+    /// @param accountId < 2^56: accounts are created one per transaction. @param marketId < MAX_MARKETS = 16.
+    /// @param deadline Block time in seconds (40 bits: until the year 36812), <= request time + MAX_ORDER_LIFETIME.
+    /// @param fee Settlement-token units, < 2^64 (`setOrderFee` bounds it). @param afterRound The feed's latest round
+    ///        id at the request (a Chainlink proxy's uint80 id): the order fills at the round after it.
+    /// @param sizeDelta |Δ| <= type(int128).max, checked at the request.
     /// @param acceptablePrice WAD; a larger request is stored as 2^128 − 1, which changes nothing: every sane price
     ///        is below maxPrice <= 2^128 − 1, so a buy limit there accepts all and a sell limit there accepts none.
     struct OrderSlot {
-        uint64 accountId;
+        uint56 accountId;
         uint8 marketId;
-        uint40 requestedAt;
         uint40 deadline;
-        uint96 fee;
+        uint64 fee;
         bool reduceOnly;
+        uint80 afterRound;
         int128 sizeDelta;
         uint128 acceptablePrice;
     }
 
     /// @notice Order counters, one slot. @param lastOrderId Id of the last request (ids start at 1).
-    /// @param fee Execution fee of new orders, settlement-token units (<= 1e20 < 2^96, as above).
+    /// @param fee Execution fee of new orders, settlement-token units (< 2^64, as above).
     /// @param escrow Σ fees of pending orders, settlement-token units (checked into 96 bits: 7.9e28 units).
     struct OrderBook {
         uint64 lastOrderId;
-        uint96 fee;
+        uint64 fee;
         uint96 escrow;
     }
 
@@ -158,6 +159,9 @@ library AccountLogic {
     /// @param maxFeeUsd WAD USD <= MAX_REBALANCE_FEE, far inside 128 bits.
     /// @param assetIndices Listing index of the k-th top-up asset in bits [4k, 4k + 4).
     /// @param assetCount Number of top-up assets, <= MAX_ASSETS.
+    /// @param ownerActedAt Block time (40 bits) of the owner's last action that can call for a REDUCE — the policy
+    ///        set, a margin release, a reserve withdrawal, an order requested or filled: a rebalance REDUCEs only on a
+    ///        round of every held market published after it (README "Orders").
     struct Policy {
         uint8 actions;
         uint32 cooldown;
@@ -167,6 +171,7 @@ library AccountLogic {
         uint128 maxFeeUsd;
         uint64 assetIndices;
         uint8 assetCount;
+        uint40 ownerActedAt;
     }
 
     /// @notice What the engine keeps per account besides positions and policy, packed into one slot (every
@@ -392,14 +397,6 @@ library AccountLogic {
     }
 
     /// @dev The k-th 4-bit listing index of a packed list (a policy's top-up assets, a plan's assets): bits [4k, 4k + 4).
-    /// @dev Whether the listing index `index` is one of the policy's top-up assets.
-    function isTopUpAsset(Policy memory p, uint256 index) internal pure returns (bool) {
-        for (uint256 k; k < p.assetCount; ++k) {
-            if (packedIndex(p.assetIndices, k) == index) return true;
-        }
-        return false;
-    }
-
     function packedIndex(uint256 packed, uint256 k) internal pure returns (uint256) {
         return (packed >> (4 * k)) & 0xF;
     }
@@ -546,6 +543,16 @@ library AccountLogic {
             }
         }
         return ctx.env.oracle.volatilities(asset);
+    }
+
+    /// @dev Replaces the cached price of `asset` (already loaded) with `px`.
+    function reprice(Ctx memory ctx, address asset, uint256 px) internal pure {
+        for (uint256 i; i < ctx.pxCount; ++i) {
+            if (ctx.pxAsset[i] == asset) {
+                ctx.pxValue[i] = px;
+                return;
+            }
+        }
     }
 
     function store(Ctx memory ctx, address asset, uint256 px) internal pure {
@@ -768,15 +775,32 @@ library AccountLogic {
         return s.assetList[slot - 1];
     }
 
-    /// @dev The rule that keeps instant partial closes out of the owner's hands (README "Orders"): an account whose
-    ///      policy may REDUCE must stay at or above its trigger after the owner's own action, or a rebalance could
-    ///      close part of it at once at a price the owner already knows. Reverts `BelowRebalanceTrigger`.
-    function requireAboveTrigger(Storage storage s, uint256 accountId, uint256 health) internal view {
+    /// @dev Records an owner's action that can call for a REDUCE (README "Orders"): only on an account whose policy
+    ///      may REDUCE, whose rebalance then waits for a round of every held market published after now.
+    function markOwnerAction(Storage storage s, uint256 accountId) internal {
         Policy storage p = s.policies[accountId];
-        uint256 trigger = p.triggerRatio;
-        if (p.actions & REDUCE_BIT != 0 && health < trigger) {
-            revert IMarginEngine.BelowRebalanceTrigger(accountId, health, trigger);
+        if (p.actions & REDUCE_BIT != 0) p.ownerActedAt = uint40(block.timestamp);
+    }
+
+    /// @dev Whether every market the account holds has a round published after `since` (the oracle's observation,
+    ///      poked in this call): a REDUCE then closes at a price the owner could not know when he last acted.
+    function roundsAfter(Storage storage s, Ctx memory ctx, uint256 accountId, uint256 since) internal view returns (bool) {
+        uint256 markets = s.accounts[accountId].positionMask;
+        for (uint256 id; markets != 0; ++id) {
+            if (markets & 1 != 0 && ctx.env.oracle.observedAt(s.markets[id].asset) <= since) return false;
+            markets >>= 1;
         }
+        return true;
+    }
+
+    /// @dev The id of a pending order of the account that may add risk (not reduce-only), or 0.
+    function pendingRiskOrder(Storage storage s, uint256 accountId) internal view returns (uint256) {
+        uint64[] storage pending = s.pendingOrders[accountId];
+        for (uint256 i; i < pending.length; ++i) {
+            uint256 id = pending[i];
+            if (!s.orders[id].reduceOnly) return id;
+        }
+        return 0;
     }
 
     function isAuthorized(Storage storage s, uint256 accountId, address caller) internal view returns (bool) {

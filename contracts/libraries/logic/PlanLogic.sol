@@ -101,8 +101,9 @@ library PlanLogic {
         bool low = h < d.policy.triggerRatio;
         // RELEASE only while positions are open: idle margin of an account without positions is the owner's
         // to move (a fee for it would buy no protection).
+        // Nor while an order that may add risk waits for its round: its fill is judged on this margin.
         bool high = d.policy.releaseRatio != 0 && h > d.policy.releaseRatio && d.policy.actions & C.RELEASE != 0
-            && d.state.maintenanceMargin != 0;
+            && d.state.maintenanceMargin != 0 && AccountLogic.pendingRiskOrder(s, accountId) == 0;
         if (!low && !high) return (IRebalancer.Status.InBand, d);
 
         if (h < WAD) d.maintenanceNowUsd = AccountLogic.currentVolMaintenance(s, ctx, accountId);
@@ -183,7 +184,12 @@ library PlanLogic {
             if (added != 0) action = C.TOP_UP;
         }
         equity += int256(added);
-        if (required > equity && d.policy.actions & C.REDUCE != 0) {
+        // A REDUCE closes at the current round: only on a round of every held market published after the owner's
+        // last action that could call for it, a price he could not know then (README "Orders").
+        if (
+            required > equity && d.policy.actions & C.REDUCE != 0
+                && AccountLogic.roundsAfter(s, ctx, d.accountId, d.policy.ownerActedAt)
+        ) {
             // One settlement-token unit less equity: realised PnL settles against USDC margin rounded up to a
             // whole unit (against the account), and the plan must still reach the target after that.
             uint256 f = CloseMath.leastCloseFraction(

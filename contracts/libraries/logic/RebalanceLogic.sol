@@ -71,7 +71,8 @@ library RebalanceLogic {
             releaseRatio: p.releaseRatio,
             maxFeeUsd: p.maxFeeUsd,
             assetIndices: uint64(indices),
-            assetCount: uint8(p.topUpAssets.length) // <= MAX_ASSETS, checked above
+            assetCount: uint8(p.topUpAssets.length), // <= MAX_ASSETS, checked above
+            ownerActedAt: uint40(block.timestamp) // a new policy REDUCEs only on a later round (README "Orders")
         });
         emit IMarginEngine.RebalancePolicySet(accountId, p);
     }

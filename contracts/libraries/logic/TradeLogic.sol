@@ -31,6 +31,45 @@ library TradeLogic {
         bool reduceOnly,
         bool paused
     ) external returns (uint256 orderId) {
+        _checkRequest(marketId, sizeDelta, deadline);
+        // Paused: no new risk. A reduce-only order never adds any; another is judged against the position now (the
+        // fill judges it again against the position then).
+        if (paused && !reduceOnly && _increasesRisk(s.positions[accountId][marketId].size, sizeDelta)) {
+            revert IMarginEngine.PositionIncreasePaused();
+        }
+        uint64[] storage pending = s.pendingOrders[accountId];
+        if (pending.length >= MAX_PENDING_ORDERS) revert IMarginEngine.TooManyPendingOrders(accountId, MAX_PENDING_ORDERS);
+        // One order that may add risk at a time: with two, whoever executes could fill the one whose round turned out
+        // better and let the other fail its margin check (README "Orders").
+        if (!reduceOnly) {
+            uint256 waiting = AccountLogic.pendingRiskOrder(s, accountId);
+            if (waiting != 0) revert IMarginEngine.OrderPending(accountId, waiting);
+        }
+        // The fill round is the feed's next after its latest now: a round the trader could not have seen.
+        uint80 afterRound = env.oracle.latestRound(s.markets[marketId].asset);
+
+        uint256 fee;
+        (orderId, fee) = _escrowFee(s, env, accountId);
+        s.orders[orderId] = AccountLogic.OrderSlot({
+            accountId: uint56(accountId), // an existing account (the caller is authorized for it): < 2^56
+            marketId: uint8(marketId), // < MAX_MARKETS, checked by the engine
+            deadline: uint40(deadline), // <= block.timestamp + MAX_ORDER_LIFETIME
+            fee: uint64(fee), // <= book.fee < 2^64
+            reduceOnly: reduceOnly,
+            afterRound: afterRound,
+            sizeDelta: int128(sizeDelta), // checked above
+            acceptablePrice: acceptablePrice > type(uint128).max ? type(uint128).max : uint128(acceptablePrice)
+        });
+        pending.push(uint64(orderId));
+        // The fee leaves the reserve: on an account whose policy may REDUCE, a REDUCE now waits for a later round.
+        AccountLogic.markOwnerAction(s, accountId);
+        emit IMarginEngine.OrderRequested(
+            orderId, accountId, marketId, sizeDelta, acceptablePrice, deadline, reduceOnly, afterRound, fee
+        );
+    }
+
+    /// @dev A request's own bounds: `ZeroSizeDelta`, `PositionTooLarge`, `InvalidDeadline`.
+    function _checkRequest(uint256 marketId, int256 sizeDelta, uint256 deadline) private view {
         if (sizeDelta == 0) revert IMarginEngine.ZeroSizeDelta();
         if (sizeDelta > type(int128).max || sizeDelta < -type(int128).max) {
             revert IMarginEngine.PositionTooLarge(marketId, sizeDelta);
@@ -39,16 +78,15 @@ library TradeLogic {
         if (deadline <= block.timestamp || deadline > latest) {
             revert IMarginEngine.InvalidDeadline(deadline, block.timestamp + 1, latest);
         }
-        // Paused: no new risk. A reduce-only order never adds any; another is judged against the position now (the
-        // fill judges it again against the position then).
-        if (paused && !reduceOnly && _increasesRisk(s.positions[accountId][marketId].size, sizeDelta)) {
-            revert IMarginEngine.PositionIncreasePaused();
-        }
-        uint64[] storage pending = s.pendingOrders[accountId];
-        if (pending.length >= MAX_PENDING_ORDERS) revert IMarginEngine.TooManyPendingOrders(accountId, MAX_PENDING_ORDERS);
+    }
 
+    /// @dev The next order id, and the execution fee moved from the account's USDC reserve into the escrow.
+    function _escrowFee(AccountLogic.Storage storage s, AccountLogic.Env memory env, uint256 accountId)
+        private
+        returns (uint256 orderId, uint256 fee)
+    {
         AccountLogic.OrderBook memory book = s.orderBook;
-        uint256 fee = book.fee;
+        fee = book.fee;
         if (fee != 0) {
             AccountLogic.Balance storage b = s.balances[accountId][env.settlementAsset];
             uint256 available = b.reserve;
@@ -57,20 +95,6 @@ library TradeLogic {
         }
         orderId = uint256(book.lastOrderId) + 1;
         s.orderBook = AccountLogic.OrderBook(uint64(orderId), book.fee, (book.escrow + fee).toUint96());
-        s.orders[orderId] = AccountLogic.OrderSlot({
-            accountId: uint64(accountId), // an existing account (the caller is authorized for it): < 2^64
-            marketId: uint8(marketId), // < MAX_MARKETS, checked by the engine
-            requestedAt: uint40(block.timestamp),
-            deadline: uint40(deadline), // <= block.timestamp + MAX_ORDER_LIFETIME
-            fee: uint96(fee), // <= book.fee < 2^96
-            reduceOnly: reduceOnly,
-            sizeDelta: int128(sizeDelta), // checked above
-            acceptablePrice: acceptablePrice > type(uint128).max ? type(uint128).max : uint128(acceptablePrice)
-        });
-        pending.push(uint64(orderId));
-        emit IMarginEngine.OrderRequested(
-            orderId, accountId, marketId, sizeDelta, acceptablePrice, deadline, reduceOnly, fee
-        );
     }
 
     /// @dev Removes a settled order and pays its escrowed fee to `keeper` as a claimable reward: the tokens stay
@@ -143,12 +167,16 @@ library TradeLogic {
         if (increasesRisk) {
             _checkOpenInterest(s, env, marketId, m, nowPx, newSize > 0);
             AccountLogic.pokeAccount(s, ctx, accountId);
+            // IM as of the fill round: the traded market (and collateral in its asset) at the fill price, so the
+            // check does not depend on when the order is executed.
+            AccountLogic.reprice(ctx, m.asset, px);
             IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
             if (st.equity < st.initialMargin.toInt256()) {
                 revert IMarginEngine.BelowInitialMargin(accountId, st.equity, st.initialMargin);
             }
-            AccountLogic.requireAboveTrigger(s, accountId, st.health);
         }
+        // A fill the owner asked for: a REDUCE of a policy account waits for a round after it.
+        AccountLogic.markOwnerAction(s, accountId);
     }
 
     /// @dev The fill's size change (a reduce-only one clamped to the position: never more, never the same side) and

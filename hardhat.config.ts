@@ -1,11 +1,23 @@
 import path from "node:path";
+import dotenv from "dotenv";
 import { subtask } from "hardhat/config";
 import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
 import type { HardhatUserConfig } from "hardhat/config";
 import "@nomicfoundation/hardhat-toolbox";
 import "./tasks";
 
+// Every variable is documented in .env.example; nothing here needs one to compile, test or run the demo.
+dotenv.config({ quiet: true } as dotenv.DotenvConfigOptions);
+
 const SOLC_VERSION = "0.8.28";
+
+/** A live network: its RPC URL from the environment (an empty URL fails with a one-line message when used) and
+ *  the deployer's key, when set. */
+const live = (urlVar: string, chainId: number) => ({
+  url: process.env[urlVar] ?? "",
+  chainId,
+  accounts: process.env.DEPLOYER_PRIVATE_KEY ? [process.env.DEPLOYER_PRIVATE_KEY] : [],
+});
 
 /**
  * No compiler downloads on these machines: each solc version is served as solc-js from a pinned npm package,
@@ -49,7 +61,16 @@ const config: HardhatUserConfig = {
       // Demo and tests run many accounts through real contracts; keep the block gas limit generous.
       blockGasLimit: 60_000_000,
     },
+    // `npx hardhat node` (its default accounts); BALLAST_LOCALHOST_URL points at another port.
+    localhost: { url: process.env.BALLAST_LOCALHOST_URL || "http://127.0.0.1:8545", chainId: 31337 },
+    sepolia: live("SEPOLIA_RPC_URL", 11_155_111),
+    mainnet: live("MAINNET_RPC_URL", 1),
+    arbitrum: live("ARBITRUM_RPC_URL", 42_161),
+    base: live("BASE_RPC_URL", 8_453),
   },
+  // One Etherscan (v2) key verifies on every chain above.
+  etherscan: { apiKey: process.env.ETHERSCAN_API_KEY ?? "" },
+  sourcify: { enabled: false },
   typechain: { outDir: "typechain-types", target: "ethers-v6" },
   gasReporter: {
     enabled: process.env.REPORT_GAS === "true",

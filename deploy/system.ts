@@ -93,24 +93,36 @@ export async function engineParts(
   const owner = await deployer.getAddress();
   // The engine's modules are linked libraries, and its cold functions live in facets it delegates to: it would not
   // fit in 24 KiB otherwise.
-  const deployLib = async (factory: { deploy(): Promise<{ getAddress(): Promise<string> }> }) =>
-    (await factory.deploy()).getAddress();
+  const deployLib = async (factory: { deploy(): Promise<BaseContract> }) => {
+    const lib = await factory.deploy();
+    await lib.waitForDeployment();
+    return lib.getAddress();
+  };
   const rebalanceLogic = await deployLib(new RebalanceLogic__factory(deployer));
+  const tradeLogic = await deployLib(new TradeLogic__factory(deployer));
+  const liquidationLogic = await deployLib(new LiquidationLogic__factory(deployer));
+  const governanceLogic = await deployLib(new GovernanceLogic__factory(deployer));
   const libraries = {
-    "contracts/libraries/logic/TradeLogic.sol:TradeLogic": await deployLib(new TradeLogic__factory(deployer)),
-    "contracts/libraries/logic/LiquidationLogic.sol:LiquidationLogic": await deployLib(new LiquidationLogic__factory(deployer)),
+    "contracts/libraries/logic/TradeLogic.sol:TradeLogic": tradeLogic,
+    "contracts/libraries/logic/LiquidationLogic.sol:LiquidationLogic": liquidationLogic,
     "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": rebalanceLogic,
   };
   const custody = await new MarginEngineCustody__factory(deployer).deploy(oracle, pool, gasAsset, owner);
   const extensionFactory = new MarginEngineExtension__factory(
     {
       "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic": rebalanceLogic,
-      "contracts/libraries/logic/GovernanceLogic.sol:GovernanceLogic": await deployLib(new GovernanceLogic__factory(deployer)),
+      "contracts/libraries/logic/GovernanceLogic.sol:GovernanceLogic": governanceLogic,
     },
     deployer,
   );
   const extension = await extensionFactory.deploy(oracle, pool, gasAsset, custody, owner);
-  return { custody, extension, extensionFactory, engineFactory: makeEngine(libraries, deployer) };
+  return {
+    custody,
+    extension,
+    extensionFactory,
+    engineFactory: makeEngine(libraries, deployer),
+    libraries: { TradeLogic: tradeLogic, LiquidationLogic: liquidationLogic, RebalanceLogic: rebalanceLogic, GovernanceLogic: governanceLogic },
+  };
 }
 
 /**
@@ -125,9 +137,9 @@ export async function deployEngine(
   usdcHaircut: bigint,
   cfg: RebalancerConfig = DEFAULT_REBALANCER,
   makeEngine: EngineFactoryMaker = marginEngineFactory,
-): Promise<{ engine: IMarginEngine; rebalancer: IRebalancer; vault: IVault }> {
+): Promise<{ engine: IMarginEngine; rebalancer: IRebalancer; vault: IVault; parts: Record<string, string> }> {
   const owner = await deployer.getAddress();
-  const { extension, engineFactory } = await engineParts(deployer, oracle, pool, gasAsset, makeEngine);
+  const { extension, custody, engineFactory, libraries } = await engineParts(deployer, oracle, pool, gasAsset, makeEngine);
   const deployed = await engineFactory.deploy(
     oracle,
     pool,
@@ -145,6 +157,7 @@ export async function deployEngine(
     engine: IMarginEngine__factory.connect(address, deployer),
     rebalancer: IRebalancer__factory.connect(address, deployer),
     vault: IVault__factory.connect(address, deployer),
+    parts: { ...libraries, MarginEngineCustody: await custody.getAddress(), MarginEngineExtension: await extension.getAddress() },
   };
 }
 

@@ -2,3 +2,4 @@
  * Every Hardhat task of Ballast (`npx hardhat help` lists them). Task files import TypeChain types with `import type`
  * only and load factories inside their actions: this file is loaded by hardhat.config.ts before anything is compiled.
  */
+import "./deploy";

@@ -1,0 +1,101 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+
+import { DuplicateActionError, Store } from "../../keeper/store";
+
+const tmpDb = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "keeper-store-")), "keeper.db");
+const TX = (nonce: number, hash: string) => ({ nonce, hash, maxFeePerGas: 2n * 10n ** 9n, priorityFee: 10n ** 9n, raw: "0x02", sentAt: 1000 });
+
+describe("keeper store", () => {
+  it("migrates once, uses WAL, and keeps everything across reopen", () => {
+    const file = tmpDb();
+    const s = new Store(file);
+    expect(s.schemaVersion()).to.equal(1);
+    expect(s.db.pragma("journal_mode", { simple: true })).to.equal("wal");
+    s.bindTo(31337, "0xAbC0000000000000000000000000000000000001");
+    s.upsertAccount(1n, "0x1111111111111111111111111111111111111111", 10);
+    s.setCursor(12, "0xaa");
+    s.recordBlock(12, "0xaa");
+    s.close();
+
+    const t = new Store(file);
+    expect(t.schemaVersion()).to.equal(1);
+    expect(t.cursor()).to.deep.equal({ block: 12, hash: "0xaa" });
+    expect(t.blockHash(12)).to.equal("0xaa");
+    expect(t.account(1n)!.owner).to.equal("0x1111111111111111111111111111111111111111");
+    t.bindTo(31337, "0xabc0000000000000000000000000000000000001");
+    expect(() => t.bindTo(1, "0xabc0000000000000000000000000000000000001")).to.throw(
+      "the keeper DB belongs to 31337:0xabc0000000000000000000000000000000000001, not 1:0xabc0000000000000000000000000000000000001: point dbPath at another file",
+    );
+    t.close();
+  });
+
+  it("tracks positions, policies and each account's round of state", () => {
+    const s = new Store(tmpDb());
+    s.upsertAccount(2n, "0x2", 5);
+    s.upsertAccount(10n, "0x10", 5);
+    s.setPosition(2n, 0n, 10n ** 18n, 7);
+    s.setPosition(2n, 1n, -(10n ** 18n), 8);
+    s.setPolicy(2n, { actions: 3, triggerRatio: 2n * 10n ** 18n, targetRatio: 3n * 10n ** 18n, releaseRatio: 0n, maxFeeUsd: 50n * 10n ** 18n }, 9);
+    expect(s.account(2n)).to.deep.equal({
+      id: 2n, owner: "0x2", hasPosition: true, optedIn: true, triggerRatio: 2n * 10n ** 18n, targetRatio: 3n * 10n ** 18n,
+      releaseRatio: 0n, maxFeeUsd: 50n * 10n ** 18n, actions: 3, updatedBlock: 9,
+    });
+    s.setPosition(2n, 0n, 0n, 11);
+    expect(s.account(2n)!.hasPosition).to.equal(true);
+    s.setPosition(2n, 1n, 0n, 12);
+    expect(s.account(2n)!.hasPosition).to.equal(false);
+    expect(s.account(2n)!.updatedBlock).to.equal(12);
+    // re-reading an older block (reorg window) never moves the round back
+    s.touchAccount(2n, 6);
+    expect(s.account(2n)!.updatedBlock).to.equal(12);
+    // numeric order, not text order
+    expect(s.accounts().map((a) => a.id)).to.deep.equal([2n, 10n]);
+    s.setPolicy(2n, { actions: 0, triggerRatio: 0n, targetRatio: 0n, releaseRatio: 0n, maxFeeUsd: 0n }, 13);
+    expect(s.account(2n)!.optedIn).to.equal(false);
+  });
+
+  it("keeps pending orders oldest first until settled", () => {
+    const s = new Store(tmpDb());
+    s.addOrder({ id: 11n, accountId: 1n, marketId: 0n, requestedBlock: 5, deadline: 100n });
+    s.addOrder({ id: 9n, accountId: 2n, marketId: 1n, requestedBlock: 4, deadline: 100n });
+    expect(s.pendingOrders().map((o) => o.id)).to.deep.equal([9n, 11n]);
+    s.settleOrder(9n, 6);
+    expect(s.pendingOrders().map((o) => o.id)).to.deep.equal([11n]);
+  });
+
+  it("never journals the same action twice while one is pending or mined in the same round", () => {
+    const s = new Store(tmpDb());
+    s.journalSend([{ key: "rebalance:1", round: "7" }, { key: "rebalance:2", round: "7" }], TX(0, "0xa"));
+    expect(() => s.journalSend([{ key: "rebalance:2", round: "7" }], TX(1, "0xb"))).to.throw(DuplicateActionError, "action rebalance:2 is already pending or mined for round 7");
+    // the failed insert left nothing behind
+    expect(s.journal().map((r) => r.hash)).to.deep.equal(["0xa", "0xa"]);
+    expect(s.isLive("rebalance:1", "7")).to.equal(true);
+    expect(s.isPending("rebalance:1")).to.equal(true);
+    expect(s.pendingTxs().map((t) => [t.hash, t.nonce, t.keys])).to.deep.equal([["0xa", 0, ["rebalance:1", "rebalance:2"]]]);
+
+    // a replacement at the same nonce takes over the action
+    s.journalSend([{ key: "rebalance:1", round: "7" }, { key: "rebalance:2", round: "7" }], TX(0, "0xc"), "0xa");
+    expect(s.txsAtNonce(0).map((r) => [r.hash, r.status])).to.deep.equal([
+      ["0xa", "replaced"], ["0xa", "replaced"], ["0xc", "pending"], ["0xc", "pending"],
+    ]);
+    // the original was mined after all: it wins, the replacement is dropped
+    s.settleNonce(0, "0xa", true, 20);
+    expect(s.txsAtNonce(0).map((r) => [r.hash, r.status, r.block])).to.deep.equal([
+      ["0xa", "mined", 20], ["0xa", "mined", 20], ["0xc", "dropped", null], ["0xc", "dropped", null],
+    ]);
+    expect(s.isLive("rebalance:1", "7")).to.equal(true);
+    expect(s.isPending("rebalance:1")).to.equal(false);
+    expect(() => s.journalSend([{ key: "rebalance:1", round: "7" }], TX(1, "0xd"))).to.throw(DuplicateActionError);
+    // a new round of state (the account changed) allows the action again
+    s.journalSend([{ key: "rebalance:1", round: "21" }], TX(1, "0xd"));
+    // a transaction that reverted on chain does not block a retry
+    s.settleNonce(1, "0xd", false, 22, "NothingToRebalance");
+    expect(s.journal().at(-1)!.status).to.equal("failed");
+    expect(s.journal().at(-1)!.note).to.equal("NothingToRebalance");
+    s.journalSend([{ key: "rebalance:1", round: "21" }], TX(2, "0xe"));
+    expect(s.pendingTxs().map((t) => t.hash)).to.deep.equal(["0xe"]);
+  });
+});

@@ -1,0 +1,122 @@
+import { expect } from "chai";
+import fc from "fast-check";
+
+import { plan, shardOf, STATUS, type AccountSnapshot, type Conditions, type OrderSnapshot } from "../../keeper/strategy";
+
+const W = 10n ** 18n;
+const GWEI = 10n ** 9n;
+const usd = (cents: bigint) => (cents * W) / 100n;
+
+const acct = (id: bigint, health: bigint, extra: Partial<AccountSnapshot> = {}): AccountSnapshot => ({
+  id,
+  round: `r${id}`,
+  health,
+  priced: true,
+  liquidatable: false,
+  rescueAvailable: false,
+  liquidationRewardUsd: 0n,
+  ...extra,
+});
+const ready = (maxFeeUsd: bigint) => ({ needed: true, status: STATUS.Ready, maxFeeUsd });
+
+/** 1 gwei, ETH 2,000 USD, the engine's default fee (1 USD + 600k gas), min profit 0.10 USD, batches of 2. */
+const conditions = (over: Partial<Conditions> = {}): Conditions => ({
+  baseFee: GWEI,
+  ethUsd: 2_000n * W,
+  feeParams: { baseFeeUsd: W, gasUnits: 600_000n },
+  maxFeePerGas: 200n * GWEI,
+  gas: { rebalance: 500_000, rebalanceBatchBase: 100_000, rebalanceBatchPerAccount: 400_000, liquidate: 800_000, executeOrder: 300_000 },
+  minProfitUsd: usd(10n),
+  batchSize: 2,
+  shard: { index: 0, count: 1 },
+  busy: new Set(),
+  ...over,
+});
+
+describe("keeper strategy", () => {
+  it("orders liquidations (lowest health first), rescues, batched rebalances, then orders oldest first; says why it waits", () => {
+    const accounts = [
+      acct(1n, (W * 8n) / 10n, { liquidatable: true, liquidationRewardUsd: 10n * W }),
+      acct(2n, (W * 12n) / 10n, { rebalance: ready(50n * W) }),
+      acct(3n, (W * 13n) / 10n, { rebalance: ready(W) }), // fee capped at 1 USD < 1 USD gas + 0.10
+      acct(4n, 2n * W, { rebalance: { needed: false, status: STATUS.InBand, maxFeeUsd: 50n * W } }),
+      acct(5n, (W * 6n) / 10n, { liquidatable: true, liquidationRewardUsd: 7n * W }),
+      acct(6n, 0n, { priced: false, liquidatable: true, liquidationRewardUsd: 7n * W }),
+      acct(7n, (W * 9n) / 10n, { rescueAvailable: true, rebalance: ready(50n * W) }),
+      acct(8n, (W * 11n) / 10n, { rebalance: ready(50n * W) }), // already sent this round
+      acct(10n, (W * 11n) / 10n, { rebalance: ready(50n * W) }),
+      acct(11n, (W * 125n) / 100n, { rebalance: ready(50n * W) }),
+      acct(12n, (W * 5n) / 10n, { liquidatable: true, liquidationRewardUsd: 10n * W, rebalance: { needed: false, status: STATUS.Liquidatable, maxFeeUsd: W } }),
+    ];
+    const orders: OrderSnapshot[] = [
+      { id: 9n, accountId: 2n, ready: true, feeUsd: usd(50n) },
+      { id: 4n, accountId: 1n, ready: true, feeUsd: W },
+      { id: 3n, accountId: 3n, ready: false, feeUsd: W },
+    ];
+    const p = plan(accounts, orders, conditions({ busy: new Set(["rebalance:8"]) }));
+    expect(p.actions).to.deep.equal([
+      { kind: "liquidate", ids: [12n], targets: [{ key: "liquidate:12", round: "r12" }], valueUsd: 10n * W, costUsd: usd(160n), gas: 800_000 },
+      { kind: "liquidate", ids: [5n], targets: [{ key: "liquidate:5", round: "r5" }], valueUsd: 7n * W, costUsd: usd(160n), gas: 800_000 },
+      { kind: "liquidate", ids: [1n], targets: [{ key: "liquidate:1", round: "r1" }], valueUsd: 10n * W, costUsd: usd(160n), gas: 800_000 },
+      { kind: "rescue", ids: [7n], targets: [{ key: "rebalance:7", round: "r7" }], valueUsd: usd(220n), costUsd: W, gas: 500_000 },
+      {
+        kind: "rebalanceBatch",
+        ids: [10n, 2n],
+        targets: [{ key: "rebalance:10", round: "r10" }, { key: "rebalance:2", round: "r2" }],
+        valueUsd: usd(440n),
+        costUsd: usd(180n),
+        gas: 900_000,
+      },
+      { kind: "rebalance", ids: [11n], targets: [{ key: "rebalance:11", round: "r11" }], valueUsd: usd(220n), costUsd: W, gas: 500_000 },
+      { kind: "executeOrder", ids: [4n], targets: [{ key: "order:4", round: "0" }], valueUsd: W, costUsd: usd(60n), gas: 300_000 },
+    ]);
+    expect(p.waits).to.deep.equal([
+      { key: "rebalance:3", reason: "unprofitable: fee 1.00 USD < gas 1.00 USD + min profit 0.10 USD at base fee 1 gwei" },
+      { key: "order:3", reason: "not ready: no oracle round after the request yet" },
+      { key: "order:9", reason: "unprofitable: order fee 0.50 USD < gas 0.60 USD + min profit 0.10 USD at base fee 1 gwei" },
+    ]);
+  });
+
+  it("gas spike: waits while the capped fee does not cover gas, acts once it does", () => {
+    const accounts = [acct(2n, (W * 12n) / 10n, { rebalance: ready(50n * W) })];
+    const spike = plan(accounts, [], conditions({ baseFee: 100n * GWEI }));
+    expect(spike.actions).to.deep.equal([]);
+    // fee = min(50, 1 + 600k × 100 gwei × 2,000) = 50 USD; gas = 500k × 100 gwei × 2,000 = 100 USD
+    expect(spike.waits).to.deep.equal([
+      { key: "rebalance:2", reason: "unprofitable: fee 50.00 USD < gas 100.00 USD + min profit 0.10 USD at base fee 100 gwei" },
+    ]);
+    const calm = plan(accounts, [], conditions({ baseFee: 10n * GWEI }));
+    // fee = 1 + 12 = 13 USD; gas = 10 USD
+    expect(calm.actions).to.deep.equal([
+      { kind: "rebalance", ids: [2n], targets: [{ key: "rebalance:2", round: "r2" }], valueUsd: 13n * W, costUsd: 10n * W, gas: 500_000 },
+    ]);
+    expect(calm.waits).to.deep.equal([]);
+    const aboveCap = plan(accounts, [], conditions({ baseFee: 250n * GWEI }));
+    expect(aboveCap.waits).to.deep.equal([{ key: "rebalance:2", reason: "base fee 250 gwei above the cap maxFeePerGasGwei 200" }]);
+    const noPrice = plan(accounts, [], conditions({ ethUsd: undefined }));
+    expect(noPrice.waits).to.deep.equal([{ key: "rebalance:2", reason: "no ETH price (gas asset unpriced and no ethUsdFallback)" }]);
+  });
+
+  it("shards partition accounts and the orders of their accounts", () => {
+    const accounts = [1n, 2n, 3n, 4n, 5n, 6n].map((id) => acct(id, (W * 12n) / 10n, { rebalance: ready(50n * W) }));
+    const orders: OrderSnapshot[] = [
+      { id: 1n, accountId: 3n, ready: true, feeUsd: W },
+      { id: 2n, accountId: 1n, ready: true, feeUsd: W },
+    ];
+    const ids = (i: number) =>
+      plan(accounts, orders, conditions({ batchSize: 10, shard: { index: i, count: 2 } })).actions.map((a) => `${a.kind}:${a.ids.join(",")}`);
+    expect(ids(0)).to.deep.equal(["rebalanceBatch:1,2,5", "executeOrder:2"]);
+    expect(ids(1)).to.deep.equal(["rebalanceBatch:3,4,6", "executeOrder:1"]);
+  });
+
+  it("every account id is in exactly one shard", () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 1n, max: 2n ** 128n }), fc.integer({ min: 1, max: 16 }), (id, n) => {
+        const s = shardOf(id, n);
+        expect(s).to.be.within(0, n - 1);
+        expect(shardOf(id, n)).to.equal(s);
+      }),
+    );
+    expect([1n, 2n, 3n, 4n].map((id) => shardOf(id, 1))).to.deep.equal([0, 0, 0, 0]);
+  });
+});

@@ -323,13 +323,15 @@ export class Store {
   }
 
   /** Live transactions: pending rows grouped by hash (one row per transaction, its action keys listed). */
-  pendingTxs(): (JournalRow & { keys: string[] })[] {
+  pendingTxs(): (JournalRow & { keys: string[]; targets: { key: string; round: string }[] })[] {
     const rows = (this.db.prepare("SELECT * FROM journal WHERE status = 'pending' ORDER BY nonce, id").all() as RawJournal[]).map(toJournal);
-    const byHash = new Map<string, JournalRow & { keys: string[] }>();
+    const byHash = new Map<string, JournalRow & { keys: string[]; targets: { key: string; round: string }[] }>();
     for (const r of rows) {
       const t = byHash.get(r.hash);
-      if (t) t.keys.push(r.key);
-      else byHash.set(r.hash, { ...r, keys: [r.key] });
+      if (t) {
+        t.keys.push(r.key);
+        t.targets.push({ key: r.key, round: r.round });
+      } else byHash.set(r.hash, { ...r, keys: [r.key], targets: [{ key: r.key, round: r.round }] });
     }
     return [...byHash.values()];
   }

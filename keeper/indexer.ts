@@ -1,0 +1,141 @@
+/**
+ * Builds the account registry from the engine's events, from a start block, with a persisted cursor. Each sync
+ * first checks that the block under the cursor is still the chain's (by hash); after a reorg it walks back the
+ * recorded hashes (at most `reorgDepth` blocks) to the fork and re-reads from there. Every event is applied as an
+ * absolute state (owner, newSize, policy), so re-reading a block is harmless.
+ */
+import type { Log } from "ethers";
+import { engineInterface } from "./abi";
+import type { Logger } from "./log";
+import type { Metrics } from "./metrics";
+import type { RpcPool } from "./rpc";
+import type { Store } from "./store";
+
+const EVENTS = [
+  "AccountCreated",
+  "PositionModified",
+  "RebalancePolicySet",
+  "Rebalanced",
+  "Liquidated",
+  "OrderRequested",
+  "OrderExecuted",
+  "OrderCancelled",
+  "Deposited",
+  "Withdrawn",
+  "MarginPosted",
+  "MarginReleased",
+] as const;
+
+export interface SyncResult {
+  from: number;
+  to: number;
+  events: number;
+  /** the block the cursor was rewound to after a reorg */
+  reorgTo?: number;
+}
+
+export class Indexer {
+  constructor(
+    private readonly store: Store,
+    private readonly pool: RpcPool,
+    private readonly opts: { engine: string; startBlock: number; reorgDepth: number; maxLogRange: number; log: Logger; metrics?: Metrics },
+  ) {}
+
+  private async hashOf(block: number): Promise<string | undefined> {
+    const b = await this.pool.use((ep) => ep.provider.getBlock(block));
+    return b?.hash ?? undefined;
+  }
+
+  /** Indexes up to `head`. */
+  async sync(head: number): Promise<SyncResult> {
+    const { store, opts } = this;
+    let cursor = store.cursor();
+    let reorgTo: number | undefined;
+    if (cursor && cursor.block <= head) {
+      const chainHash = await this.hashOf(cursor.block);
+      if (chainHash !== cursor.hash) {
+        // reorg: the newest recorded block still on the chain is the fork point
+        let fork = Math.max(opts.startBlock - 1, cursor.block - opts.reorgDepth);
+        for (const b of store.recentBlocks(cursor.block - opts.reorgDepth)) {
+          if (b.number >= cursor.block) continue;
+          if ((await this.hashOf(b.number)) === b.hash) {
+            fork = b.number;
+            break;
+          }
+        }
+        opts.log.warn({ cursor: cursor.block, fork }, "reorg detected: re-reading from the fork");
+        opts.metrics?.reorgs.inc();
+        store.dropBlocksAbove(fork);
+        reorgTo = fork;
+        cursor = { block: fork, hash: "" };
+      }
+    } else if (cursor && cursor.block > head) {
+      // the chain is shorter than our cursor (a reorg to a shorter chain, or a lagging endpoint): re-read the window
+      reorgTo = Math.max(opts.startBlock - 1, head - opts.reorgDepth);
+      store.dropBlocksAbove(reorgTo);
+      cursor = { block: reorgTo, hash: "" };
+    }
+    const first = (cursor ? cursor.block : opts.startBlock - 1) + 1;
+    let events = 0;
+    const iface = engineInterface();
+    const topics = EVENTS.map((n) => iface.getEvent(n)!.topicHash);
+    for (let from = first; from <= head; from += opts.maxLogRange) {
+      const to = Math.min(head, from + opts.maxLogRange - 1);
+      const logs = await this.pool.use((ep) => ep.provider.getLogs({ address: opts.engine, fromBlock: from, toBlock: to, topics: [topics] }));
+      const block = await this.pool.use((ep) => ep.provider.getBlock(to));
+      if (!block?.hash) throw new Error(`block ${to} not available`);
+      logs.sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
+      store.tx(() => {
+        for (const l of logs) this.apply(l);
+        store.setCursor(to, block.hash!);
+        store.recordBlock(to, block.hash!);
+        store.pruneBlocks(to - Math.max(opts.reorgDepth * 4, 64));
+      });
+      events += logs.length;
+    }
+    if (events > 0 || reorgTo !== undefined) opts.log.debug({ from: first, to: head, events, reorgTo }, "indexed");
+    return { from: first, to: head, events, reorgTo };
+  }
+
+  private apply(l: Log): void {
+    const p = engineInterface().parseLog({ topics: [...l.topics], data: l.data });
+    if (!p) return;
+    const s = this.store;
+    const b = l.blockNumber;
+    const a = p.args;
+    switch (p.name) {
+      case "AccountCreated":
+        s.upsertAccount(a.accountId as bigint, a.owner as string, b);
+        break;
+      case "PositionModified":
+        s.setPosition(a.accountId as bigint, a.marketId as bigint, a.newSize as bigint, b);
+        break;
+      case "RebalancePolicySet": {
+        const pol = a.policy;
+        s.setPolicy(
+          a.accountId as bigint,
+          {
+            actions: Number(pol.actions),
+            triggerRatio: pol.triggerRatio as bigint,
+            targetRatio: pol.targetRatio as bigint,
+            releaseRatio: pol.releaseRatio as bigint,
+            maxFeeUsd: pol.maxFeeUsd as bigint,
+          },
+          b,
+        );
+        break;
+      }
+      case "OrderRequested":
+        s.addOrder({ id: a.orderId as bigint, accountId: a.accountId as bigint, marketId: a.marketId as bigint, requestedBlock: b, deadline: a.deadline as bigint });
+        break;
+      case "OrderExecuted":
+      case "OrderCancelled":
+        s.settleOrder(a.orderId as bigint, b);
+        s.touchAccount(a.accountId as bigint, b);
+        break;
+      default:
+        // Rebalanced, Liquidated, Deposited, Withdrawn, MarginPosted, MarginReleased: the account's state moved
+        s.touchAccount(a.accountId as bigint, b);
+    }
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * The keeper: one cycle is index → scan → strategy → execute → reconcile, at one block; `run` repeats it on each
+ * new block until stopped (SIGINT/SIGTERM stop it gracefully after the cycle in progress).
+ */
+import { Wallet, getAddress, type Signer } from "ethers";
+import type { Server } from "node:http";
+
+import { loadDeployment, type DeploymentRecord } from "../lib/deployment";
+import { DEPLOYMENT_SCHEMA } from "../lib/deployment";
+import type { KeeperConfig } from "./config";
+import { Executor, type ExecResult } from "./executor";
+import { Indexer } from "./indexer";
+import { createLogger, type Logger } from "./log";
+import { Metrics } from "./metrics";
+import { RpcPool, httpProvider, type Endpoint } from "./rpc";
+import { Scanner } from "./scanner";
+import { Store } from "./store";
+import { plan, type Plan } from "./strategy";
+
+export interface KeeperDeps {
+  /** RPC endpoints (default: one JSON-RPC provider per config.rpcUrls) */
+  endpoints?: Endpoint[];
+  /** signs transactions (default: a Wallet of config.privateKey) */
+  signer?: Signer;
+  /** the deployment (default: loadDeployment(config.network, config.deploymentsDir), or read from config.engine) */
+  rec?: DeploymentRecord;
+  log?: Logger;
+  dryRun?: boolean;
+  now?: () => number;
+}
+
+export interface CycleReport {
+  block: number;
+  plan: Plan;
+  results: ExecResult[];
+}
+
+export class Keeper {
+  readonly pool: RpcPool;
+  readonly store: Store;
+  readonly indexer: Indexer;
+  readonly scanner: Scanner;
+  readonly executor: Executor;
+  readonly metrics = new Metrics();
+  readonly log: Logger;
+  readonly from: string;
+  private stopping = false;
+  private wake: (() => void) | undefined;
+  private server: Server | undefined;
+  private lastBlock = -1;
+
+  private constructor(
+    readonly cfg: KeeperConfig,
+    readonly rec: DeploymentRecord,
+    deps: KeeperDeps & { endpoints: Endpoint[]; log: Logger },
+  ) {
+    this.log = deps.log;
+    const signer = deps.signer ?? (cfg.privateKey ? new Wallet(cfg.privateKey) : undefined);
+    const dryRun = deps.dryRun ?? false;
+    if (!signer && !dryRun) throw new Error("config error: KEEPER_PRIVATE_KEY is not set — set it in the environment (or run with --dry-run)");
+    this.from = signer && "address" in signer ? getAddress((signer as Wallet).address) : "0x000000000000000000000000000000000000dEaD";
+    this.pool = new RpcPool(deps.endpoints, { maxLagBlocks: cfg.maxLagBlocks, log: this.log, metrics: this.metrics, now: deps.now });
+    this.store = new Store(cfg.dbPath);
+    this.store.bindTo(cfg.chainId, rec.engine);
+    this.indexer = new Indexer(this.store, this.pool, {
+      engine: rec.engine,
+      startBlock: cfg.startBlock ?? rec.startBlock,
+      reorgDepth: cfg.reorgDepth,
+      maxLogRange: cfg.maxLogRange,
+      log: this.log,
+      metrics: this.metrics,
+    });
+    this.scanner = new Scanner(this.store, this.pool, rec, {
+      chunk: cfg.scanChunk,
+      keeper: this.from,
+      shard: cfg.shard,
+      ethUsdFallback: cfg.ethUsdFallback,
+      log: this.log,
+    });
+    this.executor = new Executor(this.store, this.pool, {
+      engine: rec.engine,
+      chainId: cfg.chainId,
+      signer,
+      from: this.from,
+      maxFeePerGas: cfg.maxFeePerGas,
+      priorityFee: cfg.priorityFee,
+      bumpPercent: cfg.bumpPercent,
+      stuckAfterMs: cfg.stuckAfterMs,
+      dryRun,
+      log: this.log,
+      metrics: this.metrics,
+      now: deps.now,
+    });
+  }
+
+  static async create(cfg: KeeperConfig, deps: KeeperDeps = {}): Promise<Keeper> {
+    const log = deps.log ?? createLogger(cfg.logLevel);
+    const endpoints = deps.endpoints ?? cfg.rpcUrls.map((url) => ({ name: redact(url), provider: httpProvider(url, cfg.chainId) }));
+    const rec = deps.rec ?? (cfg.network ? loadDeployment(cfg.network, cfg.deploymentsDir) : await recordFromEngine(cfg, endpoints[0]));
+    if (rec.chainId !== undefined && rec.chainId !== cfg.chainId) {
+      throw new Error(`config error: chainId ${cfg.chainId} does not match the deployment's ${rec.chainId} — fix it in ${cfg.source}`);
+    }
+    return new Keeper(cfg, rec, { ...deps, endpoints, log });
+  }
+
+  /** Index and scan at the best head, and plan (nothing is sent). */
+  async prepare(): Promise<{ block: number; plan: Plan }> {
+    const head = await this.pool.refresh();
+    await this.executor.reconcile();
+    await this.indexer.sync(head);
+    const scan = await this.scanner.scan(head);
+    const busy = new Set<string>();
+    for (const a of scan.accounts) {
+      for (const key of [`rebalance:${a.id}`, `liquidate:${a.id}`]) if (this.store.isPending(key) || this.store.isLive(key, a.round)) busy.add(key);
+    }
+    for (const o of scan.orders) if (this.store.isPending(`order:${o.id}`) || this.store.isLive(`order:${o.id}`, "0")) busy.add(`order:${o.id}`);
+    const p = plan(scan.accounts, scan.orders, {
+      baseFee: scan.baseFee,
+      ethUsd: scan.ethUsd,
+      feeParams: scan.feeParams,
+      maxFeePerGas: this.cfg.maxFeePerGas,
+      gas: this.cfg.gas,
+      minProfitUsd: this.cfg.minProfitUsd,
+      batchSize: this.cfg.batchSize,
+      shard: this.cfg.shard,
+      busy,
+    });
+    for (const w of p.waits) this.log.info({ key: w.key, reason: w.reason }, "waiting");
+    this.metrics.accounts.set(this.store.accountCount());
+    this.metrics.pendingOrders.set(scan.orders.length);
+    this.metrics.waits.set(p.waits.length);
+    return { block: head, plan: p };
+  }
+
+  /** Sends a plan's actions in order, then settles what was mined. */
+  async execute(p: Plan): Promise<ExecResult[]> {
+    const results: ExecResult[] = [];
+    for (const a of p.actions) {
+      if (this.stopping) break;
+      results.push(await this.executor.execute(a));
+    }
+    await this.executor.reconcile();
+    return results;
+  }
+
+  /** One cycle (`--once`). */
+  async cycle(): Promise<CycleReport> {
+    const { block, plan: p } = await this.prepare();
+    const results = await this.execute(p);
+    this.metrics.cycles.inc();
+    this.metrics.blockProcessed(block);
+    this.lastBlock = block;
+    this.log.debug({ block, actions: p.actions.length, waits: p.waits.length }, "cycle done");
+    return { block, plan: p, results };
+  }
+
+  /** Cycles on every new block until stop(); RPC errors back off exponentially (the pool also fails over). */
+  async run(): Promise<void> {
+    if (this.cfg.metricsPort !== 0) {
+      this.server = await this.metrics.serve(this.cfg.metricsPort, this.cfg.healthzStaleSeconds);
+      this.log.info({ port: this.cfg.metricsPort }, "serving /metrics and /healthz");
+    }
+    this.log.info({ engine: this.rec.engine, keeper: this.from, shard: `${this.cfg.shard.index}/${this.cfg.shard.count}` }, "keeper started");
+    let failures = 0;
+    while (!this.stopping) {
+      let delay = this.cfg.pollIntervalMs;
+      try {
+        const head = await this.pool.refresh();
+        if (head !== this.lastBlock) await this.cycle();
+        failures = 0;
+      } catch (e) {
+        failures++;
+        delay = Math.min(60_000, this.cfg.pollIntervalMs * 2 ** Math.min(failures, 6));
+        this.log.error({ error: String((e as Error).message).split("\n")[0], retryInMs: delay }, "cycle failed");
+      }
+      if (!this.stopping) await new Promise<void>((r) => {
+        const t = setTimeout(r, delay);
+        this.wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+    }
+    this.log.info("keeper stopped");
+  }
+
+  /** Graceful stop: the cycle in progress finishes its current action, then run() returns. */
+  stop(): void {
+    this.stopping = true;
+    this.wake?.();
+  }
+
+  async close(): Promise<void> {
+    this.stop();
+    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+    this.store.close();
+  }
+}
+
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return "rpc";
+  }
+}
+
+/** A deployment record read from the engine itself (config.engine without a record). */
+async function recordFromEngine(cfg: KeeperConfig, ep: Endpoint): Promise<DeploymentRecord> {
+  const { IMarginEngine__factory } = await import("../typechain-types");
+  const engine = IMarginEngine__factory.connect(cfg.engine!, ep.provider);
+  const [oracle, pool, settlementAsset] = await Promise.all([engine.oracle(), engine.pool(), engine.settlementAsset()]);
+  return {
+    schema: DEPLOYMENT_SCHEMA,
+    network: `chain-${cfg.chainId}`,
+    chainId: cfg.chainId,
+    startBlock: cfg.startBlock ?? 0,
+    deployer: "",
+    engine: cfg.engine!,
+    oracle,
+    pool,
+    settlementAsset,
+    assets: {},
+    markets: {},
+    feeds: {},
+    parts: {},
+  };
+}

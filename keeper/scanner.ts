@@ -1,0 +1,132 @@
+/**
+ * Reads what the strategy needs at one block: `healthBatch` over the registry's accounts with positions (in chunks),
+ * then, for the few that matter, the liquidation fraction and rescue, the rebalance status (accounts outside their
+ * policy band), and the readiness of pending orders (a simulated `executeOrder`); plus the base fee, the ETH price
+ * (the engine's gas asset, from the oracle) and the engine's fee parameters.
+ */
+import type { DeploymentRecord } from "../lib/deployment";
+import type { Ballast } from "../lib/connect";
+import { connectBallast } from "../lib/connect";
+import { errorName, revertData } from "./abi";
+import type { Logger } from "./log";
+import { isRevert, type RpcPool } from "./rpc";
+import type { AccountRow, OrderRow, Store } from "./store";
+import { inShard, WAD, type AccountSnapshot, type OrderSnapshot } from "./strategy";
+
+const USDC_SCALE = 10n ** 12n;
+
+export interface ScanResult {
+  block: number;
+  baseFee: bigint;
+  ethUsd: bigint | undefined;
+  feeParams: { baseFeeUsd: bigint; gasUnits: bigint };
+  accounts: AccountSnapshot[];
+  orders: OrderSnapshot[];
+}
+
+export class Scanner {
+  private readonly ballasts = new Map<number, Ballast>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly pool: RpcPool,
+    private readonly rec: DeploymentRecord,
+    private readonly opts: { chunk: number; keeper: string; shard: { index: number; count: number }; ethUsdFallback?: bigint; log: Logger },
+  ) {}
+
+  private b(i: number, provider: Parameters<typeof connectBallast>[1]): Ballast {
+    let b = this.ballasts.get(i);
+    if (!b) this.ballasts.set(i, (b = connectBallast(this.rec, provider)));
+    return b;
+  }
+
+  private read<T>(fn: (b: Ballast) => Promise<T>): Promise<T> {
+    return this.pool.use((ep, i) => fn(this.b(i, ep.provider)));
+  }
+
+  async scan(block: number): Promise<ScanResult> {
+    const blockTag = block;
+    const header = await this.pool.use((ep) => ep.provider.getBlock(block));
+    const baseFee = header?.baseFeePerGas ?? 0n;
+    const [gasAsset, fp, risk] = await Promise.all([
+      this.read((b) => b.rebalancer.gasAsset({ blockTag })),
+      this.read((b) => b.rebalancer.feeParams({ blockTag })),
+      this.read((b) => b.engine.riskParams({ blockTag })),
+    ]);
+    const [ok, px] = await this.read((b) => b.oracle.tryPrice(gasAsset, { blockTag }));
+    const ethUsd = ok ? px : this.opts.ethUsdFallback;
+
+    // accounts with positions, in this keeper's shard
+    const rows = this.store.accounts({ withPosition: true }).filter((a) => inShard(a.id, this.opts.shard));
+    const accounts: AccountSnapshot[] = [];
+    for (let i = 0; i < rows.length; i += this.opts.chunk) {
+      const chunk = rows.slice(i, i + this.opts.chunk);
+      const [healths, priced] = await this.read((b) => b.engine.healthBatch(chunk.map((a) => a.id), { blockTag }));
+      for (let j = 0; j < chunk.length; j++) accounts.push(await this.detail(chunk[j], healths[j], priced[j], blockTag, risk));
+    }
+
+    // pending orders of this shard's accounts
+    const orders: OrderSnapshot[] = [];
+    for (const o of this.store.pendingOrders().filter((o) => inShard(o.accountId, this.opts.shard))) {
+      const snap = await this.order(o, blockTag);
+      if (snap) orders.push(snap);
+    }
+    return { block, baseFee, ethUsd, feeParams: { baseFeeUsd: fp.baseFeeUsd, gasUnits: fp.gasUnits }, accounts, orders };
+  }
+
+  private async detail(
+    a: AccountRow,
+    health: bigint,
+    priced: boolean,
+    blockTag: number,
+    risk: { keeperReward: bigint; keeperPenaltyShare: bigint; liquidationPenalty: bigint },
+  ): Promise<AccountSnapshot> {
+    const snap: AccountSnapshot = {
+      id: a.id,
+      round: String(a.updatedBlock),
+      health,
+      priced,
+      liquidatable: false,
+      rescueAvailable: false,
+      liquidationRewardUsd: 0n,
+    };
+    if (!priced) return snap;
+    if (health < WAD) {
+      const [fraction, rescue] = await Promise.all([
+        this.read((b) => b.engine.liquidationFraction(a.id, { blockTag })),
+        this.read((b) => b.engine.rescueAvailable(a.id, { blockTag })),
+      ]);
+      snap.rescueAvailable = rescue;
+      if (fraction > 0n && !rescue) {
+        snap.liquidatable = true;
+        const st = await this.read((b) => b.engine.accountState(a.id, { blockTag }));
+        // reward = keeperReward + share × penalty × fraction × notional (rounded down: an estimate never overstates)
+        const closed = (fraction * st.notional) / WAD;
+        const penalty = (closed * risk.liquidationPenalty) / WAD;
+        snap.liquidationRewardUsd = risk.keeperReward + (penalty * risk.keeperPenaltyShare) / WAD;
+      }
+    }
+    const outside = health < a.triggerRatio || (a.releaseRatio > 0n && health > a.releaseRatio);
+    if (a.optedIn && (outside || snap.rescueAvailable)) {
+      const [needed, status] = await this.read((b) => b.rebalancer.needsRebalance(a.id, { blockTag }));
+      snap.rebalance = { needed, status: Number(status), maxFeeUsd: a.maxFeeUsd };
+    }
+    return snap;
+  }
+
+  /** An order's readiness: `executeOrder` simulated at the block from the keeper's address. */
+  private async order(o: OrderRow, blockTag: number): Promise<OrderSnapshot | undefined> {
+    const onchain = await this.read((b) => b.engine.order(o.id, { blockTag }));
+    if (onchain.accountId === 0n) return undefined; // settled (the indexer will see the event)
+    const feeUsd = onchain.fee * USDC_SCALE;
+    try {
+      await this.read((b) => b.engine.executeOrder.staticCall(o.id, { from: this.opts.keeper, blockTag }));
+      return { id: o.id, accountId: o.accountId, ready: true, feeUsd };
+    } catch (e) {
+      if (!isRevert(e)) throw e;
+      const name = errorName(revertData(e));
+      if (name !== "OrderNotReady") this.opts.log.info({ order: o.id, reason: name }, "order not executable");
+      return { id: o.id, accountId: o.accountId, ready: false, feeUsd };
+    }
+  }
+}

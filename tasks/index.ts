@@ -3,3 +3,4 @@
  * only and load factories inside their actions: this file is loaded by hardhat.config.ts before anything is compiled.
  */
 import "./deploy";
+import "./keeper";

@@ -223,6 +223,31 @@ describe("keeper (in-process network)", function () {
     await k.close();
   });
 
+  it("replaces a stuck transaction at the same nonce with a fee bumped by bumpPercent", async () => {
+    const f = await loadFixture(world);
+    const { k, lines } = await keeper(f, { over: { stuckAfterMs: 0 } });
+    await setEth(f, 1650n);
+    await calm();
+    await network.provider.send("evm_setAutomine", [false]);
+    try {
+      expect(outcomes(await k.cycle())).to.deep.equal(["liquidate:5:sent"]);
+      const j = k.store.journal();
+      expect(j.map((r) => [r.key, r.nonce, r.status])).to.deep.equal([["liquidate:5", 0, "replaced"], ["liquidate:5", 0, "pending"]]);
+      expect(j[1].maxFeePerGas).to.equal((j[0].maxFeePerGas * 115n + 99n) / 100n);
+      expect(j[1].priorityFee).to.equal((j[0].priorityFee * 115n + 99n) / 100n);
+      expect(lines.filter((l) => l.msg === "stuck: replaced at the same nonce with a bumped fee").length).to.equal(1);
+      await network.provider.send("evm_mine", []);
+      await network.provider.send("evm_setAutomine", [true]);
+      await k.cycle();
+      expect(k.store.journal().map((r) => [r.hash, r.status])).to.deep.equal([[j[0].hash, "dropped"], [j[1].hash, "mined"]]);
+      const [liq] = await events(f, "Liquidated", 0);
+      expect(liq.args.liquidator).to.equal(K10);
+    } finally {
+      await network.provider.send("evm_setAutomine", [true]);
+    }
+    await k.close();
+  });
+
   it("serves /metrics and /healthz (503 once no new block was processed for healthzStaleSeconds)", async () => {
     const f = await loadFixture(world);
     const { k } = await keeper(f);

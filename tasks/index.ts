@@ -4,3 +4,10 @@
  */
 import "./deploy";
 import "./keeper";
+import "./account";
+import "./collateral";
+import "./position";
+import "./policy";
+import "./keeping";
+import "./lp";
+import "./markets";

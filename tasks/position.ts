@@ -70,7 +70,6 @@ async function request(
   const lifetime = parse(() => parseInteger(args.deadlineSeconds, "--deadline-seconds", MAX_LIFETIME));
   if (lifetime === 0n) fail("--deadline-seconds 0: give 1 to 86400 seconds");
   const timeout = parse(() => parseInteger(args.timeout, "--timeout"));
-  if (args.wait) await requireLocal(hre, "--wait");
   const acceptablePrice = await acceptablePriceOf(ctx, m, sizeDelta > 0n, args);
   const latest = await hre.ethers.provider.getBlock("latest");
   const deadline = BigInt(latest!.timestamp) + lifetime;
@@ -136,6 +135,7 @@ withOrderParams(
     .addOptionalParam("side", "long or short", "long"),
 ).setAction(
   action(async (args: OrderArgs & { size: string; side: string }, hre) => {
+    if (args.wait) await requireLocal(hre, "--wait");
     const ctx = await connect(hre, args.from);
     const id = await accountOf(ctx, args.account);
     const m = marketOf(ctx, args.market);
@@ -152,6 +152,7 @@ withOrderParams(
     .addParam("market", "market symbol (ETH, BTC)"),
 ).setAction(
   action(async (args: OrderArgs, hre) => {
+    if (args.wait) await requireLocal(hre, "--wait");
     const ctx = await connect(hre, args.from);
     const id = await accountOf(ctx, args.account);
     const m = marketOf(ctx, args.market);

@@ -153,7 +153,7 @@ describe("Hardhat tasks", function () {
       await hre.run("collateral:withdraw", { account: "1", asset: "USDC", amount: "100", to: dave.address, from: ALICE });
       expect(await f.vault.reserveOf(1n, f.usdc)).to.equal(USDC(2_400) - 1n);
       expect(await f.usdc.balanceOf(dave.address)).to.equal(USDC(1_100));
-      await hre.run("collateral:withdraw", { account: "1", asset: "USDC", amount: "400", from: ALICE });
+      await hre.run("collateral:withdraw", { account: "1", asset: "USDC", amount: "400", from: f.alice.address });
       expect(await f.vault.reserveOf(1n, f.usdc)).to.equal(USDC(2_000) - 1n);
       expect(await f.usdc.balanceOf(f.alice.address)).to.equal(USDC(15_400));
     });
@@ -481,6 +481,16 @@ describe("Hardhat tasks", function () {
       ]);
       expect((await f.engine.accountState(2n)).health).to.be.gte(E18(2));
     });
+
+    it("collateral:release refuses to leave an account with positions below its initial margin", async () => {
+      const s = await f.engine.accountState(2n);
+      expect(BigInt(s.equity)).to.be.lt(BigInt(s.initialMargin)); // topped up to health 2, below IM
+      const margin = await f.vault.marginOf(2n, f.usdc);
+      expect(await failure("collateral:release", { account: "2", asset: "USDC", amount: "1", from: BOB })).to.match(
+        /^BelowInitialMargin: account 2 would have equity [\d,]+\.\d\d USD, below its initial margin [\d,]+\.\d\d USD: post more margin \(collateral:post\) or trade a smaller size$/,
+      );
+      expect(await f.vault.marginOf(2n, f.usdc)).to.equal(margin);
+    });
   });
 
   describe("markets:list and oracle:push", () => {
@@ -503,6 +513,7 @@ describe("Hardhat tasks", function () {
     });
 
     it("oracle:push and --wait refuse a network that is not local", async () => {
+      const lastOrder = await f.engine.lastOrderId();
       const provider = hre.ethers.provider;
       const original = provider.getNetwork.bind(provider);
       provider.getNetwork = async () => new Network("sepolia", 11155111n);
@@ -510,10 +521,17 @@ describe("Hardhat tasks", function () {
         expect(await failure("oracle:push", { asset: "WETH", price: "1850" })).to.equal(
           'oracle:push runs on local networks only (chain id 31337); "hardhat" is chain 11155111',
         );
+        expect(await failure("position:open", { account: "1", market: "ETH", size: "1", wait: true, from: ALICE })).to.equal(
+          '--wait runs on local networks only (chain id 31337); "hardhat" is chain 11155111',
+        );
+        expect(await failure("position:close", { account: "1", market: "ETH", wait: true, from: ALICE })).to.equal(
+          '--wait runs on local networks only (chain id 31337); "hardhat" is chain 11155111',
+        );
       } finally {
         provider.getNetwork = original;
       }
       expect((await f.ethFeed.latestRoundData())[1]).to.equal(1440n * 10n ** 8n);
+      expect(await f.engine.lastOrderId()).to.equal(lastOrder);
     });
   });
 

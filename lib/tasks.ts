@@ -108,8 +108,7 @@ export async function resolveSigner(hre: HardhatRuntimeEnvironment, from: string
 
 /** `--account`: an existing account id. */
 export async function accountOf(ctx: Ctx, text: string | undefined, option = "--account"): Promise<bigint> {
-  if (text === undefined || text === "") fail(`${option} is required: the id printed by account:create`);
-  const id = parse(() => parseInteger(text, option));
+  const id = parse(() => parseInteger(need(text, option, "1"), option));
   const count = await ctx.b.vault.accountCount();
   if (id === 0n || id > count) {
     fail(count === 0n
@@ -121,7 +120,8 @@ export async function accountOf(ctx: Ctx, text: string | undefined, option = "--
 
 /** `--asset`: a listed asset by symbol (case-insensitive) or address. */
 export function assetOf(ctx: Ctx, text: string | undefined, option = "--asset"): Asset {
-  if (text === undefined || text === "") fail(`${option} is required: one of ${[...ctx.assets.values()].map((a) => a.symbol).join(", ")}`);
+  need(text, option, [...ctx.assets.values()].map((x) => x.symbol)[0] ?? "USDC");
+  text = text!;
   const a = ctx.assets.get(text.toUpperCase()) ?? [...ctx.assets.values()].find((x) => x.address.toLowerCase() === text.toLowerCase());
   if (!a) fail(`unknown asset "${text}": use one of ${[...ctx.assets.values()].map((x) => x.symbol).join(", ")}`);
   return a;
@@ -129,10 +129,20 @@ export function assetOf(ctx: Ctx, text: string | undefined, option = "--asset"):
 
 /** `--market`: a market by symbol (ETH, BTC) or by its asset's symbol (WETH, WBTC). */
 export function marketOf(ctx: Ctx, text: string | undefined, option = "--market"): Market {
-  if (text === undefined || text === "") fail(`${option} is required: one of ${[...ctx.markets.keys()].join(", ")}`);
+  need(text, option, [...ctx.markets.values()].map((x) => x.symbol)[0] ?? "ETH");
+  text = text!;
   const m = ctx.markets.get(text.toUpperCase()) ?? [...ctx.markets.values()].find((x) => x.asset.symbol.toUpperCase() === text.toUpperCase());
   if (!m) fail(`unknown market "${text}": use one of ${[...ctx.markets.values()].map((x) => x.symbol).join(", ")}`);
   return m;
+}
+
+/**
+ * A required option's value. The tasks declare every option as optional to Hardhat and check here: a parameter
+ * Hardhat itself finds missing is reported with a stack trace on machines it takes for CI servers.
+ */
+export function need(value: string | undefined, option: string, example: string): string {
+  if (value === undefined || value === "") fail(`${option} is required, e.g. ${option} ${example}`);
+  return value;
 }
 
 /** Runs a parser, turning its UnitsError into the task's one-line error. */

@@ -50,7 +50,7 @@ export interface AccountStatus {
 }
 
 ballastTask("account:status", "Shows an account: equity, MM, IM, health, positions, balances, policy, orders, next rebalance")
-  .addParam("account", "account id")
+  .addOptionalParam("account", "account id (required)")
   .setAction(
     action(async (args: { account: string }, hre): Promise<AccountStatus> => {
       const ctx = await connect(hre);

@@ -1,6 +1,6 @@
 /** collateral:deposit, collateral:withdraw, collateral:post, collateral:release: an account's reserve and margin. */
 
-import { ballastTask, accountOf, action, amount, assetOf, connect, fail, parse, say, send, type Asset, type Ctx } from "../lib/tasks";
+import { ballastTask, need, accountOf, action, amount, assetOf, connect, fail, parse, say, send, type Asset, type Ctx } from "../lib/tasks";
 import { parsePositive } from "../lib/units";
 
 interface Args {
@@ -15,7 +15,7 @@ async function named(hre: Parameters<typeof connect>[0], args: Args): Promise<{ 
   const ctx = await connect(hre, args.from);
   const id = await accountOf(ctx, args.account);
   const a = assetOf(ctx, args.asset);
-  const value = parse(() => parsePositive(args.amount, a.decimals, "--amount"));
+  const value = parse(() => parsePositive(need(args.amount, "--amount", "250"), a.decimals, "--amount"));
   return { ctx, id, a, value };
 }
 
@@ -23,9 +23,9 @@ const balances = async (ctx: Ctx, id: bigint, a: Asset) =>
   `reserve ${amount(await ctx.b.vault.reserveOf(id, a.address), a)}, margin ${amount(await ctx.b.vault.marginOf(id, a.address), a)}`;
 
 ballastTask("collateral:deposit", "Deposits tokens from the signer's wallet into an account's reserve (or straight into margin)")
-  .addParam("account", "account id")
-  .addParam("asset", "listed asset symbol (USDC, WETH, WBTC) or address")
-  .addParam("amount", 'amount in the token\'s units, e.g. "250" or "1.5"')
+  .addOptionalParam("account", "account id (required)")
+  .addOptionalParam("asset", "listed asset symbol (USDC, WETH, WBTC) or address (required)")
+  .addOptionalParam("amount", 'amount in the token\'s units, e.g. "250" or "1.5" (required)')
   .addFlag("margin", "deposit straight into margin (depositMargin) instead of the reserve")
   .addOptionalParam("from", "signer index or address", "0")
   .setAction(
@@ -44,9 +44,9 @@ ballastTask("collateral:deposit", "Deposits tokens from the signer's wallet into
   );
 
 ballastTask("collateral:withdraw", "Withdraws tokens from an account's reserve to a wallet (owner or operator)")
-  .addParam("account", "account id")
-  .addParam("asset", "listed asset symbol or address")
-  .addParam("amount", "amount in the token's units")
+  .addOptionalParam("account", "account id (required)")
+  .addOptionalParam("asset", "listed asset symbol or address (required)")
+  .addOptionalParam("amount", "amount in the token's units (required)")
   .addOptionalParam("to", "recipient address (default: the signer)")
   .addOptionalParam("from", "signer index or address", "0")
   .setAction(
@@ -60,9 +60,9 @@ ballastTask("collateral:withdraw", "Withdraws tokens from an account's reserve t
   );
 
 ballastTask("collateral:post", "Moves collateral from an account's reserve to its margin")
-  .addParam("account", "account id")
-  .addParam("asset", "listed asset symbol or address")
-  .addParam("amount", "amount in the token's units")
+  .addOptionalParam("account", "account id (required)")
+  .addOptionalParam("asset", "listed asset symbol or address (required)")
+  .addOptionalParam("amount", "amount in the token's units (required)")
   .addOptionalParam("from", "signer index or address", "0")
   .setAction(
     action(async (args: Args, hre) => {
@@ -73,9 +73,9 @@ ballastTask("collateral:post", "Moves collateral from an account's reserve to it
   );
 
 ballastTask("collateral:release", "Moves collateral from an account's margin back to its reserve (the account must keep IM)")
-  .addParam("account", "account id")
-  .addParam("asset", "listed asset symbol or address")
-  .addParam("amount", "amount in the token's units")
+  .addOptionalParam("account", "account id (required)")
+  .addOptionalParam("asset", "listed asset symbol or address (required)")
+  .addOptionalParam("amount", "amount in the token's units (required)")
   .addOptionalParam("from", "signer index or address", "0")
   .setAction(
     action(async (args: Args, hre) => {

@@ -1,6 +1,6 @@
 /** rebalance and liquidate: the permissionless keeper actions, one account (or a list) at a time from the command line. */
 
-import { ballastTask, STATUS, accountOf, action, actionNames, connect, eventsOf, fail, ratio, say, send, usd, type Ctx } from "../lib/tasks";
+import { ballastTask, need, STATUS, accountOf, action, actionNames, connect, eventsOf, fail, ratio, say, send, usd, type Ctx } from "../lib/tasks";
 import { formatUnits } from "../lib/units";
 
 export interface RebalanceOutcome {
@@ -23,12 +23,12 @@ function describeRebalanced(ev: { [k: string]: unknown }): string {
 }
 
 ballastTask("rebalance", "Rebalances one account (or several with rebalanceBatch) under its policy; the signer earns the fee")
-  .addParam("accounts", 'account id, or a comma-separated list, e.g. "1" or "1,2,5"')
+  .addOptionalParam("accounts", 'account id, or a comma-separated list, e.g. "1" or "1,2,5" (required)')
   .addOptionalParam("from", "signer index or address (the keeper)", "0")
   .setAction(
     action(async (args: { accounts: string; from: string }, hre): Promise<RebalanceOutcome[]> => {
       const ctx = await connect(hre, args.from);
-      const parts = args.accounts.split(",").map((s) => s.trim());
+      const parts = need(args.accounts, "--accounts", "1,2").split(",").map((s) => s.trim());
       const ids: bigint[] = [];
       for (const p of parts) ids.push(await accountOf(ctx, p, "--accounts"));
       if (new Set(ids.map(String)).size !== ids.length) fail("--accounts lists an account twice: list each once");
@@ -61,7 +61,7 @@ ballastTask("rebalance", "Rebalances one account (or several with rebalanceBatch
   );
 
 ballastTask("liquidate", "Liquidates an account below health 1; the signer is credited the reward (claimKeeperRewards)")
-  .addParam("account", "account id")
+  .addOptionalParam("account", "account id (required)")
   .addOptionalParam("from", "signer index or address (the liquidator)", "0")
   .setAction(
     action(async (args: { account: string; from: string }, hre) => {

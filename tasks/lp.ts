@@ -1,6 +1,6 @@
 /** lp:deposit and lp:redeem: the LiquidityPool (ERC-4626 of USDC; minted shares are locked for its hold period). */
 
-import { ballastTask, action, amount, connect, eventsOf, fail, parse, say, send, when, type Asset, type Ctx } from "../lib/tasks";
+import { ballastTask, need, action, amount, connect, eventsOf, fail, parse, say, send, when, type Asset, type Ctx } from "../lib/tasks";
 import { formatUnits, parsePositive } from "../lib/units";
 
 async function pieces(ctx: Ctx): Promise<{ usdc: Asset; shareDecimals: number }> {
@@ -10,13 +10,13 @@ async function pieces(ctx: Ctx): Promise<{ usdc: Asset; shareDecimals: number }>
 }
 
 ballastTask("lp:deposit", "Deposits USDC into the liquidity pool for shares (locked for the pool's hold period)")
-  .addParam("amount", 'USDC, e.g. "1000"')
+  .addOptionalParam("amount", 'USDC, e.g. "1000" (required)')
   .addOptionalParam("from", "signer index or address", "0")
   .setAction(
     action(async (args: { amount: string; from: string }, hre) => {
       const ctx = await connect(hre, args.from);
       const { usdc, shareDecimals } = await pieces(ctx);
-      const value = parse(() => parsePositive(args.amount, usdc.decimals, "--amount"));
+      const value = parse(() => parsePositive(need(args.amount, "--amount", "1000"), usdc.decimals, "--amount"));
       const held = await ctx.b.usdc.balanceOf(ctx.from);
       if (held < value) fail(`${ctx.from} holds ${amount(held, usdc)}, ${amount(value, usdc)} needed: fund the wallet first`);
       // The pool pulls the tokens into the engine, which holds them: the allowance is the pool's.

@@ -1,6 +1,6 @@
 /** markets:list and oracle:push (local networks: a new round of a MockAggregator feed). */
 
-import { ballastTask, action, connect, fail, parse, requireLocal, say, send, table, usd, type Ctx } from "../lib/tasks";
+import { ballastTask, need, action, connect, fail, parse, requireLocal, say, send, table, usd, type Ctx } from "../lib/tasks";
 import { formatFixed } from "../lib/format";
 import { formatUnits, parsePositive } from "../lib/units";
 
@@ -32,14 +32,14 @@ ballastTask("markets:list", "Lists the deployment's markets: price, volatilities
 const pct = (wad: bigint) => `${formatFixed(wad * 100n, 18, 1)} %`;
 
 ballastTask("oracle:push", "Local networks only: publishes a new round of an asset's mock feed at a price")
-  .addParam("asset", "asset (WETH, WBTC) or market (ETH, BTC) symbol")
-  .addParam("price", 'USD price, e.g. "1850"')
+  .addOptionalParam("asset", "asset (WETH, WBTC) or market (ETH, BTC) symbol (required)")
+  .addOptionalParam("price", 'USD price, e.g. "1850" (required)')
   .addOptionalParam("from", "signer index or address", "0")
   .setAction(
     action(async (args: { asset: string; price: string; from: string }, hre) => {
       await requireLocal(hre, "oracle:push");
       const ctx = await connect(hre, args.from);
-      const key = args.asset.toUpperCase();
+      const key = need(args.asset, "--asset", "WETH").toUpperCase();
       const symbol =
         Object.keys(ctx.rec.feeds).find((s) => s.toUpperCase() === key) ??
         [...ctx.markets.values()].find((m) => m.symbol.toUpperCase() === key)?.asset.symbol;
@@ -48,7 +48,7 @@ ballastTask("oracle:push", "Local networks only: publishes a new round of an ass
       const { MockAggregator__factory } = await import("../typechain-types");
       const feed = MockAggregator__factory.connect(feedAddress, ctx.signer);
       const decimals = Number(await feed.decimals());
-      const answer = parse(() => parsePositive(args.price, decimals, "--price"));
+      const answer = parse(() => parsePositive(need(args.price, "--price", "1850"), decimals, "--price"));
       await send(ctx, () => feed.setAnswer(answer));
       const [roundId, , , updatedAt] = await feed.latestRoundData();
       say(`${symbol} feed: round ${roundId} at ${formatUnits(answer, decimals)} USD (updatedAt ${updatedAt})`);

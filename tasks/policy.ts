@@ -42,7 +42,7 @@ interface SetArgs {
 }
 
 ballastTask("policy:set", "Sets an account's rebalancing policy (--actions none opts out)")
-  .addParam("account", "account id")
+  .addOptionalParam("account", "account id (required)")
   .addOptionalParam("actions", "comma-separated: top-up, reduce, release; or none", "top-up,reduce")
   .addOptionalParam("trigger", 'health below which a rebalance acts, e.g. "1.6" (> 1)')
   .addOptionalParam("target", 'health a rebalance restores, e.g. "2" (≥ trigger + 0.05, ≤ 10)')
@@ -79,7 +79,7 @@ ballastTask("policy:set", "Sets an account's rebalancing policy (--actions none 
   );
 
 ballastTask("policy:show", "Shows an account's rebalancing policy")
-  .addParam("account", "account id")
+  .addOptionalParam("account", "account id (required)")
   .setAction(
     action(async (args: { account: string }, hre) => {
       const ctx = await connect(hre);

@@ -13,6 +13,7 @@ import {
   connect,
   fail,
   marketOf,
+  need,
   parse,
   requireLocal,
   say,
@@ -129,9 +130,9 @@ const withOrderParams = (t: ReturnType<typeof ballastTask>) =>
 
 withOrderParams(
   ballastTask("position:open", "Requests an order that opens, increases or reduces a position (filled by a keeper at the next round)")
-    .addParam("account", "account id")
-    .addParam("market", "market symbol (ETH, BTC)")
-    .addParam("size", 'size in units of the market\'s asset, e.g. "1.5"')
+    .addOptionalParam("account", "account id (required)")
+    .addOptionalParam("market", "market symbol (ETH, BTC) (required)")
+    .addOptionalParam("size", 'size in units of the market\'s asset, e.g. "1.5" (required)')
     .addOptionalParam("side", "long or short", "long"),
 ).setAction(
   action(async (args: OrderArgs & { size: string; side: string }, hre) => {
@@ -141,15 +142,15 @@ withOrderParams(
     const m = marketOf(ctx, args.market);
     const side = args.side.toLowerCase();
     if (side !== "long" && side !== "short") fail(`--side "${args.side}": use long or short`);
-    const size = parse(() => parsePositive(args.size, 18, "--size"));
+    const size = parse(() => parsePositive(need(args.size, "--size", "1.5"), 18, "--size"));
     return request(hre, ctx, id, m, side === "long" ? size : -size, false, args);
   }),
 );
 
 withOrderParams(
   ballastTask("position:close", "Requests a reduce-only order that closes the whole position in a market")
-    .addParam("account", "account id")
-    .addParam("market", "market symbol (ETH, BTC)"),
+    .addOptionalParam("account", "account id (required)")
+    .addOptionalParam("market", "market symbol (ETH, BTC) (required)"),
 ).setAction(
   action(async (args: OrderArgs, hre) => {
     if (args.wait) await requireLocal(hre, "--wait");
@@ -163,12 +164,12 @@ withOrderParams(
 );
 
 ballastTask("order:execute", "Executes a pending order (anyone): fills it at the first round after its request, or cancels it")
-  .addParam("id", "order id")
+  .addOptionalParam("id", "order id (required)")
   .addOptionalParam("from", "signer index or address (credited the order's fee)", "0")
   .setAction(
     action(async (args: { id: string; from: string }, hre) => {
       const ctx = await connect(hre, args.from);
-      const orderId = parse(() => parseInteger(args.id, "--id"));
+      const orderId = parse(() => parseInteger(need(args.id, "--id", "3"), "--id"));
       const out = await call(ctx, () => executeOrder(ctx.b.engine, ctx.signer, orderId));
       if (out.filled) say(`order ${orderId} filled at ${usd(out.price)} (round of ${when(out.roundUpdatedAt)})`);
       else say(`order ${orderId} cancelled: ${out.reason}`);

@@ -160,6 +160,9 @@ describe("Hardhat tasks", function () {
 
     it("mistakes: unknown account, asset, bad amounts, wrong signer, too little reserve or margin, empty wallet", async () => {
       const base = { account: "1", asset: "USDC", amount: "1", from: ALICE };
+      expect(await failure("collateral:deposit", { asset: "USDC", amount: "1", from: ALICE })).to.equal("--account is required, e.g. --account 1");
+      expect(await failure("collateral:deposit", { account: "1", amount: "1", from: ALICE })).to.equal("--asset is required, e.g. --asset USDC");
+      expect(await failure("collateral:deposit", { account: "1", asset: "USDC", from: ALICE })).to.equal("--amount is required, e.g. --amount 250");
       expect(await failure("collateral:deposit", { ...base, account: "9" })).to.equal(
         "account 9 does not exist (accounts are 1..3): create one with account:create",
       );
@@ -263,6 +266,9 @@ describe("Hardhat tasks", function () {
     it("mistakes: unknown market, bad size, side, slippage, deadline, both prices, unknown order, no reserve for the fee", async () => {
       const base = { account: "1", market: "ETH", size: "1", from: ALICE };
       expect(await failure("position:open", { ...base, market: "SOL" })).to.equal('unknown market "SOL": use one of ETH, BTC');
+      expect(await failure("position:open", { account: "1", size: "1", from: ALICE })).to.equal("--market is required, e.g. --market ETH");
+      expect(await failure("position:open", { account: "1", market: "ETH", from: ALICE })).to.equal("--size is required, e.g. --size 1.5");
+      expect(await failure("order:execute", {})).to.equal("--id is required, e.g. --id 3");
       expect(await failure("position:open", { ...base, size: "0" })).to.equal('--size "0" is zero: give a positive number');
       expect(await failure("position:open", { ...base, size: "-1" })).to.equal('--size "-1" is negative: give a positive number');
       expect(await failure("position:open", { ...base, side: "up" })).to.equal('--side "up": use long or short');

@@ -46,6 +46,8 @@ export interface Ctx {
   b: Ballast;
   signer: Signer;
   from: string;
+  /** decimals of the pool's shares */
+  shareDecimals: number;
   /** listed assets and market assets by upper-case symbol */
   assets: Map<string, Asset>;
   markets: Map<string, Market>;
@@ -88,7 +90,8 @@ export async function connect(hre: HardhatRuntimeEnvironment, from = "0"): Promi
     if (!asset) fail(`market ${symbol}'s asset ${m.asset} is not among the deployment's assets: redeploy or restore the record`);
     markets.set(symbol.toUpperCase(), { symbol, id: m.id, asset });
   }
-  return { hre, rec, b, signer, from: await signer.getAddress(), assets, markets };
+  const shareDecimals = Number(await b.pool.decimals());
+  return { hre, rec, b, signer, from: await signer.getAddress(), shareDecimals, assets, markets };
 }
 
 export async function resolveSigner(hre: HardhatRuntimeEnvironment, from: string): Promise<Signer> {
@@ -357,11 +360,11 @@ export function explain(ctx: Ctx, name: string, a: Result): string {
     case "PolicyFeeTooHigh":
       return `--max-fee ${usd(num(a[0]))} USD is above the maximum ${usd(num(a[1]))} USD`;
     case "SharesLocked":
-      return `${a[0]}'s ${a[1]} newest share units are locked until ${when(num(a[2]))} (the pool's hold period): redeem after that`;
+      return `${a[0]}'s ${formatUnits(num(a[1]), ctx.shareDecimals)} newest shares are locked until ${when(num(a[2]))} (the pool's hold period): redeem after that`;
     case "ReceiverLocked":
       return `${a[0]} has shares locked until ${when(num(a[1]))}: only it may deposit for itself until then`;
     case "ERC4626ExceededMaxRedeem":
-      return `${a[0]} can redeem at most ${a[2]} share units now, ${a[1]} asked (the rest is locked, or backs open interest)`;
+      return `${a[0]} can redeem at most ${formatUnits(num(a[2]), ctx.shareDecimals)} shares now, ${formatUnits(num(a[1]), ctx.shareDecimals)} asked (the rest is locked, or backs open interest)`;
     case "ERC4626ExceededMaxDeposit":
       return `the pool accepts at most ${a[2]} units now, ${a[1]} given (it cannot be valued while an oracle is invalid)`;
     case "InsufficientCapital":

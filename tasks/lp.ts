@@ -6,7 +6,7 @@ import { formatUnits, parsePositive } from "../lib/units";
 async function pieces(ctx: Ctx): Promise<{ usdc: Asset; shareDecimals: number }> {
   const usdc = [...ctx.assets.values()].find((a) => a.address.toLowerCase() === ctx.rec.settlementAsset.toLowerCase());
   if (!usdc) fail(`the settlement asset ${ctx.rec.settlementAsset} is not among the deployment's assets: restore the record`);
-  return { usdc, shareDecimals: Number(await ctx.b.pool.decimals()) };
+  return { usdc, shareDecimals: ctx.shareDecimals };
 }
 
 ballastTask("lp:deposit", "Deposits USDC into the liquidity pool for shares (locked for the pool's hold period)")

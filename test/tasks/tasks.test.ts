@@ -14,6 +14,7 @@ import { time } from "@nomicfoundation/hardhat-network-helpers";
 import { Network } from "ethers";
 
 import { ACTION } from "../../deploy/params";
+import { formatUnits } from "../../lib/units";
 import { recordOfLocalSystem, saveDeployment, type DeploymentRecord } from "../../lib/deployment";
 import { productionFixture, type ProductionFixture, USDC, E18 } from "../helpers/fixtures";
 
@@ -82,7 +83,7 @@ describe("Hardhat tasks", function () {
     it("refuses to redeem locked shares, naming the unlock time", async () => {
       const [locked, unlockAt] = await f.pool.lockedShares(dave.address);
       expect(await failure("lp:redeem", { all: true, from: DAVE })).to.equal(
-        `SharesLocked: ${dave.address}'s ${locked} newest share units are locked until ${new Date(Number(unlockAt) * 1000).toISOString().replace(".000Z", "Z")} (the pool's hold period): redeem after that`,
+        `SharesLocked: ${dave.address}'s ${formatUnits(locked, 12)} newest shares are locked until ${new Date(Number(unlockAt) * 1000).toISOString().replace(".000Z", "Z")} (the pool's hold period): redeem after that`,
       );
     });
 

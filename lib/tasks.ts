@@ -301,8 +301,8 @@ export function explain(ctx: Ctx, name: string, a: Result): string {
       return `only the owner or an operator of account ${a[0]} may post ${symbolOf(ctx, String(a[1]))} as margin: run it --from the account's owner, or deposit USDC`;
     case "BelowInitialMargin":
       return `account ${a[0]} would have equity ${usd(num(a[1]))} USD, below its initial margin ${usd(num(a[2]))} USD: post more margin (collateral:post) or trade a smaller size`;
-    case "BelowRebalanceTrigger":
-      return `account ${a[0]} would be left at health ${ratio(num(a[1]))}, below its policy's trigger ${ratio(num(a[2]))} (its policy may REDUCE): add margin first or change the policy`;
+    case "OrderPending":
+      return `account ${a[0]} already has order ${a[1]} waiting, which may add risk: one at a time, and no margin release until a keeper settles it (order:execute); reduce-only orders (position:close) are still accepted`;
     case "PositionIncreasePaused":
       return "the engine is paused: only orders that reduce or close a position are accepted until it is unpaused";
     case "ZeroSizeDelta":
@@ -316,7 +316,7 @@ export function explain(ctx: Ctx, name: string, a: Result): string {
     case "OrderNotFound":
       return `order ${a[0]} is not pending (never requested, or already filled or cancelled)`;
     case "OrderNotReady":
-      return `order ${a[0]} has no oracle round after its request (${when(num(a[1]))}) yet: a keeper fills it at the next round (on a local network: oracle:push)`;
+      return `order ${a[0]} fills at the feed's round after ${a[1]}, not published yet: a keeper fills it then (on a local network: oracle:push)`;
     case "NotLiquidatable":
       return `account ${a[0]} is not liquidatable: its health ${ratio(num(a[1]))} is not below 1`;
     case "RescueAvailable":

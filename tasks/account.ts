@@ -100,12 +100,12 @@ ballastTask("account:status", "Shows an account: equity, MM, IM, health, positio
       const pending = [...(await engine.pendingOrders(id))].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
       if (pending.length === 0) lines.push("pending orders: none");
       else {
-        const rows = [["order", "market", "size", "acceptable", "requested", "deadline", "reduce-only"]];
+        const rows = [["order", "market", "size", "acceptable", "fills after round", "deadline", "reduce-only"]];
         for (const oid of pending) {
           const o = await engine.order(oid);
           const m = [...ctx.markets.values()].find((x) => BigInt(x.id) === o.marketId);
           rows.push([String(oid), m?.symbol ?? String(o.marketId), formatUnits(o.sizeDelta, 18), acceptable(o.acceptablePrice),
-            when(o.requestedAt), when(o.deadline), o.reduceOnly ? "yes" : "no"]);
+            String(o.afterRound), when(o.deadline), o.reduceOnly ? "yes" : "no"]);
         }
         lines.push("pending orders:\n" + indent(table(rows)));
       }

@@ -20,8 +20,12 @@ import { productionFixture, USDC, E18, E8, type ProductionFixture } from "../hel
 export const W = 10n ** 18n;
 export const GWEI = 10n ** 9n;
 const MNEMONIC = "test test test test test test test test test test test junk";
-/** Keepers sign with Hardhat's default accounts 10 and 11 (funded, used by nothing else). */
-export const keeperWallet = (i: 10 | 11 | 12): Wallet => HDNodeWallet.fromPhrase(MNEMONIC, undefined, `m/44'/60'/0'/0/${i}`) as unknown as Wallet;
+/**
+ * Keepers sign with keys of Hardhat's mnemonic beyond the funded default accounts (index 1000 + i): no other test
+ * file ever sends from them, so their nonces start at 0 in every world; the world funds them.
+ */
+export const keeperWallet = (i: 10 | 11 | 12): Wallet =>
+  HDNodeWallet.fromPhrase(MNEMONIC, undefined, `m/44'/60'/0'/0/${1000 + i}`) as unknown as Wallet;
 
 export interface World extends ProductionFixture {
   rec: DeploymentRecord;
@@ -32,6 +36,9 @@ export interface World extends ProductionFixture {
 
 export async function world(): Promise<World> {
   const f = await productionFixture();
+  for (const i of [10, 11, 12] as const) {
+    await network.provider.send("hardhat_setBalance", [keeperWallet(i).address, "0x56BC75E2D63100000"]); // 100 ETH
+  }
   await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n });
   const rec = await recordOfLocalSystem(f, { network: "hardhat", chainId: 31337, startBlock: 0, deployer: f.deployer.address });
   const policy = {

@@ -216,11 +216,12 @@ describe("Hardhat tasks", function () {
       expect([o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, o.deadline, o.reduceOnly]).to.deep.equal([
         1n, 0n, E18(3) / 2n, E18(2_010), out.deadline, false,
       ]);
-      expect(o.deadline - o.requestedAt).to.equal(3_599n); // the latest block's time + 3,600 s; requested one block later
+      const [latestRound] = await f.ethFeed.latestRoundData();
+      expect(o.afterRound).to.equal(latestRound); // the feed's latest round at the request: the order fills at the next
       expect(await f.vault.reserveOf(1n, f.usdc)).to.equal(USDC(2_000) - 1n - orderFee);
 
       expect(await failure("order:execute", { id: "1" })).to.equal(
-        `OrderNotReady: order 1 has no oracle round after its request (${new Date(Number(o.requestedAt) * 1000).toISOString().replace(".000Z", "Z")}) yet: a keeper fills it at the next round (on a local network: oracle:push)`,
+        `OrderNotReady: order 1 fills at the feed's round after ${latestRound}, not published yet: a keeper fills it then (on a local network: oracle:push)`,
       );
 
       const pushed = await hre.run("oracle:push", { asset: "WETH", price: "1850" });

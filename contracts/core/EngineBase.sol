@@ -153,9 +153,9 @@ abstract contract EngineBase is Ownable2Step {
     /// @dev The execution fee of new orders, settlement-token units, at most MAX_ORDER_FEE_USD (`OrderFeeTooHigh`).
     function _setOrderFee(uint256 fee) internal {
         uint256 max = MAX_ORDER_FEE_USD / settlementScale;
-        if (max > type(uint64).max) max = type(uint64).max;
+        if (max > type(uint56).max) max = type(uint56).max; // an order stores its fee in 56 bits
         if (fee > max) revert IMarginEngine.OrderFeeTooHigh(fee, max);
-        _s.orderBook.fee = uint64(fee); // <= max < 2^64
+        _s.orderBook.fee = uint64(fee); // <= max < 2^56
         emit IMarginEngine.OrderFeeSet(fee);
     }
 

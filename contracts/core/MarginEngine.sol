@@ -166,17 +166,17 @@ contract MarginEngine is EngineBase {
     /// @notice See IMarginEngine.executeOrder.
     function executeOrder(uint256 orderId) external nonReentrant returns (bool filled) {
         AccountLogic.OrderSlot memory o = _s.orders[orderId];
-        if (o.deadline == 0) revert IMarginEngine.OrderNotFound(orderId);
-        (IOracleRouter.RoundStatus status, uint256 px, uint256 at) =
-            oracle.roundAfter(_s.markets[o.marketId].asset, o.afterRound);
+        if (o.requestedAt == 0) revert IMarginEngine.OrderNotFound(orderId);
+        uint256 deadline = uint256(o.requestedAt) + o.lifetime;
+        (IOracleRouter.RoundStatus status, uint256 px, uint256 at) = _fillRound(o, deadline);
         bytes4 reason;
         if (status == IOracleRouter.RoundStatus.NotYet) {
             // Once the deadline has passed no round can come in time: rounds carry the block time they are published at.
-            if (block.timestamp <= o.deadline) revert IMarginEngine.OrderNotReady(orderId, o.afterRound);
+            if (block.timestamp <= deadline) revert IMarginEngine.OrderNotReady(orderId, o.afterRound);
             reason = IMarginEngine.OrderExpired.selector;
         } else if (status == IOracleRouter.RoundStatus.Unavailable) {
             reason = IMarginEngine.OrderRoundUnavailable.selector;
-        } else if (at > o.deadline) {
+        } else if (at > deadline) {
             reason = IMarginEngine.OrderExpired.selector;
         } else if (px == 0) {
             reason = IMarginEngine.OrderPriceInvalid.selector;
@@ -186,12 +186,34 @@ contract MarginEngine is EngineBase {
             try this.fillOrder(o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, px, o.reduceOnly) {
                 filled = true;
             } catch (bytes memory err) {
-                reason = _cancelReason(err, block.timestamp > o.deadline);
+                reason = _cancelReason(err, block.timestamp > deadline);
             }
         }
         TradeLogic.closeOrder(_s, orderId, o.accountId, o.fee, msg.sender);
         if (filled) emit IMarginEngine.OrderExecuted(orderId, o.accountId, msg.sender, px, at);
         else emit IMarginEngine.OrderCancelled(orderId, o.accountId, msg.sender, reason);
+    }
+
+    /// @dev The order's fill round (`OracleRouter.roundAfter`). A feed that cannot be read at all reverts the call
+    ///      while the order can still fill in time, and counts as no round once the deadline has passed (the order
+    ///      then expires: nothing waits for ever on a dead feed).
+    function _fillRound(AccountLogic.OrderSlot memory o, uint256 deadline)
+        private
+        view
+        returns (IOracleRouter.RoundStatus, uint256, uint256)
+    {
+        try oracle.roundAfter(_s.markets[o.marketId].asset, o.afterRound, o.requestedAt) returns (
+            IOracleRouter.RoundStatus status, uint256 px, uint256 at
+        ) {
+            return (status, px, at);
+        } catch (bytes memory err) {
+            if (block.timestamp <= deadline) {
+                assembly ("memory-safe") {
+                    revert(add(err, 32), mload(err))
+                }
+            }
+            return (IOracleRouter.RoundStatus.NotYet, 0, 0);
+        }
     }
 
     /// @notice The fill of `executeOrder`, callable only by this contract (its own frame, so a refused fill rolls

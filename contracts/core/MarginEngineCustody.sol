@@ -211,8 +211,9 @@ contract MarginEngineCustody is EngineBase {
     /// @notice See IMarginEngine.order.
     function order(uint256 orderId) external view returns (IMarginEngine.Order memory) {
         AccountLogic.OrderSlot memory o = _s.orders[orderId];
+        uint256 deadline = o.requestedAt == 0 ? 0 : uint256(o.requestedAt) + o.lifetime;
         return IMarginEngine.Order(
-            o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, o.afterRound, o.deadline, o.fee, o.reduceOnly
+            o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, o.requestedAt, o.afterRound, deadline, o.fee, o.reduceOnly
         );
     }
 

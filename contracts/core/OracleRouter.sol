@@ -28,7 +28,8 @@ import {
     MIN_VOL_MAX_CHANGE,
     MAX_VOL_MAX_CHANGE,
     MAX_SQUARED_RETURN,
-    MAX_SAMPLE_WALK
+    MAX_SAMPLE_WALK,
+    MAX_ROUNDS_IN_REQUEST_SECOND
 } from "../libraries/Constants.sol";
 
 /// @title OracleRouter
@@ -294,7 +295,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     }
 
     /// @inheritdoc IOracleRouter
-    function roundAfter(address asset, uint80 roundId)
+    function roundAfter(address asset, uint80 roundId, uint256 time)
         external
         view
         returns (RoundStatus status, uint256 priceWad, uint256 updatedAt)
@@ -307,23 +308,30 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         } catch {
             revert FeedCallFailed(asset);
         }
-        // A proxy numbers rounds (phase << 64) | n, n from 1 in each phase: the next round is n + 1 in the same phase,
-        // or, once a later phase exists and n + 1 does not, the first round of the next phase.
-        uint80 next = roundId + 1;
-        if (next > latestId) return (RoundStatus.NotYet, 0, 0);
-        if (next != latestId) {
-            bool read;
-            (read, answer, updatedAt) = _roundData(feed, next);
-            if (!read && latestId >> 64 > roundId >> 64) {
-                next = ((roundId >> 64) + 1) << 64 | 1;
-                if (next == latestId) read = true; // the latest round's data are already in hand
-                else (read, answer, updatedAt) = _roundData(feed, next);
-            }
-            // The feed cannot serve the round any more (no history, or a round it skipped): the order cannot be
-            // priced at the round it is owed, so it is not priced at all.
+        // A proxy numbers rounds (phase << 64) | n: the next rounds of the recorded one are n + 1, n + 2, … in its
+        // phase, which the proxy still serves after it moves to a new phase (a new aggregator, with a history of its
+        // own). A round the old phase does not have, or another feed's numbering (`setFeed`), is not searched for
+        // elsewhere: the owed round cannot be found, so the order is not priced.
+        if (latestId < roundId) return (RoundStatus.Unavailable, 0, 0);
+        bool samePhase = latestId >> 64 == roundId >> 64;
+        uint80 next = roundId;
+        for (uint256 i; i < MAX_ROUNDS_IN_REQUEST_SECOND; ++i) {
+            ++next;
+            if (samePhase && next > latestId) return (RoundStatus.NotYet, 0, 0);
+            bool read = true;
+            int256 a = answer;
+            uint256 at = updatedAt;
+            if (next != latestId) (read, a, at) = _roundData(feed, next);
+            // The feed cannot serve the round any more (no history, or a round it skipped).
             if (!read) return (RoundStatus.Unavailable, 0, 0);
+            // A round of the request's own second (or earlier: a round of another feed's history) is not after it.
+            if (at > time) {
+                (answer, updatedAt) = (a, at);
+                status = RoundStatus.Found;
+                break;
+            }
         }
-        status = RoundStatus.Found;
+        if (status != RoundStatus.Found) return (RoundStatus.Unavailable, 0, 0);
         Feed storage p = _assets[asset].params;
         uint256 scale = 10 ** (MAX_DECIMALS - p.decimals);
         if (answer <= 0 || uint256(answer) > type(uint128).max / scale) return (status, 0, updatedAt);

@@ -109,14 +109,16 @@ interface IMarginEngine is IPoolEngine {
     }
 
     /// @notice A pending two-step order, as `order(orderId)` shows it. @param accountId / marketId / sizeDelta /
-    ///         acceptablePrice / reduceOnly As requested. @param afterRound The market feed's latest round id at the
-    ///         request: the order fills at the round after it. @param deadline Last `updatedAt` the fill round may
-    ///         have. @param fee Escrowed execution fee, settlement-token units.
+    ///         acceptablePrice / reduceOnly As requested. @param requestedAt Block time of the request: the fill
+    ///         round's `updatedAt` must be later. @param afterRound The market feed's latest round id at the request:
+    ///         the order fills at the first round after it published after `requestedAt`. @param deadline Last
+    ///         `updatedAt` the fill round may have. @param fee Escrowed execution fee, settlement-token units.
     struct Order {
         uint256 accountId;
         uint256 marketId;
         int256 sizeDelta;
         uint256 acceptablePrice;
+        uint256 requestedAt;
         uint256 afterRound;
         uint256 deadline;
         uint256 fee;
@@ -320,11 +322,12 @@ interface IMarginEngine is IPoolEngine {
 
     /// @notice Permissionless. Settles a pending order and credits its fee to the caller (claimable with
     ///         `claimKeeperRewards`), whichever way it goes:
-    ///         - fills it at the round after the one recorded at the request (`OracleRouter.roundAfter`), if that round
-    ///           came at or before the deadline: `OrderExecuted`;
+    ///         - fills it at the first round after the one recorded at the request and published after the request
+    ///           (`OracleRouter.roundAfter`), if that round came at or before the deadline: `OrderExecuted`;
     ///         - cancels it (`OrderCancelled` with the selector of the named reason) if no round came by the deadline
-    ///           or the fill round came after it (`OrderExpired`), the feed can no longer serve the fill round
-    ///           (`OrderRoundUnavailable`), its answer is not a sane price (`OrderPriceInvalid`), or the fill is
+    ///           or the fill round came after it, or past the deadline the fill cannot be priced (`OrderExpired`), the
+    ///           feed can no longer serve the fill round (`OrderRoundUnavailable`: no history, a new aggregator phase,
+    ///           a replaced feed), its answer is not a sane price (`OrderPriceInvalid`), or the fill is
     ///           refused (`PriceNotAcceptable`, `BelowInitialMargin`, `OpenInterestCap`, `PositionIncreasePaused`,
     ///           `PositionTooLarge`, `NothingToReduce`).
     ///         Reverts `OrderNotFound` (unknown or already settled: a second keeper racing for the same order),

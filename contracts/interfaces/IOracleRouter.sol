@@ -133,14 +133,16 @@ interface IOracleRouter {
     ///         order records it, and fills at the round after it. Reverts `FeedNotSet`, `FeedCallFailed`.
     function latestRound(address asset) external view returns (uint80 roundId);
 
-    /// @notice The round after `roundId` of `asset`'s feed: the next id in its phase, or, once a later phase exists
-    ///         and that id does not, the first round of the next phase (a proxy numbers rounds (phase << 64) | n).
-    ///         `NotYet` while it is not published; `Unavailable` when the feed can no longer serve it (no history);
-    ///         `Found` with its `updatedAt` and its price (WAD; 0 when the answer is not a sane price: non-positive or
-    ///         outside the feed's exclusive [minPrice, maxPrice] band). The round's age, the sequencer and the breaker
-    ///         are not judged here: a fill pokes the current price with every check. Reverts `FeedNotSet`,
-    ///         `FeedCallFailed` (the latest round cannot be read).
-    function roundAfter(address asset, uint80 roundId)
+    /// @notice The fill round of an order requested at `time` when `roundId` was the latest round of `asset`'s
+    ///         feed: the first of the next ids in its phase (a proxy numbers rounds (phase << 64) | n) whose `updatedAt`
+    ///         is later than `time` (at most MAX_ROUNDS_IN_REQUEST_SECOND are skipped).
+    ///         `NotYet` while it is not published; `Unavailable` when it cannot be found: the feed keeps no history
+    ///         and a later round replaced it, the proxy moved to another phase (a new aggregator with its own history,
+    ///         never searched) before the recorded phase had the round, or the asset's feed was replaced; `Found` with its `updatedAt` and its price (WAD; 0 when the answer is
+    ///         not a sane price: non-positive or outside the feed's exclusive [minPrice, maxPrice] band). The round's
+    ///         age, the sequencer and the breaker are not judged here: a fill pokes the current price with every
+    ///         check. Reverts `FeedNotSet`, `FeedCallFailed` (the latest round cannot be read).
+    function roundAfter(address asset, uint80 roundId, uint256 time)
         external
         view
         returns (RoundStatus status, uint256 priceWad, uint256 updatedAt);

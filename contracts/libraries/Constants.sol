@@ -140,3 +140,6 @@ uint256 constant MAX_ORDER_LIFETIME = 1 days;
 uint256 constant MAX_PENDING_ORDERS = 8;
 /// @dev Highest execution fee governance may set, WAD USD (converted to settlement-token units at `setOrderFee`).
 uint256 constant MAX_ORDER_FEE_USD = 100e18;
+/// @dev Most rounds after an order's recorded one that `OracleRouter.roundAfter` skips for having been published in
+///      the request's own second (or before it): a feed publishes at most a few rounds per block.
+uint256 constant MAX_ROUNDS_IN_REQUEST_SECOND = 4;

@@ -86,7 +86,7 @@ async function guarded() {
 
 describe("Review of 16b4b2c: two-step orders", () => {
   describe("claim 1: the fill round is after the request and not the trader's choice", () => {
-    it("a round mined in the request's own block, after the request, is the fill round: the next id, at its (current) price", async () => {
+    it("a round mined in the request's own block, after the request, is not the fill round (its updatedAt is not later)", async () => {
       const f = await loadFixture(base);
       const t = (await time.latest()) + 10;
       await network.provider.send("evm_setAutomine", [false]);
@@ -105,14 +105,13 @@ describe("Review of 16b4b2c: two-step orders", () => {
       const [latest] = await f.ethFeed.latestRoundData();
       expect((await f.engine.order(1)).afterRound).to.equal(latest - 1n);
       expect((await f.ethFeed.latestRoundData())[3]).to.equal(BigInt(t));
-      // Published after the request (in the same block): not a round the trader could see, and a price no older
-      // than the market's.
+      await expect(f.engine.connect(f.keeper).executeOrder(1)).to.be.revertedWithCustomError(f.engine, "OrderNotReady").withArgs(1n, latest - 1n);
       await ethRound(f, 2050, t + 5);
       await expect(f.engine.connect(f.keeper).executeOrder(1))
-        .to.emit(f.engine, "OrderExecuted").withArgs(1n, 1n, f.keeper.address, E18(2100), t);
+        .to.emit(f.engine, "OrderExecuted").withArgs(1n, 1n, f.keeper.address, E18(2050), t + 5);
     });
 
-    it("a proxy phase change: the next id in the request's phase if it exists, else the new phase's first round", async () => {
+    it("a proxy phase change: the next id in the request's phase if it exists, else no fill (OrderRoundUnavailable)", async () => {
       const f = await loadFixture(base);
       const t = (await time.latest()) + 10;
       const id = await request(f, t, f.ethMarket, E18(1));
@@ -124,14 +123,15 @@ describe("Review of 16b4b2c: two-step orders", () => {
       await f.ethFeed.setRound(P | 2n, E8(2020), t + 20, t + 20);
       await expect(f.engine.connect(f.keeper).executeOrder(id))
         .to.emit(f.engine, "OrderExecuted").withArgs(id, 1n, f.keeper.address, E18(2005), t + 5);
-      // Requested at phase 1's second round: the feed moves to phase 2 before phase 1 has a third.
+      // Requested at phase 1's second round: the feed moves to phase 2 (a new aggregator, with a history of its own)
+      // before phase 1 has a third. Nothing in phase 2 is owed to the order: it is cancelled, never priced there.
       const id2 = await request(f, t + 30, f.ethMarket, -E18(1), { reduceOnly: true });
       await at(t + 40);
       await f.ethFeed.setRound((2n * P) | 1n, E8(2030), t + 40, t + 40);
       await at(t + 50);
       await f.ethFeed.setRound((2n * P) | 2n, E8(2040), t + 50, t + 50);
       await expect(f.engine.connect(f.keeper).executeOrder(id2))
-        .to.emit(f.engine, "OrderExecuted").withArgs(id2, 1n, f.keeper.address, E18(2030), t + 40);
+        .to.emit(f.engine, "OrderCancelled").withArgs(id2, 1n, f.keeper.address, sel(f.engine, "OrderRoundUnavailable"));
     });
 
     it("16 rounds after the request, a late execution still fills at the first of them", async () => {

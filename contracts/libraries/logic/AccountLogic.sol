@@ -85,26 +85,28 @@ library AccountLogic {
     }
 
     /// @notice A pending two-step order, in two slots (README "Storage layout").
-    /// @param accountId < 2^56: accounts are created one per transaction. @param marketId < MAX_MARKETS = 16.
-    /// @param deadline Block time in seconds (40 bits: until the year 36812), <= request time + MAX_ORDER_LIFETIME.
-    /// @param fee Settlement-token units, < 2^64 (`setOrderFee` bounds it). @param afterRound The feed's latest round
+    /// @param accountId < 2^40: accounts are created one per transaction. @param marketId < MAX_MARKETS = 16.
+    /// @param requestedAt Block time of the request (40 bits: until the year 36812): the fill round must be later.
+    /// @param lifetime deadline − requestedAt, <= MAX_ORDER_LIFETIME = 86,400 < 2^24.
+    /// @param fee Settlement-token units, < 2^56 (`setOrderFee` bounds it). @param afterRound The feed's latest round
     ///        id at the request (a Chainlink proxy's uint80 id): the order fills at the round after it.
     /// @param sizeDelta |Δ| <= type(int128).max, checked at the request.
     /// @param acceptablePrice WAD; a larger request is stored as 2^128 − 1, which changes nothing: every sane price
     ///        is below maxPrice <= 2^128 − 1, so a buy limit there accepts all and a sell limit there accepts none.
     struct OrderSlot {
-        uint56 accountId;
+        uint40 accountId;
         uint8 marketId;
-        uint40 deadline;
-        uint64 fee;
         bool reduceOnly;
+        uint40 requestedAt;
+        uint24 lifetime;
+        uint56 fee;
         uint80 afterRound;
         int128 sizeDelta;
         uint128 acceptablePrice;
     }
 
     /// @notice Order counters, one slot. @param lastOrderId Id of the last request (ids start at 1).
-    /// @param fee Execution fee of new orders, settlement-token units (< 2^64, as above).
+    /// @param fee Execution fee of new orders, settlement-token units (< 2^56, as above).
     /// @param escrow Σ fees of pending orders, settlement-token units (checked into 96 bits: 7.9e28 units).
     struct OrderBook {
         uint64 lastOrderId;

@@ -51,11 +51,12 @@ library TradeLogic {
         uint256 fee;
         (orderId, fee) = _escrowFee(s, env, accountId);
         s.orders[orderId] = AccountLogic.OrderSlot({
-            accountId: uint56(accountId), // an existing account (the caller is authorized for it): < 2^56
+            accountId: uint40(accountId), // an existing account (the caller is authorized for it): < 2^40
             marketId: uint8(marketId), // < MAX_MARKETS, checked by the engine
-            deadline: uint40(deadline), // <= block.timestamp + MAX_ORDER_LIFETIME
-            fee: uint64(fee), // <= book.fee < 2^64
             reduceOnly: reduceOnly,
+            requestedAt: uint40(block.timestamp),
+            lifetime: uint24(deadline - block.timestamp), // in (0, MAX_ORDER_LIFETIME], checked above
+            fee: uint56(fee), // <= book.fee < 2^56
             afterRound: afterRound,
             sizeDelta: int128(sizeDelta), // checked above
             acceptablePrice: acceptablePrice > type(uint128).max ? type(uint128).max : uint128(acceptablePrice)

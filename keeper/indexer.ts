@@ -1,7 +1,8 @@
 /**
  * Builds the account registry from the engine's events, from a start block, with a persisted cursor. Each sync
  * first checks that the block under the cursor is still the chain's (by hash); after a reorg it walks back the
- * recorded hashes (at most `reorgDepth` blocks) to the fork and re-reads from there. Every event is applied as an
+ * recorded hashes (at most `reorgDepth` blocks) to the fork, rewinds the store to it (Store.rewindTo: the journal's
+ * transactions mined above the fork become 'reorged') and re-reads from there. Every event is applied as an
  * absolute state (owner, newSize, policy), so re-reading a block is harmless.
  */
 import type { Log } from "ethers";
@@ -32,6 +33,8 @@ export interface SyncResult {
   events: number;
   /** the block the cursor was rewound to after a reorg */
   reorgTo?: number;
+  /** transactions of the journal mined in the blocks the reorg dropped (now 'reorged': the executor re-checks them) */
+  reorgTxs: string[];
 }
 
 export class Indexer {
@@ -51,6 +54,7 @@ export class Indexer {
     const { store, opts } = this;
     let cursor = store.cursor();
     let reorgTo: number | undefined;
+    let reorgTxs: string[] = [];
     if (cursor && cursor.block <= head) {
       const chainHash = await this.hashOf(cursor.block);
       if (chainHash !== cursor.hash) {
@@ -63,16 +67,17 @@ export class Indexer {
             break;
           }
         }
-        opts.log.warn({ cursor: cursor.block, fork }, "reorg detected: re-reading from the fork");
+        const reorged = store.rewindTo(fork);
+        opts.log.warn({ cursor: cursor.block, fork, reorgedTxs: reorged }, "reorg detected: re-reading from the fork");
         opts.metrics?.reorgs.inc();
-        store.dropBlocksAbove(fork);
+        reorgTxs = reorged;
         reorgTo = fork;
         cursor = { block: fork, hash: "" };
       }
     } else if (cursor && cursor.block > head) {
       // the chain is shorter than our cursor (a reorg to a shorter chain, or a lagging endpoint): re-read the window
       reorgTo = Math.max(opts.startBlock - 1, head - opts.reorgDepth);
-      store.dropBlocksAbove(reorgTo);
+      reorgTxs = store.rewindTo(reorgTo);
       cursor = { block: reorgTo, hash: "" };
     }
     const first = (cursor ? cursor.block : opts.startBlock - 1) + 1;
@@ -93,8 +98,13 @@ export class Indexer {
       });
       events += logs.length;
     }
+    if (reorgTo !== undefined && first > head) {
+      // rewound to the head itself: nothing to re-read, but the cursor needs the head's hash
+      const block = await this.pool.use((ep) => ep.provider.getBlock(head));
+      if (block?.hash) store.tx(() => (store.setCursor(head, block.hash!), store.recordBlock(head, block.hash!)));
+    }
     if (events > 0 || reorgTo !== undefined) opts.log.debug({ from: first, to: head, events, reorgTo }, "indexed");
-    return { from: first, to: head, events, reorgTo };
+    return { from: first, to: head, events, reorgTo, reorgTxs };
   }
 
   private apply(l: Log): void {

@@ -31,7 +31,13 @@ export interface OrderRow {
   deadline: bigint;
 }
 
-export type JournalStatus = "pending" | "mined" | "failed" | "replaced" | "dropped";
+/**
+ * pending: sent, not mined; mined / failed: mined (failed = reverted on chain); replaced: superseded at its nonce by a
+ * bumped copy; dropped: will never be mined (its nonce went to another transaction, or the node lost it); reorged:
+ * was mined (or failed) in a block a reorg dropped — live until the executor re-checks it against the new chain
+ * (re-mined, back in the pool, or dropped, and then the strategy decides again whether the action is still needed).
+ */
+export type JournalStatus = "pending" | "mined" | "failed" | "replaced" | "dropped" | "reorged";
 
 export interface JournalRow {
   id: number;
@@ -57,7 +63,7 @@ export class DuplicateActionError extends Error {
   }
 }
 
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: string[] = [
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
    CREATE TABLE accounts (
      id TEXT PRIMARY KEY, idnum INTEGER NOT NULL, owner TEXT NOT NULL, has_position INTEGER NOT NULL DEFAULT 0,
@@ -75,6 +81,18 @@ const MIGRATIONS: string[] = [
      hash TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('pending','mined','failed','replaced','dropped')),
      sent_at INTEGER NOT NULL, block INTEGER, max_fee TEXT NOT NULL, priority_fee TEXT NOT NULL, raw TEXT NOT NULL, note TEXT);
    CREATE UNIQUE INDEX journal_live ON journal(key, round) WHERE status IN ('pending','mined');
+   CREATE INDEX journal_hash ON journal(hash);
+   CREATE INDEX journal_nonce ON journal(nonce);`,
+  // 2: the 'reorged' status (SQLite cannot alter a CHECK: the table is rebuilt); a reorged entry stays live
+  `CREATE TABLE journal_v2 (
+     id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, round TEXT NOT NULL, nonce INTEGER NOT NULL,
+     hash TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('pending','mined','failed','replaced','dropped','reorged')),
+     sent_at INTEGER NOT NULL, block INTEGER, max_fee TEXT NOT NULL, priority_fee TEXT NOT NULL, raw TEXT NOT NULL, note TEXT);
+   INSERT INTO journal_v2 (id, key, round, nonce, hash, status, sent_at, block, max_fee, priority_fee, raw, note)
+     SELECT id, key, round, nonce, hash, status, sent_at, block, max_fee, priority_fee, raw, note FROM journal;
+   DROP TABLE journal;
+   ALTER TABLE journal_v2 RENAME TO journal;
+   CREATE UNIQUE INDEX journal_live ON journal(key, round) WHERE status IN ('pending','mined','reorged');
    CREATE INDEX journal_hash ON journal(hash);
    CREATE INDEX journal_nonce ON journal(nonce);`,
 ];
@@ -166,6 +184,30 @@ export class Store {
   /** Forgets recorded hashes above `block` (a reorg rewinds the cursor to it). */
   dropBlocksAbove(block: number): void {
     this.db.prepare("DELETE FROM blocks WHERE number > ?").run(block);
+  }
+
+  /**
+   * A reorg back to block `fork` (the newest block still on the chain): forgets the hashes above it; every journal
+   * entry mined (or failed) above it becomes 'reorged' (the executor re-checks it); the orders settled above it are
+   * pending again; the accounts touched above it get `fork` as their round and count as having a position until an
+   * event says otherwise (re-reading the new chain re-applies its own events; scanning an account without a position
+   * costs nothing). Returns the hashes of the reorged transactions.
+   */
+  rewindTo(fork: number): string[] {
+    return this.tx(() => {
+      const hashes = (
+        this.db.prepare("SELECT DISTINCT hash FROM journal WHERE status IN ('mined','failed') AND block > ? ORDER BY nonce").all(fork) as { hash: string }[]
+      ).map((r) => r.hash);
+      this.db
+        .prepare("UPDATE journal SET status = 'reorged', block = NULL, note = 'mined in block ' || block || ', dropped by a reorg' WHERE status IN ('mined','failed') AND block > ?")
+        .run(fork);
+      this.db.prepare("UPDATE orders SET settled_block = NULL WHERE settled_block > ?").run(fork);
+      this.db.prepare("UPDATE accounts SET updated_block = ?, has_position = 1 WHERE updated_block > ?").run(fork, fork);
+      this.dropBlocksAbove(fork);
+      const c = this.cursor();
+      if (c && c.block > fork) this.db.prepare("UPDATE cursor SET block = ?, hash = ? WHERE id = 1").run(fork, this.blockHash(fork) ?? "");
+      return hashes;
+    });
   }
 
   /** Runs `fn` in one SQLite transaction. */
@@ -295,36 +337,53 @@ export class Store {
     });
   }
 
-  /** True when `key` has a pending or mined entry for `round`. */
+  /** True when `key` has a pending, mined or reorged entry for `round`. */
   isLive(key: string, round: string): boolean {
-    return this.db.prepare("SELECT 1 FROM journal WHERE key = ? AND round = ? AND status IN ('pending','mined')").get(key, round) !== undefined;
-  }
-
-  /** True when `key` has a pending entry, whatever the round (an action in flight is never doubled). */
-  isPending(key: string): boolean {
-    return this.db.prepare("SELECT 1 FROM journal WHERE key = ? AND status = 'pending'").get(key) !== undefined;
-  }
-
-  setStatus(hash: string, status: JournalStatus, block: number | null = null, note: string | null = null): void {
-    this.db.prepare("UPDATE journal SET status = ?, block = COALESCE(?, block), note = COALESCE(?, note) WHERE hash = ?").run(status, block, note, hash);
+    return this.db.prepare("SELECT 1 FROM journal WHERE key = ? AND round = ? AND status IN ('pending','mined','reorged')").get(key, round) !== undefined;
   }
 
   /**
-   * Nonce `nonce` was consumed by `minedHash`: that transaction is mined (or failed: `ok` false), every other pending
-   * or replaced transaction at that nonce is dropped.
+   * True when `key` has a pending entry, whatever the round (an action in flight is never doubled), or a reorged one
+   * (not re-checked against the new chain yet).
+   */
+  isPending(key: string): boolean {
+    return this.db.prepare("SELECT 1 FROM journal WHERE key = ? AND status IN ('pending','reorged')").get(key) !== undefined;
+  }
+
+  /** Sets (or clears) the note of transaction `hash`. */
+  setNote(hash: string, note: string | null): void {
+    this.db.prepare("UPDATE journal SET note = ? WHERE id IN (SELECT MAX(id) FROM journal WHERE hash = ? GROUP BY key)").run(note, hash);
+  }
+
+  /**
+   * Sets the status of transaction `hash`: of its latest entry per action (a byte-identical transaction sent again
+   * after it was dropped — same nonce, fees and calldata — has the same hash: the earlier entries stay history).
+   */
+  setStatus(hash: string, status: JournalStatus, block: number | null = null, note: string | null = null): void {
+    this.db
+      .prepare(
+        `UPDATE journal SET status = ?, block = COALESCE(?, block), note = COALESCE(?, note)
+         WHERE id IN (SELECT MAX(id) FROM journal WHERE hash = ? GROUP BY key)`,
+      )
+      .run(status, block, note, hash);
+  }
+
+  /**
+   * Nonce `nonce` was consumed by `minedHash`: that transaction is mined (or failed: `ok` false), every other pending,
+   * replaced or reorged transaction at that nonce is dropped.
    */
   settleNonce(nonce: number, minedHash: string | null, ok: boolean, block: number | null, note: string | null = null): void {
     this.tx(() => {
       this.db
-        .prepare("UPDATE journal SET status = 'dropped' WHERE nonce = ? AND status IN ('pending','replaced') AND hash != ?")
+        .prepare("UPDATE journal SET status = 'dropped' WHERE nonce = ? AND status IN ('pending','replaced','reorged') AND hash != ?")
         .run(nonce, minedHash ?? "");
       if (minedHash) this.setStatus(minedHash, ok ? "mined" : "failed", block, note);
     });
   }
 
   /** Live transactions: pending rows grouped by hash (one row per transaction, its action keys listed). */
-  pendingTxs(): (JournalRow & { keys: string[]; targets: { key: string; round: string }[] })[] {
-    const rows = (this.db.prepare("SELECT * FROM journal WHERE status = 'pending' ORDER BY nonce, id").all() as RawJournal[]).map(toJournal);
+  pendingTxs(status: "pending" | "reorged" = "pending"): (JournalRow & { keys: string[]; targets: { key: string; round: string }[] })[] {
+    const rows = (this.db.prepare("SELECT * FROM journal WHERE status = ? ORDER BY nonce, id").all(status) as RawJournal[]).map(toJournal);
     const byHash = new Map<string, JournalRow & { keys: string[]; targets: { key: string; round: string }[] }>();
     for (const r of rows) {
       const t = byHash.get(r.hash);

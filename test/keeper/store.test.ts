@@ -3,7 +3,9 @@ import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 
-import { DuplicateActionError, Store } from "../../keeper/store";
+import Database from "better-sqlite3";
+
+import { DuplicateActionError, MIGRATIONS, Store } from "../../keeper/store";
 
 const tmpDb = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "keeper-store-")), "keeper.db");
 const TX = (nonce: number, hash: string) => ({ nonce, hash, maxFeePerGas: 2n * 10n ** 9n, priorityFee: 10n ** 9n, raw: "0x02", sentAt: 1000 });
@@ -12,7 +14,7 @@ describe("keeper store", () => {
   it("migrates once, uses WAL, and keeps everything across reopen", () => {
     const file = tmpDb();
     const s = new Store(file);
-    expect(s.schemaVersion()).to.equal(1);
+    expect(s.schemaVersion()).to.equal(2);
     expect(s.db.pragma("journal_mode", { simple: true })).to.equal("wal");
     s.bindTo(31337, "0xAbC0000000000000000000000000000000000001");
     s.upsertAccount(1n, "0x1111111111111111111111111111111111111111", 10);
@@ -21,7 +23,7 @@ describe("keeper store", () => {
     s.close();
 
     const t = new Store(file);
-    expect(t.schemaVersion()).to.equal(1);
+    expect(t.schemaVersion()).to.equal(2);
     expect(t.cursor()).to.deep.equal({ block: 12, hash: "0xaa" });
     expect(t.blockHash(12)).to.equal("0xaa");
     expect(t.account(1n)!.owner).to.equal("0x1111111111111111111111111111111111111111");
@@ -97,5 +99,66 @@ describe("keeper store", () => {
     expect(s.journal().at(-1)!.note).to.equal("NothingToRebalance");
     s.journalSend([{ key: "rebalance:1", round: "21" }], TX(2, "0xe"));
     expect(s.pendingTxs().map((t) => t.hash)).to.deep.equal(["0xe"]);
+  });
+  it("migrates a version-1 DB to version 2 (the 'reorged' status), keeping the journal", () => {
+    const file = tmpDb();
+    const v1 = new Database(file);
+    v1.exec("CREATE TABLE migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+    v1.exec(MIGRATIONS[0]);
+    v1.prepare("INSERT INTO migrations (version, applied_at) VALUES (1, 0)").run();
+    v1.prepare(
+      "INSERT INTO journal (key, round, nonce, hash, status, sent_at, max_fee, priority_fee, raw) VALUES ('rebalance:1', '7', 0, '0xa', 'mined', 1000, '2', '1', '0x02')",
+    ).run();
+    expect(() => v1.prepare("UPDATE journal SET status = 'reorged'").run()).to.throw(/CHECK constraint/);
+    v1.close();
+    const s = new Store(file);
+    expect(s.schemaVersion()).to.equal(2);
+    expect(s.journal().map((j) => [j.id, j.key, j.round, j.hash, j.status])).to.deep.equal([[1, "rebalance:1", "7", "0xa", "mined"]]);
+    s.setStatus("0xa", "reorged");
+    expect(() => s.journalSend([{ key: "rebalance:1", round: "7" }], TX(1, "0xb"))).to.throw(DuplicateActionError);
+    s.journalSend([{ key: "rebalance:2", round: "7" }], TX(1, "0xb"));
+    expect(s.journal().map((j) => [j.id, j.status])).to.deep.equal([[1, "reorged"], [2, "pending"]]);
+    s.close();
+  });
+
+  it("a reorg rewinds to the fork: what was mined above it is reorged (live until re-checked), orders and accounts re-read", () => {
+    const s = new Store(tmpDb());
+    s.upsertAccount(1n, "0x1111111111111111111111111111111111111111", 5);
+    s.setPosition(1n, 1n, 10n, 6);
+    s.setPosition(1n, 1n, 0n, 12); // closed in a block the reorg drops
+    s.addOrder({ id: 7n, accountId: 1n, marketId: 1n, requestedBlock: 8, deadline: 100n });
+    s.settleOrder(7n, 11);
+    for (const b of [9, 10, 12]) s.recordBlock(b, `0x${b}`);
+    s.setCursor(12, "0x12");
+    s.journalSend([{ key: "rebalance:1", round: "5" }], TX(0, "0xa"));
+    s.settleNonce(0, "0xa", true, 11);
+    s.journalSend([{ key: "liquidate:2", round: "3" }], TX(1, "0xb"));
+    s.settleNonce(1, "0xb", true, 9);
+
+    expect(s.rewindTo(10)).to.deep.equal(["0xa"]);
+    expect(s.journal().map((j) => [j.key, j.status, j.block, j.note])).to.deep.equal([
+      ["rebalance:1", "reorged", null, "mined in block 11, dropped by a reorg"],
+      ["liquidate:2", "mined", 9, null],
+    ]);
+    expect(s.isPending("rebalance:1")).to.equal(true);
+    expect(s.isLive("rebalance:1", "5")).to.equal(true);
+    expect(s.pendingTxs("reorged").map((t) => [t.hash, t.keys])).to.deep.equal([["0xa", ["rebalance:1"]]]);
+    expect(s.pendingTxs()).to.deep.equal([]);
+    expect(s.pendingOrders().map((o) => o.id)).to.deep.equal([7n]);
+    expect([s.account(1n)!.updatedBlock, s.account(1n)!.hasPosition]).to.deep.equal([10, true]);
+    expect(s.cursor()).to.deep.equal({ block: 10, hash: "0x10" });
+    expect(s.recentBlocks(0).map((b) => b.number)).to.deep.equal([10, 9]);
+    // mined again on the new chain
+    s.settleNonce(0, "0xa", true, 13);
+    expect(s.journal()[0]).to.deep.include({ status: "mined", block: 13 });
+  });
+
+  it("a byte-identical transaction sent again after it was dropped: the status lands on the new entry, the old one stays dropped", () => {
+    const s = new Store(tmpDb());
+    s.journalSend([{ key: "liquidate:5", round: "4" }], TX(0, "0xa"));
+    s.setStatus("0xa", "dropped", null, "not in the node's pool");
+    s.journalSend([{ key: "liquidate:5", round: "4" }], TX(0, "0xa"));
+    s.settleNonce(0, "0xa", true, 20);
+    expect(s.journal().map((j) => [j.id, j.status, j.block])).to.deep.equal([[1, "dropped", null], [2, "mined", 20]]);
   });
 });

@@ -38,22 +38,9 @@ export function parseArgs(argv: string[]): KeeperOptions {
 /** Runs the keeper: one cycle (`once`) or until SIGINT/SIGTERM. Heavy modules are loaded here (TypeChain at run time). */
 export async function runKeeper(opts: KeeperOptions): Promise<void> {
   const cfg = loadConfig(opts.config, process.env, { shard: opts.shard });
-  const { Keeper } = await import("./keeper");
+  const { Keeper, runUntilSignal } = await import("./keeper");
   const keeper = await Keeper.create(cfg, { dryRun: opts.dryRun });
-  const stop = (signal: string) => {
-    keeper.log.info({ signal }, "stopping");
-    keeper.stop();
-  };
-  process.once("SIGINT", () => stop("SIGINT"));
-  process.once("SIGTERM", () => stop("SIGTERM"));
-  try {
-    if (opts.once) {
-      const r = await keeper.cycle();
-      keeper.log.info({ block: r.block, results: r.results, waits: r.plan.waits.length }, "once: cycle done");
-    } else await keeper.run();
-  } finally {
-    await keeper.close();
-  }
+  await runUntilSignal(keeper, { once: opts.once });
 }
 
 /** A user's mistake: one line. */

@@ -1,9 +1,11 @@
 /**
  * Sends the strategy's actions: simulates each (eth_call) before sending, prices it EIP-1559 under the fee cap,
  * signs it with its own nonce manager, journals it before broadcasting (a restart never sends twice), and later
- * reconciles the journal with receipts: mined, failed, dropped (the nonce went to another transaction), or stuck —
- * replaced at the same nonce with fees bumped by `bumpPercent`, never above the cap. A revert that means "someone
- * else got there first" is a benign no-op, logged. `dryRun` simulates and logs, and sends nothing.
+ * reconciles the journal with receipts: mined, failed, dropped (the nonce went to another transaction, or the node
+ * lost the transaction: the nonce manager resyncs from the chain and the strategy decides again), reorged (mined in
+ * a block a reorg dropped: re-mined, back in the pool, or dropped and decided again), or stuck — replaced at the
+ * same nonce with fees bumped by `bumpPercent`, never above the cap. A revert that means "someone else got there
+ * first" is a benign no-op, logged. `dryRun` simulates and logs, and sends nothing.
  */
 import { Transaction, type Signer } from "ethers";
 import { BENIGN, engineInterface, errorName, revertData } from "./abi";
@@ -39,7 +41,18 @@ export interface ExecutorOptions {
   log: Logger;
   metrics?: Metrics;
   now?: () => number;
+  /** fault injection (tests): called around each broadcast of a new transaction; a throw aborts the cycle there */
+  hooks?: ExecutorHooks;
 }
+
+export interface ExecutorHooks {
+  /** after the transaction is journaled as pending, before it is broadcast */
+  beforeBroadcast?: (tx: { hash: string; nonce: number }) => void | Promise<void>;
+  /** after the broadcast, before the journal learns the transaction's fate */
+  afterBroadcast?: (tx: { hash: string; nonce: number }) => void | Promise<void>;
+}
+
+const BROADCAST_FAILED = "broadcast failed on every endpoint";
 
 export class Executor {
   private nonce: number | undefined;
@@ -52,6 +65,11 @@ export class Executor {
 
   private now() {
     return this.o.now?.() ?? Date.now();
+  }
+
+  /** Simulates and logs only: nothing is signed or sent. */
+  get dryRun(): boolean {
+    return this.o.dryRun || !this.o.signer;
   }
 
   /** Calldata of an action. */
@@ -70,13 +88,22 @@ export class Executor {
     }
   }
 
+  /**
+   * The next nonce: after a (re)sync, the chain's pending nonce, stepping over the nonces of the journal's pending
+   * transactions (a pending transaction the node does not count yet keeps its nonce; a gap left by a dropped one is
+   * filled first); then one more per send.
+   */
   private async nextNonce(): Promise<number> {
-    if (this.nonce === undefined) {
-      const chain = await this.pool.use((ep) => ep.provider.getTransactionCount(this.o.from, "pending"));
-      const journal = this.store.pendingTxs().reduce((m, t) => Math.max(m, t.nonce + 1), 0);
-      this.nonce = Math.max(chain, journal);
-    }
-    return this.nonce;
+    if (this.nonce === undefined) this.nonce = await this.pool.use((ep) => ep.provider.getTransactionCount(this.o.from, "pending"));
+    let n = this.nonce;
+    const held = new Set(this.store.pendingTxs().map((t) => t.nonce));
+    while (held.has(n)) n++;
+    return n;
+  }
+
+  /** The nonce manager forgets its count: the next send resyncs from the chain. */
+  resyncNonce(): void {
+    this.nonce = undefined;
   }
 
   /** EIP-1559 fees for the next block: maxFee = min(cap, 2 × baseFee + tip); undefined when the base fee is above the cap. */
@@ -152,6 +179,7 @@ export class Executor {
       throw e;
     }
     this.nonce = nonce + 1;
+    await this.o.hooks?.beforeBroadcast?.({ hash, nonce });
     try {
       await this.pool.use((ep) => ep.provider.broadcastTransaction(signed));
     } catch (e) {
@@ -163,47 +191,92 @@ export class Executor {
         return { ...base, outcome: "skipped", reason, hash, nonce };
       }
       // no endpoint answered: the transaction may be out; the journal keeps it pending and reconcile() rebroadcasts it
+      this.store.setNote(hash, BROADCAST_FAILED);
       log.warn({ hash, nonce, error: String((e as Error).message).split("\n")[0] }, "broadcast failed on every endpoint: will rebroadcast");
     }
+    await this.o.hooks?.afterBroadcast?.({ hash, nonce });
     log.info({ hash, nonce, gasLimit, maxFeePerGas: fees.maxFeePerGas, valueUsd: a.valueUsd, costUsd: a.costUsd }, "sent");
     this.o.metrics?.actions.inc({ kind: a.kind, outcome: "sent" });
     return { ...base, outcome: "sent", hash, nonce };
   }
 
-  /** Settles the journal's pending transactions against the chain; replaces stuck ones; rebroadcasts unknown ones. */
+  /** A receipt of `t` or of another transaction of the journal at its nonce (a replacement), if one was mined. */
+  private async minedAtNonce(t: { hash: string; nonce: number }) {
+    for (const h of [...new Set([t.hash, ...this.store.txsAtNonce(t.nonce).map((r) => r.hash)])]) {
+      const r = await this.pool.use((ep) => ep.provider.getTransactionReceipt(h));
+      if (r) return { hash: h, receipt: r };
+    }
+    return undefined;
+  }
+
+  private settleMined(t: { nonce: number; keys: string[] }, m: NonNullable<Awaited<ReturnType<Executor["minedAtNonce"]>>>, what: string) {
+    const ok = m.receipt.status === 1;
+    this.store.settleNonce(t.nonce, m.hash, ok, m.receipt.blockNumber, ok ? null : "reverted on chain (a competitor may have got there first)");
+    this.o.log[ok ? "info" : "warn"](
+      { hash: m.hash, nonce: t.nonce, block: m.receipt.blockNumber, gasUsed: m.receipt.gasUsed, keys: t.keys },
+      ok ? what : `${what} but reverted`,
+    );
+    this.o.metrics?.actions.inc({ kind: t.keys[0].split(":")[0], outcome: ok ? "mined" : "failed" });
+  }
+
+  /**
+   * Settles the journal's pending (and reorged) transactions against the chain: mined, dropped (nonce used by
+   * another transaction, or unknown to the node: the nonce manager resyncs and the action is decided again), back in
+   * the pool after a reorg, stuck (replaced), or never broadcast (rebroadcast).
+   */
   async reconcile(): Promise<void> {
+    const reorged = this.store.pendingTxs("reorged");
     const pending = this.store.pendingTxs();
-    if (pending.length === 0) return;
+    if (pending.length === 0 && reorged.length === 0) return;
     const latestNonce = await this.pool.use((ep) => ep.provider.getTransactionCount(this.o.from, "latest"));
+    for (const t of reorged) {
+      const m = await this.minedAtNonce(t);
+      if (m) this.settleMined(t, m, "mined again on the new chain after a reorg");
+      else if (latestNonce > t.nonce) {
+        this.store.settleNonce(t.nonce, null, false, null);
+        this.o.log.warn({ hash: t.hash, nonce: t.nonce, keys: t.keys }, "reorged out: the nonce was used by another transaction on the new chain");
+        this.nonce = undefined;
+      } else if (await this.pool.use((ep) => ep.provider.getTransaction(t.hash))) {
+        this.store.setStatus(t.hash, "pending", null, "back in the pool after a reorg");
+        this.o.log.info({ hash: t.hash, nonce: t.nonce, keys: t.keys }, "reorged out, back in the node's pool: pending again");
+      } else {
+        this.store.setStatus(t.hash, "dropped", null, "reorged out and not in the node's pool");
+        this.o.log.warn({ hash: t.hash, nonce: t.nonce, keys: t.keys }, "reorged out and gone: the nonce is resynced and the action checked again");
+        this.o.metrics?.actions.inc({ kind: t.keys[0].split(":")[0], outcome: "reorged" });
+        this.nonce = undefined;
+      }
+    }
     for (const t of pending) {
       // did any transaction at this nonce (the original or a replacement) get mined?
-      let settled = false;
-      for (const h of [...new Set([t.hash, ...this.store.txsAtNonce(t.nonce).map((r) => r.hash)])]) {
-        const r = await this.pool.use((ep) => ep.provider.getTransactionReceipt(h));
-        if (r) {
-          const ok = r.status === 1;
-          this.store.settleNonce(t.nonce, h, ok, r.blockNumber, ok ? null : "reverted on chain (a competitor may have got there first)");
-          this.o.log[ok ? "info" : "warn"]({ hash: h, nonce: t.nonce, block: r.blockNumber, gasUsed: r.gasUsed, keys: t.keys }, ok ? "mined" : "mined but reverted");
-          this.o.metrics?.actions.inc({ kind: t.keys[0].split(":")[0], outcome: ok ? "mined" : "failed" });
-          settled = true;
-          break;
-        }
+      const m = await this.minedAtNonce(t);
+      if (m) {
+        this.settleMined(t, m, "mined");
+        continue;
       }
-      if (settled) continue;
       if (latestNonce > t.nonce) {
         this.store.settleNonce(t.nonce, null, false, null);
         this.o.log.warn({ hash: t.hash, nonce: t.nonce }, "dropped: the nonce was used by another transaction");
         this.nonce = undefined;
         continue;
       }
-      if (this.now() - t.sentAt >= this.o.stuckAfterMs) await this.replace(t);
-      else {
-        const known = await this.pool.use((ep) => ep.provider.getTransaction(t.hash));
-        if (!known && this.o.signer) {
-          this.o.log.info({ hash: t.hash, nonce: t.nonce }, "not in the node's pool: rebroadcasting");
-          await this.pool.use((ep) => ep.provider.broadcastTransaction(t.raw)).catch((e) => this.o.log.warn({ error: String(e.message) }, "rebroadcast failed"));
+      const known = await this.pool.use((ep) => ep.provider.getTransaction(t.hash));
+      if (!known) {
+        if (t.note === BROADCAST_FAILED && this.o.signer) {
+          // never reached a node: send the signed bytes again
+          this.o.log.info({ hash: t.hash, nonce: t.nonce }, "never broadcast: rebroadcasting");
+          await this.pool
+            .use((ep) => ep.provider.broadcastTransaction(t.raw))
+            .then(() => this.store.setNote(t.hash, null))
+            .catch((e) => this.o.log.warn({ error: String(e.message).split("\n")[0] }, "rebroadcast failed"));
+        } else {
+          // the node lost it (dropped from its pool, or a crash before the broadcast): the nonce is free again
+          this.store.setStatus(t.hash, "dropped", null, "not in the node's pool");
+          this.o.log.warn({ hash: t.hash, nonce: t.nonce, keys: t.keys }, "dropped from the node's pool: the nonce is resynced and the action checked again");
+          this.nonce = undefined;
         }
+        continue;
       }
+      if (this.now() - t.sentAt >= this.o.stuckAfterMs) await this.replace(t);
     }
   }
 

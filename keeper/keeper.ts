@@ -8,7 +8,7 @@ import type { Server } from "node:http";
 import { loadDeployment, type DeploymentRecord } from "../lib/deployment";
 import { DEPLOYMENT_SCHEMA } from "../lib/deployment";
 import type { KeeperConfig } from "./config";
-import { Executor, type ExecResult } from "./executor";
+import { Executor, type ExecResult, type ExecutorHooks } from "./executor";
 import { Indexer } from "./indexer";
 import { createLogger, type Logger } from "./log";
 import { Metrics } from "./metrics";
@@ -27,6 +27,8 @@ export interface KeeperDeps {
   log?: Logger;
   dryRun?: boolean;
   now?: () => number;
+  /** fault injection (tests): hooks around each broadcast */
+  hooks?: ExecutorHooks;
 }
 
 export interface CycleReport {
@@ -90,6 +92,7 @@ export class Keeper {
       log: this.log,
       metrics: this.metrics,
       now: deps.now,
+      hooks: deps.hooks,
     });
   }
 
@@ -107,7 +110,9 @@ export class Keeper {
   async prepare(): Promise<{ block: number; plan: Plan }> {
     const head = await this.pool.refresh();
     await this.executor.reconcile();
-    await this.indexer.sync(head);
+    const synced = await this.indexer.sync(head);
+    // a reorg dropped blocks with our transactions: settle them against the new chain before deciding again
+    if (synced.reorgTxs.length > 0) await this.executor.reconcile();
     const scan = await this.scanner.scan(head);
     const busy = new Set<string>();
     for (const a of scan.accounts) {
@@ -146,6 +151,9 @@ export class Keeper {
   /** One cycle (`--once`). */
   async cycle(): Promise<CycleReport> {
     const { block, plan: p } = await this.prepare();
+    if (p.actions.length > 0) {
+      this.log.info({ block, dryRun: this.executor.dryRun, actions: p.actions.map((a) => `${a.kind}:${a.ids.join(",")}`) }, "plan");
+    }
     const results = await this.execute(p);
     this.metrics.cycles.inc();
     this.metrics.blockProcessed(block);
@@ -154,8 +162,14 @@ export class Keeper {
     return { block, plan: p, results };
   }
 
-  /** Cycles on every new block until stop(); RPC errors back off exponentially (the pool also fails over). */
-  async run(): Promise<void> {
+  /**
+   * Cycles on every new block until stop() (or `signal` aborts: within one poll interval, after the action in
+   * progress); RPC errors back off exponentially (the pool also fails over).
+   */
+  async run(opts: { signal?: AbortSignal } = {}): Promise<void> {
+    const onAbort = () => this.stop();
+    if (opts.signal?.aborted) this.stop();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
     if (this.cfg.metricsPort !== 0) {
       this.server = await this.metrics.serve(this.cfg.metricsPort, this.cfg.healthzStaleSeconds);
       this.log.info({ port: this.cfg.metricsPort }, "serving /metrics and /healthz");
@@ -181,6 +195,7 @@ export class Keeper {
         };
       });
     }
+    opts.signal?.removeEventListener("abort", onAbort);
     this.log.info("keeper stopped");
   }
 
@@ -190,10 +205,55 @@ export class Keeper {
     this.wake?.();
   }
 
+  /** Stops, closes the metrics server (and its connections) and the DB. */
   async close(): Promise<void> {
     this.stop();
-    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+    const server = this.server;
+    this.server = undefined;
+    if (server) {
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      });
+    }
     this.store.close();
+  }
+}
+
+/**
+ * The CLI's loop: one cycle (`once`) or `run` until SIGINT/SIGTERM (each handled once: a graceful stop after the
+ * action in progress), or until `signal` aborts; then the keeper is closed (metrics server, DB) and the signal
+ * handlers removed.
+ */
+export async function runUntilSignal(
+  keeper: Keeper,
+  opts: { once?: boolean; signal?: AbortSignal; signals?: NodeJS.Signals[] } = {},
+): Promise<CycleReport | undefined> {
+  const stop = new AbortController();
+  const handlers = (opts.signals ?? ["SIGINT", "SIGTERM"]).map((sig) => {
+    const h = () => {
+      keeper.log.info({ signal: sig }, "stopping");
+      stop.abort(sig);
+    };
+    process.once(sig, h);
+    return [sig, h] as const;
+  });
+  const forward = () => stop.abort(opts.signal?.reason);
+  if (opts.signal?.aborted) forward();
+  opts.signal?.addEventListener("abort", forward, { once: true });
+  stop.signal.addEventListener("abort", () => keeper.stop(), { once: true });
+  try {
+    if (opts.once) {
+      const r = await keeper.cycle();
+      keeper.log.info({ block: r.block, results: r.results, waits: r.plan.waits.length }, "once: cycle done");
+      return r;
+    }
+    await keeper.run({ signal: stop.signal });
+    return undefined;
+  } finally {
+    for (const [sig, h] of handlers) process.removeListener(sig, h);
+    opts.signal?.removeEventListener("abort", forward);
+    await keeper.close();
   }
 }
 

@@ -111,8 +111,30 @@ export interface BenchResults {
   derived: Derived[];
   ratios: Ratio[];
   targets: Target[];
+  /** the keeper's health scan (lib/bench/scan.ts): RPC calls and wall time, not gas; absent in a subset run */
+  keeperScan?: ScanRow[];
   /** seconds the run took (wall clock), compile included */
   durationSeconds: number;
+}
+
+/** One full health scan by the keeper's Scanner over `accounts` accounts with positions. */
+export interface ScanRow {
+  id: string;
+  label: string;
+  accounts: number;
+  /** the scanner's chunk size (accounts per healthBatch call) */
+  chunk: number;
+  /** eth_calls of the scan, all of them */
+  ethCalls: number;
+  /** of which healthBatch */
+  healthBatchCalls: number;
+  /** JSON-RPC requests of the scan, all methods */
+  rpcRequests: number;
+  /** wall time of the scan, ms */
+  wallMs: number;
+  /** the issue's goals for a scan of 10,000 accounts */
+  goals: { ethCalls: { limit: number; status: Status }; wallMs: { limit: number; status: Status } };
+  description: string;
 }
 
 // ------------------------------------------------------------------------------------------ row ids
@@ -137,6 +159,14 @@ export const ROW = {
   morphoChainlink: "morpho.liquidate.chainlinkFeed",
   uniswapSwap: "uniswap.exactInputSingle",
 } as const;
+
+/** Rows of the keeper's scan benchmark (`keeperScan`). */
+export const SCAN_ROW = {
+  full: (accounts: number, chunk: number) => `keeper.scan.${accounts}.chunk${chunk}`,
+} as const;
+
+/** The issue's goals for one full scan of 10,000 accounts: at most 4 eth_calls and 2 s. */
+export const SCAN_GOALS = { ethCalls: 4, wallMs: 2_000 } as const;
 
 export const DERIVED = {
   batchMarginal: "ballast.rebalanceBatch.marginalPerAccount",
@@ -296,6 +326,22 @@ export function validateResults(x: unknown): BenchResults {
       }
     }
   });
+  if (x.keeperScan !== undefined) {
+    if (!Array.isArray(x.keeperScan)) fail("keeperScan", "is not an array");
+    x.keeperScan.forEach((r: unknown, i: number) => {
+      const at = `keeperScan[${i}]`;
+      if (!isRecord(r) || typeof r.id !== "string" || typeof r.label !== "string" || typeof r.description !== "string") fail(at, "lacks id, label or description");
+      for (const k of ["accounts", "chunk", "ethCalls", "healthBatchCalls", "rpcRequests", "wallMs"]) {
+        if (!(Number.isInteger(r[k]) && (r[k] as number) >= 0)) fail(`${at}.${k}`, "is not a non-negative integer");
+      }
+      const g = r.goals;
+      if (!isRecord(g)) fail(`${at}.goals`, "is not an object");
+      for (const k of ["ethCalls", "wallMs"]) {
+        const v = g[k];
+        if (!isRecord(v) || typeof v.limit !== "number" || !["PASS", "MISS", "N/A"].includes(v.status as string)) fail(`${at}.goals.${k}`, "is not { limit, status }");
+      }
+    });
+  }
   if (typeof x.durationSeconds !== "number") fail("durationSeconds", "is not a number");
   return x as unknown as BenchResults;
 }
@@ -362,6 +408,24 @@ export function formatTable(r: BenchResults): string {
   }
   const pass = r.targets.filter((t) => t.steady.status === "PASS").length;
   out.push("", `targets met (steady state): ${pass} of ${r.targets.length}`);
+  if (r.keeperScan && r.keeperScan.length > 0) {
+    out.push("");
+    out.push(
+      table(
+        ["keeper scan", "eth_calls", "healthBatch", "requests", "ms", "goal calls", "goal ms"],
+        r.keeperScan.map((x) => [
+          x.label,
+          String(x.ethCalls),
+          String(x.healthBatchCalls),
+          String(x.rpcRequests),
+          x.wallMs.toLocaleString("en-US"),
+          `≤ ${x.goals.ethCalls.limit}: ${x.goals.ethCalls.status}`,
+          `≤ ${x.goals.wallMs.limit.toLocaleString("en-US")}: ${x.goals.wallMs.status}`,
+        ]),
+        [false, true, true, true, true, false, false],
+      ),
+    );
+  }
   const notes = r.rows.flatMap((row) => {
     if (row.steady.note !== undefined && row.steady.note === row.firstTouch.note) return [`${row.label}: ${row.steady.note}`];
     return CONDITIONS.flatMap((c) => (row[c].note ? [`${row.label} [${c === "steady" ? "steady" : "first touch"}]: ${row[c].note}`] : []));

@@ -8,6 +8,7 @@ import hre from "hardhat";
 import { benchBallast } from "./ballast";
 import { benchMorphoLiquidate, compileMorpho, MORPHO_SETTINGS } from "./morpho";
 import { benchUniswapSwap } from "./uniswap";
+import { benchScan } from "./scan";
 import { BENCH_BASE_FEE, txGasLimit } from "./measure";
 import {
   CONDITION_TEXT,
@@ -76,7 +77,10 @@ function git(): BenchResults["git"] {
 }
 
 /** Results object from measured rows (any subset: ratios and targets whose rows are missing are left out). */
-export async function buildResults(rows: Row[], opts: { startedAt: number; morpho?: CompileResult }): Promise<BenchResults> {
+export async function buildResults(
+  rows: Row[],
+  opts: { startedAt: number; morpho?: CompileResult; keeperScan?: BenchResults["keeperScan"] },
+): Promise<BenchResults> {
   const derived = batchDerived(rows);
   const ratios = computeRatios(rows);
   const targets = evaluateTargets(rows, derived, ratios);
@@ -114,6 +118,7 @@ export async function buildResults(rows: Row[], opts: { startedAt: number; morph
     derived,
     ratios,
     targets,
+    ...(opts.keeperScan ? { keeperScan: opts.keeperScan } : {}),
     durationSeconds: Math.round((Date.now() - opts.startedAt) / 100) / 10,
   };
 }
@@ -138,5 +143,9 @@ export async function runBench(opts: { batchSizes?: number[]; log?: (s: string) 
   rows.push(await benchUniswapSwap());
   log(`Uniswap V3 exactInputSingle (${((Date.now() - t) / 1000).toFixed(1)} s)`);
   if (!rows.some((r) => r.id === ROW.topUp)) throw new Error("no TOP_UP row");
-  return buildResults(rows, { startedAt, morpho });
+  t = Date.now();
+  log("Keeper health scan:");
+  const keeperScan = await benchScan({ log });
+  log(`  (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+  return buildResults(rows, { startedAt, morpho, keeperScan });
 }

@@ -8,7 +8,7 @@ import path from "node:path";
 import { HDNodeWallet, type Wallet } from "ethers";
 import { ethers, network } from "hardhat";
 
-import { ACTION, MAJOR_MARKET, wad } from "../../deploy/params";
+import { MAJOR_MARKET, NARROW_POLICY } from "../../deploy/params";
 import { recordOfLocalSystem, type DeploymentRecord } from "../../lib/deployment";
 import { fillAtNextRound } from "../../lib/orders";
 import { parseConfig, type KeeperConfig } from "../../keeper/config";
@@ -41,15 +41,7 @@ export async function world(): Promise<World> {
   }
   await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n });
   const rec = await recordOfLocalSystem(f, { network: "hardhat", chainId: 31337, startBlock: 0, deployer: f.deployer.address });
-  const policy = {
-    actions: ACTION.TOP_UP | ACTION.REDUCE,
-    cooldown: 0,
-    triggerRatio: wad("1.3"),
-    targetRatio: wad("1.6"),
-    releaseRatio: 0n,
-    maxFeeUsd: wad("50"),
-    topUpAssets: [await f.usdc.getAddress()],
-  };
+  const policy = { ...NARROW_POLICY, topUpAssets: [await f.usdc.getAddress()] };
   const ids: bigint[] = [];
   for (let i = 0; i < 5; i++) {
     const who = i % 2 === 0 ? f.alice : f.bob;

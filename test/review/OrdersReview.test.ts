@@ -12,61 +12,11 @@ import type { ContractTransactionResponse } from "ethers";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { anyValue } from "@nomicfoundation/hardhat-chai-matchers/withArgs";
 
-import { productionFixture, USDC, E18, E8, type ProductionFixture } from "../helpers/fixtures";
+import { USDC, E18, E8 } from "../helpers/fixtures";
+import { FEE, HOUR, MAX, sel, base, at, ethRound, btcRound, request, openAt, conserved, type F } from "../helpers/orders";
 import { ACTION, MAJOR_MARKET, wad } from "../../deploy/params";
 import type { IMarginEngine } from "../../typechain-types";
 
-const FEE = USDC(1) / 2n;
-const HOUR = 3_600;
-const MAX = ethers.MaxUint256;
-type F = ProductionFixture;
-type Signer = F["alice"];
-const sel = (e: IMarginEngine, name: string) => e.interface.getError(name)!.selector;
-
-/** Production system, 0.5 USDC order fee, no funding; alice's account 1: 10,000 USDC margin, 10 USDC reserve. */
-async function base(): Promise<F> {
-  const f = await productionFixture();
-  await f.engine.setOrderFee(FEE);
-  await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n });
-  await f.engine.setMarketParams(f.btcMarket, { asset: await f.wbtc.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n });
-  await f.vault.connect(f.alice).createAccount();
-  await f.usdc.mint(f.alice.address, USDC(20_000));
-  await f.usdc.connect(f.alice).approve(f.vault, USDC(20_000));
-  await f.vault.connect(f.alice).depositMargin(1, f.usdc, USDC(10_000));
-  await f.vault.connect(f.alice).deposit(1, f.usdc, USDC(10));
-  return f;
-}
-
-const at = (t: number) => time.setNextBlockTimestamp(t);
-async function ethRound(f: F, usd: number | bigint, t: number) {
-  await at(t);
-  await f.ethFeed.setAnswer(typeof usd === "bigint" ? usd : E8(usd));
-}
-async function btcRound(f: F, usd: number, t: number) {
-  await at(t);
-  await f.btcFeed.setAnswer(E8(usd));
-}
-/** `who` requests an order for account `acct` at block time `t`; returns its id. */
-async function request(
-  f: F, t: number, market: bigint, size: bigint,
-  o: { who?: Signer; acct?: bigint; limit?: bigint; deadline?: number; reduceOnly?: boolean } = {},
-) {
-  const id = (await f.engine.lastOrderId()) + 1n;
-  await at(t);
-  await f.engine
-    .connect(o.who ?? f.alice)
-    .requestOrder(o.acct ?? 1n, market, size, o.limit ?? (size > 0n ? MAX : 0n), o.deadline ?? t + HOUR, o.reduceOnly ?? false);
-  return id;
-}
-/** Opens `size` on `market` for account 1 through an order filled by the keeper at a round of `usd`. */
-async function openAt(f: F, market: bigint, size: bigint, usd: number) {
-  const t = (await time.latest()) + 10;
-  const id = await request(f, t, market, size);
-  if (market === f.ethMarket) await ethRound(f, usd, t + 5);
-  else await btcRound(f, usd, t + 5);
-  await expect(f.engine.connect(f.keeper).executeOrder(id)).to.emit(f.engine, "OrderExecuted");
-  return t + 10;
-}
 const sorted = (xs: bigint[]) => [...xs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 
 /** Alice: 1,000 USDC margin, 10 ETH long at 2,000, 1,000 USDC reserve, TOP_UP|REDUCE policy trigger 2 / target 3
@@ -293,15 +243,6 @@ describe("Review of 16b4b2c: two-step orders", () => {
   });
 
   describe("claim 3: money", () => {
-    async function conserved(f: F, accounts: bigint[]) {
-      const held = await f.usdc.balanceOf(await f.engine.getAddress());
-      expect(await f.vault.totalTracked(f.usdc)).to.equal(held);
-      let sum = await f.engine.orderEscrow();
-      for (const a of accounts) sum += (await f.vault.reserveOf(a, f.usdc)) + (await f.vault.marginOf(a, f.usdc));
-      sum += (await f.pool.capital()) + (await f.pool.insuranceBalance()) + (await f.engine.totalKeeperRewards());
-      expect(sum).to.equal(held);
-    }
-
     it("escrow + reserves + margins + pool = the engine's USDC through requests, fills, cancels and claims", async () => {
       const f = await loadFixture(base);
       await f.vault.connect(f.bob).createAccount();

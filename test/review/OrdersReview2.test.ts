@@ -12,71 +12,16 @@ import { ethers, network } from "hardhat";
 import type { ContractTransactionResponse } from "ethers";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
-import { productionFixture, USDC, E18, E8, type ProductionFixture } from "../helpers/fixtures";
+import { USDC, E18, E8 } from "../helpers/fixtures";
+import { FEE, HOUR, MAX, sel, base, at, ethRound, btcRound, request, openAt, conserved, type F } from "../helpers/orders";
 import { ACTION, CRYPTO_FEED, MAJOR_MARKET, wad } from "../../deploy/params";
 import { MockAggregator__factory, NoHistoryAggregator__factory, type IMarginEngine } from "../../typechain-types";
 
-const FEE = USDC(1) / 2n;
-const HOUR = 3_600;
-const MAX = ethers.MaxUint256;
-type F = ProductionFixture;
-type Signer = F["alice"];
-const sel = (e: IMarginEngine, name: string) => e.interface.getError(name)!.selector;
-
-/** As OrdersReview.test.ts: 0.5 USDC order fee, no funding; alice's account 1: 10,000 USDC margin, 10 USDC reserve. */
-async function base(): Promise<F> {
-  const f = await productionFixture();
-  await f.engine.setOrderFee(FEE);
-  await f.engine.setMarketParams(f.ethMarket, { asset: await f.weth.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n });
-  await f.engine.setMarketParams(f.btcMarket, { asset: await f.wbtc.getAddress(), ...MAJOR_MARKET, maxFundingRate: 0n });
-  await f.vault.connect(f.alice).createAccount();
-  await f.usdc.mint(f.alice.address, USDC(20_000));
-  await f.usdc.connect(f.alice).approve(f.vault, USDC(20_000));
-  await f.vault.connect(f.alice).depositMargin(1, f.usdc, USDC(10_000));
-  await f.vault.connect(f.alice).deposit(1, f.usdc, USDC(10));
-  return f;
-}
-const at = (t: number) => time.setNextBlockTimestamp(t);
-async function ethRound(f: F, usd: number, t: number) {
-  await at(t);
-  await f.ethFeed.setAnswer(E8(usd));
-}
-async function btcRound(f: F, usd: number, t: number) {
-  await at(t);
-  await f.btcFeed.setAnswer(E8(usd));
-}
-async function request(
-  f: F, t: number, market: bigint, size: bigint,
-  o: { who?: Signer; acct?: bigint; deadline?: number; reduceOnly?: boolean } = {},
-) {
-  const id = (await f.engine.lastOrderId()) + 1n;
-  await at(t);
-  await f.engine
-    .connect(o.who ?? f.alice)
-    .requestOrder(o.acct ?? 1n, market, size, size > 0n ? MAX : 0n, o.deadline ?? t + HOUR, o.reduceOnly ?? false);
-  return id;
-}
-async function openAt(f: F, market: bigint, size: bigint, usd: number) {
-  const t = (await time.latest()) + 10;
-  const id = await request(f, t, market, size);
-  if (market === f.ethMarket) await ethRound(f, usd, t + 5);
-  else await btcRound(f, usd, t + 5);
-  await expect(f.engine.connect(f.keeper).executeOrder(id)).to.emit(f.engine, "OrderExecuted");
-  return t + 10;
-}
 /** Executes `id` as the keeper; returns the settling event (OrderExecuted / OrderCancelled) as parsed. */
 async function settleOrder(f: F, id: bigint) {
   const rc = await (await f.engine.connect(f.keeper).executeOrder(id)).wait();
   const evs = rc!.logs.map((l) => { try { return f.engine.interface.parseLog(l); } catch { return null; } });
   return evs.find((e) => e?.name === "OrderExecuted" || e?.name === "OrderCancelled")!;
-}
-async function conserved(f: F, accounts: bigint[]) {
-  const held = await f.usdc.balanceOf(await f.engine.getAddress());
-  expect(await f.vault.totalTracked(f.usdc)).to.equal(held);
-  let sum = await f.engine.orderEscrow();
-  for (const a of accounts) sum += (await f.vault.reserveOf(a, f.usdc)) + (await f.vault.marginOf(a, f.usdc));
-  sum += (await f.pool.capital()) + (await f.pool.insuranceBalance()) + (await f.engine.totalKeeperRewards());
-  expect(sum).to.equal(held);
 }
 /** Alice: 1,000 USDC margin, 10 ETH long at 2,000, 1,000 USDC reserve, ETH IM volatility floor 0. */
 async function levered() {

@@ -32,6 +32,9 @@ const RUNBOOK = path.join(ROOT, "docs", "RUNBOOK.md");
 const USDC = (n: bigint) => n * 10n ** 6n;
 const WAD = 10n ** 18n;
 
+/** `text` without ANSI escape sequences (colours, bold). */
+const stripAnsi = (text: string) => text.replace(/\u001b\[[0-9;]*m/g, "");
+
 describe("docs/RUNBOOK.md, end to end against a `hardhat node`", function () {
   this.timeout(300_000);
 
@@ -69,14 +72,16 @@ describe("docs/RUNBOOK.md, end to end against a `hardhat node`", function () {
     if (blocks.has(`${name}:out`)) expectOut(name, r.stdout);
     return r;
   };
-  const logOf = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "");
+  // Without ANSI colours: with CI set, Hardhat colours its output even into a file.
+  const logOf = (file: string) => (fs.existsSync(file) ? stripAnsi(fs.readFileSync(file, "utf8")) : "");
 
   before(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ballast-runbook-"));
     nodePort = await freePort();
     metricsPort = await freePort();
     url = `http://127.0.0.1:${nodePort}`;
-    env = { ...process.env, BALLAST_LOCALHOST_URL: url, BALLAST_DEPLOYMENTS_DIR: tmp };
+    // No colours in what the commands print (CI=true turns them on), so outputs compare as the runbook shows them.
+    env = { ...process.env, BALLAST_LOCALHOST_URL: url, BALLAST_DEPLOYMENTS_DIR: tmp, FORCE_COLOR: "0", NO_COLOR: "1" };
     for (const k of Object.keys(env)) if (k.startsWith("KEEPER_") || k === "HARDHAT_NETWORK" || k === "BALLAST_TASKS_QUIET") delete env[k];
     nodeLog = path.join(tmp, "node.log");
     keeperLog = path.join(tmp, "keeper.log");

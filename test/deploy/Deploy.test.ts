@@ -6,7 +6,6 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import net from "node:net";
 import { spawn, spawnSync } from "node:child_process";
 import { expect } from "chai";
 import { ethers } from "hardhat";
@@ -16,6 +15,7 @@ import { NETWORKS, networkParams, type NetworkParams } from "../../deploy/networ
 import { DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
 import { DEPLOYMENT_SCHEMA, loadDeployment } from "../../lib/deployment";
 import { connectBallast } from "../../lib/connect";
+import { freePort } from "../e2e/runbook";
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "ballast-deploy-"));
 
@@ -121,18 +121,6 @@ describe("deploy: numbered, idempotent, resumable steps", function () {
     expect(NETWORKS.mainnet.keeper.orderFee).to.equal(10_000_000n);
   });
 });
-
-/** A free loopback port. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
 
 describe("deploy: the same command against a local `hardhat node`", function () {
   this.timeout(300_000);

@@ -153,9 +153,8 @@ abstract contract EngineBase is Ownable2Step {
     /// @dev The execution fee of new orders, settlement-token units, at most MAX_ORDER_FEE_USD (`OrderFeeTooHigh`).
     function _setOrderFee(uint256 fee) internal {
         uint256 max = MAX_ORDER_FEE_USD / settlementScale;
-        if (max > type(uint56).max) max = type(uint56).max; // an order stores its fee in 56 bits
         if (fee > max) revert IMarginEngine.OrderFeeTooHigh(fee, max);
-        _s.orderBook.fee = uint64(fee); // <= max < 2^56
+        _s.orderBook.fee = uint72(fee); // <= MAX_ORDER_FEE_USD / scale <= 1e20 < 2^72 (an order stores it in 72 bits)
         emit IMarginEngine.OrderFeeSet(fee);
     }
 

@@ -346,8 +346,7 @@ interface IMarginEngine is IPoolEngine {
     function orderFee() external view returns (uint256);
     /// @notice Σ fees escrowed by pending orders, settlement-token units (held here, part of no balance).
     function orderEscrow() external view returns (uint256);
-    /// @notice Owner. Sets the execution fee of new orders; reverts `OrderFeeTooHigh` above MAX_ORDER_FEE_USD (or 2^64 − 1
-    ///         units).
+    /// @notice Owner. Sets the execution fee of new orders; reverts `OrderFeeTooHigh` above MAX_ORDER_FEE_USD.
     function setOrderFee(uint256 fee) external;
 
     /// @notice Permissionless. Settles the account's settlement balance against its USDC margin and the pool,

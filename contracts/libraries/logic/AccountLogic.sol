@@ -85,32 +85,33 @@ library AccountLogic {
     }
 
     /// @notice A pending two-step order, in two slots (README "Storage layout").
-    /// @param accountId < 2^40: accounts are created one per transaction. @param marketId < MAX_MARKETS = 16.
-    /// @param requestedAt Block time of the request (40 bits: until the year 36812): the fill round must be later.
+    /// @param accountId < 2^32 (checked: accounts are created one per transaction). @param marketId < MAX_MARKETS.
+    /// @param requestedAt Block time of the request (32 bits: until the year 2106): the fill round must be later.
     /// @param lifetime deadline − requestedAt, <= MAX_ORDER_LIFETIME = 86,400 < 2^24.
-    /// @param fee Settlement-token units, < 2^56 (`setOrderFee` bounds it). @param afterRound The feed's latest round
-    ///        id at the request (a Chainlink proxy's uint80 id): the order fills at the round after it.
+    /// @param fee Settlement-token units <= MAX_ORDER_FEE_USD / scale <= 1e20 < 2^72 (100 USD of an 18-decimal token).
+    /// @param afterRound The feed's latest round id at the request (a Chainlink proxy's uint80 id): the order fills at
+    ///        the round after it.
     /// @param sizeDelta |Δ| <= type(int128).max, checked at the request.
     /// @param acceptablePrice WAD; a larger request is stored as 2^128 − 1, which changes nothing: every sane price
     ///        is below maxPrice <= 2^128 − 1, so a buy limit there accepts all and a sell limit there accepts none.
     struct OrderSlot {
-        uint40 accountId;
+        uint32 accountId;
         uint8 marketId;
         bool reduceOnly;
-        uint40 requestedAt;
+        uint32 requestedAt;
         uint24 lifetime;
-        uint56 fee;
+        uint72 fee;
         uint80 afterRound;
         int128 sizeDelta;
         uint128 acceptablePrice;
     }
 
     /// @notice Order counters, one slot. @param lastOrderId Id of the last request (ids start at 1).
-    /// @param fee Execution fee of new orders, settlement-token units (< 2^56, as above).
+    /// @param fee Execution fee of new orders, settlement-token units (<= 1e20 < 2^72, as above).
     /// @param escrow Σ fees of pending orders, settlement-token units (checked into 96 bits: 7.9e28 units).
     struct OrderBook {
         uint64 lastOrderId;
-        uint64 fee;
+        uint72 fee;
         uint96 escrow;
     }
 

@@ -31,7 +31,7 @@ library TradeLogic {
         bool reduceOnly,
         bool paused
     ) external returns (uint256 orderId) {
-        _checkRequest(marketId, sizeDelta, deadline);
+        _checkRequest(accountId, marketId, sizeDelta, deadline);
         // Paused: no new risk. A reduce-only order never adds any; another is judged against the position now (the
         // fill judges it again against the position then).
         if (paused && !reduceOnly && _increasesRisk(s.positions[accountId][marketId].size, sizeDelta)) {
@@ -51,12 +51,12 @@ library TradeLogic {
         uint256 fee;
         (orderId, fee) = _escrowFee(s, env, accountId);
         s.orders[orderId] = AccountLogic.OrderSlot({
-            accountId: uint40(accountId), // an existing account (the caller is authorized for it): < 2^40
+            accountId: uint32(accountId), // < 2^32, checked in _checkRequest
             marketId: uint8(marketId), // < MAX_MARKETS, checked by the engine
             reduceOnly: reduceOnly,
-            requestedAt: uint40(block.timestamp),
+            requestedAt: uint32(block.timestamp), // block time fits 32 bits until the year 2106
             lifetime: uint24(deadline - block.timestamp), // in (0, MAX_ORDER_LIFETIME], checked above
-            fee: uint56(fee), // <= book.fee < 2^56
+            fee: uint72(fee), // <= book.fee < 2^72
             afterRound: afterRound,
             sizeDelta: int128(sizeDelta), // checked above
             acceptablePrice: acceptablePrice > type(uint128).max ? type(uint128).max : uint128(acceptablePrice)
@@ -69,8 +69,10 @@ library TradeLogic {
         );
     }
 
-    /// @dev A request's own bounds: `ZeroSizeDelta`, `PositionTooLarge`, `InvalidDeadline`.
-    function _checkRequest(uint256 marketId, int256 sizeDelta, uint256 deadline) private view {
+    /// @dev A request's own bounds: `ZeroSizeDelta`, `PositionTooLarge`, `InvalidDeadline`; an order stores its account
+    ///      id in 32 bits (SafeCast's named error beyond: one account is created per transaction, 4.3e9 of them).
+    function _checkRequest(uint256 accountId, uint256 marketId, int256 sizeDelta, uint256 deadline) private view {
+        if (accountId > type(uint32).max) revert SafeCast.SafeCastOverflowedUintDowncast(32, accountId);
         if (sizeDelta == 0) revert IMarginEngine.ZeroSizeDelta();
         if (sizeDelta > type(int128).max || sizeDelta < -type(int128).max) {
             revert IMarginEngine.PositionTooLarge(marketId, sizeDelta);

@@ -189,7 +189,7 @@ contract MarginEngine is EngineBase {
                 reason = _cancelReason(err, block.timestamp > deadline);
             }
         }
-        TradeLogic.closeOrder(_s, orderId, o.accountId, o.fee, msg.sender);
+        TradeLogic.closeOrder(_s, settlementAsset, orderId, o.accountId, o.fee, msg.sender);
         if (filled) emit IMarginEngine.OrderExecuted(orderId, o.accountId, msg.sender, px, at);
         else emit IMarginEngine.OrderCancelled(orderId, o.accountId, msg.sender, reason);
     }

@@ -286,12 +286,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @inheritdoc IOracleRouter
     function latestRound(address asset) external view returns (uint80 roundId) {
-        AggregatorV3Interface feed = _feedOf(asset);
-        try feed.latestRoundData() returns (uint80 id, int256, uint256, uint256, uint80) {
-            return id;
-        } catch {
-            revert FeedCallFailed(asset);
-        }
+        (roundId,,) = _latestRound(_feedOf(asset), asset);
     }
 
     /// @inheritdoc IOracleRouter
@@ -301,13 +296,8 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         returns (RoundStatus status, uint256 priceWad, uint256 updatedAt)
     {
         AggregatorV3Interface feed = _feedOf(asset);
-        uint80 latestId;
-        int256 answer;
-        try feed.latestRoundData() returns (uint80 id, int256 a, uint256, uint256 at, uint80) {
-            (latestId, answer, updatedAt) = (id, a, at);
-        } catch {
-            revert FeedCallFailed(asset);
-        }
+        (uint80 latestId, int256 answer, uint256 latestAt) = _latestRound(feed, asset);
+        updatedAt = latestAt;
         // A proxy numbers rounds (phase << 64) | n: the next rounds of the recorded one are n + 1, n + 2, … in its
         // phase, which the proxy still serves after it moves to a new phase (a new aggregator, with a history of its
         // own). A round the old phase does not have, or another feed's numbering (`setFeed`), is not searched for
@@ -357,6 +347,19 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     function _feedOf(address asset) private view returns (AggregatorV3Interface feed) {
         feed = _assets[asset].params.feed;
         if (address(feed) == address(0)) revert FeedNotSet(asset);
+    }
+
+    /// @dev The feed's latest round (id, answer, updatedAt); `FeedCallFailed` when it cannot be read.
+    function _latestRound(AggregatorV3Interface feed, address asset)
+        private
+        view
+        returns (uint80 id, int256 answer, uint256 updatedAt)
+    {
+        try feed.latestRoundData() returns (uint80 i, int256 a, uint256, uint256 at, uint80) {
+            return (i, a, at);
+        } catch {
+            revert FeedCallFailed(asset);
+        }
     }
 
     /// @dev `getRoundData(id)`, never reverting: `read` is false when the call fails or the round has no `updatedAt`.

@@ -12,6 +12,7 @@ import {IVault} from "../../interfaces/IVault.sol";
 import {IOracleRouter} from "../../interfaces/IOracleRouter.sol";
 import {ILiquidityPool} from "../../interfaces/ILiquidityPool.sol";
 import {WadMath} from "../WadMath.sol";
+import {TOP_UP, REDUCE} from "../Constants.sol";
 
 /// @title AccountLogic
 /// @notice The margin engine's storage layout and the internal account calculations every engine module
@@ -27,8 +28,6 @@ library AccountLogic {
     uint256 internal constant WAD = 1e18;
     int256 internal constant IWAD = 1e18;
     /// @dev The TOP_UP bit of a policy's actions (Constants.TOP_UP).
-    uint8 internal constant TOP_UP_BIT = 1;
-    uint8 internal constant REDUCE_BIT = 2;
     /// @dev Listing index of the settlement asset: the engine's constructor lists it first, and nothing unlists.
     uint256 internal constant SETTLEMENT_INDEX = 0;
     /// @dev Prices cached per call: at most every listed asset plus every market asset.
@@ -378,7 +377,7 @@ library AccountLogic {
     {
         Policy memory p = s.policies[accountId];
         if (
-            p.actions & TOP_UP_BIT == 0 || p.maxFeeUsd < s.hot.keeperReward || block.timestamp < rebalanceReadyAt(s, accountId)
+            p.actions & TOP_UP == 0 || p.maxFeeUsd < s.hot.keeperReward || block.timestamp < rebalanceReadyAt(s, accountId)
         ) return false;
         // As the liquidation it pre-empts would: the target against the maintenance margin at the current
         // volatility, and one settlement unit to spare (the settle after the fee rounds against the account).
@@ -719,10 +718,14 @@ library AccountLogic {
     ///      for the keeper (they are not LP capital).
     function creditKeeper(Storage storage s, Env memory env, address keeper, uint256 amountUsd) internal {
         uint256 amount = amountUsd / env.settlementScale;
-        if (amount == 0) return;
+        if (amount != 0) creditKeeperUnits(s, env.settlementAsset, keeper, amount);
+    }
+
+    /// @dev Credits `keeper` `amount` settlement-token units held by the pool apart from LP capital (set aside).
+    function creditKeeperUnits(Storage storage s, address settlementAsset, address keeper, uint256 amount) internal {
         uint256 balance = s.keeperRewards[keeper] + amount;
         s.keeperRewards[keeper] = balance;
-        s.pool.setAside = fit(0, env.settlementAsset, s.pool.setAside + amount);
+        s.pool.setAside = fit(0, settlementAsset, s.pool.setAside + amount);
         emit IMarginEngine.KeeperRewardCredited(keeper, amount, balance);
     }
 
@@ -782,7 +785,7 @@ library AccountLogic {
     ///      may REDUCE, whose rebalance then waits for a round of every held market published after now.
     function markOwnerAction(Storage storage s, uint256 accountId) internal {
         Policy storage p = s.policies[accountId];
-        if (p.actions & REDUCE_BIT != 0) p.ownerActedAt = uint40(block.timestamp);
+        if (p.actions & REDUCE != 0) p.ownerActedAt = uint40(block.timestamp);
     }
 
     /// @dev Whether every market the account holds has a round published after `since` (the oracle's observation,

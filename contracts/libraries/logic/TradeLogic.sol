@@ -14,7 +14,6 @@ import {AccountLogic} from "./AccountLogic.sol";
 ///         of an order. See IMarginEngine.requestOrder / executeOrder and README "Orders".
 library TradeLogic {
     using SafeCast for uint256;
-    using SafeCast for int256;
     using WadMath for uint256;
 
     uint256 private constant WAD = 1e18;
@@ -101,10 +100,15 @@ library TradeLogic {
     }
 
     /// @dev Removes a settled order and pays its escrowed fee to `keeper` as a claimable reward: the tokens stay
-    ///      here, from the escrow into the pool's set-aside balance (not LP capital), as every keeper reward.
-    function closeOrder(AccountLogic.Storage storage s, uint256 orderId, uint256 accountId, uint256 fee, address keeper)
-        external
-    {
+    ///      here, from the escrow into the pool's balance, set aside (not LP capital), as every keeper reward.
+    function closeOrder(
+        AccountLogic.Storage storage s,
+        address settlementAsset,
+        uint256 orderId,
+        uint256 accountId,
+        uint256 fee,
+        address keeper
+    ) external {
         delete s.orders[orderId];
         uint64[] storage pending = s.pendingOrders[accountId];
         uint256 last = pending.length - 1; // the order is pending: the list holds it
@@ -117,17 +121,15 @@ library TradeLogic {
         pending.pop();
         if (fee == 0) return;
         s.orderBook.escrow -= uint96(fee); // the fee is part of the escrow
-        uint256 balance = s.keeperRewards[keeper] + fee;
-        s.keeperRewards[keeper] = balance;
-        AccountLogic.PoolSlot memory pool = s.pool;
-        s.pool = AccountLogic.PoolSlot((pool.balance + fee).toUint128(), (pool.setAside + fee).toUint128());
-        emit IMarginEngine.KeeperRewardCredited(keeper, fee, balance);
+        s.pool.balance = AccountLogic.fit(0, settlementAsset, s.pool.balance + fee);
+        AccountLogic.creditKeeperUnits(s, settlementAsset, keeper, fee);
     }
 
     /// @dev Fills `sizeDelta` on the account's position in `marketId` at `fillPx` (0: the current price, the test
     ///      engine's instant fill). Funding accrues to now at the current price; the position enters (and a
-    ///      reduction realises) at the fill price; the trading fee is charged on the fill notional; the checks of new
-    ///      risk (open-interest cap, IM, policy trigger) value the account at current prices.
+    ///      reduction realises) at the fill price; the trading fee is charged on the fill notional; new risk is
+    ///      checked against the open-interest cap at the current price and against IM with the traded market at the
+    ///      fill price (other markets at current prices).
     ///      See `IMarginEngine.requestOrder` for every rule; the engine has checked the caller (or the order) and the
     ///      market.
     function fill(

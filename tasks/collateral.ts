@@ -59,28 +59,22 @@ ballastTask("collateral:withdraw", "Withdraws tokens from an account's reserve t
     }),
   );
 
-ballastTask("collateral:post", "Moves collateral from an account's reserve to its margin")
-  .addOptionalParam("account", "account id (required)")
-  .addOptionalParam("asset", "listed asset symbol or address (required)")
-  .addOptionalParam("amount", "amount in the token's units (required)")
-  .addOptionalParam("from", "signer index or address", "0")
-  .setAction(
-    action(async (args: Args, hre) => {
-      const { ctx, id, a, value } = await named(hre, args);
-      await send(ctx, () => ctx.b.vault.postMargin(id, a.address, value));
-      say(`posted ${amount(value, a)} of account ${id}'s reserve as margin: ${await balances(ctx, id, a)}`);
-    }),
-  );
-
-ballastTask("collateral:release", "Moves collateral from an account's margin back to its reserve (the account must keep IM)")
-  .addOptionalParam("account", "account id (required)")
-  .addOptionalParam("asset", "listed asset symbol or address (required)")
-  .addOptionalParam("amount", "amount in the token's units (required)")
-  .addOptionalParam("from", "signer index or address", "0")
-  .setAction(
-    action(async (args: Args, hre) => {
-      const { ctx, id, a, value } = await named(hre, args);
-      await send(ctx, () => ctx.b.vault.releaseMargin(id, a.address, value));
-      say(`released ${amount(value, a)} of account ${id}'s margin to its reserve: ${await balances(ctx, id, a)}`);
-    }),
-  );
+// Reserve ↔ margin moves of an account's own collateral: one definition, two tasks.
+for (const [name, description, toMargin] of [
+  ["collateral:post", "Moves collateral from an account's reserve to its margin", true],
+  ["collateral:release", "Moves collateral from an account's margin back to its reserve (the account must keep IM)", false],
+] as const) {
+  ballastTask(name, description)
+    .addOptionalParam("account", "account id (required)")
+    .addOptionalParam("asset", "listed asset symbol or address (required)")
+    .addOptionalParam("amount", "amount in the token's units (required)")
+    .addOptionalParam("from", "signer index or address", "0")
+    .setAction(
+      action(async (args: Args, hre) => {
+        const { ctx, id, a, value } = await named(hre, args);
+        await send(ctx, () => (toMargin ? ctx.b.vault.postMargin(id, a.address, value) : ctx.b.vault.releaseMargin(id, a.address, value)));
+        const moved = toMargin ? `posted ${amount(value, a)} of account ${id}'s reserve as margin` : `released ${amount(value, a)} of account ${id}'s margin to its reserve`;
+        say(`${moved}: ${await balances(ctx, id, a)}`);
+      }),
+    );
+}

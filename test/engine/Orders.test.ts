@@ -4,8 +4,6 @@
  * reserve and earned by whoever settles the order, refusals at the fill cancel with a named reason, and the owner
  * (also acting as keeper) cannot get an instant fill through the rebalancer.
  */
-import fs from "node:fs";
-import path from "node:path";
 import { expect } from "chai";
 import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
@@ -14,6 +12,7 @@ import { productionFixture, USDC, E18, E8, type ProductionFixture } from "../hel
 import { ACTION, MAJOR_MARKET, wad } from "../../deploy/params";
 import { deployInstantFillSystem } from "../../lib/instantFill";
 import { USDC_SCALE, wDivDown } from "../../lib/margin";
+import { loadChainlinkRounds } from "../../lib/prices";
 import type { IMarginEngine } from "../../typechain-types";
 
 /** Execution fee of the tests: 0.5 USDC. */
@@ -486,19 +485,17 @@ describe("Two-step orders", () => {
 
   describe("a real round transition (data/chainlink_eth_usd_rounds_mainnet.csv)", () => {
     /** Rounds 6025–6027 of the file (2023-04-05 – 2024-01-29): the largest one-round rise, +3.18 % in 96 s. */
+    const history = loadChainlinkRounds("chainlink_eth_usd_rounds_mainnet.csv");
     function rounds() {
-      const file = path.resolve(__dirname, "..", "..", "data", "chainlink_eth_usd_rounds_mainnet.csv");
-      const lines = fs.readFileSync(file, "utf8").trim().split("\n").slice(1);
-      const pick = (roundId: string) => {
-        const [id, answer, , updatedAt] = lines.find((l) => l.startsWith(roundId + ","))!.split(",");
-        return { id: BigInt(id), answer: BigInt(answer), updatedAt: Number(updatedAt) };
+      const pick = (roundId: bigint) => {
+        const r = history.find((x) => x.roundId === roundId)!;
+        return { id: r.roundId, answer: r.answer, updatedAt: r.updatedAt };
       };
-      return [pick("110680464442257315722"), pick("110680464442257315723"), pick("110680464442257315724")];
+      return [pick(110680464442257315722n), pick(110680464442257315723n), pick(110680464442257315724n)];
     }
 
     it("what an instant fill would give away: 7,562 of the 11,106 rounds moved more than the 2 × 5 bps round-trip fee", () => {
-      const file = path.resolve(__dirname, "..", "..", "data", "chainlink_eth_usd_rounds_mainnet.csv");
-      const answers = fs.readFileSync(file, "utf8").trim().split("\n").slice(1).map((l) => BigInt(l.split(",")[1]));
+      const answers = history.map((r) => r.answer);
       let moved = 0;
       for (let i = 1; i < answers.length; i++) {
         const d = answers[i] - answers[i - 1];

@@ -1,0 +1,161 @@
+/**
+ * The backtest and sweep reports as written to reports/<scenario>.json and rendered into reports/<scenario>.html
+ * (sim/html.ts). One schema for the demo (`npm run demo`), `sim:backtest` and `sim:sweep`.
+ *
+ * Money in the JSON is a decimal string of USD, exact (the WAD value the chain returned, trailing zeros trimmed):
+ * "1234.5", "-87.123456789012345678". Health is a decimal string too (WAD ratio), or null where the account has no
+ * position (no requirement) or does not exist yet. Numbers are used only for display data (prices for charts).
+ */
+
+export const BACKTEST_SCHEMA = "ballast.backtest/1";
+export const SWEEP_SCHEMA = "ballast.sweep/1";
+
+export type Side = "long" | "short";
+export type ActionName = "top-up" | "reduce" | "release";
+export type EventKind = "top-up" | "reduce" | "release" | "liquidation" | "open";
+
+export interface PolicyReport {
+  /** e.g. "top-up 1.3→1.6" */
+  name: string;
+  trigger: string;
+  target: string;
+  /** "0" = no release */
+  release: string;
+  actions: ActionName[];
+  maxFeeUsd: string;
+}
+
+/** Something that happened to an account at a step, read from the chain (events and receipts). */
+export interface AccountEvent {
+  step: number;
+  kind: EventKind;
+  /** gas used by the transaction (for a batch: the whole batch) */
+  gas: number;
+  /** keeper fee (rebalance) or liquidation penalty paid by the account, USD */
+  feeUsd: string;
+  /** USD moved: topped up, notional reduced, released, or notional liquidated */
+  amountUsd: string;
+  healthBefore: string | null;
+  healthAfter: string | null;
+}
+
+export interface AccountReport {
+  id: string;
+  /** "10x long control", "10x long top-up 1.3→1.6" */
+  label: string;
+  leverage: number;
+  side: Side;
+  /** "control" or the policy's name */
+  variant: string;
+  policy: PolicyReport | null;
+  /** margin + reserve at the start (a control keeps the reserve idle, outside the protocol) */
+  startCapitalUsd: string;
+  marginUsd: string;
+  reserveUsd: string;
+  /** whether the opening order filled (an order refused by the market's rules leaves the account flat) */
+  opened: boolean;
+  /** entry price, USD (decimal string), "0" if not opened */
+  entryPrice: string;
+  /** health after every step (same length as `steps.time`) */
+  health: (string | null)[];
+  minHealth: string | null;
+  events: AccountEvent[];
+  liquidations: number;
+  penaltiesUsd: string;
+  rebalances: { topUp: number; reduce: number; release: number };
+  keeperFeesUsd: string;
+  /** gas of the transactions acting on this account (a batch's gas shared equally) */
+  gasUsed: number;
+  badDebtUsd: string;
+  finalEquityUsd: string;
+  /** reserve left in the vault, plus (control) the reserve kept idle outside */
+  reserveLeftUsd: string;
+  withdrawnUsd: string;
+  /** equity + reserve left + withdrawn */
+  wealthUsd: string;
+  /** id of the control with the same leverage, side and starting capital */
+  controlId: string | null;
+  /** wealth − the control's wealth ("0" for a control) */
+  wealthVsControlUsd: string;
+}
+
+/** Sums over the accounts of one (leverage, side, variant). */
+export interface GroupReport {
+  key: string;
+  leverage: number;
+  side: Side;
+  variant: string;
+  accounts: number;
+  liquidated: number;
+  liquidations: number;
+  penaltiesUsd: string;
+  rebalances: { topUp: number; reduce: number; release: number };
+  keeperFeesUsd: string;
+  gasUsed: number;
+  /** average gas per rebalance / liquidation transaction touching the group, 0 when none */
+  gasPerAction: { rebalance: number; liquidation: number };
+  minHealth: string | null;
+  badDebtUsd: string;
+  wealthUsd: string;
+  controlWealthUsd: string;
+  wealthVsControlUsd: string;
+}
+
+export interface BacktestReport {
+  schema: typeof BACKTEST_SCHEMA;
+  scenario: string;
+  title: string;
+  /** the command that reproduces this report */
+  command: string;
+  data: {
+    file: string;
+    ohlc: string | null;
+    /** where the data comes from (data/SOURCES.md) */
+    source: string;
+    sampling: "close" | "chainlink";
+    rows: number;
+  };
+  seed: number;
+  /** steps of the replay: time (unix s, the data's clock), price (USD, display), whether the population existed */
+  steps: { time: number[]; price: number[]; openStep: number };
+  accounts: AccountReport[];
+  groups: GroupReport[];
+  totals: {
+    accounts: number;
+    liquidations: number;
+    rebalances: number;
+    keeperFeesUsd: string;
+    badDebtUsd: string;
+    gasUsed: number;
+    wallSeconds: number;
+  };
+  /** plain sentences, e.g. where protection cost wealth against the control */
+  findings: string[];
+}
+
+export interface SweepCell {
+  policy: PolicyReport;
+  leverage: number;
+  accounts: number;
+  liquidations: number;
+  /** keeper fees + liquidation penalties, USD */
+  costUsd: string;
+  gasUsed: number;
+  wealthVsControlUsd: string;
+}
+
+export interface SweepReport {
+  schema: typeof SWEEP_SCHEMA;
+  scenario: string;
+  title: string;
+  command: string;
+  data: BacktestReport["data"];
+  policies: PolicyReport[];
+  leverages: number[];
+  cells: SweepCell[];
+  /** per leverage: the cheapest policy with zero liquidations, and the one that kept the most wealth */
+  best: { leverage: number; cheapestSafe: string | null; mostWealth: string }[];
+  findings: string[];
+  /** the backtest the grid ran (one population, every policy side by side) */
+  backtest: BacktestReport;
+}

@@ -29,7 +29,7 @@ import type { BaseContract, Interface, LogDescription, Result } from "ethers";
 
 import { deployInstantFillSystem, type InstantFillSystem } from "./instantFill";
 import { ACTION, CRYPTO_FEED, NARROW_POLICY, wad, type FeedConfig, type MarketConfig } from "../deploy/params";
-import { DATA_DIR, loadPriceCsv, parseDecimal } from "./prices";
+import { DATA_DIR, loadOhlc, loadPriceCsv, ohlcPath, type OhlcBar, type Step } from "./prices";
 import {
   abs,
   ceilDiv,
@@ -47,90 +47,15 @@ import {
 // =====================================================================================================
 // Price paths
 
-/** One price update of a replay: `offset` seconds after the path's first step, price with 8 decimals. */
-export interface Step {
-  offset: number;
-  price: bigint;
-  /** index of the hourly bar the step belongs to */
-  bar: number;
-  kind: "close" | "open" | "high" | "low";
-}
-
-/** One hourly OHLC bar (8-decimal prices), `timestamp` = the bar's open, unix seconds. */
-export interface OhlcBar {
-  timestamp: number;
-  open: bigint;
-  high: bigint;
-  low: bigint;
-  close: bigint;
-}
+// The OHLC loader and replay live in lib/prices.ts (one copy, shared with sim/path.ts); re-exported for the
+// callers of this module.
+export { loadOhlc, ohlcPath, type OhlcBar, type Step };
 
 /** Hourly closes of a `timestamp,price` file in data/ (lib/prices.ts), one step per close. */
 export function closesPath(file: string): Step[] {
   const rows = loadPriceCsv(file, 8);
   const t0 = rows[0].timestamp;
   return rows.map((r, i) => ({ offset: r.timestamp - t0, price: r.price, bar: i, kind: "close" as const }));
-}
-
-/**
- * The OHLC rows of data/ohlc/ (source layout: unix,date,symbol,open,high,low,close,...; unix in seconds or
- * milliseconds) between `from` and `to` (unix seconds, `to` exclusive), sorted by time.
- */
-export function loadOhlc(file: string, from: number, to: number): OhlcBar[] {
-  const full = path.isAbsolute(file) ? file : path.join(DATA_DIR, file);
-  if (!fs.existsSync(full)) throw new Error(`OHLC file not found: ${full} (price files live in data/ of the repository)`);
-  const lines = fs
-    .readFileSync(full, "utf8")
-    .split(/\r?\n/)
-    .filter((l) => l.trim() !== "");
-  const header = lines.shift()!.split(",");
-  const col = (name: string) => {
-    const i = header.indexOf(name);
-    if (i < 0) throw new Error(`${full}: no column "${name}"`);
-    return i;
-  };
-  const [iu, io, ih, il, ic] = ["unix", "open", "high", "low", "close"].map(col);
-  const bars = lines.map((line) => {
-    const f = line.split(",");
-    const raw = Number(f[iu]);
-    const timestamp = Math.round(raw > 1e11 ? raw / 1000 : raw);
-    return {
-      timestamp,
-      open: parseDecimal(f[io], 8),
-      high: parseDecimal(f[ih], 8),
-      low: parseDecimal(f[il], 8),
-      close: parseDecimal(f[ic], 8),
-    };
-  });
-  const window = bars.filter((b) => b.timestamp >= from && b.timestamp < to).sort((a, b) => a.timestamp - b.timestamp);
-  for (let i = 1; i < window.length; i++) {
-    if (window[i].timestamp - window[i - 1].timestamp !== 3600) throw new Error(`${full}: gap before ${window[i].timestamp}`);
-  }
-  return window;
-}
-
-/**
- * Four steps per bar, 15 minutes apart: open → low → high → close for a down bar (close < open), open → high →
- * low → close otherwise, so every bar's low and high are replayed.
- */
-export function ohlcPath(bars: OhlcBar[]): Step[] {
-  const t0 = bars[0].timestamp;
-  const steps: Step[] = [];
-  bars.forEach((b, i) => {
-    const mid: [bigint, Step["kind"]][] =
-      b.close < b.open
-        ? [
-            [b.low, "low"],
-            [b.high, "high"],
-          ]
-        : [
-            [b.high, "high"],
-            [b.low, "low"],
-          ];
-    const seq: [bigint, Step["kind"]][] = [[b.open, "open"], ...mid, [b.close, "close"]];
-    seq.forEach(([price, kind], k) => steps.push({ offset: b.timestamp - t0 + k * 900, price, bar: i, kind }));
-  });
-  return steps;
 }
 
 /**

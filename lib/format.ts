@@ -20,3 +20,31 @@ export const usd = (wadValue: bigint, shown = 2) => formatFixed(wadValue, 18, sh
 export function health(wadValue: bigint): string {
   return wadValue === MAX_UINT ? "∞" : formatFixed(wadValue, 18, 3);
 }
+
+/** A WAD as its exact, shortest decimal ("1234.5", "1.3", "-0.000001", "0"): for reports and JSON, never rounded. */
+export function wadText(x: bigint): string {
+  const neg = x < 0n;
+  const a = neg ? -x : x;
+  const frac = (a % 10n ** 18n).toString().padStart(18, "0").replace(/0+$/, "");
+  return `${neg ? "-" : ""}${a / 10n ** 18n}${frac ? "." + frac : ""}`;
+}
+
+/** Parses wadText's output (or any plain decimal with at most 18 decimals) back to a WAD. */
+export function parseWadText(s: string): bigint {
+  const neg = s.startsWith("-");
+  const [w, f = ""] = (neg ? s.slice(1) : s).split(".");
+  const v = BigInt(w) * 10n ** 18n + BigInt((f + "0".repeat(18)).slice(0, 18));
+  return neg ? -v : v;
+}
+
+/**
+ * Rows as aligned columns, one string: `header` then a dashed rule (when `rule`) then `body`; columns whose index is
+ * in `right` are right-aligned (numbers), the rest left-aligned; trailing spaces trimmed.
+ */
+export function textTable(header: string[], body: string[][], opts: { right?: (column: number) => boolean; rule?: boolean } = {}): string {
+  const rows = [header, ...(opts.rule ? [header.map(() => "")] : []), ...body];
+  const widths = header.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  if (opts.rule) rows[1] = widths.map((w) => "-".repeat(w));
+  const right = opts.right ?? (() => false);
+  return rows.map((r) => r.map((c, i) => (right(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ").trimEnd()).join("\n");
+}

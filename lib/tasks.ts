@@ -14,7 +14,7 @@ import type { ContractTransactionResponse, Interface, Result, Signer, Transactio
 
 import type { Ballast } from "./connect";
 import { DeploymentError, loadDeployment, type DeploymentRecord } from "./deployment";
-import { formatFixed, health as fmtHealth } from "./format";
+import { formatFixed, health as fmtHealth, textTable } from "./format";
 import { formatUnits, parseInteger, UnitsError } from "./units";
 
 export const PLUGIN = "ballast";
@@ -428,9 +428,7 @@ export function action<A>(fn: (args: A, hre: HardhatRuntimeEnvironment) => Promi
 
 /** Rows as aligned columns (the first row is the header), one string. */
 export function table(rows: string[][]): string {
-  const widths: number[] = [];
-  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join("  ").trimEnd()).join("\n");
+  return textTable(rows[0], rows.slice(1));
 }
 
 /** Where a task prints (tests may silence it with BALLAST_TASKS_QUIET=true). */

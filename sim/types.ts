@@ -31,6 +31,8 @@ export interface AccountEvent {
   kind: EventKind;
   /** gas used by the transaction (for a batch: the whole batch) */
   gas: number;
+  /** accounts the transaction acted on (1, or a batch's size): gas / txAccounts is this account's share */
+  txAccounts: number;
   /** keeper fee (rebalance) or liquidation penalty paid by the account, USD */
   feeUsd: string;
   /** USD moved: topped up, notional reduced, released, or notional liquidated */
@@ -54,9 +56,11 @@ export interface AccountReport {
   reserveUsd: string;
   /** whether the opening order filled (an order refused by the market's rules leaves the account flat) */
   opened: boolean;
+  /** the named rule that cancelled the opening order (e.g. "BelowInitialMargin"), null if it filled */
+  openRefused: string | null;
   /** entry price, USD (decimal string), "0" if not opened */
   entryPrice: string;
-  /** health after every step (same length as `steps.time`) */
+  /** health after every step's round, before the keeper acted (same length as `steps.time`; null: no position) */
   health: (string | null)[];
   minHealth: string | null;
   events: AccountEvent[];

@@ -11,3 +11,4 @@ import "./policy";
 import "./keeping";
 import "./lp";
 import "./markets";
+import "./sim";

@@ -88,7 +88,7 @@ function simulate(spec: Spec, prices: number[]): AccountReport {
   const equityAt = (p: number) => collateral + sign * qty * (p - entry);
   const healthAt = (p: number) => (qty === 0 ? null : equityAt(p) / (MAINTENANCE * qty * p));
   if (spec.opens) {
-    events.push({ step: 0, kind: "open", gas: 412_794, feeUsd: "0", amountUsd: dec(MARGIN * spec.leverage), healthBefore: null, healthAfter: dec(healthAt(entry)!) });
+    events.push({ step: 0, kind: "open", gas: 412_794, txAccounts: 1, feeUsd: "0", amountUsd: dec(MARGIN * spec.leverage), healthBefore: null, healthAfter: dec(healthAt(entry)!) });
   }
 
   const health = prices.map((p, step) => {
@@ -103,7 +103,7 @@ function simulate(spec: Spec, prices: number[]): AccountReport {
       qty = 0;
       liquidations += 1;
       gas += GAS.liquidation;
-      events.push({ step, kind: "liquidation", gas: GAS.liquidation, feeUsd: dec(PENALTY * notional), amountUsd: dec(notional), healthBefore: dec(before), healthAfter: null });
+      events.push({ step, kind: "liquidation", gas: GAS.liquidation, txAccounts: 1, feeUsd: dec(PENALTY * notional), amountUsd: dec(notional), healthBefore: dec(before), healthAfter: null });
     } else if (spec.policy !== null && before < Number(spec.policy.trigger)) {
       const target = Number(spec.policy.target);
       if (spec.policy.actions.includes("top-up") && reserve > KEEPER_FEE) {
@@ -113,7 +113,7 @@ function simulate(spec: Spec, prices: number[]): AccountReport {
         fees += KEEPER_FEE;
         gas += GAS.topUp;
         rebalances.topUp += 1;
-        events.push({ step, kind: "top-up", gas: GAS.topUp, feeUsd: dec(KEEPER_FEE), amountUsd: dec(amount), healthBefore: dec(before), healthAfter: dec(healthAt(p)!) });
+        events.push({ step, kind: "top-up", gas: GAS.topUp, txAccounts: 1, feeUsd: dec(KEEPER_FEE), amountUsd: dec(amount), healthBefore: dec(before), healthAfter: dec(healthAt(p)!) });
       } else if (spec.policy.actions.includes("reduce")) {
         const kept = (equityAt(p) - KEEPER_FEE) / (target * MAINTENANCE * p);
         const reduced = qty - kept;
@@ -122,7 +122,7 @@ function simulate(spec: Spec, prices: number[]): AccountReport {
         fees += KEEPER_FEE;
         gas += GAS.reduce;
         rebalances.reduce += 1;
-        events.push({ step, kind: "reduce", gas: GAS.reduce, feeUsd: dec(KEEPER_FEE), amountUsd: dec(reduced * p), healthBefore: dec(before), healthAfter: dec(healthAt(p)!) });
+        events.push({ step, kind: "reduce", gas: GAS.reduce, txAccounts: 1, feeUsd: dec(KEEPER_FEE), amountUsd: dec(reduced * p), healthBefore: dec(before), healthAfter: dec(healthAt(p)!) });
       }
     }
     const after = healthAt(p);
@@ -144,6 +144,7 @@ function simulate(spec: Spec, prices: number[]): AccountReport {
     marginUsd: dec(MARGIN),
     reserveUsd: dec(RESERVE),
     opened: spec.opens,
+    openRefused: spec.opens ? null : "BelowInitialMargin",
     entryPrice: spec.opens ? dec(entry) : "0",
     health,
     minHealth: drawn.length > 0 ? dec(Math.min(...drawn)) : null,

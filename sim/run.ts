@@ -1,0 +1,178 @@
+/**
+ * The commands over the backtester, shared by `npm run demo` (scripts/demo.ts), `npx hardhat sim:backtest` and
+ * `npx hardhat sim:sweep` (tasks/sim.ts): every argument is checked and the price data loaded and validated before
+ * anything is deployed; a mistake is a one-line SimInputError or PriceDataError.
+ */
+import fs from "node:fs";
+import path from "node:path";
+
+import { parseUnits, UnitsError } from "../lib/units";
+import { DATA_DIR } from "../lib/prices";
+import { summaryTable } from "./accounting";
+import { runBacktest } from "./backtest";
+import { writeReport } from "./html";
+import { buildPath } from "./path";
+import { progressBar } from "./progress";
+import {
+  DEFAULT_LEVERAGES,
+  DEFAULT_MARGIN,
+  defaultPolicies,
+  parseActions,
+  policy,
+  SimInputError,
+  type PolicySpec,
+} from "./population";
+import { sweepReport, sweepTable } from "./sweep";
+import type { BacktestReport, SweepReport } from "./types";
+import { ACTION } from "../deploy/params";
+
+export const DEFAULT_DATA = "eth_usdt_bybitperp_1h_2022-11-05_2022-11-15.csv";
+export const DEFAULT_SCENARIO = "ftx-2022";
+export const REPORTS_DIR = path.resolve(__dirname, "..", "reports");
+
+export interface BacktestArgs {
+  data: string;
+  ohlc?: string;
+  accounts?: string;
+  seed?: string;
+  /** "trigger,target[,release]" */
+  policy?: string;
+  /** "top-up,reduce" */
+  actions?: string;
+  sampling?: string;
+  leverages?: string;
+  /** report name (reports/<scenario>.json|html); default: the data file's name */
+  scenario?: string;
+  out?: string;
+  quiet?: boolean;
+}
+
+export interface SweepArgs extends Omit<BacktestArgs, "policy" | "actions"> {
+  triggers: string;
+  targets: string;
+  /** action sets separated by "|": "top-up|reduce|top-up,reduce" */
+  actions?: string;
+}
+
+const ratio = (text: string, what: string) => {
+  try {
+    return parseUnits(text.trim(), 18, { what, allowZero: true });
+  } catch (e) {
+    if (e instanceof UnitsError) throw new SimInputError(e.message);
+    throw e;
+  }
+};
+
+const int = (text: string | undefined, what: string, min: number, max: number): number | undefined => {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max) throw new SimInputError(`${what} "${text}": give a whole number in ${min}..${max}`);
+  return n;
+};
+
+/** Checks one policy's ratios as the engine would (it refuses the same with named errors), one line each. */
+function checkPolicy(p: PolicySpec): PolicySpec {
+  const one = 10n ** 18n;
+  if (p.trigger <= one) throw new SimInputError(`policy ${p.name}: trigger must be above 1 (health 1 is liquidation)`);
+  if (p.target <= p.trigger) throw new SimInputError(`policy ${p.name}: target must be above the trigger`);
+  if (p.release !== 0n && p.release <= p.target) throw new SimInputError(`policy ${p.name}: release must be 0 (none) or above the target`);
+  if ((p.actions & ACTION.RELEASE) !== 0 && p.release === 0n) throw new SimInputError(`policy ${p.name}: the release action needs a release ratio (--policy trigger,target,release)`);
+  return p;
+}
+
+function policiesOf(args: BacktestArgs): PolicySpec[] {
+  if (args.policy === undefined) {
+    if (args.actions === undefined) return defaultPolicies();
+    return [checkPolicy(policy(parseActions(args.actions), ratio("1.3", "trigger"), ratio("1.6", "target")))];
+  }
+  const parts = args.policy.split(",");
+  if (parts.length < 2 || parts.length > 3) throw new SimInputError(`--policy "${args.policy}": give trigger,target[,release], e.g. 1.3,1.6 or 1.3,1.6,3`);
+  const [trigger, target] = [ratio(parts[0], "--policy trigger"), ratio(parts[1], "--policy target")];
+  const release = parts[2] === undefined ? 0n : ratio(parts[2], "--policy release");
+  const actions = args.actions === undefined ? ACTION.TOP_UP | ACTION.REDUCE | (release > 0n ? ACTION.RELEASE : 0) : parseActions(args.actions);
+  return [checkPolicy(policy(actions, trigger, target, release))];
+}
+
+function leveragesOf(text: string | undefined): number[] {
+  if (text === undefined) return DEFAULT_LEVERAGES;
+  return text.split(",").map((t) => {
+    const n = Number(t);
+    if (!/^\d+(\.\d)?$/.test(t.trim()) || n < 1 || n > 50) throw new SimInputError(`--leverages: "${t}" is not a leverage — give numbers in 1..50 with at most one decimal, e.g. 2,3,5`);
+    return n;
+  });
+}
+
+/** Where the data comes from, from data/SOURCES.md's table (the repository's files), else the path given. */
+export function sourceOf(file: string): string {
+  const name = path.basename(file);
+  const sources = path.join(DATA_DIR, "SOURCES.md");
+  const row = fs.existsSync(sources) ? fs.readFileSync(sources, "utf8").split("\n").find((l) => l.startsWith(`| ${name} `) || l.includes(`| ${name} |`)) : undefined;
+  if (!row) return `user data: ${file}`;
+  const cols = row.split("|").map((c) => c.trim()).filter((c) => c !== "");
+  return `${cols[cols.length - 2]}; ${cols[cols.length - 1]} (data/SOURCES.md)`;
+}
+
+/** Everything a backtest needs, checked and loaded: nothing is deployed before this returns. */
+export function prepare(args: BacktestArgs, policies: PolicySpec[]) {
+  const sampling = args.sampling ?? "close";
+  if (sampling !== "close" && sampling !== "chainlink") throw new SimInputError(`--sampling "${sampling}": use close or chainlink`);
+  const accounts = int(args.accounts, "--accounts", 1, 2_000);
+  const seed = int(args.seed, "--seed", 0, 2 ** 32 - 1) ?? 1;
+  const leverages = leveragesOf(args.leverages);
+  const { points, rows } = buildPath({ data: args.data, ohlc: args.ohlc, sampling });
+  const scenario = args.scenario ?? path.basename(args.data).replace(/\.csv$/i, "");
+  if (!/^[A-Za-z0-9._-]+$/.test(scenario)) throw new SimInputError(`--scenario "${scenario}": use letters, digits, ".", "_" and "-" only (it names the report files)`);
+  return {
+    scenario,
+    points,
+    data: { file: args.data, ohlc: args.ohlc ?? null, source: sourceOf(args.data), sampling: sampling as "close" | "chainlink", rows },
+    population: { leverages, sides: ["long", "short"] as const, policies, accounts, seed, margin: DEFAULT_MARGIN },
+  };
+}
+
+export async function backtestCommand(args: BacktestArgs, command: string, title?: string): Promise<{ report: BacktestReport; files: { json: string; html: string } }> {
+  const p = prepare(args, policiesOf(args));
+  const report = await runBacktest({
+    scenario: p.scenario,
+    title: title ?? `Backtest: ${p.data.file} (${p.data.sampling} sampling)`,
+    command,
+    data: p.data,
+    points: p.points,
+    population: { ...p.population, sides: [...p.population.sides] },
+    progress: progressBar("replay", { quiet: args.quiet }),
+  });
+  const files = writeReport(args.out ?? REPORTS_DIR, report);
+  return { report, files };
+}
+
+/** The sweep's policies: every trigger < target pair, with every action set. */
+export function sweepPolicies(args: SweepArgs): PolicySpec[] {
+  const list = (text: string, what: string) => text.split(",").map((t) => ratio(t, what));
+  const triggers = list(args.triggers, "--triggers");
+  const targets = list(args.targets, "--targets");
+  const sets = (args.actions ?? "top-up|reduce|top-up,reduce").split("|").map(parseActions);
+  const out: PolicySpec[] = [];
+  for (const actions of sets) for (const tr of triggers) for (const ta of targets) if (ta > tr) out.push(checkPolicy(policy(actions, tr, ta)));
+  if (out.length === 0) throw new SimInputError(`--triggers ${args.triggers} --targets ${args.targets}: no pair has target above trigger`);
+  if (out.length > 60) throw new SimInputError(`the grid has ${out.length} policies: at most 60 (fewer triggers, targets or action sets)`);
+  return out;
+}
+
+export async function sweepCommand(args: SweepArgs, command: string): Promise<{ report: SweepReport; files: { json: string; html: string } }> {
+  const policies = sweepPolicies(args);
+  const p = prepare({ ...args, policy: undefined, actions: undefined, scenario: args.scenario ?? `sweep-${path.basename(args.data).replace(/\.csv$/i, "")}` }, policies);
+  const backtest = await runBacktest({
+    scenario: p.scenario,
+    title: `Policy sweep: ${p.data.file} (${policies.length} policies)`,
+    command,
+    data: p.data,
+    points: p.points,
+    population: { ...p.population, sides: [...p.population.sides] },
+    progress: progressBar("sweep", { quiet: args.quiet }),
+  });
+  const report = sweepReport(backtest);
+  const files = writeReport(args.out ?? REPORTS_DIR, report);
+  return { report, files };
+}
+
+export { summaryTable, sweepTable };

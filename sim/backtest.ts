@@ -59,6 +59,11 @@ export interface BacktestOptions {
   warmupSeconds?: number;
   /** called after every point */
   progress?: (done: number, total: number) => void;
+  /**
+   * Called once the replay is over, before the chain is reverted: tests read the deployment's state and events here.
+   * `chainTime(i)` is the block time at which point i was published.
+   */
+  inspect?: (chain: { sys: LocalSystem; ids: bigint[]; chainTime: (i: number) => number; keeper: string }) => Promise<void>;
 }
 
 interface Tracked {
@@ -162,8 +167,10 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
   const T0 = Math.floor(((await latest()) + 3 * 3600) / 3600 + 1) * 3600;
   const chainTime = (p: PathPoint) => T0 + (p.time - points[0].time);
   let round = (await sys.ethFeed.latestRoundData())[0];
+  const published: number[] = [];
   const publish = async (p: PathPoint) => {
     const t = Math.max(chainTime(p), (await latest()) + 1);
+    published.push(t);
     await rpc("evm_setNextBlockTimestamp", [t]);
     round += 1n;
     await (await pusher.pushAndPoke(sys.ethFeed, sys.oracle, sys.weth, round, p.price, t)).wait();
@@ -256,7 +263,7 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
       if (i === openStep) {
         // the deployment's tested σ speed from here on, then the population requests its orders
         await (await sys.oracle.setVolParams(sys.weth, tested)).wait();
-        await openPopulation(sys, trader, members, points[i].price, tracked, byId, ids);
+        await openPopulation(sys, trader, members, i, points[i].price, tracked, byId, ids);
       } else if (i > openStep) {
         await keeperCycles();
       }
@@ -294,6 +301,7 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
       findings: [],
     };
     summarise(report);
+    await opts.inspect?.({ sys, ids, chainTime: (i) => published[i], keeper: SIM_KEEPER.address });
     report.totals.wallSeconds = Math.round((Date.now() - wall0) / 100) / 10;
     return report;
   } finally {
@@ -306,6 +314,7 @@ async function openPopulation(
   sys: LocalSystem,
   trader: Awaited<ReturnType<typeof ethers.getSigners>>[number],
   members: Member[],
+  openStep: number,
   price: bigint,
   tracked: Tracked[],
   byId: Map<bigint, Tracked>,
@@ -365,8 +374,8 @@ async function openPopulation(
       orderFee,
       openRefused: null,
     };
-    // no account before the opening step, no position at it
-    for (let k = 0; k < (tracked[0]?.health.length ?? 0) + 1; k++) t.health.push(null);
+    // no account before the opening step, no position at it (steps 0..openStep)
+    for (let k = 0; k <= openStep; k++) t.health.push(null);
     tracked.push(t);
     byId.set(id, t);
     ids.push(id);

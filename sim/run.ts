@@ -102,14 +102,26 @@ function leveragesOf(text: string | undefined): number[] {
   });
 }
 
-/** Where the data comes from, from data/SOURCES.md's table (the repository's files), else the path given. */
+/**
+ * Where the data comes from, from data/SOURCES.md's table (the repository's files; a source "same …" is the previous
+ * row's source, "same : file" its repository), else the path given.
+ */
 export function sourceOf(file: string): string {
   const name = path.basename(file);
   const sources = path.join(DATA_DIR, "SOURCES.md");
-  const row = fs.existsSync(sources) ? fs.readFileSync(sources, "utf8").split("\n").find((l) => l.startsWith(`| ${name} `) || l.includes(`| ${name} |`)) : undefined;
-  if (!row) return `user data: ${file}`;
-  const cols = row.split("|").map((c) => c.trim()).filter((c) => c !== "");
-  return `${cols[cols.length - 2]}; ${cols[cols.length - 1]} (data/SOURCES.md)`;
+  if (!fs.existsSync(sources)) return `user data: ${file}`;
+  let repo = "";
+  let previous = "";
+  for (const line of fs.readFileSync(sources, "utf8").split("\n")) {
+    const cols = line.split("|").map((c) => c.trim());
+    if (cols.length < 4 || !cols[1].endsWith(".csv")) continue;
+    const [market, source] = [cols[cols.length - 3], cols[cols.length - 2]];
+    const full = source === "same" ? previous : source.startsWith("same") ? `${repo}${source.slice(4)}` : source;
+    repo = full.split(" : ")[0];
+    previous = full;
+    if (cols[1] === name) return `${market}; ${full.replace(/ +$/, "")} (data/SOURCES.md)`;
+  }
+  return `user data: ${file}`;
 }
 
 /** Everything a backtest needs, checked and loaded: nothing is deployed before this returns. */

@@ -21,7 +21,7 @@ export function summarise(report: BacktestReport): void {
 }
 
 /** Differences under a cent are not findings: accounts that act in different blocks accrue funding for different seconds. */
-const CENT = 10n ** 16n;
+export const CENT = 10n ** 16n;
 const below = (x: string) => undec(x) <= -CENT;
 
 const REBALANCE_KINDS = new Set(["top-up", "reduce", "release"]);
@@ -94,7 +94,8 @@ function findings(report: BacktestReport): string[] {
     const vs = gs.reduce((s, g) => s + undec(g.wealthVsControlUsd), 0n);
     const poorer = gs.filter((g) => below(g.wealthVsControlUsd)).map((g) => `${g.leverage}x ${g.side}`);
     out.push(
-      `Policy ${v}: ${liq} of ${n} accounts liquidated (controls: ${controlLiq}); together they ended ${usd(abs(vs))} USD ${vs < 0n ? "POORER" : "richer"} than their controls` +
+      `Policy ${v}: ${liq} of ${n} accounts liquidated (controls: ${controlLiq}); together they ended ` +
+        (abs(vs) < CENT ? "level with their controls (within a cent)" : `${usd(abs(vs))} USD ${vs < 0n ? "POORER" : "richer"} than their controls`) +
         (poorer.length ? ` — protection cost wealth at ${poorer.join(", ")}.` : "."),
     );
   }
@@ -108,13 +109,18 @@ function findings(report: BacktestReport): string[] {
         ` (${usd(-undec(g.wealthVsControlUsd))} USD less; liquidated ${g.liquidated}/${g.accounts}, control ${control?.liquidated ?? 0}/${control?.accounts ?? 0}).`,
     );
   }
+  const refused = new Map<string, string[]>();
+  for (const a of report.accounts) if (!a.opened) refused.set(a.openRefused ?? "no fill", [...(refused.get(a.openRefused ?? "no fill") ?? []), `#${a.id} ${a.label}`]);
+  for (const [reason, list] of refused) {
+    out.push(`${list.length} opening order${list.length > 1 ? "s were" : " was"} refused (${reason}): ${list.join(", ")} — never traded, level with ${list.length > 1 ? "their controls" : "its control"}.`);
+  }
   const bad = undec(report.totals.badDebtUsd);
   out.push(bad === 0n ? "No bad debt: every liquidation was covered by the account's own equity." : `Bad debt: ${usd(bad)} USD, covered by insurance and then the LPs.`);
   return out;
 }
 
 /** "+12.34", "-0.50", "0.00" (under a cent either way). */
-const signed = (x: bigint) => (abs(x) < CENT ? "0.00" : (x > 0n ? "+" : "-") + usd(abs(x)));
+export const signedUsd = (x: bigint) => (abs(x) < CENT ? "0.00" : (x > 0n ? "+" : "-") + usd(abs(x)));
 
 const abs = (x: bigint) => (x < 0n ? -x : x);
 
@@ -132,7 +138,7 @@ export function summaryTable(report: BacktestReport): string {
     g.gasPerAction.rebalance ? g.gasPerAction.rebalance.toLocaleString("en-US") : "-",
     g.minHealth === null ? "-" : health(undec(g.minHealth)),
     usd(undec(g.wealthUsd)),
-    signed(undec(g.wealthVsControlUsd)),
+    signedUsd(undec(g.wealthVsControlUsd)),
   ]);
   return textTable(head, rows, { right: (i) => i > 0, rule: true });
 }

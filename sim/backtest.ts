@@ -20,7 +20,7 @@
 import { HDNodeWallet, MaxUint256, type TransactionReceipt, type Wallet } from "ethers";
 import { ethers, network } from "hardhat";
 
-import { CRYPTO_FEED, wad } from "../deploy/params";
+import { CRYPTO_FEED, MAJOR_MARKET, wad } from "../deploy/params";
 import { deployLocalSystem, type LocalSystem } from "../deploy/system";
 import { recordOfLocalSystem } from "../lib/deployment";
 import { reasonName, requestOrder } from "../lib/orders";
@@ -32,7 +32,7 @@ import { Eip1193Provider } from "../keeper/rpc";
 import { FeedPusher__factory } from "../typechain-types";
 import { wadText as dec } from "../lib/format";
 import { summarise } from "./accounting";
-import { buildPopulation, policyReport, type Member, type PopulationSpec } from "./population";
+import { buildPopulation, policyReport, SimInputError, type Member, type PopulationSpec } from "./population";
 import type { PathPoint } from "./path";
 import type { AccountEvent, AccountReport, BacktestReport } from "./types";
 import { BACKTEST_SCHEMA } from "./types";
@@ -48,6 +48,17 @@ export const DEFAULT_WARMUP_SECONDS = 48 * 3600;
 /** Orders are requested right after a round; the next one comes within a step. A day is the engine's maximum. */
 const ORDER_LIFETIME = 6n * 3600n;
 const MAX_CYCLES_PER_STEP = 3;
+/**
+ * The ETH market's open-interest cap for a population: MAJOR_MARKET's, or twice the larger side's notional at entry
+ * (Σ leverage × margin, USD) rounded up to 100k USD when that is more.
+ */
+export function simOiCap(members: Member[]): bigint {
+  const side = (s: string) => members.filter((m) => m.side === s).reduce((sum, m) => sum + BigInt(Math.round(m.leverage * 10)) * m.marginUsdc, 0n) / 10n;
+  const need = 2n * (side("long") > side("short") ? side("long") : side("short")) * USDC_SCALE;
+  const step = wad("100000");
+  const rounded = ((need + step - 1n) / step) * step;
+  return rounded > MAJOR_MARKET.oiCapUsd ? rounded : MAJOR_MARKET.oiCapUsd;
+}
 
 export interface BacktestOptions {
   scenario: string;
@@ -102,11 +113,11 @@ export async function runBacktest(opts: BacktestOptions): Promise<BacktestReport
 
 /** Index of the first point at or after the warm-up (the population opens after it is published). */
 export function openStepOf(points: PathPoint[], warmupSeconds: number): number {
-  if (points.length < 3) throw new Error(`the path has ${points.length} points: a backtest needs at least 3`);
+  if (points.length < 3) throw new SimInputError(`the path has ${points.length} points: a backtest needs at least 3`);
   const i = points.findIndex((p) => p.time - points[0].time >= warmupSeconds);
   if (i < 0 || i >= points.length - 1) {
     const hours = (points[points.length - 1].time - points[0].time) / 3600;
-    throw new Error(`the path covers ${hours.toFixed(1)} h: too short for a ${warmupSeconds / 3600} h warm-up and a replay after it`);
+    throw new SimInputError(`the path covers ${hours.toFixed(1)} h: too short for a ${warmupSeconds / 3600} h warm-up and a replay after it`);
   }
   return i;
 }
@@ -123,6 +134,15 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
   // The real paths move up to ~21 % in an hour (35 % within an OHLC bar): a 50 % breaker, so a tripped breaker
   // does not hide the very lows a crash replay is about (the production feed config keeps its own).
   await (await sys.oracle.setFeed(sys.weth, { feed: sys.ethFeed, ...CRYPTO_FEED, maxJumpBps: 5000 })).wait();
+  // Many traders on one market: MAJOR_MARKET's 500k USD open-interest cap would refuse the later orders of a large
+  // population (a sweep holds ~190 accounts). When the population's notional on one side exceeds half the cap, the
+  // cap is raised to twice that notional (the pool's own cap, oiCapFraction × LP capital = 5M USD, still applies),
+  // so no order is refused for open interest. The size term of the maintenance margin (sizeK × N / oiCapUsd) is
+  // smaller under a larger cap. The demo's 40 accounts stay within the production cap. Refusals are in the report.
+  const oiCap = simOiCap(members);
+  if (oiCap !== MAJOR_MARKET.oiCapUsd) {
+    await (await sys.engine.setMarketParams(sys.ethMarket, { asset: sys.weth, ...MAJOR_MARKET, oiCapUsd: oiCap })).wait();
+  }
   const vol = await sys.oracle.volParams(sys.weth);
   const tested = { tau: vol.tau, floor: vol.floor, cap: vol.cap, interval: vol.interval, maxChangePerDay: vol.maxChangePerDay };
   await (await sys.oracle.setVolParams(sys.weth, { ...tested, maxChangePerDay: wad("10") })).wait();

@@ -9,7 +9,7 @@ import path from "node:path";
 import { parseUnits, UnitsError } from "../lib/units";
 import { DATA_DIR } from "../lib/prices";
 import { summaryTable } from "./accounting";
-import { runBacktest } from "./backtest";
+import { DEFAULT_WARMUP_SECONDS, openStepOf, runBacktest } from "./backtest";
 import { writeReport } from "./html";
 import { buildPath } from "./path";
 import { progressBar } from "./progress";
@@ -132,6 +132,7 @@ export function prepare(args: BacktestArgs, policies: PolicySpec[]) {
   const seed = int(args.seed, "--seed", 0, 2 ** 32 - 1) ?? 1;
   const leverages = leveragesOf(args.leverages);
   const { points, rows } = buildPath({ data: args.data, ohlc: args.ohlc, sampling });
+  openStepOf(points, DEFAULT_WARMUP_SECONDS); // the path must cover the warm-up and a replay after it
   const scenario = args.scenario ?? path.basename(args.data).replace(/\.csv$/i, "");
   if (!/^[A-Za-z0-9._-]+$/.test(scenario)) throw new SimInputError(`--scenario "${scenario}": use letters, digits, ".", "_" and "-" only (it names the report files)`);
   return {

@@ -5,7 +5,8 @@
  * penalties) and wealth against the controls; per leverage, the cheapest policy that had no liquidation and the one
  * that kept the most wealth.
  */
-import { parseWadText as undec, textTable, usd, wadText as dec } from "../lib/format";
+import { parseWadText as undec, textTable, wadText as dec } from "../lib/format";
+import { CENT, signedUsd } from "./accounting";
 import type { BacktestReport, PolicyReport, SweepCell, SweepReport } from "./types";
 import { SWEEP_SCHEMA } from "./types";
 
@@ -42,7 +43,7 @@ export function sweepReport(backtest: BacktestReport): SweepReport {
     return (
       `${b.leverage}x: ` +
       (b.cheapestSafe ? `cheapest policy without a liquidation: ${b.cheapestSafe}` : "every policy had a liquidation") +
-      `; most wealth: ${b.mostWealth} (${vs < 0n ? "-" : "+"}${usd(vs < 0n ? -vs : vs)} USD against its controls${vs < 0n ? ": even the best policy cost wealth" : ""}).`
+      `; most wealth: ${b.mostWealth} (${signedUsd(vs)} USD against its controls${vs <= -CENT ? ": even the best policy cost wealth" : ""}).`
     );
   });
   return {
@@ -71,7 +72,7 @@ export function sweepTable(r: SweepReport): string {
       const c = r.cells.find((x) => x.policy.name === p.name && x.leverage === l);
       if (!c) return "-";
       const vs = undec(c.wealthVsControlUsd);
-      return `${c.liquidations}/${c.accounts} · ${vs < 0n ? "-" : "+"}${usd(vs < 0n ? -vs : vs)}`;
+      return `${c.liquidations}/${c.accounts} · ${signedUsd(vs)}`;
     }),
   ]);
   return textTable(head, rows, { right: (i) => i > 0, rule: true });

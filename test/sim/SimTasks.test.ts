@@ -1,0 +1,93 @@
+/**
+ * sim:backtest and sim:sweep refuse bad input with one line naming the file, row or option — before anything is
+ * deployed (the chain's block number is unchanged) — and a valid short run writes both report files.
+ */
+import { expect } from "chai";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import hre from "hardhat";
+
+/** Runs a task and returns the message of the one-line error it must fail with. */
+async function failure(task: string, args: Record<string, unknown>): Promise<string> {
+  const before = await hre.ethers.provider.getBlockNumber();
+  try {
+    await hre.run(task, { quiet: true, ...args });
+  } catch (e) {
+    expect((e as Error).constructor.name, (e as Error).stack).to.equal("HardhatPluginError");
+    const msg = (e as Error).message;
+    expect(msg.split("\n")).to.have.length(1);
+    expect(await hre.ethers.provider.getBlockNumber(), "nothing deployed").to.equal(before);
+    return msg;
+  }
+  throw new Error(`${task} did not fail`);
+}
+
+describe("Sim › tasks: bad input is one line and deploys nothing", function () {
+  let dir: string;
+  const csv = (name: string, text: string) => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, text);
+    return file;
+  };
+
+  const quiet = process.env.BALLAST_TASKS_QUIET;
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "ballast-sim-"));
+    process.env.BALLAST_TASKS_QUIET = "true";
+  });
+  after(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+    if (quiet === undefined) delete process.env.BALLAST_TASKS_QUIET;
+    else process.env.BALLAST_TASKS_QUIET = quiet;
+  });
+
+  it("a missing file", async () => {
+    const file = path.join(dir, "nope.csv");
+    expect(await failure("sim:backtest", { data: file })).to.equal(`${file}: no such file — give a path to a timestamp,price CSV`);
+  });
+
+  it("a bad header, non-increasing timestamps, a non-positive price: file, row and problem", async () => {
+    const header = csv("header.csv", "time,close\n1667606400,1657.2\n");
+    expect(await failure("sim:backtest", { data: header })).to.equal(`${header}, row 1: expected the header "timestamp,price", found "time,close"`);
+    const order = csv("order.csv", "timestamp,price\n1667606400,1657.2\n1667610000,1652.8\n1667610000,1650\n");
+    expect(await failure("sim:backtest", { data: order })).to.equal(`${order}, row 4: timestamp 1667610000 is not after the previous row's 1667610000`);
+    const zero = csv("zero.csv", "timestamp,price\n1667606400,1657.2\n1667610000,0\n");
+    expect(await failure("sim:sweep", { data: zero })).to.equal(`${zero}, row 3: price 0 is not positive (prices must be > 0)`);
+    const negative = csv("negative.csv", "timestamp,price\n1667606400,1657.2\n1667610000,-3\n");
+    expect(await failure("sim:backtest", { data: negative })).to.equal(`${negative}, row 3: price -3 is not positive (prices must be > 0)`);
+  });
+
+  it("options: policy, actions, sampling, accounts, leverages, a path too short for the warm-up", async () => {
+    expect(await failure("sim:backtest", { policy: "1.6,1.3" })).to.equal("policy top-up+reduce 1.6→1.3: target must be above the trigger");
+    expect(await failure("sim:backtest", { policy: "0.9,1.6" })).to.equal("policy top-up+reduce 0.9→1.6: trigger must be above 1 (health 1 is liquidation)");
+    expect(await failure("sim:backtest", { policy: "1.3" })).to.equal('--policy "1.3": give trigger,target[,release], e.g. 1.3,1.6 or 1.3,1.6,3');
+    expect(await failure("sim:backtest", { policy: "1.3,1.6", actions: "top-up,sell" })).to.equal('--actions: "sell" is not an action — use top-up, reduce or release, comma-separated');
+    expect(await failure("sim:backtest", { policy: "1.3,1.6", actions: "release" })).to.equal("policy release 1.3→1.6: the release action needs a release ratio (--policy trigger,target,release)");
+    expect(await failure("sim:backtest", { sampling: "daily" })).to.equal('--sampling "daily": use close or chainlink');
+    expect(await failure("sim:backtest", { accounts: "0" })).to.equal('--accounts "0": give a whole number in 1..2000');
+    expect(await failure("sim:backtest", { leverages: "2,x" })).to.equal('--leverages: "x" is not a leverage — give numbers in 1..50 with at most one decimal, e.g. 2,3,5');
+    expect(await failure("sim:sweep", { triggers: "2", targets: "1.6" })).to.equal("--triggers 2 --targets 1.6: no pair has target above trigger");
+    const short = csv("short.csv", "timestamp,price\n1667606400,1657.2\n1667610000,1652.8\n1667613600,1650\n");
+    expect(await failure("sim:backtest", { data: short })).to.equal("the path covers 2.0 h: too short for a 48 h warm-up and a replay after it");
+  });
+
+  it("a valid run through the task writes reports/<scenario>.json and .html (a 60-hour file, 4 accounts)", async () => {
+    // the first 60 hourly closes of the FTX file: a 48 h warm-up, then 11 steps of replay
+    const rows = fs.readFileSync(path.join(__dirname, "..", "..", "data", "eth_usdt_bybitperp_1h_2022-11-05_2022-11-15.csv"), "utf8").trim().split("\n");
+    const data = csv("ftx60.csv", rows.slice(0, 61).join("\n") + "\n");
+    const out = path.join(dir, "out");
+    const report = await hre.run("sim:backtest", { data, accounts: "4", leverages: "2", scenario: "ftx60", out, quiet: true });
+    expect(report.steps.time).to.have.length(60);
+    expect(report.steps.openStep).to.equal(48);
+    expect(report.accounts.map((a: { label: string }) => a.label)).to.deep.equal([
+      "2x long control",
+      "2x long top-up 1.3→1.6",
+      "2x long reduce 1.3→1.6",
+      "2x long top-up+reduce 1.3→1.6",
+    ]);
+    expect(report.accounts.every((a: { opened: boolean }) => a.opened)).to.equal(true);
+    expect(JSON.parse(fs.readFileSync(path.join(out, "ftx60.json"), "utf8"))).to.deep.equal(report);
+    expect(fs.readFileSync(path.join(out, "ftx60.html"), "utf8")).to.include('<canvas id="chart-health">');
+  });
+});

@@ -2,6 +2,7 @@
  * The benchmark's results: the schema of bench/results.json, the issue's targets and ratios (declared as data,
  * so a redesign changes a line here, not the code), their evaluation, and the printed table.
  */
+import { replaceMarkedBlock } from "../format";
 
 /** Bump when a field changes meaning; `validateResults` checks files against it. */
 export const RESULTS_SCHEMA = "ballast-bench/1";
@@ -467,8 +468,5 @@ export function formatMarkdown(r: BenchResults): string {
 
 /** `readme` with the text between the benchmark markers replaced by `formatMarkdown(r)`. */
 export function replaceReadmeBlock(readme: string, r: BenchResults): string {
-  const a = readme.indexOf(README_BEGIN);
-  const b = readme.indexOf(README_END);
-  if (a < 0 || b < a) throw new Error(`README.md lacks the benchmark markers ${README_BEGIN} … ${README_END}`);
-  return readme.slice(0, a + README_BEGIN.length) + "\n" + formatMarkdown(r) + "\n" + readme.slice(b);
+  return replaceMarkedBlock(readme, README_BEGIN, README_END, formatMarkdown(r));
 }

@@ -41,6 +41,8 @@ export interface BacktestArgs {
   actions?: string;
   sampling?: string;
   leverages?: string;
+  /** hours of the path published before the population opens (default: 48, or a quarter of a shorter path) */
+  warmup?: string;
   /** report name (reports/<scenario>.json|html); default: the data file's name */
   scenario?: string;
   out?: string;
@@ -124,6 +126,17 @@ export function sourceOf(file: string): string {
   return `user data: ${file}`;
 }
 
+/**
+ * The warm-up: `--warmup` hours if given; else 48 hours, or a quarter of the path (whole hours, at least one) when the
+ * path is shorter than four times that, so that a short file still replays three quarters of its length.
+ */
+export function warmupOf(text: string | undefined, points: { time: number }[]): number {
+  const hours = int(text, "--warmup", 1, 24 * 365);
+  if (hours !== undefined) return hours * 3600;
+  const span = points.length > 0 ? points[points.length - 1].time - points[0].time : 0;
+  return Math.min(DEFAULT_WARMUP_SECONDS, Math.max(3600, Math.floor(span / 4 / 3600) * 3600));
+}
+
 /** Everything a backtest needs, checked and loaded: nothing is deployed before this returns. */
 export function prepare(args: BacktestArgs, policies: PolicySpec[]) {
   const sampling = args.sampling ?? "close";
@@ -132,12 +145,14 @@ export function prepare(args: BacktestArgs, policies: PolicySpec[]) {
   const seed = int(args.seed, "--seed", 0, 2 ** 32 - 1) ?? 1;
   const leverages = leveragesOf(args.leverages);
   const { points, rows } = buildPath({ data: args.data, ohlc: args.ohlc, sampling });
-  openStepOf(points, DEFAULT_WARMUP_SECONDS); // the path must cover the warm-up and a replay after it
+  const warmupSeconds = warmupOf(args.warmup, points);
+  openStepOf(points, warmupSeconds); // the path must cover the warm-up and a replay after it
   const scenario = args.scenario ?? path.basename(args.data).replace(/\.csv$/i, "");
   if (!/^[A-Za-z0-9._-]+$/.test(scenario)) throw new SimInputError(`--scenario "${scenario}": use letters, digits, ".", "_" and "-" only (it names the report files)`);
   return {
     scenario,
     points,
+    warmupSeconds,
     data: { file: args.data, ohlc: args.ohlc ?? null, source: sourceOf(args.data), sampling: sampling as "close" | "chainlink", rows },
     population: { leverages, sides: ["long", "short"] as const, policies, accounts, seed, margin: DEFAULT_MARGIN },
   };
@@ -151,6 +166,7 @@ export async function backtestCommand(args: BacktestArgs, command: string, title
     command,
     data: p.data,
     points: p.points,
+    warmupSeconds: p.warmupSeconds,
     population: { ...p.population, sides: [...p.population.sides] },
     progress: progressBar("replay", { quiet: args.quiet }),
   });
@@ -180,6 +196,7 @@ export async function sweepCommand(args: SweepArgs, command: string): Promise<{ 
     command,
     data: p.data,
     points: p.points,
+    warmupSeconds: p.warmupSeconds,
     population: { ...p.population, sides: [...p.population.sides] },
     progress: progressBar("sweep", { quiet: args.quiet }),
   });

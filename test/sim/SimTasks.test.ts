@@ -69,25 +69,35 @@ describe("Sim › tasks: bad input is one line and deploys nothing", function ()
     expect(await failure("sim:backtest", { leverages: "2,x" })).to.equal('--leverages: "x" is not a leverage — give numbers in 1..50 with at most one decimal, e.g. 2,3,5');
     expect(await failure("sim:sweep", { triggers: "2", targets: "1.6" })).to.equal("--triggers 2 --targets 1.6: no pair has target above trigger");
     const short = csv("short.csv", "timestamp,price\n1667606400,1657.2\n1667610000,1652.8\n1667613600,1650\n");
-    expect(await failure("sim:backtest", { data: short })).to.equal("the path covers 2.0 h: too short for a 48 h warm-up and a replay after it");
+    expect(await failure("sim:backtest", { data: short, warmup: "2" })).to.equal("the path covers 2.0 h: too short for a 2 h warm-up and a replay after it");
+    expect(await failure("sim:backtest", { warmup: "0" })).to.equal('--warmup "0": give a whole number in 1..8760');
   });
 
-  it("a valid run through the task writes reports/<scenario>.json and .html (a 60-hour file, 4 accounts)", async () => {
-    // the first 60 hourly closes of the FTX file: a 48 h warm-up, then 11 steps of replay
+  it("a valid 48-row file through the task: a quarter of it warms up, 8 accounts replay the rest; both reports written", async () => {
+    // the first 48 hourly closes of the FTX file (47 h): the default warm-up is a quarter of it, 11 h
     const rows = fs.readFileSync(path.join(__dirname, "..", "..", "data", "eth_usdt_bybitperp_1h_2022-11-05_2022-11-15.csv"), "utf8").trim().split("\n");
-    const data = csv("ftx60.csv", rows.slice(0, 61).join("\n") + "\n");
+    const data = csv("ftx48.csv", rows.slice(0, 49).join("\n") + "\n");
     const out = path.join(dir, "out");
-    const report = await hre.run("sim:backtest", { data, accounts: "4", leverages: "2", scenario: "ftx60", out, quiet: true });
-    expect(report.steps.time).to.have.length(60);
-    expect(report.steps.openStep).to.equal(48);
+    const report = await hre.run("sim:backtest", { data, accounts: "8", leverages: "2,5.5", scenario: "ftx48", out, quiet: true });
+    expect(report.steps.time).to.have.length(48);
+    expect(report.steps.openStep).to.equal(11);
     expect(report.accounts.map((a: { label: string }) => a.label)).to.deep.equal([
       "2x long control",
       "2x long top-up 1.3→1.6",
       "2x long reduce 1.3→1.6",
       "2x long top-up+reduce 1.3→1.6",
+      "2x short control",
+      "2x short top-up 1.3→1.6",
+      "2x short reduce 1.3→1.6",
+      "2x short top-up+reduce 1.3→1.6",
     ]);
     expect(report.accounts.every((a: { opened: boolean }) => a.opened)).to.equal(true);
-    expect(JSON.parse(fs.readFileSync(path.join(out, "ftx60.json"), "utf8"))).to.deep.equal(report);
-    expect(fs.readFileSync(path.join(out, "ftx60.html"), "utf8")).to.include('<canvas id="chart-health">');
+    // every account has no health before its order fills (steps 0..11), then one at every later step
+    for (const a of report.accounts as { health: (string | null)[] }[]) {
+      expect(a.health.slice(0, 12).every((h) => h === null)).to.equal(true);
+      expect(a.health.slice(13).every((h) => h !== null)).to.equal(true);
+    }
+    expect(JSON.parse(fs.readFileSync(path.join(out, "ftx48.json"), "utf8"))).to.deep.equal(report);
+    expect(fs.readFileSync(path.join(out, "ftx48.html"), "utf8")).to.include('<canvas id="chart-health">');
   });
 });

@@ -5,28 +5,34 @@ import { pathToFileURL } from "node:url";
 import { expect } from "chai";
 import { chromium, type Browser, type Page } from "playwright-core";
 
-import { loadPriceCsv } from "../../lib/prices";
-import { HEALTH_CLIP, money, writeReport } from "../../sim/html";
+import { ACTION, wad } from "../../deploy/params";
+import { loadPriceCsv, parseDecimal } from "../../lib/prices";
+import { runBacktest } from "../../sim/backtest";
+import { HEALTH_CLIP, healthText, money, writeReport } from "../../sim/html";
+import { closesPath, type PathPoint } from "../../sim/path";
+import { policy } from "../../sim/population";
+import { sourceOf } from "../../sim/run";
+import { sweepReport } from "../../sim/sweep";
 import {
   BACKTEST_SCHEMA,
-  SWEEP_SCHEMA,
-  type AccountEvent,
   type AccountReport,
   type BacktestReport,
+  type EventKind,
   type GroupReport,
-  type PolicyReport,
-  type Side,
   type SweepReport,
 } from "../../sim/types";
 
 /*
  * The HTML report (sim/html.ts) opened in headless Chromium from file://, offline: the page must draw every chart
- * from the embedded report with exactly the report's points, account lines and bars, log no error and fetch nothing.
+ * from the embedded report with exactly the report's points, account lines, event markers and bars, render its
+ * tables and findings, log no error and fetch nothing.
  *
- * The report is built here from the real Bybit ETH/USDT perp hourly closes of 8-9 November 2022 (the FTX crash,
- * ETH 1560 → 1100) with a small isolated-margin model (display data only: maintenance 5 % of notional, health =
- * equity / maintenance, liquidation below 1 with a 2 % penalty, a keeper acting below the policy's trigger), so the
- * health lines, events and wealth the page draws are consistent with each other.
+ * The reports are real: `before` replays the FTX crash (Bybit ETH/USDT perpetual hourly closes, 24 h of warm-up from
+ * 6 November 2022 00:00 UTC, then 72 hourly steps from 7 November 00:00 to 9 November 23:00, ETH ~1570 → ~1100)
+ * through the production contracts on the in-process network with the keeper of keeper/ (sim/backtest.ts), on
+ * 2x, 5.5x and 8x accounts, long and short, each a control beside a top-up and a reduce policy. The ETH market's
+ * initial margin refuses 8x at entry (BelowInitialMargin): those accounts never hold a position. The sweep page
+ * renders sweepReport (sim/sweep.ts) of the same backtest. Every expected value below is read from those reports.
  */
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -37,238 +43,53 @@ const CHROMIUM_ARGS = [
 const REPORTS_DIR = path.resolve(__dirname, "..", "..", "reports");
 
 const PRICE_FILE = "eth_usdt_bybitperp_1h_2022-11-05_2022-11-15.csv";
-const START = Date.UTC(2022, 10, 8) / 1000; // 2022-11-08 00:00 UTC
-const STEPS = 48;
+const FROM = Date.UTC(2022, 10, 6) / 1000; // 2022-11-06 00:00 UTC: the warm-up's first close
+const WARMUP_SECONDS = 24 * 3600;
+const REPLAY_STEPS = 72; // 2022-11-07 00:00 → 2022-11-09 23:00 UTC
+/** The market's initial margin refuses this leverage at entry (sim/population.ts DEFAULT_LEVERAGES). */
+const REFUSED_LEVERAGE = 8;
+const POLICIES = [policy(ACTION.TOP_UP, wad("1.3"), wad("1.6")), policy(ACTION.REDUCE, wad("1.3"), wad("1.6"))];
+const SCENARIO = "test-report-ftx-2022-11";
 
-const MAINTENANCE = 0.05;
-const PENALTY = 0.02;
-const KEEPER_FEE = 0.5;
-const GAS = { topUp: 168_690, reduce: 181_204, liquidation: 243_517 };
+/** The event kinds the health chart marks, in the order of its scatter datasets (sim/html.ts EVENT_STYLES). */
+const MARKED: EventKind[] = ["top-up", "reduce", "release", "liquidation"];
 
-/** A number as the report's decimal strings: exact to 6 decimals here, trailing zeros trimmed. */
-function dec(x: number): string {
-  let s = x.toFixed(6);
-  s = s.replace(/0+$/, "").replace(/\.$/, "");
-  return s === "-0" ? "0" : s;
+const int = (n: number) => n.toLocaleString("en-US");
+const isNegative = (usd: string) => parseDecimal(usd, 18) < 0n;
+const rebalancesText = (r: { topUp: number; reduce: number; release: number }) => `${r.topUp} / ${r.reduce} / ${r.release}`;
+const hasHealth = (a: AccountReport) => a.health.some((h) => h !== null);
+const clipped = (h: string | null) => (h === null ? null : Math.min(Number(h), HEALTH_CLIP));
+
+/** The cells of a row of the groups table, from the group. */
+function groupCells(g: GroupReport): string[] {
+  return [
+    g.key, int(g.leverage), g.side, g.variant, int(g.accounts), int(g.liquidated), int(g.liquidations), money(g.penaltiesUsd),
+    rebalancesText(g.rebalances), money(g.keeperFeesUsd), int(g.gasUsed), int(g.gasPerAction.rebalance),
+    int(g.gasPerAction.liquidation), healthText(g.minHealth), money(g.badDebtUsd), money(g.wealthUsd),
+    money(g.controlWealthUsd), money(g.wealthVsControlUsd),
+  ];
 }
 
-const TOP_UP: PolicyReport = {
-  name: "top-up 1.5→2", trigger: "1.5", target: "2", release: "0", actions: ["top-up"], maxFeeUsd: "5",
-};
-const REDUCE: PolicyReport = {
-  name: "reduce 1.2→1.5", trigger: "1.2", target: "1.5", release: "0", actions: ["reduce"], maxFeeUsd: "5",
-};
-
-interface Spec {
-  id: string;
-  leverage: number;
-  side: Side;
-  policy: PolicyReport | null;
-  opens: boolean;
-  control: AccountReport | null;
+/** The cells of a row of the accounts table, from the account. */
+function accountCells(a: AccountReport): string[] {
+  return [
+    a.label, a.id, a.policy === null ? "—" : a.policy.name, a.opened ? "yes" : "no", money(a.entryPrice), money(a.startCapitalUsd),
+    money(a.marginUsd), money(a.reserveUsd), healthText(a.minHealth), int(a.events.length), int(a.liquidations),
+    money(a.penaltiesUsd), rebalancesText(a.rebalances), money(a.keeperFeesUsd), int(a.gasUsed), money(a.badDebtUsd),
+    money(a.finalEquityUsd), money(a.reserveLeftUsd), money(a.withdrawnUsd), money(a.wealthUsd), a.controlId ?? "—",
+    money(a.wealthVsControlUsd),
+  ];
 }
 
-const MARGIN = 1000;
-const RESERVE = 1000;
+const eventsOf = (r: BacktestReport, kind: EventKind) =>
+  r.accounts.flatMap((a) => a.events.filter((e) => e.kind === kind).map((e) => ({ account: a, event: e })));
 
-/** Replays one account over the prices (opened at step 0) and returns its report. */
-function simulate(spec: Spec, prices: number[]): AccountReport {
-  const sign = spec.side === "long" ? 1 : -1;
-  const entry = prices[0];
-  let qty = spec.opens ? (MARGIN * spec.leverage) / entry : 0;
-  let collateral = MARGIN;
-  let reserve = RESERVE;
-  let liquidations = 0;
-  let penalties = 0;
-  let fees = 0;
-  let badDebt = 0;
-  let gas = 0;
-  const rebalances = { topUp: 0, reduce: 0, release: 0 };
-  const events: AccountEvent[] = [];
-  const equityAt = (p: number) => collateral + sign * qty * (p - entry);
-  const healthAt = (p: number) => (qty === 0 ? null : equityAt(p) / (MAINTENANCE * qty * p));
-  if (spec.opens) {
-    events.push({ step: 0, kind: "open", gas: 412_794, txAccounts: 1, feeUsd: "0", amountUsd: dec(MARGIN * spec.leverage), healthBefore: null, healthAfter: dec(healthAt(entry)!) });
-  }
-
-  const health = prices.map((p, step) => {
-    const before = healthAt(p);
-    if (before === null) return null;
-    if (before < 1) {
-      const notional = qty * p;
-      const left = equityAt(p) - PENALTY * notional;
-      penalties += PENALTY * notional;
-      badDebt += Math.max(0, -left);
-      collateral = Math.max(0, left);
-      qty = 0;
-      liquidations += 1;
-      gas += GAS.liquidation;
-      events.push({ step, kind: "liquidation", gas: GAS.liquidation, txAccounts: 1, feeUsd: dec(PENALTY * notional), amountUsd: dec(notional), healthBefore: dec(before), healthAfter: null });
-    } else if (spec.policy !== null && before < Number(spec.policy.trigger)) {
-      const target = Number(spec.policy.target);
-      if (spec.policy.actions.includes("top-up") && reserve > KEEPER_FEE) {
-        const amount = Math.min(reserve - KEEPER_FEE, target * MAINTENANCE * qty * p - equityAt(p));
-        reserve -= amount + KEEPER_FEE;
-        collateral += amount;
-        fees += KEEPER_FEE;
-        gas += GAS.topUp;
-        rebalances.topUp += 1;
-        events.push({ step, kind: "top-up", gas: GAS.topUp, txAccounts: 1, feeUsd: dec(KEEPER_FEE), amountUsd: dec(amount), healthBefore: dec(before), healthAfter: dec(healthAt(p)!) });
-      } else if (spec.policy.actions.includes("reduce")) {
-        const kept = (equityAt(p) - KEEPER_FEE) / (target * MAINTENANCE * p);
-        const reduced = qty - kept;
-        collateral += sign * reduced * (p - entry) - KEEPER_FEE;
-        qty = kept;
-        fees += KEEPER_FEE;
-        gas += GAS.reduce;
-        rebalances.reduce += 1;
-        events.push({ step, kind: "reduce", gas: GAS.reduce, txAccounts: 1, feeUsd: dec(KEEPER_FEE), amountUsd: dec(reduced * p), healthBefore: dec(before), healthAfter: dec(healthAt(p)!) });
-      }
-    }
-    const after = healthAt(p);
-    return after === null ? null : dec(after);
-  });
-
-  const finalEquity = equityAt(prices[prices.length - 1]);
-  const wealth = finalEquity + reserve;
-  const drawn = health.filter((h): h is string => h !== null).map(Number);
-  const label = `${spec.leverage}x ${spec.side} ${spec.policy === null ? "control" : spec.policy.name}`;
-  return {
-    id: spec.id,
-    label,
-    leverage: spec.leverage,
-    side: spec.side,
-    variant: spec.policy === null ? "control" : spec.policy.name,
-    policy: spec.policy,
-    startCapitalUsd: dec(MARGIN + RESERVE),
-    marginUsd: dec(MARGIN),
-    reserveUsd: dec(RESERVE),
-    opened: spec.opens,
-    openRefused: spec.opens ? null : "BelowInitialMargin",
-    entryPrice: spec.opens ? dec(entry) : "0",
-    health,
-    minHealth: drawn.length > 0 ? dec(Math.min(...drawn)) : null,
-    events,
-    liquidations,
-    penaltiesUsd: dec(penalties),
-    rebalances,
-    keeperFeesUsd: dec(fees),
-    gasUsed: gas,
-    badDebtUsd: dec(badDebt),
-    finalEquityUsd: dec(finalEquity),
-    reserveLeftUsd: dec(reserve),
-    withdrawnUsd: "0",
-    wealthUsd: dec(wealth),
-    controlId: spec.control === null ? null : spec.control.id,
-    wealthVsControlUsd: spec.control === null ? "0" : dec(wealth - Number(spec.control.wealthUsd)),
-  };
-}
-
-function groupOf(a: AccountReport, control: AccountReport): GroupReport {
-  const gasOf = (kinds: string[]) => {
-    const acts = a.events.filter((e) => kinds.includes(e.kind));
-    return acts.length === 0 ? 0 : Math.round(acts.reduce((n, e) => n + e.gas, 0) / acts.length);
-  };
-  return {
-    key: `${a.leverage}x ${a.side} ${a.variant}`,
-    leverage: a.leverage,
-    side: a.side,
-    variant: a.variant,
-    accounts: 1,
-    liquidated: a.liquidations > 0 ? 1 : 0,
-    liquidations: a.liquidations,
-    penaltiesUsd: a.penaltiesUsd,
-    rebalances: a.rebalances,
-    keeperFeesUsd: a.keeperFeesUsd,
-    gasUsed: a.gasUsed,
-    gasPerAction: { rebalance: gasOf(["top-up", "reduce", "release"]), liquidation: gasOf(["liquidation"]) },
-    minHealth: a.minHealth,
-    badDebtUsd: a.badDebtUsd,
-    wealthUsd: a.wealthUsd,
-    controlWealthUsd: control.wealthUsd,
-    wealthVsControlUsd: a.wealthVsControlUsd,
-  };
-}
-
-function buildBacktest(): BacktestReport {
-  const rows = loadPriceCsv(PRICE_FILE, 8);
-  const first = rows.findIndex((r) => r.timestamp === START);
-  expect(first, "2022-11-08 00:00 UTC in the price file").to.be.greaterThan(-1);
-  const window = rows.slice(first, first + STEPS);
-  expect(window).to.have.length(STEPS);
-  const prices = window.map((r) => Number(r.price) / 1e8);
-
-  const control10 = simulate({ id: "a0", leverage: 10, side: "long", policy: null, opens: true, control: null }, prices);
-  const topUp10 = simulate({ id: "a1", leverage: 10, side: "long", policy: TOP_UP, opens: true, control: control10 }, prices);
-  const control3 = simulate({ id: "a2", leverage: 3, side: "long", policy: null, opens: true, control: null }, prices);
-  const reduce3 = simulate({ id: "a3", leverage: 3, side: "long", policy: REDUCE, opens: true, control: control3 }, prices);
-  // refused by the market's 20x maximum: never opened, no health at any step
-  const refused = simulate({ id: "a4", leverage: 25, side: "short", policy: null, opens: false, control: null }, prices);
-  const accounts = [control10, topUp10, control3, reduce3, refused];
-  const controlOf = (a: AccountReport) => accounts.find((c) => c.id === (a.controlId ?? a.id))!;
-  const groups = accounts.map((a) => groupOf(a, controlOf(a)));
-
-  const findings = [topUp10, reduce3].map((a) => {
-    const vs = Number(a.wealthVsControlUsd);
-    const control = controlOf(a);
-    return `${a.label}: protection ${vs < 0 ? "cost" : "kept"} ${Math.abs(vs).toFixed(2)} USD of wealth against ${control.label} (liquidations: ${a.liquidations}, the control ${control.liquidations}).`;
-  });
-  const sum = (f: (a: AccountReport) => number) => accounts.reduce((n, a) => n + f(a), 0);
-  return {
-    schema: BACKTEST_SCHEMA,
-    scenario: "test-ftx-2022-11-48h",
-    title: "FTX crash, 8-9 November 2022: ETH longs with and without protection",
-    command: "npx hardhat sim:backtest --scenario test-ftx-2022-11-48h",
-    data: { file: `data/${PRICE_FILE}`, ohlc: null, source: "Bybit ETH/USDT perpetual hourly closes (data/SOURCES.md)", sampling: "close", rows: STEPS },
-    seed: 7,
-    steps: { time: window.map((r) => r.timestamp), price: prices, openStep: 0 },
-    accounts,
-    groups,
-    totals: {
-      accounts: accounts.length,
-      liquidations: sum((a) => a.liquidations),
-      rebalances: sum((a) => a.rebalances.topUp + a.rebalances.reduce + a.rebalances.release),
-      keeperFeesUsd: dec(sum((a) => Number(a.keeperFeesUsd))),
-      badDebtUsd: dec(sum((a) => Number(a.badDebtUsd))),
-      gasUsed: sum((a) => a.gasUsed),
-      wallSeconds: 12.4,
-    },
-    findings,
-  };
-}
-
-function buildSweep(backtest: BacktestReport): SweepReport {
-  const cell = (policy: PolicyReport, leverage: number, liquidations: number, costUsd: string, vs: string) => ({
-    policy, leverage, accounts: 4, liquidations, costUsd, gasUsed: 4 * 168_690 + liquidations * GAS.liquidation, wealthVsControlUsd: vs,
-  });
-  return {
-    schema: SWEEP_SCHEMA,
-    scenario: "test-ftx-2022-11-48h-sweep",
-    title: "FTX crash, 8-9 November 2022: policy × leverage sweep",
-    command: "npx hardhat sim:sweep --scenario test-ftx-2022-11-48h-sweep",
-    data: backtest.data,
-    policies: [TOP_UP, REDUCE],
-    leverages: [5, 10, 20],
-    cells: [
-      cell(TOP_UP, 5, 0, "2", "120.5"),
-      cell(TOP_UP, 10, 1, "52.25", "-310.25"),
-      cell(TOP_UP, 20, 2, "98.1", "-640"),
-      cell(REDUCE, 5, 0, "1.5", "85.75"),
-      cell(REDUCE, 10, 0, "3", "12.4"),
-      cell(REDUCE, 20, 1, "41.75", "-95.1"),
-    ],
-    best: [
-      { leverage: 5, cheapestSafe: REDUCE.name, mostWealth: TOP_UP.name },
-      { leverage: 10, cheapestSafe: REDUCE.name, mostWealth: REDUCE.name },
-      { leverage: 20, cheapestSafe: null, mostWealth: REDUCE.name },
-    ],
-    findings: [
-      "At 20x every policy was liquidated at least once: no policy is safe there.",
-      "top-up 1.5→2 cost 310.25 USD of wealth against the control at 10x: the reserve ran out before the bottom.",
-    ],
-    backtest,
-  };
-}
+/** What the page's charts must report drawing for a backtest (window.__ballastCharts). */
+const expectedDrawn = (r: BacktestReport) => ({
+  price: r.steps.price.length,
+  health: r.accounts.filter(hasHealth).length,
+  wealth: 2 * r.groups.length,
+});
 
 function emptyBacktest(): BacktestReport {
   return {
@@ -300,9 +121,10 @@ interface Opened {
   external: string[];
 }
 
-describe("Sim › HTML report: opens offline in headless Chromium and draws every chart from the report", function () {
+describe("Sim › HTML report: a real crash backtest and its sweep, opened offline in headless Chromium", function () {
   let browser: Browser;
   let dir: string;
+  let points: PathPoint[];
   let backtest: BacktestReport;
   let sweep: SweepReport;
   const pages: Page[] = [];
@@ -326,6 +148,28 @@ describe("Sim › HTML report: opens offline in headless Chromium and draws ever
   const drawn = (page: Page) =>
     page.evaluate(() => (window as unknown as { __ballastCharts?: Drawn }).__ballastCharts ?? null);
 
+  /** The datasets of the chart drawn on canvas `id`, as Chart.js holds them. */
+  const chartDatasets = (page: Page, id: string) =>
+    page.evaluate((canvasId) => {
+      type Chart = {
+        canvas: HTMLCanvasElement;
+        data: { labels?: unknown[]; datasets: { label: string; type?: string; data: unknown[] }[] };
+        getDatasetMeta: (i: number) => { data: { skip?: boolean }[] };
+      };
+      const charts = Object.values((window as unknown as { Chart: { instances: Record<string, Chart> } }).Chart.instances);
+      const chart = charts.find((c) => c.canvas.id === canvasId);
+      if (chart === undefined) return null;
+      return {
+        labels: chart.data.labels ?? null,
+        datasets: chart.data.datasets.map((d, i) => ({
+          label: d.label,
+          type: d.type ?? null,
+          data: d.data,
+          drawn: chart.getDatasetMeta(i).data.filter((p) => !p.skip).length,
+        })),
+      };
+    }, id);
+
   /** Each chart canvas: its size and how many of its pixels are painted. */
   const canvases = (page: Page) =>
     page.$$eval("canvas", (els) =>
@@ -340,12 +184,110 @@ describe("Sim › HTML report: opens offline in headless Chromium and draws ever
 
   const texts = (page: Page, selector: string) => page.$$eval(selector, (els) => els.map((e) => e.textContent ?? ""));
 
+  /** The rows of a table body, each as its cells' texts. */
+  const rows = (page: Page, selector: string) =>
+    page.$$eval(`${selector} tbody tr`, (trs) => trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent ?? "")));
+
+  /** Hours since the report's first step (the charts' x axis). */
+  const hoursAt = (r: BacktestReport, step: number) => (r.steps.time[step] - r.steps.time[0]) / 3600;
+
+  /** Every chart drawn as the report says: price points, one line per account with a position, markers, bars. */
+  async function expectCharts(page: Page, r: BacktestReport) {
+    expect(await drawn(page)).to.deep.equal(expectedDrawn(r));
+    const shown = await canvases(page);
+    expect(shown.map((c) => c.id)).to.deep.equal(["chart-price", "chart-health", "chart-wealth"]);
+    for (const c of shown) {
+      expect(c.width, c.id).to.be.greaterThan(0);
+      expect(c.height, c.id).to.be.greaterThan(0);
+      expect(c.painted, c.id).to.be.greaterThan(0);
+    }
+
+    const price = (await chartDatasets(page, "chart-price"))!;
+    expect(price.datasets).to.have.length(1);
+    expect(price.datasets[0].data).to.deep.equal(r.steps.price.map((y, i) => ({ x: hoursAt(r, i), y })));
+
+    const health = (await chartDatasets(page, "chart-health"))!;
+    const lines = r.accounts.filter(hasHealth);
+    const accountSets = health.datasets.slice(0, lines.length);
+    expect(accountSets.map((d) => d.label)).to.deep.equal(lines.map((a) => a.label));
+    accountSets.forEach((d, k) => {
+      const a = lines[k];
+      expect(d.data, a.label).to.deep.equal(a.health.map((h, step) => ({ x: hoursAt(r, step), y: clipped(h) })));
+      expect(d.drawn, a.label).to.equal(a.health.filter((h) => h !== null).length);
+    });
+    // an account whose opening order was refused has no point anywhere: no line of its own
+    for (const a of r.accounts.filter((x) => !hasHealth(x))) {
+      expect(health.datasets.map((d) => d.label), a.label).to.not.include(a.label);
+    }
+    // thresholds: liquidation at 1.0, then each distinct trigger / target of the policies
+    const policyLevels = [...new Set(r.accounts.flatMap((a) => (a.policy ? [a.policy.trigger, a.policy.target] : [])).map(Number))];
+    const thresholds = health.datasets.slice(lines.length, lines.length + 1 + policyLevels.length);
+    expect(thresholds.map((d) => (d.data as { y: number }[]).map((p) => p.y))).to.deep.equal([
+      [1, 1],
+      ...policyLevels.sort((x, y) => x - y).map((v) => [Math.min(v, HEALTH_CLIP), Math.min(v, HEALTH_CLIP)]),
+    ]);
+    // one scatter dataset per event kind that happened (the openings are not marked), one marker per event
+    const markers = health.datasets.slice(lines.length + thresholds.length);
+    const kinds = MARKED.filter((k) => eventsOf(r, k).length > 0);
+    expect(markers.map((d) => [d.type, d.label])).to.deep.equal(kinds.map((k) => ["scatter", k]));
+    markers.forEach((d, k) => {
+      const events = eventsOf(r, kinds[k]);
+      expect(d.drawn, kinds[k]).to.equal(events.length);
+      expect(d.data, kinds[k]).to.deep.equal(
+        events.map(({ account, event }) => ({
+          x: hoursAt(r, event.step),
+          y: clipped(event.healthBefore),
+          account: account.label,
+          amountUsd: event.amountUsd,
+        })),
+      );
+    });
+    expect(health.datasets).to.have.length(lines.length + thresholds.length + markers.length);
+
+    const wealth = (await chartDatasets(page, "chart-wealth"))!;
+    expect(wealth.labels).to.deep.equal(r.groups.map((g) => `${g.leverage}x ${g.side} ${g.variant}`));
+    expect(wealth.datasets.map((d) => d.data)).to.deep.equal([
+      r.groups.map((g) => Number(g.wealthUsd)),
+      r.groups.map((g) => Number(g.controlWealthUsd)),
+    ]);
+  }
+
+  /** The totals line and both tables show the backtest's figures; negative wealth against the control in red. */
+  async function expectTables(page: Page, r: BacktestReport) {
+    const t = r.totals;
+    const totals = (await page.textContent("#totals")) ?? "";
+    expect(totals).to.include(`${int(t.accounts)} accounts, ${int(t.liquidations)} liquidations, ${int(t.rebalances)} rebalances;`);
+    expect(totals).to.include(`keeper fees ${money(t.keeperFeesUsd)} USD, bad debt ${money(t.badDebtUsd)} USD; ${int(t.gasUsed)} gas; seed ${r.seed};`);
+
+    expect(await rows(page, "#groups")).to.deep.equal(r.groups.map(groupCells));
+    expect(await rows(page, "#accounts")).to.deep.equal(r.accounts.map(accountCells));
+    // negative wealth against the control in red (class neg): only the "vs control" column, only below zero
+    expect(await texts(page, "#groups td.neg")).to.deep.equal(r.groups.filter((g) => isNegative(g.wealthVsControlUsd)).map((g) => money(g.wealthVsControlUsd)));
+    expect(await texts(page, "#accounts td.neg")).to.deep.equal(r.accounts.filter((a) => isNegative(a.wealthVsControlUsd)).map((a) => money(a.wealthVsControlUsd)));
+  }
+
   before(async function () {
     if (!fs.existsSync(CHROMIUM)) {
       throw new Error(`${CHROMIUM} not found: install Debian chromium: apt-get install -y chromium`);
     }
-    backtest = buildBacktest();
-    sweep = buildSweep(backtest);
+    const closes = loadPriceCsv(PRICE_FILE).filter((p) => p.timestamp >= FROM).slice(0, WARMUP_SECONDS / 3600 + REPLAY_STEPS);
+    points = closesPath(closes);
+    backtest = await runBacktest({
+      scenario: SCENARIO,
+      title: "FTX crash, 7-9 November 2022: ETH perpetual at 2x, 5.5x and 8x, with and without protection",
+      command: "npx hardhat test test/sim/Report.test.ts",
+      data: { file: `data/${PRICE_FILE}`, ohlc: null, source: sourceOf(PRICE_FILE), sampling: "close", rows: closes.length },
+      points,
+      warmupSeconds: WARMUP_SECONDS,
+      population: {
+        leverages: [2, 5.5, REFUSED_LEVERAGE],
+        sides: ["long", "short"],
+        policies: POLICIES,
+        seed: 1,
+        margin: { min: 2000, max: 2000, step: 100 },
+      },
+    });
+    sweep = sweepReport(backtest);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "ballast-report-"));
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   });
@@ -359,31 +301,35 @@ describe("Sim › HTML report: opens offline in headless Chromium and draws ever
     if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it("the test's backtest is what the page must show: 48 real closes, 4 accounts with health, 1 never opened, every event kind but release", function () {
-    expect(backtest.steps.price).to.have.length(48);
-    expect(backtest.steps.price[0]).to.equal(1560.55);
-    expect(backtest.steps.price[47]).to.equal(1100.75);
-    expect(backtest.accounts.map((a) => a.health.some((h) => h !== null))).to.deep.equal([true, true, true, true, false]);
-    const kinds = new Set(backtest.accounts.flatMap((a) => a.events.map((e) => e.kind)));
-    expect([...kinds].sort()).to.deep.equal(["liquidation", "open", "reduce", "top-up"]);
-    // the gap at hour 4 liquidates the 10x control; the 10x top-up spends its reserve on two top-ups and is liquidated
-    // at hour 18 all the same, with less left than the control (the finding); the 3x pair survives, the reduce
-    // policy trimming once near the bottom
-    expect(backtest.accounts.map((a) => a.events.map((e) => `${e.kind}@${e.step}`))).to.deep.equal([
-      ["open@0", "liquidation@4"],
-      ["open@0", "top-up@3", "top-up@4", "liquidation@18"],
-      ["open@0"],
-      ["open@0", "reduce@45"],
-      [],
-    ]);
-    expect(Number(backtest.accounts[1].wealthVsControlUsd)).to.be.lessThan(0);
-    expect(backtest.groups).to.have.length(5);
+  it("the real backtest holds what the page must show: liquidations, top-ups, a reduce, accounts refused at entry", function () {
+    expect(backtest.steps.time).to.deep.equal(points.map((p) => p.time));
+    expect(backtest.steps.price).to.deep.equal(points.map((p) => Number(p.price) / 1e8));
+    expect(backtest.steps.time[backtest.steps.openStep] - backtest.steps.time[0]).to.equal(WARMUP_SECONDS);
+    expect(backtest.steps.price.length - 1 - backtest.steps.openStep).to.equal(REPLAY_STEPS - 1);
+    for (const kind of ["liquidation", "top-up", "reduce"] as const) {
+      expect(eventsOf(backtest, kind), kind).to.not.be.empty;
+    }
+    // markers are drawn at the health before the action: the chain reports it for every rebalance and liquidation
+    for (const kind of MARKED) for (const { event } of eventsOf(backtest, kind)) expect(event.healthBefore, kind).to.not.equal(null);
+    const refused = backtest.accounts.filter((a) => !a.opened);
+    expect(refused.map((a) => a.id)).to.deep.equal(backtest.accounts.filter((a) => a.leverage === REFUSED_LEVERAGE).map((a) => a.id));
+    expect(refused).to.not.be.empty;
+    for (const a of refused) {
+      expect(a.openRefused, a.label).to.equal("BelowInitialMargin");
+      expect(a.health.every((h) => h === null), a.label).to.equal(true);
+      expect(a.events, a.label).to.deep.equal([]);
+    }
+    expect(backtest.accounts.filter((a) => a.opened).every(hasHealth)).to.equal(true);
+    // above the chart's clip somewhere (the 2x shorts in a crash), so the clipping is exercised
+    expect(Math.max(...backtest.accounts.flatMap((a) => a.health.filter((h): h is string => h !== null).map(Number)))).to.be.greaterThan(HEALTH_CLIP);
+    expect(sweep.policies.map((p) => p.name)).to.deep.equal(POLICIES.map((p) => p.name));
+    expect(sweep.leverages).to.deep.equal([2, 5.5, REFUSED_LEVERAGE]);
   });
 
   it("writeReport writes <scenario>.json (the report, 2-space JSON) and a self-contained <scenario>.html", function () {
     const out = writeReport(path.join(dir, "nested", "reports"), backtest);
-    expect(out.json).to.equal(path.join(dir, "nested", "reports", "test-ftx-2022-11-48h.json"));
-    expect(out.html).to.equal(path.join(dir, "nested", "reports", "test-ftx-2022-11-48h.html"));
+    expect(out.json).to.equal(path.join(dir, "nested", "reports", `${backtest.scenario}.json`));
+    expect(out.html).to.equal(path.join(dir, "nested", "reports", `${backtest.scenario}.html`));
     expect(fs.readFileSync(out.json, "utf8")).to.equal(JSON.stringify(backtest, null, 2) + "\n");
     const html = fs.readFileSync(out.html, "utf8");
     expect(html).to.not.match(/<script[^>]*\ssrc=/i);
@@ -393,34 +339,18 @@ describe("Sim › HTML report: opens offline in headless Chromium and draws ever
     expect(html).to.include('<canvas id="chart-wealth">');
   });
 
-  it("backtest page: 48 price points, one health line per account with data, 2 bars per group; tables, findings; no error, nothing fetched", async function () {
+  it("backtest page: the report's prices, health lines, event markers and bars; tables, findings; no error, nothing fetched", async function () {
     const { html } = writeReport(dir, backtest);
     const { page, errors, external } = await open(html);
 
-    expect(await drawn(page)).to.deep.equal({ price: 48, health: 4, wealth: 2 * backtest.groups.length });
-    const shown = await canvases(page);
-    expect(shown.map((c) => c.id)).to.deep.equal(["chart-price", "chart-health", "chart-wealth"]);
-    for (const c of shown) {
-      expect(c.width, c.id).to.be.greaterThan(0);
-      expect(c.height, c.id).to.be.greaterThan(0);
-      expect(c.painted, c.id).to.be.greaterThan(0);
-    }
-
+    await expectCharts(page, backtest);
     expect(await texts(page, "#findings li")).to.deep.equal(backtest.findings);
     expect(await texts(page, "h1")).to.deep.equal([backtest.title]);
+    expect(await page.title()).to.equal(backtest.title);
     expect(await page.textContent("#command")).to.equal(backtest.command);
     expect(await page.textContent("#data-source")).to.include(backtest.data.source);
-    expect(await page.$$eval("#groups tbody tr", (r) => r.length)).to.equal(backtest.groups.length);
-    expect(await page.$$eval("#accounts tbody tr", (r) => r.length)).to.equal(backtest.accounts.length);
-    // negative wealth against the control, in red, 2 decimals
-    const negative = backtest.groups.filter((g) => g.wealthVsControlUsd.startsWith("-")).map((g) => money(g.wealthVsControlUsd));
-    expect(negative.length).to.be.greaterThan(0);
-    expect(await texts(page, "#groups td.neg")).to.deep.equal(negative);
-    expect(await texts(page, "#groups tbody tr:first-child td")).to.deep.equal([
-      "10x long control", "10", "long", "control", "1", "1", "1", money(backtest.groups[0].penaltiesUsd), "0 / 0 / 0",
-      "0.00", "243,517", "0", "243,517", Number(backtest.groups[0].minHealth).toFixed(6).slice(0, -3),
-      money(backtest.groups[0].badDebtUsd), money(backtest.groups[0].wealthUsd), money(backtest.groups[0].wealthUsd), "0.00",
-    ]);
+    expect(await page.textContent("#data-source")).to.include(`${int(backtest.data.rows)} rows`);
+    await expectTables(page, backtest);
     // the page's data is the report, byte for byte through JSON
     expect(await page.evaluate(() => JSON.parse(document.getElementById("report")!.textContent!))).to.deep.equal(backtest);
 
@@ -430,34 +360,62 @@ describe("Sim › HTML report: opens offline in headless Chromium and draws ever
     expect(external).to.deep.equal([]);
   });
 
-  it("sweep page: a policies × leverages heatmap with liquidations per cell, the best table, and the backtest's charts", async function () {
-    const out = writeReport(dir, sweep);
+  it("sweep page: a policies × leverages heatmap coloured by wealth against the controls, the best table, and the backtest's charts", async function () {
+    // sweepReport keeps the backtest's scenario: its own directory, so the backtest's files are not overwritten
+    const out = writeReport(path.join(dir, "sweep"), sweep);
+    expect(out.json).to.equal(path.join(dir, "sweep", `${sweep.scenario}.json`));
     expect(fs.readFileSync(out.json, "utf8")).to.equal(JSON.stringify(sweep, null, 2) + "\n");
     const { page, errors, external } = await open(out.html);
 
-    expect(await drawn(page)).to.deep.equal({ price: 48, health: 4, wealth: 2 * backtest.groups.length });
+    await expectCharts(page, backtest);
     expect(await texts(page, "#findings li")).to.deep.equal(sweep.findings);
     expect(await texts(page, "#backtest-findings li")).to.deep.equal(backtest.findings);
+    await expectTables(page, backtest);
+    expect(await page.evaluate(() => JSON.parse(document.getElementById("report")!.textContent!))).to.deep.equal(sweep);
 
-    expect(await texts(page, "#heatmap tbody th")).to.deep.equal([TOP_UP.name, REDUCE.name]);
-    expect(await texts(page, "#heatmap thead th")).to.deep.equal(["policy \\ leverage", "5x", "10x", "20x"]);
-    const cells = await page.$$eval("#heatmap td.heat", (els) =>
-      els.map((e) => ({ value: e.querySelector(".v")!.textContent, liq: e.querySelector(".liq")!.textContent, bg: (e as HTMLElement).style.background })),
+    expect(await texts(page, "#heatmap tbody th")).to.deep.equal(sweep.policies.map((p) => p.name));
+    expect(await texts(page, "#heatmap thead th")).to.deep.equal(["policy \\ leverage", ...sweep.leverages.map((l) => `${l}x`)]);
+    const shown = await page.$$eval("#heatmap td.heat", (els) =>
+      els.map((e) => ({
+        value: e.querySelector(".v")?.textContent ?? null,
+        liq: e.querySelector(".liq")?.textContent ?? null,
+        title: e.getAttribute("title"),
+        bg: getComputedStyle(e).backgroundColor,
+      })),
     );
-    expect(cells).to.have.length(sweep.policies.length * sweep.leverages.length);
-    expect(cells.map((c) => [c.value, c.liq])).to.deep.equal([
-      ["120.50", "0 liquidations"], ["-310.25", "1 liquidation"], ["-640.00", "2 liquidations"],
-      ["85.75", "0 liquidations"], ["12.40", "0 liquidations"], ["-95.10", "1 liquidation"],
-    ]);
-    // red for a loss against the control, green for a gain
-    expect(cells.map((c) => (c.bg.includes("214, 39, 40") ? "red" : c.bg.includes("44, 160, 44") ? "green" : c.bg))).to.deep.equal([
-      "green", "red", "red", "green", "green", "red",
-    ]);
-    expect(await texts(page, "#best tbody td")).to.deep.equal([
-      "5", REDUCE.name, TOP_UP.name, "10", REDUCE.name, REDUCE.name, "20", "none: every policy was liquidated", REDUCE.name,
-    ]);
+    // every (policy, leverage) ran: one cell each, in the table's order
+    const cells = sweep.policies.flatMap((p) => sweep.leverages.map((l) => sweep.cells.find((c) => c.policy.name === p.name && c.leverage === l)!));
+    expect(cells.every((c) => c !== undefined)).to.equal(true);
+    expect(shown).to.have.length(sweep.policies.length * sweep.leverages.length);
+    expect(shown.map((s) => [s.value, s.liq, s.title])).to.deep.equal(
+      cells.map((c) => [
+        money(c.wealthVsControlUsd),
+        `${c.liquidations} liquidation${c.liquidations === 1 ? "" : "s"}`,
+        `${c.policy.name} at ${c.leverage}x: ${c.accounts} accounts, cost ${money(c.costUsd)} USD, ${int(c.gasUsed)} gas`,
+      ]),
+    );
+    // red for a loss against the control, green for a gain, grey for none; the largest |value| at full strength
+    const hue = (bg: string) =>
+      bg.startsWith("rgba(214, 39, 40,") ? "red" : bg.startsWith("rgba(44, 160, 44,") ? "green" : bg === "rgb(245, 245, 245)" ? "grey" : bg;
+    const sign = (usd: string) => parseDecimal(usd, 18);
+    expect(shown.map((s) => hue(s.bg))).to.deep.equal(cells.map((c) => (sign(c.wealthVsControlUsd) < 0n ? "red" : sign(c.wealthVsControlUsd) > 0n ? "green" : "grey")));
+    const alpha = (bg: string) => Number(/rgba\(.*, ([\d.]+)\)$/.exec(bg)?.[1] ?? "0");
+    const magnitude = (usd: string) => Math.abs(Number(usd));
+    const largest = cells.reduce((m, c, i) => (magnitude(c.wealthVsControlUsd) > magnitude(cells[m].wealthVsControlUsd) ? i : m), 0);
+    expect(magnitude(cells[largest].wealthVsControlUsd)).to.be.greaterThan(0);
+    expect(alpha(shown[largest].bg)).to.be.closeTo(0.85, 1e-6);
+    for (const [i, c] of cells.entries()) {
+      if (i !== largest && magnitude(c.wealthVsControlUsd) < magnitude(cells[largest].wealthVsControlUsd)) {
+        expect(alpha(shown[i].bg), `${c.policy.name} ${c.leverage}x`).to.be.lessThan(0.85);
+      }
+    }
 
-    await page.screenshot({ path: path.join(REPORTS_DIR, `${sweep.scenario}.png`), fullPage: true });
+    expect(await rows(page, "#best")).to.deep.equal(
+      sweep.best.map((b) => [int(b.leverage), b.cheapestSafe ?? "none: every policy was liquidated", b.mostWealth]),
+    );
+
+    fs.mkdirSync(REPORTS_DIR, { recursive: true });
+    await page.screenshot({ path: path.join(REPORTS_DIR, `sweep-${sweep.scenario}.png`), fullPage: true });
     expect(errors).to.deep.equal([]);
     expect(external).to.deep.equal([]);
   });
@@ -474,27 +432,31 @@ describe("Sim › HTML report: opens offline in headless Chromium and draws ever
 
   it("text from the report cannot close the script or add markup: shown as text, the JSON intact", async function () {
     const hostile = "</script><script>window.__pwned = 1</script><b>&amp;</b> <!--";
-    const report: BacktestReport = { ...backtest, scenario: "test-escaping", title: `Crash ${hostile}`, findings: [hostile, ...backtest.findings] };
+    const report: BacktestReport = {
+      ...backtest,
+      scenario: `${backtest.scenario}-escaping`,
+      title: `${backtest.title} ${hostile}`,
+      findings: [hostile, ...backtest.findings],
+    };
     const { page, errors, external } = await open(writeReport(dir, report).html);
     expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).to.equal(undefined);
+    expect(await page.$$eval("b", (els) => els.length)).to.equal(0);
     expect(await texts(page, "h1")).to.deep.equal([report.title]);
     expect(await page.title()).to.equal(report.title);
     expect(await texts(page, "#findings li")).to.deep.equal(report.findings);
     expect(await page.evaluate(() => JSON.parse(document.getElementById("report")!.textContent!))).to.deep.equal(report);
-    expect(await drawn(page)).to.deep.equal({ price: 48, health: 4, wealth: 10 });
+    expect(await drawn(page)).to.deep.equal(expectedDrawn(backtest));
     expect(errors).to.deep.equal([]);
     expect(external).to.deep.equal([]);
   });
 
   it(`health above ${HEALTH_CLIP} is clipped in the chart, not in the data`, async function () {
     const { page } = await open(writeReport(dir, backtest).html);
-    const top = await page.evaluate(() => {
-      const charts = Object.values((window as unknown as { Chart: { instances: Record<string, { canvas: HTMLCanvasElement; data: { datasets: { data: { y: number | null }[] }[] } }> } }).Chart.instances);
-      const health = charts.find((c) => c.canvas.id === "chart-health")!;
-      return Math.max(...health.data.datasets.flatMap((d) => d.data.map((p) => p.y ?? 0)));
-    });
+    const health = (await chartDatasets(page, "chart-health"))!;
+    const top = Math.max(...health.datasets.flatMap((d) => (d.data as { y: number | null }[]).map((p) => p.y ?? 0)));
     const highest = Math.max(...backtest.accounts.flatMap((a) => a.health.filter((h): h is string => h !== null).map(Number)));
     expect(highest).to.be.greaterThan(HEALTH_CLIP);
     expect(top).to.equal(HEALTH_CLIP);
+    expect(await page.evaluate(() => JSON.parse(document.getElementById("report")!.textContent!))).to.deep.equal(backtest);
   });
 });

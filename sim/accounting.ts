@@ -82,15 +82,16 @@ const variantOrder = (v: string) => (v === "control" ? 0 : 1);
 /** Plain sentences: per policy, liquidations avoided and wealth against the controls; every group where it cost wealth. */
 function findings(report: BacktestReport): string[] {
   const out: string[] = [];
-  const controls = report.groups.filter((g) => g.variant === "control");
-  const controlLiq = controls.reduce((s, g) => s + g.liquidated, 0);
-  const controlAccounts = controls.reduce((s, g) => s + g.accounts, 0);
-  if (controlAccounts > 0) out.push(`Without a policy, ${controlLiq} of ${controlAccounts} control accounts were liquidated.`);
+  // counts are of the accounts that traded: an order refused at entry is reported on its own line below
+  const opened = report.accounts.filter((a) => a.opened);
+  const controls = opened.filter((a) => a.policy === null);
+  const controlLiq = controls.filter((a) => a.liquidations > 0).length;
+  if (controls.length > 0) out.push(`Without a policy, ${controlLiq} of ${controls.length} control accounts were liquidated.`);
   const variants = [...new Set(report.groups.filter((g) => g.variant !== "control").map((g) => g.variant))];
   for (const v of variants) {
     const gs = report.groups.filter((g) => g.variant === v);
-    const n = gs.reduce((s, g) => s + g.accounts, 0);
-    const liq = gs.reduce((s, g) => s + g.liquidated, 0);
+    const n = opened.filter((a) => a.variant === v).length;
+    const liq = opened.filter((a) => a.variant === v && a.liquidations > 0).length;
     const vs = gs.reduce((s, g) => s + undec(g.wealthVsControlUsd), 0n);
     const poorer = gs.filter((g) => below(g.wealthVsControlUsd)).map((g) => `${g.leverage}x ${g.side}`);
     out.push(

@@ -98,6 +98,14 @@ interface Tracked {
 }
 
 const rpc = (method: string, params: unknown[] = []) => network.provider.send(method, params);
+const latest = async () => (await ethers.provider.getBlock("latest"))!.timestamp;
+/**
+ * The next block one second after the latest. Hardhat stamps blocks with the wall clock (plus an offset), so without
+ * this a transaction's time, and with it funding and the oracle's clock, would depend on how fast the machine ran.
+ */
+async function pinNextBlock(): Promise<void> {
+  await rpc("evm_setNextBlockTimestamp", [(await latest()) + 1]);
+}
 
 /** Runs a backtest and returns its report; the chain is reverted to where it was afterwards. */
 export async function runBacktest(opts: BacktestOptions): Promise<BacktestReport> {
@@ -131,9 +139,6 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
   await rpc("hardhat_setBalance", [SIM_KEEPER.address, "0x56BC75E2D63100000"]); // 100 ETH for gas
 
   const sys = await deployLocalSystem(deployer, { eth: points[0].price, btc: 30_000n * 10n ** 8n });
-  // The real paths move up to ~21 % in an hour (35 % within an OHLC bar): a 50 % breaker, so a tripped breaker
-  // does not hide the very lows a crash replay is about (the production feed config keeps its own).
-  await (await sys.oracle.setFeed(sys.weth, { feed: sys.ethFeed, ...CRYPTO_FEED, maxJumpBps: 5000 })).wait();
   // Many traders on one market: MAJOR_MARKET's 500k USD open-interest cap would refuse the later orders of a large
   // population (a sweep holds ~190 accounts). When the population's notional on one side exceeds half the cap, the
   // cap is raised to twice that notional (the pool's own cap, oiCapFraction × LP capital = 5M USD, still applies),
@@ -145,7 +150,6 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
   }
   const vol = await sys.oracle.volParams(sys.weth);
   const tested = { tau: vol.tau, floor: vol.floor, cap: vol.cap, interval: vol.interval, maxChangePerDay: vol.maxChangePerDay };
-  await (await sys.oracle.setVolParams(sys.weth, { ...tested, maxChangePerDay: wad("10") })).wait();
   const pusher = await new FeedPusher__factory(deployer).deploy();
 
   const lpUsdc = 10_000_000n * 10n ** 6n;
@@ -178,13 +182,24 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
       endpoints: [{ name: "in-process", provider: new Eip1193Provider(network.provider, 31337) }],
       signer: SIM_KEEPER,
       log: createLogger("silent"),
+      // every keeper transaction one second after the block before it: the same figures on every run
+      hooks: { beforeBroadcast: pinNextBlock },
     },
   );
 
   // The chain's clock: the path's first point at T0, an hour boundary a few hours ahead (the oracle samples σ on
   // an hourly grid of the feed's clock, so every run sees the same grid).
-  const latest = async () => (await ethers.provider.getBlock("latest"))!.timestamp;
   const T0 = Math.floor(((await latest()) + 3 * 3600) / 3600 + 1) * 3600;
+  // The oracle's state at T0 depends on T0 only, not on how long the deployment took: two hours before T0 the feed
+  // is configured, the warm-up speed set and the volatility reset (σ and σ_mm at the floor from that second).
+  // The real paths move up to ~21 % in an hour (35 % within an OHLC bar): a 50 % breaker, so a tripped breaker
+  // does not hide the very lows a crash replay is about (the production feed config keeps its own).
+  await rpc("evm_setNextBlockTimestamp", [T0 - 7200]);
+  await (await sys.oracle.setFeed(sys.weth, { feed: sys.ethFeed, ...CRYPTO_FEED, maxJumpBps: 5000 })).wait();
+  await pinNextBlock();
+  await (await sys.oracle.setVolParams(sys.weth, { ...tested, maxChangePerDay: wad("10") })).wait();
+  await pinNextBlock();
+  await (await sys.oracle.resetVolatility(sys.weth)).wait();
   const chainTime = (p: PathPoint) => T0 + (p.time - points[0].time);
   let round = (await sys.ethFeed.latestRoundData())[0];
   const published: number[] = [];
@@ -282,6 +297,7 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
       }
       if (i === openStep) {
         // the deployment's tested σ speed from here on, then the population requests its orders
+        await pinNextBlock();
         await (await sys.oracle.setVolParams(sys.weth, tested)).wait();
         await openPopulation(sys, trader, members, i, points[i].price, tracked, byId, ids);
       } else if (i > openStep) {
@@ -345,14 +361,18 @@ async function openPopulation(
   const now = BigInt((await ethers.provider.getBlock("latest"))!.timestamp);
   const usdc = await sys.usdc.getAddress();
   for (const m of members) {
+    await pinNextBlock();
     await (await sys.vault.connect(trader).createAccount()).wait();
     const id = await sys.vault.accountCount();
+    await pinNextBlock();
     await (await sys.vault.connect(trader).depositMargin(id, usdc, m.marginUsdc)).wait();
     // the order's fee is escrowed from the USDC reserve; a policy account also keeps its reserve there
     const reserve = orderFee + (m.policy ? m.reserveUsdc : 0n);
+    await pinNextBlock();
     await (await sys.vault.connect(trader).deposit(id, usdc, reserve)).wait();
     if (m.policy) {
       const p = m.policy;
+      await pinNextBlock();
       await (
         await sys.engine.connect(trader).setRebalancePolicy(id, {
           actions: p.actions,
@@ -368,6 +388,7 @@ async function openPopulation(
     // leverage × margin of notional at the round's price; any fill within ±50 % of it is accepted
     const size = (BigInt(Math.round(m.leverage * 10)) * m.marginUsdc * USDC_SCALE * WAD) / (10n * priceWad);
     const long = m.side === "long";
+    await pinNextBlock();
     await requestOrder(sys.engine, trader, {
       accountId: id,
       marketId: sys.ethMarket,

@@ -43,7 +43,9 @@ export function jsonForScript(value: unknown): string {
 
 /** A decimal USD string of the report ("-87.123456789012345678") as "-87.12" (truncated, like lib/format.ts). */
 export function money(usd: string): string {
-  return formatFixed(parseDecimal(usd, 18), 18, 2);
+  const v = parseDecimal(usd, 18);
+  // under a cent either way is "0.00" (never "-0.00"): accounts acting in different blocks differ by dust
+  return formatFixed(v > -CENT && v < CENT ? 0n : v, 18, 2);
 }
 
 /** A decimal health string as "1.234", or "—" where the account has no position. */
@@ -51,7 +53,9 @@ export function healthText(health: string | null): string {
   return health === null ? "—" : formatFixed(parseDecimal(health, 18), 18, 3);
 }
 
-const isNegative = (usd: string) => parseDecimal(usd, 18) < 0n;
+const CENT = 10n ** 16n;
+/** At least a cent below zero: what the accounting calls a cost (sim/accounting.ts). */
+const isNegative = (usd: string) => parseDecimal(usd, 18) <= -CENT;
 const int = (n: number) => n.toLocaleString("en-US");
 
 /** A table cell with a money value; negative values get the class `neg` (red) when `flagNegative`. */
@@ -194,7 +198,7 @@ ${chartBox("chart-wealth", "Wealth against the control, per group", "Equity + re
 
 /** Background for a wealth-vs-control value: red for a loss, green for a gain, stronger with |value| / maxAbs. */
 function heatColour(value: number, maxAbs: number): string {
-  if (maxAbs === 0 || value === 0) return "rgb(245, 245, 245)";
+  if (maxAbs === 0 || Math.abs(value) < 0.01) return "rgb(245, 245, 245)";
   const strength = Math.min(1, Math.abs(value) / maxAbs);
   const alpha = (0.15 + 0.7 * strength).toFixed(3);
   return value < 0 ? `rgba(214, 39, 40, ${alpha})` : `rgba(44, 160, 44, ${alpha})`;
@@ -207,21 +211,23 @@ function heatmap(report: SweepReport): string {
     const cells = report.leverages.map((leverage) => {
       const cell = report.cells.find((c) => c.policy.name === policy.name && c.leverage === leverage);
       if (cell === undefined) return `<td class="heat missing" title="not run">—</td>`;
-      const liq = `${cell.liquidations} liquidation${cell.liquidations === 1 ? "" : "s"}`;
+      const liq = cell.opened === 0 ? "refused at entry" : `${cell.liquidations}/${cell.opened} liquidated`;
       const title = `${policy.name} at ${leverage}x: ${cell.accounts} accounts, cost ${money(cell.costUsd)} USD, ${int(cell.gasUsed)} gas`;
       return `<td class="heat" style="background:${heatColour(Number(cell.wealthVsControlUsd), maxAbs)}" title="${escapeHtml(title)}"><div class="v">${money(cell.wealthVsControlUsd)}</div><div class="liq">${liq}</div></td>`;
     });
     return `<tr><th>${escapeHtml(policy.name)}</th>${cells.join("")}</tr>`;
   });
   return `<section><h2>Wealth against the control (USD), by policy and leverage</h2>
-<p class="note">Red: the policy ended with less wealth than its control; green: more. Each cell also counts the liquidations.</p>
+<p class="note">Red: the policy ended with less wealth than its control; green: more. Each cell also counts the accounts liquidated (at least once) of those that opened.</p>
 <table id="heatmap"><thead>${head}</thead><tbody>\n${rows.join("\n")}\n</tbody></table></section>`;
 }
 
 function bestTable(report: SweepReport): string {
   const rows = report.best.map(
     (b) =>
-      `<tr>${numCell(b.leverage)}${textCell(b.cheapestSafe ?? "none: every policy was liquidated")}${textCell(b.mostWealth)}</tr>`,
+      b.mostWealth === null
+        ? `<tr>${numCell(b.leverage)}${textCell("none: no order filled")}${textCell("none: no order filled")}</tr>`
+        : `<tr>${numCell(b.leverage)}${textCell(b.cheapestSafe ?? "none: every policy was liquidated")}${textCell(b.mostWealth)}</tr>`,
   );
   return `<section><h2>Best policy per leverage</h2>${table(
     "best",

@@ -24,6 +24,7 @@ export function sweepReport(backtest: BacktestReport): SweepReport {
         policy: p,
         leverage,
         accounts: list.length,
+        opened: list.filter((a) => a.opened).length,
         liquidations: list.filter((a) => a.liquidations > 0).length,
         costUsd: dec(sum((a) => undec(a.keeperFeesUsd) + undec(a.penaltiesUsd))),
         gasUsed: list.reduce((s, a) => s + a.gasUsed, 0),
@@ -32,12 +33,14 @@ export function sweepReport(backtest: BacktestReport): SweepReport {
     }
   }
   const best = leverages.map((leverage) => {
-    const here = cells.filter((c) => c.leverage === leverage);
+    // a leverage whose orders the market refused has nothing to rank
+    const here = cells.filter((c) => c.leverage === leverage && c.opened > 0);
     const safe = here.filter((c) => c.liquidations === 0).sort((x, y) => cmp(undec(x.costUsd), undec(y.costUsd)));
     const richest = [...here].sort((x, y) => cmp(undec(y.wealthVsControlUsd), undec(x.wealthVsControlUsd)));
-    return { leverage, cheapestSafe: safe[0]?.policy.name ?? null, mostWealth: richest[0]?.policy.name ?? "" };
+    return { leverage, cheapestSafe: safe[0]?.policy.name ?? null, mostWealth: richest[0]?.policy.name ?? null };
   });
   const findings = best.map((b) => {
+    if (b.mostWealth === null) return `${b.leverage}x: no opening order filled (refused at entry: see the accounts' openRefused), nothing to rank.`;
     const rich = cells.find((c) => c.leverage === b.leverage && c.policy.name === b.mostWealth);
     const vs = rich ? undec(rich.wealthVsControlUsd) : 0n;
     return (

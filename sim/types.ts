@@ -141,6 +141,9 @@ export interface SweepCell {
   policy: PolicyReport;
   leverage: number;
   accounts: number;
+  /** accounts whose opening order filled */
+  opened: number;
+  /** accounts liquidated at least once */
   liquidations: number;
   /** keeper fees + liquidation penalties, USD */
   costUsd: string;
@@ -157,8 +160,8 @@ export interface SweepReport {
   policies: PolicyReport[];
   leverages: number[];
   cells: SweepCell[];
-  /** per leverage: the cheapest policy with zero liquidations, and the one that kept the most wealth */
-  best: { leverage: number; cheapestSafe: string | null; mostWealth: string }[];
+  /** per leverage: the cheapest policy with zero liquidations, and the one that kept the most wealth (null: no order filled) */
+  best: { leverage: number; cheapestSafe: string | null; mostWealth: string | null }[];
   findings: string[];
   /** the backtest the grid ran (one population, every policy side by side) */
   backtest: BacktestReport;

@@ -55,7 +55,9 @@ const SCENARIO = "test-report-ftx-2022-11";
 const MARKED: EventKind[] = ["top-up", "reduce", "release", "liquidation"];
 
 const int = (n: number) => n.toLocaleString("en-US");
-const isNegative = (usd: string) => parseDecimal(usd, 18) < 0n;
+/** A cost: at least a cent below zero (under a cent either way is level, as sim/accounting.ts counts it). */
+const CENT = 10n ** 16n;
+const isNegative = (usd: string) => parseDecimal(usd, 18) <= -CENT;
 const rebalancesText = (r: { topUp: number; reduce: number; release: number }) => `${r.topUp} / ${r.reduce} / ${r.release}`;
 const hasHealth = (a: AccountReport) => a.health.some((h) => h !== null);
 const clipped = (h: string | null) => (h === null ? null : Math.min(Number(h), HEALTH_CLIP));
@@ -390,7 +392,7 @@ describe("Sim › HTML report: a real crash backtest and its sweep, opened offli
     expect(shown.map((s) => [s.value, s.liq, s.title])).to.deep.equal(
       cells.map((c) => [
         money(c.wealthVsControlUsd),
-        `${c.liquidations} liquidation${c.liquidations === 1 ? "" : "s"}`,
+        c.opened === 0 ? "refused at entry" : `${c.liquidations}/${c.opened} liquidated`,
         `${c.policy.name} at ${c.leverage}x: ${c.accounts} accounts, cost ${money(c.costUsd)} USD, ${int(c.gasUsed)} gas`,
       ]),
     );
@@ -398,7 +400,7 @@ describe("Sim › HTML report: a real crash backtest and its sweep, opened offli
     const hue = (bg: string) =>
       bg.startsWith("rgba(214, 39, 40,") ? "red" : bg.startsWith("rgba(44, 160, 44,") ? "green" : bg === "rgb(245, 245, 245)" ? "grey" : bg;
     const sign = (usd: string) => parseDecimal(usd, 18);
-    expect(shown.map((s) => hue(s.bg))).to.deep.equal(cells.map((c) => (sign(c.wealthVsControlUsd) < 0n ? "red" : sign(c.wealthVsControlUsd) > 0n ? "green" : "grey")));
+    expect(shown.map((s) => hue(s.bg))).to.deep.equal(cells.map((c) => (sign(c.wealthVsControlUsd) <= -CENT ? "red" : sign(c.wealthVsControlUsd) >= CENT ? "green" : "grey")));
     const alpha = (bg: string) => Number(/rgba\(.*, ([\d.]+)\)$/.exec(bg)?.[1] ?? "0");
     const magnitude = (usd: string) => Math.abs(Number(usd));
     const largest = cells.reduce((m, c, i) => (magnitude(c.wealthVsControlUsd) > magnitude(cells[m].wealthVsControlUsd) ? i : m), 0);
@@ -411,7 +413,11 @@ describe("Sim › HTML report: a real crash backtest and its sweep, opened offli
     }
 
     expect(await rows(page, "#best")).to.deep.equal(
-      sweep.best.map((b) => [int(b.leverage), b.cheapestSafe ?? "none: every policy was liquidated", b.mostWealth]),
+      sweep.best.map((b) =>
+        b.mostWealth === null
+          ? [int(b.leverage), "none: no order filled", "none: no order filled"]
+          : [int(b.leverage), b.cheapestSafe ?? "none: every policy was liquidated", b.mostWealth],
+      ),
     );
 
     fs.mkdirSync(REPORTS_DIR, { recursive: true });

@@ -175,8 +175,11 @@ export function liquidationFraction(
   return { f: least.f, rule: "partial" };
 }
 
-/** Size closed by a liquidation of fraction f: rounded away from zero. */
-export const closeSize = (size: bigint, f: bigint) => mulDivCeilSigned(size, f, WAD);
+/**
+ * Size closed by a liquidation of fraction f: rounded away from zero, as AccountLogic's close does (a long's up, a
+ * short's down: mulDivCeilSigned alone would round a short toward zero).
+ */
+export const closeSize = (size: bigint, f: bigint) => (size > 0n ? mulDivCeilSigned(size, f, WAD) : mulDivFloorSigned(size, f, WAD));
 
 export interface LiquidationOut {
   fraction: bigint;

@@ -118,8 +118,10 @@ interface ChainFacts {
   ids: bigint[];
   feedSets: { time: bigint; feed: string }[];
   volParamsSets: { time: bigint; params: VolParamsIn }[];
-  /** the round the deployment seeded the ETH feed with (round 1), observed by its setFeed's poke */
+  /** the round the deployment seeded the ETH feed with (round 1): in the feed's history, never sampled */
   seedRound: { answer: bigint; updatedAt: bigint };
+  /** times of the oracle's resetVolatility (the backtest's, two hours before the path's first round) */
+  resets: bigint[];
   stepTimes: bigint[];
   actions: ChainAction[];
   /** the last block, at which the report's final views were read */
@@ -138,12 +140,10 @@ function windowPoints(): PathPoint[] {
 /**
  * Runs the backtest, the chain's clock first set to 60 s past an hour, and reads the facts above in `inspect`; the
  * chain is reverted afterwards, the clock included.
- * Why the clock: sim/backtest.ts starts the path at the 4th hour boundary after its setup, and the oracle samples the
- * deployment's seed round at every boundary from the seed's hour to the path's first round: 4 zero returns, or 5
- * when the ~20 setup blocks straddle an hour of the chain's clock, which changes σ, every requirement and health
- * (σ_mm by ~1e-4 at the end of this window). Pinned here so both runs of the determinism check see the same.
- * What is not pinned: the keeper's blocks within a step get Hardhat's wall-clock-driven times (publish + 1, + 2, ...
- * only while each takes under a second); the model reads them, the determinism check assumes a machine that quick.
+ * The clock is set here only so the run starts at a known offset within the hour: sim/backtest.ts itself configures the
+ * oracle two hours before the path (feed, warm-up speed, resetVolatility) and stamps every transaction one second
+ * after the block before it, so the report does not depend on the machine's speed or on where the setup falls in the
+ * hour (the determinism test below runs it twice).
  */
 async function backtest(points: PathPoint[]): Promise<{ report: BacktestReport; chain: ChainFacts }> {
   const snapshot = await takeSnapshot();
@@ -175,6 +175,7 @@ async function backtest(points: PathPoint[]): Promise<{ report: BacktestReport; 
           }),
         );
         const seed = await sys.ethFeed.getRoundData(1);
+        const resets = await Promise.all((await sys.oracle.queryFilter(sys.oracle.filters.VolatilityReset(weth))).map((e) => timeOf(e.blockNumber)));
         const actions: ChainAction[] = [];
         const at = async (e: { blockNumber: number; index: number }) => {
           const b = await blockOf(e.blockNumber);
@@ -222,6 +223,7 @@ async function backtest(points: PathPoint[]): Promise<{ report: BacktestReport; 
           feedSets,
           volParamsSets,
           seedRound: { answer: seed[1], updatedAt: seed[3] }, // getRoundData: (roundId, answer, startedAt, updatedAt, answeredInRound)
+          resets,
           stepTimes: points.map((_, i) => BigInt(chainTime(i))),
           actions,
           endTime: BigInt((await ethers.provider.getBlock("latest"))!.timestamp),
@@ -301,20 +303,23 @@ function replay(points: PathPoint[], chain: ChainFacts): Model {
   const openStep = points.findIndex((p) => p.time - points[0].time >= WARMUP_SECONDS);
   const t = chain.stepTimes;
 
-  // The oracle: the deployment's setFeed (the asset's first: volatility at its floor, σ_mm clock started) and its
-  // poke of the seeded round, which becomes the sampling reference. The backtest's own setFeed keeps the feed (new
-  // breaker only: nothing else changes); its setVolParams calls are applied where they fall between the closes.
+  // The oracle: the deployment's setFeed (the asset's first: volatility at its floor), then the backtest's own, two
+  // hours before the path: setFeed (the same feed, a wider breaker: nothing else changes), the warm-up's speed, and
+  // resetVolatility — σ and σ_mm at the floor and the σ_mm clock started at the reset, no price reference, so the
+  // path's first round is the first sample's reference whatever the deployment did before. The seeded round stays in
+  // the feed's history; setVolParams calls are applied where they fall between the closes.
   expect(chain.feedSets.map((f) => f.feed)).to.deep.equal([chain.feedSets[0].feed, chain.feedSets[0].feed]);
   const vm = new VolMirror(chain.feedSets[0].time, DEFAULT_VOL).setBand(CRYPTO_FEED.minPrice, CRYPTO_FEED.maxPrice);
   expect(chain.seedRound.answer).to.equal(points[0].price);
   vm.setRound(px18(chain.seedRound.answer), chain.seedRound.updatedAt);
-  vm.observeLatest();
   // setFeed's defaults (with the first setFeed), the warm-up's speed, the default again right after the open step
   expect(chain.volParamsSets.map((v) => v.params)).to.deep.equal([DEFAULT_VOL, WARMUP_VOL, DEFAULT_VOL]);
   expect(chain.volParamsSets[0].time).to.equal(chain.feedSets[0].time);
   expect(chain.volParamsSets[1].time).to.be.lt(t[0]);
   expect(chain.volParamsSets[2].time).to.be.gt(t[openStep]).and.lt(t[openStep + 1]);
   vm.setParams(WARMUP_VOL);
+  expect(chain.resets).to.deep.equal([t[0] - 7198n]); // setFeed at T0 − 7200, setVolParams at − 7199, the reset at − 7198
+  vm.reset(chain.resets[0]);
 
   const market = new Market();
   const accounts: ModelAccount[] = [];
@@ -749,62 +754,62 @@ describe("Backtest (sim/backtest.ts): 48 h of the FTX crash, 8 accounts, every f
 /** The model's figures for this window, pinned so a change shows in review (each is asserted equal to the model above). */
 const EXPECTED = {
   vols: [
-    { target: 578_090_173_756_157_180n, maintenance: 584_988_758_530_513_986n },
-    { target: 2_186_070_011_291_385_882n, maintenance: 711_691_849_043_289_844n },
+    { target: 578_579_140_643_435_226n, maintenance: 585_492_088_870_235_718n },
+    { target: 2_186_132_051_118_457_025n, maintenance: 712_161_047_572_421_933n },
   ],
   ctl55: {
-    health4142: [2_306_763_761_493_825_540n, 889_117_080_309_490_208n],
+    health4142: [2_305_571_957_972_237_807n, 888_662_104_167_932_344n],
     liquidation: {
-      healthBefore: "0.889114834518008548",
-      fraction: 774_329_204_507_488_837n,
-      closedNotional: "7339.492675219264126224",
-      penalty: "73.394926752192641263",
-      keeperPaid: 41_697_463_376_096_320_631n,
-      healthAfter: "3.06941587366819636",
+      healthBefore: "0.888659860674278146",
+      fraction: 774_335_506_544_785_128n,
+      closedNotional: "7339.55240918810559031",
+      penalty: "73.395524091881055904",
+      keeperPaid: 41_697_762_045_940_527_952n,
+      healthAfter: "3.067973900827417948",
     },
   },
   ctl48: {
-    health4344: [1_049_549_808_668_095_360n, 990_516_409_830_250_000n],
+    health4344: [1_049_018_271_491_711_839n, 990_019_253_594_810_713n],
     liquidation: {
       step: 44,
-      healthBefore: "0.990513957150393555",
-      fraction: 729_082_623_153_307_306n,
-      closedNotional: "5872.765084660299016517",
-      penalty: "58.727650846602990166",
+      healthBefore: "0.990016803377071563",
+      fraction: 729_089_871_931_140_310n,
+      closedNotional: "5872.823473611032758522",
+      penalty: "58.728234736110327586",
     },
   },
   top55: {
     trigger: 42,
-    healthAtTrigger: 889_117_082_295_586_193n,
+    healthAtTrigger: 888_662_106_153_012_010n,
     topUp: {
       step: 42,
       kind: "top-up",
       feeUsd: "5",
-      amountUsd: "1024.126717",
-      healthBefore: "0.889112592040899358",
-      healthAfter: "3.130553758661807267",
+      amountUsd: "1024.163653",
+      healthBefore: "0.888657620493299519",
+      healthAfter: "3.129033004339977307",
     },
-    minAfter: 2_605_086_786_623_140_142n,
+    minAfter: 2_603_859_645_989_743_383n,
     topUps: 1,
   },
   top48: {
     trigger: 43,
-    healthAtTrigger: 1_049_549_810_425_293_845n,
+    healthAtTrigger: 1_049_018_273_248_020_402n,
     topUp: {
       step: 43,
       kind: "top-up",
       feeUsd: "1",
-      amountUsd: "216.454882",
-      healthBefore: "1.049547188040570911",
-      healthAfter: "1.60000000092298745",
+      amountUsd: "216.772208",
+      healthBefore: "1.04901565351946888",
+      healthAfter: "1.600000000760902414",
     },
-    minAfter: 1_537_443_664_011_465_815n,
+    minAfter: 1_537_477_116_515_225_222n,
     topUps: 1,
   },
   wealth: [
-    ["308.129316894949062891", "2000", "2308.129316894949062891", "0"],
-    ["1344.805562500972473814", "975.873283", "2320.678845500972473814", "12.549528606023410923"],
-    ["366.72447612140998517", "2000", "2366.72447612140998517", "0"],
-    ["754.229149743826771358", "1783.545118", "2537.774267743826771358", "171.049791622416786188"],
+    ["308.129214129040095471", "2000", "2308.129214129040095471", "0"],
+    ["1344.842498639719916332", "975.836347", "2320.678845639719916332", "12.549631510679820861"],
+    ["366.722815172003774615", "2000", "2366.722815172003774615", "0"],
+    ["754.546475864915448465", "1783.227792", "2537.774267864915448465", "171.05145269291167385"],
   ],
 };

@@ -116,6 +116,9 @@ export const DEFAULT_REBALANCER: RebalancerConfig = {
   orderFee: 500_000n,
 };
 
+/** What setRebalancePolicy accepts (Constants.sol: MIN_REBALANCE_BAND, MAX_REBALANCE_TARGET, MAX_REBALANCE_FEE). */
+export const POLICY_BOUNDS = { minBand: wad("0.05"), maxTarget: wad("10"), maxFeeUsd: wad("1000") } as const;
+
 /** Action bits of a rebalancing policy and plan (Constants.sol). */
 export const ACTION = { TOP_UP: 1, REDUCE: 2, RELEASE: 4, ALL: 7 } as const;
 

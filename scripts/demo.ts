@@ -7,6 +7,7 @@
  */
 import { network } from "hardhat";
 
+import { parseWadText, usd } from "../lib/format";
 import { backtestCommand, DEFAULT_DATA, DEFAULT_SCENARIO, summaryTable } from "../sim/run";
 
 async function main() {
@@ -23,7 +24,11 @@ async function main() {
   console.log("");
   for (const f of report.findings) console.log(`- ${f}`);
   console.log("");
-  console.log(`${t.accounts} accounts, ${report.steps.time.length} prices, ${t.liquidations} liquidations, ${t.rebalances} rebalances, keeper fees ${t.keeperFeesUsd} USD, bad debt ${t.badDebtUsd} USD, ${t.wallSeconds} s`);
+  console.log(
+    `${t.accounts} accounts, ${report.steps.time.length} prices, ${t.liquidations} liquidations, ${t.rebalances} rebalances, ` +
+      `keeper fees ${usd(parseWadText(t.keeperFeesUsd))} USD, bad debt ${usd(parseWadText(t.badDebtUsd))} USD, ${t.wallSeconds} s`,
+  );
+  for (const a of report.assumptions) console.log(`  assumption: ${a}`);
   console.log(`Report: ${files.html}`);
   console.log(`        ${files.json}`);
 }

@@ -12,7 +12,8 @@ export function summarise(report: BacktestReport): void {
     ...report.totals,
     accounts: report.accounts.length,
     liquidations: report.accounts.reduce((s, a) => s + a.liquidations, 0),
-    rebalances: report.accounts.reduce((s, a) => s + a.rebalances.topUp + a.rebalances.reduce + a.rebalances.release, 0),
+    // rebalance transactions per account (one that topped up and reduced is one rebalance with two events)
+    rebalances: report.accounts.reduce((s, a) => s + new Set(a.events.filter((e) => REBALANCE_KINDS.has(e.kind)).map((e) => `${e.step}:${e.gas}`)).size, 0),
     keeperFeesUsd: dec(sum((a) => undec(a.keeperFeesUsd))),
     badDebtUsd: dec(sum((a) => undec(a.badDebtUsd))),
     gasUsed: report.accounts.reduce((s, a) => s + a.gasUsed, 0),
@@ -65,7 +66,9 @@ function groups(accounts: AccountReport[]): GroupReport[] {
         release: count((a) => a.rebalances.release),
       },
       keeperFeesUsd: dec(sum((a) => undec(a.keeperFeesUsd))),
+      tradingFeesUsd: dec(sum((a) => undec(a.tradingFeesUsd))),
       gasUsed: count((a) => a.gasUsed),
+      gasUsd: dec(sum((a) => undec(a.gasUsd))),
       gasPerAction: { rebalance: avg(txs.rebalance), liquidation: avg(txs.liquidation) },
       minHealth: mins.length ? dec(mins.reduce((x, y) => (y < x ? y : x))) : null,
       badDebtUsd: dec(sum((a) => undec(a.badDebtUsd))),
@@ -85,13 +88,16 @@ function findings(report: BacktestReport): string[] {
   // counts are of the accounts that traded: an order refused at entry is reported on its own line below
   const opened = report.accounts.filter((a) => a.opened);
   const controls = opened.filter((a) => a.policy === null);
-  const controlLiq = controls.filter((a) => a.liquidations > 0).length;
-  if (controls.length > 0) out.push(`Without a policy, ${controlLiq} of ${controls.length} control accounts were liquidated.`);
+  if (controls.length > 0) out.push(`Without a policy, ${controls.filter((a) => a.liquidations > 0).length} of ${controls.length} control accounts were liquidated.`);
   const variants = [...new Set(report.groups.filter((g) => g.variant !== "control").map((g) => g.variant))];
   for (const v of variants) {
     const gs = report.groups.filter((g) => g.variant === v);
-    const n = opened.filter((a) => a.variant === v).length;
-    const liq = opened.filter((a) => a.variant === v && a.liquidations > 0).length;
+    const mine = opened.filter((a) => a.variant === v);
+    const n = mine.length;
+    const liq = mine.filter((a) => a.liquidations > 0).length;
+    // the controls these accounts are compared with
+    const theirs = new Set(mine.map((a) => a.controlId));
+    const controlLiq = controls.filter((c) => theirs.has(c.id) && c.liquidations > 0).length;
     const vs = gs.reduce((s, g) => s + undec(g.wealthVsControlUsd), 0n);
     const poorer = gs.filter((g) => below(g.wealthVsControlUsd)).map((g) => `${g.leverage}x ${g.side}`);
     out.push(

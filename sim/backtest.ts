@@ -30,7 +30,8 @@ import { Keeper } from "../keeper/keeper";
 import { createLogger } from "../keeper/log";
 import { Eip1193Provider } from "../keeper/rpc";
 import { FeedPusher__factory } from "../typechain-types";
-import { wadText as dec } from "../lib/format";
+import { usd, wadText as dec } from "../lib/format";
+import { ceilDiv } from "../lib/margin";
 import { summarise } from "./accounting";
 import { buildPopulation, policyReport, SimInputError, type Member, type PopulationSpec } from "./population";
 import type { PathPoint } from "./path";
@@ -68,6 +69,8 @@ export interface BacktestOptions {
   points: PathPoint[];
   population: PopulationSpec;
   warmupSeconds?: number;
+  /** base fee of every block from the set-up on, wei (default DEFAULT_GAS_PRICE: a rollup's) */
+  gasPrice?: bigint;
   /** called after every point */
   progress?: (done: number, total: number) => void;
   /**
@@ -90,7 +93,11 @@ interface Tracked {
   penalties: bigint;
   rebalances: { topUp: number; reduce: number; release: number };
   keeperFees: bigint;
+  /** trading fees of the account's reductions by rebalance (PositionModified.fee) */
+  tradingFees: bigint;
   gas: number;
+  /** gas of the transactions acting on it × their gas price × ETH at the step, WAD USD */
+  gasUsd: bigint;
   badDebt: bigint;
   orderFee: bigint;
   /** the rule that cancelled the opening order */
@@ -100,12 +107,25 @@ interface Tracked {
 const rpc = (method: string, params: unknown[] = []) => network.provider.send(method, params);
 const latest = async () => (await ethers.provider.getBlock("latest"))!.timestamp;
 /**
- * The next block one second after the latest. Hardhat stamps blocks with the wall clock (plus an offset), so without
- * this a transaction's time, and with it funding and the oracle's clock, would depend on how fast the machine ran.
+ * The next block: at `time` (default one second after the latest) and at base fee `baseFee`. Hardhat stamps blocks
+ * with the wall clock (plus an offset) and moves the base fee with each block's gas, so without this a
+ * transaction's time — with it funding and the oracle's clock — and its gas price would depend on how fast the
+ * machine ran and on what else was mined.
  */
-async function pinNextBlock(): Promise<void> {
-  await rpc("evm_setNextBlockTimestamp", [(await latest()) + 1]);
+async function pinNextBlock(baseFee: bigint, time?: number): Promise<void> {
+  await rpc("evm_setNextBlockTimestamp", [time ?? (await latest()) + 1]);
+  await rpc("hardhat_setNextBlockBaseFeePerGas", ["0x" + baseFee.toString(16)]);
 }
+
+/**
+ * Base fee of the replay's blocks: 0.05 gwei, an optimistic rollup's order of magnitude, where the deployment's
+ * defaults (0.5 USDC order fee, 1 USD + 600k gas rebalance fee) are calibrated. `--gas-gwei 20` prices an L1.
+ */
+export const DEFAULT_GAS_PRICE = 50_000_000n;
+/** What the keeper's profitability check charges per action: the bench's measured gas, rounded up (README). */
+const KEEPER_GAS = { rebalance: 300_000, rebalanceBatchBase: 100_000, rebalanceBatchPerAccount: 200_000, liquidate: 350_000, executeOrder: 300_000 };
+
+const gweiText = (wei: bigint) => dec(wei * 10n ** 9n);
 
 /** Runs a backtest and returns its report; the chain is reverted to where it was afterwards. */
 export async function runBacktest(opts: BacktestOptions): Promise<BacktestReport> {
@@ -135,6 +155,8 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
   const warmup = opts.warmupSeconds ?? DEFAULT_WARMUP_SECONDS;
   const openStep = openStepOf(points, warmup);
   const members = buildPopulation(opts.population);
+  const gasPrice = opts.gasPrice ?? DEFAULT_GAS_PRICE;
+  const pin = (time?: number) => pinNextBlock(gasPrice, time);
   const [deployer, lp, trader] = await ethers.getSigners();
   await rpc("hardhat_setBalance", [SIM_KEEPER.address, "0x56BC75E2D63100000"]); // 100 ETH for gas
 
@@ -173,6 +195,7 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
         priorityFeeGwei: "0.001",
         reorgDepth: 0,
         scanChunk: 500,
+        gas: KEEPER_GAS,
       },
       () => "backtest",
       {},
@@ -183,7 +206,7 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
       signer: SIM_KEEPER,
       log: createLogger("silent"),
       // every keeper transaction one second after the block before it: the same figures on every run
-      hooks: { beforeBroadcast: pinNextBlock },
+      hooks: { beforeBroadcast: () => pin() },
     },
   );
 
@@ -194,19 +217,27 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
   // is configured, the warm-up speed set and the volatility reset (σ and σ_mm at the floor from that second).
   // The real paths move up to ~21 % in an hour (35 % within an OHLC bar): a 50 % breaker, so a tripped breaker
   // does not hide the very lows a crash replay is about (the production feed config keeps its own).
-  await rpc("evm_setNextBlockTimestamp", [T0 - 7200]);
+  await pin(T0 - 7200);
   await (await sys.oracle.setFeed(sys.weth, { feed: sys.ethFeed, ...CRYPTO_FEED, maxJumpBps: 5000 })).wait();
-  await pinNextBlock();
+  await pin();
   await (await sys.oracle.setVolParams(sys.weth, { ...tested, maxChangePerDay: wad("10") })).wait();
-  await pinNextBlock();
+  await pin();
   await (await sys.oracle.resetVolatility(sys.weth)).wait();
+  // The order fee pays the keeper's execution: the deployment's 0.5 USDC, or what 300k gas costs at this gas price
+  // and the path's first ETH price (rounded up to a cent) when that is more — what a deployment on such a chain sets.
+  const execUsdc = ceilDiv(300_000n * gasPrice * points[0].price * 10n ** 10n, WAD * 10n ** 16n) * 10n ** 4n;
+  if (execUsdc > (await sys.engine.orderFee())) {
+    await pin();
+    await (await sys.engine.setOrderFee(execUsdc)).wait();
+  }
+  const keeperReward = (await sys.engine.riskParams()).keeperReward;
   const chainTime = (p: PathPoint) => T0 + (p.time - points[0].time);
   let round = (await sys.ethFeed.latestRoundData())[0];
   const published: number[] = [];
   const publish = async (p: PathPoint) => {
     const t = Math.max(chainTime(p), (await latest()) + 1);
     published.push(t);
-    await rpc("evm_setNextBlockTimestamp", [t]);
+    await pin(t);
     round += 1n;
     await (await pusher.pushAndPoke(sys.ethFeed, sys.oracle, sys.weth, round, p.price, t)).wait();
   };
@@ -217,27 +248,26 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
   const engineAddress = (await sys.engine.getAddress()).toLowerCase();
   let stepIndex = 0;
 
+  /** The receipt of a keeper transaction: its events booked to their accounts, its gas shared by those it acted on. */
   const record = (receipt: TransactionReceipt) => {
-    const touched = new Set<Tracked>();
+    const acted = new Set<Tracked>();
     const pending: AccountEvent[] = [];
+    const fees = new Map<Tracked, bigint>();
+    const reduced = new Set<Tracked>();
     const add = (t: Tracked, e: AccountEvent) => {
       t.events.push(e);
       pending.push(e);
     };
-    const at = (id: bigint) => {
-      const t = byId.get(id);
-      if (t) touched.add(t);
-      return t;
-    };
     for (const log of receipt.logs) {
       if (log.address.toLowerCase() !== engineAddress) continue;
       const ev = iface.parseLog(log);
-      if (!ev) continue;
-      const t = ev.args.accountId !== undefined ? at(ev.args.accountId as bigint) : undefined;
+      if (!ev || ev.args.accountId === undefined) continue;
+      const t = byId.get(ev.args.accountId as bigint);
       if (!t) continue;
       const base = { step: stepIndex, gas: Number(receipt.gasUsed), txAccounts: 0 };
       if (ev.name === "Rebalanced") {
         const a = ev.args;
+        acted.add(t);
         const parts: [AccountEvent["kind"], bigint][] = [
           ["top-up", a.toppedUpUsd],
           ["reduce", a.reducedNotionalUsd],
@@ -245,6 +275,7 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
         ];
         let fee: bigint = a.feeUsd;
         t.keeperFees += fee;
+        if (a.reducedNotionalUsd > 0n) reduced.add(t);
         for (const [kind, amount] of parts) {
           if (amount === 0n) continue;
           if (kind === "top-up") t.rebalances.topUp++;
@@ -253,11 +284,16 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
           add(t, { ...base, kind, feeUsd: dec(fee), amountUsd: dec(amount), healthBefore: hdec(a.healthBefore), healthAfter: hdec(a.healthAfter) });
           fee = 0n; // the fee is charged once per rebalance: shown on its first part
         }
+      } else if (ev.name === "PositionModified") {
+        fees.set(t, (fees.get(t) ?? 0n) + (ev.args.fee as bigint));
       } else if (ev.name === "Liquidated") {
         const a = ev.args;
+        acted.add(t);
         t.liquidations++;
-        t.penalties += a.penalty;
-        add(t, { ...base, kind: "liquidation", feeUsd: dec(a.penalty), amountUsd: dec(a.closedNotional), healthBefore: hdec(a.healthBefore), healthAfter: hdec(a.healthAfter) });
+        // LiquidationLogic charges the account the keeper reward and the penalty (part of which may end as bad debt)
+        const charged = a.penalty + keeperReward;
+        t.penalties += charged;
+        add(t, { ...base, kind: "liquidation", feeUsd: dec(charged), amountUsd: dec(a.closedNotional), healthBefore: hdec(a.healthBefore), healthAfter: hdec(a.healthAfter) });
       } else if (ev.name === "BadDebt") {
         t.badDebt += ev.args.amountUsd;
       } else if (ev.name === "OrderCancelled") {
@@ -268,9 +304,17 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
         add(t, { ...base, kind: "open", feeUsd: dec(t.orderFee * USDC_SCALE), amountUsd: "0", healthBefore: null, healthAfter: null });
       }
     }
-    for (const e of pending) e.txAccounts = touched.size;
-    // a batch's gas is shared equally by the accounts it touched (rounded down: display only)
-    for (const t of touched) t.gas += Math.floor(Number(receipt.gasUsed) / touched.size);
+    // a reduction by rebalance pays the trading fee; the opening fill's (the same for every account) is not counted
+    for (const [t, fee] of fees) if (reduced.has(t)) t.tradingFees += fee;
+    for (const e of pending) e.txAccounts = Math.max(1, acted.size);
+    // a batch's gas is shared equally by the accounts it acted on (units rounded down: display only); the gas in USD
+    // at the transaction's price and the step's ETH price (the backtest's asset is ETH), rounded down
+    const ethWad = points[stepIndex].price * 10n ** 10n;
+    for (const t of acted) {
+      const share = receipt.gasUsed / BigInt(acted.size);
+      t.gas += Number(share);
+      t.gasUsd += (share * receipt.gasPrice * ethWad) / WAD;
+    }
   };
 
   const ids: bigint[] = [];
@@ -297,15 +341,16 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
       }
       if (i === openStep) {
         // the deployment's tested σ speed from here on, then the population requests its orders
-        await pinNextBlock();
+        await pin();
         await (await sys.oracle.setVolParams(sys.weth, tested)).wait();
-        await openPopulation(sys, trader, members, i, points[i].price, tracked, byId, ids);
+        await openPopulation(sys, trader, pin, members, i, points[i].price, tracked, byId, ids);
       } else if (i > openStep) {
         await keeperCycles();
       }
       opts.progress?.(i + 1, points.length);
     }
 
+    const orderFee = await sys.engine.orderFee();
     const accounts: AccountReport[] = [];
     const controls = new Map<number, Tracked>();
     for (const t of tracked) if (t.member.policy === null) controls.set(t.member.group, t);
@@ -335,6 +380,15 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
       groups: [],
       totals: { accounts: 0, liquidations: 0, rebalances: 0, keeperFeesUsd: "0", badDebtUsd: "0", gasUsed: 0, wallSeconds: 0 },
       findings: [],
+      assumptions: [
+        `Gas: every block's base fee is ${gweiText(gasPrice)} gwei; the keeper's profitability check charges the bench's measured gas (rebalance ${KEEPER_GAS.rebalance.toLocaleString("en-US")}, liquidation ${KEEPER_GAS.liquidate.toLocaleString("en-US")}).`,
+        `Orders: the order fee is ${dec(orderFee * USDC_SCALE)} USDC; orders are requested after the warm-up's last round and filled at the next.`,
+        `Oracle: the price breaker trips at 50 % (production 25 %) so a crash's lows are replayed; the first ${warmup / 3600} h warm the volatility up at the fastest speed the oracle accepts, then the deployment's speed applies.`,
+        oiCap === MAJOR_MARKET.oiCapUsd
+          ? `Market: the production ETH market (open-interest cap ${usd(oiCap, 0)} USD).`
+          : `Market: the open-interest cap is raised from ${usd(MAJOR_MARKET.oiCapUsd, 0)} to ${usd(oiCap, 0)} USD to fit the population (the size term of the maintenance margin is smaller).`,
+        "Owners never act during the replay (no deposits, withdrawals or closes): a policy account's only protection is its policy.",
+      ],
     };
     summarise(report);
     await opts.inspect?.({ sys, ids, chainTime: (i) => published[i], keeper: SIM_KEEPER.address });
@@ -349,6 +403,7 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
 async function openPopulation(
   sys: LocalSystem,
   trader: Awaited<ReturnType<typeof ethers.getSigners>>[number],
+  pin: () => Promise<void>,
   members: Member[],
   openStep: number,
   price: bigint,
@@ -361,18 +416,18 @@ async function openPopulation(
   const now = BigInt((await ethers.provider.getBlock("latest"))!.timestamp);
   const usdc = await sys.usdc.getAddress();
   for (const m of members) {
-    await pinNextBlock();
+    await pin();
     await (await sys.vault.connect(trader).createAccount()).wait();
     const id = await sys.vault.accountCount();
-    await pinNextBlock();
+    await pin();
     await (await sys.vault.connect(trader).depositMargin(id, usdc, m.marginUsdc)).wait();
     // the order's fee is escrowed from the USDC reserve; a policy account also keeps its reserve there
     const reserve = orderFee + (m.policy ? m.reserveUsdc : 0n);
-    await pinNextBlock();
+    await pin();
     await (await sys.vault.connect(trader).deposit(id, usdc, reserve)).wait();
     if (m.policy) {
       const p = m.policy;
-      await pinNextBlock();
+      await pin();
       await (
         await sys.engine.connect(trader).setRebalancePolicy(id, {
           actions: p.actions,
@@ -388,7 +443,7 @@ async function openPopulation(
     // leverage × margin of notional at the round's price; any fill within ±50 % of it is accepted
     const size = (BigInt(Math.round(m.leverage * 10)) * m.marginUsdc * USDC_SCALE * WAD) / (10n * priceWad);
     const long = m.side === "long";
-    await pinNextBlock();
+    await pin();
     await requestOrder(sys.engine, trader, {
       accountId: id,
       marketId: sys.ethMarket,
@@ -410,7 +465,9 @@ async function openPopulation(
       penalties: 0n,
       rebalances: { topUp: 0, reduce: 0, release: 0 },
       keeperFees: 0n,
+      tradingFees: 0n,
       gas: 0,
+      gasUsd: 0n,
       badDebt: 0n,
       orderFee,
       openRefused: null,
@@ -447,7 +504,9 @@ function accountReport(t: Tracked, equity: bigint, reserveLeft: bigint): Account
     penaltiesUsd: dec(t.penalties),
     rebalances: t.rebalances,
     keeperFeesUsd: dec(t.keeperFees),
+    tradingFeesUsd: dec(t.tradingFees),
     gasUsed: t.gas,
+    gasUsd: dec(t.gasUsd),
     badDebtUsd: dec(t.badDebt),
     finalEquityUsd: dec(equity),
     reserveLeftUsd: dec(reserveLeft),

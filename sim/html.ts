@@ -87,13 +87,20 @@ function dataLine(data: ReportData): string {
 }
 
 /** Title, data source, command to reproduce, and the findings as a prominent list. */
-function headerSection(report: { title: string; scenario: string; command: string; data: ReportData; findings: string[] }): string {
+function headerSection(report: { title: string; scenario: string; command: string; data: ReportData; findings: string[]; assumptions?: string[] }): string {
   return `<header>
 <h1>${escapeHtml(report.title)}</h1>
 <p class="data" id="data-source">Data: ${escapeHtml(dataLine(report.data))}</p>
 <p class="command">Reproduce: <code id="command">${escapeHtml(report.command)}</code></p>
 </header>
-${findingsSection("findings", "Findings", report.findings)}`;
+${findingsSection("findings", "Findings", report.findings)}
+${assumptionsSection(report.assumptions ?? [])}`;
+}
+
+/** What the replay assumes that a live deployment may not (gas price, breaker, caps): small print, always shown. */
+function assumptionsSection(assumptions: string[]): string {
+  if (assumptions.length === 0) return "";
+  return `<section class="assumptions" id="assumptions"><h3>Assumptions</h3><ul>\n${assumptions.map((a) => `<li>${escapeHtml(a)}</li>`).join("\n")}\n</ul></section>`;
 }
 
 function findingsSection(id: string, heading: string, findings: string[]): string {

@@ -27,7 +27,7 @@ export function demoMarkdown(r: BacktestReport): string {
       `${t.liquidations} liquidations, ${t.rebalances} rebalances, keeper fees ${usd(undec(t.keeperFeesUsd))} USD, ` +
       `bad debt ${usd(undec(t.badDebtUsd))} USD.`,
     "",
-    "| group | liquidated | top-ups | reduces | keeper fees USD | min health | wealth USD | vs control USD |",
+    "| group | liquidated | top-ups | reduces | keeper fees USD | min health before keeper | wealth USD | vs control USD |",
     "|---|---|---|---|---|---|---|---|",
     ...active.map(
       (g) =>

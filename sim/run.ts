@@ -9,7 +9,7 @@ import path from "node:path";
 import { parseUnits, UnitsError } from "../lib/units";
 import { DATA_DIR } from "../lib/prices";
 import { summaryTable } from "./accounting";
-import { DEFAULT_WARMUP_SECONDS, openStepOf, runBacktest } from "./backtest";
+import { DEFAULT_GAS_PRICE, DEFAULT_WARMUP_SECONDS, openStepOf, runBacktest } from "./backtest";
 import { writeReport } from "./html";
 import { buildPath } from "./path";
 import { progressBar } from "./progress";
@@ -24,7 +24,8 @@ import {
 } from "./population";
 import { sweepReport, sweepTable } from "./sweep";
 import type { BacktestReport, SweepReport } from "./types";
-import { ACTION } from "../deploy/params";
+import { ACTION, POLICY_BOUNDS } from "../deploy/params";
+import { wadText as fmt } from "../lib/format";
 
 export const DEFAULT_DATA = "eth_usdt_bybitperp_1h_2022-11-05_2022-11-15.csv";
 export const DEFAULT_SCENARIO = "ftx-2022";
@@ -41,6 +42,8 @@ export interface BacktestArgs {
   actions?: string;
   sampling?: string;
   leverages?: string;
+  /** base fee of the replay's blocks, gwei (default 0.05: a rollup) */
+  gasGwei?: string;
   /** hours of the path published before the population opens (default: 48, or a quarter of a shorter path) */
   warmup?: string;
   /** report name (reports/<scenario>.json|html); default: the data file's name */
@@ -72,12 +75,19 @@ const int = (text: string | undefined, what: string, min: number, max: number): 
   return n;
 };
 
-/** Checks one policy's ratios as the engine would (it refuses the same with named errors), one line each. */
+/**
+ * Checks one policy as the engine's setRebalancePolicy would (RebalanceLogic: the same rules with named errors), one
+ * line each, so that nothing is deployed for a policy the engine would refuse.
+ */
 function checkPolicy(p: PolicySpec): PolicySpec {
   const one = 10n ** 18n;
+  const band = fmt(POLICY_BOUNDS.minBand);
   if (p.trigger <= one) throw new SimInputError(`policy ${p.name}: trigger must be above 1 (health 1 is liquidation)`);
   if (p.target <= p.trigger) throw new SimInputError(`policy ${p.name}: target must be above the trigger`);
+  if (p.target < p.trigger + POLICY_BOUNDS.minBand) throw new SimInputError(`policy ${p.name}: target must be at least trigger + ${band}`);
+  if (p.target > POLICY_BOUNDS.maxTarget) throw new SimInputError(`policy ${p.name}: target must be at most ${fmt(POLICY_BOUNDS.maxTarget)}`);
   if (p.release !== 0n && p.release <= p.target) throw new SimInputError(`policy ${p.name}: release must be 0 (none) or above the target`);
+  if (p.release !== 0n && p.release < p.target + POLICY_BOUNDS.minBand) throw new SimInputError(`policy ${p.name}: release must be at least target + ${band}`);
   if ((p.actions & ACTION.RELEASE) !== 0 && p.release === 0n) throw new SimInputError(`policy ${p.name}: the release action needs a release ratio (--policy trigger,target,release)`);
   return p;
 }
@@ -137,6 +147,19 @@ export function warmupOf(text: string | undefined, points: { time: number }[]): 
   return Math.min(DEFAULT_WARMUP_SECONDS, Math.max(3600, Math.floor(span / 4 / 3600) * 3600));
 }
 
+/** `--gas-gwei`: a decimal number of gwei up to the keeper's 500 gwei cap, as wei. */
+function gweiOf(text: string): bigint {
+  let wei: bigint;
+  try {
+    wei = parseUnits(text, 9, { what: "--gas-gwei", allowZero: true });
+  } catch (e) {
+    if (e instanceof UnitsError) throw new SimInputError(e.message);
+    throw e;
+  }
+  if (wei > 500n * 10n ** 9n) throw new SimInputError(`--gas-gwei ${text}: at most 500 (the replay's keeper caps its fee there)`);
+  return wei;
+}
+
 /** Everything a backtest needs, checked and loaded: nothing is deployed before this returns. */
 export function prepare(args: BacktestArgs, policies: PolicySpec[]) {
   const sampling = args.sampling ?? "close";
@@ -146,6 +169,7 @@ export function prepare(args: BacktestArgs, policies: PolicySpec[]) {
   const leverages = leveragesOf(args.leverages);
   const { points, rows } = buildPath({ data: args.data, ohlc: args.ohlc, sampling });
   const warmupSeconds = warmupOf(args.warmup, points);
+  const gasPrice = args.gasGwei === undefined ? DEFAULT_GAS_PRICE : gweiOf(args.gasGwei);
   openStepOf(points, warmupSeconds); // the path must cover the warm-up and a replay after it
   const scenario = args.scenario ?? path.basename(args.data).replace(/\.csv$/i, "");
   if (!/^[A-Za-z0-9._-]+$/.test(scenario)) throw new SimInputError(`--scenario "${scenario}": use letters, digits, ".", "_" and "-" only (it names the report files)`);
@@ -153,7 +177,8 @@ export function prepare(args: BacktestArgs, policies: PolicySpec[]) {
     scenario,
     points,
     warmupSeconds,
-    data: { file: args.data, ohlc: args.ohlc ?? null, source: sourceOf(args.data), sampling: sampling as "close" | "chainlink", rows },
+    gasPrice,
+    data: { file: args.data, ohlc: args.ohlc ?? null, source: args.ohlc === undefined ? sourceOf(args.data) : `prices from the OHLC bars: ${sourceOf(args.ohlc)}; window from ${sourceOf(args.data)}`, sampling: sampling as "close" | "chainlink", rows },
     population: { leverages, sides: ["long", "short"] as const, policies, accounts, seed, margin: DEFAULT_MARGIN },
   };
 }
@@ -167,6 +192,7 @@ export async function backtestCommand(args: BacktestArgs, command: string, title
     data: p.data,
     points: p.points,
     warmupSeconds: p.warmupSeconds,
+    gasPrice: p.gasPrice,
     population: { ...p.population, sides: [...p.population.sides] },
     progress: progressBar("replay", { quiet: args.quiet }),
   });
@@ -197,6 +223,7 @@ export async function sweepCommand(args: SweepArgs, command: string): Promise<{ 
     data: p.data,
     points: p.points,
     warmupSeconds: p.warmupSeconds,
+    gasPrice: p.gasPrice,
     population: { ...p.population, sides: [...p.population.sides] },
     progress: progressBar("sweep", { quiet: args.quiet }),
   });

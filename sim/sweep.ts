@@ -26,7 +26,9 @@ export function sweepReport(backtest: BacktestReport): SweepReport {
         accounts: list.length,
         opened: list.filter((a) => a.opened).length,
         liquidations: list.filter((a) => a.liquidations > 0).length,
-        costUsd: dec(sum((a) => undec(a.keeperFeesUsd) + undec(a.penaltiesUsd))),
+        feesUsd: dec(sum((a) => undec(a.keeperFeesUsd) + undec(a.penaltiesUsd) + undec(a.tradingFeesUsd))),
+        gasUsd: dec(sum((a) => undec(a.gasUsd))),
+        costUsd: dec(sum((a) => undec(a.keeperFeesUsd) + undec(a.penaltiesUsd) + undec(a.tradingFeesUsd) + undec(a.gasUsd))),
         gasUsed: list.reduce((s, a) => s + a.gasUsed, 0),
         wealthVsControlUsd: dec(sum((a) => undec(a.wealthVsControlUsd))),
       });
@@ -36,7 +38,9 @@ export function sweepReport(backtest: BacktestReport): SweepReport {
     // a leverage whose orders the market refused has nothing to rank
     const here = cells.filter((c) => c.leverage === leverage && c.opened > 0);
     const safe = here.filter((c) => c.liquidations === 0).sort((x, y) => cmp(undec(x.costUsd), undec(y.costUsd)));
-    const richest = [...here].sort((x, y) => cmp(undec(y.wealthVsControlUsd), undec(x.wealthVsControlUsd)));
+    // most wealth: within a cent of the best is a tie (funding seconds, not the policy), broken by cost, then grid order
+    const top = here.reduce((m, c) => (undec(c.wealthVsControlUsd) > m ? undec(c.wealthVsControlUsd) : m), -(2n ** 255n));
+    const richest = here.filter((c) => undec(c.wealthVsControlUsd) > top - CENT).sort((x, y) => cmp(undec(x.costUsd), undec(y.costUsd)));
     return { leverage, cheapestSafe: safe[0]?.policy.name ?? null, mostWealth: richest[0]?.policy.name ?? null };
   });
   const findings = best.map((b) => {
@@ -60,6 +64,7 @@ export function sweepReport(backtest: BacktestReport): SweepReport {
     cells,
     best,
     findings: [...findings, ...backtest.findings],
+    assumptions: backtest.assumptions,
     backtest,
   };
 }

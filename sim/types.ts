@@ -65,11 +65,16 @@ export interface AccountReport {
   minHealth: string | null;
   events: AccountEvent[];
   liquidations: number;
+  /** what liquidations charged the account: penalty + keeper reward (LiquidationLogic), bad debt included */
   penaltiesUsd: string;
   rebalances: { topUp: number; reduce: number; release: number };
   keeperFeesUsd: string;
-  /** gas of the transactions acting on this account (a batch's gas shared equally) */
+  /** trading fees of its reductions by rebalance */
+  tradingFeesUsd: string;
+  /** gas of the keeper transactions acting on this account (a batch's shared equally; the opening fill excluded) */
   gasUsed: number;
+  /** that gas at the transactions' gas price and the step's ETH price, USD (paid by keepers; their fee reimburses it) */
+  gasUsd: string;
   badDebtUsd: string;
   finalEquityUsd: string;
   /** reserve left in the vault, plus (control) the reserve kept idle outside */
@@ -95,7 +100,9 @@ export interface GroupReport {
   penaltiesUsd: string;
   rebalances: { topUp: number; reduce: number; release: number };
   keeperFeesUsd: string;
+  tradingFeesUsd: string;
   gasUsed: number;
+  gasUsd: string;
   /** average gas per rebalance / liquidation transaction touching the group, 0 when none */
   gasPerAction: { rebalance: number; liquidation: number };
   minHealth: string | null;
@@ -135,6 +142,8 @@ export interface BacktestReport {
   };
   /** plain sentences, e.g. where protection cost wealth against the control */
   findings: string[];
+  /** what the replay assumes that a live deployment may not: gas price, breaker, caps, warm-up */
+  assumptions: string[];
 }
 
 export interface SweepCell {
@@ -145,7 +154,11 @@ export interface SweepCell {
   opened: number;
   /** accounts liquidated at least once */
   liquidations: number;
-  /** keeper fees + liquidation penalties, USD */
+  /** what the accounts paid: keeper fees, liquidation charges (penalty + reward) and reductions' trading fees, USD */
+  feesUsd: string;
+  /** gas keepers spent acting on them, USD at the replay's gas price */
+  gasUsd: string;
+  /** feesUsd + gasUsd: the cost of protecting them ("fees + gas") */
   costUsd: string;
   gasUsed: number;
   wealthVsControlUsd: string;
@@ -163,6 +176,7 @@ export interface SweepReport {
   /** per leverage: the cheapest policy with zero liquidations, and the one that kept the most wealth (null: no order filled) */
   best: { leverage: number; cheapestSafe: string | null; mostWealth: string | null }[];
   findings: string[];
+  assumptions: string[];
   /** the backtest the grid ran (one population, every policy side by side) */
   backtest: BacktestReport;
 }

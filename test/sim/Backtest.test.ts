@@ -483,7 +483,8 @@ function replay(points: PathPoint[], chain: ChainFacts): Model {
       a.margin = liq.usdcMarginAfter;
       a.settlement = liq.settlementAfter;
       const after = a.size === 0n ? null : stateOf(a, px, act.time).health;
-      a.penalties += liq.penalty;
+      // the account is charged the penalty and the keeper reward (LiquidationLogic): what the report books
+      a.penalties += liq.penalty + RISK.keeperReward;
       a.liquidations.push({
         fraction: f,
         closedNotional: liq.closedNotional,
@@ -495,7 +496,7 @@ function replay(points: PathPoint[], chain: ChainFacts): Model {
       a.events.push({
         step: i,
         kind: "liquidation",
-        feeUsd: wadText(liq.penalty),
+        feeUsd: wadText(liq.penalty + RISK.keeperReward),
         amountUsd: wadText(liq.closedNotional),
         healthBefore: wadText(before.health),
         healthAfter: after === null ? null : wadText(after),
@@ -622,7 +623,7 @@ describe("Backtest (sim/backtest.ts): 48 h of the FTX crash, 8 accounts, every f
       healthBefore: ml.healthBefore,
       fraction: m.liquidations[0].fraction,
       closedNotional: ml.amountUsd,
-      penalty: ml.feeUsd,
+      charged: ml.feeUsd,
       keeperPaid: m.liquidations[0].keeperPaid,
       healthAfter: ml.healthAfter,
     }).to.deep.equal(EXPECTED.ctl55.liquidation);
@@ -644,7 +645,7 @@ describe("Backtest (sim/backtest.ts): 48 h of the FTX crash, 8 accounts, every f
       healthBefore: ml.healthBefore,
       fraction: m.liquidations[0].fraction,
       closedNotional: ml.amountUsd,
-      penalty: ml.feeUsd,
+      charged: ml.feeUsd,
     }).to.deep.equal(EXPECTED.ctl48.liquidation);
   });
 
@@ -763,7 +764,7 @@ const EXPECTED = {
       healthBefore: "0.888659860674278146",
       fraction: 774_335_506_544_785_128n,
       closedNotional: "7339.55240918810559031",
-      penalty: "73.395524091881055904",
+      charged: "78.395524091881055904", // penalty 73.395524091881055904 + the 5 USD keeper reward
       keeperPaid: 41_697_762_045_940_527_952n,
       healthAfter: "3.067973900827417948",
     },
@@ -775,7 +776,7 @@ const EXPECTED = {
       healthBefore: "0.990016803377071563",
       fraction: 729_089_871_931_140_310n,
       closedNotional: "5872.823473611032758522",
-      penalty: "58.728234736110327586",
+      charged: "63.728234736110327586", // penalty 58.728234736110327586 + the 5 USD keeper reward
     },
   },
   top55: {
@@ -798,8 +799,8 @@ const EXPECTED = {
     topUp: {
       step: 43,
       kind: "top-up",
-      feeUsd: "1",
-      amountUsd: "216.772208",
+      feeUsd: "1.039382",
+      amountUsd: "216.81159",
       healthBefore: "1.04901565351946888",
       healthAfter: "1.600000000760902414",
     },
@@ -810,6 +811,6 @@ const EXPECTED = {
     ["308.129214129040095471", "2000", "2308.129214129040095471", "0"],
     ["1344.842498639719916332", "975.836347", "2320.678845639719916332", "12.549631510679820861"],
     ["366.722815172003774615", "2000", "2366.722815172003774615", "0"],
-    ["754.546475864915448465", "1783.227792", "2537.774267864915448465", "171.05145269291167385"],
+    ["754.546475864915448465", "1783.18841", "2537.734885864915448465", "171.01207069291167385"],
   ],
 };

@@ -106,6 +106,7 @@ function emptyBacktest(): BacktestReport {
     groups: [],
     totals: { accounts: 0, liquidations: 0, rebalances: 0, keeperFeesUsd: "0", badDebtUsd: "0", gasUsed: 0, wallSeconds: 0 },
     findings: [],
+    assumptions: [],
   };
 }
 
@@ -347,6 +348,7 @@ describe("Sim › HTML report: a real crash backtest and its sweep, opened offli
 
     await expectCharts(page, backtest);
     expect(await texts(page, "#findings li")).to.deep.equal(backtest.findings);
+    expect(await texts(page, "#assumptions li")).to.deep.equal(backtest.assumptions);
     expect(await texts(page, "h1")).to.deep.equal([backtest.title]);
     expect(await page.title()).to.equal(backtest.title);
     expect(await page.textContent("#command")).to.equal(backtest.command);
@@ -371,6 +373,7 @@ describe("Sim › HTML report: a real crash backtest and its sweep, opened offli
 
     await expectCharts(page, backtest);
     expect(await texts(page, "#findings li")).to.deep.equal(sweep.findings);
+    expect(await texts(page, "#assumptions li")).to.deep.equal(sweep.assumptions);
     expect(await texts(page, "#backtest-findings li")).to.deep.equal(backtest.findings);
     await expectTables(page, backtest);
     expect(await page.evaluate(() => JSON.parse(document.getElementById("report")!.textContent!))).to.deep.equal(sweep);

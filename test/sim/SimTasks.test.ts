@@ -64,6 +64,12 @@ describe("Sim › tasks: bad input is one line and deploys nothing", function ()
     expect(await failure("sim:backtest", { policy: "1.3" })).to.equal('--policy "1.3": give trigger,target[,release], e.g. 1.3,1.6 or 1.3,1.6,3');
     expect(await failure("sim:backtest", { policy: "1.3,1.6", actions: "top-up,sell" })).to.equal('--actions: "sell" is not an action — use top-up, reduce or release, comma-separated');
     expect(await failure("sim:backtest", { policy: "1.3,1.6", actions: "release" })).to.equal("policy release 1.3→1.6: the release action needs a release ratio (--policy trigger,target,release)");
+    expect(await failure("sim:backtest", { policy: "1.3,1.31" })).to.equal("policy top-up+reduce 1.3→1.31: target must be at least trigger + 0.05");
+    expect(await failure("sim:backtest", { policy: "1.3,11" })).to.equal("policy top-up+reduce 1.3→11: target must be at most 10");
+    expect(await failure("sim:backtest", { policy: "1.3,1.6,1.62", actions: "release" })).to.equal("policy release 1.3→1.6 ↑1.62: release must be at least target + 0.05");
+    expect(await failure("sim:sweep", { triggers: "1.3", targets: "1.32" })).to.equal("policy top-up 1.3→1.32: target must be at least trigger + 0.05");
+    expect(await failure("sim:backtest", { gasGwei: "600" })).to.equal("--gas-gwei 600: at most 500 (the replay's keeper caps its fee there)");
+    expect(await failure("sim:backtest", { gasGwei: "1e9" })).to.equal('--gas-gwei "1e9" is not a decimal number: write it like 1.5 or 250');
     expect(await failure("sim:backtest", { sampling: "daily" })).to.equal('--sampling "daily": use close or chainlink');
     expect(await failure("sim:backtest", { accounts: "0" })).to.equal('--accounts "0": give a whole number in 1..2000');
     expect(await failure("sim:backtest", { leverages: "2,x" })).to.equal('--leverages: "x" is not a leverage — give numbers in 1..50 with at most one decimal, e.g. 2,3,5');

@@ -49,10 +49,13 @@ export function textTable(header: string[], body: string[][], opts: { right?: (c
   return rows.map((r) => r.map((c, i) => (right(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ").trimEnd()).join("\n");
 }
 
-/** `text` with what lies between the lines `begin` and `end` replaced by `body` (README blocks generated from JSON). */
-export function replaceMarkedBlock(text: string, begin: string, end: string, body: string): string {
+/**
+ * `text` with what lies between the lines `begin` and `end` replaced by `body` (README blocks generated from JSON);
+ * `what` names the markers in the error ("README.md lacks the benchmark markers …").
+ */
+export function replaceMarkedBlock(text: string, begin: string, end: string, body: string, what = "the file lacks the"): string {
   const a = text.indexOf(begin);
   const b = text.indexOf(end);
-  if (a < 0 || b < a) throw new Error(`the file lacks the markers ${begin} … ${end}`);
+  if (a < 0 || b < a) throw new Error(`${what} markers ${begin} … ${end}`);
   return text.slice(0, a + begin.length) + "\n" + body + "\n" + text.slice(b);
 }

@@ -121,6 +121,11 @@ function findings(report: BacktestReport): string[] {
   for (const [reason, list] of refused) {
     out.push(`${list.length} opening order${list.length > 1 ? "s were" : " was"} refused (${reason}): ${list.join(", ")} — never traded, level with ${list.length > 1 ? "their controls" : "its control"}.`);
   }
+  const lp = undec(report.totals.lpPnlUsd);
+  out.push(
+    `LPs, the counterparty: ${signedUsd(lp)} USD marked to market from the open to the end (fees, funding and traders' losses less their gains); ` +
+      `insurance fund ${signedUsd(undec(report.totals.insuranceChangeUsd))} USD.`,
+  );
   const bad = undec(report.totals.badDebtUsd);
   out.push(bad === 0n ? "No bad debt: every liquidation was covered by the account's own equity." : `Bad debt: ${usd(bad)} USD, covered by insurance and then the LPs.`);
   return out;

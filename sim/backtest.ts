@@ -318,6 +318,7 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
   };
 
   const ids: bigint[] = [];
+  let pool0 = { capital: 0n, insurance: 0n };
   const keeperCycles = async () => {
     for (let c = 0; c < MAX_CYCLES_PER_STEP; c++) {
       const report = await keeper.cycle();
@@ -343,6 +344,7 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
         // the deployment's tested σ speed from here on, then the population requests its orders
         await pin();
         await (await sys.oracle.setVolParams(sys.weth, tested)).wait();
+        pool0 = { capital: await sys.pool.capital(), insurance: await sys.pool.insuranceBalance() };
         await openPopulation(sys, trader, pin, members, i, points[i].price, tracked, byId, ids);
       } else if (i > openStep) {
         await keeperCycles();
@@ -355,8 +357,10 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
     const controls = new Map<number, Tracked>();
     for (const t of tracked) if (t.member.policy === null) controls.set(t.member.group, t);
     const wealthOf = new Map<Tracked, bigint>();
+    let tradersUpnl = 0n;
     for (const t of tracked) {
       const st = await sys.engine.accountState(t.id);
+      tradersUpnl += st.unrealisedPnl;
       const reserveLeft = (await sys.vault.reserveOf(t.id, sys.usdc)) * USDC_SCALE;
       // a control keeps the reserve idle, outside the protocol: it counts as cash
       const idle = t.member.policy === null ? t.member.reserveUsdc * USDC_SCALE : 0n;
@@ -378,7 +382,17 @@ async function run(opts: BacktestOptions, wall0: number): Promise<BacktestReport
       steps: { time: points.map((p) => p.time), price: points.map((p) => Number(p.price) / 1e8), openStep },
       accounts,
       groups: [],
-      totals: { accounts: 0, liquidations: 0, rebalances: 0, keeperFeesUsd: "0", badDebtUsd: "0", gasUsed: 0, wallSeconds: 0 },
+      totals: {
+        accounts: 0,
+        liquidations: 0,
+        rebalances: 0,
+        keeperFeesUsd: "0",
+        badDebtUsd: "0",
+        gasUsed: 0,
+        lpPnlUsd: dec(((await sys.pool.capital()) - pool0.capital) * USDC_SCALE - tradersUpnl),
+        insuranceChangeUsd: dec(((await sys.pool.insuranceBalance()) - pool0.insurance) * USDC_SCALE),
+        wallSeconds: 0,
+      },
       findings: [],
       assumptions: [
         `Gas: every block's base fee is ${gweiText(gasPrice)} gwei; the keeper's profitability check charges the bench's measured gas (rebalance ${KEEPER_GAS.rebalance.toLocaleString("en-US")}, liquidation ${KEEPER_GAS.liquidate.toLocaleString("en-US")}).`,

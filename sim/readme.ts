@@ -43,5 +43,5 @@ export function demoMarkdown(r: BacktestReport): string {
 }
 
 export function replaceDemoBlock(readme: string, r: BacktestReport): string {
-  return replaceMarkedBlock(readme, DEMO_BEGIN, DEMO_END, demoMarkdown(r));
+  return replaceMarkedBlock(readme, DEMO_BEGIN, DEMO_END, demoMarkdown(r), "README.md lacks the demo");
 }

@@ -138,6 +138,11 @@ export interface BacktestReport {
     keeperFeesUsd: string;
     badDebtUsd: string;
     gasUsed: number;
+    /** the pool's (LPs') result from the open to the end, marked to market: its capital's change less the traders'
+     *  unrealised PnL it owes (or plus what they owe it), USD */
+    lpPnlUsd: string;
+    /** the insurance fund's change over the same span, USD */
+    insuranceChangeUsd: string;
     wallSeconds: number;
   };
   /** plain sentences, e.g. where protection cost wealth against the control */

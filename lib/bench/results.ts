@@ -468,5 +468,5 @@ export function formatMarkdown(r: BenchResults): string {
 
 /** `readme` with the text between the benchmark markers replaced by `formatMarkdown(r)`. */
 export function replaceReadmeBlock(readme: string, r: BenchResults): string {
-  return replaceMarkedBlock(readme, README_BEGIN, README_END, formatMarkdown(r));
+  return replaceMarkedBlock(readme, README_BEGIN, README_END, formatMarkdown(r), "README.md lacks the benchmark");
 }

@@ -104,7 +104,7 @@ function emptyBacktest(): BacktestReport {
     steps: { time: [], price: [], openStep: 0 },
     accounts: [],
     groups: [],
-    totals: { accounts: 0, liquidations: 0, rebalances: 0, keeperFeesUsd: "0", badDebtUsd: "0", gasUsed: 0, wallSeconds: 0 },
+    totals: { accounts: 0, liquidations: 0, rebalances: 0, keeperFeesUsd: "0", badDebtUsd: "0", gasUsed: 0, lpPnlUsd: "0", insuranceChangeUsd: "0", wallSeconds: 0 },
     findings: [],
     assumptions: [],
   };

@@ -183,19 +183,24 @@ export function prepare(args: BacktestArgs, policies: PolicySpec[]) {
   };
 }
 
-export async function backtestCommand(args: BacktestArgs, command: string, title?: string): Promise<{ report: BacktestReport; files: { json: string; html: string } }> {
-  const p = prepare(args, policiesOf(args));
-  const report = await runBacktest({
+/** Replays a prepared backtest with a progress bar labelled `label`. */
+function replay(p: ReturnType<typeof prepare>, title: string, command: string, label: string, quiet?: boolean): Promise<BacktestReport> {
+  return runBacktest({
     scenario: p.scenario,
-    title: title ?? `Backtest: ${p.data.file} (${p.data.sampling} sampling)`,
+    title,
     command,
     data: p.data,
     points: p.points,
     warmupSeconds: p.warmupSeconds,
     gasPrice: p.gasPrice,
     population: { ...p.population, sides: [...p.population.sides] },
-    progress: progressBar("replay", { quiet: args.quiet }),
+    progress: progressBar(label, { quiet }),
   });
+}
+
+export async function backtestCommand(args: BacktestArgs, command: string, title?: string): Promise<{ report: BacktestReport; files: { json: string; html: string } }> {
+  const p = prepare(args, policiesOf(args));
+  const report = await replay(p, title ?? `Backtest: ${p.data.file} (${p.data.sampling} sampling)`, command, "replay", args.quiet);
   const files = writeReport(args.out ?? REPORTS_DIR, report);
   return { report, files };
 }
@@ -216,17 +221,7 @@ export function sweepPolicies(args: SweepArgs): PolicySpec[] {
 export async function sweepCommand(args: SweepArgs, command: string): Promise<{ report: SweepReport; files: { json: string; html: string } }> {
   const policies = sweepPolicies(args);
   const p = prepare({ ...args, policy: undefined, actions: undefined, scenario: args.scenario ?? `sweep-${path.basename(args.data).replace(/\.csv$/i, "")}` }, policies);
-  const backtest = await runBacktest({
-    scenario: p.scenario,
-    title: `Policy sweep: ${p.data.file} (${policies.length} policies)`,
-    command,
-    data: p.data,
-    points: p.points,
-    warmupSeconds: p.warmupSeconds,
-    gasPrice: p.gasPrice,
-    population: { ...p.population, sides: [...p.population.sides] },
-    progress: progressBar("sweep", { quiet: args.quiet }),
-  });
+  const backtest = await replay(p, `Policy sweep: ${p.data.file} (${policies.length} policies)`, command, "sweep", args.quiet);
   const report = sweepReport(backtest);
   const files = writeReport(args.out ?? REPORTS_DIR, report);
   return { report, files };

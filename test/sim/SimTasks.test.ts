@@ -106,4 +106,25 @@ describe("Sim › tasks: bad input is one line and deploys nothing", function ()
     expect(JSON.parse(fs.readFileSync(path.join(out, "ftx48.json"), "utf8"))).to.deep.equal(report);
     expect(fs.readFileSync(path.join(out, "ftx48.html"), "utf8")).to.include('<canvas id="chart-health">');
   });
+
+  it("--ohlc replays each bar through its low and high; --sampling chainlink publishes a feed's rounds: the steps are the path's", async () => {
+    // 48 hourly closes of 12-13 Mar 2020 and the same hours' Binance bars (data/ohlc/)
+    const rows = fs.readFileSync(path.join(__dirname, "..", "..", "data", "eth_usdt_binance_1h_2020-03-09_2020-03-17.csv"), "utf8").trim().split("\n");
+    const data = csv("mar2020.csv", [rows[0], ...rows.slice(73, 121)].join("\n") + "\n");
+    const ohlc = path.join(__dirname, "..", "..", "data", "ohlc", "andrewsiah_Binance_ETHUSDT_1h_crash_windows.csv");
+    const { buildPath } = await import("../../sim/path");
+    const out = path.join(dir, "out");
+    const bars = await hre.run("sim:backtest", { data, ohlc, accounts: "2", leverages: "2", scenario: "mar2020-ohlc", out, quiet: true });
+    const barPath = buildPath({ data, ohlc, sampling: "close" }).points;
+    expect(barPath).to.have.length(4 * 48);
+    expect(bars.steps.time).to.deep.equal(barPath.map((p) => p.time));
+    expect(bars.steps.price).to.deep.equal(barPath.map((p) => Number(p.price) / 1e8));
+    expect(bars.data.source).to.match(/^prices from the OHLC bars: /);
+    const feed = await hre.run("sim:backtest", { data, sampling: "chainlink", accounts: "2", leverages: "2", scenario: "mar2020-feed", out, quiet: true });
+    const feedPath = buildPath({ data, sampling: "chainlink" }).points;
+    expect(feed.steps.time).to.deep.equal(feedPath.map((p) => p.time));
+    // more rounds than closes: a 0.5 % deviation is crossed many times an hour in that crash
+    expect(feedPath.length).to.be.greaterThan(48);
+    expect(feed.data.sampling).to.equal("chainlink");
+  });
 });

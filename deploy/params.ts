@@ -120,7 +120,8 @@ export const DEFAULT_REBALANCER: RebalancerConfig = {
 export const POLICY_BOUNDS = { minBand: wad("0.05"), maxTarget: wad("10"), maxFeeUsd: wad("1000") } as const;
 
 /** Action bits of a rebalancing policy and plan (Constants.sol). */
-export const ACTION = { TOP_UP: 1, REDUCE: 2, RELEASE: 4, ALL: 7 } as const;
+/** REDUCE_FIRST orders REDUCE before TOP_UP above health 1 (Constants.sol); ALL is every action, without the order. */
+export const ACTION = { TOP_UP: 1, REDUCE: 2, RELEASE: 4, ALL: 7, REDUCE_FIRST: 8 } as const;
 
 /**
  * A narrow 1.3 / 1.6 rebalancing policy (TOP_UP then REDUCE, 50 USD fee cap, no cooldown, no release): the one the

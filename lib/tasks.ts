@@ -344,7 +344,7 @@ export function explain(ctx: Ctx, name: string, a: Result): string {
     case "PolicyTargetTooHigh":
       return `--target ${ratio(num(a[0]))} is above the maximum ${ratio(num(a[1]))}`;
     case "PolicyUnknownActions":
-      return `actions ${a[0]} are unknown: use top-up, reduce, release`;
+      return `actions ${a[0]} are unknown: use top-up, reduce, release, and reduce-first only with reduce`;
     case "PolicyReleaseRatioMissing":
       return "the release action needs a release ratio: give --release (≥ target + 0.05)";
     case "PolicyTopUpAssetsMissing":
@@ -439,7 +439,7 @@ export function say(text: string): void {
 /** Action names of a policy or plan bitmask: "TOP_UP+REDUCE", "none". */
 export function actionNames(bits: number | bigint): string {
   const b = Number(bits);
-  const names = [b & 1 ? "TOP_UP" : "", b & 2 ? "REDUCE" : "", b & 4 ? "RELEASE" : ""].filter(Boolean);
+  const names = [b & 1 ? "TOP_UP" : "", b & 2 ? "REDUCE" : "", b & 4 ? "RELEASE" : "", b & 8 ? "REDUCE_FIRST" : ""].filter(Boolean);
   return names.length ? names.join("+") : "none";
 }
 

@@ -51,16 +51,22 @@ export const DEFAULT_LEVERAGES = [2, 3, 4, 5, 5.5];
 export const DEFAULT_MARGIN = { min: 1_000, max: 3_000, step: 100 };
 const MAX_FEE_USD = wad("50");
 
-const ACTION_BITS: Record<ActionName, number> = { "top-up": ACTION.TOP_UP, reduce: ACTION.REDUCE, release: ACTION.RELEASE };
+const ACTION_BITS: Record<ActionName, number> = {
+  "top-up": ACTION.TOP_UP,
+  reduce: ACTION.REDUCE,
+  release: ACTION.RELEASE,
+  "reduce-first": ACTION.REDUCE_FIRST,
+};
 
 /** "top-up,reduce" → ACTION bits; refuses unknown names and RELEASE without a release ratio. */
 export function parseActions(text: string): number {
   let bits = 0;
   for (const raw of text.split(",")) {
     const name = raw.trim() as ActionName;
-    if (!(name in ACTION_BITS)) throw new SimInputError(`--actions: "${raw}" is not an action — use top-up, reduce or release, comma-separated`);
+    if (!(name in ACTION_BITS)) throw new SimInputError(`--actions: "${raw}" is not an action — use top-up, reduce, release or reduce-first, comma-separated`);
     bits |= ACTION_BITS[name];
   }
+  if ((bits & ACTION.REDUCE_FIRST) !== 0 && (bits & ACTION.REDUCE) === 0) throw new SimInputError(`--actions ${text}: reduce-first orders a reduce: add reduce`);
   return bits;
 }
 
@@ -74,9 +80,12 @@ export function policy(actions: number, trigger: bigint, target: bigint, release
   return { name, trigger, target, release, actions, maxFeeUsd: MAX_FEE_USD };
 }
 
-/** The demo's policies: the same 1.3 → 1.6 band with each action set, so the report shows which action costs what. */
+/**
+ * The demo's policies: the same 1.3 → 1.6 band with TOP_UP, with REDUCE, and with both reduce-first (REDUCE above 1,
+ * the reserve only to rescue below 1), so the report shows which costs what.
+ */
 export function defaultPolicies(trigger = wad("1.3"), target = wad("1.6")): PolicySpec[] {
-  return [ACTION.TOP_UP, ACTION.REDUCE, ACTION.TOP_UP | ACTION.REDUCE].map((a) => policy(a, trigger, target));
+  return [ACTION.TOP_UP, ACTION.REDUCE, ACTION.TOP_UP | ACTION.REDUCE | ACTION.REDUCE_FIRST].map((a) => policy(a, trigger, target));
 }
 
 export function policyReport(p: PolicySpec): PolicyReport {

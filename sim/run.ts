@@ -55,7 +55,7 @@ export interface BacktestArgs {
 export interface SweepArgs extends Omit<BacktestArgs, "policy" | "actions"> {
   triggers: string;
   targets: string;
-  /** action sets separated by "|": "top-up|reduce|top-up,reduce" */
+  /** action sets separated by "|": "top-up|reduce|top-up,reduce|top-up,reduce,reduce-first" */
   actions?: string;
 }
 
@@ -210,7 +210,7 @@ export function sweepPolicies(args: SweepArgs): PolicySpec[] {
   const list = (text: string, what: string) => text.split(",").map((t) => ratio(t, what));
   const triggers = list(args.triggers, "--triggers");
   const targets = list(args.targets, "--targets");
-  const sets = (args.actions ?? "top-up|reduce|top-up,reduce").split("|").map(parseActions);
+  const sets = (args.actions ?? "top-up|reduce|top-up,reduce|top-up,reduce,reduce-first").split("|").map(parseActions);
   const out: PolicySpec[] = [];
   for (const actions of sets) for (const tr of triggers) for (const ta of targets) if (ta > tr) out.push(checkPolicy(policy(actions, tr, ta)));
   if (out.length === 0) throw new SimInputError(`--triggers ${args.triggers} --targets ${args.targets}: no pair has target above trigger`);

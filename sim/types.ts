@@ -11,7 +11,7 @@ export const BACKTEST_SCHEMA = "ballast.backtest/1";
 export const SWEEP_SCHEMA = "ballast.sweep/1";
 
 export type Side = "long" | "short";
-export type ActionName = "top-up" | "reduce" | "release";
+export type ActionName = "top-up" | "reduce" | "release" | "reduce-first";
 export type EventKind = "top-up" | "reduce" | "release" | "liquidation" | "open";
 
 export interface PolicyReport {

@@ -4,7 +4,7 @@ import { ACTION } from "../deploy/params";
 import { ballastTask, accountOf, action, actionNames, assetOf, connect, fail, parse, ratio, say, send, symbolOf, usd, type Ctx } from "../lib/tasks";
 import { parseInteger, parseWad } from "../lib/units";
 
-const ACTION_NAMES: Record<string, number> = { "top-up": ACTION.TOP_UP, reduce: ACTION.REDUCE, release: ACTION.RELEASE };
+const ACTION_NAMES: Record<string, number> = { "top-up": ACTION.TOP_UP, reduce: ACTION.REDUCE, release: ACTION.RELEASE, "reduce-first": ACTION.REDUCE_FIRST };
 
 /** "top-up,reduce" → 3; "none" → 0. */
 export function parseActions(text: string): number {
@@ -13,7 +13,7 @@ export function parseActions(text: string): number {
   for (const raw of text.split(",")) {
     const name = raw.trim().toLowerCase().replace("_", "-");
     const bit = ACTION_NAMES[name];
-    if (bit === undefined) fail(`--actions: unknown action "${raw.trim()}", use top-up, reduce, release (comma-separated) or none`);
+    if (bit === undefined) fail(`--actions: unknown action "${raw.trim()}", use top-up, reduce, release, reduce-first (comma-separated) or none`);
     bits |= bit;
   }
   return bits;
@@ -43,7 +43,7 @@ interface SetArgs {
 
 ballastTask("policy:set", "Sets an account's rebalancing policy (--actions none opts out)")
   .addOptionalParam("account", "account id (required)")
-  .addOptionalParam("actions", "comma-separated: top-up, reduce, release; or none", "top-up,reduce")
+  .addOptionalParam("actions", "comma-separated: top-up, reduce, release, reduce-first (reduce before topping up, with reduce); or none", "top-up,reduce")
   .addOptionalParam("trigger", 'health below which a rebalance acts, e.g. "1.6" (> 1)')
   .addOptionalParam("target", 'health a rebalance restores, e.g. "2" (≥ trigger + 0.05, ≤ 10)')
   .addOptionalParam("release", 'health above which excess margin is released, e.g. "3"; 0 = off', "0")

@@ -63,7 +63,7 @@ replayOptions(ballastTask("sim:backtest", "Replays a price CSV through the contr
 replayOptions(ballastTask("sim:sweep", "Runs a grid of policies side by side on one replay; per leverage the cheapest safe policy and the richest"), "sweep-<data file>")
   .addOptionalParam("triggers", "trigger ratios, comma-separated", "1.3,1.6,2")
   .addOptionalParam("targets", "target ratios, comma-separated", "1.6,2,3")
-  .addOptionalParam("actions", 'action sets separated by "|", each comma-separated', "top-up|reduce|top-up,reduce")
+  .addOptionalParam("actions", 'action sets separated by "|", each comma-separated', "top-up|reduce|top-up,reduce|top-up,reduce,reduce-first")
   .setAction(
     action(async (args: Args, hre) =>
       withSim(hre, async (sim) => {

@@ -512,7 +512,8 @@ class SetPolicy extends Act {
     if (trigger <= WAD) return "PolicyTriggerTooLow";
     if (target < trigger + band) return "PolicyBandTooNarrow";
     if (release !== 0n && release < target + band) return "PolicyBandTooNarrow";
-    if (p.actions & ~7) return "PolicyUnknownActions";
+    // bits above REDUCE_FIRST (8) are unknown; REDUCE_FIRST orders a REDUCE and means nothing without one
+    if (p.actions & ~15 || (p.actions & 8 && !(p.actions & 2))) return "PolicyUnknownActions";
     if (p.actions & 4 && release === 0n) return "PolicyReleaseRatioMissing";
     if (p.actions & 5 && p.assets.length === 0) return "PolicyTopUpAssetsMissing";
     if (new Set(p.assets).size !== p.assets.length) return "PolicyDuplicateAsset";
@@ -1083,7 +1084,7 @@ const priceKind = fc.oneof(
 
 const policy: fc.Arbitrary<PolicyChoice> = fc.record({
   optOut: fc.constantFrom(false, false, false, false, false, false, false, true),
-  actions: fc.constantFrom(1, 2, 3, 3, 4, 5, 6, 7, 7, 0, 8),
+  actions: fc.constantFrom(1, 2, 3, 3, 4, 5, 6, 7, 7, 0, 8, 11, 16),
   cooldown: fc.constantFrom(0, 0, 60, 3_600, 2 * 86_400),
   trigger: fc.constantFrom("1.1", "1.3", "1.6", "2", "1"),
   band: fc.constantFrom("0.05", "0.3", "1", "0.01"),

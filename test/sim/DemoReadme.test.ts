@@ -41,7 +41,7 @@ describe("Sim › demo: the README's figures are the demo's", function () {
     expect(report.accounts.every((a) => a.opened)).to.equal(true);
     expect(report.steps.time).to.have.length(240);
     expect(report.steps.openStep).to.equal(48);
-    expect(new Set(report.accounts.map((a) => a.variant))).to.deep.equal(new Set(["control", "top-up 1.3→1.6", "reduce 1.3→1.6", "top-up+reduce 1.3→1.6"]));
+    expect(new Set(report.accounts.map((a) => a.variant))).to.deep.equal(new Set(["control", "top-up 1.3→1.6", "reduce 1.3→1.6", "top-up+reduce+reduce-first 1.3→1.6"]));
   });
 
   it("wealth = equity + reserve left + withdrawn for every account; a control's reserve counts as idle cash", () => {

@@ -62,7 +62,7 @@ describe("Sim › tasks: bad input is one line and deploys nothing", function ()
     expect(await failure("sim:backtest", { policy: "1.6,1.3" })).to.equal("policy top-up+reduce 1.6→1.3: target must be above the trigger");
     expect(await failure("sim:backtest", { policy: "0.9,1.6" })).to.equal("policy top-up+reduce 0.9→1.6: trigger must be above 1 (health 1 is liquidation)");
     expect(await failure("sim:backtest", { policy: "1.3" })).to.equal('--policy "1.3": give trigger,target[,release], e.g. 1.3,1.6 or 1.3,1.6,3');
-    expect(await failure("sim:backtest", { policy: "1.3,1.6", actions: "top-up,sell" })).to.equal('--actions: "sell" is not an action — use top-up, reduce or release, comma-separated');
+    expect(await failure("sim:backtest", { policy: "1.3,1.6", actions: "top-up,sell" })).to.equal('--actions: "sell" is not an action — use top-up, reduce, release or reduce-first, comma-separated');
     expect(await failure("sim:backtest", { policy: "1.3,1.6", actions: "release" })).to.equal("policy release 1.3→1.6: the release action needs a release ratio (--policy trigger,target,release)");
     expect(await failure("sim:backtest", { policy: "1.3,1.31" })).to.equal("policy top-up+reduce 1.3→1.31: target must be at least trigger + 0.05");
     expect(await failure("sim:backtest", { policy: "1.3,11" })).to.equal("policy top-up+reduce 1.3→11: target must be at most 10");
@@ -70,6 +70,7 @@ describe("Sim › tasks: bad input is one line and deploys nothing", function ()
     expect(await failure("sim:sweep", { triggers: "1.3", targets: "1.32" })).to.equal("policy top-up 1.3→1.32: target must be at least trigger + 0.05");
     expect(await failure("sim:backtest", { gasGwei: "600" })).to.equal("--gas-gwei 600: at most 500 (the replay's keeper caps its fee there)");
     expect(await failure("sim:backtest", { gasGwei: "1e9" })).to.equal('--gas-gwei "1e9" is not a decimal number: write it like 1.5 or 250');
+    expect(await failure("sim:backtest", { policy: "1.3,1.6", actions: "top-up,reduce-first" })).to.equal("--actions top-up,reduce-first: reduce-first orders a reduce: add reduce");
     expect(await failure("sim:backtest", { sampling: "daily" })).to.equal('--sampling "daily": use close or chainlink');
     expect(await failure("sim:backtest", { accounts: "0" })).to.equal('--accounts "0": give a whole number in 1..2000');
     expect(await failure("sim:backtest", { leverages: "2,x" })).to.equal('--leverages: "x" is not a leverage — give numbers in 1..50 with at most one decimal, e.g. 2,3,5');
@@ -91,11 +92,11 @@ describe("Sim › tasks: bad input is one line and deploys nothing", function ()
       "2x long control",
       "2x long top-up 1.3→1.6",
       "2x long reduce 1.3→1.6",
-      "2x long top-up+reduce 1.3→1.6",
+      "2x long top-up+reduce+reduce-first 1.3→1.6",
       "2x short control",
       "2x short top-up 1.3→1.6",
       "2x short reduce 1.3→1.6",
-      "2x short top-up+reduce 1.3→1.6",
+      "2x short top-up+reduce+reduce-first 1.3→1.6",
     ]);
     expect(report.accounts.every((a: { opened: boolean }) => a.opened)).to.equal(true);
     // every account has no health before its order fills (steps 0..11), then one at every later step

@@ -356,7 +356,7 @@ describe("Hardhat tasks", function () {
     it("policy mistakes: unknown action, missing ratios, the engine's Policy* rules", async () => {
       const base = { account: "1", trigger: "1.6", target: "2", from: ALICE };
       expect(await failure("policy:set", { ...base, actions: "top-up,hedge" })).to.equal(
-        '--actions: unknown action "hedge", use top-up, reduce, release (comma-separated) or none',
+        '--actions: unknown action "hedge", use top-up, reduce, release, reduce-first (comma-separated) or none',
       );
       expect(await failure("policy:set", { account: "1", target: "2", from: ALICE })).to.equal("--trigger is required, e.g. --trigger 1.6");
       expect(await failure("policy:set", { ...base, trigger: "1.6.1" })).to.equal('--trigger "1.6.1" is not a decimal number: write it like 1.5 or 250');

@@ -157,7 +157,8 @@ library PlanLogic {
         fee -= fee % ctx.env.settlementScale;
     }
 
-    /// @dev h < trigger. TOP_UP, in the owner's order, the least reserve value that brings health to target
+    /// @dev h < trigger. TOP_UP (skipped above 1 under REDUCE_FIRST when a REDUCE may act now), in the owner's
+    ///      order, the least reserve value that brings health to target
     ///      counting the fee as paid (ΔC = target·MM − (E − fee)); if still short and allowed, REDUCE every
     ///      position by CloseMath's least fraction, with E' = E − fee + ΔC topped up and the trading fee of
     ///      closing everything (φN) as the close cost. Returns the action bits (0 = nothing useful).
@@ -178,17 +179,20 @@ library PlanLogic {
         }
         required = SignedMath.max(required, int256(d.state.maintenanceMargin.wMulUp(target)));
         int256 equity = d.state.equity - int256(d.feeUsd);
+        // A REDUCE closes at the current round: only on a round of every held market published after the owner's
+        // last action that could call for it, a price he could not know then (README "Orders").
+        // REDUCE_FIRST: above 1, when a REDUCE may act now, it restores the target alone and no reserve is spent.
+        bool reduceFirst = d.policy.actions & C.REDUCE_FIRST != 0 && d.state.health >= WAD
+            && AccountLogic.roundsAfter(s, ctx, d.accountId, d.policy.ownerActedAt);
         uint256 added;
-        if (d.policy.actions & C.TOP_UP != 0 && required > equity) {
+        if (d.policy.actions & C.TOP_UP != 0 && required > equity && !reduceFirst) {
             added = _planTopUp(s, ctx, d, uint256(required - equity));
             if (added != 0) action = C.TOP_UP;
         }
         equity += int256(added);
-        // A REDUCE closes at the current round: only on a round of every held market published after the owner's
-        // last action that could call for it, a price he could not know then (README "Orders").
         if (
             required > equity && d.policy.actions & C.REDUCE != 0
-                && AccountLogic.roundsAfter(s, ctx, d.accountId, d.policy.ownerActedAt)
+                && (reduceFirst || AccountLogic.roundsAfter(s, ctx, d.accountId, d.policy.ownerActedAt))
         ) {
             // One settlement-token unit less equity: realised PnL settles against USDC margin rounded up to a
             // whole unit (against the account), and the plan must still reach the target after that.

@@ -50,7 +50,10 @@ library RebalanceLogic {
         if (p.releaseRatio != 0 && p.releaseRatio < uint256(p.targetRatio) + C.MIN_REBALANCE_BAND) {
             revert IMarginEngine.PolicyBandTooNarrow(p.targetRatio, p.releaseRatio, C.MIN_REBALANCE_BAND);
         }
-        if (p.actions & ~C.ALL_ACTIONS != 0) revert IMarginEngine.PolicyUnknownActions(p.actions);
+        // REDUCE_FIRST orders a REDUCE: alone it means nothing
+        if (p.actions & ~C.ALL_ACTIONS != 0 || (p.actions & C.REDUCE_FIRST != 0 && p.actions & C.REDUCE == 0)) {
+            revert IMarginEngine.PolicyUnknownActions(p.actions);
+        }
         if (p.actions & C.RELEASE != 0 && p.releaseRatio == 0) revert IMarginEngine.PolicyReleaseRatioMissing();
         if (p.actions & (C.TOP_UP | C.RELEASE) != 0 && p.topUpAssets.length == 0) {
             revert IMarginEngine.PolicyTopUpAssetsMissing();

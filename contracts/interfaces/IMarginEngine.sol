@@ -126,8 +126,9 @@ interface IMarginEngine is IPoolEngine {
     }
 
     /// @notice An account's rebalancing policy (README "Rebalancing"), set by its owner or an operator.
-    /// @param actions Allowed actions, a bitmask of TOP_UP (1), REDUCE (2), RELEASE (4) (Constants.sol); 0 opts the
-    ///        account out (the rest of the policy is then cleared).
+    /// @param actions Allowed actions, a bitmask of TOP_UP (1), REDUCE (2), RELEASE (4), and REDUCE_FIRST (8: with
+    ///        REDUCE, reduce before topping up above health 1) (Constants.sol); 0 opts the account out (the rest of
+    ///        the policy is then cleared).
     /// @param cooldown Seconds that must pass between two rebalances.
     /// @param triggerRatio Health below which the account is rebalanced (WAD, > 1).
     /// @param targetRatio Health a rebalance restores (WAD, >= trigger + MIN_REBALANCE_BAND).

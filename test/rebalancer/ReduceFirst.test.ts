@@ -7,7 +7,7 @@ import { expect } from "chai";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 
 import { DEFAULT_RISK } from "../../deploy/params";
-import { E18 } from "../helpers/fixtures";
+import { E18, USDC } from "../helpers/fixtures";
 import { mulDivUp, WAD, wMulUp } from "../helpers/marginMath";
 import {
   ACTION,
@@ -15,8 +15,11 @@ import {
   expectedFee,
   lowHealth,
   moveEthUntil,
+  fundReserve,
+  openLong,
   pinBaseFee,
   rebalanceFixture,
+  setEth,
   reduceFraction,
   type RebalanceFixture,
 } from "../helpers/rebalance";
@@ -84,13 +87,44 @@ describe("Rebalancer › REDUCE_FIRST", () => {
     expect((await f.rebalancer.needsRebalance(f.id))[2].action).to.equal(BigInt(ACTION.REDUCE));
   });
 
-  it("below 1 the reserve rescues, as with any TOP_UP policy", async () => {
+  /** The plan of the account as needsRebalance gives it: what a test compares across policies. */
+  const planOf = async (f: RebalanceFixture, id: bigint) => {
+    const [needed, status, p] = await f.rebalancer.needsRebalance(id);
+    return { needed, status, action: p.action, assets: [...p.assets], amounts: [...p.amounts], reduceFraction: p.reduceFraction, feeUsd: p.feeUsd };
+  };
+
+  /** The same state under TOP_UP | REDUCE: the policy set again, then a new round at the same price (so a REDUCE may act). */
+  async function underTopUpReduce(f: RebalanceFixture, id: bigint, who: RebalanceFixture["alice"], policy: RebalanceFixture["policy"]) {
+    await f.engine.connect(who).setRebalancePolicy(id, { ...policy, actions: ACTION.TOP_UP | ACTION.REDUCE });
+    const [, answer] = await f.ethFeed.latestRoundData();
+    await f.ethFeed.setAnswer(answer);
+    await f.oracle.poke(f.weth);
+    return planOf(f, id);
+  }
+
+  it("below 1 the reserve rescues exactly as TOP_UP | REDUCE does (to the policy target): the same plan", async () => {
     const f = await loadFixture(reduceFirstFixture);
     await moveEthUntil(f, f.id, 2000n, -5n, (h) => h < WAD);
-    const [, status, plan] = await f.rebalancer.needsRebalance(f.id);
-    expect([status, plan.action]).to.deep.equal([STATUS.Ready, BigInt(ACTION.TOP_UP)]);
-    expect([plan.reduceFraction, plan.amounts.length]).to.deep.equal([0n, 1n]);
-    expect(plan.amounts[0]).to.be.greaterThan(0n); // the rescue takes USDC from the reserve
+    const rf = await planOf(f, f.id);
+    expect([rf.status, rf.action, rf.reduceFraction]).to.deep.equal([STATUS.Ready, BigInt(ACTION.TOP_UP), 0n]);
+    expect(rf.amounts[0]).to.be.greaterThan(0n);
+    expect(await underTopUpReduce(f, f.id, f.alice, f.policy)).to.deep.equal(rf);
+  });
+
+  it("when only closing everything would reach the target, the reserve goes first: the same plan as TOP_UP | REDUCE", async () => {
+    const f = await loadFixture(rebalanceFixture);
+    // a small account with a high target: E ≤ target × keeper reward + the close fee, so no partial close restores it
+    const id = await openLong(f, f.bob, USDC(40), E18(1) / 10n);
+    await fundReserve(f, f.bob, id, USDC(1_000), 0n);
+    const policy = { ...f.policy, actions: REDUCE_FIRST, triggerRatio: 9n * WAD, targetRatio: 10n * WAD, releaseRatio: 0n };
+    await f.engine.connect(f.bob).setRebalancePolicy(id, policy);
+    await setEth(f, 2000n); // a round after the owner's action: a REDUCE could act
+    const [st, closeFee] = await f.engine.rebalanceInputs(id);
+    const fee = (await f.rebalancer.needsRebalance(id))[2].feeUsd;
+    expect(reduceFraction(10n * WAD, st.maintenanceMargin, R, st.equity - fee, closeFee)).to.equal(WAD);
+    const rf = await planOf(f, id);
+    expect([rf.status, rf.action, rf.reduceFraction]).to.deep.equal([STATUS.Ready, BigInt(ACTION.TOP_UP), 0n]);
+    expect(await underTopUpReduce(f, id, f.bob, policy)).to.deep.equal(rf);
   });
 
   it("is refused without REDUCE: PolicyUnknownActions(actions)", async () => {

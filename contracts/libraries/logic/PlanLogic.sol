@@ -181,9 +181,14 @@ library PlanLogic {
         int256 equity = d.state.equity - int256(d.feeUsd);
         // A REDUCE closes at the current round: only on a round of every held market published after the owner's
         // last action that could call for it, a price he could not know then (README "Orders").
-        // REDUCE_FIRST: above 1, when a REDUCE may act now, it restores the target alone and no reserve is spent.
+        // REDUCE_FIRST (set only with REDUCE): above 1, when a REDUCE may act now, it restores the target alone and no
+        // reserve is spent — unless only closing everything would (no partial close reaches the target): the reserve
+        // goes first then. Evaluated only for such policies: others pay nothing for it.
         bool reduceFirst = d.policy.actions & C.REDUCE_FIRST != 0 && d.state.health >= WAD
-            && AccountLogic.roundsAfter(s, ctx, d.accountId, d.policy.ownerActedAt);
+            && AccountLogic.roundsAfter(s, ctx, d.accountId, d.policy.ownerActedAt)
+            && CloseMath.leastCloseFraction(
+                target, d.state.maintenanceMargin, s.hot.keeperReward, equity - int256(scale), d.closeFeeUsd
+            ) < WAD;
         uint256 added;
         if (d.policy.actions & C.TOP_UP != 0 && required > equity && !reduceFirst) {
             added = _planTopUp(s, ctx, d, uint256(required - equity));

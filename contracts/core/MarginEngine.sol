@@ -189,7 +189,7 @@ contract MarginEngine is EngineBase {
                 reason = _cancelReason(err, block.timestamp > deadline);
             }
         }
-        TradeLogic.closeOrder(_s, settlementAsset, orderId, o.accountId, o.fee, msg.sender);
+        TradeLogic.closeOrder(_s, settlementAsset, orderId, o, msg.sender);
         if (filled) emit IMarginEngine.OrderExecuted(orderId, o.accountId, msg.sender, px, at);
         else emit IMarginEngine.OrderCancelled(orderId, o.accountId, msg.sender, reason);
     }
@@ -241,7 +241,6 @@ contract MarginEngine is EngineBase {
             if (pastDeadline && reason == IMarginEngine.OracleUnhealthy.selector) return IMarginEngine.OrderExpired.selector;
             if (
                 reason == IMarginEngine.PriceNotAcceptable.selector || reason == IMarginEngine.BelowInitialMargin.selector
-                    || reason == IMarginEngine.OpenInterestCap.selector
                     || reason == IMarginEngine.PositionIncreasePaused.selector
                     || reason == IMarginEngine.PositionTooLarge.selector
                     || reason == IMarginEngine.NothingToReduce.selector

@@ -238,6 +238,12 @@ contract MarginEngineCustody is EngineBase {
         return _s.orderBook.escrow;
     }
 
+    /// @notice See IMarginEngine.pendingOpenInterest.
+    function pendingOpenInterest(uint256 marketId) external view returns (uint256 long, uint256 short) {
+        AccountLogic.PendingOI memory p = _s.pendingOI[marketId];
+        return (p.long, p.short);
+    }
+
     /// @notice See IMarginEngine.setOrderFee.
     function setOrderFee(uint256 fee) external onlyOwner {
         _setOrderFee(fee);

@@ -303,14 +303,20 @@ interface IMarginEngine is IPoolEngine {
     ///         keeper who settles the order (fills or cancels it).
     ///         At the fill a buy is refused above `acceptablePrice`, a sell below it; fee = |Δ| × fill price ×
     ///         feeRate, rounded up; a fill that increases |size| (or flips it) requires equity >= IM afterwards (the
-    ///         traded market valued at the fill price), open interest within the cap and the engine not paused. A
-    ///         `reduceOnly` order never increases or flips the position: it is clamped to the position at the fill,
-    ///         and cancelled if there is nothing to reduce.
+    ///         traded market valued at the fill price) and the engine not paused. A `reduceOnly` order never
+    ///         increases or flips the position: it is clamped to the position at the fill, and cancelled if there is
+    ///         nothing to reduce. An order that is not reduce-only reserves |sizeDelta| of open interest on its side
+    ///         (`pendingOpenInterest`) until it is settled, and is refused unless the side's open interest, every
+    ///         reservation and its own, at the current price rounded up, stay within min(oiCapUsd, oiCapFraction ×
+    ///         pool capital rounded down) — checked here, not at the fill, so no later change of pool capital can
+    ///         cancel it.
     ///         Reverts `ZeroSizeDelta`, `PositionTooLarge`, `InvalidDeadline` (deadline must be in
     ///         (now, now + MAX_ORDER_LIFETIME]), `TooManyPendingOrders`, `OrderPending` (an order that may add risk is
     ///         already waiting: one at a time), `InsufficientReserve` (the fee), `PositionIncreasePaused` for an order
     ///         that would increase risk while paused (reductions, closes and reduce-only orders are always accepted),
-    ///         and the oracle's `FeedNotSet` / `FeedCallFailed`.
+    ///         `OpenInterestCap(marketId, openInterestUsd, capUsd)` (an order that is not reduce-only, above),
+    ///         `OracleUnhealthy` (such an order while the market's price is invalid), and the oracle's `FeedNotSet` /
+    ///         `FeedCallFailed`.
     /// @return orderId Its id (ids start at 1 and increase).
     function requestOrder(
         uint256 accountId,
@@ -329,8 +335,9 @@ interface IMarginEngine is IPoolEngine {
     ///           or the fill round came after it, or past the deadline the fill cannot be priced (`OrderExpired`), the
     ///           feed can no longer serve the fill round (`OrderRoundUnavailable`: no history, a new aggregator phase,
     ///           a replaced feed), its answer is not a sane price (`OrderPriceInvalid`), or the fill is
-    ///           refused (`PriceNotAcceptable`, `BelowInitialMargin`, `OpenInterestCap`, `PositionIncreasePaused`,
-    ///           `PositionTooLarge`, `NothingToReduce`).
+    ///           refused (`PriceNotAcceptable`, `BelowInitialMargin`, `PositionIncreasePaused`, `PositionTooLarge`,
+    ///           `NothingToReduce`; the open-interest cap was checked at the request).
+    ///         Settling the order releases the open interest its request reserved.
     ///         Reverts `OrderNotFound` (unknown or already settled: a second keeper racing for the same order),
     ///         `OrderNotReady` (the fill round is not published and the deadline has not passed), and bubbles any
     ///         other failure (an unhealthy oracle, out of gas): the order then stays pending.
@@ -347,6 +354,11 @@ interface IMarginEngine is IPoolEngine {
     function orderFee() external view returns (uint256);
     /// @notice Σ fees escrowed by pending orders, settlement-token units (held here, part of no balance).
     function orderEscrow() external view returns (uint256);
+    /// @notice Open interest reserved in `marketId` by pending orders that are not reduce-only, WAD units: Σ |sizeDelta|
+    ///         of the pending buys (`long`) and of the pending sells (`short`). A request checks the side's open
+    ///         interest plus this plus its own size against the cap; settling an order (fill, cancel or expiry)
+    ///         releases exactly what its request reserved. 0 for a market that does not exist.
+    function pendingOpenInterest(uint256 marketId) external view returns (uint256 long, uint256 short);
     /// @notice Owner. Sets the execution fee of new orders; reverts `OrderFeeTooHigh` above MAX_ORDER_FEE_USD.
     function setOrderFee(uint256 fee) external;
 

@@ -81,7 +81,15 @@ describe("Two-step orders", () => {
       const [r0] = await f.ethFeed.latestRoundData();
       await f.ethFeed.setRound(r0 + 1n, E8(2100), t + 100, t + 100);
       const R = r0 + 1n;
+      // An order that may add risk reserves open interest against the cap at the current price (finding N3), so it
+      // needs a price: none while the latest round is stamped ahead of the chain. Refused by name, nothing stored.
       await at(t);
+      await expect(f.engine.connect(f.alice).requestOrder(f.id, f.ethMarket, E18(5), E18(2100), t + 200, false))
+        .to.be.revertedWithCustomError(f.engine, "OracleUnhealthy").withArgs(await f.weth.getAddress());
+      expect(await f.engine.lastOrderId()).to.equal(0n);
+      expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(USDC(10));
+      // Once block time reaches its stamp that round is the latest, public, and recorded: never the fill round.
+      await at(t + 100);
       await expect(f.engine.connect(f.alice).requestOrder(f.id, f.ethMarket, E18(5), E18(2100), t + HOUR, false))
         .to.emit(f.engine, "OrderRequested")
         .withArgs(1n, f.id, f.ethMarket, E18(5), E18(2100), t + HOUR, false, R, FEE);
@@ -92,6 +100,7 @@ describe("Two-step orders", () => {
       expect(await f.engine.pendingOrders(f.id)).to.deep.equal([1n]);
       expect(await f.engine.lastOrderId()).to.equal(1n);
       expect(await f.engine.orderEscrow()).to.equal(FEE);
+      expect(await f.engine.pendingOpenInterest(f.ethMarket)).to.deep.equal([E18(5), 0n]);
       expect(await f.vault.reserveOf(f.id, f.usdc)).to.equal(USDC(10) - FEE);
       // Every USDC unit is accounted for: the escrow is the fee's new place.
       expect(await f.vault.totalTracked(f.usdc)).to.equal(USDC(1_000_000) + USDC(10_010));

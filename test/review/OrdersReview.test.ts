@@ -109,7 +109,13 @@ describe("Review of 16b4b2c: two-step orders", () => {
       const [rid] = await f.ethFeed.latestRoundData();
       await at(t0);
       await f.ethFeed.setRound(rid + 1n, E8(2100), t0 + 100, t0 + 100); // public from t0 on
-      const id = await request(f, t0 + 1, f.ethMarket, E18(1));
+      // An order that may add risk needs a price at its request (its open interest is reserved against the cap,
+      // finding N3): none while the latest round is stamped ahead. A reduce-only order needs none, and its fill round
+      // is chosen by the same rule.
+      await at(t0 + 1);
+      await expect(f.engine.connect(f.alice).requestOrder(1, f.ethMarket, E18(1), MAX, t0 + HOUR, false))
+        .to.be.revertedWithCustomError(f.engine, "OracleUnhealthy").withArgs(await f.weth.getAddress());
+      const id = await request(f, t0 + 2, f.ethMarket, E18(1), { reduceOnly: true });
       await at(t0 + 100);
       await expect(f.engine.connect(f.alice).executeOrder(id)).to.be.revertedWithCustomError(f.engine, "OrderNotReady").withArgs(id, rid + 1n);
     });

@@ -81,6 +81,18 @@ library AccountLogic {
         /// @dev Ids of an account's pending orders (<= MAX_PENDING_ORDERS), four to a slot.
         mapping(uint256 accountId => uint64[]) pendingOrders;
         OrderBook orderBook;
+        /// @dev Open interest reserved per market by pending orders that may add risk (README "Orders", finding N3).
+        mapping(uint256 marketId => PendingOI) pendingOI;
+    }
+
+    /// @notice Open interest that pending orders may add to a market, one slot (README "Storage layout"): the
+    ///         |sizeDelta| of every pending order that is not reduce-only, on its side (a buy: long, a sell: short),
+    ///         WAD units. Reserved and checked against the open-interest cap at the request, released when the order
+    ///         is settled. @param long / short Each < 2^128: every reservation was within the cap when it was made
+    ///         ((OI + pending + |Δ|) × price <= oiCapUsd, a bounded parameter), and checked arithmetic besides.
+    struct PendingOI {
+        uint128 long;
+        uint128 short;
     }
 
     /// @notice A pending two-step order, in two slots (README "Storage layout").

@@ -40,12 +40,14 @@ library TradeLogic {
         if (pending.length >= MAX_PENDING_ORDERS) revert IMarginEngine.TooManyPendingOrders(accountId, MAX_PENDING_ORDERS);
         // One order that may add risk at a time: with two, whoever executes could fill the one whose round turned out
         // better and let the other fail its margin check (README "Orders").
+        address asset = s.markets[marketId].asset;
         if (!reduceOnly) {
             uint256 waiting = AccountLogic.pendingRiskOrder(s, accountId);
             if (waiting != 0) revert IMarginEngine.OrderPending(accountId, waiting);
+            _reserveOpenInterest(s, env, marketId, asset, sizeDelta);
         }
         // The fill round is the feed's next after its latest now: a round the trader could not have seen.
-        uint80 afterRound = env.oracle.latestRound(s.markets[marketId].asset);
+        uint80 afterRound = env.oracle.latestRound(asset);
 
         uint256 fee;
         (orderId, fee) = _escrowFee(s, env, accountId);
@@ -82,6 +84,28 @@ library TradeLogic {
         }
     }
 
+    /// @dev Reserves |sizeDelta| of open interest on the order's side (a buy: long, a sell: short) for an order that may
+    ///      add risk, after checking the side's open interest, with every pending reservation and this one, against
+    ///      the cap at the current price. The fill then needs no cap check: no later fall in pool capital (an LP's
+    ///      withdrawal after seeing the fill round, finding N3) can cancel it. Reverts `OracleUnhealthy(asset)` when
+    ///      the market's price is invalid now, and `OpenInterestCap`.
+    function _reserveOpenInterest(
+        AccountLogic.Storage storage s,
+        AccountLogic.Env memory env,
+        uint256 marketId,
+        address asset,
+        int256 sizeDelta
+    ) private {
+        (, uint256 px) = env.oracle.poke(asset); // 0 when the oracle is invalid (as AccountLogic.pokePrice)
+        if (px == 0) revert IMarginEngine.OracleUnhealthy(asset);
+        AccountLogic.PendingOI storage p = s.pendingOI[marketId];
+        bool long = sizeDelta > 0;
+        uint256 reserved = uint256(long ? p.long : p.short) + WadMath.abs(sizeDelta);
+        _checkOpenInterest(s, env, marketId, px, long, reserved);
+        if (long) p.long = reserved.toUint128();
+        else p.short = reserved.toUint128();
+    }
+
     /// @dev The next order id, and the execution fee moved from the account's USDC reserve into the escrow.
     function _escrowFee(AccountLogic.Storage storage s, AccountLogic.Env memory env, uint256 accountId)
         private
@@ -99,18 +123,25 @@ library TradeLogic {
         s.orderBook = AccountLogic.OrderBook(uint64(orderId), book.fee, (book.escrow + fee).toUint96());
     }
 
-    /// @dev Removes a settled order and pays its escrowed fee to `keeper` as a claimable reward: the tokens stay
+    /// @dev Removes a settled order (`o`, as stored), releases the open interest its request reserved (|sizeDelta| on
+    ///      its side unless reduce-only), and pays its escrowed fee to `keeper` as a claimable reward: the tokens stay
     ///      here, from the escrow into the pool's balance, set aside (not LP capital), as every keeper reward.
     function closeOrder(
         AccountLogic.Storage storage s,
         address settlementAsset,
         uint256 orderId,
-        uint256 accountId,
-        uint256 fee,
+        AccountLogic.OrderSlot memory o,
         address keeper
     ) external {
         delete s.orders[orderId];
-        uint64[] storage pending = s.pendingOrders[accountId];
+        if (!o.reduceOnly) {
+            AccountLogic.PendingOI storage p = s.pendingOI[o.marketId];
+            uint128 size = uint128(WadMath.abs(o.sizeDelta)); // |Δ| <= int128 max, checked at the request
+            if (o.sizeDelta > 0) p.long -= size; // reserved at the request: the reservation holds it
+            else p.short -= size;
+        }
+        uint256 fee = o.fee;
+        uint64[] storage pending = s.pendingOrders[o.accountId];
         uint256 last = pending.length - 1; // the order is pending: the list holds it
         for (uint256 i; i < last; ++i) {
             if (pending[i] == orderId) {
@@ -128,8 +159,9 @@ library TradeLogic {
     /// @dev Fills `sizeDelta` on the account's position in `marketId` at `fillPx` (0: the current price, the test
     ///      engine's instant fill). Funding accrues to now at the current price; the position enters (and a
     ///      reduction realises) at the fill price; the trading fee is charged on the fill notional; new risk is
-    ///      checked against the open-interest cap at the current price and against IM with the traded market at the
-    ///      fill price (other markets at current prices).
+    ///      checked against IM with the traded market at the fill price (other markets at current prices), and, in
+    ///      an instant fill only, against the open-interest cap at the current price (an order's request reserved
+    ///      its open interest within the cap: `_reserveOpenInterest`).
     ///      See `IMarginEngine.requestOrder` for every rule; the engine has checked the caller (or the order) and the
     ///      market.
     function fill(
@@ -170,7 +202,7 @@ library TradeLogic {
         AccountLogic.writeOffIfEmpty(s, env, accountId);
 
         if (increasesRisk) {
-            _checkOpenInterest(s, env, marketId, m, nowPx, newSize > 0);
+            if (fillPx == 0) _checkOpenInterest(s, env, marketId, nowPx, newSize > 0, 0);
             AccountLogic.pokeAccount(s, ctx, accountId);
             // IM as of the fill round: the traded market (and collateral in its asset) at the fill price, so the
             // check does not depend on when the order is executed.
@@ -213,20 +245,23 @@ library TradeLogic {
             || (oldSize < 0 && newSize > 0);
     }
 
-    /// @dev Only the side the trade grew is checked: a trade that grows the smaller side reduces the
-    ///      pool's exposure and stays allowed even when the other side is over a shrunken cap. The cap is the
-    ///      governance figure `oiCapUsd`, further limited to `oiCapFraction` of pool capital: pool capital gates
-    ///      new risk here, and nowhere else (it never enters a requirement).
+    /// @dev Only the side the trade grows is checked: a trade that grows the smaller side reduces the
+    ///      pool's exposure and stays allowed even when the other side is over a shrunken cap. The side's open
+    ///      interest plus `pending` (WAD units: the reservations of pending orders and the new one at a request, 0 in
+    ///      an instant fill), valued at `px` rounded up, must not exceed the governance figure `oiCapUsd`, further
+    ///      limited to `oiCapFraction` of pool capital: pool capital gates new risk here, and nowhere else (it never
+    ///      enters a requirement).
     function _checkOpenInterest(
         AccountLogic.Storage storage s,
         AccountLogic.Env memory env,
         uint256 marketId,
-        IMarginEngine.MarketParams memory m,
         uint256 px,
-        bool long
+        bool long,
+        uint256 pending
     ) private view {
         IMarginEngine.MarketState storage st = s.marketStates[marketId];
-        uint256 oiUsd = uint256(long ? st.longOI : st.shortOI).mulDivUp(px, WAD);
+        IMarginEngine.MarketParams storage m = s.markets[marketId];
+        uint256 oiUsd = (uint256(long ? st.longOI : st.shortOI) + pending).mulDivUp(px, WAD);
         // Capital rounded down: the cap is never looser than the pool can back.
         uint256 capUsd = (AccountLogic.poolCapital(s) * env.settlementScale).wMulDown(m.oiCapFraction);
         if (m.oiCapUsd < capUsd) capUsd = m.oiCapUsd;

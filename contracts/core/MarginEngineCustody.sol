@@ -241,7 +241,8 @@ contract MarginEngineCustody is EngineBase {
     /// @notice See IMarginEngine.pendingOpenInterest.
     function pendingOpenInterest(uint256 marketId) external view returns (uint256 long, uint256 short) {
         AccountLogic.PendingOI memory p = _s.pendingOI[marketId];
-        return (p.long, p.short);
+        // Stored + 1 from the market's creation (AccountLogic.PendingOI); 0 for a market that does not exist.
+        return (p.long == 0 ? 0 : p.long - 1, p.short == 0 ? 0 : p.short - 1);
     }
 
     /// @notice See IMarginEngine.setOrderFee.

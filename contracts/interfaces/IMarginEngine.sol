@@ -19,8 +19,9 @@ interface IMarginEngine is IPoolEngine {
     /// @param maxMMR Cap of the maintenance margin rate.
     /// @param imFactor Initial margin = maintenance rate × imFactor (> 1).
     /// @param feeRate Trading fee per unit of traded notional.
-    /// @param oiCapFraction New risk gate: a trade may grow a side's open interest only up to this fraction of
-    ///        pool capital (pool capital gates new risk, never an existing requirement).
+    /// @param oiCapFraction New risk gate: an order's request (an instant fill of the test engine) may grow a side's
+    ///        open interest, pending reservations included, only up to this fraction of pool capital (pool capital
+    ///        gates new risk, never an existing requirement).
     /// @param maxFundingRate Funding rate cap per day.
     /// @param imVolFloor Stress volatility of new risk (annualised, WAD): IM prices a position at no less than
     ///        this volatility, so it caps leverage in a calm market (`1 / (imFactor × mmr(imVolFloor))`) and

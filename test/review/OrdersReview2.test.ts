@@ -3,9 +3,10 @@
  * MarginEngine (productionFixture). Tests named "fixed (Nn):" failed on 4213d54 and assert the behaviour of the fix
  * (the fill round must also be published after the request; another phase or feed is not searched; a dead feed
  * cannot hold an order past its deadline); the others are regression tests of attacks the code resisted. Two more
- * findings of this review are open and stated in README "Orders" (limits): an LP who trades can fail his own fill's
- * open-interest check by withdrawing capital (N3), and a REDUCE policy nobody is paid to run is a standing option
- * for its owner to close at the current round when he likes (N5).
+ * findings of this review: an LP who traded could fail his own fill's open-interest check by withdrawing capital (N3,
+ * fixed since: pending orders reserve open interest at the request, OrdersReviewN3.test.ts), and a REDUCE policy
+ * nobody is paid to run is a standing option for its owner to close at the current round when he likes (N5, open,
+ * README "Orders").
  */
 import { expect } from "chai";
 import { ethers, network } from "hardhat";

@@ -85,11 +85,13 @@ library AccountLogic {
         mapping(uint256 marketId => PendingOI) pendingOI;
     }
 
-    /// @notice Open interest that pending orders may add to a market, one slot (README "Storage layout"): the
-    ///         |sizeDelta| of every pending order that is not reduce-only, on its side (a buy: long, a sell: short),
-    ///         WAD units. Reserved and checked against the open-interest cap at the request, released when the order
-    ///         is settled. @param long / short Each < 2^128: every reservation was within the cap when it was made
-    ///         ((OI + pending + |Δ|) × price <= oiCapUsd, a bounded parameter), and checked arithmetic besides.
+    /// @notice Open interest that pending orders may add to a market, one slot (README "Storage layout"): Σ |sizeDelta|
+    ///         of the pending orders that are not reduce-only, on their side (a buy: long, a sell: short), WAD units.
+    ///         Reserved and checked against the open-interest cap at the request, released when the order is settled.
+    /// @param long / short Each stored as the reservation + 1 (`createMarket` writes 1 and 1, the market's first
+    ///        write of this slot), so the slot is never zero again: a request writes a nonzero slot (2,900 gas) instead
+    ///        of a zero one (20,000). Each < 2^128: every reservation was within the cap when it was made ((OI +
+    ///        pending + |Δ|) × price <= oiCapUsd), and the write is checked (SafeCast) besides.
     struct PendingOI {
         uint128 long;
         uint128 short;

@@ -25,6 +25,7 @@ library GovernanceLogic {
         marketId = s.marketCount++;
         s.markets[marketId] = params;
         s.marketStates[marketId].lastFundingTime = uint64(block.timestamp);
+        s.pendingOI[marketId] = AccountLogic.PendingOI(1, 1); // nothing reserved, stored + 1 (AccountLogic.PendingOI)
         emit IMarginEngine.MarketCreated(marketId, params);
     }
 

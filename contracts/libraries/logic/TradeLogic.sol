@@ -100,10 +100,11 @@ library TradeLogic {
         if (px == 0) revert IMarginEngine.OracleUnhealthy(asset);
         AccountLogic.PendingOI storage p = s.pendingOI[marketId];
         bool long = sizeDelta > 0;
-        uint256 reserved = uint256(long ? p.long : p.short) + WadMath.abs(sizeDelta);
-        _checkOpenInterest(s, env, marketId, px, long, reserved);
-        if (long) p.long = reserved.toUint128();
-        else p.short = reserved.toUint128();
+        // Stored + 1 (AccountLogic.PendingOI): `stored` is the reservation with this one, plus 1.
+        uint256 stored = uint256(long ? p.long : p.short) + WadMath.abs(sizeDelta);
+        _checkOpenInterest(s, env, marketId, px, long, stored - 1);
+        if (long) p.long = stored.toUint128();
+        else p.short = stored.toUint128();
     }
 
     /// @dev The next order id, and the execution fee moved from the account's USDC reserve into the escrow.
@@ -137,7 +138,7 @@ library TradeLogic {
         if (!o.reduceOnly) {
             AccountLogic.PendingOI storage p = s.pendingOI[o.marketId];
             uint128 size = uint128(WadMath.abs(o.sizeDelta)); // |Δ| <= int128 max, checked at the request
-            if (o.sizeDelta > 0) p.long -= size; // reserved at the request: the reservation holds it
+            if (o.sizeDelta > 0) p.long -= size; // reserved at the request: the reservation (+ 1) holds it
             else p.short -= size;
         }
         uint256 fee = o.fee;

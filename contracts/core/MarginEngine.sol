@@ -15,6 +15,7 @@ import {TradeLogic} from "../libraries/logic/TradeLogic.sol";
 import {RebalanceLogic} from "../libraries/logic/RebalanceLogic.sol";
 import {PlanLogic} from "../libraries/logic/PlanLogic.sol";
 import {EngineBase} from "./EngineBase.sol";
+import {WadMath} from "../libraries/WadMath.sol";
 
 /// @title MarginEngine
 /// @notice Cross-margin perpetual markets, account valuation, liquidation and built-in rebalancing (IMarginEngine and
@@ -22,6 +23,7 @@ import {EngineBase} from "./EngineBase.sol";
 ///         views, `needsRebalance`, `checkUpkeep`) is served by `extension` through delegatecall on the same storage.
 contract MarginEngine is EngineBase {
     using SafeCast for uint256;
+    using WadMath for uint256;
 
     /// @notice The contract that serves the engine's cold functions (see IMarginEngine.extension).
     address public immutable extension;
@@ -158,9 +160,30 @@ contract MarginEngine is EngineBase {
     ) external nonReentrant returns (uint256 orderId) {
         _requireAuthorized(accountId);
         _requireMarket(marketId);
-        return TradeLogic.requestOrder(
+        orderId = TradeLogic.requestOrder(
             _s, _env(), accountId, marketId, sizeDelta, acceptablePrice, deadline, reduceOnly, paused
         );
+        if (!reduceOnly) _checkBacking(accountId, marketId, sizeDelta);
+    }
+
+    /// @dev An order that adds notional must be backed when it is requested: equity now ≥ the initial margin of the
+    ///      added notional at the least rate the market can charge (σ at its stress floor `imVolFloor`, the size term
+    ///      of that notional alone, × imFactor; rounded up). The fill requires at least that, so no order it would
+    ///      accept is refused here; and a reservation of the market's open interest (TradeLogic, finding N3) costs
+    ///      margin, not one order fee — without it an account could hold the cap until its round with an order it
+    ///      cannot fill. Reverts `BelowInitialMargin(accountId, equity, required)`, or `OracleUnhealthy(asset)`.
+    function _checkBacking(uint256 accountId, uint256 marketId, int256 sizeDelta) private {
+        int256 oldSize = _s.positions[accountId][marketId].size;
+        uint256 oldAbs = WadMath.abs(oldSize);
+        uint256 newAbs = WadMath.abs(oldSize + sizeDelta);
+        if (newAbs <= oldAbs) return; // no notional added (a reduction, or a flip to no larger a size)
+        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
+        AccountLogic.pokeAccount(_s, ctx, accountId);
+        IMarginEngine.MarketParams storage m = _s.markets[marketId];
+        uint256 added = (newAbs - oldAbs).mulDivUp(AccountLogic.pokePrice(ctx, m.asset), WadMath.WAD);
+        uint256 required = added.wMulUp(AccountLogic.mmr(_s, m, added, m.imVolFloor)).wMulUp(m.imFactor);
+        int256 equity = AccountLogic.valuation(_s, ctx, accountId).equity;
+        if (equity < required.toInt256()) revert IMarginEngine.BelowInitialMargin(accountId, equity, required);
     }
 
     /// @notice See IMarginEngine.executeOrder.

@@ -284,8 +284,10 @@ describe("Two-step orders", () => {
     it("margin insufficient at the fill cancels (BelowInitialMargin), state unchanged", async () => {
       const f = await loadFixture(ordersFixture);
       const t = (await time.latest()) + 10;
-      await request(f, t, E18(100));
-      await round(f, 2000, t + 10);
+      // 27 ETH is backed at the request's 2,000 (the least IM of 54,000 USD of notional is under 10,000 of equity);
+      // at the fill round's 2,200 the same position needs more initial margin than the account has
+      await request(f, t, E18(27));
+      await round(f, 2200, t + 10);
       const before = await f.engine.accountState(f.id);
       await expect(f.engine.connect(f.keeper).executeOrder(1))
         .to.emit(f.engine, "OrderCancelled")

@@ -265,7 +265,9 @@ describe("Review of 16b4b2c: two-step orders", () => {
       await ethRound(f, 2003, t + 10);
       await btcRound(f, 30_000, t + 11);
       for (const id of [a, b, c]) await f.engine.connect(f.keeper).executeOrder(id);
-      const d = await request(f, t + 20, f.ethMarket, E18(100)); // BelowInitialMargin at the fill
+      // backed at the request (the least IM of the 27 ETH it adds), but with the 5 ETH already held the fill's IM
+      // is above the equity: BelowInitialMargin at the fill
+      const d = await request(f, t + 20, f.ethMarket, E18(27));
       await ethRound(f, 2003, t + 22);
       await expect(f.engine.connect(f.keeper).executeOrder(d))
         .to.emit(f.engine, "OrderCancelled").withArgs(d, 1n, f.keeper.address, sel(f.engine, "BelowInitialMargin"));

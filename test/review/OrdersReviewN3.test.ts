@@ -13,7 +13,8 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
 import { USDC, E18, E8 } from "../helpers/fixtures";
 import { FEE, HOUR, MAX, sel, base, at, ethRound, request, openAt, conserved, type F } from "../helpers/orders";
-import { MAJOR_MARKET } from "../../deploy/params";
+import { DEFAULT_RISK, MAJOR_MARKET } from "../../deploy/params";
+import { mmr, sqrtHorizon, wMulUp } from "../../lib/margin";
 
 type Signer = F["alice"];
 const WAD = E18(1);
@@ -71,8 +72,14 @@ describe("Review finding N3: pending orders reserve open interest at the request
 
   it("a request past the cap, pending orders counted, reverts OpenInterestCap(marketId, oiUsd, capUsd) and changes nothing", async () => {
     const f = await loadFixture(n3);
+    // margin that backs the large requests below (a request must carry the least IM of what it adds)
+    for (const [who, acct, usdc] of [[f.alice, 1n, 40_000n], [f.lp, 2n, 40_000n], [f.bob, 3n, 60_000n]] as const) {
+      await f.usdc.mint(who.address, USDC(usdc));
+      await f.usdc.connect(who).approve(f.vault, USDC(usdc));
+      await f.vault.connect(who).depositMargin(acct, f.usdc, USDC(usdc));
+    }
     const t = await openAt(f, f.ethMarket, E18(10), 2000); // alice: long OI 10
-    await request(f, t, f.ethMarket, E18(100)); // alice's pending long 100 (no IM check at a request)
+    await request(f, t, f.ethMarket, E18(100)); // alice's pending long 100
     expect(await f.engine.pendingOpenInterest(f.ethMarket)).to.deep.equal([E18(100), 0n]);
     expect(await capUsd(f)).to.equal(E18(500_000)); // oiCapUsd binds: 0.5 × 1,000,010 USDC is more
     const snapshot = async () => [
@@ -170,5 +177,28 @@ describe("Review finding N3: pending orders reserve open interest at the request
     expect(await f.engine.pendingOpenInterest(f.ethMarket)).to.deep.equal([0n, 0n]);
     const st = await f.engine.marketState(f.ethMarket);
     expect([st.longOI, st.shortOI]).to.deep.equal([E18(4), 0n]);
+  });
+
+  it("cap squatting (what N3's fix opened) is closed: a request must be backed by the least IM of what it adds", async () => {
+    const f = await loadFixture(n3);
+    // bob (account 3, 10,000 USDC of equity, no position) asks for 240 ETH: 480,000 USD, within the 500,000 cap
+    const t = (await time.latest()) + 10;
+    await at(t);
+    const added = E18(240 * 2000);
+    const rate = mmr(MAJOR_MARKET, added, MAJOR_MARKET.imVolFloor, sqrtHorizon(DEFAULT_RISK.volHorizon));
+    const required = wMulUp(wMulUp(added, rate), MAJOR_MARKET.imFactor);
+    const equity = (await f.engine.accountState(3)).equity;
+    expect(equity).to.equal(E18(10_000));
+    const before = [await f.engine.lastOrderId(), await f.engine.pendingOpenInterest(f.ethMarket), await f.vault.reserveOf(3, f.usdc)];
+    await expect(f.engine.connect(f.bob).requestOrder(3, f.ethMarket, E18(240), MAX, t + HOUR, false))
+      .to.be.revertedWithCustomError(f.engine, "BelowInitialMargin")
+      .withArgs(3n, equity, required);
+    expect([await f.engine.lastOrderId(), await f.engine.pendingOpenInterest(f.ethMarket), await f.vault.reserveOf(3, f.usdc)]).to.deep.equal(before);
+    // what his equity backs is accepted: 28 ETH (56,000 USD of notional) is within the bound
+    const ok = 28n;
+    const okUsd = E18(Number(ok) * 2000);
+    expect(wMulUp(wMulUp(okUsd, mmr(MAJOR_MARKET, okUsd, MAJOR_MARKET.imVolFloor, sqrtHorizon(DEFAULT_RISK.volHorizon))), MAJOR_MARKET.imFactor)).to.be.lte(equity);
+    await request(f, t + 1, f.ethMarket, E18(ok), { who: f.bob, acct: 3n });
+    expect(await f.engine.pendingOpenInterest(f.ethMarket)).to.deep.equal([E18(ok), 0n]);
   });
 });

@@ -259,10 +259,11 @@ describe("Hardhat tasks", function () {
       expect((await f.engine.position(3n, 0n)).size).to.equal(E18(5));
     });
 
-    it("an order the account cannot carry is cancelled BelowInitialMargin", async () => {
-      const out = await hre.run("position:open", { account: "1", market: "ETH", size: "100", from: ALICE });
-      await hre.run("oracle:push", { asset: "WETH", price: "1850" });
-      expect(await hre.run("order:execute", { id: String(out.orderId) })).to.deep.equal({ filled: false, reason: "BelowInitialMargin" });
+    it("an order the account cannot back is refused at the request: BelowInitialMargin, one line, nothing requested", async () => {
+      const before = await f.engine.lastOrderId();
+      const msg = await failure("position:open", { account: "1", market: "ETH", size: "100", from: ALICE });
+      expect(msg).to.match(/^BelowInitialMargin: account 1 would have equity [\d,.]+ USD, below its initial margin [\d,.]+ USD: post more margin \(collateral:post\) or trade a smaller size$/);
+      expect(await f.engine.lastOrderId()).to.equal(before);
     });
 
     it("mistakes: unknown market, bad size, side, slippage, deadline, both prices, unknown order, no reserve for the fee", async () => {

@@ -24,7 +24,7 @@ import { CRYPTO_FEED, MAJOR_MARKET, wad } from "../deploy/params";
 import { deployLocalSystem, type LocalSystem } from "../deploy/system";
 import { recordOfLocalSystem } from "../lib/deployment";
 import { reasonName, requestOrder } from "../lib/orders";
-import { engineInterface } from "../keeper/abi";
+import { engineInterface, errorName, revertData } from "../keeper/abi";
 import { parseConfig } from "../keeper/config";
 import { Keeper } from "../keeper/keeper";
 import { createLogger } from "../keeper/log";
@@ -49,6 +49,8 @@ export const DEFAULT_WARMUP_SECONDS = 48 * 3600;
 /** Orders are requested right after a round; the next one comes within a step. A day is the engine's maximum. */
 const ORDER_LIFETIME = 6n * 3600n;
 const MAX_CYCLES_PER_STEP = 3;
+/** The engine's rules that refuse an opening order at its request (the population then stays flat, reported). */
+const REQUEST_REFUSALS = new Set(["BelowInitialMargin", "OpenInterestCap", "PositionTooLarge"]);
 /**
  * The ETH market's open-interest cap for a population: MAJOR_MARKET's, or twice the larger side's notional at entry
  * (Σ leverage × margin, USD) rounded up to 100k USD when that is more.
@@ -458,13 +460,22 @@ async function openPopulation(
     const size = (BigInt(Math.round(m.leverage * 10)) * m.marginUsdc * USDC_SCALE * WAD) / (10n * priceWad);
     const long = m.side === "long";
     await pin();
-    await requestOrder(sys.engine, trader, {
-      accountId: id,
-      marketId: sys.ethMarket,
-      sizeDelta: long ? size : -size,
-      acceptablePrice: long ? (priceWad * 3n) / 2n : priceWad / 2n,
-      deadline: now + ORDER_LIFETIME,
-    });
+    // A request the engine refuses (e.g. BelowInitialMargin: the account cannot back what the order adds) leaves the
+    // account flat; the report names the rule. Any other failure is the backtester's and stops it.
+    let refused: string | null = null;
+    try {
+      await requestOrder(sys.engine, trader, {
+        accountId: id,
+        marketId: sys.ethMarket,
+        sizeDelta: long ? size : -size,
+        acceptablePrice: long ? (priceWad * 3n) / 2n : priceWad / 2n,
+        deadline: now + ORDER_LIFETIME,
+      });
+    } catch (e) {
+      const name = errorName(revertData(e));
+      if (!REQUEST_REFUSALS.has(name)) throw e;
+      refused = name;
+    }
     const variant = m.policy ? m.policy.name : "control";
     const t: Tracked = {
       member: m,
@@ -484,7 +495,7 @@ async function openPopulation(
       gasUsd: 0n,
       badDebt: 0n,
       orderFee,
-      openRefused: null,
+      openRefused: refused,
     };
     // no account before the opening step, no position at it (steps 0..openStep)
     for (let k = 0; k <= openStep; k++) t.health.push(null);

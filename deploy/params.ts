@@ -122,6 +122,9 @@ export const POLICY_BOUNDS = { minBand: wad("0.05"), maxTarget: wad("10"), maxFe
 /** Action bits of a rebalancing policy and plan (Constants.sol). */
 /** REDUCE_FIRST orders REDUCE before TOP_UP above health 1 (Constants.sol); ALL is every action, without the order. */
 export const ACTION = { TOP_UP: 1, REDUCE: 2, RELEASE: 4, ALL: 7, REDUCE_FIRST: 8 } as const;
+/** The names users type for the policy bits (policy:set, sim:backtest --actions), in display order. */
+export const ACTION_NAMES = { "top-up": ACTION.TOP_UP, reduce: ACTION.REDUCE, release: ACTION.RELEASE, "reduce-first": ACTION.REDUCE_FIRST } as const;
+export type ActionName = keyof typeof ACTION_NAMES;
 
 /**
  * A narrow 1.3 / 1.6 rebalancing policy (TOP_UP then REDUCE, 50 USD fee cap, no cooldown, no release): the one the

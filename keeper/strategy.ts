@@ -9,6 +9,7 @@
  * gas × baseFee × ETH price + minProfitUsd waits, with the reason.
  */
 import { keccak256, toBeHex, zeroPadValue } from "ethers";
+import { gweiText } from "../lib/format";
 
 export const WAD = 10n ** 18n;
 
@@ -119,11 +120,6 @@ const usd = (v: bigint) => {
   return `${neg ? "-" : ""}${cents / 100n}.${(cents % 100n).toString().padStart(2, "0")}`;
 };
 
-const gweiText = (wei: bigint) => {
-  const whole = wei / 10n ** 9n;
-  const frac = (wei % 10n ** 9n).toString().padStart(9, "0").replace(/0+$/, "");
-  return frac ? `${whole}.${frac}` : `${whole}`;
-};
 
 function unprofitable(what: string, value: bigint, cost: bigint, c: Conditions): string {
   return `unprofitable: ${what} ${usd(value)} USD < gas ${usd(cost)} USD + min profit ${usd(c.minProfitUsd)} USD at base fee ${gweiText(c.baseFee)} gwei`;

@@ -13,6 +13,12 @@ export function formatFixed(value: bigint, decimals: number, shown = 2): string 
   return `${negative ? "-" : ""}${wholeText}${shown > 0 ? "." + frac : ""}`;
 }
 
+/** A wei amount (a gas price) in gwei, exact and shortest: 50_000_000n → "0.05". */
+export function gweiText(wei: bigint): string {
+  const frac = (wei % 10n ** 9n).toString().padStart(9, "0").replace(/0+$/, "");
+  return `${wei / 10n ** 9n}${frac ? "." + frac : ""}`;
+}
+
 /** A WAD USD value as "1,234.56". */
 export const usd = (wadValue: bigint, shown = 2) => formatFixed(wadValue, 18, shown);
 

@@ -30,7 +30,7 @@ import { Keeper } from "../keeper/keeper";
 import { createLogger } from "../keeper/log";
 import { Eip1193Provider } from "../keeper/rpc";
 import { FeedPusher__factory } from "../typechain-types";
-import { usd, wadText as dec } from "../lib/format";
+import { gweiText, usd, wadText as dec } from "../lib/format";
 import { ceilDiv } from "../lib/margin";
 import { summarise } from "./accounting";
 import { buildPopulation, policyReport, SimInputError, type Member, type PopulationSpec } from "./population";
@@ -126,8 +126,6 @@ async function pinNextBlock(baseFee: bigint, time?: number): Promise<void> {
 export const DEFAULT_GAS_PRICE = 50_000_000n;
 /** What the keeper's profitability check charges per action: the bench's measured gas, rounded up (README). */
 const KEEPER_GAS = { rebalance: 300_000, rebalanceBatchBase: 100_000, rebalanceBatchPerAccount: 200_000, liquidate: 350_000, executeOrder: 300_000 };
-
-const gweiText = (wei: bigint) => dec(wei * 10n ** 9n);
 
 /** Runs a backtest and returns its report; the chain is reverted to where it was afterwards. */
 export async function runBacktest(opts: BacktestOptions): Promise<BacktestReport> {

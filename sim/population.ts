@@ -3,7 +3,7 @@
  * capital — one control without a policy, and one account per policy with a USDC reserve equal to its margin.
  * Deterministic for a seed (the margins are drawn from it).
  */
-import { ACTION, wad } from "../deploy/params";
+import { ACTION, ACTION_NAMES, wad } from "../deploy/params";
 import { wadText as fmtRatio } from "../lib/format";
 import type { ActionName, PolicyReport, Side } from "./types";
 
@@ -51,27 +51,21 @@ export const DEFAULT_LEVERAGES = [2, 3, 4, 5, 5.5];
 export const DEFAULT_MARGIN = { min: 1_000, max: 3_000, step: 100 };
 const MAX_FEE_USD = wad("50");
 
-const ACTION_BITS: Record<ActionName, number> = {
-  "top-up": ACTION.TOP_UP,
-  reduce: ACTION.REDUCE,
-  release: ACTION.RELEASE,
-  "reduce-first": ACTION.REDUCE_FIRST,
-};
 
 /** "top-up,reduce" → ACTION bits; refuses unknown names and RELEASE without a release ratio. */
 export function parseActions(text: string): number {
   let bits = 0;
   for (const raw of text.split(",")) {
     const name = raw.trim() as ActionName;
-    if (!(name in ACTION_BITS)) throw new SimInputError(`--actions: "${raw}" is not an action — use top-up, reduce, release or reduce-first, comma-separated`);
-    bits |= ACTION_BITS[name];
+    if (!(name in ACTION_NAMES)) throw new SimInputError(`--actions: "${raw}" is not an action — use top-up, reduce, release or reduce-first, comma-separated`);
+    bits |= ACTION_NAMES[name];
   }
   if ((bits & ACTION.REDUCE_FIRST) !== 0 && (bits & ACTION.REDUCE) === 0) throw new SimInputError(`--actions ${text}: reduce-first orders a reduce: add reduce`);
   return bits;
 }
 
 export function actionNames(bits: number): ActionName[] {
-  return (Object.keys(ACTION_BITS) as ActionName[]).filter((n) => (bits & ACTION_BITS[n]) !== 0);
+  return (Object.keys(ACTION_NAMES) as ActionName[]).filter((n) => (bits & ACTION_NAMES[n]) !== 0);
 }
 
 export function policy(actions: number, trigger: bigint, target: bigint, release = 0n): PolicySpec {

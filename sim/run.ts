@@ -59,14 +59,17 @@ export interface SweepArgs extends Omit<BacktestArgs, "policy" | "actions"> {
   actions?: string;
 }
 
-const ratio = (text: string, what: string) => {
+/** A decimal option as a fixed-point bigint (lib/units.ts), its mistake as the simulator's one-line error. */
+function decimal(text: string, decimals: number, what: string): bigint {
   try {
-    return parseUnits(text.trim(), 18, { what, allowZero: true });
+    return parseUnits(text.trim(), decimals, { what, allowZero: true });
   } catch (e) {
     if (e instanceof UnitsError) throw new SimInputError(e.message);
     throw e;
   }
-};
+}
+
+const ratio = (text: string, what: string) => decimal(text, 18, what);
 
 const int = (text: string | undefined, what: string, min: number, max: number): number | undefined => {
   if (text === undefined) return undefined;
@@ -149,13 +152,7 @@ export function warmupOf(text: string | undefined, points: { time: number }[]): 
 
 /** `--gas-gwei`: a decimal number of gwei up to the keeper's 500 gwei cap, as wei. */
 function gweiOf(text: string): bigint {
-  let wei: bigint;
-  try {
-    wei = parseUnits(text, 9, { what: "--gas-gwei", allowZero: true });
-  } catch (e) {
-    if (e instanceof UnitsError) throw new SimInputError(e.message);
-    throw e;
-  }
+  const wei = decimal(text, 9, "--gas-gwei");
   if (wei > 500n * 10n ** 9n) throw new SimInputError(`--gas-gwei ${text}: at most 500 (the replay's keeper caps its fee there)`);
   return wei;
 }

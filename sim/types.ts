@@ -11,7 +11,8 @@ export const BACKTEST_SCHEMA = "ballast.backtest/1";
 export const SWEEP_SCHEMA = "ballast.sweep/1";
 
 export type Side = "long" | "short";
-export type ActionName = "top-up" | "reduce" | "release" | "reduce-first";
+import type { ActionName } from "../deploy/params";
+export type { ActionName };
 export type EventKind = "top-up" | "reduce" | "release" | "liquidation" | "open";
 
 export interface PolicyReport {

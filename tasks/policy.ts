@@ -1,10 +1,8 @@
 /** policy:set and policy:show: an account's rebalancing policy (README "Rebalancing", "Configuration reference"). */
 
-import { ACTION } from "../deploy/params";
+import { ACTION_NAMES } from "../deploy/params";
 import { ballastTask, accountOf, action, actionNames, assetOf, connect, fail, parse, ratio, say, send, symbolOf, usd, type Ctx } from "../lib/tasks";
 import { parseInteger, parseWad } from "../lib/units";
-
-const ACTION_NAMES: Record<string, number> = { "top-up": ACTION.TOP_UP, reduce: ACTION.REDUCE, release: ACTION.RELEASE, "reduce-first": ACTION.REDUCE_FIRST };
 
 /** "top-up,reduce" → 3; "none" → 0. */
 export function parseActions(text: string): number {
@@ -12,7 +10,7 @@ export function parseActions(text: string): number {
   let bits = 0;
   for (const raw of text.split(",")) {
     const name = raw.trim().toLowerCase().replace("_", "-");
-    const bit = ACTION_NAMES[name];
+    const bit = (ACTION_NAMES as Record<string, number>)[name];
     if (bit === undefined) fail(`--actions: unknown action "${raw.trim()}", use top-up, reduce, release, reduce-first (comma-separated) or none`);
     bits |= bit;
   }

@@ -27,7 +27,6 @@ library AccountLogic {
 
     uint256 internal constant WAD = 1e18;
     int256 internal constant IWAD = 1e18;
-    /// @dev The TOP_UP bit of a policy's actions (Constants.TOP_UP).
     /// @dev Listing index of the settlement asset: the engine's constructor lists it first, and nothing unlists.
     uint256 internal constant SETTLEMENT_INDEX = 0;
     /// @dev Prices cached per call: at most every listed asset plus every market asset.

@@ -300,7 +300,7 @@ export function explain(ctx: Ctx, name: string, a: Result): string {
     case "MarginAssetRestricted":
       return `only the owner or an operator of account ${a[0]} may post ${symbolOf(ctx, String(a[1]))} as margin: run it --from the account's owner, or deposit USDC`;
     case "BelowInitialMargin":
-      return `account ${a[0]} would have equity ${usd(num(a[1]))} USD, below its initial margin ${usd(num(a[2]))} USD: post more margin (collateral:post) or trade a smaller size`;
+      return `account ${a[0]} would have equity ${usd(num(a[1]))} USD, below its initial margin ${usd(num(a[2]))} USD: post more margin (collateral:post), trade a smaller size, or reduce with position:close (reduce-only, needs no margin)`;
     case "OrderPending":
       return `account ${a[0]} already has order ${a[1]} waiting, which may add risk: one at a time, and no margin release until a keeper settles it (order:execute); reduce-only orders (position:close) are still accepted`;
     case "PositionIncreasePaused":

@@ -166,23 +166,26 @@ contract MarginEngine is EngineBase {
         if (!reduceOnly) _checkBacking(accountId, marketId, sizeDelta);
     }
 
-    /// @dev An order that adds notional must be backed when it is requested: equity now ≥ the initial margin of the
-    ///      added notional at the least rate the market can charge (σ at its stress floor `imVolFloor`, the size term
-    ///      of that notional alone, × imFactor; rounded up). The fill requires at least that, so no order it would
-    ///      accept is refused here; and a reservation of the market's open interest (TradeLogic, finding N3) costs
-    ///      margin, not one order fee — without it an account could hold the cap until its round with an order it
-    ///      cannot fill. Reverts `BelowInitialMargin(accountId, equity, required)`, or `OracleUnhealthy(asset)`.
+    /// @dev An order that is not reduce-only must be backed when it is requested (README "Orders"): equity now ≥ the
+    ///      initial margin of the whole account as the order can leave it, at the least rates the markets can charge
+    ///      (every σ at its market's stress floor `imVolFloor`, `AccountLogic.floorInitialMargin`), at current prices.
+    ///      The order's market counts at the largest size the order can leave: |size + Δ|, or |Δ| when Δ is against
+    ///      the position (the position may be closed before the fill, which then opens all of |Δ|, the open interest
+    ///      the request reserves). Other positions can only shrink before the fill (one order that may add risk waits
+    ///      at a time), so at the request's prices the fill needs at least this: a same-side increase the fill would
+    ///      accept is never refused here, and a reservation of open interest (TradeLogic, finding N3) costs the margin
+    ///      to hold it, not one order fee. A flip or a reduction asked for without `reduceOnly` needs the margin of a
+    ///      position of |Δ|: reduce with `reduceOnly` (no backing). Reverts `BelowInitialMargin(accountId, equity,
+    ///      required)`, or `OracleUnhealthy(asset)`.
     function _checkBacking(uint256 accountId, uint256 marketId, int256 sizeDelta) private {
-        int256 oldSize = _s.positions[accountId][marketId].size;
-        uint256 oldAbs = WadMath.abs(oldSize);
-        uint256 newAbs = WadMath.abs(oldSize + sizeDelta);
-        if (newAbs <= oldAbs) return; // no notional added (a reduction, or a flip to no larger a size)
+        uint256 size = WadMath.abs(_s.positions[accountId][marketId].size + sizeDelta);
+        uint256 delta = WadMath.abs(sizeDelta);
+        if (delta > size) size = delta;
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
         AccountLogic.pokeAccount(_s, ctx, accountId);
-        IMarginEngine.MarketParams storage m = _s.markets[marketId];
-        uint256 added = (newAbs - oldAbs).mulDivUp(AccountLogic.pokePrice(ctx, m.asset), WadMath.WAD);
-        uint256 required = added.wMulUp(AccountLogic.mmr(_s, m, added, m.imVolFloor)).wMulUp(m.imFactor);
+        AccountLogic.pokePrice(ctx, _s.markets[marketId].asset);
         int256 equity = AccountLogic.valuation(_s, ctx, accountId).equity;
+        uint256 required = AccountLogic.floorInitialMargin(_s, ctx, accountId, marketId, size);
         if (equity < required.toInt256()) revert IMarginEngine.BelowInitialMargin(accountId, equity, required);
     }
 

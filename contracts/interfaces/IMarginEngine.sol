@@ -310,12 +310,16 @@ interface IMarginEngine is IPoolEngine {
     ///         (`pendingOpenInterest`) until it is settled, and is refused unless the side's open interest, every
     ///         reservation and its own, at the current price rounded up, stay within min(oiCapUsd, oiCapFraction ×
     ///         pool capital rounded down) — checked here, not at the fill, so no later change of pool capital can
-    ///         cancel it.
+    ///         cancel it. Such an order must also be backed now: equity >= the initial margin of the whole account
+    ///         as the order can leave it, every market at its stress-floor volatility `imVolFloor`, at current prices
+    ///         (+ keeperReward), its own market at max(|size + Δ|, |Δ|) — a position against Δ may be closed before
+    ///         the fill, which then opens all of |Δ|. Reduce with `reduceOnly`: it needs no backing.
     ///         Reverts `ZeroSizeDelta`, `PositionTooLarge`, `InvalidDeadline` (deadline must be in
     ///         (now, now + MAX_ORDER_LIFETIME]), `TooManyPendingOrders`, `OrderPending` (an order that may add risk is
     ///         already waiting: one at a time), `InsufficientReserve` (the fee), `PositionIncreasePaused` for an order
     ///         that would increase risk while paused (reductions, closes and reduce-only orders are always accepted),
-    ///         `OpenInterestCap(marketId, openInterestUsd, capUsd)` (an order that is not reduce-only, above),
+    ///         `OpenInterestCap(marketId, openInterestUsd, capUsd)` and `BelowInitialMargin(accountId, equity,
+    ///         required)` (an order that is not reduce-only, above),
     ///         `OracleUnhealthy` (such an order while the market's price is invalid), and the oracle's `FeedNotSet` /
     ///         `FeedCallFailed`.
     /// @return orderId Its id (ids start at 1 and increase).

@@ -5,8 +5,8 @@
  * cannot hold an order past its deadline); the others are regression tests of attacks the code resisted. Two more
  * findings of this review: an LP who traded could fail his own fill's open-interest check by withdrawing capital (N3,
  * fixed since: pending orders reserve open interest at the request, OrdersReviewN3.test.ts), and a REDUCE policy
- * nobody is paid to run is a standing option for its owner to close at the current round when he likes (N5, open,
- * README "Orders").
+ * nobody is paid to run is a standing option for its owner to close at the current round when he likes (N5, fixed
+ * since: a REDUCE acts only while its keeper is paid in full, so keepers run it at the first block it may act).
  */
 import { expect } from "chai";
 import { ethers, network } from "hardhat";
@@ -15,7 +15,8 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
 import { USDC, E18, E8 } from "../helpers/fixtures";
 import { FEE, HOUR, MAX, sel, base, at, ethRound, btcRound, request, openAt, conserved, type F } from "../helpers/orders";
-import { ACTION, CRYPTO_FEED, MAJOR_MARKET, wad } from "../../deploy/params";
+import { ACTION, CRYPTO_FEED, DEFAULT_REBALANCER, MAJOR_MARKET, wad } from "../../deploy/params";
+import { pinBaseFee } from "../helpers/rebalance";
 import { MockAggregator__factory, NoHistoryAggregator__factory, type IMarginEngine } from "../../typechain-types";
 
 /** Executes `id` as the keeper; returns the settling event (OrderExecuted / OrderCancelled) as parsed. */
@@ -174,6 +175,35 @@ describe("Re-review of 4213d54: orders and owner-as-keeper", () => {
       expect((await f.engine.accountState(1)).health).to.be.lessThan(wad("1"));
       await expect(f.rebalancer.connect(f.keeper).rebalance(1)).to.be.revertedWithCustomError(f.rebalancer, "Liquidatable");
       await expect(f.engine.connect(f.keeper).liquidate(1)).to.emit(f.engine, "Liquidated");
+    });
+
+    it("fixed (N5): a REDUCE acts only while its keeper is paid in full — one nobody is paid to run is not the owner's option", async () => {
+      const f = await loadFixture(levered);
+      const h = (await f.engine.accountState(1)).health;
+      // Uncapped keeper fee at a 1 gwei base fee, ETH 2,000: 1 USD + 600,000 gas × 1 gwei × 2,000 USD = 2.2 USD.
+      const GWEI = 10n ** 9n;
+      const uncapped = DEFAULT_REBALANCER.baseFeeUsd + (BigInt(DEFAULT_REBALANCER.gasUnits) * GWEI * E18(2000)) / E18(1);
+      expect(uncapped).to.equal(wad("2.2"));
+      let t = (await time.latest()) + 10;
+      await at(t);
+      // maxFeeUsd 0: the trigger is above health, a round comes after the policy — and still no REDUCE, for anyone
+      await f.engine.connect(f.alice).setRebalancePolicy(1, reduceOnlyPolicy(h + wad("0.5"), 0n));
+      await ethRound(f, 2000, t + 10);
+      await pinBaseFee(GWEI);
+      await expect(f.rebalancer.connect(f.alice).rebalance(1, { maxFeePerGas: 2n * GWEI })).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
+      // maxFeeUsd exactly the fee at 1 gwei: one wei of base fee more and the keeper would be short — no REDUCE
+      t = (await time.latest()) + 10;
+      await at(t);
+      await f.engine.connect(f.alice).setRebalancePolicy(1, reduceOnlyPolicy(h + wad("0.5"), uncapped));
+      await ethRound(f, 2000, t + 10);
+      await pinBaseFee(GWEI + 1n);
+      await expect(f.rebalancer.connect(f.alice).rebalance(1, { maxFeePerGas: 2n * GWEI })).to.be.revertedWithCustomError(f.rebalancer, "NothingToRebalance");
+      // at 1 gwei it is paid in full: any keeper runs it at once (here the owner), fee 2.2 USD
+      await pinBaseFee(GWEI);
+      const before = await f.engine.keeperRewardsOf(f.alice.address);
+      await expect(f.rebalancer.connect(f.alice).rebalance(1, { maxFeePerGas: 2n * GWEI })).to.emit(f.rebalancer, "Rebalanced");
+      expect((await f.engine.keeperRewardsOf(f.alice.address)) - before).to.equal(USDC(22) / 10n);
+      expect((await f.engine.position(1, f.ethMarket)).size).to.be.lessThan(E18(10));
     });
 
     it("levers that do not stamp cannot lower health: a stranger's deposit and margin deposit, settle, an LP withdrawal", async () => {

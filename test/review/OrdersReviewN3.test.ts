@@ -37,6 +37,12 @@ async function capUsd(f: F): Promise<bigint> {
   return byCapital < MAJOR_MARKET.oiCapUsd ? byCapital : MAJOR_MARKET.oiCapUsd;
 }
 
+/** One position's initial margin at the ETH market's stress floor σ = imVolFloor, rounded up as the engine does. */
+const floorImOf = (notional: bigint) =>
+  wMulUp(wMulUp(notional, mmr(MAJOR_MARKET, notional, MAJOR_MARKET.imVolFloor, sqrtHorizon(DEFAULT_RISK.volHorizon))), MAJOR_MARKET.imFactor);
+/** The least IM of an account whose positions have these notionals (WAD USD): Σ floor IM + the keeper reward. */
+const floorIm = (...notionals: bigint[]) => notionals.reduce((sum, n) => sum + floorImOf(n), DEFAULT_RISK.keeperReward);
+
 /** base() plus the LP's own trading account (id 2) and bob's (id 3); past the LP's hold period. */
 async function n3() {
   const f = await base();
@@ -184,9 +190,7 @@ describe("Review finding N3: pending orders reserve open interest at the request
     // bob (account 3, 10,000 USDC of equity, no position) asks for 240 ETH: 480,000 USD, within the 500,000 cap
     const t = (await time.latest()) + 10;
     await at(t);
-    const added = E18(240 * 2000);
-    const rate = mmr(MAJOR_MARKET, added, MAJOR_MARKET.imVolFloor, sqrtHorizon(DEFAULT_RISK.volHorizon));
-    const required = wMulUp(wMulUp(added, rate), MAJOR_MARKET.imFactor);
+    const required = floorIm(E18(240 * 2000));
     const equity = (await f.engine.accountState(3)).equity;
     expect(equity).to.equal(E18(10_000));
     const before = [await f.engine.lastOrderId(), await f.engine.pendingOpenInterest(f.ethMarket), await f.vault.reserveOf(3, f.usdc)];
@@ -197,8 +201,66 @@ describe("Review finding N3: pending orders reserve open interest at the request
     // what his equity backs is accepted: 28 ETH (56,000 USD of notional) is within the bound
     const ok = 28n;
     const okUsd = E18(Number(ok) * 2000);
-    expect(wMulUp(wMulUp(okUsd, mmr(MAJOR_MARKET, okUsd, MAJOR_MARKET.imVolFloor, sqrtHorizon(DEFAULT_RISK.volHorizon))), MAJOR_MARKET.imFactor)).to.be.lte(equity);
+    expect(floorIm(okUsd)).to.be.lte(equity);
     await request(f, t + 1, f.ethMarket, E18(ok), { who: f.bob, acct: 3n });
     expect(await f.engine.pendingOpenInterest(f.ethMarket)).to.deep.equal([E18(ok), 0n]);
+  });
+
+  describe("the backing check's review (M1, M2): the whole account as the order can leave it, at the σ floors", () => {
+    /** bob (account 3) holds 28 ETH long, filled at 2,000; returns a time after it. */
+    async function holding(f: F): Promise<number> {
+      const t = (await time.latest()) + 10;
+      const id = await request(f, t, f.ethMarket, E18(28), { who: f.bob, acct: 3n });
+      await ethRound(f, 2000, t + 5);
+      await expect(f.engine.connect(f.keeper).executeOrder(id)).to.emit(f.engine, "OrderExecuted");
+      return t + 10;
+    }
+
+    async function refused(f: F, t: number, market: bigint, size: bigint, required: bigint) {
+      const equity = (await f.engine.accountState(3)).equity;
+      expect(equity).to.be.lt(required);
+      const before = [await f.engine.lastOrderId(), await f.engine.pendingOpenInterest(market), await f.vault.reserveOf(3, f.usdc)];
+      await at(t);
+      await expect(f.engine.connect(f.bob).requestOrder(3, market, size, size > 0n ? MAX : 0n, t + HOUR, false))
+        .to.be.revertedWithCustomError(f.engine, "BelowInitialMargin")
+        .withArgs(3n, equity, required);
+      expect([await f.engine.lastOrderId(), await f.engine.pendingOpenInterest(market), await f.vault.reserveOf(3, f.usdc)]).to.deep.equal(before);
+    }
+
+    it("M1 fixed: a fully used account cannot reserve its position's size again — the existing position's margin counts", async () => {
+      const f = await loadFixture(n3);
+      const t = await holding(f);
+      // The check before this fix backed only what the order adds (28 ETH more: within 10,000 USDC of equity); the
+      // account as the fill would leave it, 56 ETH, needs more than it has at any volatility.
+      const equity = (await f.engine.accountState(3)).equity;
+      expect(floorImOf(E18(28 * 2000)) + DEFAULT_RISK.keeperReward).to.be.lte(equity);
+      await refused(f, t, f.ethMarket, E18(28), floorIm(E18(56 * 2000)));
+      // on another market too: 1.5 BTC at 30,000 (the fixture's price), with the ETH position's margin counted
+      expect(await f.oracle.price(await f.wbtc.getAddress())).to.equal(E18(30_000));
+      await refused(f, t + 1, f.btcMarket, E18(3) / 2n, floorIm(E18(28 * 2000), E18(45_000)));
+    });
+
+    it("M2 fixed: a flip is backed for all of |Δ| it reserves; a reduction without reduceOnly for the larger of what it leaves and |Δ|", async () => {
+      const f = await loadFixture(n3);
+      const t = await holding(f);
+      // selling 56 ETH reserves 56 ETH short: if the long is closed before the fill, all of it opens
+      await refused(f, t, f.ethMarket, -E18(56), floorIm(E18(56 * 2000)));
+      // a reduction asked for without reduceOnly: selling 10 ETH leaves 18 ETH long or, the long closed first, 10 short —
+      // backed for the larger (18 ETH) and accepted; it reserves 10 ETH short and fills as a plain sale
+      const equity = (await f.engine.accountState(3)).equity;
+      expect(floorIm(E18(18 * 2000))).to.be.lte(equity);
+      const sell = await request(f, t + 1, f.ethMarket, -E18(10), { who: f.bob, acct: 3n });
+      expect(await f.engine.pendingOpenInterest(f.ethMarket)).to.deep.equal([0n, E18(10)]);
+      await ethRound(f, 2000, t + 2);
+      await expect(f.engine.connect(f.keeper).executeOrder(sell)).to.emit(f.engine, "OrderExecuted");
+      expect((await f.engine.position(3, f.ethMarket)).size).to.equal(E18(18));
+      // ETH falls 20 %: selling 12 more without reduceOnly needs the margin of 12 ETH (the larger of 6 and 12), which
+      // the account no longer has; the same sale reduce-only needs no backing and reserves nothing
+      await ethRound(f, 1600, t + 10);
+      await refused(f, t + 11, f.ethMarket, -E18(12), floorIm(E18(12 * 1600)));
+      const close = await request(f, t + 12, f.ethMarket, -E18(12), { who: f.bob, acct: 3n, reduceOnly: true });
+      expect(await f.engine.pendingOpenInterest(f.ethMarket)).to.deep.equal([0n, 0n]);
+      expect((await f.engine.order(close)).reduceOnly).to.equal(true);
+    });
   });
 });

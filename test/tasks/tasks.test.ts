@@ -262,7 +262,7 @@ describe("Hardhat tasks", function () {
     it("an order the account cannot back is refused at the request: BelowInitialMargin, one line, nothing requested", async () => {
       const before = await f.engine.lastOrderId();
       const msg = await failure("position:open", { account: "1", market: "ETH", size: "100", from: ALICE });
-      expect(msg).to.match(/^BelowInitialMargin: account 1 would have equity [\d,.]+ USD, below its initial margin [\d,.]+ USD: post more margin \(collateral:post\) or trade a smaller size$/);
+      expect(msg).to.match(/^BelowInitialMargin: account 1 would have equity [\d,.]+ USD, below its initial margin [\d,.]+ USD: post more margin \(collateral:post\), trade a smaller size, or reduce with position:close \(reduce-only, needs no margin\)$/);
       expect(await f.engine.lastOrderId()).to.equal(before);
     });
 
@@ -496,7 +496,7 @@ describe("Hardhat tasks", function () {
       expect(BigInt(s.equity)).to.be.lt(BigInt(s.initialMargin)); // topped up to health 2, below IM
       const margin = await f.vault.marginOf(2n, f.usdc);
       expect(await failure("collateral:release", { account: "2", asset: "USDC", amount: "1", from: BOB })).to.match(
-        /^BelowInitialMargin: account 2 would have equity [\d,]+\.\d\d USD, below its initial margin [\d,]+\.\d\d USD: post more margin \(collateral:post\) or trade a smaller size$/,
+        /^BelowInitialMargin: account 2 would have equity [\d,]+\.\d\d USD, below its initial margin [\d,]+\.\d\d USD: post more margin \(collateral:post\), trade a smaller size, or reduce with position:close \(reduce-only, needs no margin\)$/,
       );
       expect(await f.vault.marginOf(2n, f.usdc)).to.equal(margin);
     });

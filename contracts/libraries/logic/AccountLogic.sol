@@ -319,6 +319,28 @@ library AccountLogic {
         initReq = (target > maint ? notional.wMulUp(mmr(s, m, notional, target)) : req).wMulUp(m.imFactor);
     }
 
+    /// @dev The least initial margin the account can be asked for once an order leaves |size| `size` in `marketId`:
+    ///      Σ N·mmr(σ = imVolFloor)·imFactor over its positions (`marketId` at `size`, the others as they are) +
+    ///      keeperReward, at cached prices, rounded up. IM never uses a σ below the market's floor (`positionTerms`)
+    ///      and mmr grows with σ, so the fill's IM at these prices is at least this. Every price must be cached.
+    function floorInitialMargin(Storage storage s, Ctx memory ctx, uint256 accountId, uint256 marketId, uint256 size)
+        internal
+        view
+        returns (uint256 im)
+    {
+        uint256 markets = s.accounts[accountId].positionMask | (1 << marketId);
+        for (uint256 id; markets != 0; ++id) {
+            if (markets & 1 != 0) {
+                IMarginEngine.MarketParams storage m = s.markets[id];
+                uint256 held = id == marketId ? size : WadMath.abs(s.positions[accountId][id].size);
+                uint256 notional = held.mulDivUp(cachedPrice(ctx, m.asset), WAD);
+                im += notional.wMulUp(mmr(s, m, notional, m.imVolFloor)).wMulUp(m.imFactor);
+            }
+            markets >>= 1;
+        }
+        im += s.hot.keeperReward;
+    }
+
     /// @dev Σ N·mmr(max(σ, σ_mm)) + keeperReward, rounded up: the maintenance margin at the current volatility.
     ///      A liquidation is triggered at the maintenance volatility (bounded speed) but restores its target
     ///      against this, so what it leaves open is sized for the volatility of now, as new risk is.

@@ -146,15 +146,34 @@ library PlanLogic {
         view
         returns (uint256 fee)
     {
-        AccountLogic.HotParams memory p = s.hot;
-        fee = p.baseFeeUsd;
-        (, uint256 ethPx) = AccountLogic.lookup(ctx, ctx.env.gasAsset);
-        // Gas cost in wei × USD per ETH, rounded down (the account pays no more than the gas is worth); with no
-        // valid gas-asset price (0 in the cache) the keeper gets the flat part only, and the account stays protected.
-        fee += (uint256(p.gasUnits) * block.basefee).wMulDown(ethPx);
+        fee = _uncappedFee(s, ctx);
         if (fee > maxFeeUsd) fee = maxFeeUsd;
         // Whole settlement-token units, rounded down: the keeper is credited exactly what the account is charged.
         fee -= fee % ctx.env.settlementScale;
+    }
+
+    /// @dev baseFeeUsd + gasUnits × block.basefee × gas-asset price: the keeper fee before the owner's cap. Gas cost in
+    ///      wei × USD per ETH, rounded down (the account pays no more than the gas is worth); with no valid gas-asset
+    ///      price (0 in the cache) the flat part only, and the account stays protected.
+    function _uncappedFee(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx) private view returns (uint256) {
+        AccountLogic.HotParams memory p = s.hot;
+        (, uint256 ethPx) = AccountLogic.lookup(ctx, ctx.env.gasAsset);
+        return uint256(p.baseFeeUsd) + (uint256(p.gasUnits) * block.basefee).wMulDown(ethPx);
+    }
+
+    /// @dev Whether a REDUCE may act now. It closes at the current round, so the owner must not be able to choose
+    ///      that round: only on a round of every held market published after his last action that could call for it
+    ///      (a price he could not know then, README "Orders"), and only while its keeper is paid in full
+    ///      (`maxFeeUsd` >= the uncapped keeper fee at this block's base fee). Keepers run a REDUCE they are paid for
+    ///      at the first block it may act, so it is not a standing option for an owner who runs it himself whenever
+    ///      the round suits him (review finding N5: a policy nobody is paid to run).
+    function _mayReduce(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, Draft memory d)
+        private
+        view
+        returns (bool)
+    {
+        return _uncappedFee(s, ctx) <= d.policy.maxFeeUsd
+            && AccountLogic.roundsAfter(s, ctx, d.accountId, d.policy.ownerActedAt);
     }
 
     /// @dev h < trigger. TOP_UP (skipped above 1 under REDUCE_FIRST when a REDUCE may act now), in the owner's
@@ -179,14 +198,12 @@ library PlanLogic {
         }
         required = SignedMath.max(required, int256(d.state.maintenanceMargin.wMulUp(target)));
         int256 equity = d.state.equity - int256(d.feeUsd);
-        // A REDUCE closes at the current round: only on a round of every held market published after the owner's
-        // last action that could call for it, a price he could not know then (README "Orders").
+        // A REDUCE closes at the current round: only when the owner cannot choose that round (`_mayReduce`).
         // REDUCE_FIRST (set only with REDUCE): above 1, when a REDUCE may act now, it restores the target alone and no
         // reserve is spent — unless only closing everything would (no partial close reaches the target): the reserve
         // goes first then. Evaluated only for such policies: others pay nothing for it.
         bool reduceFirst = d.policy.actions & C.REDUCE_FIRST != 0 && d.state.health >= WAD
-            && AccountLogic.roundsAfter(s, ctx, d.accountId, d.policy.ownerActedAt)
-            && CloseMath.leastCloseFraction(
+            && _mayReduce(s, ctx, d) && CloseMath.leastCloseFraction(
                 target, d.state.maintenanceMargin, s.hot.keeperReward, equity - int256(scale), d.closeFeeUsd
             ) < WAD;
         uint256 added;
@@ -197,7 +214,7 @@ library PlanLogic {
         equity += int256(added);
         if (
             required > equity && d.policy.actions & C.REDUCE != 0
-                && (reduceFirst || AccountLogic.roundsAfter(s, ctx, d.accountId, d.policy.ownerActedAt))
+                && (reduceFirst || _mayReduce(s, ctx, d))
         ) {
             // One settlement-token unit less equity: realised PnL settles against USDC margin rounded up to a
             // whole unit (against the account), and the plan must still reach the target after that.

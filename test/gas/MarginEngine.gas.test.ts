@@ -29,15 +29,16 @@ describe("gas snapshot › MarginEngine", () => {
     await s.engine.setOrderFee(USDC(1) / 2n);
     const e = s.engine.connect(s.alice);
     const deadline = async () => BigInt((await time.latest()) + 3_600);
-    const steps: [string, bigint, bigint][] = [
-      ["open", E18(10), E18(2100)],
-      ["increase", E18(5), E18(2100)],
-      ["reduce", -E18(5), E18(1900)],
-      ["close", -E18(10), E18(1900)],
+    // Reductions as users ask for them (position:close): reduce-only, which needs no backing and reserves nothing.
+    const steps: [string, bigint, bigint, boolean][] = [
+      ["open", E18(10), E18(2100), false],
+      ["increase", E18(5), E18(2100), false],
+      ["reduce", -E18(5), E18(1900), true],
+      ["close", -E18(10), E18(1900), true],
     ];
-    for (const [what, size, limit] of steps) {
+    for (const [what, size, limit, reduceOnly] of steps) {
       const id = (await s.engine.lastOrderId()) + 1n;
-      await snapshotGas(`requestOrder ${what}`, e.requestOrder(1, s.ethMarket, size, limit, await deadline(), false));
+      await snapshotGas(`requestOrder ${what}`, e.requestOrder(1, s.ethMarket, size, limit, await deadline(), reduceOnly));
       await s.ethFeed.setAnswer(E8(2000));
       await snapshotGas(`executeOrder ${what}`, s.engine.connect(s.keeper).executeOrder(id));
     }

@@ -8,7 +8,8 @@ import { ethers } from "hardhat";
 import { time } from "@nomicfoundation/hardhat-network-helpers";
 
 import { productionFixture, USDC, E8, type ProductionFixture } from "./fixtures";
-import { MAJOR_MARKET } from "../../deploy/params";
+import { DEFAULT_RISK, MAJOR_MARKET } from "../../deploy/params";
+import { mmr, sqrtHorizon, wMulUp } from "../../lib/margin";
 import type { IMarginEngine } from "../../typechain-types";
 
 export const FEE = USDC(1) / 2n;
@@ -76,3 +77,12 @@ export async function conserved(f: F, accounts: bigint[]) {
   sum += (await f.pool.capital()) + (await f.pool.insuranceBalance()) + (await f.engine.totalKeeperRewards());
   expect(sum).to.equal(held);
 }
+
+/** One position's initial margin at a MAJOR_MARKET market's stress floor σ = imVolFloor, rounded up as the engine does. */
+export const floorImOf = (notional: bigint) =>
+  wMulUp(wMulUp(notional, mmr(MAJOR_MARKET, notional, MAJOR_MARKET.imVolFloor, sqrtHorizon(DEFAULT_RISK.volHorizon))), MAJOR_MARKET.imFactor);
+
+/** What a request must be backed by (MarginEngine._checkBacking) for positions of these notionals (WAD USD, the
+ *  order's market at the size the order can leave): Σ floor IM + the keeper reward. */
+export const floorIm = (...notionals: bigint[]) => notionals.reduce((sum, n) => sum + floorImOf(n), DEFAULT_RISK.keeperReward);
+

@@ -13,7 +13,8 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { anyValue } from "@nomicfoundation/hardhat-chai-matchers/withArgs";
 
 import { USDC, E18, E8 } from "../helpers/fixtures";
-import { FEE, HOUR, MAX, sel, base, at, ethRound, btcRound, request, openAt, conserved, type F } from "../helpers/orders";
+import { FEE, HOUR, MAX, sel, base, at, ethRound, btcRound, request, openAt, conserved, floorIm, type F } from "../helpers/orders";
+import { mulDivUp } from "../../lib/margin";
 import { ACTION, MAJOR_MARKET, wad } from "../../deploy/params";
 import type { IMarginEngine } from "../../typechain-types";
 
@@ -265,9 +266,21 @@ describe("Review of 16b4b2c: two-step orders", () => {
       await ethRound(f, 2003, t + 10);
       await btcRound(f, 30_000, t + 11);
       for (const id of [a, b, c]) await f.engine.connect(f.keeper).executeOrder(id);
-      // backed at the request (the least IM of the 27 ETH it adds), but with the 5 ETH already held the fill's IM
-      // is above the equity: BelowInitialMargin at the fill
-      const d = await request(f, t + 20, f.ethMarket, E18(27));
+      // backed at the request (the least IM of the 5 + y ETH it leaves: y the largest size within the equity), but
+      // the fill's trading fee takes the equity below that IM: BelowInitialMargin at the fill
+      const equity = (await f.engine.accountState(1)).equity;
+      const leaves = (y: bigint) => ((E18(5) + y) * 2003n);
+      let [lo, hi] = [0n, E18(100)];
+      while (hi - lo > 1n) {
+        const mid = (lo + hi) / 2n;
+        if (floorIm(leaves(mid)) <= equity) lo = mid;
+        else hi = mid;
+      }
+      const fee = mulDivUp(mulDivUp(lo, 2003n * E18(1), E18(1)), MAJOR_MARKET.feeRate, E18(1));
+      expect(equity - fee).to.be.lessThan(floorIm(leaves(lo)));
+      await at(t + 19);
+      await expect(f.engine.connect(f.alice).requestOrder(1, f.ethMarket, lo + 1n, MAX, t + HOUR, false)).to.be.revertedWithCustomError(f.engine, "BelowInitialMargin");
+      const d = await request(f, t + 20, f.ethMarket, lo);
       await ethRound(f, 2003, t + 22);
       await expect(f.engine.connect(f.keeper).executeOrder(d))
         .to.emit(f.engine, "OrderCancelled").withArgs(d, 1n, f.keeper.address, sel(f.engine, "BelowInitialMargin"));

@@ -12,9 +12,8 @@ import { expect } from "chai";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
 import { USDC, E18, E8 } from "../helpers/fixtures";
-import { FEE, HOUR, MAX, sel, base, at, ethRound, request, openAt, conserved, type F } from "../helpers/orders";
+import { FEE, HOUR, MAX, sel, base, at, ethRound, request, openAt, conserved, floorIm, floorImOf, type F } from "../helpers/orders";
 import { DEFAULT_RISK, MAJOR_MARKET } from "../../deploy/params";
-import { mmr, sqrtHorizon, wMulUp } from "../../lib/margin";
 
 type Signer = F["alice"];
 const WAD = E18(1);
@@ -36,12 +35,6 @@ async function capUsd(f: F): Promise<bigint> {
   const byCapital = ((await f.pool.capital()) * USDC_SCALE * MAJOR_MARKET.oiCapFraction) / WAD;
   return byCapital < MAJOR_MARKET.oiCapUsd ? byCapital : MAJOR_MARKET.oiCapUsd;
 }
-
-/** One position's initial margin at the ETH market's stress floor σ = imVolFloor, rounded up as the engine does. */
-const floorImOf = (notional: bigint) =>
-  wMulUp(wMulUp(notional, mmr(MAJOR_MARKET, notional, MAJOR_MARKET.imVolFloor, sqrtHorizon(DEFAULT_RISK.volHorizon))), MAJOR_MARKET.imFactor);
-/** The least IM of an account whose positions have these notionals (WAD USD): Σ floor IM + the keeper reward. */
-const floorIm = (...notionals: bigint[]) => notionals.reduce((sum, n) => sum + floorImOf(n), DEFAULT_RISK.keeperReward);
 
 /** base() plus the LP's own trading account (id 2) and bob's (id 3); past the LP's hold period. */
 async function n3() {

@@ -167,20 +167,18 @@ contract MarginEngine is EngineBase {
     }
 
     /// @dev An order that is not reduce-only must be backed when it is requested (README "Orders"): equity now ≥ the
-    ///      initial margin of the whole account as the order can leave it, at the least rates the markets can charge
-    ///      (every σ at its market's stress floor `imVolFloor`, `AccountLogic.floorInitialMargin`), at current prices.
-    ///      The order's market counts at the largest size the order can leave: |size + Δ|, or |Δ| when Δ is against
-    ///      the position (the position may be closed before the fill, which then opens all of |Δ|, the open interest
-    ///      the request reserves). Other positions can only shrink before the fill (one order that may add risk waits
-    ///      at a time), so at the request's prices the fill needs at least this: a same-side increase the fill would
-    ///      accept is never refused here, and a reservation of open interest (TradeLogic, finding N3) costs the margin
-    ///      to hold it, not one order fee. A flip or a reduction asked for without `reduceOnly` needs the margin of a
-    ///      position of |Δ|: reduce with `reduceOnly` (no backing). Reverts `BelowInitialMargin(accountId, equity,
-    ///      required)`, or `OracleUnhealthy(asset)`.
+    ///      initial margin of the whole account with |Δ| added to its position in the order's market, at the least
+    ///      rates the markets can charge (every σ at its market's stress floor `imVolFloor`,
+    ///      `AccountLogic.floorInitialMargin`), at current prices. The reservation of |Δ| of open interest on the
+    ///      order's side (TradeLogic, finding N3) is thus backed by margin no position uses: on top of the position
+    ///      (same side: what the fill leaves; against it: the other side's cap, which an order that never fills
+    ///      would otherwise hold on the margin of the position it leaves open — review findings M1, M3). Other
+    ///      positions can only shrink before the fill (one order that may add risk waits at a time), so at the
+    ///      request's prices a same-side increase the fill would accept is never refused here. A flip or a reduction
+    ///      asked for without `reduceOnly` needs the margin of |size| + |Δ|: reduce with `reduceOnly` (no backing).
+    ///      Reverts `BelowInitialMargin(accountId, equity, required)`, or `OracleUnhealthy(asset)`.
     function _checkBacking(uint256 accountId, uint256 marketId, int256 sizeDelta) private {
-        uint256 size = WadMath.abs(_s.positions[accountId][marketId].size + sizeDelta);
-        uint256 delta = WadMath.abs(sizeDelta);
-        if (delta > size) size = delta;
+        uint256 size = WadMath.abs(_s.positions[accountId][marketId].size) + WadMath.abs(sizeDelta); // both < 2^127
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
         AccountLogic.pokeAccount(_s, ctx, accountId);
         AccountLogic.pokePrice(ctx, _s.markets[marketId].asset);

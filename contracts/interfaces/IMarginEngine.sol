@@ -311,9 +311,9 @@ interface IMarginEngine is IPoolEngine {
     ///         reservation and its own, at the current price rounded up, stay within min(oiCapUsd, oiCapFraction ×
     ///         pool capital rounded down) — checked here, not at the fill, so no later change of pool capital can
     ///         cancel it. Such an order must also be backed now: equity >= the initial margin of the whole account
-    ///         as the order can leave it, every market at its stress-floor volatility `imVolFloor`, at current prices
-    ///         (+ keeperReward), its own market at max(|size + Δ|, |Δ|) — a position against Δ may be closed before
-    ///         the fill, which then opens all of |Δ|. Reduce with `reduceOnly`: it needs no backing.
+    ///         with |Δ| added to its position in the order's market (|size| + |Δ|: the reservation on top of the
+    ///         position), every market at its stress-floor volatility `imVolFloor`, at current prices (+
+    ///         keeperReward). Reduce with `reduceOnly`: it needs no backing.
     ///         Reverts `ZeroSizeDelta`, `PositionTooLarge`, `InvalidDeadline` (deadline must be in
     ///         (now, now + MAX_ORDER_LIFETIME]), `TooManyPendingOrders`, `OrderPending` (an order that may add risk is
     ///         already waiting: one at a time), `InsufficientReserve` (the fee), `PositionIncreasePaused` for an order

@@ -5,7 +5,8 @@
  * test/helpers/orders.ts: pool capital 1,000,000 USDC, ETH 2,000, BTC 30,000, MAJOR_MARKET caps 500,000 USD per side,
  * a 0.5 USDC order fee, no funding).
  *
- * Tests named "finding Mx:" assert the correct behaviour and fail on 5b47429; tests named "resisted:" are regression
+ * Tests named "fixed (Mx):" failed on 5b47429 and assert the behaviour of the fix (M3: |Δ| is backed on top of the
+ * position, not within it; M4: no REDUCE while the gas asset is unpriced); tests named "resisted:" are regression
  * tests of attacks the code resisted.
  */
 import { expect } from "chai";
@@ -13,19 +14,12 @@ import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
 import { USDC, E18, E8 } from "../helpers/fixtures";
-import { HOUR, MAX, base, at, ethRound, btcRound, request, openAt, conserved, type F } from "../helpers/orders";
+import { HOUR, MAX, base, at, ethRound, btcRound, request, openAt, conserved, floorIm, type F } from "../helpers/orders";
 import { pinBaseFee, STATUS } from "../helpers/rebalance";
 import { ACTION, DEFAULT_REBALANCER, DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
-import { mmr, sqrtHorizon, wMulUp } from "../../lib/margin";
 
 type Signer = F["alice"];
 const GWEI = 10n ** 9n;
-
-/** One position's initial margin at the market's stress floor σ = imVolFloor (MAJOR_MARKET), rounded up as the engine does. */
-const floorImOf = (notional: bigint) =>
-  wMulUp(wMulUp(notional, mmr(MAJOR_MARKET, notional, MAJOR_MARKET.imVolFloor, sqrtHorizon(DEFAULT_RISK.volHorizon))), MAJOR_MARKET.imFactor);
-/** The least IM of an account whose positions have these notionals (WAD USD): Σ floor IM + the keeper reward. */
-const floorIm = (...notionals: bigint[]) => notionals.reduce((sum, n) => sum + floorImOf(n), DEFAULT_RISK.keeperReward);
 
 /** `who` opens an account (id returned) with `margin` USDC of margin and a 10 USDC reserve. */
 async function trader(f: F, who: Signer, margin: bigint): Promise<bigint> {
@@ -60,7 +54,7 @@ async function btcHolder(f: F): Promise<number> {
 
 describe("Review of 5b47429: the backing check and the paid REDUCE", () => {
   describe("backing of a request (_checkBacking / floorInitialMargin)", () => {
-    it("finding M3: a position's margin also backs a reservation of the same size on the other side — an unfillable sell squats the short cap for one order fee", async () => {
+    it("fixed (M3): a position's margin also backs a reservation of the same size on the other side — an unfillable sell squats the short cap for one order fee", async () => {
       const f = await loadFixture(base);
       // bob (account 2): 45,000 USDC of margin, opens 120 ETH long at 2,000 (240,000 USD: fee 120 USD).
       const bob = await trader(f, f.bob, USDC(45_000));
@@ -84,11 +78,10 @@ describe("Review of 5b47429: the backing check and the paid REDUCE", () => {
       // already uses — it reserves 120 ETH of the SHORT side's cap until its round (on 5b47429: accepted, reserving
       // [0, 120]). Any keeper cancels it at the next round (PriceNotAcceptable) and bob asks again; if bob executes it
       // himself he even gets the order fee back. Two hedged accounts (one long, one short) squat both sides this way.
-      try {
-        await request(f, t + 1, f.ethMarket, -E18(120), { who: f.bob, acct: bob, limit: MAX });
-      } catch (e) {
-        expect(String(e)).to.contain("BelowInitialMargin"); // a fix may refuse it (equity < the long + the reservation)
-      }
+      // Fixed: backed for the long and the reservation (240 ETH at the σ floor), which the account does not have.
+      await at(t + 1);
+      await expect(f.engine.connect(f.bob).requestOrder(bob, f.ethMarket, -E18(120), MAX, t + 1 + HOUR, false))
+        .to.be.revertedWithCustomError(f.engine, "BelowInitialMargin").withArgs(bob, equity, floorIm(E18(480_000)));
       // Correct: whatever the squat reserves, a real short within the cap is not crowded out by a reservation that
       // costs bob no margin beyond his long's. alice (60,000 USDC of margin: backs 131 ETH short at the σ floor) asks
       // to sell 131 ETH: 262,000 USD, within the 500,000 cap on a short side with nothing open.
@@ -153,7 +146,7 @@ describe("Review of 5b47429: the backing check and the paid REDUCE", () => {
       // alice: 1 BTC long (30,000 USD); a 20 ETH buy (40,000 USD) is backed only with the BTC position's floor IM too
       const t = await openAt(f, f.btcMarket, E18(1), 30_000);
       const equity = (await f.engine.accountState(1)).equity;
-      const needed = floorImOf(E18(30_000)) + floorImOf(E18(40_000)) + DEFAULT_RISK.keeperReward;
+      const needed = floorIm(E18(30_000), E18(40_000));
       expect(floorIm(E18(40_000))).to.be.lte(equity); // enough for the ETH order alone
       expect(needed).to.be.gt(equity);
       await at(t);
@@ -163,7 +156,7 @@ describe("Review of 5b47429: the backing check and the paid REDUCE", () => {
   });
 
   describe("a REDUCE acts only while its keeper is paid in full (_mayReduce)", () => {
-    it("finding M4: with the gas asset unpriced (WETH breaker tripped by a >25 % ETH move) the 'uncapped' fee is the 1 USD flat part — a REDUCE nobody is paid to run is again its owner's option", async () => {
+    it("fixed (M4): with the gas asset unpriced (WETH breaker tripped by a >25 % ETH move) the 'uncapped' fee is the 1 USD flat part — a REDUCE nobody is paid to run is again its owner's option", async () => {
       const f = await loadFixture(base);
       const t0 = await btcHolder(f);
       const h = (await f.engine.accountState(1)).health;

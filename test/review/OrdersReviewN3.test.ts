@@ -199,7 +199,7 @@ describe("Review finding N3: pending orders reserve open interest at the request
     expect(await f.engine.pendingOpenInterest(f.ethMarket)).to.deep.equal([E18(ok), 0n]);
   });
 
-  describe("the backing check's review (M1, M2): the whole account as the order can leave it, at the σ floors", () => {
+  describe("the backing check's reviews (M1, M2, M3): the whole account with |Δ| added, at the σ floors", () => {
     /** bob (account 3) holds 28 ETH long, filled at 2,000; returns a time after it. */
     async function holding(f: F): Promise<number> {
       const t = (await time.latest()) + 10;
@@ -233,27 +233,26 @@ describe("Review finding N3: pending orders reserve open interest at the request
       await refused(f, t + 1, f.btcMarket, E18(3) / 2n, floorIm(E18(28 * 2000), E18(45_000)));
     });
 
-    it("M2 fixed: a flip is backed for all of |Δ| it reserves; a reduction without reduceOnly for the larger of what it leaves and |Δ|", async () => {
+    it("M2, M3 fixed: an order against the position is backed for the position and all of |Δ| it reserves; reduce-only needs nothing", async () => {
       const f = await loadFixture(n3);
       const t = await holding(f);
-      // selling 56 ETH reserves 56 ETH short: if the long is closed before the fill, all of it opens
-      await refused(f, t, f.ethMarket, -E18(56), floorIm(E18(56 * 2000)));
-      // a reduction asked for without reduceOnly: selling 10 ETH leaves 18 ETH long or, the long closed first, 10 short —
-      // backed for the larger (18 ETH) and accepted; it reserves 10 ETH short and fills as a plain sale
-      const equity = (await f.engine.accountState(3)).equity;
-      expect(floorIm(E18(18 * 2000))).to.be.lte(equity);
-      const sell = await request(f, t + 1, f.ethMarket, -E18(10), { who: f.bob, acct: 3n });
-      expect(await f.engine.pendingOpenInterest(f.ethMarket)).to.deep.equal([0n, E18(10)]);
-      await ethRound(f, 2000, t + 2);
-      await expect(f.engine.connect(f.keeper).executeOrder(sell)).to.emit(f.engine, "OrderExecuted");
-      expect((await f.engine.position(3, f.ethMarket)).size).to.equal(E18(18));
-      // ETH falls 20 %: selling 12 more without reduceOnly needs the margin of 12 ETH (the larger of 6 and 12), which
-      // the account no longer has; the same sale reduce-only needs no backing and reserves nothing
-      await ethRound(f, 1600, t + 10);
-      await refused(f, t + 11, f.ethMarket, -E18(12), floorIm(E18(12 * 1600)));
-      const close = await request(f, t + 12, f.ethMarket, -E18(12), { who: f.bob, acct: 3n, reduceOnly: true });
+      // selling 56 ETH reserves 56 ETH of the short side while the 28 ETH long may stay (an order that never fills):
+      // backed for 28 + 56 ETH, not for the 28 short it would leave (M2) nor the 56 alone (M3: the long's margin)
+      await refused(f, t, f.ethMarket, -E18(56), floorIm(E18(84 * 2000)));
+      // a reduction asked for without reduceOnly reserves its 10 ETH of the short side too: backed for 38 ETH
+      await refused(f, t + 1, f.ethMarket, -E18(10), floorIm(E18(38 * 2000)));
+      // the same sale reduce-only needs no backing and reserves nothing; it fills as a sale
+      const close = await request(f, t + 2, f.ethMarket, -E18(10), { who: f.bob, acct: 3n, reduceOnly: true });
       expect(await f.engine.pendingOpenInterest(f.ethMarket)).to.deep.equal([0n, 0n]);
       expect((await f.engine.order(close)).reduceOnly).to.equal(true);
+      await ethRound(f, 2000, t + 3);
+      await expect(f.engine.connect(f.keeper).executeOrder(close)).to.emit(f.engine, "OrderExecuted");
+      expect((await f.engine.position(3, f.ethMarket)).size).to.equal(E18(18));
+      // what the margin does back is accepted: 18 ETH held + a sale of 10 (28 ETH at the σ floor, within the equity)
+      expect(floorIm(E18(28 * 2000))).to.be.lte((await f.engine.accountState(3)).equity);
+      const sell = await request(f, t + 10, f.ethMarket, -E18(10), { who: f.bob, acct: 3n });
+      expect(await f.engine.pendingOpenInterest(f.ethMarket)).to.deep.equal([0n, E18(10)]);
+      expect((await f.engine.order(sell)).reduceOnly).to.equal(false);
     });
   });
 });

@@ -164,7 +164,7 @@ library PlanLogic {
     /// @dev Whether a REDUCE may act now. It closes at the current round, so the owner must not be able to choose
     ///      that round: only on a round of every held market published after his last action that could call for it
     ///      (a price he could not know then, README "Orders"), and only while its keeper is paid in full
-    ///      (`maxFeeUsd` >= the uncapped keeper fee at this block's base fee). Keepers run a REDUCE they are paid for
+    ///      (`maxFeeUsd` >= the uncapped keeper fee at this block's base fee, the gas asset validly priced). Keepers run a REDUCE they are paid for
     ///      at the first block it may act, so it is not a standing option for an owner who runs it himself whenever
     ///      the round suits him (review finding N5: a policy nobody is paid to run).
     function _mayReduce(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx, Draft memory d)
@@ -172,7 +172,10 @@ library PlanLogic {
         view
         returns (bool)
     {
-        return _uncappedFee(s, ctx) <= d.policy.maxFeeUsd
+        // With no valid gas-asset price the fee is its flat part only: whether the keeper is paid cannot be told,
+        // so no REDUCE (review finding M4: during a gas-asset breaker trip, N5's option would come back).
+        (, uint256 ethPx) = AccountLogic.lookup(ctx, ctx.env.gasAsset);
+        return ethPx != 0 && _uncappedFee(s, ctx) <= d.policy.maxFeeUsd
             && AccountLogic.roundsAfter(s, ctx, d.accountId, d.policy.ownerActedAt);
     }
 

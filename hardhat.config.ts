@@ -60,6 +60,12 @@ const config: HardhatUserConfig = {
     hardhat: {
       // Demo and tests run many accounts through real contracts; keep the block gas limit generous.
       blockGasLimit: 60_000_000,
+      // Only for a `hardhat node` child process (the forked-mainnet suite, `fork:replica`; README "Forked-mainnet
+      // tests"): BALLAST_NODE_CHAIN_ID=1 makes the node answer as mainnet (the replica upstream, and a node forking
+      // mainnet or the replica), BALLAST_NODE_INITIAL_DATE dates its genesis (the replica's clock, inside the
+      // Chainlink data's range). Never set them for `npm test`: every other test runs on chain 31337 at today's date.
+      chainId: process.env.BALLAST_NODE_CHAIN_ID ? Number(process.env.BALLAST_NODE_CHAIN_ID) : 31337,
+      ...(process.env.BALLAST_NODE_INITIAL_DATE ? { initialDate: process.env.BALLAST_NODE_INITIAL_DATE } : {}),
     },
     // `npx hardhat node` (its default accounts); BALLAST_LOCALHOST_URL points at another port.
     localhost: { url: process.env.BALLAST_LOCALHOST_URL || "http://127.0.0.1:8545", chainId: 31337 },

@@ -12,3 +12,4 @@ import "./keeping";
 import "./lp";
 import "./markets";
 import "./sim";
+import "./fork";

@@ -128,6 +128,9 @@ const WETH9 = () => {
   return { abi: j.abi, bytecode: j.bytecode.startsWith("0x") ? j.bytecode : "0x" + j.bytecode };
 };
 
+/** An account (no code) whose slot 0 records the replica's fork block, for a second `fork:replica` to report. */
+export const REPLICA_MARKER = "0x000000000000000000000000000000000ba11a57";
+
 /** Blocks the seeding needs (≈ 70 transactions) and margin. */
 const SEEDING_BLOCKS = 300;
 
@@ -213,7 +216,7 @@ async function seed(provider: JsonRpcProvider, url: string, log: (line: string) 
   });
 
   if ((await provider.getCode(UNISWAP.wethUsdc500)) !== "0x") {
-    const head = latest!.number - REPLICA_SAFE_DEPTH;
+    const head = Number(BigInt(await provider.getStorage(REPLICA_MARKER, 0)));
     log(`the node at ${url} is a replica already (the WETH/USDC pool has code); its fork block is ${head}`);
     return report([], true, head, (await provider.getBlock(head))!.timestamp);
   }
@@ -391,6 +394,7 @@ async function seed(provider: JsonRpcProvider, url: string, log: (line: string) 
   if ((await provider.getStorage(TOKENS.USDC, probe, forkBlock)) !== (await provider.getStorage(TOKENS.USDC, probe, "latest"))) {
     throw new Error(`the node serves different state at block ${forkBlock} than at its head: a fork would not see the replica`);
   }
+  await send("hardhat_setStorageAt", [REPLICA_MARKER, "0x" + "0".repeat(64), "0x" + BigInt(forkBlock).toString(16).padStart(64, "0")]);
   put("fork block", String(forkBlock), `seeded in blocks ${firstSeedBlock}–${seeded}, real blocks to ${forkBlock}, head ${forkBlock + REPLICA_SAFE_DEPTH}`);
   return report(placed, false, forkBlock, at!.timestamp);
 }

@@ -28,8 +28,9 @@ import { fillAtNextRound } from "../../lib/orders";
 import { ERC20__factory, ForkAggregatorProxy__factory, type MockAggregator } from "../../typechain-types";
 import { liquidationFraction } from "../helpers/marginMath";
 import { expectedFee, planRestore } from "../helpers/rebalance";
-import { startBackground, stop, waitFor } from "../e2e/runbook";
-import { ROOT, forkInProcess, restoreInProcess, startForkNode, startUpstream, type Upstream } from "./upstream";
+import http from "node:http";
+import { runScript, startBackground, stop, waitFor, type Ran } from "../e2e/runbook";
+import { ROOT, forkInProcess, nodeEnv, restoreInProcess, startForkNode, startUpstream, type Upstream } from "./upstream";
 import {
   USDC,
   WAD,
@@ -281,6 +282,48 @@ describe("forked mainnet: Ballast against mainnet's contracts (local replica, or
       expect([ev.args.accountId, ev.args.liquidator, ev.args.fraction]).to.deep.equal([ids.c, await keeper.getAddress(), expected]);
       expect((await b.engine.position(ids.c, b.ethMarket)).size).to.equal(size0 - (size0 * expected + WAD - 1n) / WAD);
       await expect(b.engine.connect(keeper).liquidate(ids.c)).to.be.revertedWithCustomError(b.engine, "NotLiquidatable");
+    });
+  });
+
+  describe("npx hardhat fork:replica", () => {
+    const task = (url: string) => runScript(`npx hardhat fork:replica --url ${url}`, { cwd: ROOT, env: nodeEnv(), timeoutMs: 120_000 });
+    /** The task failed with `message` on one line and no stack trace. */
+    const oneLine = (r: Ran, message: RegExp) => {
+      expect(r.code, r.stdout + r.stderr).to.not.equal(0);
+      expect(r.code).to.equal(1);
+      expect(r.stderr.trim(), r.stdout + r.stderr).to.match(new RegExp(`^Error: [^\n]*${message.source}[^\n]*$`));
+    };
+
+    it("refuses a URL that is not a loopback address, and a node whose chain id is not 1, in one line each", async () => {
+      oneLine(await task("https://eth.example.org"), /seeds only a local node .*not https:\/\/eth\.example\.org/);
+      // a local JSON-RPC endpoint answering as Hardhat's default chain 31337
+      const srv = http.createServer((req, res) => {
+        let body = "";
+        req.on("data", (d) => (body += d));
+        req.on("end", () => {
+          const { id, method } = JSON.parse(body);
+          const result = method === "eth_chainId" ? "0x7a69" : method === "web3_clientVersion" ? "HardhatNetwork/2.29.1/@nomicfoundation/edr/0" : null;
+          res.setHeader("content-type", "application/json");
+          res.end(JSON.stringify({ jsonrpc: "2.0", id, result }));
+        });
+      });
+      await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+      try {
+        const port = (srv.address() as { port: number }).port;
+        oneLine(await task(`http://127.0.0.1:${port}`), /has chain id 31337; the replica needs chain id 1: start it with BALLAST_NODE_CHAIN_ID=1/);
+      } finally {
+        srv.close();
+      }
+    });
+
+    it("reports a node that already is a replica instead of seeding it twice (mainnet mode: refuses the mainnet URL)", async () => {
+      if (up!.mode === "mainnet") {
+        oneLine(await task(up!.url), /seeds only a local node/);
+        return;
+      }
+      const r = await task(up!.url);
+      expect(r.code, r.stdout + r.stderr).to.equal(0);
+      expect(r.stdout, r.stdout + r.stderr).to.contain(`already a replica: fork ${up!.url} at block ${up!.block}`);
     });
   });
 

@@ -1,6 +1,6 @@
 /** The engine's ABI as one ethers Interface (IMarginEngine + IRebalancer + IVault, one address): encode calls, parse events, name errors. */
 import { Interface, type InterfaceAbi } from "ethers";
-import { IMarginEngine__factory, IRebalancer__factory, IVault__factory } from "../typechain-types";
+import { FlashLiquidator__factory, IMarginEngine__factory, IRebalancer__factory, IVault__factory } from "../typechain-types";
 
 let cached: Interface | undefined;
 
@@ -21,17 +21,39 @@ export function engineInterface(): Interface {
   return cached;
 }
 
-/** Reverts that mean "someone else got there first" or "nothing to do": logged, never retried as failures. */
-export const BENIGN = new Set(["NothingToRebalance", "NotOptedIn", "NotLiquidatable", "RescueAvailable", "OrderNotFound", "OrderNotReady", "Liquidatable"]);
+let flashCached: Interface | undefined;
 
-/** Name of the engine error in revert `data` ("Error(reason)" for a string revert, the selector when unknown). */
+/** The FlashLiquidator's ABI (periphery: its own address). */
+export function flashInterface(): Interface {
+  return (flashCached ??= new Interface(FlashLiquidator__factory.abi as unknown as InterfaceAbi));
+}
+
+/** Reverts that mean "someone else got there first" or "nothing to do": logged, never retried as failures. */
+export const BENIGN = new Set([
+  "NothingToRebalance",
+  "NotOptedIn",
+  "NotLiquidatable",
+  "RescueAvailable",
+  "OrderNotFound",
+  "OrderNotReady",
+  "Liquidatable",
+  // a collateral sale someone else made first (the FlashLiquidator's names, and the engine's)
+  "NothingToRepay",
+  "NoCollateral",
+  "NothingToBuy",
+]);
+
+/** Name of the engine's (or the FlashLiquidator's) error in revert `data` ("Error(reason)" for a string revert, the
+ *  selector when unknown). */
 export function errorName(data: string | null | undefined): string {
   if (!data || data === "0x") return "revert without data";
-  try {
-    const e = engineInterface().parseError(data);
-    if (e) return e.name === "Error" ? `Error(${String(e.args[0])})` : e.name;
-  } catch {
-    /* unknown */
+  for (const iface of [engineInterface(), flashInterface()]) {
+    try {
+      const e = iface.parseError(data);
+      if (e) return e.name === "Error" ? `Error(${String(e.args[0])})` : e.name;
+    } catch {
+      /* unknown to this interface */
+    }
   }
   return data.slice(0, 10);
 }

@@ -83,16 +83,30 @@ export const configSchema = z
         rebalanceBatchPerAccount: int(21_000).default(600_000),
         liquidate: int(21_000).default(900_000),
         executeOrder: int(21_000).default(400_000),
+        flashLiquidate: int(21_000).default(450_000),
       })
       .strict()
       .prefault({}),
     /** "i/N": this keeper acts on shard i of N (also --shard) */
     shard: shardText.optional(),
+    /**
+     * FlashLiquidator address: when set (with flashPool), accounts a liquidation left owing with collateral are
+     * bought capital-free through it (the keeper holds no USDC); unset, they are left to others
+     */
+    flashLiquidator: address.optional(),
+    /** the Uniswap V3 pool of (collateral, USDC) the FlashLiquidator flash-swaps from; its other token is bought */
+    flashPool: address.optional(),
+    /** least profit (USD) above gas of a flash liquidation */
+    flashMinProfitUsd: decimal("USD amount", 18).prefault("0"),
   })
   .strict()
   .refine((c) => c.network !== undefined || c.engine !== undefined, {
     message: "is missing: set \"network\" (a deployment record name) or \"engine\" (an address)",
     path: ["network"],
+  })
+  .refine((c) => (c.flashLiquidator === undefined) === (c.flashPool === undefined), {
+    message: "must be set together with flashLiquidator (the Uniswap V3 pool of the collateral and USDC), or neither",
+    path: ["flashPool"],
   });
 
 type Parsed = z.output<typeof configSchema>;
@@ -134,6 +148,9 @@ const ENV_KEYS: Record<string, { key: string; kind: "string" | "int" | "list" | 
   KEEPER_MIN_PROFIT_USD: { key: "minProfitUsd", kind: "decimal" },
   KEEPER_ETH_USD_FALLBACK: { key: "ethUsdFallback", kind: "decimal" },
   KEEPER_SHARD: { key: "shard", kind: "string" },
+  KEEPER_FLASH_LIQUIDATOR: { key: "flashLiquidator", kind: "string" },
+  KEEPER_FLASH_POOL: { key: "flashPool", kind: "string" },
+  KEEPER_FLASH_MIN_PROFIT_USD: { key: "flashMinProfitUsd", kind: "decimal" },
 };
 
 function envValue(kind: string, text: string): unknown {

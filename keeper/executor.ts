@@ -8,7 +8,7 @@
  * first" is a benign no-op, logged. `dryRun` simulates and logs, and sends nothing.
  */
 import { Transaction, type Signer } from "ethers";
-import { BENIGN, engineInterface, errorName, revertData } from "./abi";
+import { BENIGN, engineInterface, errorName, flashInterface, revertData } from "./abi";
 import type { Logger } from "./log";
 import type { Metrics } from "./metrics";
 import { isRevert, isTxRejection, type RpcPool } from "./rpc";
@@ -43,6 +43,8 @@ export interface ExecutorOptions {
   now?: () => number;
   /** fault injection (tests): called around each broadcast of a new transaction; a throw aborts the cycle there */
   hooks?: ExecutorHooks;
+  /** the FlashLiquidator, its pool and the collateral it buys (flashLiquidate actions; the profit goes to `from`) */
+  flash?: { address: string; pool: string; collateral: string };
 }
 
 export interface ExecutorHooks {
@@ -72,10 +74,12 @@ export class Executor {
     return this.o.dryRun || !this.o.signer;
   }
 
-  /** Calldata of an action. */
+  /** Calldata of an engine action (a flashLiquidate goes to the FlashLiquidator: `call`). */
   static calldata(a: Action): string {
     const i = engineInterface();
     switch (a.kind) {
+      case "flashLiquidate":
+        throw new Error("flashLiquidate is sent to the FlashLiquidator, not the engine");
       case "liquidate":
         return i.encodeFunctionData("liquidate", [a.ids[0]]);
       case "rescue":
@@ -86,6 +90,23 @@ export class Executor {
       case "executeOrder":
         return i.encodeFunctionData("executeOrder", [a.ids[0]]);
     }
+  }
+
+  /** Where an action is sent and its calldata. */
+  call(a: Action): { to: string; data: string } {
+    if (a.kind !== "flashLiquidate") return { to: this.o.engine, data: Executor.calldata(a) };
+    const f = this.o.flash;
+    if (!f) throw new Error("flashLiquidate without a FlashLiquidator configured (flashLiquidator, flashPool)");
+    const params = {
+      accountId: a.ids[0],
+      collateral: f.collateral,
+      pool: f.pool,
+      maxRepay: 0n,
+      minProfit: a.minProfit ?? 0n,
+      recipient: this.o.from,
+      liquidateFirst: false,
+    };
+    return { to: f.address, data: flashInterface().encodeFunctionData("flashLiquidate", [params]) };
   }
 
   /**
@@ -120,8 +141,8 @@ export class Executor {
   async execute(a: Action): Promise<ExecResult> {
     const base = { kind: a.kind, ids: a.ids };
     const log = this.o.log.child({ action: a.kind, ids: a.ids.map(String) });
-    const data = Executor.calldata(a);
-    const tx = { from: this.o.from, to: this.o.engine, data };
+    const { to, data } = this.call(a);
+    const tx = { from: this.o.from, to, data };
     // 1. simulate
     let gasLimit: bigint;
     try {
@@ -161,7 +182,7 @@ export class Executor {
       type: 2,
       chainId: this.o.chainId,
       nonce,
-      to: this.o.engine,
+      to,
       data,
       value: 0n,
       gasLimit,

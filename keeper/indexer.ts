@@ -25,6 +25,7 @@ const EVENTS = [
   "Withdrawn",
   "MarginPosted",
   "MarginReleased",
+  "SettlementChanged",
 ] as const;
 
 export interface SyncResult {
@@ -137,6 +138,9 @@ export class Indexer {
       }
       case "OrderRequested":
         s.addOrder({ id: a.orderId as bigint, accountId: a.accountId as bigint, marketId: a.marketId as bigint, requestedBlock: b, deadline: a.deadline as bigint });
+        break;
+      case "SettlementChanged":
+        s.setOwes(a.accountId as bigint, (a.settlement as bigint) < 0n, b);
         break;
       case "OrderExecuted":
       case "OrderCancelled":

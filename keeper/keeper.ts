@@ -13,7 +13,7 @@ import { Indexer } from "./indexer";
 import { createLogger, type Logger } from "./log";
 import { Metrics } from "./metrics";
 import { RpcPool, httpProvider, type Endpoint } from "./rpc";
-import { Scanner } from "./scanner";
+import { resolveFlashTarget, Scanner, type FlashTarget } from "./scanner";
 import { Store } from "./store";
 import { plan, type Plan } from "./strategy";
 
@@ -54,7 +54,7 @@ export class Keeper {
   private constructor(
     readonly cfg: KeeperConfig,
     readonly rec: DeploymentRecord,
-    deps: KeeperDeps & { endpoints: Endpoint[]; log: Logger },
+    deps: KeeperDeps & { endpoints: Endpoint[]; log: Logger; flash?: FlashTarget },
   ) {
     this.log = deps.log;
     const signer = deps.signer ?? (cfg.privateKey ? new Wallet(cfg.privateKey) : undefined);
@@ -78,6 +78,7 @@ export class Keeper {
       shard: cfg.shard,
       ethUsdFallback: cfg.ethUsdFallback,
       log: this.log,
+      flash: deps.flash,
     });
     this.executor = new Executor(this.store, this.pool, {
       engine: rec.engine,
@@ -93,6 +94,7 @@ export class Keeper {
       metrics: this.metrics,
       now: deps.now,
       hooks: deps.hooks,
+      flash: deps.flash,
     });
   }
 
@@ -103,7 +105,12 @@ export class Keeper {
     if (rec.chainId !== undefined && rec.chainId !== cfg.chainId) {
       throw new Error(`config error: chainId ${cfg.chainId} does not match the deployment's ${rec.chainId} — fix it in ${cfg.source}`);
     }
-    return new Keeper(cfg, rec, { ...deps, endpoints, log });
+    // the FlashLiquidator's pool names the collateral it buys (its token that is not the settlement asset)
+    const flash =
+      cfg.flashLiquidator !== undefined && cfg.flashPool !== undefined
+        ? await resolveFlashTarget(endpoints[0].provider, { address: cfg.flashLiquidator, pool: cfg.flashPool }, rec.settlementAsset)
+        : undefined;
+    return new Keeper(cfg, rec, { ...deps, endpoints, log, flash });
   }
 
   /** Index and scan at the best head, and plan (nothing is sent). */
@@ -118,6 +125,10 @@ export class Keeper {
     for (const a of scan.accounts) {
       for (const key of [`rebalance:${a.id}`, `liquidate:${a.id}`]) if (this.store.isPending(key) || this.store.isLive(key, a.round)) busy.add(key);
     }
+    for (const d of scan.debts) {
+      const key = `buy:${d.id}`;
+      if (this.store.isPending(key) || this.store.isLive(key, d.round)) busy.add(key);
+    }
     for (const o of scan.orders) if (this.store.isPending(`order:${o.id}`) || this.store.isLive(`order:${o.id}`, "0")) busy.add(`order:${o.id}`);
     const p = plan(scan.accounts, scan.orders, {
       baseFee: scan.baseFee,
@@ -129,7 +140,8 @@ export class Keeper {
       batchSize: this.cfg.batchSize,
       shard: this.cfg.shard,
       busy,
-    });
+      flash: this.cfg.flashLiquidator !== undefined ? { minProfitUsd: this.cfg.flashMinProfitUsd, gas: this.cfg.gas.flashLiquidate } : undefined,
+    }, scan.debts);
     for (const w of p.waits) this.log.info({ key: w.key, reason: w.reason }, "waiting");
     this.metrics.accounts.set(this.store.accountCount());
     this.metrics.pendingOrders.set(scan.orders.length);

@@ -2,16 +2,19 @@
  * Reads what the strategy needs at one block: `healthBatch` over the registry's accounts with positions (in chunks),
  * then, for the few that matter, the liquidation fraction and rescue, the rebalance status (accounts outside their
  * policy band), and the readiness of pending orders (a simulated `executeOrder`); plus the base fee, the ETH price
- * (the engine's gas asset, from the oracle) and the engine's fee parameters.
+ * (the engine's gas asset, from the oracle) and the engine's fee parameters. With a FlashLiquidator configured, also the
+ * accounts a liquidation left owing with no position: their debt and a simulated `flashLiquidate` (its profit, or why it
+ * would revert).
  */
 import type { DeploymentRecord } from "../lib/deployment";
 import type { Ballast } from "../lib/connect";
 import { connectBallast } from "../lib/connect";
-import { errorName, revertData } from "./abi";
+import { FlashLiquidator__factory, IERC20Metadata__factory, IUniswapV3PoolMinimal__factory } from "../typechain-types";
+import { errorName, flashInterface, revertData } from "./abi";
 import type { Logger } from "./log";
 import { isRevert, type RpcPool } from "./rpc";
 import type { AccountRow, OrderRow, Store } from "./store";
-import { inShard, WAD, type AccountSnapshot, type OrderSnapshot } from "./strategy";
+import { inShard, WAD, type AccountSnapshot, type DebtSnapshot, type OrderSnapshot } from "./strategy";
 
 const USDC_SCALE = 10n ** 12n;
 
@@ -22,6 +25,45 @@ export interface ScanResult {
   feeParams: { baseFeeUsd: bigint; gasUnits: bigint };
   accounts: AccountSnapshot[];
   orders: OrderSnapshot[];
+  /** owing accounts with no position (only with a FlashLiquidator configured) */
+  debts: DebtSnapshot[];
+}
+
+/** The FlashLiquidator the keeper sells collateral through, and what it buys (resolved once from the pool). */
+export interface FlashTarget {
+  address: string;
+  pool: string;
+  collateral: string;
+  decimals: number;
+}
+
+/** The pool's token that is not the settlement asset, and its decimals. */
+export async function resolveFlashTarget(
+  provider: Parameters<typeof connectBallast>[1],
+  flash: { address: string; pool: string },
+  settlementAsset: string,
+): Promise<FlashTarget> {
+  const pool = IUniswapV3PoolMinimal__factory.connect(flash.pool, provider);
+  const [t0, t1] = await Promise.all([pool.token0(), pool.token1()]);
+  const usdc = settlementAsset.toLowerCase();
+  if (t0.toLowerCase() !== usdc && t1.toLowerCase() !== usdc) {
+    throw new Error(`config error: flashPool ${flash.pool} does not trade the settlement asset ${settlementAsset}`);
+  }
+  const collateral = t0.toLowerCase() === usdc ? t1 : t0;
+  const decimals = Number(await IERC20Metadata__factory.connect(collateral, provider).decimals());
+  return { address: flash.address, pool: flash.pool, collateral, decimals };
+}
+
+/** The revert's error with its arguments ("InsufficientProfit(-1234, 0)"), or its name when they cannot be decoded. */
+function errorText(data: string | undefined): string {
+  const name = errorName(data);
+  try {
+    const e = data ? flashInterface().parseError(data) : null;
+    if (e) return `${e.name}(${e.args.map(String).join(", ")})`;
+  } catch {
+    /* not the FlashLiquidator's */
+  }
+  return name;
 }
 
 export class Scanner {
@@ -31,7 +73,14 @@ export class Scanner {
     private readonly store: Store,
     private readonly pool: RpcPool,
     private readonly rec: DeploymentRecord,
-    private readonly opts: { chunk: number; keeper: string; shard: { index: number; count: number }; ethUsdFallback?: bigint; log: Logger },
+    private readonly opts: {
+      chunk: number;
+      keeper: string;
+      shard: { index: number; count: number };
+      ethUsdFallback?: bigint;
+      log: Logger;
+      flash?: FlashTarget;
+    },
   ) {}
 
   private b(i: number, provider: Parameters<typeof connectBallast>[1]): Ballast {
@@ -71,7 +120,51 @@ export class Scanner {
       const snap = await this.order(o, blockTag);
       if (snap) orders.push(snap);
     }
-    return { block, baseFee, ethUsd, feeParams: { baseFeeUsd: fp.baseFeeUsd, gasUnits: fp.gasUnits }, accounts, orders };
+    const debts: DebtSnapshot[] = [];
+    if (this.opts.flash) {
+      for (const a of this.store.owingAccounts().filter((a) => inShard(a.id, this.opts.shard))) {
+        const d = await this.debt(a, this.opts.flash, blockTag);
+        if (d) debts.push(d);
+      }
+    }
+    return { block, baseFee, ethUsd, feeParams: { baseFeeUsd: fp.baseFeeUsd, gasUnits: fp.gasUnits }, accounts, orders, debts };
+  }
+
+  /** An owing account's debt and a simulated flash liquidation (undefined: it owes nothing or holds no collateral). */
+  private async debt(a: AccountRow, flash: FlashTarget, blockTag: number): Promise<DebtSnapshot | undefined> {
+    const [st, margin] = await Promise.all([
+      this.read((b) => b.engine.accountState(a.id, { blockTag })),
+      this.read((b) => b.vault.marginOf(a.id, flash.collateral, { blockTag })),
+    ]);
+    if (st.settlement >= 0n || margin === 0n) return undefined;
+    const [ok, px] = await this.read((b) => b.oracle.tryPrice(flash.collateral, { blockTag }));
+    const snap: DebtSnapshot = {
+      id: a.id,
+      round: String(a.updatedBlock),
+      debtUsd: -st.settlement,
+      collateralPriceUsd: ok ? px : undefined,
+      collateralDecimals: flash.decimals,
+      quote: { reason: "not simulated" },
+    };
+    const params = {
+      accountId: a.id,
+      collateral: flash.collateral,
+      pool: flash.pool,
+      maxRepay: 0n,
+      minProfit: 0n,
+      recipient: this.opts.keeper,
+      liquidateFirst: false,
+    };
+    try {
+      const profit = await this.pool.use((ep) =>
+        FlashLiquidator__factory.connect(flash.address, ep.provider).flashLiquidate.staticCall(params, { from: this.opts.keeper, blockTag }),
+      );
+      snap.quote = { profit };
+    } catch (e) {
+      if (!isRevert(e)) throw e;
+      snap.quote = { reason: errorText(revertData(e)) };
+    }
+    return snap;
   }
 
   private async detail(

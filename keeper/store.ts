@@ -12,6 +12,8 @@ export interface AccountRow {
   id: bigint;
   owner: string;
   hasPosition: boolean;
+  /** its settlement balance is negative (last SettlementChanged): it owes the pool */
+  owes: boolean;
   optedIn: boolean;
   /** policy (WAD), 0 when not opted in */
   triggerRatio: bigint;
@@ -95,6 +97,8 @@ export const MIGRATIONS: string[] = [
    CREATE UNIQUE INDEX journal_live ON journal(key, round) WHERE status IN ('pending','mined','reorged');
    CREATE INDEX journal_hash ON journal(hash);
    CREATE INDEX journal_nonce ON journal(nonce);`,
+  // 3: accounts that owe the pool (negative settlement balance): the collateral sales' candidates
+  `ALTER TABLE accounts ADD COLUMN owes INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 const num = (id: bigint) => (id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : Number.MAX_SAFE_INTEGER);
@@ -202,7 +206,8 @@ export class Store {
         .prepare("UPDATE journal SET status = 'reorged', block = NULL, note = 'mined in block ' || block || ', dropped by a reorg' WHERE status IN ('mined','failed') AND block > ?")
         .run(fork);
       this.db.prepare("UPDATE orders SET settled_block = NULL WHERE settled_block > ?").run(fork);
-      this.db.prepare("UPDATE accounts SET updated_block = ?, has_position = 1 WHERE updated_block > ?").run(fork, fork);
+      // the dropped blocks' state is unknown: scanned again (positions, and a debt the dropped blocks may have repaid)
+      this.db.prepare("UPDATE accounts SET updated_block = ?, has_position = 1, owes = 1 WHERE updated_block > ?").run(fork, fork);
       this.dropBlocksAbove(fork);
       const c = this.cursor();
       if (c && c.block > fork) this.db.prepare("UPDATE cursor SET block = ?, hash = ? WHERE id = 1").run(fork, this.blockHash(fork) ?? "");
@@ -247,6 +252,12 @@ export class Store {
     this.db.prepare("UPDATE accounts SET has_position = ? WHERE id = ?").run(open > 0 ? 1 : 0, accountId.toString());
   }
 
+  /** The account's settlement balance is now negative (`owes`) or not (an absolute state: SettlementChanged). */
+  setOwes(accountId: bigint, owes: boolean, block: number): void {
+    this.touchAccount(accountId, block);
+    this.db.prepare("UPDATE accounts SET owes = ? WHERE id = ?").run(owes ? 1 : 0, accountId.toString());
+  }
+
   setPolicy(
     accountId: bigint,
     p: { actions: number; triggerRatio: bigint; targetRatio: bigint; releaseRatio: bigint; maxFeeUsd: bigint },
@@ -277,6 +288,11 @@ export class Store {
   accounts(opts: { withPosition?: boolean } = {}): AccountRow[] {
     const sql = `SELECT * FROM accounts ${opts.withPosition ? "WHERE has_position = 1" : ""} ORDER BY idnum, id`;
     return (this.db.prepare(sql).all() as RawAccount[]).map(toAccount);
+  }
+
+  /** Accounts that owe the pool and hold no position (a liquidation closed them): what a collateral sale repays. */
+  owingAccounts(): AccountRow[] {
+    return (this.db.prepare("SELECT * FROM accounts WHERE owes = 1 AND has_position = 0 ORDER BY idnum, id").all() as RawAccount[]).map(toAccount);
   }
 
   accountCount(): number {
@@ -409,6 +425,7 @@ interface RawAccount {
   id: string;
   owner: string;
   has_position: number;
+  owes: number;
   opted_in: number;
   trigger_ratio: string;
   target_ratio: string;
@@ -444,6 +461,7 @@ function toAccount(r: RawAccount): AccountRow {
     id: BigInt(r.id),
     owner: r.owner,
     hasPosition: r.has_position === 1,
+    owes: r.owes === 1,
     optedIn: r.opted_in === 1,
     triggerRatio: BigInt(r.trigger_ratio),
     targetRatio: BigInt(r.target_ratio),

@@ -3,10 +3,11 @@
  * liquidate, rescue or rebalance and which pending orders to execute, in what order, in which batches, and whether
  * each is worth its gas at the current base fee. Money is WAD USD bigint throughout.
  *
- * Order: liquidations (lowest health first), then rescues (health < 1 with a reserve that can lift it: the engine
- * refuses the liquidation), then rebalances (lowest health first, grouped into `rebalanceBatch` calls of at most
- * `batchSize`), then order executions (oldest first). An action whose fee or reward does not cover
- * gas × baseFee × ETH price + minProfitUsd waits, with the reason.
+ * Order: liquidations (lowest health first), then collateral sales through the FlashLiquidator (accounts a liquidation
+ * left owing with collateral, when one is configured: the keeper needs no USDC), then rescues (health < 1 with a
+ * reserve that can lift it: the engine refuses the liquidation), then rebalances (lowest health first, grouped into
+ * `rebalanceBatch` calls of at most `batchSize`), then order executions (oldest first). An action whose fee or reward
+ * does not cover gas × baseFee × ETH price + minProfitUsd waits, with the reason.
  */
 import { keccak256, toBeHex, zeroPadValue } from "ethers";
 import { gweiText } from "../lib/format";
@@ -44,12 +45,37 @@ export interface OrderSnapshot {
   feeUsd: bigint;
 }
 
+/**
+ * An account with no position that owes the pool and holds the collateral the FlashLiquidator's pool trades, with
+ * what a flash liquidation would do now (`flashLiquidate` simulated from the keeper's address with minProfit 0).
+ */
+export interface DebtSnapshot {
+  id: bigint;
+  round: string;
+  /** USD owed (−S), WAD */
+  debtUsd: bigint;
+  /** the collateral's oracle price, WAD USD per whole token (undefined: unpriced, nothing can be bought) */
+  collateralPriceUsd: bigint | undefined;
+  collateralDecimals: number;
+  /** the simulated profit in collateral units, or why the simulation reverted */
+  quote: { profit: bigint } | { reason: string };
+}
+
 export interface GasUnits {
   rebalance: number;
   rebalanceBatchBase: number;
   rebalanceBatchPerAccount: number;
   liquidate: number;
   executeOrder: number;
+  /** a FlashLiquidator.flashLiquidate without the liquidation (a swap, buyCollateral, the pool's repayment) */
+  flashLiquidate?: number;
+}
+
+/** The flash-liquidation part of the conditions; absent when no FlashLiquidator is configured (debts are left). */
+export interface FlashConditions {
+  /** least profit in USD above gas (the keeper's `flashMinProfitUsd`) */
+  minProfitUsd: bigint;
+  gas: number;
 }
 
 export interface Conditions {
@@ -67,9 +93,11 @@ export interface Conditions {
   shard: { index: number; count: number };
   /** action keys (e.g. "rebalance:3") already pending or mined in the account's current round */
   busy: ReadonlySet<string>;
+  /** collateral sales through the FlashLiquidator (undefined: not configured, owing accounts are left to others) */
+  flash?: FlashConditions;
 }
 
-export type ActionKind = "liquidate" | "rescue" | "rebalance" | "rebalanceBatch" | "executeOrder";
+export type ActionKind = "liquidate" | "flashLiquidate" | "rescue" | "rebalance" | "rebalanceBatch" | "executeOrder";
 
 export interface Action {
   kind: ActionKind;
@@ -82,6 +110,8 @@ export interface Action {
   /** gas × baseFee × ETH price, WAD USD */
   costUsd: bigint;
   gas: number;
+  /** flashLiquidate only: the least profit, collateral units, the contract must make (else InsufficientProfit) */
+  minProfit?: bigint;
 }
 
 export interface Wait {
@@ -125,8 +155,67 @@ function unprofitable(what: string, value: bigint, cost: bigint, c: Conditions):
   return `unprofitable: ${what} ${usd(value)} USD < gas ${usd(cost)} USD + min profit ${usd(c.minProfitUsd)} USD at base fee ${gweiText(c.baseFee)} gwei`;
 }
 
+/** WAD USD of `amount` collateral units at `priceWad` per whole token, rounded down (a value). */
+export function collateralUsd(amount: bigint, priceWad: bigint, decimals: number): bigint {
+  return (amount * priceWad) / 10n ** BigInt(decimals);
+}
+
+/** Collateral units worth at least `usdWad` at `priceWad`, rounded up: the on-chain profit floor of a flash sale. */
+export function collateralFor(usdWad: bigint, priceWad: bigint, decimals: number): bigint {
+  const d = 10n ** BigInt(decimals);
+  return (usdWad * d + priceWad - 1n) / priceWad;
+}
+
+/**
+ * The flash liquidations worth sending: each owing account whose simulated profit, valued at the oracle, covers gas
+ * plus `flash.minProfitUsd`; sent with minProfit = that sum in collateral (rounded up), so a pool that moves before
+ * the transaction lands makes it revert (InsufficientProfit) instead of losing. Pure; in the caller's shard only.
+ */
+export function planFlash(debts: readonly DebtSnapshot[], c: Conditions, stop: string | undefined, waits: Wait[]): Action[] {
+  const flash = c.flash;
+  if (!flash) return [];
+  const actions: Action[] = [];
+  const eth = c.ethUsd ?? 0n;
+  const mine = debts.filter((d) => inShard(d.id, c.shard)).sort((x, y) => (x.debtUsd !== y.debtUsd ? (x.debtUsd > y.debtUsd ? -1 : 1) : x.id < y.id ? -1 : 1));
+  for (const d of mine) {
+    const key = `buy:${d.id}`;
+    if (c.busy.has(key)) continue;
+    if (stop) {
+      waits.push({ key, reason: stop });
+      continue;
+    }
+    if ("reason" in d.quote) {
+      waits.push({ key, reason: `flash liquidation would revert: ${d.quote.reason}` });
+      continue;
+    }
+    if (d.collateralPriceUsd === undefined || d.collateralPriceUsd === 0n) {
+      waits.push({ key, reason: "collateral unpriced" });
+      continue;
+    }
+    const k = gasCostUsd(BigInt(flash.gas), c.baseFee, eth);
+    const value = collateralUsd(d.quote.profit, d.collateralPriceUsd, d.collateralDecimals);
+    if (value < k + flash.minProfitUsd) {
+      waits.push({
+        key,
+        reason: `unprofitable: flash profit ${usd(value)} USD < gas ${usd(k)} USD + min profit ${usd(flash.minProfitUsd)} USD at base fee ${gweiText(c.baseFee)} gwei`,
+      });
+      continue;
+    }
+    actions.push({
+      kind: "flashLiquidate",
+      ids: [d.id],
+      targets: [{ key, round: d.round }],
+      valueUsd: value,
+      costUsd: k,
+      gas: flash.gas,
+      minProfit: collateralFor(k + flash.minProfitUsd, d.collateralPriceUsd, d.collateralDecimals),
+    });
+  }
+  return actions;
+}
+
 /** The plan for one cycle. */
-export function plan(accounts: readonly AccountSnapshot[], orders: readonly OrderSnapshot[], c: Conditions): Plan {
+export function plan(accounts: readonly AccountSnapshot[], orders: readonly OrderSnapshot[], c: Conditions, debts: readonly DebtSnapshot[] = []): Plan {
   const actions: Action[] = [];
   const waits: Wait[] = [];
   const mine = accounts.filter((a) => inShard(a.id, c.shard));
@@ -157,6 +246,9 @@ export function plan(accounts: readonly AccountSnapshot[], orders: readonly Orde
     }
     actions.push({ kind: "liquidate", ids: [a.id], targets: [{ key, round: a.round }], valueUsd: a.liquidationRewardUsd, costUsd: k, gas: c.gas.liquidate });
   }
+
+  // 1b. collateral sales of accounts a liquidation left owing (largest debt first), through the FlashLiquidator
+  actions.push(...planFlash(debts, c, stop, waits));
 
   // 2. rescues and 3. rebalances: accounts the engine would rebalance now
   const ready = mine.filter((a) => a.priced && a.rebalance?.needed === true && a.rebalance.status === STATUS.Ready).sort(byHealth);

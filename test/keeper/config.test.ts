@@ -36,6 +36,22 @@ describe("keeper config", () => {
     expect(c.shard).to.deep.equal({ index: 0, count: 1 });
     expect(c.privateKey).to.equal(undefined);
     expect(c.gas.liquidate).to.equal(900_000);
+    // no FlashLiquidator in the example: owing accounts are left to others
+    expect([c.flashLiquidator, c.flashPool, c.flashMinProfitUsd, c.gas.flashLiquidate]).to.deep.equal([undefined, undefined, 10n ** 18n, 450_000]);
+  });
+
+  it("takes a FlashLiquidator and its pool together (file or KEEPER_FLASH_*), never one without the other", () => {
+    const base = { network: "localhost", rpcUrls: ["http://x:1"], chainId: 31337 };
+    const A = "0x00000000000000000000000000000000000000f1";
+    const P = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640";
+    const c = loadConfig(tmpConfig(base), { KEEPER_FLASH_LIQUIDATOR: A, KEEPER_FLASH_POOL: P, KEEPER_FLASH_MIN_PROFIT_USD: "2.5" });
+    expect([c.flashLiquidator, c.flashPool, c.flashMinProfitUsd]).to.deep.equal([A, P, 25n * 10n ** 17n]);
+    expect(err(() => loadConfig(tmpConfig({ ...base, flashLiquidator: A }), {}))).to.equal(
+      "config error: flashPool must be set together with flashLiquidator (the Uniswap V3 pool of the collateral and USDC), or neither — fix it in keeper.json",
+    );
+    expect(err(() => loadConfig(tmpConfig({ ...base, flashLiquidator: "0x12", flashPool: P }), {}))).to.equal(
+      "config error: flashLiquidator must be a 0x-prefixed 20-byte hex address — fix it in keeper.json",
+    );
   });
 
   it("applies KEEPER_* overrides; the private key only from the environment", () => {

@@ -14,7 +14,7 @@ describe("keeper store", () => {
   it("migrates once, uses WAL, and keeps everything across reopen", () => {
     const file = tmpDb();
     const s = new Store(file);
-    expect(s.schemaVersion()).to.equal(2);
+    expect(s.schemaVersion()).to.equal(3);
     expect(s.db.pragma("journal_mode", { simple: true })).to.equal("wal");
     s.bindTo(31337, "0xAbC0000000000000000000000000000000000001");
     s.upsertAccount(1n, "0x1111111111111111111111111111111111111111", 10);
@@ -23,7 +23,7 @@ describe("keeper store", () => {
     s.close();
 
     const t = new Store(file);
-    expect(t.schemaVersion()).to.equal(2);
+    expect(t.schemaVersion()).to.equal(3);
     expect(t.cursor()).to.deep.equal({ block: 12, hash: "0xaa" });
     expect(t.blockHash(12)).to.equal("0xaa");
     expect(t.account(1n)!.owner).to.equal("0x1111111111111111111111111111111111111111");
@@ -42,7 +42,7 @@ describe("keeper store", () => {
     s.setPosition(2n, 1n, -(10n ** 18n), 8);
     s.setPolicy(2n, { actions: 3, triggerRatio: 2n * 10n ** 18n, targetRatio: 3n * 10n ** 18n, releaseRatio: 0n, maxFeeUsd: 50n * 10n ** 18n }, 9);
     expect(s.account(2n)).to.deep.equal({
-      id: 2n, owner: "0x2", hasPosition: true, optedIn: true, triggerRatio: 2n * 10n ** 18n, targetRatio: 3n * 10n ** 18n,
+      id: 2n, owner: "0x2", hasPosition: true, owes: false, optedIn: true, triggerRatio: 2n * 10n ** 18n, targetRatio: 3n * 10n ** 18n,
       releaseRatio: 0n, maxFeeUsd: 50n * 10n ** 18n, actions: 3, updatedBlock: 9,
     });
     s.setPosition(2n, 0n, 0n, 11);
@@ -100,7 +100,7 @@ describe("keeper store", () => {
     s.journalSend([{ key: "rebalance:1", round: "21" }], TX(2, "0xe"));
     expect(s.pendingTxs().map((t) => t.hash)).to.deep.equal(["0xe"]);
   });
-  it("migrates a version-1 DB to version 2 (the 'reorged' status), keeping the journal", () => {
+  it("migrates a version-1 DB to the latest (2: the 'reorged' status; 3: owing accounts), keeping the journal", () => {
     const file = tmpDb();
     const v1 = new Database(file);
     v1.exec("CREATE TABLE migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
@@ -112,7 +112,7 @@ describe("keeper store", () => {
     expect(() => v1.prepare("UPDATE journal SET status = 'reorged'").run()).to.throw(/CHECK constraint/);
     v1.close();
     const s = new Store(file);
-    expect(s.schemaVersion()).to.equal(2);
+    expect(s.schemaVersion()).to.equal(3);
     expect(s.journal().map((j) => [j.id, j.key, j.round, j.hash, j.status])).to.deep.equal([[1, "rebalance:1", "7", "0xa", "mined"]]);
     s.setStatus("0xa", "reorged");
     expect(() => s.journalSend([{ key: "rebalance:1", round: "7" }], TX(1, "0xb"))).to.throw(DuplicateActionError);
@@ -145,7 +145,7 @@ describe("keeper store", () => {
     expect(s.pendingTxs("reorged").map((t) => [t.hash, t.keys])).to.deep.equal([["0xa", ["rebalance:1"]]]);
     expect(s.pendingTxs()).to.deep.equal([]);
     expect(s.pendingOrders().map((o) => o.id)).to.deep.equal([7n]);
-    expect([s.account(1n)!.updatedBlock, s.account(1n)!.hasPosition]).to.deep.equal([10, true]);
+    expect([s.account(1n)!.updatedBlock, s.account(1n)!.hasPosition, s.account(1n)!.owes]).to.deep.equal([10, true, true]);
     expect(s.cursor()).to.deep.equal({ block: 10, hash: "0x10" });
     expect(s.recentBlocks(0).map((b) => b.number)).to.deep.equal([10, 9]);
     // mined again on the new chain
@@ -160,5 +160,21 @@ describe("keeper store", () => {
     s.journalSend([{ key: "liquidate:5", round: "4" }], TX(0, "0xa"));
     s.settleNonce(0, "0xa", true, 20);
     expect(s.journal().map((j) => [j.id, j.status, j.block])).to.deep.equal([[1, "dropped", null], [2, "mined", 20]]);
+  });
+
+  it("tracks which accounts owe (the last SettlementChanged) and lists those with no position: the collateral sales' candidates", () => {
+    const s = new Store(tmpDb());
+    for (const id of [1n, 2n, 3n]) s.upsertAccount(id, "0x1", 1);
+    s.setPosition(1n, 1n, 10n, 2);
+    s.setOwes(1n, true, 2); // a trade fee with no USDC margin: owes, with a position
+    s.setOwes(2n, true, 3);
+    s.setPosition(3n, 1n, 10n, 3);
+    s.setPosition(3n, 1n, 0n, 4); // liquidated
+    s.setOwes(3n, true, 4);
+    expect(s.owingAccounts().map((a) => a.id)).to.deep.equal([2n, 3n]);
+    s.setOwes(2n, false, 5); // repaid (a collateral sale)
+    expect(s.owingAccounts().map((a) => [a.id, a.owes, a.updatedBlock])).to.deep.equal([[3n, true, 4]]);
+    expect(s.account(2n)!).to.deep.include({ owes: false, updatedBlock: 5 });
+    s.close();
   });
 });

@@ -1,7 +1,17 @@
 import { expect } from "chai";
 import fc from "fast-check";
 
-import { plan, shardOf, STATUS, type AccountSnapshot, type Conditions, type OrderSnapshot } from "../../keeper/strategy";
+import {
+  collateralFor,
+  collateralUsd,
+  plan,
+  shardOf,
+  STATUS,
+  type AccountSnapshot,
+  type Conditions,
+  type DebtSnapshot,
+  type OrderSnapshot,
+} from "../../keeper/strategy";
 
 const W = 10n ** 18n;
 const GWEI = 10n ** 9n;
@@ -118,5 +128,61 @@ describe("keeper strategy", () => {
       }),
     );
     expect([1n, 2n, 3n, 4n].map((id) => shardOf(id, 1))).to.deep.equal([0, 0, 0, 0]);
+  });
+
+  describe("collateral sales through the FlashLiquidator", () => {
+    /** An owing account with WETH at 1,500 whose simulated flash liquidation earns `profit` WETH (or reverts). */
+    const debt = (id: bigint, debtUsd: bigint, quote: DebtSnapshot["quote"]): DebtSnapshot => ({
+      id,
+      round: `r${id}`,
+      debtUsd,
+      collateralPriceUsd: 1_500n * W,
+      collateralDecimals: 18,
+      quote,
+    });
+    /** flash gas 300k at 1 gwei and ETH 2,000 = 0.60 USD; 5 USD of profit asked above it */
+    const flash = { minProfitUsd: 5n * W, gas: 300_000 };
+
+    it("after the liquidations, buys the largest debts first when the profit covers gas + flashMinProfitUsd; says why it waits", () => {
+      const debts = [
+        debt(3n, (27_914n * W) / 10n, { profit: (953n * W) / 10_000n }), // 0.0953 WETH = 142.95 USD
+        debt(4n, 10n * W, { profit: W / 1_000n }), // 0.001 WETH = 1.50 USD
+        debt(5n, 3_000n * W, { reason: "InsufficientProfit(-42, 0)" }),
+        debt(6n, 4_000n * W, { profit: W }), // already sent this round
+        { ...debt(7n, 20n * W, { profit: W }), collateralPriceUsd: undefined },
+        debt(8n, 5_000n * W, { profit: W / 5n }), // 0.2 WETH = 300 USD
+      ];
+      const accounts = [acct(1n, W / 2n, { liquidatable: true, liquidationRewardUsd: 10n * W })];
+      const p = plan(accounts, [], conditions({ flash, busy: new Set(["buy:6"]) }), debts);
+      // minProfit: (0.60 + 5) USD at 1,500 = 0.003733… WETH, rounded up
+      const minProfit = 3_733_333_333_333_334n;
+      expect(minProfit).to.equal(collateralFor(usd(560n), 1_500n * W, 18));
+      expect(p.actions).to.deep.equal([
+        { kind: "liquidate", ids: [1n], targets: [{ key: "liquidate:1", round: "r1" }], valueUsd: 10n * W, costUsd: usd(160n), gas: 800_000 },
+        { kind: "flashLiquidate", ids: [8n], targets: [{ key: "buy:8", round: "r8" }], valueUsd: 300n * W, costUsd: usd(60n), gas: 300_000, minProfit },
+        { kind: "flashLiquidate", ids: [3n], targets: [{ key: "buy:3", round: "r3" }], valueUsd: usd(14_295n), costUsd: usd(60n), gas: 300_000, minProfit },
+      ]);
+      expect(p.waits).to.deep.equal([
+        { key: "buy:5", reason: "flash liquidation would revert: InsufficientProfit(-42, 0)" },
+        { key: "buy:7", reason: "collateral unpriced" },
+        { key: "buy:4", reason: "unprofitable: flash profit 1.50 USD < gas 0.60 USD + min profit 5.00 USD at base fee 1 gwei" },
+      ]);
+    });
+
+    it("the on-chain floor is never above a profit that passed: collateralFor(collateralUsd(p)) <= p", () => {
+      fc.assert(
+        fc.property(fc.bigInt({ min: 1n, max: 10n ** 24n }), fc.bigInt({ min: 1n, max: 10n ** 24n }), fc.integer({ min: 0, max: 24 }), (p, px, d) => {
+          expect(collateralFor(collateralUsd(p, px, d), px, d) <= p).to.equal(true);
+        }),
+      );
+    });
+
+    it("leaves owing accounts alone without a FlashLiquidator, and waits with everything else above the gas cap", () => {
+      const debts = [debt(3n, 100n * W, { profit: W })];
+      expect(plan([], [], conditions(), debts)).to.deep.equal({ actions: [], waits: [] });
+      expect(plan([], [], conditions({ flash, baseFee: 250n * GWEI }), debts).waits).to.deep.equal([
+        { key: "buy:3", reason: "base fee 250 gwei above the cap maxFeePerGasGwei 200" },
+      ]);
+    });
   });
 });

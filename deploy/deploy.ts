@@ -16,14 +16,20 @@
  *   08 assets     collateral listings with their haircuts
  *   09 risk       the engine's risk parameters
  *   10 markets    one market per configured asset
- *   11 record     deployments/<network>.json (written on every run)
+ *   11 flash liquidator  the periphery FlashLiquidator, where the network names a Uniswap V3 factory and pool (checked:
+ *                 the pool must be the factory's pool of the collateral and the settlement asset); recorded in `parts`
+ *                 (flashLiquidator, flashLiquidatorPool) for the keeper's flashLiquidator / flashPool
+ *   12 record     deployments/<network>.json (written on every run)
  */
 import fs from "node:fs";
 import path from "node:path";
 import type { Signer } from "ethers";
 
 import {
+  FlashLiquidator__factory,
   IMarginEngine__factory,
+  IUniswapV3FactoryMinimal__factory,
+  IUniswapV3PoolMinimal__factory,
   IVault__factory,
   LiquidityPool__factory,
   MockAggregator__factory,
@@ -218,7 +224,31 @@ export async function deployBallast(signer: Signer, network: string, params: Net
     return out;
   });
 
-  const { startBlock: start, engine: engineAddress, ...parts } = engineParts;
+  // A journal that ran this step before the network named a pool: run it again (it deploys nothing twice).
+  const FLASH = "11 flash liquidator";
+  if (params.flashLiquidator && journal.steps[FLASH] && !journal.steps[FLASH].flashLiquidator) delete journal.steps[FLASH];
+  const flash = await step(FLASH, async (): Promise<Record<string, string>> => {
+    const fl = params.flashLiquidator;
+    if (!fl) return {};
+    const collateral = tokens[fl.collateral];
+    if (!collateral) throw new DeployError(`flashLiquidator.collateral ${fl.collateral} is not an asset of ${network}: fix deploy/networks.ts`);
+    for (const [what, a] of [["factory", fl.factory], ["pool", fl.pool]] as const) {
+      if (!(await hasCode(a))) throw new DeployError(`the Uniswap V3 ${what} ${a} has no code on ${network}: fix deploy/networks.ts`);
+    }
+    const fee = await IUniswapV3PoolMinimal__factory.connect(fl.pool, signer).fee();
+    const registered = await IUniswapV3FactoryMinimal__factory.connect(fl.factory, signer).getPool(collateral, tokens[params.settlement.symbol], fee);
+    if (registered.toLowerCase() !== fl.pool.toLowerCase()) {
+      throw new DeployError(
+        `${fl.pool} is not the factory's ${fl.collateral}/${params.settlement.symbol} pool at fee ${fee} (that is ${registered}): fix deploy/networks.ts`,
+      );
+    }
+    const c = await new FlashLiquidator__factory(signer).deploy(engineParts.engine, fl.factory);
+    await c.waitForDeployment();
+    return { flashLiquidator: await c.getAddress(), flashLiquidatorPool: fl.pool };
+  });
+
+  const { startBlock: start, engine: engineAddress, ...engineRest } = engineParts;
+  const parts = { ...engineRest, ...flash };
   const rec: DeploymentRecord = {
     schema: DEPLOYMENT_SCHEMA,
     network,
@@ -235,6 +265,6 @@ export async function deployBallast(signer: Signer, network: string, params: Net
     parts,
   };
   // Always written (a deleted record is rewritten by running the command again).
-  log(`11 record: ${saveDeployment(rec, opts.dir)}`);
+  log(`12 record: ${saveDeployment(rec, opts.dir)}`);
   return rec;
 }

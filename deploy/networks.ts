@@ -53,6 +53,12 @@ export interface NetworkParams {
   keeper: RebalancerConfig;
   /** confirmations each deploy transaction waits for */
   confirmations: number;
+  /**
+   * The periphery FlashLiquidator (capital-free liquidation through a Uniswap V3 flash swap), deployed where a Uniswap
+   * V3 factory and a deep pool of `collateral` (an asset symbol) against the settlement asset exist: the deploy checks
+   * that `pool` is that factory's pool of the pair. Absent: not deployed.
+   */
+  flashLiquidator?: { factory: string; pool: string; collateral: string };
 }
 
 /** A feed's router settings: the local default band and breaker with `maxAge` seconds before an answer is stale. */
@@ -103,6 +109,8 @@ export const NETWORKS: Record<string, NetworkParams> = {
     risk: DEFAULT_RISK,
     keeper: L1_KEEPER,
     confirmations: 2,
+    // Uniswap V3's factory and its WETH/USDC 0.05 % pool (the deepest WETH/USDC pool on mainnet)
+    flashLiquidator: { factory: "0x1F98431c8aD98523631AE4a59f267346ea31F984", pool: "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640", collateral: "WETH" },
   },
 
   // Sepolia testnet: Circle's test USDC, the canonical Sepolia WETH; ETH/USD 1 h heartbeat. No BTC market (no

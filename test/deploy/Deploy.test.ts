@@ -16,6 +16,8 @@ import { DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
 import { DEPLOYMENT_SCHEMA, loadDeployment } from "../../lib/deployment";
 import { connectBallast } from "../../lib/connect";
 import { freePort } from "../e2e/runbook";
+import { createPoolAtPrice, deployUniswapV3Factory } from "../../lib/uniswapV3";
+import { FlashLiquidator__factory } from "../../typechain-types";
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "ballast-deploy-"));
 
@@ -26,7 +28,7 @@ describe("deploy: numbered, idempotent, resumable steps", function () {
     const lines: string[] = [];
     const rec = await deployBallast(deployer, "hardhat", NETWORKS.hardhat, { dir, fresh: true, log: (l) => lines.push(l) });
     expect(lines.map((l) => l.split(":")[0])).to.deep.equal([
-      "01 tokens", "02 feeds", "03 oracle", "04 pool", "05 engine", "06 sequencer", "07 feeds set", "08 assets", "09 risk", "10 markets", "11 record",
+      "01 tokens", "02 feeds", "03 oracle", "04 pool", "05 engine", "06 sequencer", "07 feeds set", "08 assets", "09 risk", "10 markets", "11 flash liquidator", "12 record",
     ]);
     expect(loadDeployment("hardhat", dir)).to.deep.equal(rec);
     expect([rec.schema, rec.network, rec.chainId, rec.deployer]).to.deep.equal([DEPLOYMENT_SCHEMA, "hardhat", 31337, deployer.address]);
@@ -57,7 +59,7 @@ describe("deploy: numbered, idempotent, resumable steps", function () {
     const nonce = await deployer.getNonce();
     const lines: string[] = [];
     expect(await deployBallast(deployer, "hardhat", NETWORKS.hardhat, { dir, log: (l) => lines.push(l) })).to.deep.equal(rec);
-    expect(lines.filter((l) => l.endsWith("done before")).length).to.equal(10);
+    expect(lines.filter((l) => l.endsWith("done before")).length).to.equal(11);
     // Steps 06–10 forgotten: each reads the chain (feeds, listings, risk, markets) and finds its work done.
     const journal = path.join(dir, "hardhat.steps.json");
     const j = JSON.parse(fs.readFileSync(journal, "utf8"));
@@ -84,6 +86,34 @@ describe("deploy: numbered, idempotent, resumable steps", function () {
     expect(await deployer.getNonce()).to.equal(nonce + 1); // the BTC market alone
     expect(rec.markets).to.deep.equal({ ETH: { id: 0, asset: rec.assets.WETH }, BTC: { id: 1, asset: rec.assets.WBTC } });
     expect(rec.engine).to.equal(j.steps["05 engine"].engine);
+  });
+
+  it("deploys the FlashLiquidator where the network names a Uniswap V3 pool (checked against its factory) and records it", async () => {
+    const [deployer] = await ethers.getSigners();
+    const dir = tmp();
+    const first = await deployBallast(deployer, "hardhat", NETWORKS.hardhat, { dir, fresh: true });
+    expect(first.parts.flashLiquidator).to.equal(undefined);
+    // a Uniswap V3 factory (the npm artifact's bytecode) with a WETH/USDC 0.05 % pool and a WBTC/USDC one
+    const factory = await deployUniswapV3Factory(deployer);
+    const pool = await createPoolAtPrice(factory, first.assets.WETH, first.assets.USDC, 500, wad("2000"));
+    const btcPool = await createPoolAtPrice(factory, first.assets.WBTC, first.assets.USDC, 500, wad("30000"));
+    const fl = { factory: await factory.getAddress(), pool: await pool.getAddress(), collateral: "WETH" };
+    await expect(deployBallast(deployer, "hardhat", { ...NETWORKS.hardhat, flashLiquidator: { ...fl, pool: await btcPool.getAddress() } }, { dir })).to.be.rejectedWith(
+      DeployError,
+      `${await btcPool.getAddress()} is not the factory's WETH/USDC pool at fee 500 (that is ${fl.pool}): fix deploy/networks.ts`,
+    );
+    const lines: string[] = [];
+    const rec = await deployBallast(deployer, "hardhat", { ...NETWORKS.hardhat, flashLiquidator: fl }, { dir, log: (l) => lines.push(l) });
+    expect(lines.filter((l) => !l.endsWith("done before")).map((l) => l.split(":")[0])).to.deep.equal(["11 flash liquidator", "12 record"]);
+    expect(rec.engine).to.equal(first.engine);
+    expect(rec.parts.flashLiquidatorPool).to.equal(fl.pool);
+    const flash = FlashLiquidator__factory.connect(rec.parts.flashLiquidator, deployer);
+    expect([await flash.engine(), await flash.factory(), await flash.settlementAsset()]).to.deep.equal([rec.engine, fl.factory, rec.assets.USDC]);
+    expect(loadDeployment("hardhat", dir).parts.flashLiquidator).to.equal(rec.parts.flashLiquidator);
+    // a second run sends nothing
+    const nonce = await deployer.getNonce();
+    expect(await deployBallast(deployer, "hardhat", { ...NETWORKS.hardhat, flashLiquidator: fl }, { dir })).to.deep.equal(rec);
+    expect(await deployer.getNonce()).to.equal(nonce);
   });
 
   it("refuses parameters of another chain, by name", async () => {
@@ -119,6 +149,14 @@ describe("deploy: numbered, idempotent, resumable steps", function () {
     expect(feedOf("base", "WETH").feedConfig!.heartbeat).to.equal(3_000); // 20 min + 30 min
     expect(NETWORKS.arbitrum.sequencer).to.deep.equal({ feed: "0xFdB631F5EE196F0ed6FAa767959853A9F217697D", gracePeriod: 3_600 });
     expect(NETWORKS.mainnet.keeper.orderFee).to.equal(10_000_000n);
+    // Uniswap V3's mainnet factory and WETH/USDC 0.05 % pool for the FlashLiquidator; none elsewhere yet
+    expect(NETWORKS.mainnet.flashLiquidator).to.deep.equal({
+      factory: "0x1F98431c8aD98523631AE4a59f267346ea31F984",
+      pool: "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640",
+      collateral: "WETH",
+    });
+    for (const a of [NETWORKS.mainnet.flashLiquidator!.factory, NETWORKS.mainnet.flashLiquidator!.pool]) expect(ethers.getAddress(a)).to.equal(a);
+    expect(live.filter((n) => NETWORKS[n].flashLiquidator !== undefined)).to.deep.equal(["mainnet"]);
   });
 });
 
@@ -146,14 +184,14 @@ describe("deploy: the same command against a local `hardhat node`", function () 
       const env = { ...process.env, BALLAST_LOCALHOST_URL: url, BALLAST_DEPLOYMENTS_DIR: dir };
       const first = spawnSync("npx", ["hardhat", "deploy", "--network", "localhost"], { cwd: root, env, encoding: "utf8" });
       expect(first.status, first.stderr).to.equal(0);
-      expect(first.stdout).to.include("11 record");
+      expect(first.stdout).to.include("12 record");
       const rec = loadDeployment("localhost", dir);
       expect(rec.chainId).to.equal(31337);
       expect(await provider.getCode(rec.engine)).to.not.equal("0x");
       const nonce = await provider.getTransactionCount(rec.deployer);
       const second = spawnSync("npx", ["hardhat", "deploy", "--network", "localhost"], { cwd: root, env, encoding: "utf8" });
       expect(second.status, second.stderr).to.equal(0);
-      expect(second.stdout.match(/done before/g)?.length).to.equal(10);
+      expect(second.stdout.match(/done before/g)?.length).to.equal(11);
       expect(await provider.getTransactionCount(rec.deployer)).to.equal(nonce);
       provider.destroy();
     } finally {

@@ -253,8 +253,8 @@ export async function benchDeposit(): Promise<Row> {
 }
 
 /**
- * Two-step orders: open (+5 ETH), increase (+2 ETH), close (−7 ETH) on an account with 10,000 USDC margin, each
- * as `requestOrder` by the owner, a fresh round, then `executeOrder` by a keeper; a row's figure is the two
+ * Two-step orders: open (+5 ETH), increase (+2 ETH), close (−7 ETH, reduce-only, as `position:close` sends it) on an
+ * account with 10,000 USDC margin, each as `requestOrder` by the owner, a fresh round, then `executeOrder` by a keeper; a row's figure is the two
  * receipts together (two transactions: 2 × 21,000 intrinsic gas). The account's first cycle is first touch (and
  * the keeper's first execution), the second cycle steady state.
  */
@@ -270,7 +270,8 @@ export async function benchTrades(): Promise<Row[]> {
       const orderId = (await w.engine.lastOrderId()) + 1n;
       const limit = size > 0n ? E18(1_000_000) : 0n;
       const dl = await deadline();
-      const request = await measure((o) => w.engine.connect(w.owner).requestOrder(id, w.ethMarket, size, limit, dl, false, o));
+      const reduceOnly = size < 0n;
+      const request = await measure((o) => w.engine.connect(w.owner).requestOrder(id, w.ethMarket, size, limit, dl, reduceOnly, o));
       await freshRound(w);
       const execute = await measure((o) => w.engine.connect(keeper).executeOrder(orderId, o));
       if (!outcomeOf(w.engine, execute.receipt).filled) throw new Error(`order ${orderId} was cancelled`);
@@ -295,7 +296,7 @@ export async function benchTrades(): Promise<Row[]> {
     row(ROW.openRequest, "Ballast open: requestOrder", what, first[0][1], steady[0][1]),
     row(ROW.openExecute, "Ballast open: executeOrder", what, first[0][2], steady[0][2]),
     row(ROW.increase, "Ballast increase (request + execute, +2 ETH)", what, first[1][0], steady[1][0]),
-    row(ROW.close, "Ballast close (request + execute, −7 ETH)", what, first[2][0], steady[2][0]),
+    row(ROW.close, "Ballast close (request + execute, −7 ETH, reduce-only)", what, first[2][0], steady[2][0]),
   ];
 }
 

@@ -15,6 +15,7 @@ const NAMES = [
   "LiquidityPool",
   "GovernanceLogic",
   "MarginEngineCustody",
+  "FlashLiquidator",
 ];
 
 async function main() {

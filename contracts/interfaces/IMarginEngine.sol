@@ -385,7 +385,8 @@ interface IMarginEngine is IPoolEngine {
     /// @notice Permissionless while the account owes (S < 0) and either has no open position or is
     ///         liquidatable: pays `repay` USDC (capped at the debt) to the pool and receives `token`
     ///         margin at oracle price × (1 − collateralDiscount), rounded down; `SlippageExceeded` below
-    ///         `minAmountOut`.
+    ///         `minAmountOut`; `RescueAvailable(accountId)` while the account has positions and its own reserve can
+    ///         rescue it (as `liquidate`: the rescue has priority).
     function buyCollateral(uint256 accountId, address token, uint256 repay, uint256 minAmountOut)
         external
         returns (uint256 amountOut);

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
 import { E18, systemFixture, USDC, type SystemFixture } from "../helpers/fixtures";
-import { CRYPTO_FEED, MAJOR_MARKET, wad } from "../../deploy/params";
+import { ACTION, CRYPTO_FEED, MAJOR_MARKET, wad } from "../../deploy/params";
 import {
   applyLiquidation,
   liquidationFraction,
@@ -444,6 +444,33 @@ describe("MarginEngine › buyCollateral", function () {
       .withArgs(book.id, USDC(82) + 250_000n, USDC(18) + 750_000n, USDC(63) + 500_000n);
     expect(await f.vault.marginMask(book.id)).to.equal(0n);
     expect((await f.engine.accountState(book.id)).settlement).to.equal(0n);
+  });
+
+  it("reverts RescueAvailable while the account's own reserve can rescue it, as liquidate does; after the rescue nothing to buy", async function () {
+    const f = await loadFixture(wethMarginFixture);
+    // alice keeps 10,000 USDC in reserve under a TOP_UP policy that pays a rescue's keeper the liquidation reward
+    await f.usdc.mint(f.alice.address, USDC(10_000));
+    await f.usdc.connect(f.alice).approve(f.vault, USDC(10_000));
+    await f.vault.connect(f.alice).deposit(f.book.id, f.usdc, USDC(10_000));
+    await f.engine.connect(f.alice).setRebalancePolicy(f.book.id, {
+      actions: ACTION.TOP_UP, cooldown: 0, triggerRatio: wad("1.3"), targetRatio: wad("1.6"), releaseRatio: 0n,
+      maxFeeUsd: wad("50"), topUpAssets: [await f.usdc.getAddress()],
+    });
+    await setBtc(f, 24000); // health 0, owing (settlement −4.5 USD: the open's fee), WETH margin
+    expect((await f.engine.accountState(f.book.id)).health).to.equal(0n);
+    expect(await f.engine.rescueAvailable(f.book.id)).to.equal(true);
+    await expect(f.engine.connect(f.keeper).liquidate(f.book.id)).to.be.revertedWithCustomError(f.engine, "RescueAvailable").withArgs(f.book.id);
+    await f.usdc.mint(f.keeper.address, USDC(10));
+    await f.usdc.connect(f.keeper).approve(f.engine, USDC(10));
+    await expect(f.engine.connect(f.keeper).buyCollateral(f.book.id, f.weth, USDC(10), 0n))
+      .to.be.revertedWithCustomError(f.engine, "RescueAvailable")
+      .withArgs(f.book.id);
+    // the reserve rescues it (the USDC topped up settles the debt): its collateral is then not for sale
+    await expect(f.rebalancer.connect(f.keeper).rebalance(f.book.id)).to.emit(f.rebalancer, "Rebalanced");
+    expect((await f.engine.accountState(f.book.id)).health).to.be.gte(WAD);
+    await expect(f.engine.connect(f.keeper).buyCollateral(f.book.id, f.weth, USDC(10), 0n))
+      .to.be.revertedWithCustomError(f.engine, "NothingToBuy")
+      .withArgs(f.book.id);
   });
 
   it("reverts NothingToBuy for the settlement asset itself", async function () {

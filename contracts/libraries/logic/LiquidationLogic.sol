@@ -79,6 +79,8 @@ library LiquidationLogic {
         if (s.accounts[accountId].positionMask != 0) {
             IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
             if (st.health >= WAD) revert IMarginEngine.NotLiquidatable(accountId, st.health);
+            // As `liquidate`: the account's own reserve has priority over a sale of its collateral at the discount.
+            if (AccountLogic.canRescue(s, ctx, accountId, st)) revert IMarginEngine.RescueAvailable(accountId);
         }
         (amountOut, repay) = _quote(s, ctx, uint256(-debtS), token, repay, available);
         if (amountOut < minAmountOut) revert IMarginEngine.SlippageExceeded(amountOut, minAmountOut);

@@ -107,3 +107,30 @@ export function leastCloseFraction(
   if (num >= den) return { f: WAD, rule: "ge1" };
   return { f: mulDivUp(num, WAD, den), rule: "partial" };
 }
+
+// ------------------------------------------------------------------------------------------ collateral sales
+
+/**
+ * What `buyCollateral(accountId, token, repay, 0)` does to an account owing `debtUsd` (WAD, −S > 0) with `available`
+ * units of `token` margin at the oracle's `priceWad`, at `collateralDiscount` (LiquidationLogic._quote): the repay
+ * (settlement-token units) is capped at the debt rounded up to a unit; the collateral out is the repaid value at
+ * price × (1 − discount) (rounded down), rounded down; when that is more than the margin, all of it is sold and the
+ * repay is its discounted value rounded up. `repay` undefined: as much as can be bought (the debt, or all of it).
+ */
+export function collateralSale(a: {
+  debtUsd: bigint;
+  available: bigint;
+  priceWad: bigint;
+  decimals: number;
+  collateralDiscount: bigint;
+  settlementScale: bigint;
+  repay?: bigint;
+}): { repay: bigint; amountOut: bigint } {
+  const debt = ceilDiv(a.debtUsd, a.settlementScale);
+  const repay = a.repay !== undefined && a.repay < debt ? a.repay : debt;
+  const discounted = wMulDown(a.priceWad, WAD - a.collateralDiscount);
+  const unit = 10n ** BigInt(a.decimals);
+  const out = mulDivDown(repay * a.settlementScale, unit, discounted);
+  if (out <= a.available) return { repay, amountOut: out };
+  return { repay: mulDivUp(a.available, discounted, unit * a.settlementScale), amountOut: a.available };
+}

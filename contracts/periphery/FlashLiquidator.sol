@@ -14,7 +14,9 @@ import {IVault} from "../interfaces/IVault.sol";
 import {
     IUniswapV3FactoryMinimal,
     IUniswapV3PoolMinimal,
-    IUniswapV3SwapCallbackMinimal
+    IUniswapV3SwapCallbackMinimal,
+    MAX_SQRT_RATIO,
+    MIN_SQRT_RATIO
 } from "./interfaces/IUniswapV3Minimal.sol";
 
 /// @title FlashLiquidator
@@ -32,11 +34,6 @@ import {
 contract FlashLiquidator is IUniswapV3SwapCallbackMinimal, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
-    /// @dev TickMath's bounds of the sqrt price (Q64.96). A swap's limit must lie strictly inside them; the flash swap
-    ///      sets no price limit of its own (one step inside the bound): it is an exact output, so a limit could only
-    ///      make it fill partially, which reverts `PartialFill`; `minProfit` is the price bound.
-    uint160 internal constant MIN_SQRT_RATIO = 4_295_128_739;
-    uint160 internal constant MAX_SQRT_RATIO = 1_461_446_703_485_210_103_287_273_052_203_988_822_378_723_970_342;
     uint256 private constant WAD = 1e18;
 
     /// @notice The engine (IMarginEngine and IVault at one address).
@@ -137,6 +134,8 @@ contract FlashLiquidator is IUniswapV3SwapCallbackMinimal, ReentrancyGuardTransi
             address(this),
             zeroForOne,
             -int256(repay), // exact output: the repay, no more
+            // no price limit (one step inside TickMath's bound): a limit could only make the exact output fill
+            // partially, which reverts `PartialFill`; `minProfit` is the price bound
             zeroForOne ? MIN_SQRT_RATIO + 1 : MAX_SQRT_RATIO - 1,
             abi.encode(p.accountId, p.collateral, repay, p.minProfit)
         );

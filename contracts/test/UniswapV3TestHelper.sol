@@ -7,7 +7,9 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {
     IUniswapV3PoolMinimal,
     IUniswapV3MintCallbackMinimal,
-    IUniswapV3SwapCallbackMinimal
+    IUniswapV3SwapCallbackMinimal,
+    MAX_SQRT_RATIO,
+    MIN_SQRT_RATIO
 } from "../periphery/interfaces/IUniswapV3Minimal.sol";
 
 /// @notice Test double around a real Uniswap V3 pool (lib/uniswapV3.ts): adds liquidity paid by the caller, and
@@ -15,9 +17,6 @@ import {
 ///         staticcall): the quote is the pool's own arithmetic, independent of the contract under test.
 contract UniswapV3TestHelper is IUniswapV3MintCallbackMinimal, IUniswapV3SwapCallbackMinimal {
     using SafeERC20 for IERC20;
-
-    uint160 internal constant MIN_SQRT_RATIO = 4_295_128_739;
-    uint160 internal constant MAX_SQRT_RATIO = 1_461_446_703_485_210_103_287_273_052_203_988_822_378_723_970_342;
 
     /// @dev The pool of the mint in progress and who pays for it.
     address private transient _pool;

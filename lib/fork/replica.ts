@@ -348,7 +348,9 @@ async function seed(provider: JsonRpcProvider, url: string, log: (line: string) 
   const sqrtP = sqrtPriceX96(ethRound.answer);
   await (await npm.createAndInitializePoolIfNecessary(TOKENS.USDC, TOKENS.WETH, 500, sqrtP)).wait();
   if ((await provider.getCode(UNISWAP.wethUsdc500)) === "0x") throw new Error(`the pool is not at ${UNISWAP.wethUsdc500}`);
-  // liquidity: 20,000,000 USDC and 8,000 WETH offered over ±20 % of the price (ticks of spacing 10)
+  // liquidity: 20,000,000 USDC and 8,000 WETH offered from half to twice the price (±6,932 ticks = ln 2 / ln 1.0001,
+  // spacing 10): wide enough that a test can move the pool along with a crash of the feed (test/fork: −25 %) and
+  // still flash-swap against it
   const usdcLiquidity = 20_000_000n * 10n ** 6n;
   const wethLiquidity = 8_000n * 10n ** 18n;
   await (await usdc.mint(seederAddress, usdcLiquidity)).wait();
@@ -360,7 +362,7 @@ async function seed(provider: JsonRpcProvider, url: string, log: (line: string) 
   await (await usdc.approve(UNISWAP.positionManager.address, usdcLiquidity)).wait();
   await (await wethC.approve(UNISWAP.positionManager.address, wethLiquidity)).wait();
   const tick = Math.floor(Math.log(1e20 / Number(ethRound.answer)) / Math.log(1.0001));
-  const [tickLower, tickUpper] = [Math.floor((tick - 1_823) / 10) * 10, Math.ceil((tick + 1_823) / 10) * 10];
+  const [tickLower, tickUpper] = [Math.floor((tick - 6_932) / 10) * 10, Math.ceil((tick + 6_932) / 10) * 10];
   await (
     await npm.mint({
       token0: TOKENS.USDC,

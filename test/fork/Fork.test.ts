@@ -25,7 +25,9 @@ import { NETWORKS } from "../../deploy/networks";
 import { DECIMALS, FEEDS, FORK_BLOCK, TOKENS, UNISWAP } from "../../lib/fork/mainnet";
 import { ROUND_FILES, readRounds, sqrtPriceX96, type Round } from "../../lib/fork/replica";
 import { fillAtNextRound } from "../../lib/orders";
-import { ERC20__factory, ForkAggregatorProxy__factory, type MockAggregator } from "../../typechain-types";
+import { collateralSale } from "../../lib/margin";
+import { deployUniswapV3TestHelper, quoteExactOutput } from "../../lib/uniswapV3";
+import { ERC20__factory, FlashLiquidator__factory, ForkAggregatorProxy__factory, IUniswapV3PoolMinimal__factory, type MockAggregator } from "../../typechain-types";
 import { liquidationFraction } from "../helpers/marginMath";
 import { expectedFee, planRestore } from "../helpers/rebalance";
 import http from "node:http";
@@ -39,6 +41,7 @@ import {
   deploy,
   fundUsdc,
   fundingOff,
+  movePoolDownTo,
   pushEth,
   takeOverEthFeed,
   usdcReserve,
@@ -282,6 +285,88 @@ describe("forked mainnet: Ballast against mainnet's contracts (local replica, or
       expect([ev.args.accountId, ev.args.liquidator, ev.args.fraction]).to.deep.equal([ids.c, await keeper.getAddress(), expected]);
       expect((await b.engine.position(ids.c, b.ethMarket)).size).to.equal(size0 - (size0 * expected + WAD - 1n) / WAD);
       await expect(b.engine.connect(keeper).liquidate(ids.c)).to.be.revertedWithCustomError(b.engine, "NotLiquidatable");
+    });
+
+    it("ETH falls 25 %: Dave (2 WETH of margin, a 5.4 ETH long) is liquidated; a keeper with no USDC sells his WETH through the deployed FlashLiquidator and the 0.05 % pool", async () => {
+      // the FlashLiquidator the project's deploy put on the fork (step 11), over mainnet's factory and pool
+      const flashAddress = b.rec.parts.flashLiquidator;
+      expect(b.rec.parts.flashLiquidatorPool).to.equal(UNISWAP.wethUsdc500);
+      const flash = FlashLiquidator__factory.connect(flashAddress, ethers.provider);
+      expect([await flash.engine(), await flash.factory(), await flash.settlementAsset()]).to.deep.equal([b.rec.engine, UNISWAP.factory.address, TOKENS.USDC]);
+      const weth = ERC20__factory.connect(TOKENS.WETH, ethers.provider);
+      const usdc = b.usdc;
+      const pool = IUniswapV3PoolMinimal__factory.connect(UNISWAP.wethUsdc500, ethers.provider);
+
+      // Dave: 2 WETH (wrapped from ETH) of margin, the order fee in reserve, a 5.4 ETH long at the current round
+      const [dave] = (await ethers.getSigners()).slice(6);
+      const daveAddress = await dave.getAddress();
+      await (await new Contract(TOKENS.WETH, ["function deposit() payable"], dave).deposit({ value: 2n * WAD })).wait();
+      await fundUsdc(chain, [[daveAddress, ORDER_FEE]]);
+      await (await weth.connect(dave).approve(b.rec.engine, 2n * WAD)).wait();
+      await (await usdc.connect(dave).approve(b.rec.engine, ORDER_FEE)).wait();
+      await (await b.vault.connect(dave).createAccount()).wait();
+      const id = await b.vault.accountCount();
+      await (await b.vault.connect(dave).depositMargin(id, TOKENS.WETH, 2n * WAD)).wait();
+      await (await b.vault.connect(dave).deposit(id, TOKENS.USDC, ORDER_FEE)).wait();
+      const pc = (await agg.latestRoundData())[1];
+      const fill = await fillAtNextRound(b.engine, dave, keeper, agg, { accountId: id, marketId: b.ethMarket, sizeDelta: (54n * WAD) / 10n });
+      expect(fill.price).to.equal(pc * 10n ** 10n);
+
+      // the drop, through the proxy's (test) aggregator, in two rounds of 12.5 % (under the feed's 25 % jump guard);
+      // a full liquidation leaves Dave owing USDC with his WETH
+      await pushEth(b, agg, (pc * 7n) / 8n);
+      await pushEth(b, agg, (pc * 3n) / 4n);
+      // arbitrage moves the pool along: its price is the feed's now (the profit is the discount less fee and impact)
+      const limit = await movePoolDownTo(chain, (pc * 3n) / 4n);
+      expect((await pool.slot0()).sqrtPriceX96).to.equal(limit);
+      expect((await b.engine.accountState(id)).health).to.be.lt(DEFAULT_RISK.fullLiquidationHealth);
+      expect(await b.engine.liquidationFraction(id)).to.equal(WAD);
+      await (await b.engine.connect(keeper).liquidate(id)).wait();
+      expect(await b.engine.positionMask(id)).to.equal(0n);
+      const st = await b.engine.accountState(id);
+      expect(st.settlement).to.be.lt(0n);
+      expect(await b.vault.marginOf(id, TOKENS.WETH)).to.equal(2n * WAD);
+
+      // the sale, from the engine's views (lib/margin.ts collateralSale mirrors LiquidationLogic._quote): the debt in
+      // USDC units rounded up, or all the WETH at oracle × (1 − discount) if that is less; WETH out rounded down
+      const priceWad = await b.oracle.price(TOKENS.WETH);
+      expect(priceWad).to.equal(((pc * 3n) / 4n) * 10n ** 10n);
+      const discount = (await b.engine.riskParams()).collateralDiscount;
+      expect(discount).to.equal(DEFAULT_RISK.collateralDiscount);
+      const sale = collateralSale({ debtUsd: -st.settlement, available: 2n * WAD, priceWad, decimals: 18, collateralDiscount: discount, settlementScale: 10n ** 12n });
+      expect(await flash.repayFor(id, TOKENS.WETH, 0n)).to.equal(sale.repay);
+      // what the pool takes for exactly that USDC out, by its own arithmetic (a swap reverted in the helper's callback)
+      const helper = await deployUniswapV3TestHelper(owner);
+      const quote = await quoteExactOutput(helper, pool, TOKENS.USDC, sale.repay);
+      expect(quote.amountOut).to.equal(sale.repay);
+      const profit = sale.amountOut - quote.amountIn;
+      expect(profit).to.be.gt(0n);
+      log(`flash sale: repay ${sale.repay} USDC units, bought ${sale.amountOut} wei WETH, paid the pool ${quote.amountIn}, profit ${profit}`);
+
+      // the keeper: a fresh key with gas and nothing else
+      const k = HDNodeWallet.createRandom().connect(ethers.provider);
+      await network.provider.send("hardhat_setBalance", [k.address, "0x" + WAD.toString(16)]);
+      expect([await usdc.balanceOf(k.address), await weth.balanceOf(k.address)]).to.deep.equal([0n, 0n]);
+      const params = { accountId: id, collateral: TOKENS.WETH, pool: UNISWAP.wethUsdc500, maxRepay: 0n, minProfit: profit + 1n, recipient: k.address, liquidateFirst: false };
+      // one wei more than the pool leaves: the exact shortfall, named
+      await expect(flash.connect(k).flashLiquidate(params)).to.be.revertedWithCustomError(flash, "InsufficientProfit").withArgs(profit, profit + 1n);
+
+      const [engineU0, poolU0, poolW0] = [await usdc.balanceOf(b.rec.engine), await usdc.balanceOf(UNISWAP.wethUsdc500), await weth.balanceOf(UNISWAP.wethUsdc500)];
+      const rc = (await (await flash.connect(k).flashLiquidate({ ...params, minProfit: profit })).wait())!;
+      log(`flashLiquidate on the fork: ${rc.gasUsed} gas`);
+      const ev = rc.logs.filter((l) => l.address === flashAddress).map((l) => flash.interface.parseLog(l)!).find((e) => e.name === "FlashLiquidation")!;
+      expect([...ev.args]).to.deep.equal([id, k.address, k.address, UNISWAP.wethUsdc500, TOKENS.WETH, sale.repay, sale.amountOut, quote.amountIn, profit, 0n]);
+      // the engine got the repay, the pool lent it and was paid in WETH, the keeper kept the rest and holds no USDC
+      expect(await usdc.balanceOf(b.rec.engine)).to.equal(engineU0 + sale.repay);
+      expect(await usdc.balanceOf(UNISWAP.wethUsdc500)).to.equal(poolU0 - sale.repay);
+      expect(await weth.balanceOf(UNISWAP.wethUsdc500)).to.equal(poolW0 + quote.amountIn);
+      expect([await weth.balanceOf(k.address), await usdc.balanceOf(k.address)]).to.deep.equal([profit, 0n]);
+      // Dave: the repay credited (up to his debt), the WETH sold gone from his margin
+      const credit = sale.repay * 10n ** 12n;
+      expect((await b.engine.accountState(id)).settlement).to.equal(credit > -st.settlement ? 0n : st.settlement + credit);
+      expect(await b.vault.marginOf(id, TOKENS.WETH)).to.equal(2n * WAD - sale.amountOut);
+      // nothing stays in the FlashLiquidator: no token, no allowance
+      expect([await usdc.balanceOf(flashAddress), await weth.balanceOf(flashAddress), await usdc.allowance(flashAddress, b.rec.engine)]).to.deep.equal([0n, 0n, 0n]);
     });
   });
 

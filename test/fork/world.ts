@@ -4,12 +4,13 @@
  * lib/fork/mainnet.ts by impersonation, and the ETH/USD proxy moved to a test aggregator the way one moves a price on
  * a real fork: its owner() proposes and confirms an aggregator we control.
  */
-import type { Provider, Signer } from "ethers";
+import { Contract, HDNodeWallet, type Provider, type Signer } from "ethers";
 
 import { NETWORKS } from "../../deploy/networks";
 import { deployBallast } from "../../deploy/deploy";
 import type { DeploymentRecord } from "../../lib/deployment";
-import { FEEDS, HOLDERS, TOKENS } from "../../lib/fork/mainnet";
+import { FEEDS, HOLDERS, TOKENS, UNISWAP } from "../../lib/fork/mainnet";
+import { sqrtPriceX96 } from "../../lib/fork/replica";
 import {
   ERC20__factory,
   ForkAggregatorProxy__factory,
@@ -140,4 +141,24 @@ export async function pushEth(b: Ballast, agg: MockAggregator, answer: bigint) {
 /** The USDC reserve of an account as the rebalance plan's mirror takes it. */
 export async function usdcReserve(b: Ballast, id: bigint) {
   return { asset: TOKENS.USDC, available: await b.vault.reserveOf(id, TOKENS.USDC), price: WAD, decimals: 6n, haircut: NETWORKS.mainnet.settlement.haircut };
+}
+
+/**
+ * The WETH/USDC 0.05 % pool follows the feed down to `answer` (8 decimals), as arbitrage would move it: a fresh wallet
+ * wraps ETH and sells WETH into the pool through the SwapRouter with the price limit at `answer` (the router pays only
+ * what the swap to the limit takes). Returns the pool's sqrtPriceX96 afterwards (= the limit).
+ */
+export async function movePoolDownTo(chain: ForkChain, answer: bigint): Promise<bigint> {
+  const arb = HDNodeWallet.createRandom().connect(chain.provider);
+  const wrap = 1_000_000n * WAD; // more than any mainnet pool depth over the move
+  await chain.provider.send("hardhat_setBalance", [arb.address, hex(wrap + 10n * WAD)]);
+  const weth = new Contract(TOKENS.WETH, ["function deposit() payable", "function approve(address,uint256) returns (bool)"], arb);
+  await (await weth.deposit({ value: wrap })).wait();
+  await (await weth.approve(UNISWAP.swapRouter.address, wrap)).wait();
+  const router = new Contract(UNISWAP.swapRouter.address, [
+    "function exactInputSingle((address tokenIn,address tokenOut,uint24 fee,address recipient,uint256 deadline,uint256 amountIn,uint256 amountOutMinimum,uint160 sqrtPriceLimitX96)) payable returns (uint256)",
+  ], arb);
+  const limit = sqrtPriceX96(answer); // token0 = USDC, token1 = WETH: the sqrt price rises as ETH falls
+  await (await router.exactInputSingle({ tokenIn: TOKENS.WETH, tokenOut: TOKENS.USDC, fee: 500, recipient: arb.address, deadline: 2n ** 40n, amountIn: wrap, amountOutMinimum: 0n, sqrtPriceLimitX96: limit })).wait();
+  return limit;
 }

@@ -3,7 +3,13 @@ pragma solidity 0.8.28;
 
 /// @title Minimal Uniswap V3 interfaces
 /// @notice The parts of Uniswap V3's factory, pool and callbacks that Ballast's periphery and tests call, written for
-///         0.8 from the published ABI (the v3-core sources are 0.7.6 and are not compiled here). Signatures only.
+///         0.8 from the published ABI (the v3-core sources are 0.7.6 and are not compiled here). Signatures, and
+///         TickMath's sqrt-price bounds.
+
+/// @dev TickMath's bounds of the sqrt price (Q64.96): a swap's `sqrtPriceLimitX96` must lie strictly inside them, so
+///      "no price limit" is one step inside the bound in the swap's direction (MIN + 1 selling token0, MAX − 1 buying).
+uint160 constant MIN_SQRT_RATIO = 4_295_128_739;
+uint160 constant MAX_SQRT_RATIO = 1_461_446_703_485_210_103_287_273_052_203_988_822_378_723_970_342;
 
 /// @notice UniswapV3Factory: the registry of the pools it deployed.
 interface IUniswapV3FactoryMinimal {

@@ -84,6 +84,8 @@ export const configSchema = z
         liquidate: int(21_000).default(900_000),
         executeOrder: int(21_000).default(400_000),
         flashLiquidate: int(21_000).default(450_000),
+        buyCollateral: int(21_000).default(250_000),
+        approve: int(21_000).default(60_000),
       })
       .strict()
       .prefault({}),
@@ -91,7 +93,8 @@ export const configSchema = z
     shard: shardText.optional(),
     /**
      * FlashLiquidator address: when set (with flashPool), accounts a liquidation left owing with collateral are
-     * bought capital-free through it (the keeper holds no USDC); unset, they are left to others
+     * bought capital-free through it whenever the keeper's own USDC does not cover the repay (when it does, the keeper
+     * calls buyCollateral directly: no pool fee); unset, only the direct purchase remains
      */
     flashLiquidator: address.optional(),
     /** the Uniswap V3 pool of (collateral, USDC) the FlashLiquidator flash-swaps from; its other token is bought */

@@ -8,6 +8,7 @@
  * first" is a benign no-op, logged. `dryRun` simulates and logs, and sends nothing.
  */
 import { Transaction, type Signer } from "ethers";
+import { ERC20__factory } from "../typechain-types";
 import { BENIGN, engineInterface, errorName, flashInterface, revertData } from "./abi";
 import type { Logger } from "./log";
 import type { Metrics } from "./metrics";
@@ -45,6 +46,8 @@ export interface ExecutorOptions {
   hooks?: ExecutorHooks;
   /** the FlashLiquidator, its pool and the collateral it buys (flashLiquidate actions; the profit goes to `from`) */
   flash?: { address: string; pool: string; collateral: string };
+  /** the engine's settlement asset (USDC): approve actions go to it */
+  settlementAsset?: string;
 }
 
 export interface ExecutorHooks {
@@ -55,6 +58,7 @@ export interface ExecutorHooks {
 }
 
 const BROADCAST_FAILED = "broadcast failed on every endpoint";
+const erc20Interface = ERC20__factory.createInterface();
 
 export class Executor {
   private nonce: number | undefined;
@@ -74,12 +78,17 @@ export class Executor {
     return this.o.dryRun || !this.o.signer;
   }
 
-  /** Calldata of an engine action (a flashLiquidate goes to the FlashLiquidator: `call`). */
+  /** Calldata of an engine action (a flashLiquidate goes to the FlashLiquidator, an approve to the USDC: `call`). */
   static calldata(a: Action): string {
     const i = engineInterface();
     switch (a.kind) {
       case "flashLiquidate":
         throw new Error("flashLiquidate is sent to the FlashLiquidator, not the engine");
+      case "approve":
+        throw new Error("approve is sent to the settlement token, not the engine");
+      case "buyCollateral":
+        if (a.collateral === undefined || a.repay === undefined) throw new Error("buyCollateral without collateral and repay");
+        return i.encodeFunctionData("buyCollateral", [a.ids[0], a.collateral, a.repay, a.minAmountOut ?? 0n]);
       case "liquidate":
         return i.encodeFunctionData("liquidate", [a.ids[0]]);
       case "rescue":
@@ -94,6 +103,11 @@ export class Executor {
 
   /** Where an action is sent and its calldata. */
   call(a: Action): { to: string; data: string } {
+    if (a.kind === "approve") {
+      // exactly the repay of the buy that follows: the engine's allowance is used up by it
+      if (!this.o.settlementAsset || a.repay === undefined) throw new Error("approve without the settlement asset or the repay");
+      return { to: this.o.settlementAsset, data: erc20Interface.encodeFunctionData("approve", [this.o.engine, a.repay]) };
+    }
     if (a.kind !== "flashLiquidate") return { to: this.o.engine, data: Executor.calldata(a) };
     const f = this.o.flash;
     if (!f) throw new Error("flashLiquidate without a FlashLiquidator configured (flashLiquidator, flashPool)");

@@ -95,6 +95,7 @@ export class Keeper {
       now: deps.now,
       hooks: deps.hooks,
       flash: deps.flash,
+      settlementAsset: rec.settlementAsset,
     });
   }
 
@@ -126,8 +127,7 @@ export class Keeper {
       for (const key of [`rebalance:${a.id}`, `liquidate:${a.id}`]) if (this.store.isPending(key) || this.store.isLive(key, a.round)) busy.add(key);
     }
     for (const d of scan.debts) {
-      const key = `buy:${d.id}`;
-      if (this.store.isPending(key) || this.store.isLive(key, d.round)) busy.add(key);
+      for (const key of [`buy:${d.id}`, `approve:${d.id}`]) if (this.store.isPending(key) || this.store.isLive(key, d.round)) busy.add(key);
     }
     for (const o of scan.orders) if (this.store.isPending(`order:${o.id}`) || this.store.isLive(`order:${o.id}`, "0")) busy.add(`order:${o.id}`);
     const p = plan(scan.accounts, scan.orders, {
@@ -141,6 +141,7 @@ export class Keeper {
       shard: this.cfg.shard,
       busy,
       flash: this.cfg.flashLiquidator !== undefined ? { minProfitUsd: this.cfg.flashMinProfitUsd, gas: this.cfg.gas.flashLiquidate } : undefined,
+      inventory: scan.inventory && { ...scan.inventory, gas: { buyCollateral: this.cfg.gas.buyCollateral, approve: this.cfg.gas.approve } },
     }, scan.debts);
     for (const w of p.waits) this.log.info({ key: w.key, reason: w.reason }, "waiting");
     this.metrics.accounts.set(this.store.accountCount());

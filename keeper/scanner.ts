@@ -2,9 +2,10 @@
  * Reads what the strategy needs at one block: `healthBatch` over the registry's accounts with positions (in chunks),
  * then, for the few that matter, the liquidation fraction and rescue, the rebalance status (accounts outside their
  * policy band), and the readiness of pending orders (a simulated `executeOrder`); plus the base fee, the ETH price
- * (the engine's gas asset, from the oracle) and the engine's fee parameters. With a FlashLiquidator configured, also the
- * accounts a liquidation left owing with no position: their debt and a simulated `flashLiquidate` (its profit, or why it
- * would revert).
+ * (the engine's gas asset, from the oracle) and the engine's fee parameters. With a FlashLiquidator configured or USDC in
+ * the keeper's wallet, also the accounts a liquidation left owing with no position: their debt and collateral, a
+ * simulated `flashLiquidate` (its profit, or why it would revert) when the collateral is the FlashLiquidator's, and the
+ * keeper's USDC balance and allowance to the engine (a direct `buyCollateral`).
  */
 import type { DeploymentRecord } from "../lib/deployment";
 import type { Ballast } from "../lib/connect";
@@ -14,7 +15,7 @@ import { errorName, flashInterface, revertData } from "./abi";
 import type { Logger } from "./log";
 import { isRevert, type RpcPool } from "./rpc";
 import type { AccountRow, OrderRow, Store } from "./store";
-import { inShard, WAD, type AccountSnapshot, type DebtSnapshot, type OrderSnapshot } from "./strategy";
+import { inShard, WAD, type AccountSnapshot, type DebtSnapshot, type Inventory, type OrderSnapshot } from "./strategy";
 
 const USDC_SCALE = 10n ** 12n;
 
@@ -25,8 +26,11 @@ export interface ScanResult {
   feeParams: { baseFeeUsd: bigint; gasUnits: bigint };
   accounts: AccountSnapshot[];
   orders: OrderSnapshot[];
-  /** owing accounts with no position (only with a FlashLiquidator configured) */
+  /** owing accounts with no position (only with a FlashLiquidator configured or USDC in the keeper's wallet) */
   debts: DebtSnapshot[];
+  /** the keeper's USDC and the engine's terms of a direct buy (gas units left to the caller's config); undefined when
+   *  no account of the shard owes */
+  inventory: Omit<Inventory, "gas"> | undefined;
 }
 
 /** The FlashLiquidator the keeper sells collateral through, and what it buys (resolved once from the pool). */
@@ -68,6 +72,7 @@ function errorText(data: string | undefined): string {
 
 export class Scanner {
   private readonly ballasts = new Map<number, Ballast>();
+  private readonly decimals = new Map<string, number>();
 
   constructor(
     private readonly store: Store,
@@ -120,32 +125,73 @@ export class Scanner {
       const snap = await this.order(o, blockTag);
       if (snap) orders.push(snap);
     }
+    // owing accounts, read only when there are some: the keeper's own USDC (a direct buyCollateral needs no
+    // FlashLiquidator); their debts when it holds some or a FlashLiquidator is configured
+    const owing = this.store.owingAccounts().filter((a) => inShard(a.id, this.opts.shard));
     const debts: DebtSnapshot[] = [];
-    if (this.opts.flash) {
-      for (const a of this.store.owingAccounts().filter((a) => inShard(a.id, this.opts.shard))) {
-        const d = await this.debt(a, this.opts.flash, blockTag);
-        if (d) debts.push(d);
+    let inventory: ScanResult["inventory"];
+    if (owing.length > 0) {
+      const usdc = this.rec.settlementAsset;
+      const [balance, allowance] = await this.pool.use((ep) => {
+        const t = IERC20Metadata__factory.connect(usdc, ep.provider);
+        return Promise.all([t.balanceOf(this.opts.keeper, { blockTag }), t.allowance(this.opts.keeper, this.rec.engine, { blockTag })]);
+      });
+      inventory = { balance, allowance, settlementScale: 10n ** BigInt(18 - (await this.decimalsOf(usdc))), collateralDiscount: risk.collateralDiscount };
+      if (this.opts.flash || balance > 0n) {
+        for (const a of owing) {
+          const d = await this.debt(a, blockTag);
+          if (d) debts.push(d);
+        }
       }
     }
-    return { block, baseFee, ethUsd, feeParams: { baseFeeUsd: fp.baseFeeUsd, gasUnits: fp.gasUnits }, accounts, orders, debts };
+    return { block, baseFee, ethUsd, feeParams: { baseFeeUsd: fp.baseFeeUsd, gasUnits: fp.gasUnits }, accounts, orders, debts, inventory };
   }
 
-  /** An owing account's debt and a simulated flash liquidation (undefined: it owes nothing or holds no collateral). */
-  private async debt(a: AccountRow, flash: FlashTarget, blockTag: number): Promise<DebtSnapshot | undefined> {
-    const [st, margin] = await Promise.all([
-      this.read((b) => b.engine.accountState(a.id, { blockTag })),
-      this.read((b) => b.vault.marginOf(a.id, flash.collateral, { blockTag })),
-    ]);
-    if (st.settlement >= 0n || margin === 0n) return undefined;
-    const [ok, px] = await this.read((b) => b.oracle.tryPrice(flash.collateral, { blockTag }));
+  private async decimalsOf(token: string): Promise<number> {
+    let d = this.decimals.get(token.toLowerCase());
+    if (d === undefined) {
+      d = Number(await this.pool.use((ep) => IERC20Metadata__factory.connect(token, ep.provider).decimals()));
+      this.decimals.set(token.toLowerCase(), d);
+    }
+    return d;
+  }
+
+  /** The collateral a sale buys: the FlashLiquidator's first, then the record's other assets, as listed. */
+  private collaterals(): string[] {
+    const usdc = this.rec.settlementAsset.toLowerCase();
+    const all = [...(this.opts.flash ? [this.opts.flash.collateral] : []), ...Object.values(this.rec.assets)];
+    return all.filter((t, i) => t.toLowerCase() !== usdc && all.findIndex((u) => u.toLowerCase() === t.toLowerCase()) === i);
+  }
+
+  /**
+   * An owing account's debt, the first collateral it holds, and a simulated flash liquidation when that is the
+   * FlashLiquidator's collateral (undefined: it owes nothing or holds none of the collateral).
+   */
+  private async debt(a: AccountRow, blockTag: number): Promise<DebtSnapshot | undefined> {
+    const st = await this.read((b) => b.engine.accountState(a.id, { blockTag }));
+    if (st.settlement >= 0n) return undefined;
+    let collateral: string | undefined;
+    let margin = 0n;
+    for (const t of this.collaterals()) {
+      margin = await this.read((b) => b.vault.marginOf(a.id, t, { blockTag }));
+      if (margin > 0n) {
+        collateral = t;
+        break;
+      }
+    }
+    if (collateral === undefined) return undefined;
+    const [ok, px] = await this.read((b) => b.oracle.tryPrice(collateral, { blockTag }));
     const snap: DebtSnapshot = {
       id: a.id,
       round: String(a.updatedBlock),
       debtUsd: -st.settlement,
+      collateral,
+      margin,
       collateralPriceUsd: ok ? px : undefined,
-      collateralDecimals: flash.decimals,
-      quote: { reason: "not simulated" },
+      collateralDecimals: await this.decimalsOf(collateral),
     };
+    const flash = this.opts.flash;
+    if (!flash || flash.collateral.toLowerCase() !== collateral.toLowerCase()) return snap;
     const params = {
       accountId: a.id,
       collateral: flash.collateral,

@@ -3,14 +3,17 @@
  * liquidate, rescue or rebalance and which pending orders to execute, in what order, in which batches, and whether
  * each is worth its gas at the current base fee. Money is WAD USD bigint throughout.
  *
- * Order: liquidations (lowest health first), then collateral sales through the FlashLiquidator (accounts a liquidation
- * left owing with collateral, when one is configured: the keeper needs no USDC), then rescues (health < 1 with a
+ * Order: liquidations (lowest health first), then collateral sales of accounts a liquidation left owing with collateral
+ * (largest debt first): bought directly with `buyCollateral` when the keeper's own USDC covers the repay (no pool fee,
+ * less gas; an exact `approve` of the engine first when its allowance is short), otherwise through the FlashLiquidator
+ * when one is configured (the keeper needs no USDC), otherwise left to others; then rescues (health < 1 with a
  * reserve that can lift it: the engine refuses the liquidation), then rebalances (lowest health first, grouped into
  * `rebalanceBatch` calls of at most `batchSize`), then order executions (oldest first). An action whose fee or reward
  * does not cover gas × baseFee × ETH price + minProfitUsd waits, with the reason.
  */
 import { keccak256, toBeHex, zeroPadValue } from "ethers";
 import { gweiText } from "../lib/format";
+import { collateralSale } from "../lib/margin";
 
 export const WAD = 10n ** 18n;
 
@@ -46,19 +49,37 @@ export interface OrderSnapshot {
 }
 
 /**
- * An account with no position that owes the pool and holds the collateral the FlashLiquidator's pool trades, with
- * what a flash liquidation would do now (`flashLiquidate` simulated from the keeper's address with minProfit 0).
+ * An account with no position that owes the pool and holds collateral (the FlashLiquidator's, else the first listed
+ * asset it holds), with what a flash liquidation would do now (`flashLiquidate` simulated from the keeper's address
+ * with minProfit 0) when that collateral is the FlashLiquidator's.
  */
 export interface DebtSnapshot {
   id: bigint;
   round: string;
   /** USD owed (−S), WAD */
   debtUsd: bigint;
+  /** the collateral token and the account's margin in it (token units) */
+  collateral: string;
+  margin: bigint;
   /** the collateral's oracle price, WAD USD per whole token (undefined: unpriced, nothing can be bought) */
   collateralPriceUsd: bigint | undefined;
   collateralDecimals: number;
-  /** the simulated profit in collateral units, or why the simulation reverted */
-  quote: { profit: bigint } | { reason: string };
+  /** the simulated flash profit in collateral units, or why the simulation reverted; undefined: not simulated (no
+   *  FlashLiquidator configured, or another collateral) */
+  quote?: { profit: bigint } | { reason: string };
+}
+
+/** The keeper's own settlement-token inventory and what a direct `buyCollateral` needs to price it. */
+export interface Inventory {
+  /** the keeper's USDC balance and its allowance to the engine, token units */
+  balance: bigint;
+  allowance: bigint;
+  /** WAD USD per settlement-token unit (10^12 for USDC) */
+  settlementScale: bigint;
+  /** the engine's riskParams().collateralDiscount, WAD */
+  collateralDiscount: bigint;
+  /** gas units of a buyCollateral and of an ERC-20 approve */
+  gas: { buyCollateral: number; approve: number };
 }
 
 export interface GasUnits {
@@ -69,6 +90,10 @@ export interface GasUnits {
   executeOrder: number;
   /** a FlashLiquidator.flashLiquidate without the liquidation (a swap, buyCollateral, the pool's repayment) */
   flashLiquidate?: number;
+  /** the engine's buyCollateral, paid from the keeper's own USDC */
+  buyCollateral?: number;
+  /** an ERC-20 approve (the engine, for exactly a repay) */
+  approve?: number;
 }
 
 /** The flash-liquidation part of the conditions; absent when no FlashLiquidator is configured (debts are left). */
@@ -93,11 +118,13 @@ export interface Conditions {
   shard: { index: number; count: number };
   /** action keys (e.g. "rebalance:3") already pending or mined in the account's current round */
   busy: ReadonlySet<string>;
-  /** collateral sales through the FlashLiquidator (undefined: not configured, owing accounts are left to others) */
+  /** collateral sales through the FlashLiquidator (undefined: not configured) */
   flash?: FlashConditions;
+  /** the keeper's USDC for direct collateral purchases (undefined: none, or not read) */
+  inventory?: Inventory;
 }
 
-export type ActionKind = "liquidate" | "flashLiquidate" | "rescue" | "rebalance" | "rebalanceBatch" | "executeOrder";
+export type ActionKind = "liquidate" | "approve" | "buyCollateral" | "flashLiquidate" | "rescue" | "rebalance" | "rebalanceBatch" | "executeOrder";
 
 export interface Action {
   kind: ActionKind;
@@ -112,6 +139,11 @@ export interface Action {
   gas: number;
   /** flashLiquidate only: the least profit, collateral units, the contract must make (else InsufficientProfit) */
   minProfit?: bigint;
+  /** buyCollateral: the collateral, the repay (settlement-token units) and the least collateral out (else the
+   *  engine's SlippageExceeded); approve: the repay the engine is approved for, exactly */
+  collateral?: string;
+  repay?: bigint;
+  minAmountOut?: bigint;
 }
 
 export interface Wait {
@@ -167,37 +199,90 @@ export function collateralFor(usdWad: bigint, priceWad: bigint, decimals: number
 }
 
 /**
- * The flash liquidations worth sending: each owing account whose simulated profit, valued at the oracle, covers gas
- * plus `flash.minProfitUsd`; sent with minProfit = that sum in collateral (rounded up), so a pool that moves before
- * the transaction lands makes it revert (InsufficientProfit) instead of losing. Pure; in the caller's shard only.
+ * The collateral sales worth sending, largest debt first, in the caller's shard (pure). For each owing account:
+ *  - when the keeper's USDC (what earlier sales of this plan left of it) covers the repay, a direct `buyCollateral`
+ *    — the repay and the collateral out are the engine's (lib/margin.ts collateralSale), the profit is the collateral's
+ *    value at the oracle less the repay; sent when it covers gas (buyCollateral, plus an approve when the allowance
+ *    is short: then an exact `approve` of the repay goes first) + minProfitUsd, with minAmountOut = that sum in
+ *    collateral (rounded up), so a price that moves before it lands makes it revert (SlippageExceeded), not lose;
+ *  - otherwise, with a FlashLiquidator configured, a flash liquidation when its simulated profit, valued at the oracle,
+ *    covers gas + `flash.minProfitUsd`; sent with minProfit = that sum in collateral (rounded up: InsufficientProfit
+ *    if the pool moves);
+ *  - otherwise the account is left to others (no wait: nothing this keeper could do).
  */
-export function planFlash(debts: readonly DebtSnapshot[], c: Conditions, stop: string | undefined, waits: Wait[]): Action[] {
+export function planSales(debts: readonly DebtSnapshot[], c: Conditions, stop: string | undefined, waits: Wait[]): Action[] {
   const flash = c.flash;
-  if (!flash) return [];
+  const inv = c.inventory;
+  if (!flash && !inv) return [];
   const actions: Action[] = [];
   const eth = c.ethUsd ?? 0n;
+  let balance = inv?.balance ?? 0n;
+  let allowance = inv?.allowance ?? 0n;
   const mine = debts.filter((d) => inShard(d.id, c.shard)).sort((x, y) => (x.debtUsd !== y.debtUsd ? (x.debtUsd > y.debtUsd ? -1 : 1) : x.id < y.id ? -1 : 1));
   for (const d of mine) {
     const key = `buy:${d.id}`;
     if (c.busy.has(key)) continue;
+    const price = d.collateralPriceUsd;
+    const sale =
+      inv && price !== undefined && price !== 0n
+        ? collateralSale({ debtUsd: d.debtUsd, available: d.margin, priceWad: price, decimals: d.collateralDecimals, collateralDiscount: inv.collateralDiscount, settlementScale: inv.settlementScale })
+        : undefined;
+    const direct = inv !== undefined && sale !== undefined && sale.repay <= balance;
+    if (!direct && (!flash || d.quote === undefined)) continue; // neither route: left to others
     if (stop) {
       waits.push({ key, reason: stop });
       continue;
     }
-    if ("reason" in d.quote) {
-      waits.push({ key, reason: `flash liquidation would revert: ${d.quote.reason}` });
-      continue;
-    }
-    if (d.collateralPriceUsd === undefined || d.collateralPriceUsd === 0n) {
+    if (price === undefined || price === 0n) {
       waits.push({ key, reason: "collateral unpriced" });
       continue;
     }
-    const k = gasCostUsd(BigInt(flash.gas), c.baseFee, eth);
-    const value = collateralUsd(d.quote.profit, d.collateralPriceUsd, d.collateralDecimals);
-    if (value < k + flash.minProfitUsd) {
+    if (direct) {
+      const approve = allowance < sale.repay;
+      const approveKey = `approve:${d.id}`;
+      if (approve && c.busy.has(approveKey)) {
+        waits.push({ key, reason: "waiting for the engine's approval to be mined" });
+        continue;
+      }
+      const gas = inv.gas.buyCollateral + (approve ? inv.gas.approve : 0);
+      const k = gasCostUsd(BigInt(gas), c.baseFee, eth);
+      const repayUsd = sale.repay * inv.settlementScale;
+      const value = collateralUsd(sale.amountOut, price, d.collateralDecimals) - repayUsd;
+      if (value < k + c.minProfitUsd) {
+        waits.push({ key, reason: unprofitable("direct buy profit", value, k, c) });
+        continue;
+      }
+      if (approve) {
+        const ka = gasCostUsd(BigInt(inv.gas.approve), c.baseFee, eth);
+        actions.push({ kind: "approve", ids: [d.id], targets: [{ key: approveKey, round: d.round }], valueUsd: 0n, costUsd: ka, gas: inv.gas.approve, repay: sale.repay });
+        allowance = sale.repay;
+      }
+      actions.push({
+        kind: "buyCollateral",
+        ids: [d.id],
+        targets: [{ key, round: d.round }],
+        valueUsd: value,
+        costUsd: k,
+        gas,
+        collateral: d.collateral,
+        repay: sale.repay,
+        minAmountOut: collateralFor(repayUsd + k + c.minProfitUsd, price, d.collateralDecimals),
+      });
+      balance -= sale.repay;
+      allowance -= sale.repay;
+      continue;
+    }
+    const quote = d.quote!;
+    if ("reason" in quote) {
+      waits.push({ key, reason: `flash liquidation would revert: ${quote.reason}` });
+      continue;
+    }
+    const k = gasCostUsd(BigInt(flash!.gas), c.baseFee, eth);
+    const value = collateralUsd(quote.profit, price, d.collateralDecimals);
+    if (value < k + flash!.minProfitUsd) {
       waits.push({
         key,
-        reason: `unprofitable: flash profit ${usd(value)} USD < gas ${usd(k)} USD + min profit ${usd(flash.minProfitUsd)} USD at base fee ${gweiText(c.baseFee)} gwei`,
+        reason: `unprofitable: flash profit ${usd(value)} USD < gas ${usd(k)} USD + min profit ${usd(flash!.minProfitUsd)} USD at base fee ${gweiText(c.baseFee)} gwei`,
       });
       continue;
     }
@@ -207,8 +292,8 @@ export function planFlash(debts: readonly DebtSnapshot[], c: Conditions, stop: s
       targets: [{ key, round: d.round }],
       valueUsd: value,
       costUsd: k,
-      gas: flash.gas,
-      minProfit: collateralFor(k + flash.minProfitUsd, d.collateralPriceUsd, d.collateralDecimals),
+      gas: flash!.gas,
+      minProfit: collateralFor(k + flash!.minProfitUsd, price, d.collateralDecimals),
     });
   }
   return actions;
@@ -247,8 +332,8 @@ export function plan(accounts: readonly AccountSnapshot[], orders: readonly Orde
     actions.push({ kind: "liquidate", ids: [a.id], targets: [{ key, round: a.round }], valueUsd: a.liquidationRewardUsd, costUsd: k, gas: c.gas.liquidate });
   }
 
-  // 1b. collateral sales of accounts a liquidation left owing (largest debt first), through the FlashLiquidator
-  actions.push(...planFlash(debts, c, stop, waits));
+  // 1b. collateral sales of accounts a liquidation left owing (largest debt first): own USDC, else the FlashLiquidator
+  actions.push(...planSales(debts, c, stop, waits));
 
   // 2. rescues and 3. rebalances: accounts the engine would rebalance now
   const ready = mine.filter((a) => a.priced && a.rebalance?.needed === true && a.rebalance.status === STATUS.Ready).sort(byHealth);

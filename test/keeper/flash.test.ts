@@ -1,7 +1,8 @@
 /**
  * The keeper selling a liquidated account's collateral capital-free through the FlashLiquidator (keeper config
- * `flashLiquidator` / `flashPool`), on the in-process network: the production engine (two-step orders), the real
- * Uniswap V3 bytecode (lib/uniswapV3.ts). The keeper holds no USDC at any point.
+ * `flashLiquidator` / `flashPool`), or directly with its own USDC when it holds enough (`buyCollateral`: no pool fee), on
+ * the in-process network: the production engine (two-step orders), the real Uniswap V3 bytecode (lib/uniswapV3.ts).
+ * Unless a test gives it USDC, the keeper holds none.
  */
 import { expect } from "chai";
 import { network } from "hardhat";
@@ -115,6 +116,37 @@ describe("keeper › flash liquidation (in-process network)", function () {
     expect(outcomes(r3)).to.deep.equal([]);
     expect(r3.plan.waits).to.deep.equal([]);
     await k.close();
+  });
+
+  it("with USDC of its own covering the repay, approves the engine for exactly it and buys directly (no pool fee), FlashLiquidator configured or not", async () => {
+    for (const withFlash of [true, false]) {
+      const f = await loadFixture(fairPool);
+      const { k } = await startKeeper(f, withFlash);
+      await calm();
+      expect(outcomes(await k.cycle())).to.deep.equal([`liquidate:${f.id}:sent`]);
+      const e = await expectedBuy(f);
+      await f.usdc.mint(K10, e.repay); // exactly the repay: one unit less and the FlashLiquidator (or nobody) buys
+      const from = (await network.provider.send("eth_blockNumber", []).then(Number)) + 1;
+      const r = await k.cycle();
+      expect(outcomes(r)).to.deep.equal([`approve:${f.id}:sent`, `buyCollateral:${f.id}:sent`]);
+      // the profit at the oracle: the WETH's value at 1,500 less the repay (the discount, no pool fee)
+      expect(r.plan.actions[1].valueUsd).to.equal((e.bought * 1500n * W) / W - e.repay * 10n ** 12n);
+      const bought = await f.engine.queryFilter(f.engine.filters.CollateralBought(f.id), from);
+      expect(bought.map((l) => [...l.args])).to.deep.equal([[f.id, K10, await f.weth.getAddress(), e.repay, e.bought]]);
+      const rc = await network.provider.send("eth_getTransactionReceipt", [bought[0].transactionHash]);
+      expect(BigInt(rc.gasUsed)).to.be.lte(250_000n); // within the config's default gas.buyCollateral
+      expect([await f.usdc.balanceOf(K10), await f.usdc.allowance(K10, f.engine), await f.weth.balanceOf(K10)]).to.deep.equal([0n, 0n, e.bought]);
+      expect(await f.flash.queryFilter(f.flash.filters.FlashLiquidation(), from)).to.deep.equal([]);
+      expect((await f.engine.accountState(f.id)).settlement).to.equal(0n);
+      expect(await f.vault.marginOf(f.id, f.weth)).to.equal(E18(2) - e.bought);
+      expect(k.store.journal().map((j) => [j.key, j.status])).to.deep.equal([
+        [`liquidate:${f.id}`, "mined"],
+        [`approve:${f.id}`, "mined"],
+        [`buy:${f.id}`, "mined"],
+      ]);
+      expect(outcomes(await k.cycle())).to.deep.equal([]);
+      await k.close();
+    }
   });
 
   it("without a FlashLiquidator configured, leaves the owing account's collateral to others", async () => {

@@ -10,12 +10,14 @@ import {
   type AccountSnapshot,
   type Conditions,
   type DebtSnapshot,
+  type Inventory,
   type OrderSnapshot,
 } from "../../keeper/strategy";
 
 const W = 10n ** 18n;
 const GWEI = 10n ** 9n;
 const usd = (cents: bigint) => (cents * W) / 100n;
+const USDC = (n: bigint | number) => BigInt(n) * 10n ** 6n;
 
 const acct = (id: bigint, health: bigint, extra: Partial<AccountSnapshot> = {}): AccountSnapshot => ({
   id,
@@ -130,12 +132,15 @@ describe("keeper strategy", () => {
     expect([1n, 2n, 3n, 4n].map((id) => shardOf(id, 1))).to.deep.equal([0, 0, 0, 0]);
   });
 
-  describe("collateral sales through the FlashLiquidator", () => {
+  describe("collateral sales: own USDC first, else the FlashLiquidator", () => {
+    const WETH = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2";
     /** An owing account with WETH at 1,500 whose simulated flash liquidation earns `profit` WETH (or reverts). */
     const debt = (id: bigint, debtUsd: bigint, quote: DebtSnapshot["quote"]): DebtSnapshot => ({
       id,
       round: `r${id}`,
       debtUsd,
+      collateral: WETH,
+      margin: 2n * W,
       collateralPriceUsd: 1_500n * W,
       collateralDecimals: 18,
       quote,
@@ -175,6 +180,92 @@ describe("keeper strategy", () => {
           expect(collateralFor(collateralUsd(p, px, d), px, d) <= p).to.equal(true);
         }),
       );
+    });
+
+    /** The keeper's USDC: `balance` units, no allowance yet; buy 200k gas + approve 50k = 0.50 USD at 1 gwei, ETH 2,000. */
+    const inventory = (balance: bigint, allowance = 0n): Inventory => ({
+      balance,
+      allowance,
+      settlementScale: 10n ** 12n,
+      collateralDiscount: W / 20n,
+      gas: { buyCollateral: 200_000, approve: 50_000 },
+    });
+
+    it("buys directly while its own USDC covers the repay (an exact approve first), flash-buys the rest, says why it waits", () => {
+      const debts = [
+        debt(3n, (27_914n * W) / 10n, { profit: W / 10n }), // repay 2,791.40 USDC: covered by 3,000
+        debt(4n, 1_000n * W, { profit: W / 100n }), // 1,000 USDC > the 208.60 left: flash (0.01 WETH = 15 USD)
+        debt(5n, 100n * W, { profit: W / 1_000n }), // 100 USDC <= 208.60: direct again
+        debt(6n, 5n * W, { profit: W / 1_000n }), // 5 USDC: covered, but 0.26 USD of profit < 0.50 gas + 0.10
+      ];
+      const p = plan([], [], conditions({ flash, inventory: inventory(USDC(3_000)) }), debts);
+      // WETH out at 1,500 × 0.95 = 1,425, rounded down (the engine's, lib/margin.ts collateralSale); profit = its value
+      // at the oracle less the repay; minAmountOut = WETH worth the repay + gas (0.50) + min profit (0.10), rounded up
+      expect(p.actions).to.deep.equal([
+        { kind: "approve", ids: [3n], targets: [{ key: "approve:3", round: "r3" }], valueUsd: 0n, costUsd: usd(10n), gas: 50_000, repay: 2_791_400_000n },
+        {
+          kind: "buyCollateral",
+          ids: [3n],
+          targets: [{ key: "buy:3", round: "r3" }],
+          valueUsd: 146_915_789_473_684_210_000n, // 1.958877192982456140 WETH × 1,500 − 2,791.40
+          costUsd: usd(50n),
+          gas: 250_000,
+          collateral: WETH,
+          repay: 2_791_400_000n,
+          minAmountOut: 1_861_333_333_333_333_334n,
+        },
+        { kind: "flashLiquidate", ids: [4n], targets: [{ key: "buy:4", round: "r4" }], valueUsd: 15n * W, costUsd: usd(60n), gas: 300_000, minProfit: 3_733_333_333_333_334n },
+        { kind: "approve", ids: [5n], targets: [{ key: "approve:5", round: "r5" }], valueUsd: 0n, costUsd: usd(10n), gas: 50_000, repay: 100_000_000n },
+        {
+          kind: "buyCollateral",
+          ids: [5n],
+          targets: [{ key: "buy:5", round: "r5" }],
+          valueUsd: 5_263_157_894_736_842_000n, // 0.070175438596491228 WETH × 1,500 − 100
+          costUsd: usd(50n),
+          gas: 250_000,
+          collateral: WETH,
+          repay: 100_000_000n,
+          minAmountOut: 67_066_666_666_666_667n,
+        },
+      ]);
+      expect(p.waits).to.deep.equal([
+        { key: "buy:6", reason: "unprofitable: direct buy profit 0.26 USD < gas 0.50 USD + min profit 0.10 USD at base fee 1 gwei" },
+      ]);
+    });
+
+    it("needs no approve when the allowance covers the repay; without a FlashLiquidator, what its USDC cannot cover is left", () => {
+      const debts = [debt(3n, (27_914n * W) / 10n, undefined), debt(5n, 100n * W, undefined)];
+      // 2,000 USDC: not enough for account 3 (left, no wait), enough for 5; allowance 100 USDC: no approve, 200k gas
+      const p = plan([], [], conditions({ inventory: inventory(USDC(2_000), USDC(100)) }), debts);
+      expect(p.actions).to.deep.equal([
+        {
+          kind: "buyCollateral",
+          ids: [5n],
+          targets: [{ key: "buy:5", round: "r5" }],
+          valueUsd: 5_263_157_894_736_842_000n,
+          costUsd: usd(40n),
+          gas: 200_000,
+          collateral: WETH,
+          repay: 100_000_000n,
+          minAmountOut: 67_000_000_000_000_000n, // (100 + 0.40 + 0.10) USD / 1,500
+        },
+      ]);
+      expect(p.waits).to.deep.equal([]);
+      // one unit short of the repay and no FlashLiquidator: nothing to do, nothing to say
+      expect(plan([], [], conditions({ inventory: inventory(USDC(100) - 1n) }), [debts[1]])).to.deep.equal({ actions: [], waits: [] });
+      // an approve already on its way: the buy waits for it
+      expect(plan([], [], conditions({ inventory: inventory(USDC(100)), busy: new Set(["approve:5"]) }), [debts[1]]).waits).to.deep.equal([
+        { key: "buy:5", reason: "waiting for the engine's approval to be mined" },
+      ]);
+    });
+
+    it("sells all the collateral, at its discounted value rounded up, when that is less than the debt", () => {
+      // 3,000 USD owed, 2 WETH at 1,425 = 2,850 USDC: all of it for 2,850 USDC
+      const p = plan([], [], conditions({ inventory: inventory(USDC(3_000)) }), [debt(3n, 3_000n * W, undefined)]);
+      expect(p.actions.map((a) => [a.kind, a.repay, a.valueUsd])).to.deep.equal([
+        ["approve", USDC(2_850), 0n],
+        ["buyCollateral", USDC(2_850), 150n * W], // 2 × 1,500 − 2,850
+      ]);
     });
 
     it("leaves owing accounts alone without a FlashLiquidator, and waits with everything else above the gas cap", () => {

@@ -177,8 +177,11 @@ contract FlashLiquidator is IUniswapV3SwapCallbackMinimal, ReentrancyGuardTransi
         uint256 unused = usdc.allowance(address(this), address(engine));
         if (unused != 0) revert RepayMismatch(repay, repay - unused);
 
-        int256 profit = int256(bought) - int256(owed);
-        if (profit < int256(minProfit)) revert InsufficientProfit(profit, minProfit);
+        // Compared unsigned, so a minProfit of any size is a floor (a signed cast of one >= 2^255 would wrap negative:
+        // review finding F1); the error reports the signed profit.
+        if (bought < owed || bought - owed < minProfit) {
+            revert InsufficientProfit(SafeCast.toInt256(bought) - SafeCast.toInt256(owed), minProfit);
+        }
         _bought = bought;
         IERC20(collateral).safeTransfer(msg.sender, owed);
     }

@@ -17,14 +17,16 @@ import {
   quoteExactOutput,
 } from "../../lib/uniswapV3";
 import { FlashLiquidator__factory, type FlashLiquidator, type MockERC20 } from "../../typechain-types";
-import { planFlash, type Conditions, type DebtSnapshot, type Wait } from "../../keeper/strategy";
+import { planSales, type Conditions, type DebtSnapshot, type Wait } from "../../keeper/strategy";
 
 /*
- * Independent review of contracts/periphery/FlashLiquidator.sol (and the keeper's planFlash), on the real Uniswap V3
+ * Independent review of contracts/periphery/FlashLiquidator.sol (and the keeper's planSales), on the real Uniswap V3
  * factory/pool bytecode (lib/uniswapV3.ts) and the InstantFillEngine.
  *
- * Tests named "finding Fx: …" assert the CORRECT behaviour and fail on the reviewed code; tests named "resisted: …"
- * are regression tests of attacks the code withstands.
+ * "fixed (F1)" failed on the reviewed code (a minProfit >= 2^255 wrapped negative in a signed compare) and asserts the
+ * fix; tests named "resisted: …" are regression tests of attacks the code withstands. The review's note that a
+ * capital-free sale could pre-empt a rescue with priority is fixed in the engine (buyCollateral: RescueAvailable,
+ * test/engine/Liquidation.test.ts).
  *
  * The engine's sale terms (LiquidationLogic._quote), mirrored here in bigint from the engine's NatSpec/formulas and
  * checked against the engine's own CollateralBought event (never against the contract under test):
@@ -175,6 +177,9 @@ async function flashAndCheck(f: Flash, maxRepay = 0n) {
   return t;
 }
 
+/** A collateral address for the pure strategy tests (any address: planSales only carries it into the action). */
+const WBTC_ADDRESS = "0x2260FAC5E5542a773Aa44fBCfeDf7C193bc2C599";
+
 describe("Review: FlashLiquidator", function () {
 
   // ------------------------------------------------------------------------------------------------- rounding
@@ -228,7 +233,7 @@ describe("Review: FlashLiquidator", function () {
 
   // ------------------------------------------------------------------------------------------------- minProfit
   describe("minProfit", function () {
-    it("finding F1: a minProfit above int256 max (2^255) is a larger floor, not a negative one: reverts InsufficientProfit", async function () {
+    it("fixed (F1): a minProfit above int256 max (2^255) is a larger floor, not a negative one: reverts InsufficientProfit", async function () {
       // int256(minProfit) wraps for minProfit >= 2^255, so `profit < int256(minProfit)` passes any loss (2^256 − 1 is
       // read as −1, 2^255 as −2^255); the callback then tries to pay the pool its due out of whatever collateral the
       // contract holds: with none, the token's ERC20InsufficientBalance; with stray tokens, the pool is paid from them
@@ -458,12 +463,14 @@ describe("Review: FlashLiquidator", function () {
         id: 7n,
         round: "1",
         debtUsd: 100n * WAD,
+        collateral: WBTC_ADDRESS,
+        margin: 100_000n,
         collateralPriceUsd: 30_000n * WAD,
         collateralDecimals: 8,
         quote: { profit: 10_000n }, // 3 USD
       };
       const waits: Wait[] = [];
-      const actions = planFlash([d], cond(), undefined, waits);
+      const actions = planSales([d], cond(), undefined, waits);
       expect(waits).to.deep.equal([]);
       expect(actions.length).to.equal(1);
       expect(actions[0].minProfit).to.equal(6_334n);
@@ -473,9 +480,9 @@ describe("Review: FlashLiquidator", function () {
 
     it("resisted: a simulated profit below gas + flashMinProfitUsd is not sent; a reverting simulation waits", async function () {
       const waits: Wait[] = [];
-      const low: DebtSnapshot = { id: 1n, round: "1", debtUsd: WAD, collateralPriceUsd: 30_000n * WAD, collateralDecimals: 8, quote: { profit: 6_333n } };
-      const bad: DebtSnapshot = { id: 2n, round: "1", debtUsd: WAD, collateralPriceUsd: 30_000n * WAD, collateralDecimals: 8, quote: { reason: "InsufficientProfit(-5, 0)" } };
-      expect(planFlash([low, bad], cond(), undefined, waits)).to.deep.equal([]);
+      const low: DebtSnapshot = { id: 1n, round: "1", debtUsd: WAD, collateral: WBTC_ADDRESS, margin: 100_000n, collateralPriceUsd: 30_000n * WAD, collateralDecimals: 8, quote: { profit: 6_333n } };
+      const bad: DebtSnapshot = { id: 2n, round: "1", debtUsd: WAD, collateral: WBTC_ADDRESS, margin: 100_000n, collateralPriceUsd: 30_000n * WAD, collateralDecimals: 8, quote: { reason: "InsufficientProfit(-5, 0)" } };
+      expect(planSales([low, bad], cond(), undefined, waits)).to.deep.equal([]);
       expect(waits.map((w) => w.key)).to.deep.equal(["buy:1", "buy:2"]);
     });
   });

@@ -5,9 +5,10 @@
  * (contracts/test/UniswapV3TestHelper.sol), and quote a swap with the pool's own arithmetic. Used by the
  * FlashLiquidator tests and the keeper's; reusable by any suite that needs a pool next to a local system.
  *
- * Note: the npm artifact's pool bytecode hashes to 0xe34f…8b54, not mainnet's POOL_INIT_CODE_HASH (0xe34f…bcd6), so
- * pools of a factory deployed from it are NOT at the addresses mainnet's PoolAddress library computes (QuoterV2,
- * SwapRouter from the periphery artifacts cannot find them). Always ask the factory (`getPool`).
+ * The npm artifact's pool bytecode hashes to mainnet's POOL_INIT_CODE_HASH (0xe34f…8b54; lib/fork/replica.ts checks
+ * it, and the periphery artifacts embed the same constant), so a pool's address follows from its factory's address;
+ * these helpers still ask the factory (`getPool`), as the FlashLiquidator does, and quote with the pool's own
+ * arithmetic (`quoteExactOutput`), not a periphery quoter.
  */
 import { ContractFactory, type Signer } from "ethers";
 import UniswapV3FactoryArtifact from "@uniswap/v3-core/artifacts/contracts/UniswapV3Factory.sol/UniswapV3Factory.json";

@@ -55,11 +55,33 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         uint128 maxPrice;
     }
 
-    /// @dev Everything stored per asset: six slots, all read by a poke of a new round.
+    /// @dev The observation's hot slot: what every poke of a new round reads and writes (README "Storage layout").
+    ///      Times are the feed's (or block) seconds, below 2^40 (year 36,812): updatedAt <= block.timestamp
+    ///      (`FutureUpdatedAt`), breakerUntil <= block.timestamp + MAX_BREAKER_COOLDOWN, sampleAt <= updatedAt.
+    struct ObsHot {
+        uint128 price; // WAD, < maxPrice < 2^128
+        uint40 updatedAt;
+        uint40 breakerUntil;
+        bool tripped;
+        uint40 sampleAt;
+    }
+
+    /// @dev The volatility state: read by every poke of a new round (the event's volatility) and by `volatilities`,
+    ///      written only when a volatility sample is taken (or by governance).
+    struct ObsVol {
+        uint128 varianceRate; // WAD per second, SafeCast checked
+        uint64 mmVol; // annualised WAD, <= cap <= MAX_VOLATILITY = 1e19 < 2^64
+        uint40 mmVolAt; // seconds, <= block.timestamp < 2^40
+    }
+
+    /// @dev Everything stored per asset: six slots. A poke of a new round reads five (the sample price only
+    ///      when a volatility sample is due) and writes one (three when it samples).
     struct AssetConfig {
         Feed params;
         VolParams vol;
-        Observation obs;
+        ObsHot hot;
+        ObsVol vs;
+        uint128 samplePrice; // WAD, < maxPrice < 2^128: its own slot, read and written only by a sample
     }
 
     /// @dev Result of one validation pass. `err == 0` means valid. The remaining fields carry what the
@@ -147,9 +169,9 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         AssetConfig storage a = _assets[asset];
         a.vol = params;
         // Before the first return the EWMA sits at the floor: keep that true for the new floor.
-        if (a.obs.sampleAt == 0) {
-            a.obs.varianceRate = uint128(_floorVarianceRate(params.floor));
-            a.obs.mmVol = params.floor;
+        if (a.hot.sampleAt == 0) {
+            a.vs.varianceRate = uint128(_floorVarianceRate(params.floor));
+            a.vs.mmVol = params.floor;
         }
         emit VolParamsSet(asset, params);
     }
@@ -210,11 +232,11 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         Observation memory o;
         if (_pokedPrice(asset) != 0) {
             // Poked in this transaction: the recorded observation is current (the price is fixed per transaction).
-            o = a.obs;
+            o = _loadObs(a);
         } else {
             // A valid round not yet poked counts as poke would count it: the view and the state change agree.
             ReadResult memory r = _read(asset);
-            o = r.isNew ? r.obs : a.obs;
+            o = r.isNew ? r.obs : _loadObs(a);
         }
         VolParams storage v = a.vol;
         target = _volatility(o.varianceRate, v);
@@ -239,8 +261,10 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     }
 
     /// @inheritdoc IOracleRouter
-    function observation(address asset) external view returns (Observation memory) {
-        return _assets[asset].obs;
+    function observation(address asset) external view returns (Observation memory o) {
+        AssetConfig storage a = _assets[asset];
+        o = _loadObs(a);
+        o.samplePrice = a.samplePrice;
     }
 
     /// @notice Cached `decimals()` of the asset's feed (0 when no feed is set).
@@ -268,7 +292,8 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         AssetConfig storage a = _assets[asset];
         if (r.isNew) _record(asset, a, r);
 
-        if (a.obs.tripped) return (false, 0);
+        // After `_record` the stored observation is r.obs (and when not new, r.obs was read from it).
+        if (r.obs.tripped) return (false, 0);
         uint256 stored = r.price + 1; // 0 means "not cached"
         assembly ("memory-safe") {
             tstore(slot, stored)
@@ -333,7 +358,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     /// @inheritdoc IOracleRouter
     function observedAt(address asset) external view returns (uint256 at) {
         AssetConfig storage a = _assets[asset];
-        at = a.obs.updatedAt;
+        at = a.hot.updatedAt;
         // Poked in this transaction: the recorded observation is the current round's.
         if (_pokedPrice(asset) != 0) return at;
         // A view: the latest round, as a poke would record it, when it is a plausible new one.
@@ -443,15 +468,14 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     ///      `updatedAt` did not is a new observation too (dt = 0), so the jump check sees it: nothing is
     ///      served that skipped validation.
     function _observe(AssetConfig storage a, ReadResult memory r) internal view {
-        if (r.updatedAt < a.obs.updatedAt) {
+        r.obs = _loadObs(a);
+        if (r.updatedAt < r.obs.updatedAt) {
             r.err = UpdatedAtWentBack.selector;
             return;
         }
-        if (r.updatedAt > a.obs.updatedAt || r.price != a.obs.price) {
+        if (r.updatedAt > r.obs.updatedAt || r.price != r.obs.price) {
             r.isNew = true;
-            (r.obs, r.jumpBps) = _advance(a, r.roundId, r.price, r.updatedAt);
-        } else {
-            r.obs = a.obs;
+            r.jumpBps = _advance(a, r.obs, r.roundId, r.price, r.updatedAt);
         }
         if (r.obs.tripped) r.err = CircuitBreakerTripped.selector;
     }
@@ -492,17 +516,32 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (e == FutureUpdatedAt.selector) revert FutureUpdatedAt(asset, r.updatedAt);
         if (e == StalePrice.selector) revert StalePrice(asset, r.updatedAt, p.heartbeat);
         if (e == PriceOutOfBounds.selector) revert PriceOutOfBounds(asset, r.price, p.minPrice, p.maxPrice);
-        if (e == UpdatedAtWentBack.selector) revert UpdatedAtWentBack(asset, r.updatedAt, _assets[asset].obs.updatedAt);
+        if (e == UpdatedAtWentBack.selector) revert UpdatedAtWentBack(asset, r.updatedAt, _assets[asset].hot.updatedAt);
         revert CircuitBreakerTripped(asset, r.obs.breakerUntil);
     }
 
     /// @dev Records the observation `_read` computed for a valid round newer than the stored one, with the
     ///      breaker events.
+    ///      Writes the hot slot; the volatility state and the sample price only when a sample was taken (the
+    ///      sample time moves with every sample: `_step` writes b > the previous sampleAt, the first sample a
+    ///      grid point on a stored 0).
     function _record(address asset, AssetConfig storage a, ReadResult memory r) internal {
-        uint256 prevPrice = a.obs.price;
-        bool wasTripped = a.obs.tripped;
-        uint256 prevSampleAt = a.obs.sampleAt;
-        a.obs = r.obs;
+        ObsHot memory h = a.hot;
+        uint256 prevPrice = h.price;
+        bool wasTripped = h.tripped;
+        uint256 prevSampleAt = h.sampleAt;
+        Observation memory o = r.obs;
+        a.hot = ObsHot({
+            price: o.price,
+            updatedAt: uint40(o.updatedAt),
+            breakerUntil: uint40(o.breakerUntil),
+            tripped: o.tripped,
+            sampleAt: uint40(o.sampleAt)
+        });
+        if (o.sampleAt != prevSampleAt) {
+            a.vs = ObsVol({varianceRate: o.varianceRate, mmVol: o.mmVol, mmVolAt: uint40(o.mmVolAt)});
+            a.samplePrice = o.samplePrice;
+        }
         if (r.jumpBps > a.params.maxJumpBps) emit BreakerTripped(asset, prevPrice, r.price, r.jumpBps, r.obs.breakerUntil);
         else if (wasTripped && !r.obs.tripped) emit BreakerReset(asset, r.price);
         emit ObservationRecorded(asset, r.price, r.updatedAt, _volatility(r.obs.varianceRate, a.vol));
@@ -513,12 +552,13 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @dev The observation after a valid round (`p` at `updatedAt`, newer than the stored one): EWMA update,
     ///      breaker trip or reset. Pure arithmetic on the stored observation, shared by poke and the views.
-    function _advance(AssetConfig storage a, uint80 roundId, uint256 p, uint256 updatedAt)
+    ///      `o` holds the stored observation (without the sample price, which `_sample` reads when it needs it)
+    ///      and is advanced in place.
+    function _advance(AssetConfig storage a, Observation memory o, uint80 roundId, uint256 p, uint256 updatedAt)
         internal
         view
-        returns (Observation memory o, uint256 jumpBps)
+        returns (uint256 jumpBps)
     {
-        o = a.obs;
         uint256 prev = o.price;
 
         if (o.updatedAt != 0) {
@@ -566,6 +606,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         }
         uint256 firstBoundary = uint256(o.sampleAt) + interval;
         if (firstBoundary > lastBoundary) return;
+        o.samplePrice = a.samplePrice; // the reference of the next return: its slot is read only now
 
         // The rounds from the latest back to the one in effect at the first boundary (newest first).
         uint256[MAX_SAMPLE_WALK] memory times;
@@ -672,25 +713,40 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @dev The volatility state back to the floor (first feed of an asset, or governance's explicit reset).
     function _resetVolatility(AssetConfig storage a) internal {
-        delete a.obs;
-        a.obs.varianceRate = uint128(_floorVarianceRate(a.vol.floor));
-        a.obs.mmVol = a.vol.floor;
-        a.obs.mmVolAt = uint64(block.timestamp);
+        delete a.hot;
+        delete a.samplePrice;
+        uint64 floor = a.vol.floor;
+        a.vs = ObsVol({
+            varianceRate: uint128(_floorVarianceRate(floor)),
+            mmVol: floor,
+            mmVolAt: uint40(block.timestamp)
+        });
     }
 
     /// @dev A new feed: price reference, breaker and sample grid start afresh; the EWMA variance stays and the
     ///      maintenance volatility is carried to now (it keeps moving toward the same target).
     function _restartPriceReference(AssetConfig storage a) internal {
-        Observation storage o = a.obs;
+        ObsVol storage o = a.vs;
         uint256 target = _volatility(o.varianceRate, a.vol);
         o.mmVol = uint64(_approach(o.mmVol, target, a.vol, block.timestamp - o.mmVolAt));
-        o.mmVolAt = uint64(block.timestamp);
-        o.price = 0;
-        o.updatedAt = 0;
-        o.breakerUntil = 0;
-        o.tripped = false;
-        o.samplePrice = 0;
-        o.sampleAt = 0;
+        o.mmVolAt = uint40(block.timestamp);
+        delete a.hot; // price, updatedAt, breakerUntil, tripped, sampleAt
+        delete a.samplePrice;
+    }
+
+    /// @dev The stored observation as the interface's struct, without the sample price (left 0: only
+    ///      `observation()` and a due sample read its slot).
+    function _loadObs(AssetConfig storage a) internal view returns (Observation memory o) {
+        ObsHot memory h = a.hot;
+        ObsVol memory v = a.vs;
+        o.price = h.price;
+        o.updatedAt = h.updatedAt;
+        o.breakerUntil = h.breakerUntil;
+        o.tripped = h.tripped;
+        o.sampleAt = h.sampleAt;
+        o.varianceRate = v.varianceRate;
+        o.mmVol = v.mmVol;
+        o.mmVolAt = v.mmVolAt;
     }
 
     /// @dev Per-second variance whose annualised volatility is `floor`: floor^2 / year, WAD. Rounded down

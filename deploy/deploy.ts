@@ -8,10 +8,11 @@
  *
  *   01 tokens     mock ERC-20s on local networks; on live ones, checks the configured tokens have code
  *   02 feeds      MockAggregator feeds on local networks (8 decimals, the configured answer); live: checks the proxies
- *   03 oracle     OracleRouter
+ *   03 oracle     OracleRouter, with the L2 sequencer-uptime feed and its grace period (immutable; none on L1)
  *   04 pool       LiquidityPool (ERC-4626 over the settlement asset)
  *   05 engine     the linked libraries, the custody and extension facets, the MarginEngine; wired into the pool
- *   06 sequencer  the L2 sequencer-uptime feed and its grace period (L2s only)
+ *   06 sequencer  checks the router's sequencer feed and grace period are the network's (L2s only): they are
+ *                 immutable, so a router of a run with other values is refused (a new one needs a fresh journal)
  *   07 feeds set  each asset's feed in the router with its staleness bound, band and breaker (then a poke)
  *   08 assets     collateral listings with their haircuts
  *   09 risk       the engine's risk parameters
@@ -23,7 +24,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import type { Signer } from "ethers";
+import { ZeroAddress, type Signer } from "ethers";
 
 import {
   FlashLiquidator__factory,
@@ -150,7 +151,8 @@ export async function deployBallast(signer: Signer, network: string, params: Net
     return out;
   });
   const { oracle: oracleAddress } = await step("03 oracle", async () => {
-    const o = await new OracleRouter__factory(signer).deploy(owner);
+    const seq = params.sequencer ?? { feed: ZeroAddress, gracePeriod: 0 };
+    const o = await new OracleRouter__factory(signer).deploy(owner, seq.feed, seq.gracePeriod);
     await o.waitForDeployment();
     return { oracle: await o.getAddress() };
   });
@@ -173,8 +175,12 @@ export async function deployBallast(signer: Signer, network: string, params: Net
   await step("06 sequencer", async (): Promise<Record<string, string>> => {
     if (!params.sequencer) return {};
     const seq = params.sequencer;
-    if ((await oracle.sequencerFeed()) !== seq.feed || Number(await oracle.sequencerGracePeriod()) !== seq.gracePeriod) {
-      await wait(await oracle.setSequencerFeed(seq.feed, seq.gracePeriod));
+    const [feed, grace] = [await oracle.sequencerFeed(), Number(await oracle.sequencerGracePeriod())];
+    if (feed !== seq.feed || grace !== seq.gracePeriod) {
+      throw new DeployError(
+        `the router ${oracleAddress} has sequencer feed ${feed} (grace ${grace} s), not ${seq.feed} (${seq.gracePeriod} s): ` +
+          "they are immutable; deploy a new router (drop 03 oracle and later steps from the journal)",
+      );
     }
     return { sequencerFeed: seq.feed };
   });

@@ -1,4 +1,4 @@
-import type { AddressLike, BaseContract, Signer } from "ethers";
+import { ZeroAddress, type AddressLike, type BaseContract, type Signer } from "ethers";
 import {
   GovernanceLogic__factory,
   IMarginEngine__factory,
@@ -76,7 +76,7 @@ export async function deployCore(
   makeEngine: EngineFactoryMaker = marginEngineFactory,
 ): Promise<CoreContracts> {
   const owner = await deployer.getAddress();
-  const oracle = await new OracleRouter__factory(deployer).deploy(owner);
+  const oracle = await new OracleRouter__factory(deployer).deploy(owner, ZeroAddress, 0); // L1: no sequencer feed
   const pool = await new LiquidityPool__factory(deployer).deploy(usdc, owner);
   const { engine, rebalancer, vault } = await deployEngine(deployer, oracle, pool, gasAsset, usdcHaircut, cfg, makeEngine);
   return { vault, oracle, pool, engine, rebalancer };

@@ -3,6 +3,7 @@
  * of the record with the constructor arguments deploy/deploy.ts gave it. Already-verified contracts are reported and
  * skipped by the plugin.
  */
+import { ZeroAddress } from "ethers";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 
 import type { DeploymentRecord } from "../lib/deployment";
@@ -14,7 +15,11 @@ export async function verifyDeployment(hre: HardhatRuntimeEnvironment, rec: Depl
   const p = rec.parts;
   const lib = (name: string) => `contracts/libraries/logic/${name}.sol:${name}`;
   const targets: { name: string; address: string; constructorArguments: unknown[]; libraries?: Record<string, string> }[] = [
-    { name: "OracleRouter", address: rec.oracle, constructorArguments: [owner] },
+    {
+      name: "OracleRouter",
+      address: rec.oracle,
+      constructorArguments: [owner, params.sequencer?.feed ?? ZeroAddress, params.sequencer?.gracePeriod ?? 0],
+    },
     { name: "LiquidityPool", address: rec.pool, constructorArguments: [rec.settlementAsset, owner] },
     ...["TradeLogic", "LiquidationLogic", "RebalanceLogic", "GovernanceLogic"].map((n) => ({ name: n, address: p[n], constructorArguments: [] })),
     { name: "MarginEngineCustody", address: p.MarginEngineCustody, constructorArguments: [rec.oracle, rec.pool, gasAsset, owner] },

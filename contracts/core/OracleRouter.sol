@@ -100,15 +100,26 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     mapping(address asset => AssetConfig) internal _assets;
 
-    /// @dev L2 sequencer-uptime feed; address(0) on L1.
-    AggregatorV3Interface public sequencerFeed;
-    /// @dev Seconds after the sequencer comes back during which prices are refused.
-    uint32 public sequencerGracePeriod;
+    /// @notice L2 sequencer-uptime feed; address(0) on L1. Immutable: every price read checks it, and a storage slot
+    ///         would cost a cold read (2,100 gas) on each, even on L1. A Chainlink sequencer feed is a proxy whose
+    ///         address does not change; another one means another router (README "Storage layout").
+    AggregatorV3Interface public immutable sequencerFeed;
+    /// @notice Seconds after the sequencer comes back during which prices are refused (<= MAX_SEQUENCER_GRACE).
+    uint32 public immutable sequencerGracePeriod;
 
     /// @dev Seed of the transient per-transaction poke cache slots.
     bytes32 private constant POKE_CACHE_SEED = keccak256("ballast.oracle.pokeCache");
 
-    constructor(address owner_) Ownable(owner_) {}
+    /// @param sequencerFeed_ L2 sequencer-uptime feed (answer 0 = up, 1 = down; `startedAt` = status change time);
+    ///        address(0) on L1. Reverts `InvalidSequencerParams` if `sequencerGracePeriod_` > MAX_SEQUENCER_GRACE.
+    constructor(address owner_, AggregatorV3Interface sequencerFeed_, uint32 sequencerGracePeriod_) Ownable(owner_) {
+        if (sequencerGracePeriod_ > MAX_SEQUENCER_GRACE) {
+            revert InvalidSequencerParams(address(sequencerFeed_), sequencerGracePeriod_);
+        }
+        sequencerFeed = sequencerFeed_;
+        sequencerGracePeriod = sequencerGracePeriod_;
+        emit SequencerFeedSet(address(sequencerFeed_), sequencerGracePeriod_);
+    }
 
     // ---------------------------------------------------------------- governance
 
@@ -182,14 +193,6 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (address(a.params.feed) == address(0)) revert FeedNotSet(asset);
         _resetVolatility(a);
         emit VolatilityReset(asset);
-    }
-
-    /// @inheritdoc IOracleRouter
-    function setSequencerFeed(AggregatorV3Interface feed, uint32 gracePeriod) external onlyOwner {
-        if (gracePeriod > MAX_SEQUENCER_GRACE) revert InvalidSequencerParams(address(feed), gracePeriod);
-        sequencerFeed = feed;
-        sequencerGracePeriod = gracePeriod;
-        emit SequencerFeedSet(address(feed), gracePeriod);
     }
 
     // ---------------------------------------------------------------- reads

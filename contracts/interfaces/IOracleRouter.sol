@@ -85,12 +85,13 @@ interface IOracleRouter {
     error UpdatedAtWentBack(address asset, uint256 updatedAt, uint256 recordedAt);
     error SequencerDown();
     error SequencerGracePeriod(uint256 upSince, uint256 gracePeriod);
-    /// @notice `setSequencerFeed` with a grace period above MAX_SEQUENCER_GRACE.
+    /// @notice The constructor's sequencer grace period is above MAX_SEQUENCER_GRACE.
     error InvalidSequencerParams(address feed, uint32 gracePeriod);
 
     // ---------------------------------------------------------------- events
     event FeedSet(address indexed asset, address indexed feed, FeedParams params);
     event VolParamsSet(address indexed asset, VolParams params);
+    /// @notice Emitted once, by the constructor (the sequencer feed and grace period are immutable).
     event SequencerFeedSet(address indexed feed, uint32 gracePeriod);
     /// @notice A poke saw an answer it would not use. `reason` is the 4-byte selector of the error
     ///         `price` would revert with.
@@ -116,10 +117,12 @@ interface IOracleRouter {
     ///         tau > 0 and 0 < floor <= cap <= MAX_VOLATILITY.
     function setVolParams(address asset, VolParams calldata params) external;
 
-    /// @notice L2 sequencer-uptime feed (answer 0 = up, 1 = down; `startedAt` = status change time)
-    ///         and the grace period after it comes back. address(0) disables the check (L1).
-    ///         Reverts `InvalidSequencerParams` if gracePeriod > MAX_SEQUENCER_GRACE.
-    function setSequencerFeed(AggregatorV3Interface feed, uint32 gracePeriod) external;
+    /// @notice L2 sequencer-uptime feed (answer 0 = up, 1 = down; `startedAt` = status change time); address(0)
+    ///         disables the check (L1). Set once, by the constructor: no read pays a storage slot for it.
+    function sequencerFeed() external view returns (AggregatorV3Interface);
+
+    /// @notice Seconds after the sequencer comes back during which prices are refused (constructor, immutable).
+    function sequencerGracePeriod() external view returns (uint32);
 
     // ---------------------------------------------------------------- reads
     /// @notice Validated price of `asset`, WAD USD per whole unit. Reverts with the named error for

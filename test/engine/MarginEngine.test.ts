@@ -829,7 +829,7 @@ describe("MarginEngine", () => {
       expect(await engine2AsVault.assetConfig(usdc)).to.deep.equal([true, 0n, 6n, HAIRCUTS.USDC]);
 
       // Another oracle, pool (of the same USDC) or gas asset, in the extension or in its custody facet.
-      const otherOracle = await new OracleRouter__factory(deployer).deploy(owner);
+      const otherOracle = await new OracleRouter__factory(deployer).deploy(owner, ethers.ZeroAddress, 0);
       const otherPool = await new LiquidityPool__factory(deployer).deploy(usdc, owner);
       const mismatched = {
         oracle: await factories.extension.deploy(otherOracle, pool, weth, custody, owner),

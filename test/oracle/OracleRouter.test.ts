@@ -68,7 +68,7 @@ async function setRoundAt(feed: MockAggregator, roundId: number, answer: bigint,
 
 async function deployFixture() {
   const [owner, other] = await ethers.getSigners();
-  const router = (await ethers.deployContract("OracleRouter", [owner.address])) as unknown as OracleRouter;
+  const router = (await ethers.deployContract("OracleRouter", [owner.address, ethers.ZeroAddress, 0])) as unknown as OracleRouter;
   const feed8 = (await ethers.deployContract("MockAggregator", [8])) as unknown as MockAggregator;
   const feed6 = (await ethers.deployContract("MockAggregator", [6])) as unknown as MockAggregator;
   const feed18 = (await ethers.deployContract("MockAggregator", [18])) as unknown as MockAggregator;
@@ -357,29 +357,35 @@ describe("OracleRouter", function () {
     });
   });
 
-  // ---------------------------------------------------------------- setSequencerFeed
-  describe("setSequencerFeed", function () {
-    it("stores the feed and grace period and emits SequencerFeedSet", async function () {
-      const { router, sequencer } = await loadFixture(deployFixture);
+  // ---------------------------------------------------------------- sequencer feed (constructor)
+  describe("sequencer feed (constructor, immutable)", function () {
+    it("the constructor stores the feed and grace period and emits SequencerFeedSet", async function () {
+      const { owner, sequencer } = await loadFixture(deployFixture);
       const addr = await sequencer.getAddress();
-      await expect(router.setSequencerFeed(addr, MAX_SEQUENCER_GRACE)).to.emit(router, "SequencerFeedSet").withArgs(addr, MAX_SEQUENCER_GRACE);
+      const router = (await ethers.deployContract("OracleRouter", [owner.address, addr, MAX_SEQUENCER_GRACE])) as unknown as OracleRouter;
+      await expect(router.deploymentTransaction()).to.emit(router, "SequencerFeedSet").withArgs(addr, MAX_SEQUENCER_GRACE);
       expect(await router.sequencerFeed()).to.equal(addr);
       expect(await router.sequencerGracePeriod()).to.equal(MAX_SEQUENCER_GRACE);
     });
 
+    it("an L1 router has no sequencer feed (address(0), grace 0)", async function () {
+      const { router } = await loadFixture(deployFixture);
+      expect(await router.sequencerFeed()).to.equal(ethers.ZeroAddress);
+      expect(await router.sequencerGracePeriod()).to.equal(0n);
+    });
+
     it("rejects a grace period above MAX_SEQUENCER_GRACE with InvalidSequencerParams", async function () {
-      const { router, sequencer } = await loadFixture(deployFixture);
+      const { owner, sequencer } = await loadFixture(deployFixture);
       const addr = await sequencer.getAddress();
-      await expect(router.setSequencerFeed(addr, MAX_SEQUENCER_GRACE + 1))
-        .to.be.revertedWithCustomError(router, "InvalidSequencerParams")
+      const factory = await ethers.getContractFactory("OracleRouter");
+      await expect(factory.deploy(owner.address, addr, MAX_SEQUENCER_GRACE + 1))
+        .to.be.revertedWithCustomError(factory, "InvalidSequencerParams")
         .withArgs(addr, MAX_SEQUENCER_GRACE + 1);
     });
 
-    it("only the owner can set the sequencer feed (OwnableUnauthorizedAccount)", async function () {
-      const { router, sequencer, other } = await loadFixture(deployFixture);
-      await expect(router.connect(other).setSequencerFeed(await sequencer.getAddress(), GRACE))
-        .to.be.revertedWithCustomError(router, "OwnableUnauthorizedAccount")
-        .withArgs(other.address);
+    it("no one can change the sequencer feed after deployment (no setter)", async function () {
+      const { router } = await loadFixture(deployFixture);
+      expect(router.interface.fragments.map((x) => (x as { name?: string }).name)).not.to.include("setSequencerFeed");
     });
   });
 
@@ -575,15 +581,26 @@ describe("OracleRouter", function () {
 
   // ---------------------------------------------------------------- sequencer
   describe("sequencer", function () {
-    /** Installs the sequencer feed with status `answer` since `startedAt`, mined at `at`. */
-    async function sequencerAt(f: Fixture, answer: bigint, startedAt: number, at: number) {
-      await time.setNextBlockTimestamp(at - 1);
-      await f.router.setSequencerFeed(await f.sequencer.getAddress(), GRACE);
+    /** The fixture with a router deployed with the sequencer feed (grace GRACE) and the WETH feed set. */
+    async function withSequencer(f: Fixture): Promise<Fixture> {
+      const router = (await ethers.deployContract("OracleRouter", [
+        f.owner.address,
+        await f.sequencer.getAddress(),
+        GRACE,
+      ])) as unknown as OracleRouter;
+      await router.setFeed(WETH, feedParams(await f.feed8.getAddress()));
+      return { ...f, router };
+    }
+
+    /** A router with the sequencer feed, whose status is `answer` since `startedAt`, mined at `at`. */
+    async function sequencerAt(f0: Fixture, answer: bigint, startedAt: number, at: number): Promise<Fixture> {
+      const f = await withSequencer(f0);
       await time.setNextBlockTimestamp(at);
       await f.sequencer.setRound(1, answer, startedAt, startedAt);
       // The price round is fresh at `at`; its block is pinned at `at + 1` (the tests count from it).
       await time.setNextBlockTimestamp(at + 1);
       await f.feed8.setRound(5, 2000n * e8, at, at);
+      return f;
     }
 
     it("is up on L1 (no sequencer feed)", async function () {
@@ -592,9 +609,9 @@ describe("OracleRouter", function () {
     });
 
     it("rejects every price with SequencerDown while the sequencer is down", async function () {
-      const f = await loadFixture(deployFixture);
+      let f = await loadFixture(deployFixture);
       const t = (await time.latest()) + 10;
-      await sequencerAt(f, 1n, t - 2 * GRACE, t);
+      f = await sequencerAt(f, 1n, t - 2 * GRACE, t);
       expect(await f.router.sequencerUp()).to.equal(false);
       await expect(f.router.price(WETH)).to.be.revertedWithCustomError(f.router, "SequencerDown").withArgs();
       expect(await f.router.tryPrice(WETH)).to.deep.equal([false, 0n]);
@@ -603,27 +620,27 @@ describe("OracleRouter", function () {
     });
 
     it("treats a reverting sequencer feed as down", async function () {
-      const f = await loadFixture(deployFixture);
-      await f.router.setSequencerFeed(await f.sequencer.getAddress(), GRACE);
+      let f = await loadFixture(deployFixture);
+      f = await withSequencer(f);
       await f.sequencer.setReverting(true);
       expect(await f.router.sequencerUp()).to.equal(false);
       await expect(f.router.price(WETH)).to.be.revertedWithCustomError(f.router, "SequencerDown");
     });
 
     it("treats an uninitialised sequencer round (startedAt == 0) as down", async function () {
-      const f = await loadFixture(deployFixture);
+      let f = await loadFixture(deployFixture);
       const t = (await time.latest()) + 10;
-      await sequencerAt(f, 0n, 0, t);
+      f = await sequencerAt(f, 0n, 0, t);
       expect(await f.router.sequencerUp()).to.equal(false);
       await expect(f.router.price(WETH)).to.be.revertedWithCustomError(f.router, "SequencerDown");
     });
 
     it("rejects prices with SequencerGracePeriod(upSince, grace) up to and including the grace boundary", async function () {
-      const f = await loadFixture(deployFixture);
+      let f = await loadFixture(deployFixture);
       const t = (await time.latest()) + 10;
       // The sequencer came back at `up`; the setup ends at t + 1 = up + GRACE - 1, one second inside grace.
       const up = t + 2 - GRACE;
-      await sequencerAt(f, 0n, up, t);
+      f = await sequencerAt(f, 0n, up, t);
       expect(await time.latest()).to.equal(up + GRACE - 1);
       // The poke is mined exactly at the boundary: rejected, not reverted.
       const selector = f.router.interface.getError("SequencerGracePeriod")!.selector;
@@ -637,10 +654,10 @@ describe("OracleRouter", function () {
     });
 
     it("serves prices again one second after the grace period", async function () {
-      const f = await loadFixture(deployFixture);
+      let f = await loadFixture(deployFixture);
       const t = (await time.latest()) + 10;
       const up = t - GRACE; // last setup block at t + 1 = up + GRACE + 1
-      await sequencerAt(f, 0n, up, t);
+      f = await sequencerAt(f, 0n, up, t);
       expect(await time.latest()).to.equal(up + GRACE + 1);
       expect(await f.router.sequencerUp()).to.equal(true);
       expect(await f.router.price(WETH)).to.equal(2000n * WAD);

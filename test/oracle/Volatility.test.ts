@@ -88,7 +88,7 @@ async function withoutAutomine<T>(body: () => Promise<T>): Promise<T> {
 
 async function routerFixture() {
   const [owner] = await ethers.getSigners();
-  const router = (await ethers.deployContract("OracleRouter", [owner.address])) as unknown as OracleRouter;
+  const router = (await ethers.deployContract("OracleRouter", [owner.address, ethers.ZeroAddress, 0])) as unknown as OracleRouter;
   const feed = (await ethers.deployContract("MockAggregator", [8])) as unknown as MockAggregator;
   // Real rounds are up to 3,696 s apart and a poke may come an hour after one: a 2 h heartbeat; no breaker
   // (these tests measure volatility only).
@@ -491,7 +491,7 @@ describe("Volatility › samples on the hourly grid, priced from the feed's hist
 /** A router with the MockAggregator (history served), no breaker, a sane band of 100 – 1,000,000 USD. */
 async function bandFixture() {
   const [owner] = await ethers.getSigners();
-  const router = (await ethers.deployContract("OracleRouter", [owner.address])) as unknown as OracleRouter;
+  const router = (await ethers.deployContract("OracleRouter", [owner.address, ethers.ZeroAddress, 0])) as unknown as OracleRouter;
   const feed = (await ethers.deployContract("MockAggregator", [8])) as unknown as MockAggregator;
   const params = { heartbeat: 7200, minPrice: wad("100"), maxPrice: wad("1000000"), maxJumpBps: 10_000, cooldown: 0 };
   await router.setFeed(WETH, { feed: await feed.getAddress(), ...params });
@@ -501,7 +501,7 @@ async function bandFixture() {
 /** A router with two assets on the same rounds: WETH on a feed without history, ETH2 on the MockAggregator. */
 async function noHistoryFixture() {
   const [owner] = await ethers.getSigners();
-  const router = (await ethers.deployContract("OracleRouter", [owner.address])) as unknown as OracleRouter;
+  const router = (await ethers.deployContract("OracleRouter", [owner.address, ethers.ZeroAddress, 0])) as unknown as OracleRouter;
   const noHistory = (await ethers.deployContract("NoHistoryAggregator", [8])) as unknown as NoHistoryAggregator;
   const feed = (await ethers.deployContract("MockAggregator", [8])) as unknown as MockAggregator;
   const params = { heartbeat: 7200, minPrice: wad("1"), maxPrice: wad("1000000"), maxJumpBps: 10_000, cooldown: 0 };
@@ -513,7 +513,7 @@ async function noHistoryFixture() {
 /** A router with the Chainlink-like MockAggregator (history served), no breaker. */
 async function gapFixture() {
   const [owner] = await ethers.getSigners();
-  const router = (await ethers.deployContract("OracleRouter", [owner.address])) as unknown as OracleRouter;
+  const router = (await ethers.deployContract("OracleRouter", [owner.address, ethers.ZeroAddress, 0])) as unknown as OracleRouter;
   const feed = (await ethers.deployContract("MockAggregator", [8])) as unknown as MockAggregator;
   const params = { heartbeat: 7200, minPrice: wad("1"), maxPrice: wad("1000000"), maxJumpBps: 10_000, cooldown: 0 };
   await router.setFeed(WETH, { feed: await feed.getAddress(), ...params });

@@ -45,7 +45,7 @@ async function listedFixture() {
   const usdc = await mockFactory.deploy("USD Coin", "USDC", 6);
   const wbtc = await mockFactory.deploy("Wrapped BTC", "WBTC", 8);
   const weth = await mockFactory.deploy("Wrapped Ether", "WETH", 18);
-  const oracle = await new OracleRouter__factory(admin).deploy(admin.address);
+  const oracle = await new OracleRouter__factory(admin).deploy(admin.address, ethers.ZeroAddress, 0);
   const pool = await new LiquidityPool__factory(admin).deploy(usdc, admin.address);
   const { vault, engine } = await deployEngine(admin, oracle, pool, await weth.getAddress(), USDC_HAIRCUT);
   await vault.listAsset(wbtc, WBTC_HAIRCUT);

@@ -526,8 +526,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     /// @dev Records the observation `_read` computed for a valid round newer than the stored one, with the
     ///      breaker events.
     ///      Writes the hot slot; the volatility state and the sample price only when a sample was taken (the
-    ///      sample time moves with every sample: `_step` writes b > the previous sampleAt, the first sample a
-    ///      grid point on a stored 0).
+    ///      sample time moves with every sample: `_step` writes b > the previous sampleAt) or none was recorded yet.
     function _record(address asset, AssetConfig storage a, ReadResult memory r) internal {
         ObsHot memory h = a.hot;
         uint256 prevPrice = h.price;
@@ -541,7 +540,9 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             tripped: o.tripped,
             sampleAt: uint40(o.sampleAt)
         });
-        if (o.sampleAt != prevSampleAt) {
+        // A sample moved the sample time; with none recorded yet (sampleAt 0) `_sample` set the reference price even
+        // when the grid point is 0 (a feed clock below one interval): written as before the split.
+        if (o.sampleAt != prevSampleAt || prevSampleAt == 0) {
             a.vs = ObsVol({varianceRate: o.varianceRate, mmVol: o.mmVol, mmVolAt: uint40(o.mmVolAt)});
             a.samplePrice = o.samplePrice;
         }

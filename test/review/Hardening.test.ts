@@ -1,4 +1,4 @@
-import { ethers } from "hardhat";
+import { ethers, network } from "hardhat";
 import { expect } from "chai";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
@@ -412,6 +412,11 @@ describe("Core hardening › review attacks", function () {
         topUpAssets: [await f.usdc.getAddress()],
       });
       await setEth(f, 1_635n); // −18.25 %: equity 340 on MM ~259 (h ≈ 1.31), the 100 USDC top-up short of 2
+      // A REDUCE acts only while its keeper is paid in full (maxFeeUsd ≥ the uncapped fee): at a zero base fee the
+      // uncapped fee is the 1 USD flat part, so the 1 USD cap pays it in full whatever ran before this test.
+      await network.provider.send("hardhat_setNextBlockBaseFeePerGas", ["0x0"]);
+      await network.provider.send("evm_mine");
+      await network.provider.send("hardhat_setNextBlockBaseFeePerGas", ["0x0"]);
       const st = await f.engine.accountState(id);
       expect(st.health).to.be.greaterThanOrEqual(WAD);
       expect(st.health).to.be.lessThan(wad("1.5"));

@@ -146,7 +146,7 @@ library PlanLogic {
         view
         returns (uint256 fee)
     {
-        fee = _uncappedFee(s, ctx);
+        (fee,) = _uncappedFee(s, ctx);
         if (fee > maxFeeUsd) fee = maxFeeUsd;
         // Whole settlement-token units, rounded down: the keeper is credited exactly what the account is charged.
         fee -= fee % ctx.env.settlementScale;
@@ -154,11 +154,15 @@ library PlanLogic {
 
     /// @dev baseFeeUsd + gasUnits × block.basefee × gas-asset price: the keeper fee before the owner's cap. Gas cost in
     ///      wei × USD per ETH, rounded down (the account pays no more than the gas is worth); with no valid gas-asset
-    ///      price (0 in the cache) the flat part only, and the account stays protected.
-    function _uncappedFee(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx) private view returns (uint256) {
+    ///      price (0 in the cache) the flat part only, and the account stays protected; `priced` says which.
+    function _uncappedFee(AccountLogic.Storage storage s, AccountLogic.Ctx memory ctx)
+        private
+        view
+        returns (uint256 fee, bool priced)
+    {
         AccountLogic.HotParams memory p = s.hot;
         (, uint256 ethPx) = AccountLogic.lookup(ctx, ctx.env.gasAsset);
-        return uint256(p.baseFeeUsd) + (uint256(p.gasUnits) * block.basefee).wMulDown(ethPx);
+        return (uint256(p.baseFeeUsd) + (uint256(p.gasUnits) * block.basefee).wMulDown(ethPx), ethPx != 0);
     }
 
     /// @dev Whether a REDUCE may act now. It closes at the current round, so the owner must not be able to choose
@@ -174,8 +178,8 @@ library PlanLogic {
     {
         // With no valid gas-asset price the fee is its flat part only: whether the keeper is paid cannot be told,
         // so no REDUCE (review finding M4: during a gas-asset breaker trip, N5's option would come back).
-        (, uint256 ethPx) = AccountLogic.lookup(ctx, ctx.env.gasAsset);
-        return ethPx != 0 && _uncappedFee(s, ctx) <= d.policy.maxFeeUsd
+        (uint256 fee, bool priced) = _uncappedFee(s, ctx);
+        return priced && fee <= d.policy.maxFeeUsd
             && AccountLogic.roundsAfter(s, ctx, d.accountId, d.policy.ownerActedAt);
     }
 
@@ -205,10 +209,13 @@ library PlanLogic {
         // REDUCE_FIRST (set only with REDUCE): above 1, when a REDUCE may act now, it restores the target alone and no
         // reserve is spent — unless only closing everything would (no partial close reaches the target): the reserve
         // goes first then. Evaluated only for such policies: others pay nothing for it.
-        bool reduceFirst = d.policy.actions & C.REDUCE_FIRST != 0 && d.state.health >= WAD
-            && _mayReduce(s, ctx, d) && CloseMath.leastCloseFraction(
-                target, d.state.maintenanceMargin, s.hot.keeperReward, equity - int256(scale), d.closeFeeUsd
-            ) < WAD;
+        // `_mayReduce` is evaluated at most once (it reads a round of every held market): here for such policies,
+        // below for the others, only when a REDUCE is needed.
+        bool known = d.policy.actions & C.REDUCE_FIRST != 0 && d.state.health >= WAD;
+        bool mayReduce = known && _mayReduce(s, ctx, d);
+        bool reduceFirst = mayReduce && CloseMath.leastCloseFraction(
+            target, d.state.maintenanceMargin, s.hot.keeperReward, equity - int256(scale), d.closeFeeUsd
+        ) < WAD;
         uint256 added;
         if (d.policy.actions & C.TOP_UP != 0 && required > equity && !reduceFirst) {
             added = _planTopUp(s, ctx, d, uint256(required - equity));
@@ -217,7 +224,7 @@ library PlanLogic {
         equity += int256(added);
         if (
             required > equity && d.policy.actions & C.REDUCE != 0
-                && (reduceFirst || _mayReduce(s, ctx, d))
+                && (known ? mayReduce : _mayReduce(s, ctx, d))
         ) {
             // One settlement-token unit less equity: realised PnL settles against USDC margin rounded up to a
             // whole unit (against the account), and the plan must still reach the target after that.

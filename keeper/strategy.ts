@@ -183,8 +183,8 @@ const usd = (v: bigint) => {
 };
 
 
-function unprofitable(what: string, value: bigint, cost: bigint, c: Conditions): string {
-  return `unprofitable: ${what} ${usd(value)} USD < gas ${usd(cost)} USD + min profit ${usd(c.minProfitUsd)} USD at base fee ${gweiText(c.baseFee)} gwei`;
+function unprofitable(what: string, value: bigint, cost: bigint, c: Conditions, minProfitUsd = c.minProfitUsd): string {
+  return `unprofitable: ${what} ${usd(value)} USD < gas ${usd(cost)} USD + min profit ${usd(minProfitUsd)} USD at base fee ${gweiText(c.baseFee)} gwei`;
 }
 
 /** WAD USD of `amount` collateral units at `priceWad` per whole token, rounded down (a value). */
@@ -280,10 +280,7 @@ export function planSales(debts: readonly DebtSnapshot[], c: Conditions, stop: s
     const k = gasCostUsd(BigInt(flash!.gas), c.baseFee, eth);
     const value = collateralUsd(quote.profit, price, d.collateralDecimals);
     if (value < k + flash!.minProfitUsd) {
-      waits.push({
-        key,
-        reason: `unprofitable: flash profit ${usd(value)} USD < gas ${usd(k)} USD + min profit ${usd(flash!.minProfitUsd)} USD at base fee ${gweiText(c.baseFee)} gwei`,
-      });
+      waits.push({ key, reason: unprofitable("flash profit", value, k, c, flash!.minProfitUsd) });
       continue;
     }
     actions.push({

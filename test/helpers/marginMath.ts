@@ -8,14 +8,16 @@ import type { MarketConfig, RiskConfig } from "../../deploy/params";
 
 import {
   abs,
+  type AccountIn,
+  type ChainState,
   leastCloseFraction,
   min,
   mulDivCeilSigned,
   mulDivDown,
   mulDivFloorSigned,
   mulDivUp,
-  requirements,
-  sqrtHorizon,
+  positionPnl,
+  type PositionIn,
   USDC_SCALE,
   WAD,
   wDivDown,
@@ -31,125 +33,6 @@ export type MarketP = MarketConfig;
 
 /** Risk parameters as deployed (deploy/params.ts); volHorizon may be given as a bigint. */
 export type RiskP = Omit<RiskConfig, "volHorizon"> & { volHorizon: bigint | number };
-
-/** Daily funding rate ∝ skew, capped; Solidity's signed division truncates toward zero (as BigInt's). */
-export function fundingRate(m: MarketP, longOI: bigint, shortOI: bigint): bigint {
-  const maxRate = m.maxFundingRate;
-  let rate = ((longOI - shortOI) * maxRate) / m.skewScale;
-  if (rate > maxRate) rate = maxRate;
-  if (rate < -maxRate) rate = -maxRate;
-  return rate;
-}
-
-/** F + (rate·P / WAD) · dt / 1 day, each division truncating toward zero. */
-export function fundingIndexNow(
-  index: bigint,
-  lastTime: bigint,
-  now: bigint,
-  m: MarketP,
-  longOI: bigint,
-  shortOI: bigint,
-  px: bigint,
-): bigint {
-  const dt = now - lastTime;
-  if (dt === 0n) return index;
-  const rate = fundingRate(m, longOI, shortOI);
-  return index + (((rate * px) / WAD) * dt) / 86_400n;
-}
-
-/** size·(P − entry) − size·(F − F_entry), rounded toward −∞ once. */
-export const positionPnl = (size: bigint, entry: bigint, entryFunding: bigint, px: bigint, index: bigint) =>
-  mulDivFloorSigned(size * (px - entry) - size * (index - entryFunding), 1n, WAD);
-
-// ------------------------------------------------------------------------------------------ valuation
-
-export interface CollateralIn {
-  amount: bigint;
-  price: bigint; // WAD
-  decimals: number;
-  haircut: bigint; // WAD
-}
-
-export interface PositionIn {
-  size: bigint;
-  entryPrice: bigint;
-  entryFunding: bigint;
-  /** funding index now */
-  index: bigint;
-  /** WAD price now */
-  price: bigint;
-  market: MarketP;
-  /** σ, the target volatility, annualised WAD (ignored when volK = 0): IM uses max(vol, mmVol, market.imVolFloor) */
-  vol: bigint;
-  /** σ_mm, the maintenance volatility (bounded speed), annualised WAD: MM uses it */
-  mmVol: bigint;
-}
-
-export interface AccountIn {
-  collateral: CollateralIn[];
-  settlement: bigint;
-  positions: PositionIn[];
-}
-
-export interface StateOut {
-  collateral: bigint;
-  settlement: bigint;
-  unrealisedPnl: bigint;
-  equity: bigint;
-  notional: bigint;
-  maintenanceMargin: bigint;
-  initialMargin: bigint;
-  health: bigint;
-  /** Σ N·mmr(max(σ, σ_mm)) + keeper reward: the maintenance margin at the current volatility (liquidation target) */
-  mmNow: bigint;
-}
-
-/** The fields of the engine's `accountState` (the model's StateOut without mmNow). */
-export type ChainState = Omit<StateOut, "mmNow">;
-
-export const MAX_UINT = 2n ** 256n - 1n;
-
-export function valuation(a: AccountIn, risk: RiskP): StateOut {
-  const sqrtH = sqrtHorizon(risk.volHorizon);
-  let collateral = 0n;
-  for (const c of a.collateral) {
-    if (c.amount === 0n) continue;
-    collateral += wMulDown(mulDivDown(c.amount, c.price, 10n ** BigInt(c.decimals)), c.haircut);
-  }
-  let upnl = 0n;
-  let notional = 0n;
-  let mm = 0n;
-  let im = 0n;
-  let mmNow = 0n;
-  const open = a.positions.filter((p) => p.size !== 0n);
-  for (const p of open) {
-    upnl += positionPnl(p.size, p.entryPrice, p.entryFunding, p.price, p.index);
-    const n = mulDivUp(abs(p.size), p.price, WAD);
-    notional += n;
-    const r = requirements(p.market, n, p.market.volK === 0n ? 0n : p.vol, p.market.volK === 0n ? 0n : p.mmVol, sqrtH);
-    mm += r.mm;
-    im += r.im;
-    mmNow += r.mmNow;
-  }
-  if (open.length > 0) {
-    mm += risk.keeperReward;
-    mmNow += risk.keeperReward;
-    im += risk.keeperReward;
-  }
-  const equity = collateral + a.settlement + upnl;
-  const health = mm === 0n ? MAX_UINT : equity <= 0n ? 0n : wDivDown(equity, mm);
-  return {
-    collateral,
-    settlement: a.settlement,
-    unrealisedPnl: upnl,
-    equity,
-    notional,
-    maintenanceMargin: mm,
-    initialMargin: im,
-    health,
-    mmNow,
-  };
-}
 
 /**
  * The documented liquidation fraction: the least close restoring the liquidation target against mmNow (the

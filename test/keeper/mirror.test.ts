@@ -1,0 +1,176 @@
+/**
+ * The keeper's health mirror (keeper/mirror.ts) against the chain: its valuation from one BallastLens read
+ * (contracts/periphery/BallastLens.sol) equals `accountState` field by field and `healthBatch` to the wei — long and
+ * short, two markets, funding accrued over hours, volatilities moved by new rounds, collateral in three assets with
+ * haircuts, a collateral oracle gone stale (counts 0) and a market oracle gone stale (unpriced) — and it re-reads only
+ * the accounts the registry saw touched.
+ */
+import { expect } from "chai";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+
+import { MAJOR_MARKET } from "../../deploy/params";
+import { fillAtNextRound } from "../../lib/orders";
+import { createLogger } from "../../keeper/log";
+import { decodeLens, HealthMirror, lensCallData, valueAccount, type LensView } from "../../keeper/mirror";
+import { RpcPool } from "../../keeper/rpc";
+import { endpoint, ethers, world, E18, E8, USDC, type World } from "./world";
+
+const STATE_FIELDS = ["collateral", "settlement", "unrealisedPnl", "equity", "notional", "maintenanceMargin", "initialMargin", "health"] as const;
+
+/** 10 USDC of reserve: the execution fees of the account's orders. */
+async function fund(w: World, id: bigint) {
+  await w.usdc.mint(w.bob.address, USDC(10));
+  await w.usdc.connect(w.bob).approve(w.vault, USDC(10));
+  await w.vault.connect(w.bob).deposit(id, w.usdc, USDC(10));
+}
+
+async function mirrorWorld() {
+  const w = await world();
+  // funding on in the ETH market (the keeper world turns it off), so hours of skew move the funding index
+  await w.engine.setMarketParams(w.ethMarket, { asset: await w.weth.getAddress(), ...MAJOR_MARKET });
+  // account 6: margin in USDC, WETH and WBTC; short 3 ETH and long 0.1 BTC
+  const bob = w.bob;
+  await w.vault.connect(bob).createAccount();
+  const six = await w.vault.accountCount();
+  for (const [t, amount] of [
+    [w.usdc, USDC(500)],
+    [w.weth, E18(2)],
+    [w.wbtc, 5_000_000n], // 0.05 WBTC
+  ] as const) {
+    await t.mint(bob.address, amount);
+    await t.connect(bob).approve(w.vault, amount);
+    await w.vault.connect(bob).depositMargin(six, t, amount);
+  }
+  await fund(w, six); // the orders' execution fees
+  await fillAtNextRound(w.engine, bob, w.deployer, w.ethFeed, { accountId: six, marketId: w.ethMarket, sizeDelta: -E18(3) });
+  await fillAtNextRound(w.engine, bob, w.deployer, w.btcFeed, { accountId: six, marketId: w.btcMarket, sizeDelta: E18(1) / 10n });
+  // account 7: WBTC and USDC margin, long 2 ETH only (a stale BTC oracle zeroes part of its collateral, nothing else)
+  await w.vault.connect(bob).createAccount();
+  const seven = await w.vault.accountCount();
+  for (const [t, amount] of [
+    [w.usdc, USDC(800)],
+    [w.wbtc, 2_000_000n],
+  ] as const) {
+    await t.mint(bob.address, amount);
+    await t.connect(bob).approve(w.vault, amount);
+    await w.vault.connect(bob).depositMargin(seven, t, amount);
+  }
+  await fund(w, seven);
+  await fillAtNextRound(w.engine, bob, w.deployer, w.ethFeed, { accountId: seven, marketId: w.ethMarket, sizeDelta: E18(2) });
+  return { ...w, all: [...w.ids, six, seven] };
+}
+
+function mirrorOf(w: World) {
+  const log = createLogger("silent");
+  const pool = new RpcPool([endpoint("primary")], { maxLagBlocks: 0, log });
+  return { pool, mirror: new HealthMirror(pool, w.rec.engine, { chunk: 3, resyncBlocks: 0 }) };
+}
+
+/** Every account's mirror valuation against accountState (when priced) and healthBatch, at `block`. */
+async function expectExact(w: World, ids: bigint[], v: LensView, mirror: HealthMirror, block: number) {
+  const [healths, priced] = await w.engine.healthBatch(ids, { blockTag: block });
+  for (let i = 0; i < ids.length; i++) {
+    const got = mirror.value(ids[i], v)!;
+    expect(got.priced, `account ${ids[i]} priced`).to.equal(priced[i]);
+    if (!priced[i]) continue;
+    expect(got.state!.health, `account ${ids[i]} health`).to.equal(healths[i]);
+    const st = await w.engine.accountState(ids[i], { blockTag: block });
+    for (const k of STATE_FIELDS) expect(got.state![k], `account ${ids[i]} ${k}`).to.equal(st[k]);
+  }
+}
+
+describe("keeper health mirror (keeper/mirror.ts, BallastLens)", function () {
+  it("values every account exactly as accountState and healthBatch, across funding, volatility and oracle outages", async () => {
+    const w = await loadFixture(mirrorWorld);
+    const { pool, mirror } = mirrorOf(w);
+    await pool.refresh();
+
+    // hours of skewed open interest (funding accrues), new rounds that move prices and the volatilities
+    for (const [eth, btc] of [
+      [1_950n, 30_600n],
+      [2_040n, 29_700n],
+      [1_910n, 30_100n],
+    ]) {
+      await time.increase(3_600);
+      await w.ethFeed.setAnswer(E8(eth));
+      await w.btcFeed.setAnswer(E8(btc));
+      await w.oracle.poke(w.weth);
+      await w.oracle.poke(w.wbtc);
+    }
+    await time.increase(1_234); // funding between pokes: the index is accrued to the block's time off chain
+    await w.ethFeed.setAnswer(E8(1_890n));
+    let block = await w.deployer.provider!.getBlockNumber();
+    let v = await mirror.refresh(block, w.all, () => []);
+    expect(mirror.stats).to.deep.equal({ calls: 3, read: 7 }); // chunks of 3
+    expect(v.blockNumber).to.equal(block);
+    expect(v.markets.map((m) => m.ok)).to.deep.equal([true, true]);
+    expect(v.markets[0].volTarget).to.be.greaterThan(0n);
+    expect(v.markets[0].state.longOI).to.not.equal(v.markets[0].state.shortOI); // skewed: funding moves
+    await expectExact(w, w.all, v, mirror, block);
+    // account 6 holds all three collateral assets, two positions, and is short: the widest valuation
+    const six = mirror.value(w.all[5], v)!.state!;
+    expect(six.collateral).to.be.greaterThan(USDC(500) * 10n ** 12n);
+
+    // BTC's oracle goes stale (over its 2 h heartbeat), ETH's stays fresh: account 6 (a BTC position) is unpriced,
+    // account 7's WBTC margin counts 0
+    await time.increase(2 * 3_600 + 60);
+    await w.ethFeed.setAnswer(E8(1_900n));
+    await w.oracle.poke(w.weth);
+    block = await w.deployer.provider!.getBlockNumber();
+    v = await mirror.refresh(block, w.all, () => []);
+    expect(mirror.stats).to.deep.equal({ calls: 1, read: 0 });
+    expect(v.markets.map((m) => m.ok)).to.deep.equal([true, false]);
+    expect(v.assets.map((a) => a.ok)).to.deep.equal([true, true, false]);
+    expect(mirror.value(w.all[5], v)!.priced).to.equal(false);
+    await expectExact(w, w.all, v, mirror, block);
+    const seven = mirror.value(w.all[6], v)!.state!;
+    // the WBTC counts nothing while its oracle is stale: 800 USDC less the open's 2 USD fee (0.05 % × 2 ETH × 2,000)
+    expect(seven.collateral).to.equal(USDC(798) * 10n ** 12n);
+  });
+
+  it("re-reads only the accounts touched since its last read, unvalued ones and what a reorg may have changed", async () => {
+    const w = await loadFixture(mirrorWorld);
+    const { pool, mirror } = mirrorOf(w);
+    await pool.refresh();
+    let block = await w.deployer.provider!.getBlockNumber();
+    await mirror.refresh(block, w.all, () => []);
+    expect(mirror.stats).to.deep.equal({ calls: 3, read: 7 });
+    const before = block;
+
+    // account 2 posts 1,000 USDC more margin
+    await w.usdc.mint(w.bob.address, USDC(1_000));
+    await w.usdc.connect(w.bob).approve(w.vault, USDC(1_000));
+    await w.vault.connect(w.bob).depositMargin(w.ids[1], w.usdc, USDC(1_000));
+    block = await w.deployer.provider!.getBlockNumber();
+    const asked: number[] = [];
+    const v = await mirror.refresh(block, w.all, (after) => (asked.push(after), [w.ids[1]]));
+    expect(asked).to.deep.equal([before]);
+    expect(mirror.stats).to.deep.equal({ calls: 1, read: 1 });
+    await expectExact(w, w.all, v, mirror, block);
+
+    // a reorg to `before`: account 2 was read above it, the others at it
+    mirror.invalidateAbove(before);
+    await mirror.refresh(block, w.all, () => []);
+    expect(mirror.stats).to.deep.equal({ calls: 1, read: 1 });
+
+    // an account the mirror could not value (its market oracle down at the read) is read again at the next refresh
+    const stale = await valueAccount({ id: 1n, priced: false, settlement: 0n, positionMask: 1n, marginMask: 0n, positions: [], margins: [] }, v);
+    expect(stale).to.deep.equal({ priced: false });
+  });
+
+  it("answers through the revert data of a call that deploys nothing, and says so when the answer is anything else", async () => {
+    const w = await loadFixture(mirrorWorld);
+    const lens = await ethers.getContractFactory("BallastLens");
+    await expect(w.deployer.call({ data: lensCallData(w.rec.engine, [1n]) })).to.be.revertedWithCustomError(lens, "Snapshot");
+    expect(() => decodeLens("0x08c379a0")).to.throw("lens read failed: 0x08c379a0 is not its Snapshot");
+    expect(() => decodeLens(undefined)).to.throw("lens read failed: no revert data is not its Snapshot");
+    // pointed at something that is not an engine, the read fails with its own reason — not an RPC fault
+    const log = createLogger("silent");
+    const pool = new RpcPool([endpoint("primary")], { maxLagBlocks: 0, log });
+    await pool.refresh();
+    const wrong = new HealthMirror(pool, await w.usdc.getAddress(), { chunk: 10, resyncBlocks: 0 });
+    const block = await w.deployer.provider!.getBlockNumber();
+    await expect(wrong.refresh(block, [], () => [])).to.be.rejectedWith("lens read failed: no revert data is not its Snapshot");
+    expect(pool.current()).to.equal("primary"); // still trusted
+  });
+});

@@ -59,6 +59,13 @@ export const configSchema = z
     reorgDepth: int(0).default(12),
     pollIntervalMs: int(50).default(4_000),
     scanChunk: int(1).default(200),
+    /** "mirror": health computed off chain from one read per block (keeper/mirror.ts), candidates confirmed on chain;
+     *  "onchain": healthBatch over every account each block */
+    scan: z.enum(["mirror", "onchain"], { message: 'must be "mirror" or "onchain"' }).default("mirror"),
+    /** how close (basis points) to a threshold the mirror's health must be for the chain to be asked */
+    mirrorMarginBps: int(0, "basis-point count (an integer)").max(5_000, { message: "must be a basis-point count <= 5000" }).default(100),
+    /** every this many blocks the mirror re-reads every account (0 = never) */
+    mirrorResyncBlocks: int(0).default(7_200),
     batchSize: int(1).default(10),
     maxLogRange: int(1).default(5_000),
     maxFeePerGasGwei: decimal("gwei amount", 9).prefault("100"),
@@ -137,6 +144,9 @@ const ENV_KEYS: Record<string, { key: string; kind: "string" | "int" | "list" | 
   KEEPER_REORG_DEPTH: { key: "reorgDepth", kind: "int" },
   KEEPER_POLL_INTERVAL_MS: { key: "pollIntervalMs", kind: "int" },
   KEEPER_SCAN_CHUNK: { key: "scanChunk", kind: "int" },
+  KEEPER_SCAN: { key: "scan", kind: "string" },
+  KEEPER_MIRROR_MARGIN_BPS: { key: "mirrorMarginBps", kind: "int" },
+  KEEPER_MIRROR_RESYNC_BLOCKS: { key: "mirrorResyncBlocks", kind: "int" },
   KEEPER_BATCH_SIZE: { key: "batchSize", kind: "int" },
   KEEPER_MAX_LOG_RANGE: { key: "maxLogRange", kind: "int" },
   KEEPER_MAX_FEE_PER_GAS_GWEI: { key: "maxFeePerGasGwei", kind: "decimal" },

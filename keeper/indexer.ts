@@ -26,6 +26,12 @@ const EVENTS = [
   "MarginPosted",
   "MarginReleased",
   "SettlementChanged",
+  // the rest of what moves an account's own state (margin settled against the pool, collateral sold, debt written
+  // off): the registry's touch is what makes the health mirror re-read an account
+  "MarginDebited",
+  "MarginCredited",
+  "CollateralBought",
+  "BadDebt",
 ] as const;
 
 export interface SyncResult {
@@ -148,7 +154,8 @@ export class Indexer {
         s.touchAccount(a.accountId as bigint, b);
         break;
       default:
-        // Rebalanced, Liquidated, Deposited, Withdrawn, MarginPosted, MarginReleased: the account's state moved
+        // Rebalanced, Liquidated, Deposited, Withdrawn, MarginPosted, MarginReleased, MarginDebited, MarginCredited,
+        // CollateralBought, BadDebt: the account's state moved
         s.touchAccount(a.accountId as bigint, b);
     }
   }

@@ -79,6 +79,7 @@ export class Keeper {
       ethUsdFallback: cfg.ethUsdFallback,
       log: this.log,
       flash: deps.flash,
+      mirror: cfg.scan === "mirror" ? { marginBps: BigInt(cfg.mirrorMarginBps), resyncBlocks: cfg.mirrorResyncBlocks } : undefined,
     });
     this.executor = new Executor(this.store, this.pool, {
       engine: rec.engine,
@@ -121,7 +122,7 @@ export class Keeper {
     const synced = await this.indexer.sync(head);
     // a reorg dropped blocks with our transactions: settle them against the new chain before deciding again
     if (synced.reorgTxs.length > 0) await this.executor.reconcile();
-    const scan = await this.scanner.scan(head);
+    const scan = await this.scanner.scan(head, { reorgTo: synced.reorgTo });
     const busy = new Set<string>();
     for (const a of scan.accounts) {
       for (const key of [`rebalance:${a.id}`, `liquidate:${a.id}`]) if (this.store.isPending(key) || this.store.isLive(key, a.round)) busy.add(key);

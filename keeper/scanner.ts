@@ -1,17 +1,21 @@
 /**
- * Reads what the strategy needs at one block: `healthBatch` over the registry's accounts with positions (in chunks),
- * then, for the few that matter, the liquidation fraction and rescue, the rebalance status (accounts outside their
- * policy band), and the readiness of pending orders (a simulated `executeOrder`); plus the base fee, the ETH price
- * (the engine's gas asset, from the oracle) and the engine's fee parameters. With a FlashLiquidator configured or USDC in
- * the keeper's wallet, also the accounts a liquidation left owing with no position: their debt and collateral, a
- * simulated `flashLiquidate` (its profit, or why it would revert) when the collateral is the FlashLiquidator's, and the
- * keeper's USDC balance and allowance to the engine (a direct `buyCollateral`).
+ * Reads what the strategy needs at one block. Health: by default from the health mirror (keeper/mirror.ts: each
+ * account valued off chain from one BallastLens read of the block's markets and of the accounts events touched), and
+ * on chain (`healthBatch`, then `detail`) only for the accounts within `mirrorMarginBps` of 1, of their trigger or of
+ * their release ratio; with `scan: "onchain"`, `healthBatch` over every account in chunks. Then, for the accounts that
+ * matter, the liquidation fraction and rescue, the rebalance status (accounts outside their policy band), and the
+ * readiness of pending orders (a simulated `executeOrder`); plus the base fee, the ETH price (the engine's gas asset,
+ * from the oracle) and the engine's fee parameters. With a FlashLiquidator configured or USDC in the keeper's wallet,
+ * also the accounts a liquidation left owing with no position: their debt and collateral, a simulated
+ * `flashLiquidate` (its profit, or why it would revert) when the collateral is the FlashLiquidator's, and the keeper's
+ * USDC balance and allowance to the engine (a direct `buyCollateral`).
  */
 import type { DeploymentRecord } from "../lib/deployment";
 import type { Ballast } from "../lib/connect";
 import { connectBallast } from "../lib/connect";
 import { FlashLiquidator__factory, IERC20Metadata__factory, IUniswapV3PoolMinimal__factory } from "../typechain-types";
 import { errorName, flashInterface, revertData } from "./abi";
+import { HealthMirror, widen, type MirrorStats } from "./mirror";
 import type { Logger } from "./log";
 import { isRevert, type RpcPool } from "./rpc";
 import type { AccountRow, OrderRow, Store } from "./store";
@@ -70,8 +74,19 @@ function errorText(data: string | undefined): string {
   return name;
 }
 
+/** The risk parameters a scan reads (the liquidation reward's terms, the collateral discount). */
+type RiskTerms = { keeperReward: bigint; keeperPenaltyShare: bigint; liquidationPenalty: bigint; collateralDiscount: bigint };
+
+interface ScanParts {
+  accounts: AccountSnapshot[];
+  fp: { baseFeeUsd: bigint; gasUnits: bigint };
+  risk: RiskTerms;
+  ethUsd: bigint | undefined;
+}
+
 export class Scanner {
   private readonly ballasts = new Map<number, Ballast>();
+  private readonly mirror?: HealthMirror;
   private readonly decimals = new Map<string, number>();
 
   constructor(
@@ -85,8 +100,17 @@ export class Scanner {
       ethUsdFallback?: bigint;
       log: Logger;
       flash?: FlashTarget;
+      /** scan through the health mirror (keeper/mirror.ts); unset: healthBatch over every account */
+      mirror?: { marginBps: bigint; resyncBlocks: number };
     },
-  ) {}
+  ) {
+    if (opts.mirror) this.mirror = new HealthMirror(pool, rec.engine, { chunk: opts.chunk, resyncBlocks: opts.mirror.resyncBlocks });
+  }
+
+  /** The mirror's last refresh: lens calls and accounts read (undefined in on-chain mode). */
+  get mirrorStats(): MirrorStats | undefined {
+    return this.mirror?.stats;
+  }
 
   private b(i: number, provider: Parameters<typeof connectBallast>[1]): Ballast {
     let b = this.ballasts.get(i);
@@ -98,27 +122,17 @@ export class Scanner {
     return this.pool.use((ep, i) => fn(this.b(i, ep.provider)));
   }
 
-  async scan(block: number): Promise<ScanResult> {
+  /**
+   * Everything the strategy needs at `block`. `reorgTo`: the indexer rewound to that block in this cycle (the health
+   * mirror re-reads what it read above it).
+   */
+  async scan(block: number, opts: { reorgTo?: number } = {}): Promise<ScanResult> {
     const blockTag = block;
     const header = await this.pool.use((ep) => ep.provider.getBlock(block));
     const baseFee = header?.baseFeePerGas ?? 0n;
-    const [gasAsset, fp, risk] = await Promise.all([
-      this.read((b) => b.rebalancer.gasAsset({ blockTag })),
-      this.read((b) => b.rebalancer.feeParams({ blockTag })),
-      this.read((b) => b.engine.riskParams({ blockTag })),
-    ]);
-    const [ok, px] = await this.read((b) => b.oracle.tryPrice(gasAsset, { blockTag }));
-    const ethUsd = ok ? px : this.opts.ethUsdFallback;
-
     // accounts with positions, in this keeper's shard
     const rows = this.store.accounts({ withPosition: true }).filter((a) => inShard(a.id, this.opts.shard));
-    const accounts: AccountSnapshot[] = [];
-    for (let i = 0; i < rows.length; i += this.opts.chunk) {
-      const chunk = rows.slice(i, i + this.opts.chunk);
-      const [healths, priced] = await this.read((b) => b.engine.healthBatch(chunk.map((a) => a.id), { blockTag }));
-      for (let j = 0; j < chunk.length; j++) accounts.push(await this.detail(chunk[j], healths[j], priced[j], blockTag, risk));
-    }
-
+    const { accounts, fp, risk, ethUsd } = this.mirror ? await this.mirrorScan(rows, block, opts.reorgTo) : await this.chainScan(rows, block);
     // pending orders of this shard's accounts
     const orders: OrderSnapshot[] = [];
     for (const o of this.store.pendingOrders().filter((o) => inShard(o.accountId, this.opts.shard))) {
@@ -145,6 +159,66 @@ export class Scanner {
       }
     }
     return { block, baseFee, ethUsd, feeParams: { baseFeeUsd: fp.baseFeeUsd, gasUnits: fp.gasUnits }, accounts, orders, debts, inventory };
+  }
+
+  /** Every account's health from `healthBatch`, in chunks of `chunk`; the parameters read one by one. */
+  private async chainScan(rows: AccountRow[], blockTag: number): Promise<ScanParts> {
+    const [gasAsset, fp, risk] = await Promise.all([
+      this.read((b) => b.rebalancer.gasAsset({ blockTag })),
+      this.read((b) => b.rebalancer.feeParams({ blockTag })),
+      this.read((b) => b.engine.riskParams({ blockTag })),
+    ]);
+    const [ok, px] = await this.read((b) => b.oracle.tryPrice(gasAsset, { blockTag }));
+    return { accounts: await this.confirm(rows, blockTag, risk), fp, risk, ethUsd: ok ? px : this.opts.ethUsdFallback };
+  }
+
+  /**
+   * Every account's health from the mirror (one BallastLens read, more only for many touched accounts); the accounts
+   * within `marginBps` of 1, of their trigger or of their release ratio are asked of the chain (`healthBatch` and the
+   * per-account reads of `detail`), the others are reported as the mirror values them.
+   */
+  private async mirrorScan(rows: AccountRow[], blockTag: number, reorgTo: number | undefined): Promise<ScanParts> {
+    const mirror = this.mirror!;
+    if (reorgTo !== undefined) mirror.invalidateAbove(reorgTo);
+    const v = await mirror.refresh(
+      blockTag,
+      rows.map((a) => a.id),
+      (after) => this.store.touchedAfter(after),
+    );
+    const bps = this.opts.mirror!.marginBps;
+    const snaps = new Map<bigint, AccountSnapshot>();
+    const ask: AccountRow[] = [];
+    for (const a of rows) {
+      const val = mirror.value(a.id, v);
+      if (!val) {
+        ask.push(a);
+        continue;
+      }
+      const base = { id: a.id, round: String(a.updatedBlock), liquidatable: false, rescueAvailable: false, liquidationRewardUsd: 0n };
+      if (!val.priced) {
+        snaps.set(a.id, { ...base, health: 0n, priced: false }); // as healthBatch reports it: nothing can be done
+        continue;
+      }
+      const h = val.state!.health;
+      const low = a.optedIn && a.triggerRatio > WAD ? a.triggerRatio : WAD;
+      const near = h < widen(low, bps, true) || (a.optedIn && a.releaseRatio > 0n && h > widen(a.releaseRatio, bps, false));
+      if (near) ask.push(a);
+      else snaps.set(a.id, { ...base, health: h, priced: true });
+    }
+    for (const s of await this.confirm(ask, blockTag, v.risk)) snaps.set(s.id, s);
+    const ethUsd = v.gasAssetOk ? v.gasAssetPrice : this.opts.ethUsdFallback;
+    return { accounts: rows.map((a) => snaps.get(a.id)!), fp: v.feeParams, risk: v.risk, ethUsd };
+  }
+
+  /** `healthBatch` over `rows` in chunks, then each account's detail. */
+  private async confirm(rows: AccountRow[], blockTag: number, risk: RiskTerms): Promise<AccountSnapshot[]> {
+    const out: AccountSnapshot[] = [];
+    for (let i = 0; i < rows.length; i += this.opts.chunk) {
+      const chunk = rows.slice(i, i + this.opts.chunk);
+      const [healths, priced] = await this.read((b) => b.engine.healthBatch(chunk.map((a) => a.id), { blockTag }));
+      for (let j = 0; j < chunk.length; j++) out.push(await this.detail(chunk[j], healths[j], priced[j], blockTag, risk));
+    }
+    return out;
   }
 
   private async decimalsOf(token: string): Promise<number> {
@@ -218,7 +292,7 @@ export class Scanner {
     health: bigint,
     priced: boolean,
     blockTag: number,
-    risk: { keeperReward: bigint; keeperPenaltyShare: bigint; liquidationPenalty: bigint },
+    risk: RiskTerms,
   ): Promise<AccountSnapshot> {
     const snap: AccountSnapshot = {
       id: a.id,

@@ -295,6 +295,11 @@ export class Store {
     return (this.db.prepare("SELECT * FROM accounts WHERE owes = 1 AND has_position = 0 ORDER BY idnum, id").all() as RawAccount[]).map(toAccount);
   }
 
+  /** Ids of the accounts an event touched after `block` (their own state may have changed since). */
+  touchedAfter(block: number): bigint[] {
+    return (this.db.prepare("SELECT id FROM accounts WHERE updated_block > ?").all(block) as { id: string }[]).map((r) => BigInt(r.id));
+  }
+
   accountCount(): number {
     return (this.db.prepare("SELECT COUNT(*) AS n FROM accounts").get() as { n: number }).n;
   }

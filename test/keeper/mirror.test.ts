@@ -12,7 +12,11 @@ import { MAJOR_MARKET } from "../../deploy/params";
 import { fillAtNextRound } from "../../lib/orders";
 import { createLogger } from "../../keeper/log";
 import { decodeLens, HealthMirror, lensCallData, valueAccount, type LensView } from "../../keeper/mirror";
-import { RpcPool } from "../../keeper/rpc";
+import { Eip1193Provider, RpcPool } from "../../keeper/rpc";
+import { Indexer } from "../../keeper/indexer";
+import { Scanner } from "../../keeper/scanner";
+import { Store } from "../../keeper/store";
+import { countingEndpoint } from "../../lib/bench/scan";
 import { endpoint, ethers, world, E18, E8, USDC, type World } from "./world";
 
 const STATE_FIELDS = ["collateral", "settlement", "unrealisedPnl", "equity", "notional", "maintenanceMargin", "initialMargin", "health"] as const;
@@ -172,5 +176,54 @@ describe("keeper health mirror (keeper/mirror.ts, BallastLens)", function () {
     const block = await w.deployer.provider!.getBlockNumber();
     await expect(wrong.refresh(block, [], () => [])).to.be.rejectedWith("lens read failed: no revert data is not its Snapshot");
     expect(pool.current()).to.equal("primary"); // still trusted
+  });
+
+  it("a scan through the mirror reports exactly what a healthBatch scan reports, asking the chain only near a threshold", async () => {
+    const w = await loadFixture(mirrorWorld);
+    const log = createLogger("silent");
+    const counting = countingEndpoint();
+    const pool = new RpcPool([{ name: "counting", provider: new Eip1193Provider(counting.eip, 31337) }], { maxLagBlocks: 0, log });
+    const store = new Store(":memory:");
+    const indexer = new Indexer(store, pool, { engine: w.rec.engine, startBlock: 0, reorgDepth: 4, maxLogRange: 10_000, log });
+    const common = { chunk: 3, keeper: w.keeper.address, shard: { index: 0, count: 1 }, log };
+    const viaMirror = new Scanner(store, pool, w.rec, { ...common, mirror: { marginBps: 100n, resyncBlocks: 0 } });
+    const viaChain = new Scanner(store, pool, w.rec, common);
+    const scanBoth = async () => {
+      const head = await pool.refresh();
+      await indexer.sync(head);
+      counting.reset();
+      const m = await viaMirror.scan(head);
+      const calls = { eth_call: counting.counts.get("eth_call") ?? 0, healthBatch: counting.counts.get("eth_call:healthBatch") ?? 0 };
+      const c = await viaChain.scan(head);
+      expect(m).to.deep.equal(c);
+      return { calls, stats: viaMirror.mirrorStats, accounts: m.accounts };
+    };
+
+    // first scan: the mirror reads all 7 accounts (3 lens calls of 3); accounts 1-4 sit between their trigger
+    // and release ratios, far from both: nothing is asked of the chain
+    let r = await scanBoth();
+    expect(r.stats).to.deep.equal({ calls: 3, read: 7 });
+    expect(r.calls).to.deep.equal({ eth_call: 3, healthBatch: 0 });
+    expect(r.accounts.map((a) => a.health > 0n)).to.deep.equal([true, true, true, true, true, true, true]);
+
+    // nothing changed: one eth_call
+    r = await scanBoth();
+    expect(r.calls).to.deep.equal({ eth_call: 1, healthBatch: 0 });
+
+    // ETH drops: accounts 1-4 fall under their trigger — the chain is asked about them (one healthBatch of 3, one of
+    // 1) and their detail (needsRebalance each); the others are far from 1 and stay the mirror's
+    await w.ethFeed.setAnswer(E8(1_634n));
+    r = await scanBoth();
+    expect(r.calls.healthBatch).to.equal(2);
+    expect(r.accounts.filter((a) => a.rebalance !== undefined).map((a) => a.id)).to.deep.equal(w.ids.slice(0, 4));
+    expect(r.accounts.slice(0, 4).every((a) => a.health < w.policy.triggerRatio)).to.equal(true);
+
+    // account 2 posts margin: the next scan re-reads it alone, in the same single lens call
+    await w.usdc.mint(w.bob.address, USDC(3_000));
+    await w.usdc.connect(w.bob).approve(w.vault, USDC(3_000));
+    await w.vault.connect(w.bob).depositMargin(w.ids[1], w.usdc, USDC(3_000));
+    r = await scanBoth();
+    expect(r.stats).to.deep.equal({ calls: 1, read: 1 });
+    store.close();
   });
 });

@@ -114,6 +114,8 @@ export interface BenchResults {
   targets: Target[];
   /** the keeper's health scan (lib/bench/scan.ts): RPC calls and wall time, not gas; absent in a subset run */
   keeperScan?: ScanRow[];
+  /** blocks from a price push to the keeper's rebalance being mined (lib/bench/scan.ts); absent in a subset run */
+  keeperLatency?: LatencyRow;
   /** seconds the run took (wall clock), compile included */
   durationSeconds: number;
 }
@@ -135,6 +137,20 @@ export interface ScanRow {
   wallMs: number;
   /** the issue's goals for a scan of 10,000 accounts */
   goals: { ethCalls: { limit: number; status: Status }; wallMs: { limit: number; status: Status } };
+  description: string;
+}
+
+/** The keeper's latency: a price push that takes an account under its trigger, then one keeper cycle. */
+export interface LatencyRow {
+  id: string;
+  label: string;
+  /** blocks from the push's block to the rebalance's */
+  blocks: number;
+  /** wall time of the keeper's cycle that sent it, ms */
+  cycleMs: number;
+  /** eth_calls of that cycle */
+  ethCalls: number;
+  goals: { blocks: { limit: number; status: Status } };
   description: string;
 }
 
@@ -164,7 +180,12 @@ export const ROW = {
 /** Rows of the keeper's scan benchmark (`keeperScan`). */
 export const SCAN_ROW = {
   full: (accounts: number, chunk: number) => `keeper.scan.${accounts}.chunk${chunk}`,
+  mirrorBuild: (accounts: number) => `keeper.mirror.build.${accounts}`,
+  mirror: (accounts: number) => `keeper.scan.${accounts}.mirror`,
 } as const;
+
+/** The issue's goal for the keeper's latency: the rebalance mined at most 1 block after the price push. */
+export const LATENCY_GOAL = { blocks: 1 } as const;
 
 /** The issue's goals for one full scan of 10,000 accounts: at most 4 eth_calls and 2 s. */
 export const SCAN_GOALS = { ethCalls: 4, wallMs: 2_000 } as const;
@@ -343,6 +364,19 @@ export function validateResults(x: unknown): BenchResults {
       }
     });
   }
+  if (x.keeperLatency !== undefined) {
+    const r = x.keeperLatency;
+    if (!isRecord(r) || typeof r.id !== "string" || typeof r.label !== "string" || typeof r.description !== "string") {
+      fail("keeperLatency", "lacks id, label or description");
+    }
+    for (const k of ["blocks", "cycleMs", "ethCalls"]) {
+      if (!(Number.isInteger(r[k]) && (r[k] as number) >= 0)) fail(`keeperLatency.${k}`, "is not a non-negative integer");
+    }
+    const g = isRecord(r.goals) ? r.goals.blocks : undefined;
+    if (!isRecord(g) || typeof g.limit !== "number" || !["PASS", "MISS", "N/A"].includes(g.status as string)) {
+      fail("keeperLatency.goals.blocks", "is not { limit, status }");
+    }
+  }
   if (typeof x.durationSeconds !== "number") fail("durationSeconds", "is not a number");
   return x as unknown as BenchResults;
 }
@@ -426,6 +460,10 @@ export function formatTable(r: BenchResults): string {
         [false, true, true, true, true, false, false],
       ),
     );
+  }
+  if (r.keeperLatency) {
+    const l = r.keeperLatency;
+    out.push("", `${l.label}: ${l.blocks} (goal ≤ ${l.goals.blocks.limit}: ${l.goals.blocks.status}); the cycle ${l.cycleMs.toLocaleString("en-US")} ms, ${l.ethCalls} eth_calls`);
   }
   const notes = r.rows.flatMap((row) => {
     if (row.steady.note !== undefined && row.steady.note === row.firstTouch.note) return [`${row.label}: ${row.steady.note}`];

@@ -79,7 +79,7 @@ function git(): BenchResults["git"] {
 /** Results object from measured rows (any subset: ratios and targets whose rows are missing are left out). */
 export async function buildResults(
   rows: Row[],
-  opts: { startedAt: number; morpho?: CompileResult; keeperScan?: BenchResults["keeperScan"] },
+  opts: { startedAt: number; morpho?: CompileResult; keeperScan?: BenchResults["keeperScan"]; keeperLatency?: BenchResults["keeperLatency"] },
 ): Promise<BenchResults> {
   const derived = batchDerived(rows);
   const ratios = computeRatios(rows);
@@ -119,6 +119,7 @@ export async function buildResults(
     ratios,
     targets,
     ...(opts.keeperScan ? { keeperScan: opts.keeperScan } : {}),
+    ...(opts.keeperLatency ? { keeperLatency: opts.keeperLatency } : {}),
     durationSeconds: Math.round((Date.now() - opts.startedAt) / 100) / 10,
   };
 }
@@ -145,7 +146,7 @@ export async function runBench(opts: { batchSizes?: number[]; log?: (s: string) 
   if (!rows.some((r) => r.id === ROW.topUp)) throw new Error("no TOP_UP row");
   t = Date.now();
   log("Keeper health scan:");
-  const keeperScan = await benchScan({ log });
+  const scan = await benchScan({ log });
   log(`  (${((Date.now() - t) / 1000).toFixed(1)} s)`);
-  return buildResults(rows, { startedAt, morpho, keeperScan });
+  return buildResults(rows, { startedAt, morpho, keeperScan: scan.rows, keeperLatency: scan.latency });
 }

@@ -1,7 +1,7 @@
 /**
  * The keeper's scan benchmark (`npm run bench`, the `keeperScan` and `keeperLatency` sections of bench/results.json),
- * on a local node: a `hardhat node` of this repository started for the run (lib/processes.ts) and stopped after it,
- * every request over its HTTP JSON-RPC through a counting EIP-1193 wrapper.
+ * on a local node: Hardhat's JSON-RPC server on a loopback port for the run, every request of the keeper over HTTP
+ * through a counting EIP-1193 wrapper.
  *
  * N accounts with positions, made as cheaply as a node allows: on the InstantFillEngine (contracts/test/
  * InstantFillEngine.sol via lib/instantFill.ts — the engine plus a one-transaction fill at the oracle price; the
@@ -21,11 +21,11 @@ import os from "node:os";
 import path from "node:path";
 import { ContractFactory, Interface, JsonRpcProvider, Wallet, type JsonRpcSigner } from "ethers";
 import hre from "hardhat";
+import { TASK_NODE_CREATE_SERVER } from "hardhat/builtin-tasks/task-names";
 
 import { NARROW_POLICY } from "../../deploy/params";
 import { deployInstantFillSystem } from "../instantFill";
 import { recordOfLocalSystem } from "../deployment";
-import { nodeEnv, startNode, stop } from "../processes";
 import { parseConfig } from "../../keeper/config";
 import { Indexer } from "../../keeper/indexer";
 import { Keeper } from "../../keeper/keeper";
@@ -108,16 +108,22 @@ export async function benchScan(opts: ScanBenchOptions = {}): Promise<ScanBench>
   // (16,777,216, EIP-7825 on osaka: ~24,000 gas per account), 16 calls for 10,000 accounts
   const chunks = opts.chunks ?? [200, 625];
   const log = opts.log ?? (() => undefined);
-  const logFile = path.join(os.tmpdir(), `ballast-scan-bench-node-${process.pid}-${Date.now()}.log`);
-  const node = await startNode([], nodeEnv({ BALLAST_NODE_CHAIN_ID: "31337" }), logFile, 31337);
-  const provider = new JsonRpcProvider(node.url, 31337, { staticNetwork: true, batchMaxCount: 1 });
+  // A local node: Hardhat's JSON-RPC server (what `hardhat node` serves) over this process's network, on a free
+  // loopback port. Not a `hardhat node` child: its console logging keeps a trace of every transaction, and the
+  // 10,000 accounts' transactions (1.6 billion gas) grow it past 20 GB.
+  const server = (await hre.run(TASK_NODE_CREATE_SERVER, { hostname: "127.0.0.1", port: 0, provider: hre.network.provider })) as {
+    listen(): Promise<{ address: string; port: number }>;
+    close(): Promise<void>;
+  };
+  const { port } = await server.listen();
+  const provider = new JsonRpcProvider(`http://127.0.0.1:${port}`, 31337, { staticNetwork: true, batchMaxCount: 1 });
   provider.pollingInterval = 20;
   const dir = path.join(os.tmpdir(), `ballast-scan-bench-${process.pid}-${Date.now()}`);
   try {
     return await onNode(provider, { n, perTx, touched, chunks, log, dbPath: path.join(dir, "keeper.db") });
   } finally {
     provider.destroy();
-    await stop(node.child, "SIGTERM");
+    await server.close();
   }
 }
 
@@ -200,7 +206,7 @@ async function onNode(
     };
   };
   const setup =
-    `${n} accounts with a ±0.01 ETH position and 100 USDC margin each on a local \`hardhat node\` (HTTP JSON-RPC), made on ` +
+    `${n} accounts with a ±0.01 ETH position and 100 USDC margin each on a local node (Hardhat's JSON-RPC server over HTTP), made on ` +
     `the InstantFillEngine (test engine: instant fill at the oracle price) by a bench helper contract, ${perTx} accounts ` +
     `per transaction; the keeper's registry (SQLite store) written directly with them, not indexed`;
   try {

@@ -3,6 +3,9 @@
  * expected-output matcher, and subprocesses (a script that runs to its end, a background process with its output in a
  * file, each in its own process group so it can be stopped with everything it started).
  */
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
 
 /**
  * The blocks of a runbook marked by a line `<!-- e2e:NAME -->` (alone on its line) right before a fenced block, by
@@ -56,5 +59,94 @@ export function missingLines(output: string, expected: string): string[] {
   return missing;
 }
 
-// The subprocess helpers live in lib/processes.ts (the scan benchmark starts a node with them too).
-export { exited, freePort, killGroup, runScript, startBackground, stop, waitFor, type Ran } from "../../lib/processes";
+export interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `script` with `bash -eo pipefail` in `cwd` and waits for it (up to `timeoutMs`, then kills its group). */
+export function runScript(script: string, opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number }): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("bash", ["-eo", "pipefail", "-c", script], { cwd: opts.cwd, env: opts.env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      killGroup(child, "SIGKILL");
+      reject(new Error(`timed out after ${opts.timeoutMs} ms: ${script.split("\n")[0]}\n${stdout}\n${stderr}`));
+    }, opts.timeoutMs);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A long-running process (`bash -c script`), its stdout and stderr appended to `logFile`, in its own process group. */
+export function startBackground(script: string, opts: { cwd: string; env: NodeJS.ProcessEnv; logFile: string }): ChildProcess {
+  const fd = fs.openSync(opts.logFile, "a");
+  const child = spawn("bash", ["-c", script], { cwd: opts.cwd, env: opts.env, detached: true, stdio: ["ignore", fd, fd] });
+  fs.closeSync(fd);
+  return child;
+}
+
+/** Signals the process group of `child` (it was spawned detached: the group is its pid). */
+export function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/** Whether the process has exited. */
+export const exited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
+
+/** Stops a background process group: `signal`, then SIGKILL after `graceMs`. Resolves when the leader has exited. */
+export async function stop(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM", graceMs = 15_000): Promise<void> {
+  const pid = child.pid;
+  if (pid === undefined) return;
+  killGroup(child, signal);
+  // every process of the group gets the signal at once; wait for all of them (the leader may exit first)
+  const end = Date.now() + graceMs;
+  while (groupAlive(pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+  if (groupAlive(pid)) killGroup(child, "SIGKILL");
+  if (!exited(child)) await new Promise<void>((r) => (exited(child) ? r() : child.once("exit", () => r())));
+}
+
+/** Whether any process of the group `pgid` is still alive. */
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls `check` every `everyMs` until it returns a value other than undefined, or throws `what` after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 250): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A free loopback port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}

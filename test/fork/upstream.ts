@@ -13,16 +13,18 @@
  * every later call and transaction runs in a local block, under the configured hardfork. The same holds on mainnet,
  * where Ballast (Cancun: transient storage) can only run in local blocks.
  */
+import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import { JsonRpcProvider } from "ethers";
 import { network } from "hardhat";
 import { reset } from "@nomicfoundation/hardhat-network-helpers";
 
 import { FORK_BLOCK, REPLICA_DATE } from "../../lib/fork/mainnet";
 import { seedReplica, type ReplicaReport } from "../../lib/fork/replica";
-import { nodeEnv, ROOT, startNode, stop } from "../../lib/processes";
+import { freePort, startBackground, stop, waitFor } from "../e2e/runbook";
 
-export { ROOT };
+export const ROOT = path.resolve(__dirname, "..", "..");
 
 export interface Upstream {
   mode: "mainnet" | "replica";
@@ -33,7 +35,37 @@ export interface Upstream {
   stop(): Promise<void>;
 }
 
-export { nodeEnv, startNode };
+/** The environment of a `hardhat node` child: chain id 1, no inherited Ballast/keeper variables, no colours. */
+export function nodeEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, BALLAST_NODE_CHAIN_ID: "1", FORCE_COLOR: "0", NO_COLOR: "1", ...extra };
+  for (const k of Object.keys(env)) if (k.startsWith("KEEPER_") || k === "HARDHAT_NETWORK") delete env[k];
+  if (!extra.BALLAST_NODE_INITIAL_DATE) delete env.BALLAST_NODE_INITIAL_DATE;
+  return env;
+}
+
+/** Starts `npx hardhat node <args>` on a free loopback port in its own process group; resolves once it answers. */
+export async function startNode(args: string[], env: NodeJS.ProcessEnv, logFile: string): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = startBackground(`exec npx hardhat node --hostname 127.0.0.1 --port ${port} ${args.join(" ")}`, { cwd: ROOT, env, logFile });
+  const probe = new JsonRpcProvider(url, 1, { staticNetwork: true });
+  try {
+    await waitFor(`the node on port ${port} (log: ${logFile})`, async () => {
+      if (child.exitCode !== null) throw new Error(`the node exited ${child.exitCode}:\n${fs.readFileSync(logFile, "utf8")}`);
+      try {
+        return (await probe.send("eth_chainId", [])) as string;
+      } catch {
+        return undefined;
+      }
+    }, 120_000, 250);
+  } catch (e) {
+    await stop(child, "SIGTERM");
+    throw e;
+  } finally {
+    probe.destroy();
+  }
+  return { child, url };
+}
 
 /** The block both modes fork: FORK_BLOCK, or the FORK_BLOCK environment variable. */
 export function forkBlock(): number {

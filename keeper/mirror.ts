@@ -147,6 +147,9 @@ function decodeView(r: Result): LensView {
   };
 }
 
+/** A BallastLens call that answered with something other than its Snapshot (a revert of its own, out of gas). */
+export class LensError extends Error {}
+
 /** The creation code of a BallastLens read of `accountIds` on `engine`: the `data` of the `eth_call`. */
 export function lensCallData(engine: string, accountIds: readonly bigint[]): string {
   return new BallastLens__factory().interface.encodeDeploy([engine, [...accountIds]]).replace(/^0x/, BallastLens__factory.bytecode);
@@ -162,7 +165,7 @@ export function decodeLens(data: string | undefined): LensView {
     /* not decodable as any of the lens's errors */
   }
   if (!err || err.name !== "Snapshot") {
-    throw new Error(`lens read failed: ${data && data !== "0x" ? data.slice(0, 10) : "no revert data"} is not its Snapshot`);
+    throw new LensError(`lens read failed: ${data && data !== "0x" ? data.slice(0, 10) : "no revert data"} is not its Snapshot`);
   }
   return decodeView(err.args[0] as Result);
 }
@@ -219,7 +222,8 @@ export class HealthMirror {
   constructor(
     private readonly pool: RpcPool,
     private readonly engine: string,
-    private readonly opts: { chunk: number; resyncBlocks: number },
+    /** callGas: the gas of each lens eth_call (default: the node's own cap) */
+    private readonly opts: { chunk: number; resyncBlocks: number; callGas?: bigint },
   ) {}
 
   /** One BallastLens read at `blockTag`. */
@@ -228,7 +232,7 @@ export class HealthMirror {
     // the answer is a revert (pool.use rethrows reverts at once); decoded outside, so a bad answer is not an RPC fault
     const answer = await this.pool.use(async (ep) => {
       try {
-        await ep.provider.call({ data, blockTag });
+        await ep.provider.call({ data, blockTag, gasLimit: this.opts.callGas });
       } catch (e) {
         if (!isRevert(e)) throw e;
         return { data: revertData(e) };
@@ -265,15 +269,28 @@ export class HealthMirror {
     const list = [...want];
     let v: LensView | undefined;
     let calls = 0;
-    for (let i = 0; i < list.length || v === undefined; i += this.opts.chunk) {
-      v = await this.read(list.slice(i, i + this.opts.chunk), block);
+    // chunks of `chunk` accounts; a read that fails without its Snapshot (out of gas under the node's eth_call cap:
+    // accounts with many positions and assets cost more) is split in halves and retried, down to one account
+    const pending: bigint[][] = [];
+    for (let i = 0; i < list.length; i += this.opts.chunk) pending.push(list.slice(i, i + this.opts.chunk));
+    if (pending.length === 0) pending.push([]);
+    while (pending.length > 0) {
+      const ids = pending.shift()!;
       calls++;
+      try {
+        v = await this.read(ids, block);
+      } catch (e) {
+        if (!(e instanceof LensError) || ids.length <= 1) throw e;
+        const half = Math.ceil(ids.length / 2);
+        pending.unshift(ids.slice(0, half), ids.slice(half));
+        continue;
+      }
       for (const a of v.accounts) this.entries.set(a.id, { view: a, block });
     }
     if (full || this.lastFull < 0) this.lastFull = block;
     this.at = block;
     this.stats = { calls, read: list.length };
-    return v;
+    return v!;
   }
 
   /** The account's valuation in `v` (undefined when the mirror has never read it). */

@@ -157,6 +157,15 @@ describe("keeper health mirror (keeper/mirror.ts, BallastLens)", function () {
     await mirror.refresh(block, w.all, () => []);
     expect(mirror.stats).to.deep.equal({ calls: 1, read: 1 });
 
+    // a read over the gas a call may use (here 800,000) is split in halves until each fits: 7 fails, then 4 and 3 pass;
+    // one that cannot fit even one account fails with the lens's own error
+    const tight = new HealthMirror(pool, w.rec.engine, { chunk: 7, resyncBlocks: 0, callGas: 800_000n });
+    const vt = await tight.refresh(block, w.all, () => []);
+    expect(tight.stats).to.deep.equal({ calls: 3, read: 7 });
+    await expectExact(w, w.all, vt, tight, block);
+    const none = new HealthMirror(pool, w.rec.engine, { chunk: 7, resyncBlocks: 0, callGas: 100_000n });
+    await expect(none.refresh(block, w.all, () => [])).to.be.rejectedWith("lens read failed: no revert data is not its Snapshot");
+
     // an account the mirror could not value (its market oracle down at the read) is read again at the next refresh
     const stale = await valueAccount({ id: 1n, priced: false, settlement: 0n, positionMask: 1n, marginMask: 0n, positions: [], margins: [] }, v);
     expect(stale).to.deep.equal({ priced: false });

@@ -501,6 +501,21 @@ export function formatMarkdown(r: BenchResults): string {
   }
   const pass = r.targets.filter((t) => t.steady.status === "PASS").length;
   out.push("", `Targets met (steady state): ${pass} of ${r.targets.length}. Commit measured: ${r.git.commit ?? "unknown"}${r.git.dirty ? " (with uncommitted changes)" : ""}.`);
+  if (r.keeperScan && r.keeperScan.length > 0) {
+    const goal = (g: { limit: number; status: Status }) => (g.status === "N/A" ? "n/a" : `≤ ${g.limit.toLocaleString("en-US")}: ${g.status}`);
+    out.push("", mdRow(["keeper scan", "eth_calls", "of which healthBatch", "wall ms", "goal calls", "goal ms"]), mdRow(["---", "---:", "---:", "---:", "---", "---"]));
+    for (const x of r.keeperScan) {
+      out.push(mdRow([x.label, String(x.ethCalls), String(x.healthBatchCalls), x.wallMs.toLocaleString("en-US"), goal(x.goals.ethCalls), goal(x.goals.wallMs)]));
+    }
+  }
+  if (r.keeperLatency) {
+    const l = r.keeperLatency;
+    out.push(
+      "",
+      `Latency: ${l.label}: ${l.blocks} (goal ≤ ${l.goals.blocks.limit}: ${l.goals.blocks.status}); that keeper cycle took ` +
+        `${l.cycleMs.toLocaleString("en-US")} ms and ${l.ethCalls} eth_calls.`,
+    );
+  }
   return out.join("\n");
 }
 

@@ -22,7 +22,7 @@
 import type { Result } from "ethers";
 import { BallastLens__factory } from "../typechain-types";
 import { fundingIndexNow, mulDivDown, valuation, type AccountIn, type PositionIn, type StateOut } from "../lib/margin";
-import type { MarketConfig } from "../deploy/params";
+import type { MarketConfig, RiskConfig } from "../deploy/params";
 import { revertData } from "./abi";
 import { isRevert, type RpcPool } from "./rpc";
 
@@ -65,16 +65,8 @@ export interface LensView {
   gasAssetOk: boolean;
   gasAssetPrice: bigint;
   feeParams: { baseFeeUsd: bigint; gasUnits: bigint };
-  risk: {
-    liquidationTargetRatio: bigint;
-    fullLiquidationHealth: bigint;
-    liquidationPenalty: bigint;
-    keeperPenaltyShare: bigint;
-    keeperReward: bigint;
-    dustNotional: bigint;
-    collateralDiscount: bigint;
-    volHorizon: bigint;
-  };
+  /** the engine's RiskParams (deploy/params.ts RiskConfig, volHorizon as read: a bigint) */
+  risk: Omit<RiskConfig, "volHorizon"> & { volHorizon: bigint };
   markets: MarketView[];
   assets: AssetView[];
   accounts: AccountView[];

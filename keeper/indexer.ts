@@ -91,20 +91,36 @@ export class Indexer {
     let events = 0;
     const iface = engineInterface();
     const topics = EVENTS.map((n) => iface.getEvent(n)!.topicHash);
-    for (let from = first; from <= head; from += opts.maxLogRange) {
+    // The last `reorgDepth` indexed blocks are read again with the new ones (one getLogs all the same): a log an
+    // endpoint did not return yet for its newest block (a load-balanced backend behind) is picked up late. Re-applying
+    // a suffix of the log in order is harmless (every event is an absolute state); only a log not seen before marks its
+    // account's own state as changed (the health mirror re-reads it).
+    const refetch = first > head ? first : Math.max(opts.startBlock, first - opts.reorgDepth);
+    for (let from = refetch; from <= head; from += opts.maxLogRange) {
       const to = Math.min(head, from + opts.maxLogRange - 1);
       const logs = await this.pool.use((ep) => ep.provider.getLogs({ address: opts.engine, fromBlock: from, toBlock: to, topics: [topics] }));
       const block = await this.pool.use((ep) => ep.provider.getBlock(to));
       if (!block?.hash) throw new Error(`block ${to} not available`);
       logs.sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
       store.tx(() => {
-        for (const l of logs) this.apply(l);
+        for (const l of logs) {
+          const key = `${l.blockHash}:${l.index}`;
+          // new: not seen, and in a block this instance read before (below that, a previous run applied it)
+          const fresh = !this.seen.has(key) && (l.blockNumber >= first || l.blockNumber >= this.readFrom);
+          if (fresh) {
+            this.seen.set(key, l.blockNumber);
+            if (l.blockNumber < first) opts.log.warn({ block: l.blockNumber, index: l.index }, "a log of an indexed block arrived late");
+            events++;
+          }
+          this.apply(l, fresh);
+        }
         store.setCursor(to, block.hash!);
         store.recordBlock(to, block.hash!);
         store.pruneBlocks(to - Math.max(opts.reorgDepth * 4, 64));
       });
-      events += logs.length;
     }
+    if (first <= head) this.readFrom = Math.min(this.readFrom, first);
+    for (const [key, b] of this.seen) if (b < head - opts.reorgDepth) this.seen.delete(key);
     if (reorgTo !== undefined && first > head) {
       // rewound to the head itself: nothing to re-read, but the cursor needs the head's hash
       const block = await this.pool.use((ep) => ep.provider.getBlock(head));
@@ -114,7 +130,13 @@ export class Indexer {
     return { from: first, to: head, events, reorgTo, reorgTxs };
   }
 
-  private apply(l: Log): void {
+  /** Logs of the re-read window already applied (blockHash:index → block), so a re-read marks no state change. */
+  private readonly seen = new Map<string, number>();
+  /** The first block this instance read as new (a log below it was applied by a previous run). */
+  private readFrom = Number.POSITIVE_INFINITY;
+
+  /** Applies one log; `fresh`: never applied before (its account's own state may have changed). */
+  private apply(l: Log, fresh: boolean): void {
     const p = engineInterface().parseLog({ topics: [...l.topics], data: l.data });
     if (!p) return;
     const s = this.store;
@@ -125,7 +147,7 @@ export class Indexer {
         s.upsertAccount(a.accountId as bigint, a.owner as string, b);
         break;
       case "PositionModified":
-        s.setPosition(a.accountId as bigint, a.marketId as bigint, a.newSize as bigint, b);
+        s.setPosition(a.accountId as bigint, a.marketId as bigint, a.newSize as bigint, b, fresh);
         break;
       case "RebalancePolicySet": {
         const pol = a.policy;
@@ -146,17 +168,22 @@ export class Indexer {
         s.addOrder({ id: a.orderId as bigint, accountId: a.accountId as bigint, marketId: a.marketId as bigint, requestedBlock: b, deadline: a.deadline as bigint });
         break;
       case "SettlementChanged":
-        s.setOwes(a.accountId as bigint, (a.settlement as bigint) < 0n, b);
+        s.setOwes(a.accountId as bigint, (a.settlement as bigint) < 0n, b, fresh);
         break;
       case "OrderExecuted":
       case "OrderCancelled":
         s.settleOrder(a.orderId as bigint, b);
-        s.touchAccount(a.accountId as bigint, b);
+        s.touchAccount(a.accountId as bigint, b, fresh);
+        break;
+      case "Deposited":
+      case "Withdrawn":
+        // the reserve only (a margin deposit also emits MarginPosted): the account's round advances, its valuation not
+        s.touchAccount(a.accountId as bigint, b, false);
         break;
       default:
-        // Rebalanced, Liquidated, Deposited, Withdrawn, MarginPosted, MarginReleased, MarginDebited, MarginCredited,
-        // CollateralBought, BadDebt: the account's state moved
-        s.touchAccount(a.accountId as bigint, b);
+        // Rebalanced, Liquidated, MarginPosted, MarginReleased, MarginDebited, MarginCredited, CollateralBought,
+        // BadDebt: the account's state moved
+        s.touchAccount(a.accountId as bigint, b, fresh);
     }
   }
 }

@@ -42,6 +42,8 @@ export class Keeper {
   readonly store: Store;
   readonly indexer: Indexer;
   readonly scanner: Scanner;
+  /** the lowest block a reorg rewound to that no scan has taken in yet */
+  private pendingReorg?: number;
   readonly executor: Executor;
   readonly metrics = new Metrics();
   readonly log: Logger;
@@ -122,7 +124,10 @@ export class Keeper {
     const synced = await this.indexer.sync(head);
     // a reorg dropped blocks with our transactions: settle them against the new chain before deciding again
     if (synced.reorgTxs.length > 0) await this.executor.reconcile();
-    const scan = await this.scanner.scan(head, { reorgTo: synced.reorgTo });
+    // a reorg is kept until a scan has taken it in (a cycle that fails after the sync must not lose it)
+    if (synced.reorgTo !== undefined) this.pendingReorg = Math.min(this.pendingReorg ?? synced.reorgTo, synced.reorgTo);
+    const scan = await this.scanner.scan(head, { reorgTo: this.pendingReorg });
+    this.pendingReorg = undefined;
     const busy = new Set<string>();
     for (const a of scan.accounts) {
       for (const key of [`rebalance:${a.id}`, `liquidate:${a.id}`]) if (this.store.isPending(key) || this.store.isLive(key, a.round)) busy.add(key);

@@ -9,12 +9,14 @@
  * volatilities), listed assets (haircut, price), fee and risk parameters, and the own state of up to `chunk` accounts.
  *
  * An account's own state changes only in a transaction, and every such transaction emits an engine event naming it
- * (the indexer's registry records the block: `updatedBlock`). So at each scan the mirror re-reads the accounts the
- * indexer saw touched since its last read, the accounts it does not know yet (the first scan reads all of them), and
- * the ones whose last read could not value them (a position's oracle was invalid); everything else moves only with
- * prices, volatilities and funding, which the market read carries. After a reorg to block F, accounts last read above F
- * are read again (their state may come from dropped blocks). Every `resyncBlocks` blocks (0: never) everything is read
- * again anyway — a guard against a missed event, not a part of the design.
+ * (the indexer gives the account the registry's next state sequence number; reserve-only events do not count, and a
+ * log read again is not new). So at each scan the mirror re-reads the accounts whose state changed since its last
+ * read, the accounts it does not know yet (the first scan reads all of them), and the ones whose last read could not
+ * value them (a position's oracle was invalid); everything else moves only with prices, volatilities and funding,
+ * which the market read carries. After a reorg to block F, accounts last read above F are read again, and so are
+ * those with events above F (the registry's rewind gives them new sequence numbers). The indexer reads its last
+ * `reorgDepth` blocks again at each sync, so a log an endpoint returned late still counts. Every `resyncBlocks` blocks
+ * (0: never) everything is read again anyway — a guard against a missed event, not a part of the design.
  *
  * The mirror picks candidates; the chain decides: the scanner confirms every account near a threshold with
  * `healthBatch` at the same block, and the executor simulates every transaction before sending it.
@@ -206,8 +208,8 @@ export interface MirrorStats {
 
 export class HealthMirror {
   private readonly entries = new Map<bigint, Entry>();
-  /** the block the mirror is current at (-1: never refreshed) */
-  private at = -1;
+  /** the registry's state sequence number the mirror has read up to */
+  private seq = 0;
   private lastFull = -1;
   stats: MirrorStats = { calls: 0, read: 0 };
 
@@ -237,15 +239,20 @@ export class HealthMirror {
   /** After a reorg to `fork`: what was read above it may come from dropped blocks. */
   invalidateAbove(fork: number): void {
     for (const [id, e] of this.entries) if (e.block > fork) this.entries.delete(id);
-    if (this.at > fork) this.at = fork;
   }
 
   /**
-   * Brings the mirror to `block` for `ids` (the accounts to value), re-reading those `touchedAfter(lastBlock)` names,
-   * the unknown and the unvalued ones, in chunks; returns the block's view (markets, assets, parameters).
+   * Brings the mirror to `block` for `ids` (the accounts to value): re-reads those whose own state changed since its
+   * last refresh (`changedSince(seq)`: the registry's state sequence), the unknown and the unvalued ones, in chunks;
+   * returns the block's view (markets, assets, parameters).
    */
-  async refresh(block: number, ids: readonly bigint[], touchedAfter: (block: number) => Iterable<bigint>): Promise<LensView> {
+  async refresh(
+    block: number,
+    ids: readonly bigint[],
+    changedSince: (seq: number) => { ids: Iterable<bigint>; seq: number },
+  ): Promise<LensView> {
     const full = this.opts.resyncBlocks > 0 && this.lastFull >= 0 && block - this.lastFull >= this.opts.resyncBlocks;
+    const changed = changedSince(this.seq);
     const want = new Set<bigint>();
     if (full) for (const id of ids) want.add(id);
     else {
@@ -253,10 +260,8 @@ export class HealthMirror {
         const e = this.entries.get(id);
         if (!e || !e.view.priced) want.add(id);
       }
-      if (this.at >= 0) {
-        const scanned = new Set(ids);
-        for (const id of touchedAfter(this.at)) if (scanned.has(id)) want.add(id);
-      }
+      const scanned = new Set(ids);
+      for (const id of changed.ids) if (scanned.has(id)) want.add(id);
     }
     const list = [...want];
     let v: LensView | undefined;
@@ -280,7 +285,7 @@ export class HealthMirror {
       for (const a of v.accounts) this.entries.set(a.id, { view: a, block });
     }
     if (full || this.lastFull < 0) this.lastFull = block;
-    this.at = block;
+    this.seq = changed.seq;
     this.stats = { calls, read: list.length };
     return v!;
   }

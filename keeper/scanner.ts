@@ -183,7 +183,7 @@ export class Scanner {
     const v = await mirror.refresh(
       blockTag,
       rows.map((a) => a.id),
-      (after) => this.store.touchedAfter(after),
+      (seq) => this.store.changedSince(seq),
     );
     const bps = this.opts.mirror!.marginBps;
     const snaps = new Map<bigint, AccountSnapshot>();

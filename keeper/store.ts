@@ -99,6 +99,9 @@ export const MIGRATIONS: string[] = [
    CREATE INDEX journal_nonce ON journal(nonce);`,
   // 3: accounts that owe the pool (negative settlement balance): the collateral sales' candidates
   `ALTER TABLE accounts ADD COLUMN owes INTEGER NOT NULL DEFAULT 0;`,
+  // 4: the order in which accounts' own state changed (the health mirror re-reads what changed since its last read)
+  `ALTER TABLE accounts ADD COLUMN state_seq INTEGER NOT NULL DEFAULT 0;
+   CREATE INDEX accounts_state_seq ON accounts(state_seq);`,
 ];
 
 const num = (id: bigint) => (id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : Number.MAX_SAFE_INTEGER);
@@ -207,7 +210,9 @@ export class Store {
         .run(fork);
       this.db.prepare("UPDATE orders SET settled_block = NULL WHERE settled_block > ?").run(fork);
       // the dropped blocks' state is unknown: scanned again (positions, and a debt the dropped blocks may have repaid)
-      this.db.prepare("UPDATE accounts SET updated_block = ?, has_position = 1, owes = 1 WHERE updated_block > ?").run(fork, fork);
+      // ... and their own state too (the health mirror reads them again)
+      const next = (this.db.prepare("SELECT COALESCE(MAX(state_seq), 0) + 1 AS s FROM accounts").get() as { s: number }).s;
+      this.db.prepare("UPDATE accounts SET updated_block = ?, has_position = 1, owes = 1, state_seq = ? WHERE updated_block > ?").run(fork, next, fork);
       this.dropBlocksAbove(fork);
       const c = this.cursor();
       if (c && c.block > fork) this.db.prepare("UPDATE cursor SET block = ?, hash = ? WHERE id = 1").run(fork, this.blockHash(fork) ?? "");
@@ -231,18 +236,30 @@ export class Store {
       .run(id.toString(), num(id), owner, block);
   }
 
-  /** Marks an event on the account at `block` (its round of state advances). Creates the row if unknown. */
-  touchAccount(id: bigint, block: number): void {
+  /**
+   * Marks an event on the account at `block` (its round of state advances). Creates the row if unknown. `ownState`
+   * (default): the event may have moved the account's own valuation state (settlement, positions, margins), so it gets
+   * the next state sequence number (`changedSince`); false for events that move only its reserve.
+   */
+  touchAccount(id: bigint, block: number, ownState = true): void {
     this.db
       .prepare(
         `INSERT INTO accounts (id, idnum, owner, updated_block) VALUES (?, ?, '', ?)
          ON CONFLICT(id) DO UPDATE SET updated_block = MAX(updated_block, excluded.updated_block)`,
       )
       .run(id.toString(), num(id), block);
+    if (ownState) this.db.prepare(`UPDATE accounts SET state_seq = (SELECT MAX(state_seq) FROM accounts) + 1 WHERE id = ?`).run(id.toString());
   }
 
-  setPosition(accountId: bigint, marketId: bigint, size: bigint, block: number): void {
-    this.touchAccount(accountId, block);
+  /** Ids of the accounts whose own state changed after sequence number `seq`, and the latest sequence number. */
+  changedSince(seq: number): { ids: bigint[]; seq: number } {
+    const ids = (this.db.prepare("SELECT id FROM accounts WHERE state_seq > ? ORDER BY idnum, id").all(seq) as { id: string }[]).map((r) => BigInt(r.id));
+    const last = (this.db.prepare("SELECT COALESCE(MAX(state_seq), 0) AS s FROM accounts").get() as { s: number }).s;
+    return { ids, seq: last };
+  }
+
+  setPosition(accountId: bigint, marketId: bigint, size: bigint, block: number, ownState = true): void {
+    this.touchAccount(accountId, block, ownState);
     if (size === 0n) this.db.prepare("DELETE FROM positions WHERE account_id = ? AND market_id = ?").run(accountId.toString(), marketId.toString());
     else
       this.db
@@ -253,8 +270,8 @@ export class Store {
   }
 
   /** The account's settlement balance is now negative (`owes`) or not (an absolute state: SettlementChanged). */
-  setOwes(accountId: bigint, owes: boolean, block: number): void {
-    this.touchAccount(accountId, block);
+  setOwes(accountId: bigint, owes: boolean, block: number, ownState = true): void {
+    this.touchAccount(accountId, block, ownState);
     this.db.prepare("UPDATE accounts SET owes = ? WHERE id = ?").run(owes ? 1 : 0, accountId.toString());
   }
 
@@ -263,7 +280,7 @@ export class Store {
     p: { actions: number; triggerRatio: bigint; targetRatio: bigint; releaseRatio: bigint; maxFeeUsd: bigint },
     block: number,
   ): void {
-    this.touchAccount(accountId, block);
+    this.touchAccount(accountId, block, false); // thresholds, not valuation state
     this.db
       .prepare(
         `UPDATE accounts SET opted_in = ?, actions = ?, trigger_ratio = ?, target_ratio = ?, release_ratio = ?, max_fee_usd = ? WHERE id = ?`,
@@ -293,11 +310,6 @@ export class Store {
   /** Accounts that owe the pool and hold no position (a liquidation closed them): what a collateral sale repays. */
   owingAccounts(): AccountRow[] {
     return (this.db.prepare("SELECT * FROM accounts WHERE owes = 1 AND has_position = 0 ORDER BY idnum, id").all() as RawAccount[]).map(toAccount);
-  }
-
-  /** Ids of the accounts an event touched after `block` (their own state may have changed since). */
-  touchedAfter(block: number): bigint[] {
-    return (this.db.prepare("SELECT id FROM accounts WHERE updated_block > ?").all(block) as { id: string }[]).map((r) => BigInt(r.id));
   }
 
   accountCount(): number {

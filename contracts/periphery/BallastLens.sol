@@ -18,8 +18,8 @@ import {IVault} from "../interfaces/IVault.sol";
 ///      `accountState`, the one view that returns it: `priced` false when a position's price is invalid at this
 ///      block, the rest is then still exact), open positions and margin balances.
 contract BallastLens {
-    /// @notice One market: `price` 0 and `ok` false when its oracle is invalid at this block; volatilities 0 when
-    ///         volK is 0 or the price is invalid (the engine does not read them then).
+    /// @notice One market: `price` 0 and `ok` false when its oracle is invalid at this block or its volatilities
+    ///         cannot be read; volatilities 0 when volK is 0 or the price is invalid (the engine does not read them then).
     struct MarketView {
         IMarginEngine.MarketParams params;
         IMarginEngine.MarketState state;
@@ -90,7 +90,15 @@ contract BallastLens {
             mv.params = e.marketParams(m);
             mv.state = e.marketState(m);
             (mv.ok, mv.price) = _price(oracle, mv.params.asset, v.settlementAsset);
-            if (mv.ok && mv.params.volK != 0) (mv.volTarget, mv.volMaint) = oracle.volatilities(mv.params.asset);
+            if (mv.ok && mv.params.volK != 0) {
+                // a market whose volatilities cannot be read (no feed for its asset, e.g. one on the settlement asset)
+                // cannot value a position: unpriced, as the engine would revert valuing one; the other markets go on
+                try oracle.volatilities(mv.params.asset) returns (uint256 target, uint256 maint) {
+                    (mv.volTarget, mv.volMaint) = (target, maint);
+                } catch {
+                    (mv.ok, mv.price) = (false, 0);
+                }
+            }
         }
 
         (address[] memory tokens, IVault.AssetConfig[] memory configs) = IVault(engine).listedAssetConfigs();

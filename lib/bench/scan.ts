@@ -252,7 +252,10 @@ async function onNode(
       log(`  on chain, chunk ${chunk}: ${r.ethCalls} eth_calls (${r.healthBatchCalls} healthBatch), ${r.rpcRequests} requests, ${wallMs} ms`);
     }
 
-    // through the mirror: its build (every account read), then a scan after a new round and `touched` touched accounts
+    // through the mirror: its build (every account read), then a scan after a new round and `touched` touched accounts;
+    // the keeper's indexer runs before each (its first sync reads the registry's last blocks again, as after a start)
+    const indexer = new Indexer(store, pool, { engine, startBlock, reorgDepth: 4, maxLogRange: 5_000, log: silent });
+    await indexer.sync(head);
     const chunk = 200;
     const scanner = new Scanner(store, pool, rec, { ...common, chunk, mirror: { marginBps: 100n, resyncBlocks: 0 } });
     counting.reset();
@@ -278,7 +281,6 @@ async function onNode(
     await (await opener.getFunction("post").send(engine, usdc, 1n, BigInt(o.touched), margin)).wait();
     await (await sys.ethFeed.setAnswer(1_980n * 10n ** 8n)).wait();
     const head2 = await pool.refresh();
-    const indexer = new Indexer(store, pool, { engine, startBlock, reorgDepth: 4, maxLogRange: 5_000, log: silent });
     await indexer.sync(head2);
     counting.reset();
     t = Date.now();

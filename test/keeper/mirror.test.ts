@@ -104,7 +104,7 @@ describe("keeper health mirror (keeper/mirror.ts, BallastLens)", function () {
     await time.increase(1_234); // funding between pokes: the index is accrued to the block's time off chain
     await w.ethFeed.setAnswer(E8(1_890n));
     let block = await w.deployer.provider!.getBlockNumber();
-    let v = await mirror.refresh(block, w.all, () => []);
+    let v = await mirror.refresh(block, w.all, () => ({ ids: [], seq: 0 }));
     expect(mirror.stats).to.deep.equal({ calls: 3, read: 7 }); // chunks of 3
     expect(v.blockNumber).to.equal(block);
     expect(v.markets.map((m) => m.ok)).to.deep.equal([true, true]);
@@ -121,7 +121,7 @@ describe("keeper health mirror (keeper/mirror.ts, BallastLens)", function () {
     await w.ethFeed.setAnswer(E8(1_900n));
     await w.oracle.poke(w.weth);
     block = await w.deployer.provider!.getBlockNumber();
-    v = await mirror.refresh(block, w.all, () => []);
+    v = await mirror.refresh(block, w.all, () => ({ ids: [], seq: 0 }));
     expect(mirror.stats).to.deep.equal({ calls: 1, read: 0 });
     expect(v.markets.map((m) => m.ok)).to.deep.equal([true, false]);
     expect(v.assets.map((a) => a.ok)).to.deep.equal([true, true, false]);
@@ -137,7 +137,7 @@ describe("keeper health mirror (keeper/mirror.ts, BallastLens)", function () {
     const { pool, mirror } = mirrorOf(w);
     await pool.refresh();
     let block = await w.deployer.provider!.getBlockNumber();
-    await mirror.refresh(block, w.all, () => []);
+    await mirror.refresh(block, w.all, () => ({ ids: [], seq: 0 }));
     expect(mirror.stats).to.deep.equal({ calls: 3, read: 7 });
     const before = block;
 
@@ -147,24 +147,24 @@ describe("keeper health mirror (keeper/mirror.ts, BallastLens)", function () {
     await w.vault.connect(w.bob).depositMargin(w.ids[1], w.usdc, USDC(1_000));
     block = await w.deployer.provider!.getBlockNumber();
     const asked: number[] = [];
-    const v = await mirror.refresh(block, w.all, (after) => (asked.push(after), [w.ids[1]]));
-    expect(asked).to.deep.equal([before]);
+    const v = await mirror.refresh(block, w.all, (seq) => (asked.push(seq), { ids: [w.ids[1]], seq: 1 }));
+    expect(asked).to.deep.equal([0]); // what the first refresh consumed
     expect(mirror.stats).to.deep.equal({ calls: 1, read: 1 });
     await expectExact(w, w.all, v, mirror, block);
 
     // a reorg to `before`: account 2 was read above it, the others at it
     mirror.invalidateAbove(before);
-    await mirror.refresh(block, w.all, () => []);
+    await mirror.refresh(block, w.all, () => ({ ids: [], seq: 0 }));
     expect(mirror.stats).to.deep.equal({ calls: 1, read: 1 });
 
     // a read over the gas a call may use (here 800,000) is split in halves until each fits: 7 fails, then 4 and 3 pass;
     // one that cannot fit even one account fails with the lens's own error
     const tight = new HealthMirror(pool, w.rec.engine, { chunk: 7, resyncBlocks: 0, callGas: 800_000n });
-    const vt = await tight.refresh(block, w.all, () => []);
+    const vt = await tight.refresh(block, w.all, () => ({ ids: [], seq: 0 }));
     expect(tight.stats).to.deep.equal({ calls: 3, read: 7 });
     await expectExact(w, w.all, vt, tight, block);
     const none = new HealthMirror(pool, w.rec.engine, { chunk: 7, resyncBlocks: 0, callGas: 100_000n });
-    await expect(none.refresh(block, w.all, () => [])).to.be.rejectedWith("lens read failed: no revert data is not its Snapshot");
+    await expect(none.refresh(block, w.all, () => ({ ids: [], seq: 0 }))).to.be.rejectedWith("lens read failed: no revert data is not its Snapshot");
 
     // an account the mirror could not value (its market oracle down at the read) is read again at the next refresh
     const stale = await valueAccount({ id: 1n, priced: false, settlement: 0n, positionMask: 1n, marginMask: 0n, positions: [], margins: [] }, v);
@@ -183,7 +183,7 @@ describe("keeper health mirror (keeper/mirror.ts, BallastLens)", function () {
     await pool.refresh();
     const wrong = new HealthMirror(pool, await w.usdc.getAddress(), { chunk: 10, resyncBlocks: 0 });
     const block = await w.deployer.provider!.getBlockNumber();
-    await expect(wrong.refresh(block, [], () => [])).to.be.rejectedWith("lens read failed: no revert data is not its Snapshot");
+    await expect(wrong.refresh(block, [], () => ({ ids: [], seq: 0 }))).to.be.rejectedWith("lens read failed: no revert data is not its Snapshot");
     expect(pool.current()).to.equal("primary"); // still trusted
   });
 

@@ -14,7 +14,7 @@ describe("keeper store", () => {
   it("migrates once, uses WAL, and keeps everything across reopen", () => {
     const file = tmpDb();
     const s = new Store(file);
-    expect(s.schemaVersion()).to.equal(3);
+    expect(s.schemaVersion()).to.equal(4);
     expect(s.db.pragma("journal_mode", { simple: true })).to.equal("wal");
     s.bindTo(31337, "0xAbC0000000000000000000000000000000000001");
     s.upsertAccount(1n, "0x1111111111111111111111111111111111111111", 10);
@@ -23,7 +23,7 @@ describe("keeper store", () => {
     s.close();
 
     const t = new Store(file);
-    expect(t.schemaVersion()).to.equal(3);
+    expect(t.schemaVersion()).to.equal(4);
     expect(t.cursor()).to.deep.equal({ block: 12, hash: "0xaa" });
     expect(t.blockHash(12)).to.equal("0xaa");
     expect(t.account(1n)!.owner).to.equal("0x1111111111111111111111111111111111111111");
@@ -57,6 +57,28 @@ describe("keeper store", () => {
     expect(s.accounts().map((a) => a.id)).to.deep.equal([2n, 10n]);
     s.setPolicy(2n, { actions: 0, triggerRatio: 0n, targetRatio: 0n, releaseRatio: 0n, maxFeeUsd: 0n }, 13);
     expect(s.account(2n)!.optedIn).to.equal(false);
+  });
+
+  it("numbers each change of an account's own state (the health mirror's re-reads): not reserve-only events nor policies; a rewind renumbers", () => {
+    const s = new Store(tmpDb());
+    expect(s.changedSince(0)).to.deep.equal({ ids: [], seq: 0 });
+    s.upsertAccount(1n, "0x1", 5); // created: no state yet
+    s.upsertAccount(2n, "0x2", 5);
+    expect(s.changedSince(0)).to.deep.equal({ ids: [], seq: 0 });
+    s.setPosition(1n, 0n, 10n ** 18n, 6); // 1
+    s.setOwes(2n, false, 7); // 2
+    s.touchAccount(1n, 8); // 3: margin posted, say
+    expect(s.changedSince(0)).to.deep.equal({ ids: [1n, 2n], seq: 3 });
+    expect(s.changedSince(2)).to.deep.equal({ ids: [1n], seq: 3 });
+    // a reserve deposit, a policy, a log read again: the round advances, the state sequence does not
+    s.touchAccount(2n, 9, false);
+    s.setPolicy(2n, { actions: 1, triggerRatio: 2n * 10n ** 18n, targetRatio: 3n * 10n ** 18n, releaseRatio: 0n, maxFeeUsd: 0n }, 10);
+    s.setPosition(1n, 0n, 10n ** 18n, 6, false);
+    expect(s.changedSince(3)).to.deep.equal({ ids: [], seq: 3 });
+    expect(s.account(2n)!.updatedBlock).to.equal(10);
+    // a reorg to block 8: account 2's events above it are gone, its state is read again
+    s.rewindTo(8);
+    expect(s.changedSince(3)).to.deep.equal({ ids: [2n], seq: 4 });
   });
 
   it("keeps pending orders oldest first until settled", () => {
@@ -100,7 +122,7 @@ describe("keeper store", () => {
     s.journalSend([{ key: "rebalance:1", round: "21" }], TX(2, "0xe"));
     expect(s.pendingTxs().map((t) => t.hash)).to.deep.equal(["0xe"]);
   });
-  it("migrates a version-1 DB to the latest (2: the 'reorged' status; 3: owing accounts), keeping the journal", () => {
+  it("migrates a version-1 DB to the latest (2: the 'reorged' status; 3: owing accounts; 4: the state sequence), keeping the journal", () => {
     const file = tmpDb();
     const v1 = new Database(file);
     v1.exec("CREATE TABLE migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
@@ -112,7 +134,7 @@ describe("keeper store", () => {
     expect(() => v1.prepare("UPDATE journal SET status = 'reorged'").run()).to.throw(/CHECK constraint/);
     v1.close();
     const s = new Store(file);
-    expect(s.schemaVersion()).to.equal(3);
+    expect(s.schemaVersion()).to.equal(4);
     expect(s.journal().map((j) => [j.id, j.key, j.round, j.hash, j.status])).to.deep.equal([[1, "rebalance:1", "7", "0xa", "mined"]]);
     s.setStatus("0xa", "reorged");
     expect(() => s.journalSend([{ key: "rebalance:1", round: "7" }], TX(1, "0xb"))).to.throw(DuplicateActionError);

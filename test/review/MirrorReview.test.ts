@@ -2,8 +2,9 @@
  * Review of the keeper's health mirror (keeper/mirror.ts, contracts/periphery/BallastLens.sol, keeper/scanner.ts
  * mirrorScan, the indexer's EVENTS): attacks by a trader, an LP, a competing keeper, an operator and governance.
  *
- * "DEFECT" tests fail on the reviewed code (they state what a correct mirror does); "RESISTED" tests pass and pin an
- * attack the code withstood.
+ * "FIXED" tests failed on the reviewed code (they state what a correct mirror does) and pass since the fixes (the
+ * keeper's pending reorg, the registry's state sequence, the indexer's re-read window, the lens's volatilities
+ * try/catch); "RESISTED" tests pin an attack the code withstood.
  */
 import { expect } from "chai";
 import { network } from "hardhat";
@@ -86,7 +87,7 @@ async function give(w: World, who: Awaited<ReturnType<typeof ethers.getSigners>>
 }
 
 describe("review: keeper health mirror", function () {
-  // ------------------------------------------------------------------------------------------------ defects
+  // ------------------------------------------------------------------------------------------------ fixed
 
   /**
    * The keeper (mirror mode) builds its mirror; in a block that a reorg will drop, account 5's owner posts 6,000 USDC
@@ -129,10 +130,10 @@ describe("review: keeper health mirror", function () {
     return { w, truth, five: scan.accounts.find((a) => a.id === w.ids[4])!, actions: plan.actions.map((a) => `${a.kind}:${a.ids.join(",")}`) };
   }
 
-  it("DEFECT (Medium) a reorg the indexer reported in a cycle that then failed is forgotten: the mirror keeps a dropped block's margin and misses the liquidation", async () => {
+  it("FIXED (Medium) a reorg the indexer reported in a cycle that then failed is not forgotten: the keeper keeps it until a scan takes it in, and the registry's rewind renumbers the accounts with dropped events — the keeper liquidates", async () => {
     const { w, truth, five, actions } = await reorgWithDroppedMargin(true);
-    // reviewed code: the mirror still values account 5 with the dropped 6,000 USDC (health 45.67) until the resync
-    // (mirrorResyncBlocks, 7,200 blocks by default), and the keeper never liquidates it
+    // reviewed code: the mirror still valued account 5 with the dropped 6,000 USDC (health 45.67) until the resync
+    // (mirrorResyncBlocks, 7,200 blocks by default), and the keeper never liquidated it
     expect(five.health, "account 5's health as the keeper sees it").to.equal(truth);
     expect(actions).to.include(`liquidate:${w.ids[4]}`);
   });
@@ -144,14 +145,14 @@ describe("review: keeper health mirror", function () {
     expect(actions).to.include(`liquidate:${w.ids[4]}`);
   });
 
-  it("DEFECT (Low) one market whose volatilities revert while its price reads ok (a market on the settlement asset, which has no feed) makes every mirror scan fail; the on-chain scan is unaffected", async () => {
+  it("FIXED (Low) one market whose volatilities revert while its price reads ok (a market on the settlement asset, which has no feed) is unpriced in the lens; the mirror scan equals the on-chain scan", async () => {
     const w = await loadFixture(world);
     const s = scanners(w);
     await s.both(); // both modes work
     // governance lists a market on USDC (the engine prices the settlement asset at 1 without the oracle; the lens too,
     // then asks the oracle for its volatilities: FeedNotSet). No account can even trade in it.
     await w.engine.createMarket({ asset: await w.usdc.getAddress(), ...MAJOR_MARKET });
-    // reviewed code: every lens read reverts FeedNotSet(usdc) (0x0dcaf86b), split down to one account, and the scan throws
+    // reviewed code: every lens read reverted FeedNotSet(usdc) (0x0dcaf86b), split down to one account, and the scan threw
     const h = await s.pool.refresh();
     await s.indexer.sync(h);
     const c = await s.viaChain.scan(h);
@@ -162,7 +163,7 @@ describe("review: keeper health mirror", function () {
     s.store.close();
   });
 
-  it("DEFECT (Low, cost) anyone can make the mirror re-read any account for 1 micro-USDC: a reserve deposit moves no health but counts as a touch", async () => {
+  it("FIXED (Low, cost) a stranger's 1-unit reserve deposits make the mirror re-read nothing: reserve-only events advance the round, not the state sequence", async () => {
     const w = await loadFixture(world);
     const s = scanners(w, { chunk: 200 });
     await s.both();
@@ -180,7 +181,7 @@ describe("review: keeper health mirror", function () {
     s.store.close();
   });
 
-  it("DEFECT (Low) a log the endpoint did not return yet for the newest block is never re-fetched: the mirror stays stale until the resync (on-chain mode reads the state itself)", async () => {
+  it("FIXED (Low) a log the endpoint did not return yet for the newest block is picked up at the next sync (the indexer reads its last reorgDepth blocks again): the mirror equals healthBatch one block later", async () => {
     const w = await loadFixture(world);
     const { ep, fault } = faultyEndpoint("primary");
     const s = scanners(w, { endpoint: ep });
@@ -221,7 +222,7 @@ describe("review: keeper health mirror", function () {
     const ids = [...w.ids, six];
     const mirror = new HealthMirror(pool, w.rec.engine, { chunk: 4, resyncBlocks: 0 });
     let block = await head();
-    const v0 = await mirror.refresh(block, ids, () => []);
+    const v0 = await mirror.refresh(block, ids, () => ({ ids: [], seq: 0 }));
     expect(mirror.stats).to.deep.equal({ calls: 2, read: 6 });
 
     // governance: the ETH market loses its volatility term (volK 0) but keeps an IM floor; BTC's size term grows;
@@ -245,7 +246,7 @@ describe("review: keeper health mirror", function () {
     await time.increase(5_000);
     await network.provider.send("evm_mine", []);
     block = await head();
-    const v1 = await mirror.refresh(block, ids, () => []);
+    const v1 = await mirror.refresh(block, ids, () => ({ ids: [], seq: 0 }));
     expect(mirror.stats).to.deep.equal({ calls: 1, read: 0 }); // nothing re-read: the view carries all of it
     expect(v1.markets.length).to.equal(v0.markets.length + 1);
     expect(v1.assets.length).to.equal(v0.assets.length + 1);
@@ -320,7 +321,7 @@ describe("review: keeper health mirror", function () {
     // measured: the lens costs 371,486 gas with no account, 428,500 with account 1 alone, 472,306 with account 6 alone;
     // under 480,000 no two accounts fit: 6 → 3 + 3 → (2 → 1 + 1) + 1, twice: 11 calls, every account read alone
     const tight = new HealthMirror(pool, w.rec.engine, { chunk: 6, resyncBlocks: 0, callGas: 480_000n });
-    const v = await tight.refresh(block, ids, () => []);
+    const v = await tight.refresh(block, ids, () => ({ ids: [], seq: 0 }));
     expect(tight.stats).to.deep.equal({ calls: 11, read: 6 });
     const [healths] = await w.engine.healthBatch(ids);
     for (let i = 0; i < ids.length; i++) expect(tight.value(ids[i], v)!.state!.health).to.equal(healths[i]);

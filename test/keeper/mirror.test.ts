@@ -11,15 +11,13 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { MAJOR_MARKET } from "../../deploy/params";
 import { fillAtNextRound } from "../../lib/orders";
 import { createLogger } from "../../keeper/log";
-import { decodeLens, HealthMirror, lensCallData, valueAccount, type LensView } from "../../keeper/mirror";
+import { decodeLens, HealthMirror, lensCallData, valueAccount } from "../../keeper/mirror";
 import { Eip1193Provider, RpcPool } from "../../keeper/rpc";
 import { Indexer } from "../../keeper/indexer";
 import { Scanner } from "../../keeper/scanner";
 import { Store } from "../../keeper/store";
 import { countingEndpoint } from "../../lib/bench/scan";
-import { endpoint, ethers, world, E18, E8, USDC, type World } from "./world";
-
-const STATE_FIELDS = ["collateral", "settlement", "unrealisedPnl", "equity", "notional", "maintenanceMargin", "initialMargin", "health"] as const;
+import { endpoint, ethers, expectMirrorExact as expectExact, world, E18, E8, USDC, type World } from "./world";
 
 /** 10 USDC of reserve: the execution fees of the account's orders. */
 async function fund(w: World, id: bigint) {
@@ -68,19 +66,6 @@ function mirrorOf(w: World) {
   const log = createLogger("silent");
   const pool = new RpcPool([endpoint("primary")], { maxLagBlocks: 0, log });
   return { pool, mirror: new HealthMirror(pool, w.rec.engine, { chunk: 3, resyncBlocks: 0 }) };
-}
-
-/** Every account's mirror valuation against accountState (when priced) and healthBatch, at `block`. */
-async function expectExact(w: World, ids: bigint[], v: LensView, mirror: HealthMirror, block: number) {
-  const [healths, priced] = await w.engine.healthBatch(ids, { blockTag: block });
-  for (let i = 0; i < ids.length; i++) {
-    const got = mirror.value(ids[i], v)!;
-    expect(got.priced, `account ${ids[i]} priced`).to.equal(priced[i]);
-    if (!priced[i]) continue;
-    expect(got.state!.health, `account ${ids[i]} health`).to.equal(healths[i]);
-    const st = await w.engine.accountState(ids[i], { blockTag: block });
-    for (const k of STATE_FIELDS) expect(got.state![k], `account ${ids[i]} ${k}`).to.equal(st[k]);
-  }
 }
 
 describe("keeper health mirror (keeper/mirror.ts, BallastLens)", function () {

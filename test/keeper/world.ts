@@ -2,6 +2,7 @@
  * The keeper tests' world on the in-process Hardhat network: the production system (productionFixture), five
  * accounts opened through two-step orders, and keepers wired to the in-process provider (and to fake endpoints).
  */
+import { expect } from "chai";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -13,6 +14,7 @@ import { recordOfLocalSystem, type DeploymentRecord } from "../../lib/deployment
 import { fillAtNextRound } from "../../lib/orders";
 import { parseConfig, type KeeperConfig } from "../../keeper/config";
 import { Keeper, type KeeperDeps } from "../../keeper/keeper";
+import type { HealthMirror, LensView } from "../../keeper/mirror";
 import { memoryLogger } from "../../keeper/log";
 import { Eip1193Provider, type Eip1193, type Endpoint } from "../../keeper/rpc";
 import { productionFixture, USDC, E18, E8, type ProductionFixture } from "../helpers/fixtures";
@@ -122,6 +124,21 @@ export async function keeper(f: World, opts: { db?: string; wallet?: 10 | 11 | 1
 export async function baseFee(wei: bigint) {
   await network.provider.send("hardhat_setNextBlockBaseFeePerGas", ["0x" + wei.toString(16)]);
   await network.provider.send("evm_mine", []);
+}
+
+const STATE_FIELDS = ["collateral", "settlement", "unrealisedPnl", "equity", "notional", "maintenanceMargin", "initialMargin", "health"] as const;
+
+/** Every account's mirror valuation against accountState (when priced) and healthBatch, at `block`. */
+export async function expectMirrorExact(w: World, ids: bigint[], v: LensView, mirror: HealthMirror, block: number) {
+  const [healths, priced] = await w.engine.healthBatch(ids, { blockTag: block });
+  for (let i = 0; i < ids.length; i++) {
+    const got = mirror.value(ids[i], v)!;
+    expect(got.priced, `account ${ids[i]} priced`).to.equal(priced[i]);
+    if (!priced[i]) continue;
+    expect(got.state!.health, `account ${ids[i]} health`).to.equal(healths[i]);
+    const st = await w.engine.accountState(ids[i], { blockTag: block });
+    for (const k of STATE_FIELDS) expect(got.state![k], `account ${ids[i]} ${k}`).to.equal(st[k]);
+  }
 }
 
 export { ethers, USDC, E18, E8 };

@@ -19,9 +19,8 @@ import { Indexer } from "../../keeper/indexer";
 import { Scanner } from "../../keeper/scanner";
 import { Store } from "../../keeper/store";
 import { countingEndpoint } from "../../lib/bench/scan";
-import { baseFee, E18, E8, ethers, GWEI, keeper, setEth, USDC, world, endpoint, type World } from "../keeper/world";
+import { baseFee, E18, E8, ethers, expectMirrorExact, GWEI, keeper, setEth, USDC, world, endpoint, type World } from "../keeper/world";
 
-const STATE_FIELDS = ["collateral", "settlement", "unrealisedPnl", "equity", "notional", "maintenanceMargin", "initialMargin", "health"] as const;
 const head = () => network.provider.send("eth_blockNumber", []).then(Number);
 const hex = (n: number) => "0x" + n.toString(16);
 
@@ -69,21 +68,30 @@ function scanners(w: World, opts: { endpoint?: Endpoint; chunk?: number } = {}) 
 }
 
 /** Every account's mirror valuation against accountState field by field and healthBatch, at `block`. */
-async function expectExact(w: World, mirror: HealthMirror, v: LensView, ids: bigint[], block: number) {
-  const [healths, priced] = await w.engine.healthBatch(ids, { blockTag: block });
-  for (let i = 0; i < ids.length; i++) {
-    const got = mirror.value(ids[i], v)!;
-    expect(got.priced, `account ${ids[i]} priced`).to.equal(priced[i]);
-    if (!priced[i]) continue;
-    expect(got.state!.health, `account ${ids[i]} health`).to.equal(healths[i]);
-    const st = await w.engine.accountState(ids[i], { blockTag: block });
-    for (const k of STATE_FIELDS) expect(got.state![k], `account ${ids[i]} ${k}`).to.equal(st[k]);
-  }
-}
+const expectExact = (w: World, mirror: HealthMirror, v: LensView, ids: bigint[], block: number) => expectMirrorExact(w, ids, v, mirror, block);
 
 async function give(w: World, who: Awaited<ReturnType<typeof ethers.getSigners>>[number], token: World["usdc"], amount: bigint) {
   await token.mint(who.address, amount);
   await token.connect(who).approve(w.vault, amount);
+}
+
+/** A new account of bob's: `usdc` USDC, 1 WETH and `wbtc` WBTC of margin, 10 USDC of reserve (order fees), and
+ *  positions of `eth` and `btc` filled at the next round. */
+async function bobsAccount(w: World, a: { usdc: bigint; wbtc: bigint; eth: bigint; btc: bigint }): Promise<bigint> {
+  await w.vault.connect(w.bob).createAccount();
+  const id = await w.vault.accountCount();
+  await give(w, w.bob, w.usdc, a.usdc + USDC(10));
+  await w.vault.connect(w.bob).depositMargin(id, w.usdc, a.usdc);
+  await w.vault.connect(w.bob).deposit(id, w.usdc, USDC(10));
+  await give(w, w.bob, w.weth, E18(1));
+  await w.vault.connect(w.bob).depositMargin(id, w.weth, E18(1));
+  if (a.wbtc > 0n) {
+    await give(w, w.bob, w.wbtc as unknown as World["usdc"], a.wbtc);
+    await w.vault.connect(w.bob).depositMargin(id, w.wbtc, a.wbtc);
+  }
+  await fillAtNextRound(w.engine, w.bob, w.deployer, w.ethFeed, { accountId: id, marketId: w.ethMarket, sizeDelta: a.eth });
+  await fillAtNextRound(w.engine, w.bob, w.deployer, w.btcFeed, { accountId: id, marketId: w.btcMarket, sizeDelta: a.btc });
+  return id;
 }
 
 describe("review: keeper health mirror", function () {
@@ -210,15 +218,7 @@ describe("review: keeper health mirror", function () {
     const pool = new RpcPool([endpoint("primary")], { maxLagBlocks: 0, log });
     await pool.refresh();
     // account 6: margin in USDC and WETH, long ETH and short BTC
-    await w.vault.connect(w.bob).createAccount();
-    const six = await w.vault.accountCount();
-    await give(w, w.bob, w.usdc, USDC(3_010));
-    await w.vault.connect(w.bob).depositMargin(six, w.usdc, USDC(3_000));
-    await w.vault.connect(w.bob).deposit(six, w.usdc, USDC(10));
-    await give(w, w.bob, w.weth, E18(1));
-    await w.vault.connect(w.bob).depositMargin(six, w.weth, E18(1));
-    await fillAtNextRound(w.engine, w.bob, w.deployer, w.ethFeed, { accountId: six, marketId: w.ethMarket, sizeDelta: E18(2) });
-    await fillAtNextRound(w.engine, w.bob, w.deployer, w.btcFeed, { accountId: six, marketId: w.btcMarket, sizeDelta: -E18(1) / 20n });
+    const six = await bobsAccount(w, { usdc: USDC(3_000), wbtc: 0n, eth: E18(2), btc: -E18(1) / 20n });
     const ids = [...w.ids, six];
     const mirror = new HealthMirror(pool, w.rec.engine, { chunk: 4, resyncBlocks: 0 });
     let block = await head();
@@ -305,17 +305,7 @@ describe("review: keeper health mirror", function () {
     const log = createLogger("silent");
     const pool = new RpcPool([endpoint("primary")], { maxLagBlocks: 0, log });
     await pool.refresh();
-    await w.vault.connect(w.bob).createAccount();
-    const six = await w.vault.accountCount();
-    await give(w, w.bob, w.usdc, USDC(5_010));
-    await w.vault.connect(w.bob).depositMargin(six, w.usdc, USDC(5_000));
-    await w.vault.connect(w.bob).deposit(six, w.usdc, USDC(10));
-    await give(w, w.bob, w.weth, E18(1));
-    await w.vault.connect(w.bob).depositMargin(six, w.weth, E18(1));
-    await give(w, w.bob, w.wbtc as unknown as World["usdc"], 1_000_000n);
-    await w.vault.connect(w.bob).depositMargin(six, w.wbtc, 1_000_000n);
-    await fillAtNextRound(w.engine, w.bob, w.deployer, w.ethFeed, { accountId: six, marketId: w.ethMarket, sizeDelta: E18(1) });
-    await fillAtNextRound(w.engine, w.bob, w.deployer, w.btcFeed, { accountId: six, marketId: w.btcMarket, sizeDelta: E18(1) / 100n });
+    const six = await bobsAccount(w, { usdc: USDC(5_000), wbtc: 1_000_000n, eth: E18(1), btc: E18(1) / 100n });
     const ids = [...w.ids, six];
     const block = await head();
     // measured: the lens costs 371,486 gas with no account, 428,500 with account 1 alone, 472,306 with account 6 alone;

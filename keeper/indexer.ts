@@ -12,6 +12,9 @@ import type { Metrics } from "./metrics";
 import type { RpcPool } from "./rpc";
 import type { Store } from "./store";
 
+/** Indexed blocks read again at each sync for logs an endpoint returned late (a backend one block behind). */
+export const LATE_LOG_BLOCKS = 2;
+
 const EVENTS = [
   "AccountCreated",
   "PositionModified",
@@ -91,29 +94,31 @@ export class Indexer {
     let events = 0;
     const iface = engineInterface();
     const topics = EVENTS.map((n) => iface.getEvent(n)!.topicHash);
-    // The last `reorgDepth` indexed blocks are read again with the new ones (one getLogs all the same): a log an
-    // endpoint did not return yet for its newest block (a load-balanced backend behind) is picked up late. Re-applying
-    // a suffix of the log in order is harmless (every event is an absolute state); only a log not seen before marks its
-    // account's own state as changed (the health mirror re-reads it).
-    const refetch = first > head ? first : Math.max(opts.startBlock, first - opts.reorgDepth);
+    // The last LATE_LOG_BLOCKS indexed blocks are read again with the new ones (one getLogs all the same): a log an
+    // endpoint did not return yet for its newest block (a load-balanced backend behind) is picked up late. Logs seen
+    // before are skipped; when a late one turns up, the whole window is applied again in order (a suffix of the log
+    // re-applied in order is harmless: every event is an absolute state), and only the late log marks its account's
+    // own state as changed (the health mirror re-reads it).
+    const refetch = first > head ? first : Math.max(opts.startBlock, first - LATE_LOG_BLOCKS);
     for (let from = refetch; from <= head; from += opts.maxLogRange) {
       const to = Math.min(head, from + opts.maxLogRange - 1);
       const logs = await this.pool.use((ep) => ep.provider.getLogs({ address: opts.engine, fromBlock: from, toBlock: to, topics: [topics] }));
       const block = await this.pool.use((ep) => ep.provider.getBlock(to));
       if (!block?.hash) throw new Error(`block ${to} not available`);
       logs.sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
+      // new: not seen, and in a block this instance read before (below that, a previous run applied it)
+      const fresh = logs.map((l) => !this.seen.has(`${l.blockHash}:${l.index}`) && (l.blockNumber >= first || l.blockNumber >= this.readFrom));
+      const late = logs.some((l, i) => fresh[i] && l.blockNumber < first);
       store.tx(() => {
-        for (const l of logs) {
-          const key = `${l.blockHash}:${l.index}`;
-          // new: not seen, and in a block this instance read before (below that, a previous run applied it)
-          const fresh = !this.seen.has(key) && (l.blockNumber >= first || l.blockNumber >= this.readFrom);
-          if (fresh) {
-            this.seen.set(key, l.blockNumber);
+        logs.forEach((l, i) => {
+          if (!fresh[i] && !late) return; // applied before, and nothing late to re-order around
+          if (fresh[i]) {
+            this.seen.set(`${l.blockHash}:${l.index}`, l.blockNumber);
             if (l.blockNumber < first) opts.log.warn({ block: l.blockNumber, index: l.index }, "a log of an indexed block arrived late");
             events++;
           }
-          this.apply(l, fresh);
-        }
+          this.apply(l, fresh[i]);
+        });
         store.setCursor(to, block.hash!);
         store.recordBlock(to, block.hash!);
         store.pruneBlocks(to - Math.max(opts.reorgDepth * 4, 64));

@@ -189,7 +189,7 @@ describe("review: keeper health mirror", function () {
     s.store.close();
   });
 
-  it("FIXED (Low) a log the endpoint did not return yet for the newest block is picked up at the next sync (the indexer reads its last reorgDepth blocks again): the mirror equals healthBatch one block later", async () => {
+  it("FIXED (Low) a log the endpoint did not return yet for the newest block is picked up at the next sync (the indexer reads its last 2 blocks again): the mirror equals healthBatch one block later", async () => {
     const w = await loadFixture(world);
     const { ep, fault } = faultyEndpoint("primary");
     const s = scanners(w, { endpoint: ep });

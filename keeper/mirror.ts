@@ -14,9 +14,9 @@
  * read, the accounts it does not know yet (the first scan reads all of them), and the ones whose last read could not
  * value them (a position's oracle was invalid); everything else moves only with prices, volatilities and funding,
  * which the market read carries. After a reorg to block F, accounts last read above F are read again, and so are
- * those with events above F (the registry's rewind gives them new sequence numbers). The indexer reads its last
- * last 2 blocks again at each sync (LATE_LOG_BLOCKS), so a log an endpoint returned late still counts. Every `resyncBlocks` blocks
- * (0: never) everything is read again anyway — a guard against a missed event, not a part of the design.
+ * those with events above F (the registry's rewind gives them new sequence numbers). The indexer reads its last 2
+ * blocks again at each sync (LATE_LOG_BLOCKS), so a log an endpoint returned late still counts. Every `resyncBlocks`
+ * blocks (0: never) everything is read again anyway — a guard against a missed event, not a part of the design.
  *
  * The mirror picks candidates; the chain decides: the scanner confirms every account near a threshold with
  * `healthBatch` at the same block, and the executor simulates every transaction before sending it.

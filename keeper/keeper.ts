@@ -128,6 +128,11 @@ export class Keeper {
     if (synced.reorgTo !== undefined) this.pendingReorg = Math.min(this.pendingReorg ?? synced.reorgTo, synced.reorgTo);
     const scan = await this.scanner.scan(head, { reorgTo: this.pendingReorg });
     this.pendingReorg = undefined;
+    const mirror = this.scanner.mirrorStats;
+    if (mirror) {
+      this.metrics.mirrorCalls.inc(mirror.calls);
+      this.metrics.mirrorReads.inc(mirror.read);
+    }
     const busy = new Set<string>();
     for (const a of scan.accounts) {
       for (const key of [`rebalance:${a.id}`, `liquidate:${a.id}`]) if (this.store.isPending(key) || this.store.isLive(key, a.round)) busy.add(key);

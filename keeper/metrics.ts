@@ -13,6 +13,8 @@ export class Metrics {
   readonly waits = new Gauge({ name: "keeper_waiting_actions", help: "Actions waiting (unprofitable, not ready)", registers: [this.registry] });
   readonly rpcErrors = new Counter({ name: "keeper_rpc_errors_total", help: "RPC errors by endpoint", labelNames: ["endpoint"], registers: [this.registry] });
   readonly reorgs = new Counter({ name: "keeper_reorgs_total", help: "Reorgs detected", registers: [this.registry] });
+  readonly mirrorCalls = new Counter({ name: "keeper_mirror_calls_total", help: "BallastLens eth_calls of the health mirror", registers: [this.registry] });
+  readonly mirrorReads = new Counter({ name: "keeper_mirror_reads_total", help: "Accounts the health mirror read", registers: [this.registry] });
   /** wall-clock ms of the last new block processed (0 = none yet) */
   private lastNewBlockMs = 0;
 

@@ -258,7 +258,11 @@ describe("keeper (in-process network)", function () {
     const h = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(h.status).to.equal(200);
     expect(await h.json()).to.deep.equal({ ok: true, lastBlock: r.block, staleSeconds: 120 });
-    expect(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).to.contain(`keeper_last_block ${r.block}`);
+    // the first cycle built the health mirror: one BallastLens call read the five accounts
+    expect(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())
+      .to.contain(`keeper_last_block ${r.block}`)
+      .and.contain("keeper_mirror_calls_total 1")
+      .and.contain("keeper_mirror_reads_total 5");
     expect(k.metrics.healthy(120, Date.now() + 121_000)).to.equal(false);
     await new Promise((res) => server.close(res));
     await k.close();

@@ -125,7 +125,8 @@ export class Indexer {
       });
     }
     if (first <= head) this.readFrom = Math.min(this.readFrom, first);
-    for (const [key, b] of this.seen) if (b < head - opts.reorgDepth) this.seen.delete(key);
+    const keep = Math.max(opts.reorgDepth, LATE_LOG_BLOCKS) + 1; // the next sync's window, whatever reorgDepth
+    for (const [key, b] of this.seen) if (b < head - keep) this.seen.delete(key);
     if (reorgTo !== undefined && first > head) {
       // rewound to the head itself: nothing to re-read, but the cursor needs the head's hash
       const block = await this.pool.use((ep) => ep.provider.getBlock(head));

@@ -220,4 +220,28 @@ describe("keeper health mirror (keeper/mirror.ts, BallastLens)", function () {
     expect(r.stats).to.deep.equal({ calls: 1, read: 1 });
     store.close();
   });
+
+  it("the indexer marks each log new once: its late-log window read again changes no account's state sequence (reorgDepth 0 too)", async () => {
+    const w = await loadFixture(mirrorWorld);
+    const log = createLogger("silent");
+    const pool = new RpcPool([endpoint("primary")], { maxLagBlocks: 0, log });
+    const store = new Store(":memory:");
+    const indexer = new Indexer(store, pool, { engine: w.rec.engine, startBlock: 0, reorgDepth: 0, maxLogRange: 10_000, log });
+    await indexer.sync(await pool.refresh());
+    const { seq } = store.changedSince(0);
+    expect(seq).to.be.greaterThan(0);
+    // a margin post, then two empty blocks: each sync reads the last 2 indexed blocks again
+    await w.usdc.mint(w.bob.address, USDC(1));
+    await w.usdc.connect(w.bob).approve(w.vault, USDC(1));
+    await w.vault.connect(w.bob).depositMargin(w.ids[1], w.usdc, USDC(1));
+    await indexer.sync(await pool.refresh());
+    const after = store.changedSince(seq);
+    expect(after.ids).to.deep.equal([w.ids[1]]);
+    for (let i = 0; i < 3; i++) {
+      await ethers.provider.send("evm_mine", []);
+      await indexer.sync(await pool.refresh());
+      expect(store.changedSince(after.seq)).to.deep.equal({ ids: [], seq: after.seq });
+    }
+    store.close();
+  });
 });

@@ -295,10 +295,6 @@ export class HealthMirror {
     const e = this.entries.get(id);
     return e ? valueAccount(e.view, v) : undefined;
   }
-
-  get size(): number {
-    return this.entries.size;
-  }
 }
 
 /** A WAD threshold widened by `bps` (up: × (1 + bps), down: × (1 − bps)), for the mirror's candidate test. */

@@ -84,6 +84,14 @@ interface ScanParts {
   ethUsd: bigint | undefined;
 }
 
+/**
+ * Whether `health` is outside the account's policy band: below its trigger, or above its release ratio (when it has
+ * one). `bps` moves each threshold that far toward the inside of the band (the mirror's margin; 0: exactly).
+ */
+function outsideBand(a: AccountRow, health: bigint, bps = 0n): boolean {
+  return health < widen(a.triggerRatio, bps, true) || (a.releaseRatio > 0n && health > widen(a.releaseRatio, bps, false));
+}
+
 export class Scanner {
   private readonly ballasts = new Map<number, Ballast>();
   private readonly mirror?: HealthMirror;
@@ -200,8 +208,7 @@ export class Scanner {
         continue;
       }
       const h = val.state!.health;
-      const low = a.optedIn && a.triggerRatio > WAD ? a.triggerRatio : WAD;
-      const near = h < widen(low, bps, true) || (a.optedIn && a.releaseRatio > 0n && h > widen(a.releaseRatio, bps, false));
+      const near = h < widen(WAD, bps, true) || (a.optedIn && outsideBand(a, h, bps));
       if (near) ask.push(a);
       else snaps.set(a.id, { ...base, health: h, priced: true });
     }
@@ -319,8 +326,7 @@ export class Scanner {
         snap.liquidationRewardUsd = risk.keeperReward + (penalty * risk.keeperPenaltyShare) / WAD;
       }
     }
-    const outside = health < a.triggerRatio || (a.releaseRatio > 0n && health > a.releaseRatio);
-    if (a.optedIn && (outside || snap.rescueAvailable)) {
+    if (a.optedIn && (outsideBand(a, health) || snap.rescueAvailable)) {
       const [needed, status] = await this.read((b) => b.rebalancer.needsRebalance(a.id, { blockTag }));
       snap.rebalance = { needed, status: Number(status), maxFeeUsd: a.maxFeeUsd };
     }

@@ -10,6 +10,12 @@ export function wad(text: string): bigint {
   return BigInt(whole) * WAD + BigInt((frac + "0".repeat(18)).slice(0, 18) || "0");
 }
 
+/** A policy keeps its ratios in whole millionths (one storage slot; `PolicyRatioPrecision` otherwise): 1e12 in WAD. */
+export const POLICY_RATIO_UNIT = 10n ** 12n;
+
+/** `ratio` rounded down to a whole millionth, a ratio a policy can keep. */
+export const policyRatio = (ratio: bigint) => ratio - (ratio % POLICY_RATIO_UNIT);
+
 export interface FeedConfig {
   /** seconds an answer may age before it is stale */
   heartbeat: number;

@@ -349,6 +349,10 @@ export function explain(ctx: Ctx, name: string, a: Result): string {
       return "the release action needs a release ratio: give --release (≥ target + 0.05)";
     case "PolicyTopUpAssetsMissing":
       return "top-up and release need reserve assets: give --assets, e.g. --assets USDC,WETH";
+    case "PolicyRatioPrecision":
+      return `ratio ${formatUnits(num(a[0]), 18)} has more than 6 decimals: give --trigger, --target and --release to at most 6 decimals`;
+    case "PolicyReleaseTooHigh":
+      return `--release ${ratio(num(a[0]))} is above the maximum ${ratio(num(a[1]))}`;
     case "PolicyTooManyAssets":
       return `${a[0]} assets given, at most ${a[1]}: shorten --assets`;
     case "PolicyAssetNotListed":

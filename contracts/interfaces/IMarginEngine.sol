@@ -132,11 +132,12 @@ interface IMarginEngine is IPoolEngine {
     ///        the policy is then cleared).
     /// @param cooldown Seconds that must pass between two rebalances.
     /// @param triggerRatio Health below which the account is rebalanced (WAD, > 1).
-    /// @param targetRatio Health a rebalance restores (WAD, >= trigger + MIN_REBALANCE_BAND).
+    /// @param targetRatio Health a rebalance restores (WAD, >= trigger + MIN_REBALANCE_BAND, <= 10).
     /// @param releaseRatio Health above which excess margin is released down to target (WAD; 0 = off,
-    ///        else >= target + MIN_REBALANCE_BAND).
+    ///        else >= target + MIN_REBALANCE_BAND, <= 16). Each ratio is a whole number of millionths (a multiple
+    ///        of 1e12: the policy is one storage slot).
     /// @param maxFeeUsd Most a keeper may be paid for one rebalance of this account (WAD USD).
-    /// @param topUpAssets Reserve assets used for top-ups, in the owner's order; RELEASE returns margin
+    /// @param topUpAssets Reserve assets used for top-ups, in the owner's order (at most 8); RELEASE returns margin
     ///        of these assets to the reserve, in the same order.
     struct RebalancePolicy {
         uint8 actions;
@@ -213,6 +214,10 @@ interface IMarginEngine is IPoolEngine {
     error PolicyDuplicateAsset(address asset);
     error PolicyCooldownTooLong(uint256 cooldown, uint256 max);
     error PolicyFeeTooHigh(uint256 maxFeeUsd, uint256 max);
+    /// @notice A policy ratio that is not a whole number of millionths (`unit` = 1e12 in WAD): the policy is stored
+    ///         in one slot, its ratios in millionths (README "Storage layout").
+    error PolicyRatioPrecision(uint256 ratio, uint256 unit);
+    error PolicyReleaseTooHigh(uint256 releaseRatio, uint256 max);
     /// @notice `claimKeeperRewards` by a caller with no reward credited.
     error NothingToClaim(address keeper);
     /// @notice The extension given to the engine was built for another oracle, pool or gas asset, or its custody

@@ -112,6 +112,13 @@ uint8 constant ALL_ACTIONS = 15;
 uint256 constant MIN_REBALANCE_BAND = 0.05e18;
 /// @dev Highest target health a policy may ask for: 10x the maintenance margin.
 uint256 constant MAX_REBALANCE_TARGET = 10e18;
+/// @dev A policy is stored in one slot (AccountLogic.PolicySlot; README "Storage layout"): its ratios in millionths,
+///      24 bits each. Each ratio must be a whole number of millionths (1e12 in WAD: `PolicyRatioPrecision`).
+uint256 constant POLICY_RATIO_UNIT = 1e12;
+/// @dev Highest release ratio a policy may ask for: 16x the maintenance margin (24 bits of millionths hold < 16.78).
+uint256 constant MAX_RELEASE_RATIO = 16e18;
+/// @dev Most top-up assets one policy may name: 8 listing indices of 4 bits fill the policy slot's 32 bits.
+uint256 constant MAX_POLICY_ASSETS = 8;
 /// @dev Longest cooldown between rebalances: a day (longer would leave accounts unprotected).
 uint256 constant MAX_REBALANCE_COOLDOWN = 1 days;
 /// @dev Highest per-call keeper fee a policy may allow: 1,000 USD.

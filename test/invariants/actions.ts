@@ -512,6 +512,8 @@ class SetPolicy extends Act {
     if (trigger <= WAD) return "PolicyTriggerTooLow";
     if (target < trigger + band) return "PolicyBandTooNarrow";
     if (release !== 0n && release < target + band) return "PolicyBandTooNarrow";
+    if (release > wad("16")) return "PolicyReleaseTooHigh";
+    if ([trigger, target, release].some((r) => r % 10n ** 12n !== 0n)) return "PolicyRatioPrecision";
     // bits above REDUCE_FIRST (8) are unknown; REDUCE_FIRST orders a REDUCE and means nothing without one
     if (p.actions & ~15 || (p.actions & 8 && !(p.actions & 2))) return "PolicyUnknownActions";
     if (p.actions & 4 && release === 0n) return "PolicyReleaseRatioMissing";

@@ -521,6 +521,10 @@ describe("Rebalancer", () => {
       ["TOP_UP with no assets", (p) => ({ ...p, topUpAssets: [] }), "PolicyTopUpAssetsMissing"],
       ["a cooldown above a day", (p) => ({ ...p, cooldown: 86_401 }), "PolicyCooldownTooLong"],
       ["a fee cap above 1,000 USD", (p) => ({ ...p, maxFeeUsd: wad("1000.000001") }), "PolicyFeeTooHigh"],
+      ["release above 16", (p) => ({ ...p, releaseRatio: wad("16.000001") }), "PolicyReleaseTooHigh"],
+      ["a trigger finer than a millionth", (p) => ({ ...p, triggerRatio: p.triggerRatio + 1n }), "PolicyRatioPrecision"],
+      ["a target finer than a millionth", (p) => ({ ...p, targetRatio: p.targetRatio - 10n ** 11n }), "PolicyRatioPrecision"],
+      ["a release finer than a millionth", (p) => ({ ...p, releaseRatio: p.releaseRatio + 10n ** 12n + 1n }), "PolicyRatioPrecision"],
     ];
     for (const [what, make, error] of cases) {
       it(`rejects ${what} with ${error} and keeps the old policy`, async () => {
@@ -543,12 +547,38 @@ describe("Rebalancer", () => {
       await expect(e.setRebalancePolicy(f.id, { ...f.policy, topUpAssets: [usdc, usdc] }))
         .to.be.revertedWithCustomError(f.engine, "PolicyDuplicateAsset")
         .withArgs(usdc);
-      await expect(e.setRebalancePolicy(f.id, { ...f.policy, topUpAssets: Array(17).fill(usdc) }))
+      await expect(e.setRebalancePolicy(f.id, { ...f.policy, topUpAssets: Array(9).fill(usdc) }))
         .to.be.revertedWithCustomError(f.engine, "PolicyTooManyAssets")
-        .withArgs(17, 16);
+        .withArgs(9, 8);
     });
 
-    it("stores up to 16 top-up assets packed as listing indices and gives them back as addresses, in the owner's order", async () => {
+    it("names the ratio the policy slot cannot keep exactly (millionths) and the release above 16, with their values", async () => {
+      const f = await loadFixture(rebalanceFixture);
+      const e = f.engine.connect(f.alice);
+      const fine = wad("2") + 999_999_999_999n; // 2.000000999…: one wei short of the next millionth
+      await expect(e.setRebalancePolicy(f.id, { ...f.policy, triggerRatio: fine }))
+        .to.be.revertedWithCustomError(f.engine, "PolicyRatioPrecision")
+        .withArgs(fine, 10n ** 12n);
+      await expect(e.setRebalancePolicy(f.id, { ...f.policy, releaseRatio: wad("6") + 1n }))
+        .to.be.revertedWithCustomError(f.engine, "PolicyRatioPrecision")
+        .withArgs(wad("6") + 1n, 10n ** 12n);
+      await expect(e.setRebalancePolicy(f.id, { ...f.policy, releaseRatio: wad("16") + 10n ** 12n }))
+        .to.be.revertedWithCustomError(f.engine, "PolicyReleaseTooHigh")
+        .withArgs(wad("16") + 10n ** 12n, wad("16"));
+      expect((await f.engine.rebalancePolicy(f.id)).triggerRatio).to.equal(wad("2"));
+      // The extremes it keeps exactly: ratios one millionth apart, target 10, release 16, fee cap 1,000 USD.
+      const edge = { ...f.policy, triggerRatio: wad("9.949999"), targetRatio: wad("10"), releaseRatio: wad("16"), maxFeeUsd: wad("1000") };
+      await e.setRebalancePolicy(f.id, edge);
+      const stored = await f.engine.rebalancePolicy(f.id);
+      expect([stored.triggerRatio, stored.targetRatio, stored.releaseRatio, stored.maxFeeUsd]).to.deep.equal([
+        wad("9.949999"), wad("10"), wad("16"), wad("1000"),
+      ]);
+      await e.setRebalancePolicy(f.id, { ...edge, triggerRatio: wad("1.000001"), targetRatio: wad("1.050001"), releaseRatio: wad("1.100001") });
+      const low = await f.engine.rebalancePolicy(f.id);
+      expect([low.triggerRatio, low.targetRatio, low.releaseRatio]).to.deep.equal([wad("1.000001"), wad("1.050001"), wad("1.100001")]);
+    });
+
+    it("stores up to 8 top-up assets packed as listing indices and gives them back as addresses, in the owner's order", async () => {
       const f = await loadFixture(rebalanceFixture);
       const factory = await ethers.getContractFactory("MockERC20");
       const listed = [await f.usdc.getAddress(), await f.weth.getAddress(), await f.wbtc.getAddress()];
@@ -558,16 +588,18 @@ describe("Rebalancer", () => {
         await f.vault.listAsset(token, wad("0.5"));
         listed.push(await token.getAddress());
       }
-      // Reversed: index 15 first (bits 0-3 = 0xF), USDC (index 0) last; every field at a value of its own.
-      const policy = { ...f.policy, cooldown: 3_600, maxFeeUsd: wad("999.5"), topUpAssets: [...listed].reverse() };
+      // Eight of the sixteen listings, the highest index first (bits 0-3 = 0xF), USDC (index 0) last; every field at a
+      // value of its own.
+      const eight = [...listed.slice(9).reverse(), listed[0]];
+      const policy = { ...f.policy, cooldown: 86_400, maxFeeUsd: wad("999.5"), topUpAssets: eight };
       await expect(f.engine.connect(f.alice).setRebalancePolicy(f.id, policy))
         .to.emit(f.engine, "RebalancePolicySet")
-        .withArgs(f.id, [ACTION.ALL, 3_600n, wad("2"), wad("3"), wad("6"), wad("999.5"), [...listed].reverse()]);
+        .withArgs(f.id, [ACTION.ALL, 86_400n, wad("2"), wad("3"), wad("6"), wad("999.5"), eight]);
       const stored = await f.engine.rebalancePolicy(f.id);
       expect([stored.actions, stored.cooldown, stored.triggerRatio, stored.targetRatio, stored.releaseRatio, stored.maxFeeUsd]).to.deep.equal([
-        BigInt(ACTION.ALL), 3_600n, wad("2"), wad("3"), wad("6"), wad("999.5"),
+        BigInt(ACTION.ALL), 86_400n, wad("2"), wad("3"), wad("6"), wad("999.5"),
       ]);
-      expect(stored.topUpAssets).to.deep.equal([...listed].reverse());
+      expect(stored.topUpAssets).to.deep.equal(eight);
       // A shorter policy replaces it entirely: no index of the longer one survives.
       await f.engine.connect(f.alice).setRebalancePolicy(f.id, { ...policy, topUpAssets: [listed[2], listed[0]] });
       expect((await f.engine.rebalancePolicy(f.id)).topUpAssets).to.deep.equal([listed[2], listed[0]]);

@@ -16,7 +16,7 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { USDC, E18, E8 } from "../helpers/fixtures";
 import { HOUR, MAX, base, at, ethRound, btcRound, request, openAt, conserved, floorIm, type F } from "../helpers/orders";
 import { pinBaseFee, STATUS } from "../helpers/rebalance";
-import { ACTION, DEFAULT_REBALANCER, DEFAULT_RISK, MAJOR_MARKET, wad } from "../../deploy/params";
+import { ACTION, DEFAULT_REBALANCER, DEFAULT_RISK, MAJOR_MARKET, policyRatio, wad } from "../../deploy/params";
 
 type Signer = F["alice"];
 const GWEI = 10n ** 9n;
@@ -39,7 +39,7 @@ async function addMargin(f: F, who: Signer, acct: bigint, amount: bigint) {
 }
 
 const policy = (actions: number, trigger: bigint, maxFeeUsd: bigint, topUpAssets: string[] = []) => ({
-  actions, cooldown: 0, triggerRatio: trigger, targetRatio: trigger + wad("1"), releaseRatio: 0n, maxFeeUsd, topUpAssets,
+  actions, cooldown: 0, triggerRatio: policyRatio(trigger), targetRatio: policyRatio(trigger) + wad("1"), releaseRatio: 0n, maxFeeUsd, topUpAssets,
 });
 
 /**

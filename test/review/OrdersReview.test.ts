@@ -15,7 +15,8 @@ import { anyValue } from "@nomicfoundation/hardhat-chai-matchers/withArgs";
 import { USDC, E18, E8 } from "../helpers/fixtures";
 import { FEE, HOUR, MAX, sel, base, at, ethRound, btcRound, request, openAt, conserved, floorIm, type F } from "../helpers/orders";
 import { mulDivUp } from "../../lib/margin";
-import { ACTION, MAJOR_MARKET, wad } from "../../deploy/params";
+import { ACTION, MAJOR_MARKET, policyRatio, wad } from "../../deploy/params";
+import { STATUS } from "../helpers/rebalance";
 import type { IMarginEngine } from "../../typechain-types";
 
 const sorted = (xs: bigint[]) => [...xs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -141,9 +142,10 @@ describe("Review of 16b4b2c: two-step orders", () => {
       await ethRound(f, 2000, t + 10);
       const h = (await f.engine.accountState(1)).health;
       expect(h).to.be.lessThan(wad("9"));
+      // At today's health, to the millionth a policy keeps (rounded down: not below it yet).
       await f.engine.connect(f.alice).setRebalancePolicy(1, {
-        actions: ACTION.REDUCE, cooldown: 0, triggerRatio: h, targetRatio: h + wad("1"), releaseRatio: 0n, maxFeeUsd: wad("50"), topUpAssets: [],
-      }).catch(() => undefined);
+        actions: ACTION.REDUCE, cooldown: 0, triggerRatio: policyRatio(h), targetRatio: policyRatio(h) + wad("1"), releaseRatio: 0n, maxFeeUsd: wad("50"), topUpAssets: [],
+      });
       await expect(f.engine.connect(f.alice).executeOrder(id))
         .to.emit(f.engine, "OrderExecuted").withArgs(id, 1n, f.alice.address, E18(2000), t + 10);
     });
@@ -240,11 +242,16 @@ describe("Review of 16b4b2c: two-step orders", () => {
       const h1 = (await f.engine.accountState(1)).health;
       const perSecond = (h0 - h1) / 600n;
       expect(perSecond).to.be.greaterThan(0n); // the lone long pays funding: health drifts down every second
+      // A hair below today's health: the next whole millionth (what a policy keeps) at least 30 s of drift down.
+      const trigger = policyRatio(h1 - 30n * perSecond);
+      const crossing = (h1 - trigger) / perSecond + 60n; // seconds until funding has taken health below it, and a minute
       await f.engine.connect(f.alice).setRebalancePolicy(1, {
-        actions: ACTION.REDUCE, cooldown: 0, triggerRatio: h1 - 30n * perSecond, targetRatio: wad("9"), releaseRatio: 0n, maxFeeUsd: wad("50"), topUpAssets: [],
+        actions: ACTION.REDUCE, cooldown: 0, triggerRatio: trigger, targetRatio: wad("9"), releaseRatio: 0n, maxFeeUsd: wad("50"), topUpAssets: [],
       });
-      await time.increase(120); // no new round: the ETH price is still the one published before the policy
-      const [, , plan] = await f.rebalancer.needsRebalance(1);
+      await time.increase(crossing); // no new round: the ETH price is still the one published before the policy
+      expect((await f.engine.accountState(1)).health).to.be.lessThan(trigger); // funding has crossed the trigger
+      const [, status, plan] = await f.rebalancer.needsRebalance(1);
+      expect(status).to.equal(STATUS.NoAction); // below its trigger, and REDUCE waits for a round after the policy
       expect(Number(plan.action) & ACTION.REDUCE).to.equal(0);
     });
   });

@@ -15,7 +15,7 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 
 import { USDC, E18, E8 } from "../helpers/fixtures";
 import { FEE, HOUR, MAX, sel, base, at, ethRound, btcRound, request, openAt, conserved, type F } from "../helpers/orders";
-import { ACTION, CRYPTO_FEED, DEFAULT_REBALANCER, MAJOR_MARKET, wad } from "../../deploy/params";
+import { ACTION, CRYPTO_FEED, DEFAULT_REBALANCER, MAJOR_MARKET, policyRatio, wad } from "../../deploy/params";
 import { pinBaseFee } from "../helpers/rebalance";
 import { MockAggregator__factory, NoHistoryAggregator__factory, type IMarginEngine } from "../../typechain-types";
 
@@ -34,8 +34,8 @@ async function levered() {
   await openAt(f, f.ethMarket, E18(10), 2000);
   return f;
 }
-const reduceOnlyPolicy = (trigger: bigint, maxFeeUsd: bigint) => ({
-  actions: ACTION.REDUCE, cooldown: 0, triggerRatio: trigger, targetRatio: trigger + wad("1"), releaseRatio: 0n, maxFeeUsd, topUpAssets: [],
+const reduceOnlyPolicy = (health: bigint, maxFeeUsd: bigint) => ({
+  actions: ACTION.REDUCE, cooldown: 0, triggerRatio: policyRatio(health), targetRatio: policyRatio(health) + wad("1"), releaseRatio: 0n, maxFeeUsd, topUpAssets: [],
 });
 
 describe("Re-review of 4213d54: orders and owner-as-keeper", () => {

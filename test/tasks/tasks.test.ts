@@ -365,6 +365,10 @@ describe("Hardhat tasks", function () {
         "PolicyBandTooNarrow: ratios 1.600 and 1.620 are closer than 0.050: keep --target ≥ --trigger + 0.050 and --release ≥ --target + 0.050",
       );
       expect(await failure("policy:set", { ...base, trigger: "1" })).to.equal("PolicyTriggerTooLow: --trigger 1.000 must be above 1");
+      expect(await failure("policy:set", { ...base, trigger: "1.6000001" })).to.equal(
+        "PolicyRatioPrecision: ratio 1.6000001 has more than 6 decimals: give --trigger, --target and --release to at most 6 decimals",
+      );
+      expect(await failure("policy:set", { ...base, release: "16.5" })).to.equal("PolicyReleaseTooHigh: --release 16.500 is above the maximum 16.000");
       expect(await failure("policy:set", { ...base, actions: "release" })).to.equal(
         "PolicyReleaseRatioMissing: the release action needs a release ratio: give --release (≥ target + 0.05)",
       );

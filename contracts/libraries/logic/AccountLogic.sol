@@ -12,7 +12,7 @@ import {IVault} from "../../interfaces/IVault.sol";
 import {IOracleRouter} from "../../interfaces/IOracleRouter.sol";
 import {ILiquidityPool} from "../../interfaces/ILiquidityPool.sol";
 import {WadMath} from "../WadMath.sol";
-import {TOP_UP, REDUCE} from "../Constants.sol";
+import {TOP_UP, REDUCE, POLICY_RATIO_UNIT} from "../Constants.sol";
 
 /// @title AccountLogic
 /// @notice The margin engine's storage layout and the internal account calculations every engine module
@@ -45,8 +45,8 @@ library AccountLogic {
         IMarginEngine.RiskParams risk;
         /// @dev The keeper fee's parameters and sqrt(volHorizon / year), read together by every rebalance.
         HotParams hot;
-        /// @dev Packed: two slots whatever the number of top-up assets (`loadPolicy` gives the ABI struct).
-        mapping(uint256 accountId => Policy) policies;
+        /// @dev One slot whatever the number of top-up assets (`policyOf` decodes it; `loadPolicy` gives the ABI struct).
+        mapping(uint256 accountId => PolicySlot) policies;
         /// @dev Σ over accounts of max(0, −settlement), WAD USD: debts realised but not yet collected (or written
         ///      off). The pool's mint valuation counts them, so no new LP buys into a receivable at a discount.
         uint256 totalDebtUsd;
@@ -167,16 +167,14 @@ library AccountLogic {
         uint80 keeperReward;
     }
 
-    /// @notice An account's rebalancing policy as stored, in two slots (README "Storage layout"): the fields of
-    ///         `IMarginEngine.RebalancePolicy`, with the top-up assets as listing indices (4 bits each: MAX_ASSETS = 16
-    ///         indices 0..15; at most MAX_ASSETS of them, 64 bits) instead of an array of addresses.
-    /// @param actions / cooldown / triggerRatio / targetRatio / releaseRatio As in the ABI struct (same widths).
-    /// @param maxFeeUsd WAD USD <= MAX_REBALANCE_FEE, far inside 128 bits.
+    /// @notice An account's rebalancing policy as the engine computes with it (`policyOf` decodes the stored
+    ///         `PolicySlot` into it): the fields of `IMarginEngine.RebalancePolicy`, WAD ratios, with the top-up
+    ///         assets as listing indices instead of an array of addresses.
     /// @param assetIndices Listing index of the k-th top-up asset in bits [4k, 4k + 4).
-    /// @param assetCount Number of top-up assets, <= MAX_ASSETS.
-    /// @param ownerActedAt Block time (40 bits) of the owner's last action that can call for a REDUCE — the policy
-    ///        set, a margin release, a reserve withdrawal, an order requested or filled: a rebalance REDUCEs only on a
-    ///        round of every held market published after it (README "Orders").
+    /// @param assetCount Number of top-up assets, <= MAX_POLICY_ASSETS.
+    /// @param ownerActedAt Block time of the owner's last action that can call for a REDUCE — the policy set, a margin
+    ///        release, a reserve withdrawal, an order requested or filled: a rebalance REDUCEs only on a round of
+    ///        every held market published after it (README "Orders").
     struct Policy {
         uint8 actions;
         uint32 cooldown;
@@ -187,6 +185,26 @@ library AccountLogic {
         uint64 assetIndices;
         uint8 assetCount;
         uint40 ownerActedAt;
+    }
+
+    /// @notice An account's policy as stored: one slot (README "Storage layout"), so a rebalance reads one cold slot
+    ///         for it. `setPolicy` checks every field fits; nothing is rounded.
+    /// @param actions Bitmask <= ALL_ACTIONS. @param cooldown Seconds <= MAX_REBALANCE_COOLDOWN = 86,400 < 2^24.
+    /// @param triggerPpm / targetPpm / releasePpm The WAD ratios in millionths (ratio / POLICY_RATIO_UNIT, exact:
+    ///        `PolicyRatioPrecision` otherwise): target <= 10e18 and release <= MAX_RELEASE_RATIO = 16e18, so each
+    ///        is <= 16,000,000 < 2^24.
+    /// @param maxFeeUsd WAD USD <= MAX_REBALANCE_FEE = 1e21 < 2^72. @param ownerActedAt Block time, < 2^40.
+    /// @param assetCount <= MAX_POLICY_ASSETS = 8. @param assetIndices 8 listing indices (< MAX_ASSETS = 16) of 4 bits.
+    struct PolicySlot {
+        uint8 actions;
+        uint24 cooldown;
+        uint24 triggerPpm;
+        uint24 targetPpm;
+        uint24 releasePpm;
+        uint72 maxFeeUsd;
+        uint40 ownerActedAt;
+        uint8 assetCount;
+        uint32 assetIndices;
     }
 
     /// @notice What the engine keeps per account besides positions and policy, packed into one slot (every
@@ -410,7 +428,7 @@ library AccountLogic {
         view
         returns (bool)
     {
-        Policy memory p = s.policies[accountId];
+        Policy memory p = policyOf(s, accountId);
         if (
             p.actions & TOP_UP == 0 || p.maxFeeUsd < s.hot.keeperReward || block.timestamp < rebalanceReadyAt(s, accountId)
         ) return false;
@@ -438,13 +456,33 @@ library AccountLogic {
         return (packed >> (4 * k)) & 0xF;
     }
 
+    /// @dev The stored policy with its ratios back in WAD (exact: they were stored as whole millionths).
+    function policyOf(Storage storage s, uint256 accountId) internal view returns (Policy memory p) {
+        PolicySlot memory q = s.policies[accountId];
+        p.actions = q.actions;
+        p.cooldown = q.cooldown;
+        p.triggerRatio = uint64(q.triggerPpm) * uint64(POLICY_RATIO_UNIT); // <= 16.78e18 < 2^64
+        p.targetRatio = uint64(q.targetPpm) * uint64(POLICY_RATIO_UNIT);
+        p.releaseRatio = uint64(q.releasePpm) * uint64(POLICY_RATIO_UNIT);
+        p.maxFeeUsd = q.maxFeeUsd;
+        p.assetIndices = q.assetIndices;
+        p.assetCount = q.assetCount;
+        p.ownerActedAt = q.ownerActedAt;
+    }
+
+    /// @dev The policy's top-up asset count and packed listing indices, without decoding the rest.
+    function policyAssets(Storage storage s, uint256 accountId) internal view returns (uint256 count, uint256 indices) {
+        PolicySlot storage q = s.policies[accountId];
+        return (q.assetCount, q.assetIndices);
+    }
+
     /// @dev The policy as the ABI struct: the top-up assets back as token addresses, in the owner's order.
     function loadPolicy(Storage storage s, uint256 accountId)
         internal
         view
         returns (IMarginEngine.RebalancePolicy memory policy)
     {
-        Policy memory p = s.policies[accountId];
+        Policy memory p = policyOf(s, accountId);
         policy.actions = p.actions;
         policy.cooldown = p.cooldown;
         policy.triggerRatio = p.triggerRatio;
@@ -819,7 +857,7 @@ library AccountLogic {
     /// @dev Records an owner's action that can call for a REDUCE (README "Orders"): only on an account whose policy
     ///      may REDUCE, whose rebalance then waits for a round of every held market published after now.
     function markOwnerAction(Storage storage s, uint256 accountId) internal {
-        Policy storage p = s.policies[accountId];
+        PolicySlot storage p = s.policies[accountId];
         if (p.actions & REDUCE != 0) p.ownerActedAt = uint40(block.timestamp);
     }
 

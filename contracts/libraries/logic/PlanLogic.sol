@@ -61,9 +61,9 @@ library PlanLogic {
         unpriced = AccountLogic.pokeAccountPrices(s, ctx, accountId);
         if (unpriced != address(0)) return unpriced;
         AccountLogic.pokeCollateral(ctx, ctx.env.gasAsset);
-        AccountLogic.Policy memory p = s.policies[accountId];
-        for (uint256 k; k < p.assetCount; ++k) {
-            address asset = s.assetList[AccountLogic.policyAssetIndex(p, k)].token;
+        (uint256 count, uint256 indices) = AccountLogic.policyAssets(s, accountId);
+        for (uint256 k; k < count; ++k) {
+            address asset = s.assetList[AccountLogic.packedIndex(indices, k)].token;
             if (s.balances[accountId][asset].reserve != 0) AccountLogic.pokeCollateral(ctx, asset);
         }
     }
@@ -77,9 +77,9 @@ library PlanLogic {
         unpriced = AccountLogic.viewAccountPrices(s, ctx, accountId);
         if (unpriced != address(0)) return unpriced;
         AccountLogic.viewCollateral(ctx, ctx.env.gasAsset);
-        AccountLogic.Policy memory p = s.policies[accountId];
-        for (uint256 k; k < p.assetCount; ++k) {
-            address asset = s.assetList[AccountLogic.policyAssetIndex(p, k)].token;
+        (uint256 count, uint256 indices) = AccountLogic.policyAssets(s, accountId);
+        for (uint256 k; k < count; ++k) {
+            address asset = s.assetList[AccountLogic.packedIndex(indices, k)].token;
             if (s.balances[accountId][asset].reserve != 0) AccountLogic.viewCollateral(ctx, asset);
         }
     }
@@ -92,7 +92,7 @@ library PlanLogic {
         returns (IRebalancer.Status, Draft memory d)
     {
         d.accountId = accountId;
-        d.policy = s.policies[accountId];
+        d.policy = AccountLogic.policyOf(s, accountId);
         d.state = AccountLogic.valuation(s, ctx, accountId);
         uint256 h = d.state.health;
         // Below 1 only a rescue may act: TOP_UP allowed and the reserve lifting the account to the liquidation

@@ -50,6 +50,11 @@ library RebalanceLogic {
         if (p.releaseRatio != 0 && p.releaseRatio < uint256(p.targetRatio) + C.MIN_REBALANCE_BAND) {
             revert IMarginEngine.PolicyBandTooNarrow(p.targetRatio, p.releaseRatio, C.MIN_REBALANCE_BAND);
         }
+        if (p.releaseRatio > C.MAX_RELEASE_RATIO) revert IMarginEngine.PolicyReleaseTooHigh(p.releaseRatio, C.MAX_RELEASE_RATIO);
+        // The policy slot keeps the ratios in millionths: refuse what it could not keep exactly (never round).
+        _requireWholeMillionths(p.triggerRatio);
+        _requireWholeMillionths(p.targetRatio);
+        _requireWholeMillionths(p.releaseRatio);
         // REDUCE_FIRST orders a REDUCE: alone it means nothing
         if (p.actions & ~C.ALL_ACTIONS != 0 || (p.actions & C.REDUCE_FIRST != 0 && p.actions & C.REDUCE == 0)) {
             revert IMarginEngine.PolicyUnknownActions(p.actions);
@@ -58,30 +63,35 @@ library RebalanceLogic {
         if (p.actions & (C.TOP_UP | C.RELEASE) != 0 && p.topUpAssets.length == 0) {
             revert IMarginEngine.PolicyTopUpAssetsMissing();
         }
-        if (p.topUpAssets.length > C.MAX_ASSETS) {
-            revert IMarginEngine.PolicyTooManyAssets(p.topUpAssets.length, C.MAX_ASSETS);
+        if (p.topUpAssets.length > C.MAX_POLICY_ASSETS) {
+            revert IMarginEngine.PolicyTooManyAssets(p.topUpAssets.length, C.MAX_POLICY_ASSETS);
         }
         uint256 indices = _assetIndices(s, p.topUpAssets);
         if (p.cooldown > C.MAX_REBALANCE_COOLDOWN) {
             revert IMarginEngine.PolicyCooldownTooLong(p.cooldown, C.MAX_REBALANCE_COOLDOWN);
         }
         if (p.maxFeeUsd > C.MAX_REBALANCE_FEE) revert IMarginEngine.PolicyFeeTooHigh(p.maxFeeUsd, C.MAX_REBALANCE_FEE);
-        s.policies[accountId] = AccountLogic.Policy({
+        // Every narrowing below is exact, by the checks above (AccountLogic.PolicySlot).
+        s.policies[accountId] = AccountLogic.PolicySlot({
             actions: p.actions,
-            cooldown: p.cooldown,
-            triggerRatio: p.triggerRatio,
-            targetRatio: p.targetRatio,
-            releaseRatio: p.releaseRatio,
-            maxFeeUsd: p.maxFeeUsd,
-            assetIndices: uint64(indices),
-            assetCount: uint8(p.topUpAssets.length), // <= MAX_ASSETS, checked above
-            ownerActedAt: uint40(block.timestamp) // a new policy REDUCEs only on a later round (README "Orders")
+            cooldown: uint24(p.cooldown), // <= MAX_REBALANCE_COOLDOWN < 2^24
+            triggerPpm: uint24(p.triggerRatio / C.POLICY_RATIO_UNIT), // trigger < target <= 10e18: < 2^24 millionths
+            targetPpm: uint24(p.targetRatio / C.POLICY_RATIO_UNIT),
+            releasePpm: uint24(p.releaseRatio / C.POLICY_RATIO_UNIT), // <= MAX_RELEASE_RATIO = 16e18
+            maxFeeUsd: uint72(p.maxFeeUsd), // <= MAX_REBALANCE_FEE = 1e21 < 2^72
+            ownerActedAt: uint40(block.timestamp), // a new policy REDUCEs only on a later round (README "Orders")
+            assetCount: uint8(p.topUpAssets.length), // <= MAX_POLICY_ASSETS, checked above
+            assetIndices: uint32(indices) // MAX_POLICY_ASSETS = 8 indices of 4 bits
         });
         emit IMarginEngine.RebalancePolicySet(accountId, p);
     }
 
-    /// @dev The policy's top-up assets as packed listing indices (AccountLogic.Policy): the k-th in bits [4k, 4k + 4).
-    ///      Reverts `PolicyAssetNotListed` / `PolicyDuplicateAsset`; the caller has checked at most MAX_ASSETS.
+    function _requireWholeMillionths(uint256 ratio) private pure {
+        if (ratio % C.POLICY_RATIO_UNIT != 0) revert IMarginEngine.PolicyRatioPrecision(ratio, C.POLICY_RATIO_UNIT);
+    }
+
+    /// @dev The policy's top-up assets as packed listing indices (AccountLogic.PolicySlot): the k-th in bits [4k, 4k + 4).
+    ///      Reverts `PolicyAssetNotListed` / `PolicyDuplicateAsset`; the caller has checked at most MAX_POLICY_ASSETS.
     function _assetIndices(AccountLogic.Storage storage s, address[] calldata assets) private view returns (uint256 indices) {
         for (uint256 i; i < assets.length; ++i) {
             address asset = assets[i];
@@ -90,7 +100,7 @@ library RebalanceLogic {
             for (uint256 j; j < i; ++j) {
                 if (assets[j] == asset) revert IMarginEngine.PolicyDuplicateAsset(asset);
             }
-            indices |= (slot - 1) << (4 * i); // index < MAX_ASSETS = 16: 4 bits; i < MAX_ASSETS: 64 bits in all
+            indices |= (slot - 1) << (4 * i); // index < MAX_ASSETS = 16: 4 bits; i < MAX_POLICY_ASSETS: 32 bits in all
         }
     }
 

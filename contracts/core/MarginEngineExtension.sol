@@ -183,7 +183,9 @@ contract MarginEngineExtension is EngineBase {
     }
 
     function position(uint256 accountId, uint256 marketId) external view returns (IMarginEngine.Position memory) {
-        return _s.positions[accountId][marketId];
+        AccountLogic.PositionSlot storage p = _s.positions[accountId][marketId];
+        uint256 entry = p.entryPrice;
+        return IMarginEngine.Position(p.size, uint128(entry), int256(entry) - p.entryNet);
     }
 
     function positionMask(uint256 accountId) external view returns (uint256) {
@@ -227,11 +229,10 @@ contract MarginEngineExtension is EngineBase {
             (bool priced, uint256 px) = oracle.tryPrice(m.asset);
             if (!priced) return (false, 0, 0, 0);
             int256 index = AccountLogic.fundingIndexNow(_s, id, px);
-            // Each side on its own: Σ size·(P − entry) − Σ size·(F − F_entry), exact in WAD², rounded up once
+            // Each side on its own: Σ size·(P − F) − Σ size·(entry − F_entry), exact in WAD², rounded up once
             // whichever way it goes (a profit is a liability; a loss only raises what a new LP pays).
-            (profitUsd, lossUsd) = _addSide(profitUsd, lossUsd, int256(uint256(st.longOI)), st.longEntrySum, st.longFundingSum, px, index);
-            (profitUsd, lossUsd) =
-                _addSide(profitUsd, lossUsd, -int256(uint256(st.shortOI)), st.shortEntrySum, st.shortFundingSum, px, index);
+            (profitUsd, lossUsd) = _addSide(profitUsd, lossUsd, int256(uint256(st.longOI)), st.longEntryNetSum, px, index);
+            (profitUsd, lossUsd) = _addSide(profitUsd, lossUsd, -int256(uint256(st.shortOI)), st.shortEntryNetSum, px, index);
             uint256 oiUsd = Math.max(st.longOI, st.shortOI).mulDivUp(px, WAD);
             // Capital at which this market's open interest sits exactly at its cap, in token units, up.
             uint256 needed = oiUsd.wDivUp(m.oiCapFraction).mulDivUp(1, settlementScale);
@@ -247,12 +248,11 @@ contract MarginEngineExtension is EngineBase {
         uint256 profitUsd,
         uint256 lossUsd,
         int256 size,
-        int256 entrySum,
-        int256 fundingSum,
+        int256 entryNetSum,
         uint256 px,
         int256 index
     ) private pure returns (uint256, uint256) {
-        int256 pnl2 = size * int256(px) - entrySum - (size * index - fundingSum);
+        int256 pnl2 = size * (int256(px) - index) - entryNetSum;
         if (pnl2 > 0) profitUsd += uint256(pnl2).mulDivUp(1, WAD);
         else if (pnl2 < 0) lossUsd += uint256(-pnl2).mulDivUp(1, WAD);
         return (profitUsd, lossUsd);

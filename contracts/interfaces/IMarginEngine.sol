@@ -47,11 +47,9 @@ interface IMarginEngine is IPoolEngine {
 
     /// @notice Running state of one market.
     /// @param fundingIndex Cumulative funding paid per unit of long size, WAD USD (shorts receive it).
-    /// @param longEntrySum / shortEntrySum Σ size × entryPrice over the side's open positions (WAD², exact;
-    ///        shorts have negative sizes).
-    /// @param longFundingSum / shortFundingSum Σ size × fundingIndex at entry over the side's positions.
-    ///        Per side, so the pool values each side's open PnL on its own: one side's losses never offset
-    ///        the other side's profits.
+    /// @param longEntryNetSum / shortEntryNetSum Σ size × (entryPrice − entryFunding) over the side's open positions
+    ///        (WAD², exact; shorts have negative sizes): the side's open PnL is size × (P − F) − this sum, so the pool
+    ///        values each side on its own (one side's losses never offset the other side's profits).
     ///        Stored packed (README "Storage layout"): fundingIndex and lastFundingTime share a slot, so do the two
     ///        open interests.
     struct MarketState {
@@ -59,13 +57,12 @@ interface IMarginEngine is IPoolEngine {
         uint64 lastFundingTime;
         uint128 longOI;
         uint128 shortOI;
-        int256 longEntrySum;
-        int256 longFundingSum;
-        int256 shortEntrySum;
-        int256 shortFundingSum;
+        int256 longEntryNetSum;
+        int256 shortEntryNetSum;
     }
 
-    /// @notice One open position (README "Storage layout": size and entry price share a slot).
+    /// @notice One open position, as `position()` shows it (stored as AccountLogic.PositionSlot, README "Storage
+    ///         layout": size and entryPrice − entryFunding in the slot every valuation reads, the price apart).
     /// @param size Signed size, WAD units of the market's asset (long > 0).
     /// @param entryPrice WAD USD per unit, the price of the last trade (the position is re-entered at each trade).
     /// @param entryFunding The market's funding index at the last trade.

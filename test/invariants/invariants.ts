@@ -258,11 +258,11 @@ export function INV_SOLVENCY(r: StepRecord): void {
       for (const long of [true, false]) {
         const side = s.accounts.filter((a) => (long ? a.sizes[m] > 0n : a.sizes[m] < 0n));
         const oi = side.reduce((x, a) => x + (long ? a.sizes[m] : -a.sizes[m]), 0n);
-        const entry = side.reduce((x, a) => x + a.sizes[m] * a.entries[m], 0n);
-        const funding = side.reduce((x, a) => x + a.sizes[m] * a.entryFunding[m], 0n);
-        const [oi1, entry1, funding1] = long ? [st.longOI, st.longEntrySum, st.longFundingSum] : [st.shortOI, st.shortEntrySum, st.shortFundingSum];
-        if (oi !== oi1 || entry !== entry1 || funding !== funding1) {
-          fail(I, `${label(r)}: ${MARKET_NAMES[m]} ${long ? "long" : "short"} aggregates (OI ${oi1}, Σ size·entry ${entry1}, Σ size·funding ${funding1}) disagree with the positions (${oi}, ${entry}, ${funding})`);
+        // entries and entryFunding come from each position's view (entryFunding = entryPrice − the stored entryNet)
+        const net = side.reduce((x, a) => x + a.sizes[m] * (a.entries[m] - a.entryFunding[m]), 0n);
+        const [oi1, net1] = long ? [st.longOI, st.longEntryNetSum] : [st.shortOI, st.shortEntryNetSum];
+        if (oi !== oi1 || net !== net1) {
+          fail(I, `${label(r)}: ${MARKET_NAMES[m]} ${long ? "long" : "short"} aggregates (OI ${oi1}, Σ size·(entry − F_entry) ${net1}) disagree with the positions (${oi}, ${net})`);
         }
       }
     }

@@ -400,10 +400,9 @@ export interface MarketState {
   lastFundingTime: bigint;
   longOI: bigint;
   shortOI: bigint;
-  longEntrySum: bigint;
-  longFundingSum: bigint;
-  shortEntrySum: bigint;
-  shortFundingSum: bigint;
+  /** Σ size × (entryPrice − entryFunding) over the side */
+  longEntryNetSum: bigint;
+  shortEntryNetSum: bigint;
 }
 
 export interface Extra {
@@ -499,10 +498,8 @@ export async function snapshot(
         lastFundingTime: x.lastFundingTime,
         longOI: x.longOI,
         shortOI: x.shortOI,
-        longEntrySum: x.longEntrySum,
-        longFundingSum: x.longFundingSum,
-        shortEntrySum: x.shortEntrySum,
-        shortFundingSum: x.shortFundingSum,
+        longEntryNetSum: x.longEntryNetSum,
+        shortEntryNetSum: x.shortEntryNetSum,
       };
       if (markets.length === 2 && markets[0] && markets[1]) s.markets = markets;
     });

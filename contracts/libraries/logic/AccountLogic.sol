@@ -39,7 +39,7 @@ library AccountLogic {
         mapping(uint256 marketId => IMarginEngine.MarketParams) markets;
         uint256 marketCount;
         mapping(uint256 marketId => IMarginEngine.MarketState) marketStates;
-        mapping(uint256 accountId => mapping(uint256 marketId => IMarginEngine.Position)) positions;
+        mapping(uint256 accountId => mapping(uint256 marketId => PositionSlot)) positions;
         /// @dev Settlement balance, open-position mask and last rebalance of an account, in one slot.
         mapping(uint256 accountId => AccountSlot) accounts;
         IMarginEngine.RiskParams risk;
@@ -207,6 +207,19 @@ library AccountLogic {
         uint32 assetIndices;
     }
 
+    /// @notice One open position as stored (README "Storage layout"): a valuation reads the first slot only.
+    /// @param size Signed size, WAD units (|size| < 2^127: `PositionTooLarge`).
+    /// @param entryNet entryPrice − entryFunding of the last trade, WAD USD per unit: the position's PnL is
+    ///        size·(P − F) − size·entryNet, the same integer as size·(P − entry) − size·(F − F_entry). SafeCast
+    ///        checked into 128 bits (an entry price and a funding index each within ±1.7e20 USD per unit).
+    /// @param entryPrice The last trade's price (< maxPrice < 2^128), for `position()` (which shows entryFunding =
+    ///        entryPrice − entryNet); no valuation reads it.
+    struct PositionSlot {
+        int128 size;
+        int128 entryNet;
+        uint128 entryPrice;
+    }
+
     /// @notice What the engine keeps per account besides positions and policy, packed into one slot (every
     ///         state change of an account reads it; README "Storage layout").
     /// @param settlement S, WAD USD, signed: realised PnL, fees and funding not yet settled against margin. Bounded
@@ -324,7 +337,7 @@ library AccountLogic {
     {
         IMarginEngine.MarketParams storage m = s.markets[marketId];
         {
-            IMarginEngine.Position storage p = s.positions[accountId][marketId];
+            PositionSlot storage p = s.positions[accountId][marketId];
             uint256 px = cachedPrice(ctx, m.asset);
             pnl = positionPnl(p, px, fundingIndexNow(s, marketId, px));
             notional = WadMath.abs(p.size).mulDivUp(px, WAD);
@@ -394,10 +407,11 @@ library AccountLogic {
         }
     }
 
-    /// @dev size·(P − entry) − size·(F − F_entry), rounded down once (against the account).
-    function positionPnl(IMarginEngine.Position storage p, uint256 px, int256 index) internal view returns (int256) {
+    /// @dev size·(P − entry) − size·(F − F_entry) = size·(P − F) − size·entryNet (exact integers), rounded down once
+    ///      (against the account).
+    function positionPnl(PositionSlot storage p, uint256 px, int256 index) internal view returns (int256) {
         int256 size = p.size;
-        return WadMath.mulDivFloor(size * (int256(px) - int256(uint256(p.entryPrice))) - size * (index - p.entryFunding), 1, WAD);
+        return WadMath.mulDivFloor(size * (int256(px) - index) - size * p.entryNet, 1, WAD);
     }
 
     /// @dev mmr = min(maxMMR, baseMMR + volK·σ·sqrt(horizon) + sizeK·N/oiCapUsd), each term rounded up.
@@ -645,36 +659,21 @@ library AccountLogic {
         internal
     {
         int256 index = accrueFunding(s, marketId, px);
-        IMarginEngine.Position storage p = s.positions[accountId][marketId];
+        PositionSlot storage p = s.positions[accountId][marketId];
         IMarginEngine.MarketState storage st = s.marketStates[marketId];
         int256 oldSize = p.size;
         int256 realised;
         if (oldSize != 0) {
             realised = positionPnl(p, px, index);
-            if (oldSize > 0) {
-                st.longOI -= uint128(uint256(oldSize)); // |oldSize| < 2^127 and <= the side's OI
-                st.longEntrySum -= oldSize * int256(uint256(p.entryPrice));
-                st.longFundingSum -= oldSize * p.entryFunding;
-            } else {
-                st.shortOI -= uint128(uint256(-oldSize));
-                st.shortEntrySum -= oldSize * int256(uint256(p.entryPrice));
-                st.shortFundingSum -= oldSize * p.entryFunding;
-            }
+            _leaveSide(st, oldSize, p.entryNet);
         }
         int256 newSize = oldSize + sizeDelta;
         if (newSize != 0) {
+            int256 net = int256(px) - index;
             p.size = newSize.toInt128();
+            p.entryNet = net.toInt128();
             p.entryPrice = px.toUint128();
-            p.entryFunding = index;
-            if (newSize > 0) {
-                st.longOI += uint128(uint256(newSize)); // checked: the side's OI fits 128 bits
-                st.longEntrySum += newSize * int256(px);
-                st.longFundingSum += newSize * index;
-            } else {
-                st.shortOI += uint128(uint256(-newSize));
-                st.shortEntrySum += newSize * int256(px);
-                st.shortFundingSum += newSize * index;
-            }
+            _joinSide(st, newSize, net);
             s.accounts[accountId].positionMask |= uint32(1 << marketId); // marketId < MAX_MARKETS
         } else {
             delete s.positions[accountId][marketId];
@@ -682,6 +681,28 @@ library AccountLogic {
         }
         if (realised != 0) changeSettlement(s, accountId, realised);
         emit IMarginEngine.PositionModified(accountId, marketId, sizeDelta, newSize, px, realised, fee);
+    }
+
+    /// @dev Takes a position of `size` (entered at `net` = entryPrice − entryFunding) out of its side's aggregates.
+    function _leaveSide(IMarginEngine.MarketState storage st, int256 size, int256 net) private {
+        if (size > 0) {
+            st.longOI -= uint128(uint256(size)); // |size| < 2^127 and <= the side's OI
+            st.longEntryNetSum -= size * net;
+        } else {
+            st.shortOI -= uint128(uint256(-size));
+            st.shortEntryNetSum -= size * net;
+        }
+    }
+
+    /// @dev Adds a position of `size` entered at `net` to its side's aggregates.
+    function _joinSide(IMarginEngine.MarketState storage st, int256 size, int256 net) private {
+        if (size > 0) {
+            st.longOI += uint128(uint256(size)); // checked: the side's OI fits 128 bits
+            st.longEntryNetSum += size * net;
+        } else {
+            st.shortOI += uint128(uint256(-size));
+            st.shortEntryNetSum += size * net;
+        }
     }
 
     /// @dev Closes `fraction` (WAD) of every position of the account at cached prices, charging each

@@ -194,7 +194,7 @@ contract MarginEngineExtension is EngineBase {
 
     function marketParams(uint256 marketId) external view returns (IMarginEngine.MarketParams memory) {
         _requireMarket(marketId);
-        return _s.markets[marketId];
+        return AccountLogic.marketParamsOf(_s.markets[marketId]);
     }
 
     function marketState(uint256 marketId) external view returns (IMarginEngine.MarketState memory) {
@@ -212,7 +212,7 @@ contract MarginEngineExtension is EngineBase {
 
     function maintenanceRate(uint256 marketId, uint256 notional) external view returns (uint256) {
         _requireMarket(marketId);
-        IMarginEngine.MarketParams storage m = _s.markets[marketId];
+        AccountLogic.MarketSlot storage m = _s.markets[marketId];
         return AccountLogic.mmr(_s, m, notional, oracle.maintenanceVolatility(m.asset));
     }
 
@@ -225,7 +225,7 @@ contract MarginEngineExtension is EngineBase {
         for (uint256 id; id < n; ++id) {
             IMarginEngine.MarketState storage st = _s.marketStates[id];
             if (st.longOI == 0 && st.shortOI == 0) continue;
-            IMarginEngine.MarketParams storage m = _s.markets[id];
+            AccountLogic.MarketSlot storage m = _s.markets[id];
             (bool priced, uint256 px) = oracle.tryPrice(m.asset);
             if (!priced) return (false, 0, 0, 0);
             int256 index = AccountLogic.fundingIndexNow(_s, id, px);
@@ -235,7 +235,7 @@ contract MarginEngineExtension is EngineBase {
             (profitUsd, lossUsd) = _addSide(profitUsd, lossUsd, -int256(uint256(st.shortOI)), st.shortEntryNetSum, px, index);
             uint256 oiUsd = Math.max(st.longOI, st.shortOI).mulDivUp(px, WAD);
             // Capital at which this market's open interest sits exactly at its cap, in token units, up.
-            uint256 needed = oiUsd.wDivUp(m.oiCapFraction).mulDivUp(1, settlementScale);
+            uint256 needed = oiUsd.wDivUp(AccountLogic.nano(m.oiCapFraction)).mulDivUp(1, settlementScale);
             if (needed > backing) backing = needed;
         }
         // Realised debts not yet collected are owed to the pool as much as open losses are.

@@ -169,6 +169,9 @@ interface IMarginEngine is IPoolEngine {
     error UnknownMarket(uint256 marketId);
     error TooManyMarkets(uint256 max);
     error ParamOutOfBounds(bytes32 name, uint256 value, uint256 min, uint256 max);
+    /// @notice A market's WAD fraction that is not a whole number of `unit` (1e9: a billionth): market parameters are
+    ///         stored at that precision, three slots a market (README "Storage layout").
+    error ParamPrecision(bytes32 name, uint256 value, uint256 unit);
     error OracleUnhealthy(address asset);
     error ZeroSizeDelta();
     error OrderNotFound(uint256 orderId);

@@ -697,7 +697,7 @@ describe("MarginEngine", () => {
       { field: "sizeK", min: 0n, max: WAD },
       { field: "imFactor", min: wad("1.01"), max: E18(10) },
       { field: "feeRate", min: 0n, max: wad("0.01") },
-      { field: "oiCapFraction", min: 1n, max: E18(5) },
+      { field: "oiCapFraction", min: 10n ** 9n, max: E18(5) },
       { field: "maxFundingRate", min: 0n, max: wad("0.1") },
       { field: "imVolFloor", min: 0n, max: E18(10) },
       { field: "skewScale", min: 1n, max: null },
@@ -727,6 +727,31 @@ describe("MarginEngine", () => {
         expect((await engine.marketParams(ethMarket))[c.field]).to.equal(hi);
       });
     }
+
+    it("createMarket / setMarketParams › a fraction that is not a whole billionth reverts ParamPrecision(name, value, 1e9) and changes nothing; whole billionths read back exactly", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, ethMarket } = f;
+      const fractions = ["baseMMR", "maxMMR", "volK", "sizeK", "imFactor", "feeRate", "oiCapFraction", "maxFundingRate", "imVolFloor"] as const;
+      const before = await engine.marketParams(ethMarket);
+      const count = await engine.marketCount();
+      for (const field of fractions) {
+        const v = MAJOR_MARKET[field] + 1n; // inside every bound, a wei off the billionth
+        const params = await ethParams(f, { [field]: v });
+        await expect(engine.createMarket(params)).to.be.revertedWithCustomError(engine, "ParamPrecision").withArgs(b32(field), v, 10n ** 9n);
+        await expect(engine.setMarketParams(ethMarket, params)).to.be.revertedWithCustomError(engine, "ParamPrecision").withArgs(b32(field), v, 10n ** 9n);
+      }
+      expect(await engine.marketParams(ethMarket)).to.deep.equal(before);
+      expect(await engine.marketCount()).to.equal(count);
+      // One billionth off each default (still inside its bounds): stored in billionths, read back to the wei.
+      const odd = {
+        baseMMR: wad("0.010000001"), maxMMR: wad("0.249999999"), volK: wad("9.999999999"), sizeK: wad("0.000000001"),
+        imFactor: wad("1.500000001"), feeRate: wad("0.009999999"), oiCapFraction: wad("0.000000001"),
+        maxFundingRate: wad("0.099999999"), imVolFloor: wad("9.999999999"), skewScale: (1n << 128n) - 1n, oiCapUsd: (1n << 128n) - 1n,
+      };
+      await expect(engine.setMarketParams(ethMarket, await ethParams(f, odd))).to.emit(engine, "MarketParamsSet");
+      const stored = await engine.marketParams(ethMarket);
+      for (const [k, v] of Object.entries(odd)) expect(stored[k as keyof typeof odd], k).to.equal(v);
+    });
 
     it("createMarket rejects the zero asset; setMarketParams cannot change the asset", async () => {
       const f = await loadFixture(engineFixture);

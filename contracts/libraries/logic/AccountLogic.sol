@@ -27,6 +27,8 @@ library AccountLogic {
 
     uint256 internal constant WAD = 1e18;
     int256 internal constant IWAD = 1e18;
+    /// @dev Unit of a market's stored WAD fractions (MarketSlot): a billionth.
+    uint256 internal constant NANO = 1e9;
     /// @dev Listing index of the settlement asset: the engine's constructor lists it first, and nothing unlists.
     uint256 internal constant SETTLEMENT_INDEX = 0;
     /// @dev Prices cached per call: at most every listed asset plus every market asset.
@@ -36,7 +38,7 @@ library AccountLogic {
     struct Storage {
         /// @dev A mapping, not an array: a valuation reads a market's parameters without the array's length slot
         ///      (every caller has checked `marketId < marketCount`, or read it from a position mask).
-        mapping(uint256 marketId => IMarginEngine.MarketParams) markets;
+        mapping(uint256 marketId => MarketSlot) markets;
         uint256 marketCount;
         mapping(uint256 marketId => IMarginEngine.MarketState) marketStates;
         mapping(uint256 accountId => mapping(uint256 marketId => PositionSlot)) positions;
@@ -207,6 +209,27 @@ library AccountLogic {
         uint32 assetIndices;
     }
 
+    /// @notice A market's parameters as stored: three slots instead of the ABI struct's four (README "Storage
+    ///         layout"). The WAD fractions are kept in billionths (value / NANO; `GovernanceLogic` refuses a value that
+    ///         is not a whole number of them, `ParamPrecision`, so nothing is rounded) and read back × NANO, exact.
+    ///         Widths from the bounds in Constants.sol: baseMMR <= 0.5e9, maxMMR and sizeK <= 1e9 (32 bits, < 4.29e9);
+    ///         volK, imFactor and imVolFloor <= 1e10 and oiCapFraction <= 5e9 (40 bits, < 1.1e12); feeRate <= 1e7 and
+    ///         maxFundingRate <= 1e8 (32 bits). skewScale and oiCapUsd as in the ABI struct (WAD, 128 bits).
+    struct MarketSlot {
+        address asset;
+        uint32 baseMMR;
+        uint32 maxMMR;
+        uint32 sizeK;
+        uint40 volK;
+        uint40 imFactor;
+        uint32 feeRate;
+        uint40 oiCapFraction;
+        uint32 maxFundingRate;
+        uint40 imVolFloor;
+        uint128 skewScale;
+        uint128 oiCapUsd;
+    }
+
     /// @notice One open position as stored (README "Storage layout"): a valuation reads the first slot only.
     /// @param size Signed size, WAD units (|size| < 2^127: `PositionTooLarge`).
     /// @param entryNet entryPrice − entryFunding of the last trade, WAD USD per unit: the position's PnL is
@@ -335,7 +358,7 @@ library AccountLogic {
         view
         returns (int256 pnl, uint256 notional, uint256 req, uint256 initReq)
     {
-        IMarginEngine.MarketParams storage m = s.markets[marketId];
+        MarketSlot storage m = s.markets[marketId];
         {
             PositionSlot storage p = s.positions[accountId][marketId];
             uint256 px = cachedPrice(ctx, m.asset);
@@ -346,8 +369,9 @@ library AccountLogic {
         // uses less than MM does (so IM >= MM always) nor less than the market's stress volatility imVolFloor.
         (uint256 target, uint256 maint) = m.volK == 0 ? (0, 0) : cachedVol(ctx, m.asset);
         req = notional.wMulUp(mmr(s, m, notional, maint));
-        if (target < m.imVolFloor) target = m.imVolFloor;
-        initReq = (target > maint ? notional.wMulUp(mmr(s, m, notional, target)) : req).wMulUp(m.imFactor);
+        uint256 floor = nano(m.imVolFloor);
+        if (target < floor) target = floor;
+        initReq = (target > maint ? notional.wMulUp(mmr(s, m, notional, target)) : req).wMulUp(nano(m.imFactor));
     }
 
     /// @dev The least initial margin the account can be asked for once an order leaves |size| `size` in `marketId`:
@@ -362,10 +386,10 @@ library AccountLogic {
         uint256 markets = s.accounts[accountId].positionMask | (1 << marketId);
         for (uint256 id; markets != 0; ++id) {
             if (markets & 1 != 0) {
-                IMarginEngine.MarketParams storage m = s.markets[id];
+                MarketSlot storage m = s.markets[id];
                 uint256 held = id == marketId ? size : WadMath.abs(s.positions[accountId][id].size);
                 uint256 notional = held.mulDivUp(cachedPrice(ctx, m.asset), WAD);
-                im += notional.wMulUp(mmr(s, m, notional, m.imVolFloor)).wMulUp(m.imFactor);
+                im += notional.wMulUp(mmr(s, m, notional, nano(m.imVolFloor))).wMulUp(nano(m.imFactor));
             }
             markets >>= 1;
         }
@@ -383,7 +407,7 @@ library AccountLogic {
         uint256 markets = s.accounts[accountId].positionMask;
         for (uint256 id; markets != 0; ++id) {
             if (markets & 1 != 0) {
-                IMarginEngine.MarketParams storage m = s.markets[id];
+                MarketSlot storage m = s.markets[id];
                 uint256 notional = WadMath.abs(s.positions[accountId][id].size).mulDivUp(cachedPrice(ctx, m.asset), WAD);
                 (uint256 target, uint256 maint) = m.volK == 0 ? (0, 0) : cachedVol(ctx, m.asset);
                 mm += notional.wMulUp(mmr(s, m, notional, target > maint ? target : maint));
@@ -399,9 +423,9 @@ library AccountLogic {
         uint256 markets = s.accounts[accountId].positionMask;
         for (uint256 id; markets != 0; ++id) {
             if (markets & 1 != 0) {
-                IMarginEngine.MarketParams storage m = s.markets[id];
+                MarketSlot storage m = s.markets[id];
                 uint256 notional = WadMath.abs(s.positions[accountId][id].size).mulDivUp(cachedPrice(ctx, m.asset), WAD);
-                fee += notional.wMulUp(m.feeRate);
+                fee += notional.wMulUp(nano(m.feeRate));
             }
             markets >>= 1;
         }
@@ -416,15 +440,16 @@ library AccountLogic {
 
     /// @dev mmr = min(maxMMR, baseMMR + volK·σ·sqrt(horizon) + sizeK·N/oiCapUsd), each term rounded up.
     ///      oiCapUsd is a governance figure (> 0), never live pool capital: no LP action moves a requirement.
-    function mmr(Storage storage s, IMarginEngine.MarketParams storage m, uint256 notional, uint256 vol)
+    function mmr(Storage storage s, MarketSlot storage m, uint256 notional, uint256 vol)
         internal
         view
         returns (uint256)
     {
-        uint256 rate = m.baseMMR;
-        if (m.volK != 0) rate += uint256(m.volK).wMulUp(vol).wMulUp(s.hot.sqrtHorizon);
-        if (m.sizeK != 0) rate += uint256(m.sizeK).mulDivUp(notional, m.oiCapUsd);
-        return rate > m.maxMMR ? m.maxMMR : rate;
+        uint256 rate = nano(m.baseMMR);
+        if (m.volK != 0) rate += nano(m.volK).wMulUp(vol).wMulUp(s.hot.sqrtHorizon);
+        if (m.sizeK != 0) rate += nano(m.sizeK).mulDivUp(notional, m.oiCapUsd);
+        uint256 cap = nano(m.maxMMR);
+        return rate > cap ? cap : rate;
     }
 
     // =================================================================== rescue below 1
@@ -468,6 +493,29 @@ library AccountLogic {
     /// @dev The k-th 4-bit listing index of a packed list (a policy's top-up assets, a plan's assets): bits [4k, 4k + 4).
     function packedIndex(uint256 packed, uint256 k) internal pure returns (uint256) {
         return (packed >> (4 * k)) & 0xF;
+    }
+
+    /// @dev A stored fraction back in WAD: `v` < 2^40 (MarketSlot), so v × 1e9 < 2^70 cannot overflow.
+    function nano(uint256 v) internal pure returns (uint256) {
+        unchecked {
+            return v * NANO;
+        }
+    }
+
+    /// @dev A market's parameters as the ABI struct (`marketParams`), the fractions back in WAD (exact).
+    function marketParamsOf(MarketSlot storage m) internal view returns (IMarginEngine.MarketParams memory p) {
+        p.asset = m.asset;
+        p.baseMMR = uint64(m.baseMMR) * uint64(NANO); // each <= 1e19 < 2^64 (MarketSlot's bounds)
+        p.volK = uint64(m.volK) * uint64(NANO);
+        p.sizeK = uint64(m.sizeK) * uint64(NANO);
+        p.maxMMR = uint64(m.maxMMR) * uint64(NANO);
+        p.imFactor = uint64(m.imFactor) * uint64(NANO);
+        p.feeRate = uint64(m.feeRate) * uint64(NANO);
+        p.oiCapFraction = uint64(m.oiCapFraction) * uint64(NANO);
+        p.maxFundingRate = uint64(m.maxFundingRate) * uint64(NANO);
+        p.imVolFloor = uint64(m.imVolFloor) * uint64(NANO);
+        p.skewScale = m.skewScale;
+        p.oiCapUsd = m.oiCapUsd;
     }
 
     /// @dev The stored policy with its ratios back in WAD (exact: they were stored as whole millionths).
@@ -735,10 +783,10 @@ library AccountLogic {
     ) private returns (uint256 notional, uint256 fee) {
         int256 size = s.positions[accountId][marketId].size;
         int256 closeSize = size > 0 ? WadMath.mulDivCeil(size, fraction, WAD) : WadMath.mulDivFloor(size, fraction, WAD);
-        IMarginEngine.MarketParams storage m = s.markets[marketId];
+        MarketSlot storage m = s.markets[marketId];
         uint256 px = cachedPrice(ctx, m.asset);
         notional = WadMath.abs(closeSize).mulDivUp(px, WAD);
-        if (chargeFee) fee = notional.wMulUp(m.feeRate);
+        if (chargeFee) fee = notional.wMulUp(nano(m.feeRate));
         applyTrade(s, accountId, marketId, -closeSize, px, fee);
     }
 
@@ -764,13 +812,13 @@ library AccountLogic {
 
     /// @dev Daily funding rate ∝ skew, capped: clamp((long − short) / skewScale × maxRate, ±maxRate).
     ///      Positive: longs pay.
-    function fundingRate(IMarginEngine.MarketParams storage m, IMarginEngine.MarketState storage st)
+    function fundingRate(MarketSlot storage m, IMarginEngine.MarketState storage st)
         internal
         view
         returns (int256 rate)
     {
         int256 skew = int256(uint256(st.longOI)) - int256(uint256(st.shortOI));
-        int256 maxRate = int256(uint256(m.maxFundingRate));
+        int256 maxRate = int256(nano(m.maxFundingRate));
         rate = skew * maxRate / int256(uint256(m.skewScale));
         if (rate > maxRate) rate = maxRate;
         if (rate < -maxRate) rate = -maxRate;

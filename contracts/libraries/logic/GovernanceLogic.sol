@@ -23,7 +23,7 @@ library GovernanceLogic {
         if (s.marketCount >= C.MAX_MARKETS) revert IMarginEngine.TooManyMarkets(C.MAX_MARKETS);
         _checkMarketParams(params);
         marketId = s.marketCount++;
-        s.markets[marketId] = params;
+        s.markets[marketId] = _toSlot(params);
         s.marketStates[marketId].lastFundingTime = uint64(block.timestamp);
         s.pendingOI[marketId] = AccountLogic.PendingOI(1, 1); // nothing reserved, stored + 1 (AccountLogic.PendingOI)
         emit IMarginEngine.MarketCreated(marketId, params);
@@ -42,7 +42,7 @@ library GovernanceLogic {
         (bool ok, uint256 px) = oracle.poke(params.asset);
         if (!ok) revert IMarginEngine.OracleUnhealthy(params.asset);
         AccountLogic.accrueFunding(s, marketId, px);
-        s.markets[marketId] = params;
+        s.markets[marketId] = _toSlot(params);
         emit IMarginEngine.MarketParamsSet(marketId, params);
     }
 
@@ -73,11 +73,45 @@ library GovernanceLogic {
         _bound("sizeK", p.sizeK, 0, C.MAX_SIZE_K);
         _bound("imFactor", p.imFactor, C.MIN_IM_FACTOR, C.MAX_IM_FACTOR);
         _bound("feeRate", p.feeRate, 0, C.MAX_FEE_RATE);
-        _bound("oiCapFraction", p.oiCapFraction, 1, C.MAX_OI_CAP_FRACTION);
+        _bound("oiCapFraction", p.oiCapFraction, AccountLogic.NANO, C.MAX_OI_CAP_FRACTION); // > 0, in billionths
         _bound("maxFundingRate", p.maxFundingRate, 0, C.MAX_FUNDING_RATE);
         _bound("imVolFloor", p.imVolFloor, 0, C.MAX_IM_VOL_FLOOR);
         _bound("skewScale", p.skewScale, 1, type(uint128).max);
         _bound("oiCapUsd", p.oiCapUsd, C.MIN_OI_CAP_USD, type(uint128).max);
+        // Stored in billionths (AccountLogic.MarketSlot): refuse what the slot could not keep exactly (never round).
+        _nano("baseMMR", p.baseMMR);
+        _nano("maxMMR", p.maxMMR);
+        _nano("volK", p.volK);
+        _nano("sizeK", p.sizeK);
+        _nano("imFactor", p.imFactor);
+        _nano("feeRate", p.feeRate);
+        _nano("oiCapFraction", p.oiCapFraction);
+        _nano("maxFundingRate", p.maxFundingRate);
+        _nano("imVolFloor", p.imVolFloor);
+    }
+
+    function _nano(bytes32 name, uint256 value) private pure {
+        if (value % AccountLogic.NANO != 0) revert IMarginEngine.ParamPrecision(name, value, AccountLogic.NANO);
+    }
+
+    /// @dev The checked parameters as stored: every fraction a whole number of billionths within its bound, so each
+    ///      narrowing is exact (the widths are AccountLogic.MarketSlot's).
+    function _toSlot(IMarginEngine.MarketParams calldata p) private pure returns (AccountLogic.MarketSlot memory) {
+        uint256 n = AccountLogic.NANO;
+        return AccountLogic.MarketSlot({
+            asset: p.asset,
+            baseMMR: uint32(p.baseMMR / n),
+            maxMMR: uint32(p.maxMMR / n),
+            sizeK: uint32(p.sizeK / n),
+            volK: uint40(p.volK / n),
+            imFactor: uint40(p.imFactor / n),
+            feeRate: uint32(p.feeRate / n),
+            oiCapFraction: uint40(p.oiCapFraction / n),
+            maxFundingRate: uint32(p.maxFundingRate / n),
+            imVolFloor: uint40(p.imVolFloor / n),
+            skewScale: p.skewScale,
+            oiCapUsd: p.oiCapUsd
+        });
     }
 
     function _bound(bytes32 name, uint256 value, uint256 min, uint256 max) private pure {

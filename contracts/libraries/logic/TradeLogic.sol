@@ -177,7 +177,7 @@ library TradeLogic {
         bool paused
     ) external {
         if (sizeDelta == 0) revert IMarginEngine.ZeroSizeDelta();
-        IMarginEngine.MarketParams memory m = s.markets[marketId];
+        AccountLogic.MarketSlot storage m = s.markets[marketId];
 
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
         uint256 nowPx = AccountLogic.pokePrice(ctx, m.asset);
@@ -195,7 +195,7 @@ library TradeLogic {
         // Funding to now at the current price first: the fill price prices the position, not the time before it.
         if (px != nowPx) AccountLogic.accrueFunding(s, marketId, nowPx);
         // Fee rounds up: the trader never pays less than feeRate of the traded notional.
-        uint256 fee = WadMath.abs(sizeDelta).mulDivUp(px, WAD).wMulUp(m.feeRate);
+        uint256 fee = WadMath.abs(sizeDelta).mulDivUp(px, WAD).wMulUp(AccountLogic.nano(m.feeRate));
         AccountLogic.applyTrade(s, accountId, marketId, sizeDelta, px, fee);
         AccountLogic.changeSettlement(s, accountId, -fee.toInt256());
         AccountLogic.settle(s, env, accountId);
@@ -261,10 +261,10 @@ library TradeLogic {
         uint256 pending
     ) private view {
         IMarginEngine.MarketState storage st = s.marketStates[marketId];
-        IMarginEngine.MarketParams storage m = s.markets[marketId];
+        AccountLogic.MarketSlot storage m = s.markets[marketId];
         uint256 oiUsd = (uint256(long ? st.longOI : st.shortOI) + pending).mulDivUp(px, WAD);
         // Capital rounded down: the cap is never looser than the pool can back.
-        uint256 capUsd = (AccountLogic.poolCapital(s) * env.settlementScale).wMulDown(m.oiCapFraction);
+        uint256 capUsd = (AccountLogic.poolCapital(s) * env.settlementScale).wMulDown(AccountLogic.nano(m.oiCapFraction));
         if (m.oiCapUsd < capUsd) capUsd = m.oiCapUsd;
         if (oiUsd > capUsd) revert IMarginEngine.OpenInterestCap(marketId, oiUsd, capUsd);
     }

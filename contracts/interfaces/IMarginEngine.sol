@@ -50,11 +50,16 @@ interface IMarginEngine is IPoolEngine {
     /// @param longEntryNetSum / shortEntryNetSum Σ size × (entryPrice − entryFunding) over the side's open positions
     ///        (WAD², exact; shorts have negative sizes): the side's open PnL is size × (P − F) − this sum, so the pool
     ///        values each side on its own (one side's losses never offset the other side's profits).
-    ///        Stored packed (README "Storage layout"): fundingIndex and lastFundingTime share a slot, so do the two
-    ///        open interests.
+    /// @param fundingRate The daily funding rate now, clamp((longOI − shortOI) / skewScale × maxFundingRate,
+    ///        ±maxFundingRate) (WAD; positive: longs pay). It changes only with the open interests or the parameters,
+    ///        and each change accrues funding first, so it is stored at each change and a valuation reads it with
+    ///        the index instead of the open interests and parameters.
+    ///        Stored packed (README "Storage layout"): fundingIndex, lastFundingTime and fundingRate share a slot, so do
+    ///        the two open interests.
     struct MarketState {
         int128 fundingIndex;
         uint64 lastFundingTime;
+        int64 fundingRate;
         uint128 longOI;
         uint128 shortOI;
         int256 longEntryNetSum;

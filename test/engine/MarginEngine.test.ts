@@ -395,6 +395,35 @@ describe("MarginEngine", () => {
       expect((await engine.accountState(aliceId)).unrealisedPnl).to.equal(-E18(200));
     });
 
+    it("marketState shows the funding rate of now, stored at every open-interest and parameter change; an hour at it is what accrues", async () => {
+      const f = await loadFixture(engineFixture);
+      const { engine, vault, usdc, alice, bob, aliceId, bobId, ethMarket } = f;
+      await vault.connect(alice).depositMargin(aliceId, usdc, USDC(50_000));
+      await vault.connect(bob).depositMargin(bobId, usdc, USDC(50_000));
+      const rateNow = async () => (await engine.marketState(ethMarket)).fundingRate;
+      expect(await rateNow()).to.equal(0n);
+      await trade(f, alice, aliceId, ethMarket, E18(50));
+      expect(await rateNow()).to.equal(fundingRate(E18(50), 0n, M.maxFundingRate, M.skewScale)); // 5e13
+      await trade(f, bob, bobId, ethMarket, -E18(100));
+      const shortSkew = fundingRate(E18(50), E18(100), M.maxFundingRate, M.skewScale);
+      expect(shortSkew).to.equal(-5n * 10n ** 13n);
+      expect(await rateNow()).to.equal(shortSkew);
+      // A parameter change stores the rate of the new parameters (after accruing at the old one).
+      const m = { ...M, skewScale: E18(25), maxFundingRate: wad("0.0005") };
+      await engine.setMarketParams(ethMarket, await ethParams(f, m));
+      expect(await rateNow()).to.equal(-m.maxFundingRate); // skew −50 of 25: capped
+      // The rate stored is the rate the next accrual applies: an hour later the index moves by exactly it.
+      const st0 = await engine.marketState(ethMarket);
+      await time.setNextBlockTimestamp(st0.lastFundingTime + 3_600n);
+      await expect(engine.setMarketParams(ethMarket, await ethParams(f, m)))
+        .to.emit(engine, "FundingAccrued")
+        .withArgs(ethMarket, fundingIndexAfter(st0.fundingIndex, -m.maxFundingRate, P2000, 3_600n), -m.maxFundingRate);
+      // Closing every position takes the skew, and the rate, back to 0.
+      await trade(f, bob, bobId, ethMarket, E18(100));
+      await trade(f, alice, aliceId, ethMarket, -E18(50));
+      expect(await rateNow()).to.equal(0n);
+    });
+
     it("the rate is capped at −maxFundingRate for a large short skew, and shorts pay", async () => {
       const f = await loadFixture(engineFixture);
       const { engine, vault, usdc, bob, bobId, ethMarket } = f;

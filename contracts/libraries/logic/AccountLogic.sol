@@ -727,6 +727,7 @@ library AccountLogic {
             delete s.positions[accountId][marketId];
             s.accounts[accountId].positionMask &= ~uint32(1 << marketId);
         }
+        refreshFundingRate(s, marketId); // the open interests changed (funding was accrued above)
         if (realised != 0) changeSettlement(s, accountId, realised);
         emit IMarginEngine.PositionModified(accountId, marketId, sizeDelta, newSize, px, realised, fee);
     }
@@ -797,17 +798,26 @@ library AccountLogic {
         if (st.lastFundingTime != block.timestamp) {
             st.fundingIndex = index.toInt128();
             st.lastFundingTime = uint64(block.timestamp);
-            emit IMarginEngine.FundingAccrued(marketId, index, fundingRate(s.markets[marketId], st));
+            emit IMarginEngine.FundingAccrued(marketId, index, st.fundingRate);
         }
     }
 
-    /// @dev Funding index as if accrued now: F + rate/day × P × dt / 1 day (rounded toward zero).
+    /// @dev Funding index as if accrued now: F + rate/day × P × dt / 1 day (rounded toward zero), at the stored rate
+    ///      (the rate of the whole interval: it changes only where funding is accrued first). One slot.
     function fundingIndexNow(Storage storage s, uint256 marketId, uint256 px) internal view returns (int256) {
         IMarginEngine.MarketState storage st = s.marketStates[marketId];
         uint256 dt = block.timestamp - st.lastFundingTime;
         if (dt == 0) return st.fundingIndex;
-        int256 rate = fundingRate(s.markets[marketId], st);
+        int256 rate = st.fundingRate;
         return st.fundingIndex + (rate * int256(px) / IWAD) * int256(dt) / int256(1 days);
+    }
+
+    /// @dev Stores the market's funding rate for its open interests and parameters as they are now. Called after
+    ///      every change of either (a trade's `applyTrade`, `setMarketParams`), each of which accrued funding first.
+    function refreshFundingRate(Storage storage s, uint256 marketId) internal {
+        IMarginEngine.MarketState storage st = s.marketStates[marketId];
+        // |rate| <= maxFundingRate <= MAX_FUNDING_RATE = 0.1e18 < 2^63 (the clamp below)
+        st.fundingRate = int64(fundingRate(s.markets[marketId], st));
     }
 
     /// @dev Daily funding rate ∝ skew, capped: clamp((long − short) / skewScale × maxRate, ±maxRate).

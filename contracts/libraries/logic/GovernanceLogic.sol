@@ -43,6 +43,7 @@ library GovernanceLogic {
         if (!ok) revert IMarginEngine.OracleUnhealthy(params.asset);
         AccountLogic.accrueFunding(s, marketId, px);
         s.markets[marketId] = _toSlot(params);
+        AccountLogic.refreshFundingRate(s, marketId);
         emit IMarginEngine.MarketParamsSet(marketId, params);
     }
 

@@ -76,6 +76,9 @@ uint256 constant MAX_IM_VOL_FLOOR = MAX_VOLATILITY;
 uint256 constant MAX_FEE_RATE = 0.01e18;
 /// @dev Smallest open-interest cap per side a market may have, WAD USD: 1 USD (the size term divides by it).
 uint256 constant MIN_OI_CAP_USD = 1e18;
+/// @dev Highest open-interest cap per side: 2^96 − 1 WAD USD (79 billion USD), so a market's valuation parameters fit
+///      two storage slots (AccountLogic.MarketSlot).
+uint256 constant MAX_OI_CAP_USD = type(uint96).max;
 /// @dev Open interest per side may be up to 5x pool capital.
 uint256 constant MAX_OI_CAP_FRACTION = 5e18;
 /// @dev Funding rate cap bound: 10 % a day.

@@ -730,6 +730,7 @@ describe("MarginEngine", () => {
       { field: "maxFundingRate", min: 0n, max: wad("0.1") },
       { field: "imVolFloor", min: 0n, max: E18(10) },
       { field: "skewScale", min: 1n, max: null },
+      { field: "oiCapUsd", min: WAD, max: (1n << 96n) - 1n }, // 79 billion USD: stored in 96 bits
     ];
     const UINT128_MAX = (1n << 128n) - 1n;
 
@@ -775,7 +776,7 @@ describe("MarginEngine", () => {
       const odd = {
         baseMMR: wad("0.010000001"), maxMMR: wad("0.249999999"), volK: wad("9.999999999"), sizeK: wad("0.000000001"),
         imFactor: wad("1.500000001"), feeRate: wad("0.009999999"), oiCapFraction: wad("0.000000001"),
-        maxFundingRate: wad("0.099999999"), imVolFloor: wad("9.999999999"), skewScale: (1n << 128n) - 1n, oiCapUsd: (1n << 128n) - 1n,
+        maxFundingRate: wad("0.099999999"), imVolFloor: wad("9.999999999"), skewScale: (1n << 128n) - 1n, oiCapUsd: (1n << 96n) - 1n,
       };
       await expect(engine.setMarketParams(ethMarket, await ethParams(f, odd))).to.emit(engine, "MarketParamsSet");
       const stored = await engine.marketParams(ethMarket);

@@ -210,11 +210,13 @@ library AccountLogic {
     }
 
     /// @notice A market's parameters as stored: three slots instead of the ABI struct's four (README "Storage
-    ///         layout"). The WAD fractions are kept in billionths (value / NANO; `GovernanceLogic` refuses a value that
-    ///         is not a whole number of them, `ParamPrecision`, so nothing is rounded) and read back × NANO, exact.
-    ///         Widths from the bounds in Constants.sol: baseMMR <= 0.5e9, maxMMR and sizeK <= 1e9 (32 bits, < 4.29e9);
-    ///         volK, imFactor and imVolFloor <= 1e10 and oiCapFraction <= 5e9 (40 bits, < 1.1e12); feeRate <= 1e7 and
-    ///         maxFundingRate <= 1e8 (32 bits). skewScale and oiCapUsd as in the ABI struct (WAD, 128 bits).
+    ///         layout"), the first two holding everything a valuation reads (the third: the funding and the new-risk
+    ///         gate's parameters, read by trades and governance). The WAD fractions are kept in billionths (value /
+    ///         NANO; `GovernanceLogic` refuses a value that is not a whole number of them, `ParamPrecision`, so nothing
+    ///         is rounded) and read back × NANO, exact. Widths from the bounds in Constants.sol: baseMMR <= 0.5e9,
+    ///         maxMMR and sizeK <= 1e9 (32 bits, < 4.29e9); volK, imFactor and imVolFloor <= 1e10 and oiCapFraction
+    ///         <= 5e9 (40 bits, < 1.1e12); feeRate <= 1e7 and maxFundingRate <= 1e8 (32 bits). oiCapUsd WAD <=
+    ///         MAX_OI_CAP_USD = 2^96 − 1 (79 billion USD); skewScale WAD as in the ABI struct (128 bits).
     struct MarketSlot {
         address asset;
         uint32 baseMMR;
@@ -222,12 +224,12 @@ library AccountLogic {
         uint32 sizeK;
         uint40 volK;
         uint40 imFactor;
+        uint40 imVolFloor;
         uint32 feeRate;
+        uint96 oiCapUsd;
         uint40 oiCapFraction;
         uint32 maxFundingRate;
-        uint40 imVolFloor;
         uint128 skewScale;
-        uint128 oiCapUsd;
     }
 
     /// @notice One open position as stored (README "Storage layout"): a valuation reads the first slot only.

@@ -78,7 +78,7 @@ library GovernanceLogic {
         _bound("maxFundingRate", p.maxFundingRate, 0, C.MAX_FUNDING_RATE);
         _bound("imVolFloor", p.imVolFloor, 0, C.MAX_IM_VOL_FLOOR);
         _bound("skewScale", p.skewScale, 1, type(uint128).max);
-        _bound("oiCapUsd", p.oiCapUsd, C.MIN_OI_CAP_USD, type(uint128).max);
+        _bound("oiCapUsd", p.oiCapUsd, C.MIN_OI_CAP_USD, C.MAX_OI_CAP_USD);
         // Stored in billionths (AccountLogic.MarketSlot): refuse what the slot could not keep exactly (never round).
         _nano("baseMMR", p.baseMMR);
         _nano("maxMMR", p.maxMMR);
@@ -111,7 +111,7 @@ library GovernanceLogic {
             maxFundingRate: uint32(p.maxFundingRate / n),
             imVolFloor: uint40(p.imVolFloor / n),
             skewScale: p.skewScale,
-            oiCapUsd: p.oiCapUsd
+            oiCapUsd: uint96(p.oiCapUsd) // <= MAX_OI_CAP_USD = 2^96 − 1, bounded above
         });
     }
 

@@ -181,7 +181,9 @@ contract MarginEngine is EngineBase {
         uint256 size = WadMath.abs(_s.positions[accountId][marketId].size) + WadMath.abs(sizeDelta); // both < 2^127
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
         AccountLogic.pokeAccount(_s, ctx, accountId);
-        AccountLogic.pokePrice(ctx, _s.markets[marketId].asset);
+        // Its volatilities are not needed: a market the account holds was loaded with them above, and the
+        // backing prices the order's |Δ| at the σ floor.
+        AccountLogic.pokePrice(ctx, _s.markets[marketId].asset, false);
         int256 equity = AccountLogic.valuation(_s, ctx, accountId).equity;
         uint256 required = AccountLogic.floorInitialMargin(_s, ctx, accountId, marketId, size);
         if (equity < required.toInt256()) revert IMarginEngine.BelowInitialMargin(accountId, equity, required);
@@ -284,7 +286,9 @@ contract MarginEngine is EngineBase {
 
     /// @notice See IMarginEngine.pokeAccount.
     function pokeAccount(uint256 accountId) external {
-        AccountLogic.pokeAccount(_s, AccountLogic.newCtx(_env()), accountId);
+        // Nothing is valued here: the markets' volatilities are not loaded.
+        address unpriced = AccountLogic.pokeAccountPrices(_s, AccountLogic.newCtx(_env()), accountId, false);
+        if (unpriced != address(0)) revert IMarginEngine.OracleUnhealthy(unpriced);
     }
 
     // =================================================================== liquidation

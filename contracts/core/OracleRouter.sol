@@ -34,7 +34,7 @@ import {
 
 /// @title OracleRouter
 /// @notice Validated Chainlink prices (WAD), an EWMA volatility per asset and a per-asset circuit breaker.
-/// @dev One calculation, several doors: `price`, `tryPrice` and `poke` all go through `_read`, which
+/// @dev One calculation, several doors: `price`, `tryPrice`, `poke` and `pokeMarket` all go through `_read`, which
 ///      never reverts and reports the error `price` would raise as a selector plus its arguments.
 ///      Breaker timing uses the feed's clock: a trip at an observation with `updatedAt = t` lasts until
 ///      `t + cooldown`, and the breaker resets at the first consistent observation whose `updatedAt` is
@@ -241,9 +241,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             ReadResult memory r = _read(asset);
             o = r.isNew ? r.obs : _loadObs(a);
         }
-        VolParams storage v = a.vol;
-        target = _volatility(o.varianceRate, v);
-        maintenance = _approach(o.mmVol, target, v, block.timestamp - o.mmVolAt);
+        (target, maintenance) = _volatilities(a.vol, o);
     }
 
     /// @inheritdoc IOracleRouter
@@ -279,29 +277,54 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @inheritdoc IOracleRouter
     function poke(address asset) external returns (bool ok, uint256 priceWad) {
+        (ok, priceWad,,) = _poke(asset, false);
+    }
+
+    /// @inheritdoc IOracleRouter
+    function pokeMarket(address asset)
+        external
+        returns (bool ok, uint256 priceWad, uint256 target, uint256 maintenance)
+    {
+        return _poke(asset, true);
+    }
+
+    /// @dev The body of `poke` and `pokeMarket`. With `withVols`, an accepted price comes with the volatilities
+    ///      `volatilities(asset)` reads after the poke for the rest of the transaction: of the observation this poke
+    ///      read or recorded, or, for a price served from this transaction's cache, of the stored one (0 when not ok).
+    function _poke(address asset, bool withVols)
+        private
+        returns (bool ok, uint256 priceWad, uint256 target, uint256 maintenance)
+    {
         // A price accepted earlier in this transaction is served from transient storage: a batch of
         // rebalances or liquidations reads each feed once, and every call in it sees the same price.
         uint256 cached = _pokedPrice(asset);
-        if (cached != 0) return (true, cached - 1);
+        if (cached != 0) {
+            if (withVols) {
+                AssetConfig storage c = _assets[asset];
+                (target, maintenance) = _volatilities(c.vol, _loadObs(c));
+            }
+            return (true, cached - 1, target, maintenance);
+        }
         bytes32 slot = _pokeCacheSlot(asset);
 
         ReadResult memory r = _read(asset);
         if (r.err != bytes4(0) && r.err != CircuitBreakerTripped.selector) {
             // Keepers poke in batches: report, never revert.
             emit PriceRejected(asset, r.err);
-            return (false, 0);
+            return (false, 0, 0, 0);
         }
 
         AssetConfig storage a = _assets[asset];
         if (r.isNew) _record(asset, a, r);
 
         // After `_record` the stored observation is r.obs (and when not new, r.obs was read from it).
-        if (r.obs.tripped) return (false, 0);
+        if (r.obs.tripped) return (false, 0, 0, 0);
         uint256 stored = r.price + 1; // 0 means "not cached"
         assembly ("memory-safe") {
             tstore(slot, stored)
         }
-        return (true, r.price);
+        if (withVols) (target, maintenance) = _volatilities(a.vol, r.obs);
+        return (true, r.price, target, maintenance);
     }
 
     /// @dev The asset's accepted poke in this transaction, as price + 1 (0 = none).
@@ -705,6 +728,17 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         }
         if (vol < v.floor) vol = v.floor;
         if (vol > v.cap) vol = v.cap;
+    }
+
+    /// @dev Target and maintenance volatility now, from observation `o` (`volatilities` and `pokeMarket`): the
+    ///      target from its EWMA variance, the maintenance one moved toward it since `mmVolAt`.
+    function _volatilities(VolParams storage v, Observation memory o)
+        internal
+        view
+        returns (uint256 target, uint256 maintenance)
+    {
+        target = _volatility(o.varianceRate, v);
+        maintenance = _approach(o.mmVol, target, v, block.timestamp - o.mmVolAt);
     }
 
     /// @dev sqrt(varianceRate * SECONDS_PER_YEAR) as WAD, clamped to [floor, cap]. The square root rounds

@@ -191,4 +191,15 @@ interface IOracleRouter {
     /// @return ok Whether `price(asset)` is usable after the poke.
     /// @return priceWad The usable price (0 when not ok).
     function poke(address asset) external returns (bool ok, uint256 priceWad);
+
+    /// @notice `poke`, with the asset's volatilities as `volatilities(asset)` returns them right after it in the same
+    ///         transaction: the margin engine's door for a market asset, whose valuation needs both (one call to the
+    ///         router instead of two). Same checks, recording, events and transient cache as `poke`.
+    /// @return ok Whether `price(asset)` is usable after the poke (as `poke`).
+    /// @return priceWad The usable price (0 when not ok).
+    /// @return target `volatility(asset)` after the poke, annualised WAD in [floor, cap] (0 when not ok).
+    /// @return maintenance `maintenanceVolatility(asset)` after the poke, annualised WAD in [floor, cap] (0 when not ok).
+    function pokeMarket(address asset)
+        external
+        returns (bool ok, uint256 priceWad, uint256 target, uint256 maintenance);
 }

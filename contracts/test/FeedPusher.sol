@@ -32,4 +32,23 @@ contract FeedPusher {
         (, second) = router.poke(asset);
         (, viewed) = router.tryPrice(asset);
     }
+
+    /// @notice What one `pokeMarket` returned.
+    struct MarketPoke {
+        bool ok;
+        uint256 price;
+        uint256 target;
+        uint256 maintenance;
+    }
+
+    /// @notice `pokeMarket`, then `volatilities`, then `pokeMarket` again (served from the transaction's cache), all in
+    ///         one transaction: the first call must return what the view reads right after it, and the second the same.
+    function pokeMarketTwice(IOracleRouter router, address asset)
+        external
+        returns (MarketPoke memory first, uint256 viewTarget, uint256 viewMaintenance, MarketPoke memory second)
+    {
+        (first.ok, first.price, first.target, first.maintenance) = router.pokeMarket(asset);
+        (viewTarget, viewMaintenance) = router.volatilities(asset);
+        (second.ok, second.price, second.target, second.maintenance) = router.pokeMarket(asset);
+    }
 }

@@ -1032,6 +1032,14 @@ describe("MarginEngine", () => {
       await expect(trade(f, alice, aliceId, ethMarket, -LIMIT))
         .to.be.revertedWithCustomError(engine, "PositionTooLarge")
         .withArgs(ethMarket, -LIMIT - E18(1));
+      // The largest deltas an int256 holds, on top of the short: refused by name, never an arithmetic panic.
+      const INT256_MIN = -(2n ** 255n);
+      await expect(trade(f, alice, aliceId, ethMarket, INT256_MIN))
+        .to.be.revertedWithCustomError(engine, "PositionTooLarge")
+        .withArgs(ethMarket, INT256_MIN);
+      await expect(trade(f, alice, aliceId, ethMarket, -INT256_MIN - 1n))
+        .to.be.revertedWithCustomError(engine, "PositionTooLarge")
+        .withArgs(ethMarket, -INT256_MIN - 1n);
       expect((await engine.position(aliceId, ethMarket)).size).to.equal(-E18(1));
     });
 

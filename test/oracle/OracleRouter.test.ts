@@ -576,6 +576,15 @@ describe("OracleRouter", function () {
         await expect(f.router.poke(asset)).to.emit(f.router, "PriceRejected").withArgs(asset, selector); // a receipt with the event: no revert
         expect((await f.router.observation(asset)).updatedAt).to.equal(0n);
       });
+
+      it(`pokeMarket: the same PriceRejected (${c.error}) for ${c.what}, returns (false, 0, 0, 0) and does not revert`, async function () {
+        const f = await loadFixture(deployFixture);
+        const { asset } = await c.arrange(f);
+        const selector = f.router.interface.getError(c.error)!.selector;
+        expect(await f.router.pokeMarket.staticCall(asset)).to.deep.equal([false, 0n, 0n, 0n]);
+        await expect(f.router.pokeMarket(asset)).to.emit(f.router, "PriceRejected").withArgs(asset, selector);
+        expect((await f.router.observation(asset)).updatedAt).to.equal(0n);
+      });
     }
   });
 
@@ -746,6 +755,76 @@ describe("OracleRouter", function () {
         .to.emit(router, "BreakerTripped")
         .withArgs(WETH, 2000n * WAD, 2400n * WAD + 10n ** 10n, 2001n, t + COOLDOWN);
     });
+  });
+
+  describe("pokeMarket", function () {
+    /** A recorded round at a grid boundary, then an unpoked +5 % round at the next one (a real return): σ moves. */
+    async function sampledRound(f: Fixture): Promise<number> {
+      const t0 = await nextGridStart();
+      await setRoundAt(f.feed8, 1, 2000n * e8, t0, t0);
+      await f.router.poke(WETH);
+      const t1 = t0 + INTERVAL;
+      await setRoundAt(f.feed8, 2, 2100n * e8, t1, t1);
+      await time.increaseTo(t1 + 600); // σ_mm moves toward the new target for 600 s and more (calls and the next block)
+      return t1;
+    }
+
+    it("returns the price and exactly volatilities(asset) after a new round, and the same again from the transaction's cache", async function () {
+      const f = await loadFixture(deployFixture);
+      await sampledRound(f);
+      const [first, viewTarget, viewMaintenance, second] = await f.pusher.pokeMarketTwice.staticCall(f.router, WETH);
+      expect([first.ok, first.price]).to.deep.equal([true, 2100n * WAD]);
+      expect([first.target, first.maintenance]).to.deep.equal([viewTarget, viewMaintenance]);
+      expect([second.ok, second.price, second.target, second.maintenance]).to.deep.equal([true, 2100n * WAD, viewTarget, viewMaintenance]);
+      // Not a trivial case: the return moved σ above the floor, and σ_mm (moving at its bounded speed) is between.
+      expect(viewTarget).to.be.greaterThan(DEFAULT_FLOOR);
+      expect(viewMaintenance).to.be.greaterThan(DEFAULT_FLOOR);
+      expect(viewMaintenance).to.be.lessThan(viewTarget);
+    });
+
+    it("records the round as poke does: the same events, once, and the same observation", async function () {
+      const f = await loadFixture(deployFixture);
+      const t1 = await sampledRound(f);
+      const viewed = await f.router.volatility(WETH); // the unpoked round, as poke will record it
+      const tx = f.pusher.pokeMarketTwice(f.router, WETH);
+      await expect(tx).to.emit(f.router, "ObservationRecorded").withArgs(WETH, 2100n * WAD, t1, viewed);
+      await expect(tx).to.emit(f.router, "VolatilitySampled");
+      const receipt = await (await tx).wait();
+      const recorded = receipt!.logs.filter((l) => l.topics[0] === f.router.interface.getEvent("ObservationRecorded").topicHash);
+      expect(recorded).to.have.length(1); // the second call is served from the cache
+      const byPokeMarket = await f.router.observation(WETH);
+      const at = await time.latest();
+
+      // The same history through poke, at the same time (the fixture again: the chain is reverted to it).
+      const g = await loadFixture(deployFixture);
+      expect(await sampledRound(g)).to.equal(t1);
+      await time.setNextBlockTimestamp(at);
+      await g.router.poke(WETH);
+      expect(await g.router.observation(WETH)).to.deep.equal(byPokeMarket);
+    });
+
+    it("returns the price and volatilities(asset) for a round already recorded (nothing new to record)", async function () {
+      const f = await loadFixture(deployFixture);
+      await sampledRound(f);
+      await f.router.poke(WETH);
+      await time.increase(1200); // σ_mm moves on; the round (601 s old at the poke) is still fresh
+      const [first, viewTarget, viewMaintenance, second] = await f.pusher.pokeMarketTwice.staticCall(f.router, WETH);
+      expect([first.ok, first.price, first.target, first.maintenance]).to.deep.equal([true, 2100n * WAD, viewTarget, viewMaintenance]);
+      expect([second.ok, second.price, second.target, second.maintenance]).to.deep.equal([true, 2100n * WAD, viewTarget, viewMaintenance]);
+      await expect(f.pusher.pokeMarketTwice(f.router, WETH)).not.to.emit(f.router, "ObservationRecorded");
+    });
+
+    it("returns (false, 0, 0, 0) on a breaker trip, as poke returns (false, 0), and emits BreakerTripped", async function () {
+      const f = await loadFixture(deployFixture);
+      await f.router.poke(WETH);
+      const t = (await time.latest()) + 10;
+      await setRoundAt(f.feed8, 2, 1500n * e8, t, t); // -25 %
+      const [first, , , second] = await f.pusher.pokeMarketTwice.staticCall(f.router, WETH);
+      expect([first.ok, first.price, first.target, first.maintenance]).to.deep.equal([false, 0n, 0n, 0n]);
+      expect([second.ok, second.price, second.target, second.maintenance]).to.deep.equal([false, 0n, 0n, 0n]);
+      await expect(f.router.pokeMarket(WETH)).to.emit(f.router, "BreakerTripped").withArgs(WETH, 2000n * WAD, 1500n * WAD, 2500n, t + COOLDOWN);
+    });
+
   });
 
   describe("volatility", function () {

@@ -276,7 +276,7 @@ library AccountLogic {
         Env env;
         address[MAX_CACHED] pxAsset;
         uint256[MAX_CACHED] pxValue;
-        uint256[MAX_CACHED] volTarget; // 0 = not read yet (a volatility is never below its floor > 0)
+        uint256[MAX_CACHED] volTarget; // 0 = not read yet (a volatility is never below its floor > 0), or unpriced
         uint256[MAX_CACHED] volMaint;
         uint256 pxCount;
     }
@@ -570,25 +570,31 @@ library AccountLogic {
 
     // =================================================================== prices
 
-    /// @dev Pokes every oracle the account needs: its market assets first (reverting
-    ///      `OracleUnhealthy(asset)` on the first invalid one: a position cannot be valued without its price),
-    ///      then its margin assets (an invalid one is cached as 0: that collateral counts as nothing).
+    /// @dev Pokes every oracle the account's valuation needs: its market assets first, with their volatilities
+    ///      (`pokeMarket`; reverting `OracleUnhealthy(asset)` on the first invalid one: a position cannot be valued
+    ///      without its price), then its margin assets (an invalid one is cached as 0: that collateral counts as nothing).
     ///      Cached, so each asset is poked once per call. Same walk as `viewAccountPrices`: Solidity cannot share
     ///      one loop between a view and a state-changing door without building an asset list in memory, which
     ///      costs ~1k gas per call on the hot path.
     function pokeAccount(Storage storage s, Ctx memory ctx, uint256 accountId) internal {
-        address unpriced = pokeAccountPrices(s, ctx, accountId);
+        address unpriced = pokeAccountPrices(s, ctx, accountId, true);
         if (unpriced != address(0)) revert IMarginEngine.OracleUnhealthy(unpriced);
     }
 
     /// @dev `pokeAccount` that reports instead of reverting: the first market asset without a valid price
     ///      (address(0) when every position is priced; the walk stops there). A batch skips such an account.
-    function pokeAccountPrices(Storage storage s, Ctx memory ctx, uint256 accountId) internal returns (address) {
+    ///      `withVols`: the call values the account, so its markets' volatilities come with their prices (`pokeMarket`);
+    ///      without it (a bare poke), the markets are poked as the collateral is.
+    function pokeAccountPrices(Storage storage s, Ctx memory ctx, uint256 accountId, bool withVols)
+        internal
+        returns (address)
+    {
         uint256 markets = s.accounts[accountId].positionMask;
         for (uint256 id; markets != 0; ++id) {
             if (markets & 1 != 0) {
                 address asset = s.markets[id].asset;
-                if (pokeCollateral(ctx, asset) == 0) return asset;
+                uint256 px = withVols ? pokeMarket(ctx, asset) : pokeCollateral(ctx, asset);
+                if (px == 0) return asset;
             }
             markets >>= 1;
         }
@@ -629,10 +635,28 @@ library AccountLogic {
         if (unpriced != address(0)) revert IMarginEngine.OracleUnhealthy(unpriced);
     }
 
-    /// @dev A price the call cannot do without (a position's market, a trade): reverts `OracleUnhealthy`.
-    function pokePrice(Ctx memory ctx, address asset) internal returns (uint256 px) {
-        px = pokeCollateral(ctx, asset);
+    /// @dev A price the call cannot do without (a position's market, a trade): reverts `OracleUnhealthy`. `market`: the
+    ///      call will value a position in this market asset, so its volatilities come with the price (`pokeMarket`).
+    function pokePrice(Ctx memory ctx, address asset, bool market) internal returns (uint256 px) {
+        px = market ? pokeMarket(ctx, asset) : pokeCollateral(ctx, asset);
         if (px == 0) revert IMarginEngine.OracleUnhealthy(asset);
+    }
+
+    /// @dev A market asset's price, as `pokeCollateral`, and its volatilities from the same router call
+    ///      (`oracle.pokeMarket`: `volatilities(asset)` as it reads right after the poke), cached for `cachedVol`.
+    ///      An invalid price caches 0 for all three, i.e. volatilities not loaded (never read: `cachedPrice` reverts
+    ///      first). An asset the call already cached (as collateral, by an earlier account of a batch) keeps its
+    ///      entry: `cachedVol` reads its volatilities from the router if a valuation needs them.
+    function pokeMarket(Ctx memory ctx, address asset) internal returns (uint256 px) {
+        (bool found, uint256 cached) = lookup(ctx, asset);
+        if (found) return cached;
+        uint256 target;
+        uint256 maint;
+        (, px, target, maint) = ctx.env.oracle.pokeMarket(asset); // all 0 when not ok
+        uint256 i = ctx.pxCount;
+        store(ctx, asset, px);
+        ctx.volTarget[i] = target;
+        ctx.volMaint[i] = maint;
     }
 
     /// @dev A collateral price: 0 (cached as such) when the oracle is invalid.
@@ -666,7 +690,9 @@ library AccountLogic {
         return (false, 0);
     }
 
-    /// @dev Target and maintenance volatility of a market asset whose price is cached, read once per call.
+    /// @dev Target and maintenance volatility of a market asset whose price is cached, read once per call: loaded with
+    ///      the price by `pokeMarket`, else read here from `oracle.volatilities` (the view door, or an asset first
+    ///      cached as collateral). Both agree to the wei: a poked price fixes the observation for the transaction.
     function cachedVol(Ctx memory ctx, address asset) internal view returns (uint256 target, uint256 maint) {
         for (uint256 i; i < ctx.pxCount; ++i) {
             if (ctx.pxAsset[i] == asset) {

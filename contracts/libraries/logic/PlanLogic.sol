@@ -58,7 +58,7 @@ library PlanLogic {
         internal
         returns (address unpriced)
     {
-        unpriced = AccountLogic.pokeAccountPrices(s, ctx, accountId);
+        unpriced = AccountLogic.pokeAccountPrices(s, ctx, accountId, true);
         if (unpriced != address(0)) return unpriced;
         AccountLogic.pokeCollateral(ctx, ctx.env.gasAsset);
         (uint256 count, uint256 indices) = AccountLogic.policyAssets(s, accountId);

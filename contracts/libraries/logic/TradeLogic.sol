@@ -179,17 +179,18 @@ library TradeLogic {
         if (sizeDelta == 0) revert IMarginEngine.ZeroSizeDelta();
         AccountLogic.MarketSlot storage m = s.markets[marketId];
 
+        int256 oldSize = s.positions[accountId][marketId].size;
+        // A fill that adds risk values the account below: its market's volatilities come with the price.
+        bool increasesRisk = _addsRisk(oldSize, sizeDelta, reduceOnly);
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
-        uint256 nowPx = AccountLogic.pokePrice(ctx, m.asset);
+        uint256 nowPx = AccountLogic.pokePrice(ctx, m.asset, increasesRisk);
         uint256 px = fillPx == 0 ? nowPx : fillPx;
         if (sizeDelta > 0 ? px > acceptablePrice : px < acceptablePrice) {
             revert IMarginEngine.PriceNotAcceptable(px, acceptablePrice);
         }
 
-        int256 oldSize = s.positions[accountId][marketId].size;
         int256 newSize;
         (sizeDelta, newSize) = _sizes(accountId, marketId, oldSize, sizeDelta, reduceOnly);
-        bool increasesRisk = _increasesRisk(oldSize, sizeDelta);
         if (increasesRisk && paused) revert IMarginEngine.PositionIncreasePaused();
 
         // Funding to now at the current price first: the fill price prices the position, not the time before it.
@@ -237,6 +238,14 @@ library TradeLogic {
             revert IMarginEngine.PositionTooLarge(marketId, newSize);
         }
         return (sizeDelta, newSize);
+    }
+
+    /// @dev `_increasesRisk` of the fill as `_sizes` will leave it, judged before `_sizes` runs (and before the price,
+    ///      whose errors come first): a reduce-only fill never adds risk (`_sizes` clamps it to the position, against
+    ///      it); any other keeps its size change, except one beyond 128 bits, which `_sizes` refuses (not summed here).
+    function _addsRisk(int256 oldSize, int256 sizeDelta, bool reduceOnly) private pure returns (bool) {
+        if (reduceOnly || sizeDelta > type(int128).max || sizeDelta < -type(int128).max) return false;
+        return _increasesRisk(oldSize, sizeDelta);
     }
 
     /// @dev Whether a trade of `sizeDelta` on a position of `oldSize` grows |size| or flips its side.

@@ -122,8 +122,9 @@ export const DEFAULT_REBALANCER: RebalancerConfig = {
   orderFee: 500_000n,
 };
 
-/** What setRebalancePolicy accepts (Constants.sol: MIN_REBALANCE_BAND, MAX_REBALANCE_TARGET, MAX_REBALANCE_FEE). */
-export const POLICY_BOUNDS = { minBand: wad("0.05"), maxTarget: wad("10"), maxFeeUsd: wad("1000") } as const;
+/** What setRebalancePolicy accepts (Constants.sol: MIN_REBALANCE_BAND, MAX_REBALANCE_TARGET, MAX_RELEASE_RATIO,
+ *  MAX_REBALANCE_FEE; each ratio a whole number of millionths, POLICY_RATIO_UNIT). */
+export const POLICY_BOUNDS = { minBand: wad("0.05"), maxTarget: wad("10"), maxRelease: wad("16"), maxFeeUsd: wad("1000") } as const;
 
 /** Action bits of a rebalancing policy and plan (Constants.sol). */
 /** REDUCE_FIRST orders REDUCE before TOP_UP above health 1 (Constants.sol); ALL is every action, without the order. */

@@ -40,7 +40,8 @@ async function main() {
   const paths = standardPaths();
   const config: Parameters<typeof replayPaths>[1] = {};
   // The contracts' bounds: imVolFloor 0 … 10 (GovernanceLogic), maxChangePerDay 0.01 … 10 (OracleRouter).
-  const floor = envDecimal("RISK_IM_VOL_FLOOR", 0, 10);
+  // imVolFloor is a market fraction, kept in whole billionths (GovernanceLogic: ParamPrecision): at most 9 decimals.
+  const floor = envDecimal("RISK_IM_VOL_FLOOR", 0, 10, 9);
   const speed = envDecimal("RISK_MAX_CHANGE_PER_DAY", 0.01, 10);
   if (floor !== undefined) config.market = { imVolFloor: floor };
   if (speed !== undefined) config.volParams = { maxChangePerDay: speed };
@@ -106,11 +107,11 @@ async function main() {
 }
 
 /** A decimal environment variable as WAD, within [min, max]; undefined when unset. Bad input: a one-line error. */
-function envDecimal(name: string, min: number, max: number): bigint | undefined {
+function envDecimal(name: string, min: number, max: number, decimals = 18): bigint | undefined {
   const text = process.env[name];
   if (text === undefined || text === "") return undefined;
-  if (!/^\d+(\.\d{1,18})?$/.test(text) || Number(text) < min || Number(text) > max) {
-    throw new UserError(`${name}=${text} is not a decimal between ${min} and ${max} (e.g. ${name}=1.5)`);
+  if (!new RegExp(`^\\d+(\\.\\d{1,${decimals}})?$`).test(text) || Number(text) < min || Number(text) > max) {
+    throw new UserError(`${name}=${text} is not a decimal between ${min} and ${max} with at most ${decimals} decimals (e.g. ${name}=1.5)`);
   }
   return wad(text);
 }

@@ -24,7 +24,7 @@ import {
 } from "./population";
 import { sweepReport, sweepTable } from "./sweep";
 import type { BacktestReport, SweepReport } from "./types";
-import { ACTION, POLICY_BOUNDS } from "../deploy/params";
+import { ACTION, POLICY_BOUNDS, POLICY_RATIO_UNIT } from "../deploy/params";
 import { wadText as fmt } from "../lib/format";
 
 export const DEFAULT_DATA = "eth_usdt_bybitperp_1h_2022-11-05_2022-11-15.csv";
@@ -91,7 +91,11 @@ function checkPolicy(p: PolicySpec): PolicySpec {
   if (p.target > POLICY_BOUNDS.maxTarget) throw new SimInputError(`policy ${p.name}: target must be at most ${fmt(POLICY_BOUNDS.maxTarget)}`);
   if (p.release !== 0n && p.release <= p.target) throw new SimInputError(`policy ${p.name}: release must be 0 (none) or above the target`);
   if (p.release !== 0n && p.release < p.target + POLICY_BOUNDS.minBand) throw new SimInputError(`policy ${p.name}: release must be at least target + ${band}`);
+  if (p.release > POLICY_BOUNDS.maxRelease) throw new SimInputError(`policy ${p.name}: release must be at most ${fmt(POLICY_BOUNDS.maxRelease)}`);
   if ((p.actions & ACTION.RELEASE) !== 0 && p.release === 0n) throw new SimInputError(`policy ${p.name}: the release action needs a release ratio (--policy trigger,target,release)`);
+  for (const [what, r] of [["trigger", p.trigger], ["target", p.target], ["release", p.release]] as const) {
+    if (r % POLICY_RATIO_UNIT !== 0n) throw new SimInputError(`policy ${p.name}: ${what} ${fmt(r)} has more than 6 decimals (a policy keeps whole millionths)`);
+  }
   return p;
 }
 

@@ -18,6 +18,7 @@ import {
     MAX_VOL_TAU,
     MAX_SEQUENCER_GRACE,
     MAX_BREAKER_COOLDOWN,
+    MAX_FEED_PRICE,
     DEFAULT_VOL_TAU,
     DEFAULT_VOL_FLOOR,
     DEFAULT_VOL_CAP,
@@ -128,7 +129,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (
             asset == address(0) || address(params.feed) == address(0) || params.heartbeat == 0
                 || params.minPrice == 0 || params.minPrice >= params.maxPrice
-                || params.maxPrice > type(uint128).max || params.maxJumpBps == 0 || params.maxJumpBps > BPS
+                || params.maxPrice > MAX_FEED_PRICE || params.maxJumpBps == 0 || params.maxJumpBps > BPS
                 || params.cooldown > MAX_BREAKER_COOLDOWN
         ) revert InvalidFeedParams(asset);
 
@@ -143,7 +144,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             maxJumpBps: params.maxJumpBps,
             cooldown: params.cooldown,
             decimals: dec,
-            minPrice: uint128(params.minPrice), // < maxPrice <= 2^128 - 1, checked above
+            minPrice: uint128(params.minPrice), // < maxPrice <= MAX_FEED_PRICE = 2^126, checked above
             maxPrice: uint128(params.maxPrice)
         });
         if (a.vol.tau == 0) {

@@ -108,7 +108,8 @@ interface IOracleRouter {
     // ---------------------------------------------------------------- governance
     /// @notice Sets or replaces an asset's feed. Reverts `InvalidFeedParams` unless heartbeat > 0,
     ///         0 < minPrice < maxPrice, 0 < maxJumpBps <= 10_000; `FeedDecimalsTooHigh` above 18 decimals.
-    ///         Also `InvalidFeedParams` for a zero asset or feed, maxPrice above type(uint128).max, or
+    ///         Also `InvalidFeedParams` for a zero asset or feed, maxPrice above MAX_FEED_PRICE = 2^126 (a position
+    ///         keeps entryPrice − entryFunding in 128 bits: Constants.sol), or
     ///         cooldown above MAX_BREAKER_COOLDOWN. Gives the asset the default VolParams if it has none.
     ///         Resets the asset's observation (the next `poke` records a fresh one).
     function setFeed(address asset, FeedParams calldata params) external;

@@ -24,6 +24,12 @@ uint256 constant MAX_VOL_TAU = 365 days;
 uint256 constant MAX_SEQUENCER_GRACE = 1 days;
 /// @dev Longest breaker cooldown: 7 days.
 uint256 constant MAX_BREAKER_COOLDOWN = 7 days;
+/// @dev Highest `maxPrice` a feed may be given (`OracleRouter.setFeed`), WAD: 2^126 ≈ 8.5e19 USD per unit, so every
+///      price the engine reads is below 2^126. A position keeps entryPrice − entryFunding in 128 bits
+///      (AccountLogic.PositionSlot, SafeCast at every trade that leaves a position open: a partial close, a
+///      liquidation's, a rebalance's REDUCE): with prices below 2^126 that difference fits unless the market's funding
+///      index has fallen below −2^126, so no price can block a partial close or a liquidation.
+uint256 constant MAX_FEED_PRICE = 2 ** 126;
 
 /// @dev Default EWMA time constant set by `OracleRouter.setFeed` when an asset has no VolParams yet:
 ///      1 day, in seconds. Long enough to smooth a day of heartbeat/deviation rounds, short enough for

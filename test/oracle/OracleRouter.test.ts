@@ -157,6 +157,7 @@ describe("OracleRouter", function () {
       ["minPrice equal to maxPrice", { minPrice: 5n * WAD, maxPrice: 5n * WAD }],
       ["minPrice above maxPrice", { minPrice: 6n * WAD, maxPrice: 5n * WAD }],
       ["maxPrice above type(uint128).max", { maxPrice: UINT128_MAX + 1n }],
+      ["maxPrice above MAX_FEED_PRICE = 2^126", { maxPrice: 2n ** 126n + 1n }],
       ["a zero maxJumpBps", { maxJumpBps: 0 }],
       ["maxJumpBps above 10_000", { maxJumpBps: 10_001 }],
       ["a cooldown above MAX_BREAKER_COOLDOWN", { cooldown: MAX_BREAKER_COOLDOWN + 1 }],
@@ -170,12 +171,12 @@ describe("OracleRouter", function () {
       });
     }
 
-    it("accepts the extreme valid params (maxJumpBps 10_000, maxPrice uint128 max, cooldown 7 days)", async function () {
+    it("accepts the extreme valid params (maxJumpBps 10_000, maxPrice MAX_FEED_PRICE = 2^126, cooldown 7 days)", async function () {
       const { router, feed8 } = await loadFixture(deployFixture);
       await expect(
         router.setFeed(
           WSTETH,
-          feedParams(await feed8.getAddress(), { maxJumpBps: 10_000, maxPrice: UINT128_MAX, cooldown: MAX_BREAKER_COOLDOWN }),
+          feedParams(await feed8.getAddress(), { maxJumpBps: 10_000, maxPrice: 2n ** 126n, cooldown: MAX_BREAKER_COOLDOWN }),
         ),
       ).to.emit(router, "FeedSet");
     });

@@ -236,8 +236,9 @@ library AccountLogic {
     /// @param size Signed size, WAD units (|size| < 2^127: `PositionTooLarge`).
     /// @param entryNet entryPrice − entryFunding of the last trade, WAD USD per unit: the position's PnL is
     ///        size·(P − F) − size·entryNet, the same integer as size·(P − entry) − size·(F − F_entry). SafeCast
-    ///        checked into 128 bits (an entry price and a funding index each within ±1.7e20 USD per unit).
-    /// @param entryPrice The last trade's price (< maxPrice < 2^128), for `position()` (which shows entryFunding =
+    ///        checked into 128 bits: every price is below MAX_FEED_PRICE = 2^126 (`OracleRouter.setFeed`), so it fits
+    ///        while the funding index is above −2^126 (a price up to 2^128 would block partial closes: Constants.sol).
+    /// @param entryPrice The last trade's price (< maxPrice <= 2^126), for `position()` (which shows entryFunding =
     ///        entryPrice − entryNet); no valuation reads it.
     struct PositionSlot {
         int128 size;

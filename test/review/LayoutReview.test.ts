@@ -184,7 +184,7 @@ describe("Layout review: one-slot policy, {size, entryNet} positions, three-slot
     const FIELDS = ["baseMMR", "maxMMR", "volK", "sizeK", "imFactor", "feeRate", "oiCapFraction", "maxFundingRate", "imVolFloor"] as const;
     const EXTREME: MarketConfig = {
       baseMMR: wad("0.5"), maxMMR: wad("1"), volK: wad("10"), sizeK: wad("1"), imFactor: wad("10"), feeRate: wad("0.01"),
-      oiCapFraction: wad("5"), maxFundingRate: wad("0.1"), imVolFloor: wad("10"), skewScale: UINT128_MAX, oiCapUsd: UINT128_MAX,
+      oiCapFraction: wad("5"), maxFundingRate: wad("0.1"), imVolFloor: wad("10"), skewScale: UINT128_MAX, oiCapUsd: 2n ** 96n - 1n, // MAX_OI_CAP_USD
     };
 
     it("resisted: every fraction at its maximum, then every one at its least nonzero billionth, round-trips through marketParams() exactly; maintenanceRate equals the formula on the set values", async () => {

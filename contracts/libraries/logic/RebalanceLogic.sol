@@ -40,21 +40,7 @@ library RebalanceLogic {
             emit IMarginEngine.RebalancePolicySet(accountId, cleared);
             return;
         }
-        if (p.triggerRatio <= WAD) revert IMarginEngine.PolicyTriggerTooLow(p.triggerRatio);
-        if (p.targetRatio < uint256(p.triggerRatio) + C.MIN_REBALANCE_BAND) {
-            revert IMarginEngine.PolicyBandTooNarrow(p.triggerRatio, p.targetRatio, C.MIN_REBALANCE_BAND);
-        }
-        if (p.targetRatio > C.MAX_REBALANCE_TARGET) {
-            revert IMarginEngine.PolicyTargetTooHigh(p.targetRatio, C.MAX_REBALANCE_TARGET);
-        }
-        if (p.releaseRatio != 0 && p.releaseRatio < uint256(p.targetRatio) + C.MIN_REBALANCE_BAND) {
-            revert IMarginEngine.PolicyBandTooNarrow(p.targetRatio, p.releaseRatio, C.MIN_REBALANCE_BAND);
-        }
-        if (p.releaseRatio > C.MAX_RELEASE_RATIO) revert IMarginEngine.PolicyReleaseTooHigh(p.releaseRatio, C.MAX_RELEASE_RATIO);
-        // The policy slot keeps the ratios in millionths: refuse what it could not keep exactly (never round).
-        _requireWholeMillionths(p.triggerRatio);
-        _requireWholeMillionths(p.targetRatio);
-        _requireWholeMillionths(p.releaseRatio);
+        _checkRatios(p.triggerRatio, p.targetRatio, p.releaseRatio);
         // REDUCE_FIRST orders a REDUCE: alone it means nothing
         if (p.actions & ~C.ALL_ACTIONS != 0 || (p.actions & C.REDUCE_FIRST != 0 && p.actions & C.REDUCE == 0)) {
             revert IMarginEngine.PolicyUnknownActions(p.actions);
@@ -84,6 +70,23 @@ library RebalanceLogic {
             assetIndices: uint32(indices) // MAX_POLICY_ASSETS = 8 indices of 4 bits
         });
         emit IMarginEngine.RebalancePolicySet(accountId, p);
+    }
+
+    /// @dev The ratio rules, in order: trigger > 1, the bands, target <= 10, release <= 16, whole millionths.
+    function _checkRatios(uint256 trigger, uint256 target, uint256 release) private pure {
+        if (trigger <= WAD) revert IMarginEngine.PolicyTriggerTooLow(trigger);
+        if (target < trigger + C.MIN_REBALANCE_BAND) {
+            revert IMarginEngine.PolicyBandTooNarrow(trigger, target, C.MIN_REBALANCE_BAND);
+        }
+        if (target > C.MAX_REBALANCE_TARGET) revert IMarginEngine.PolicyTargetTooHigh(target, C.MAX_REBALANCE_TARGET);
+        if (release != 0 && release < target + C.MIN_REBALANCE_BAND) {
+            revert IMarginEngine.PolicyBandTooNarrow(target, release, C.MIN_REBALANCE_BAND);
+        }
+        if (release > C.MAX_RELEASE_RATIO) revert IMarginEngine.PolicyReleaseTooHigh(release, C.MAX_RELEASE_RATIO);
+        // The policy slot keeps the ratios in millionths: refuse what it could not keep exactly (never round).
+        _requireWholeMillionths(trigger);
+        _requireWholeMillionths(target);
+        _requireWholeMillionths(release);
     }
 
     function _requireWholeMillionths(uint256 ratio) private pure {

@@ -253,7 +253,7 @@ contract MarginEngine is EngineBase {
         bool reduceOnly
     ) external tracksDebt(accountId) {
         if (msg.sender != address(this)) revert IMarginEngine.NotAuthorized(accountId, msg.sender);
-        TradeLogic.fill(_s, _env(), accountId, marketId, sizeDelta, acceptablePrice, fillPx, reduceOnly, paused);
+        TradeLogic.fill(_s, _env(), TradeLogic.Fill(accountId, marketId, sizeDelta, acceptablePrice, fillPx, reduceOnly, paused));
     }
 
     /// @dev The selector of a fill refusal that cancels an order: a rule of the trade judged at the fill round, which

@@ -36,7 +36,7 @@ contract InstantFillEngine is MarginEngine {
     {
         _requireAuthorized(accountId);
         _requireMarket(marketId);
-        TradeLogic.fill(_s, _env(), accountId, marketId, sizeDelta, acceptablePrice, 0, false, paused);
+        TradeLogic.fill(_s, _env(), TradeLogic.Fill(accountId, marketId, sizeDelta, acceptablePrice, 0, false, paused));
     }
 }
 

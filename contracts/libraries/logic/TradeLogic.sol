@@ -16,6 +16,19 @@ library TradeLogic {
     using SafeCast for uint256;
     using WadMath for uint256;
 
+    /// @notice What `fill` fills: `sizeDelta` on the account's position in `marketId` at `fillPx` (0: the current
+    ///         price), no worse than `acceptablePrice`; `reduceOnly` as requested; `paused` the engine's pause (one
+    ///         argument, so the legacy pipeline of `npm run coverage` has the stack for it).
+    struct Fill {
+        uint256 accountId;
+        uint256 marketId;
+        int256 sizeDelta;
+        uint256 acceptablePrice;
+        uint256 fillPx;
+        bool reduceOnly;
+        bool paused;
+    }
+
     uint256 private constant WAD = 1e18;
 
     /// @dev See `IMarginEngine.requestOrder`; the engine has checked the caller and the market.
@@ -165,57 +178,68 @@ library TradeLogic {
     ///      its open interest within the cap: `_reserveOpenInterest`).
     ///      See `IMarginEngine.requestOrder` for every rule; the engine has checked the caller (or the order) and the
     ///      market.
-    function fill(
+    function fill(AccountLogic.Storage storage s, AccountLogic.Env memory env, Fill memory f) external {
+        if (f.sizeDelta == 0) revert IMarginEngine.ZeroSizeDelta();
+        address asset = s.markets[f.marketId].asset;
+        int256 oldSize = s.positions[f.accountId][f.marketId].size;
+        // A fill that adds risk values the account below: its market's volatilities come with the price.
+        bool increasesRisk = _addsRisk(oldSize, f.sizeDelta, f.reduceOnly);
+        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
+        uint256 nowPx = AccountLogic.pokePrice(ctx, asset, increasesRisk);
+        uint256 px = f.fillPx == 0 ? nowPx : f.fillPx;
+        if (f.sizeDelta > 0 ? px > f.acceptablePrice : px < f.acceptablePrice) {
+            revert IMarginEngine.PriceNotAcceptable(px, f.acceptablePrice);
+        }
+
+        (int256 sizeDelta, int256 newSize) = _sizes(f.accountId, f.marketId, oldSize, f.sizeDelta, f.reduceOnly);
+        if (increasesRisk && f.paused) revert IMarginEngine.PositionIncreasePaused();
+
+        _trade(s, env, f.accountId, f.marketId, sizeDelta, px, nowPx);
+
+        if (increasesRisk) {
+            if (f.fillPx == 0) _checkOpenInterest(s, env, f.marketId, nowPx, newSize > 0, 0);
+            _checkInitialMargin(s, ctx, f.accountId, asset, px);
+        }
+        // A fill the owner asked for: a REDUCE of a policy account waits for a round after it.
+        AccountLogic.markOwnerAction(s, f.accountId);
+    }
+
+    /// @dev The fill's trade at `px`, its fee and settlement. Funding to now at the current price `nowPx` first: the
+    ///      fill price prices the position, not the time before it.
+    function _trade(
         AccountLogic.Storage storage s,
         AccountLogic.Env memory env,
         uint256 accountId,
         uint256 marketId,
         int256 sizeDelta,
-        uint256 acceptablePrice,
-        uint256 fillPx,
-        bool reduceOnly,
-        bool paused
-    ) external {
-        if (sizeDelta == 0) revert IMarginEngine.ZeroSizeDelta();
-        AccountLogic.MarketSlot storage m = s.markets[marketId];
-
-        int256 oldSize = s.positions[accountId][marketId].size;
-        // A fill that adds risk values the account below: its market's volatilities come with the price.
-        bool increasesRisk = _addsRisk(oldSize, sizeDelta, reduceOnly);
-        AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
-        uint256 nowPx = AccountLogic.pokePrice(ctx, m.asset, increasesRisk);
-        uint256 px = fillPx == 0 ? nowPx : fillPx;
-        if (sizeDelta > 0 ? px > acceptablePrice : px < acceptablePrice) {
-            revert IMarginEngine.PriceNotAcceptable(px, acceptablePrice);
-        }
-
-        int256 newSize;
-        (sizeDelta, newSize) = _sizes(accountId, marketId, oldSize, sizeDelta, reduceOnly);
-        if (increasesRisk && paused) revert IMarginEngine.PositionIncreasePaused();
-
-        // Funding to now at the current price first: the fill price prices the position, not the time before it.
+        uint256 px,
+        uint256 nowPx
+    ) private {
         if (px != nowPx) AccountLogic.accrueFunding(s, marketId, nowPx);
         // Fee rounds up: the trader never pays less than feeRate of the traded notional.
-        uint256 fee = WadMath.abs(sizeDelta).mulDivUp(px, WAD).wMulUp(AccountLogic.nano(m.feeRate));
+        uint256 fee = WadMath.abs(sizeDelta).mulDivUp(px, WAD).wMulUp(AccountLogic.nano(s.markets[marketId].feeRate));
         AccountLogic.applyTrade(s, accountId, marketId, sizeDelta, px, fee);
         AccountLogic.changeSettlement(s, accountId, -fee.toInt256());
         AccountLogic.settle(s, env, accountId);
         // An owner who closes an underwater position leaves debt with nothing behind it: written off now.
         AccountLogic.writeOffIfEmpty(s, env, accountId);
+    }
 
-        if (increasesRisk) {
-            if (fillPx == 0) _checkOpenInterest(s, env, marketId, nowPx, newSize > 0, 0);
-            AccountLogic.pokeAccount(s, ctx, accountId);
-            // IM as of the fill round: the traded market (and collateral in its asset) at the fill price, so the
-            // check does not depend on when the order is executed.
-            AccountLogic.reprice(ctx, m.asset, px);
-            IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
-            if (st.equity < st.initialMargin.toInt256()) {
-                revert IMarginEngine.BelowInitialMargin(accountId, st.equity, st.initialMargin);
-            }
+    /// @dev New risk's IM check after a fill: every price the account needs poked, then the traded market (and
+    ///      collateral in its asset) at the fill price `px`, so the check does not depend on when the order is executed.
+    function _checkInitialMargin(
+        AccountLogic.Storage storage s,
+        AccountLogic.Ctx memory ctx,
+        uint256 accountId,
+        address asset,
+        uint256 px
+    ) private {
+        AccountLogic.pokeAccount(s, ctx, accountId);
+        AccountLogic.reprice(ctx, asset, px);
+        IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId);
+        if (st.equity < st.initialMargin.toInt256()) {
+            revert IMarginEngine.BelowInitialMargin(accountId, st.equity, st.initialMargin);
         }
-        // A fill the owner asked for: a REDUCE of a policy account waits for a round after it.
-        AccountLogic.markOwnerAction(s, accountId);
     }
 
     /// @dev The fill's size change (a reduce-only one clamped to the position: never more, never the same side) and

@@ -508,15 +508,15 @@ library AccountLogic {
     /// @dev A market's parameters as the ABI struct (`marketParams`), the fractions back in WAD (exact).
     function marketParamsOf(MarketSlot storage m) internal view returns (IMarginEngine.MarketParams memory p) {
         p.asset = m.asset;
-        p.baseMMR = uint64(m.baseMMR) * uint64(NANO); // each <= 1e19 < 2^64 (MarketSlot's bounds)
-        p.volK = uint64(m.volK) * uint64(NANO);
-        p.sizeK = uint64(m.sizeK) * uint64(NANO);
-        p.maxMMR = uint64(m.maxMMR) * uint64(NANO);
-        p.imFactor = uint64(m.imFactor) * uint64(NANO);
-        p.feeRate = uint64(m.feeRate) * uint64(NANO);
-        p.oiCapFraction = uint64(m.oiCapFraction) * uint64(NANO);
-        p.maxFundingRate = uint64(m.maxFundingRate) * uint64(NANO);
-        p.imVolFloor = uint64(m.imVolFloor) * uint64(NANO);
+        p.baseMMR = uint64(nano(m.baseMMR)); // each <= 1e19 < 2^64 (MarketSlot's bounds)
+        p.volK = uint64(nano(m.volK));
+        p.sizeK = uint64(nano(m.sizeK));
+        p.maxMMR = uint64(nano(m.maxMMR));
+        p.imFactor = uint64(nano(m.imFactor));
+        p.feeRate = uint64(nano(m.feeRate));
+        p.oiCapFraction = uint64(nano(m.oiCapFraction));
+        p.maxFundingRate = uint64(nano(m.maxFundingRate));
+        p.imVolFloor = uint64(nano(m.imVolFloor));
         p.skewScale = m.skewScale;
         p.oiCapUsd = m.oiCapUsd;
     }

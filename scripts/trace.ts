@@ -41,6 +41,8 @@ async function main() {
   console.log("per contract (storage context):", p.perContract);
   console.log(`cold slots (${p.coldSlots.length}):`);
   for (const c of p.coldSlots) console.log(`  ${c.contract} ${c.slot}  ${c.line}`);
+  console.log("SLOADs per slot (reads):");
+  for (const [slot, n] of p.slotReads) if (n > 1) console.log(`  ${String(n).padStart(3)}  ${slot}`);
   console.log("top lines:");
   for (const [line, gas] of p.lines.slice(0, 40)) console.log(`  ${String(gas).padStart(7)}  ${line}`);
 }

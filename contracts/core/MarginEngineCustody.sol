@@ -219,10 +219,11 @@ contract MarginEngineCustody is EngineBase {
 
     /// @notice See IMarginEngine.pendingOrders.
     function pendingOrders(uint256 accountId) external view returns (uint256[] memory orderIds) {
-        uint64[] storage pending = _s.pendingOrders[accountId];
-        orderIds = new uint256[](pending.length);
+        AccountLogic.PendingList storage pending = _s.pendingOrders[accountId];
+        uint256 head = pending.head;
+        orderIds = new uint256[](AccountLogic.pendingCount(head));
         for (uint256 i; i < orderIds.length; ++i) {
-            orderIds[i] = pending[i];
+            orderIds[i] = AccountLogic.pendingAt(pending, head, i);
         }
     }
 

@@ -184,8 +184,11 @@ contract MarginEngineExtension is EngineBase {
 
     function position(uint256 accountId, uint256 marketId) external view returns (IMarginEngine.Position memory) {
         AccountLogic.PositionSlot storage p = _s.positions[accountId][marketId];
+        int128 size = p.size;
+        // A closed position keeps its entry fields (AccountLogic.applyTrade): not a position, all zero.
+        if (size == 0) return IMarginEngine.Position(0, 0, 0);
         uint256 entry = p.entryPrice;
-        return IMarginEngine.Position(p.size, uint128(entry), int256(entry) - p.entryNet);
+        return IMarginEngine.Position(size, uint128(entry), int256(entry) - p.entryNet);
     }
 
     function positionMask(uint256 accountId) external view returns (uint256) {

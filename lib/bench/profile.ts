@@ -54,6 +54,8 @@ export interface Profile {
   perContract: [string, number][];
   coldSlots: { contract: string; slot: string; line: string }[];
   lines: [string, number][];
+  /** SLOADs per (contract, slot), most read first: a slot read many times is a memoisation candidate. */
+  slotReads: [string, number][];
 }
 
 /**
@@ -91,6 +93,7 @@ export async function profile(hash: string, contracts: Record<string, [string, s
   const perContract = new Map<string, number>();
   const perLine = new Map<string, number>();
   const coldSlots: { contract: string; slot: string; line: string }[] = [];
+  const slotReads = new Map<string, number>();
   for (let i = 0; i < logs.length; i++) {
     const st = logs[i];
     const d = st.depth - 1;
@@ -112,6 +115,10 @@ export async function profile(hash: string, contracts: Record<string, [string, s
     const label = labels.get(storageAt[d]) ?? storageAt[d];
     perContract.set(label, (perContract.get(label) ?? 0) + cost);
     let line = map?.pcToLine.get(st.pc) ?? `${labels.get(code) ?? code}:?`;
+    if (st.op === "SLOAD") {
+      const key = `${label} 0x${st.stack![st.stack!.length - 1].replace(/^0x/, "")}`;
+      slotReads.set(key, (slotReads.get(key) ?? 0) + 1);
+    }
     if (st.op === "SLOAD" && st.gasCost >= 2100) {
       coldSlots.push({ contract: label, slot: "0x" + st.stack![st.stack!.length - 1].replace(/^0x/, ""), line });
     }
@@ -119,5 +126,5 @@ export async function profile(hash: string, contracts: Record<string, [string, s
     perLine.set(line, (perLine.get(line) ?? 0) + cost);
   }
   const sorted = (m: Map<string, number>) => [...m.entries()].sort((a, b) => b[1] - a[1]);
-  return { gasUsed: rc!.gasUsed, perContract: sorted(perContract), coldSlots, lines: sorted(perLine) };
+  return { gasUsed: rc!.gasUsed, perContract: sorted(perContract), coldSlots, lines: sorted(perLine), slotReads: sorted(slotReads) };
 }

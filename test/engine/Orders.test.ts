@@ -18,6 +18,8 @@ import type { IMarginEngine } from "../../typechain-types";
 /** Execution fee of the tests: 0.5 USDC. */
 const FEE = USDC(1) / 2n;
 const HOUR = 3_600;
+/** OpenZeppelin SafeCast's error, raised by the engine's libraries (not in the engine's own ABI). */
+const SAFE_CAST = { interface: new ethers.Interface(["error SafeCastOverflowedUintDowncast(uint8 bits, uint256 value)"]) };
 const FEE_RATE = MAJOR_MARKET.feeRate;
 const selector = (engine: IMarginEngine, name: string) => engine.interface.getError(name)!.selector;
 /** Trading fee of a fill as the engine charges it: |Δ| × price × feeRate, rounded up twice (WAD). */
@@ -593,6 +595,123 @@ describe("Two-step orders", () => {
       );
       // +535.3467059 on the rise, less 8.42932664705 (up to 8.429327) and 8.697 in fees, credited rounded down.
       expect((await g.vault.marginOf(1, g.usdc)) - USDC(10_000)).to.equal(-8_429_327n + 526_649_705n);
+    });
+  });
+
+  describe("storage that stays dirty (README \"Storage layout\")", () => {
+    /** The engine's storage slot of `pendingOrders[id].head`: the one mapping slot N whose entry reads `expectRaw`. */
+    async function headSlot(f: Orders, expectRaw: bigint): Promise<bigint> {
+      const coder = ethers.AbiCoder.defaultAbiCoder();
+      for (let n = 0n; n < 400n; n++) {
+        const slot = BigInt(ethers.keccak256(coder.encode(["uint256", "uint256"], [f.id, n])));
+        if (BigInt(await ethers.provider.getStorage(f.engine, slot)) === expectRaw) return slot;
+      }
+      throw new Error("pending list slot not found");
+    }
+    /** AccountLogic.PendingList.head: the count in bits 0..7, ids 0..3 at bits 8 + 56·i. */
+    const head = (count: number, ids: bigint[]) => ids.reduce((acc, id, i) => acc | (id << BigInt(8 + 56 * i)), BigInt(count));
+
+    it("the pending list: eight orders over both slots, settled out of order, each leaving the last in its place; the head slot never returns to zero", async () => {
+      const f = await loadFixture(ordersFixture);
+      const t = (await time.latest()) + 10;
+      for (let i = 0; i < 8; i++) await request(f, t + i, -E18(1), { reduceOnly: true, deadline: t + 100 });
+      expect(await f.engine.pendingOrders(f.id)).to.deep.equal([1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n]);
+      const slot = await headSlot(f, head(8, [1n, 2n, 3n, 4n]));
+      const raw = async () => BigInt(await ethers.provider.getStorage(f.engine, slot));
+      // Past the deadline every order cancels (OrderExpired) and leaves the list: the last entry takes its place.
+      await at(t + 101);
+      const settle = async (id: bigint, expected: bigint[]) => {
+        await expect(f.engine.connect(f.keeper).executeOrder(id))
+          .to.emit(f.engine, "OrderCancelled")
+          .withArgs(id, f.id, f.keeper.address, selector(f.engine, "OrderExpired"));
+        expect(await f.engine.pendingOrders(f.id)).to.deep.equal(expected);
+      };
+      await settle(2n, [1n, 8n, 3n, 4n, 5n, 6n, 7n]); // from the tail into the head
+      await settle(7n, [1n, 8n, 3n, 4n, 5n, 6n]); // the last itself
+      await settle(5n, [1n, 8n, 3n, 4n, 6n]); // within the tail
+      await settle(1n, [6n, 8n, 3n, 4n]);
+      expect(await raw()).to.equal(head(4, [6n, 8n, 3n, 4n]));
+      await settle(4n, [6n, 8n, 3n]);
+      await settle(6n, [3n, 8n]);
+      await settle(8n, [3n]);
+      await settle(3n, []);
+      // Empty, yet the slot keeps the stale entries (ids 3, 8, 3, 4): the next request writes a nonzero slot.
+      expect(await raw()).to.equal(head(0, [3n, 8n, 3n, 4n]));
+      expect(await f.engine.orderEscrow()).to.equal(0n);
+      expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(8n * FEE);
+      // The list fills again from the start, to eight, and refuses a ninth by name.
+      const t2 = t + 200;
+      for (let i = 0; i < 8; i++) await request(f, t2 + i, -E18(1), { reduceOnly: true });
+      expect(await f.engine.pendingOrders(f.id)).to.deep.equal([9n, 10n, 11n, 12n, 13n, 14n, 15n, 16n]);
+      expect(await raw()).to.equal(head(8, [9n, 10n, 11n, 12n]));
+      await at(t2 + 8);
+      await expect(f.engine.connect(f.alice).requestOrder(f.id, f.ethMarket, -E18(1), 0n, t2 + HOUR, true))
+        .to.be.revertedWithCustomError(f.engine, "TooManyPendingOrders")
+        .withArgs(f.id, 8);
+    });
+
+    it("an order id of 2^56 or more is refused by SafeCast's named error, changing nothing", async () => {
+      const f = await loadFixture(ordersFixture);
+      const t = (await time.latest()) + 10;
+      await request(f, t, -E18(1), { reduceOnly: true });
+      // The order book's slot holds lastOrderId in its low 64 bits: set it to 2^56 − 2 (fee and escrow kept).
+      let bookSlot = -1n;
+      for (let n = 0n; n < 400n && bookSlot < 0n; n++) {
+        if (BigInt(await ethers.provider.getStorage(f.engine, n)) === (1n | (FEE << 64n) | (FEE << 136n))) bookSlot = n;
+      }
+      expect(bookSlot).to.not.equal(-1n);
+      const last = 2n ** 56n - 2n;
+      const value = last | (FEE << 64n) | (FEE << 136n);
+      await network.provider.send("hardhat_setStorageAt", [
+        await f.engine.getAddress(), ethers.toQuantity(bookSlot), ethers.zeroPadValue(ethers.toBeHex(value), 32),
+      ]);
+      expect(await f.engine.lastOrderId()).to.equal(last);
+      // 2^56 − 1 still fits; 2^56 does not.
+      expect(await request(f, t + 1, -E18(1), { reduceOnly: true })).to.equal(2n ** 56n - 1n);
+      expect(await f.engine.pendingOrders(f.id)).to.deep.equal([1n, 2n ** 56n - 1n]);
+      await at(t + 2);
+      await expect(f.engine.connect(f.alice).requestOrder(f.id, f.ethMarket, -E18(1), 0n, t + HOUR, true))
+        .to.be.revertedWithCustomError(SAFE_CAST, "SafeCastOverflowedUintDowncast")
+        .withArgs(56, 2n ** 56n);
+      expect(await f.engine.lastOrderId()).to.equal(2n ** 56n - 1n);
+      expect(await f.engine.pendingOrders(f.id)).to.deep.equal([1n, 2n ** 56n - 1n]);
+    });
+
+    it("a closed position reads all zero and keeps its slots dirty; the reopen enters afresh at its own price and funding", async () => {
+      const f = await loadFixture(ordersFixture);
+      let t = await openAt(f, E18(5), 2000);
+      const opened = await f.engine.position(f.id, f.ethMarket);
+      expect([opened.size, opened.entryPrice]).to.deep.equal([E18(5), E18(2000)]);
+      const id = await request(f, t, -E18(5), { reduceOnly: true });
+      await round(f, 2100, t + 5);
+      await expect(f.engine.connect(f.keeper).executeOrder(id)).to.emit(f.engine, "OrderExecuted");
+      expect(await f.engine.position(f.id, f.ethMarket)).to.deep.equal([0n, 0n, 0n]);
+      expect(await f.engine.positionMask(f.id)).to.equal(0n);
+      // The valuation slot {size, entryNet} as stored: size 0, the old entryNet (2,000 − entry funding) in the high
+      // 128 bits, so the slot is not zero.
+      const entryNet = E18(2000) - opened.entryFunding;
+      const raw = BigInt.asUintN(128, entryNet) << 128n;
+      const coder = ethers.AbiCoder.defaultAbiCoder();
+      let found = false;
+      for (let n = 0n; n < 400n && !found; n++) {
+        const inner = ethers.keccak256(coder.encode(["uint256", "uint256"], [f.id, n]));
+        const slot = ethers.keccak256(coder.encode(["uint256", "bytes32"], [f.ethMarket, inner]));
+        found = BigInt(await ethers.provider.getStorage(f.engine, slot)) === raw;
+      }
+      expect(found).to.equal(true);
+      // Nothing of the old entry is valued: no open PnL, no requirement, no pool exposure left.
+      const st = await f.engine.accountState(f.id);
+      expect([st.unrealisedPnl, st.notional, st.maintenanceMargin, st.initialMargin]).to.deep.equal([0n, 0n, 0n, 0n]);
+      const ms = await f.engine.marketState(f.ethMarket);
+      expect([ms.longOI, ms.shortOI, ms.longEntryNetSum, ms.shortEntryNetSum]).to.deep.equal([0n, 0n, 0n, 0n]);
+      // Reopened short at 2,100: size, price and funding are the new trade's alone.
+      t += 10;
+      t = await openAt(f, -E18(3), 2100);
+      const re = await f.engine.position(f.id, f.ethMarket);
+      const index = (await f.engine.marketState(f.ethMarket)).fundingIndex;
+      expect([re.size, re.entryPrice, re.entryFunding]).to.deep.equal([-E18(3), E18(2100), index]);
+      const after = await f.engine.marketState(f.ethMarket);
+      expect([after.shortOI, after.shortEntryNetSum]).to.deep.equal([E18(3), -E18(3) * (E18(2100) - index)]);
     });
   });
 });

@@ -49,8 +49,10 @@ library TradeLogic {
         if (paused && !reduceOnly && _increasesRisk(s.positions[accountId][marketId].size, sizeDelta)) {
             revert IMarginEngine.PositionIncreasePaused();
         }
-        uint64[] storage pending = s.pendingOrders[accountId];
-        if (pending.length >= MAX_PENDING_ORDERS) revert IMarginEngine.TooManyPendingOrders(accountId, MAX_PENDING_ORDERS);
+        AccountLogic.PendingList storage pending = s.pendingOrders[accountId];
+        if (AccountLogic.pendingCount(pending.head) >= MAX_PENDING_ORDERS) {
+            revert IMarginEngine.TooManyPendingOrders(accountId, MAX_PENDING_ORDERS);
+        }
         // One order that may add risk at a time: with two, whoever executes could fill the one whose round turned out
         // better and let the other fail its margin check (README "Orders").
         address asset = s.markets[marketId].asset;
@@ -75,7 +77,7 @@ library TradeLogic {
             sizeDelta: int128(sizeDelta), // checked above
             acceptablePrice: acceptablePrice > type(uint128).max ? type(uint128).max : uint128(acceptablePrice)
         });
-        pending.push(uint64(orderId));
+        AccountLogic.pushPending(pending, orderId);
         // The fee leaves the reserve: on an account whose policy may REDUCE, a REDUCE now waits for a later round.
         AccountLogic.markOwnerAction(s, accountId);
         emit IMarginEngine.OrderRequested(
@@ -155,15 +157,7 @@ library TradeLogic {
             else p.short -= size;
         }
         uint256 fee = o.fee;
-        uint64[] storage pending = s.pendingOrders[o.accountId];
-        uint256 last = pending.length - 1; // the order is pending: the list holds it
-        for (uint256 i; i < last; ++i) {
-            if (pending[i] == orderId) {
-                pending[i] = pending[last];
-                break;
-            }
-        }
-        pending.pop();
+        AccountLogic.removePending(s.pendingOrders[o.accountId], orderId); // the order is pending: the list holds it
         if (fee == 0) return;
         s.orderBook.escrow -= uint96(fee); // the fee is part of the escrow
         s.pool.balance = AccountLogic.fit(0, settlementAsset, s.pool.balance + fee);

@@ -28,7 +28,7 @@ library PlanLogic {
         uint256 accountId;
         AccountLogic.Policy policy; // as stored: top-up assets as listing indices
         IMarginEngine.AccountState state;
-        uint256 closeFeeUsd;
+        uint256 closeFeeUsd; // trading fee of closing every position (φN): set only where a REDUCE is weighed
         uint256 maintenanceNowUsd; // MM at the current volatility: what a rescue must reach the liquidation target of
         uint256 feeUsd;
         uint256 toppedUpUsd;
@@ -93,7 +93,8 @@ library PlanLogic {
     {
         d.accountId = accountId;
         d.policy = AccountLogic.policyOf(s, accountId);
-        d.state = AccountLogic.valuation(s, ctx, accountId);
+        // The initial margin only for a policy that may RELEASE (its floor); TOP_UP and REDUCE never read it.
+        d.state = AccountLogic.valuation(s, ctx, accountId, d.policy.actions & C.RELEASE != 0);
         uint256 h = d.state.health;
         // Below 1 only a rescue may act: TOP_UP allowed and the reserve lifting the account to the liquidation
         // target (checked on the plan below, and again after it is applied).
@@ -111,7 +112,6 @@ library PlanLogic {
         d.assets = new address[](d.policy.assetCount);
         d.amounts = new uint256[](d.policy.assetCount);
         if (low) {
-            d.closeFeeUsd = AccountLogic.closeFeeUsd(s, ctx, accountId);
             d.action = _planRestore(s, ctx, d);
         } else {
             d.action = _planRelease(s, ctx, d);
@@ -211,8 +211,10 @@ library PlanLogic {
         // goes first then. Evaluated only for such policies: others pay nothing for it.
         // `_mayReduce` is evaluated at most once (it reads a round of every held market): here for such policies,
         // below for the others, only when a REDUCE is needed.
+        // The close cost (φN of every position) only where a REDUCE is weighed: a top-up alone never reads it.
         bool known = d.policy.actions & C.REDUCE_FIRST != 0 && d.state.health >= WAD;
         bool mayReduce = known && _mayReduce(s, ctx, d);
+        if (mayReduce) d.closeFeeUsd = AccountLogic.closeFeeUsd(s, ctx, d.accountId);
         bool reduceFirst = mayReduce && CloseMath.leastCloseFraction(
             target, d.state.maintenanceMargin, s.hot.keeperReward, equity - int256(scale), d.closeFeeUsd
         ) < WAD;
@@ -226,6 +228,7 @@ library PlanLogic {
             required > equity && d.policy.actions & C.REDUCE != 0
                 && (known ? mayReduce : _mayReduce(s, ctx, d))
         ) {
+            if (!known) d.closeFeeUsd = AccountLogic.closeFeeUsd(s, ctx, d.accountId); // else read above
             // One settlement-token unit less equity: realised PnL settles against USDC margin rounded up to a
             // whole unit (against the account), and the plan must still reach the target after that.
             uint256 f = CloseMath.leastCloseFraction(

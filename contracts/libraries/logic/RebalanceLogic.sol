@@ -312,7 +312,8 @@ library RebalanceLogic {
         uint256 movedBefore
     ) private view returns (IMarginEngine.AccountState memory st) {
         uint256 id = d.accountId;
-        if (d.reduceFraction != 0) return AccountLogic.valuation(s, ctx, id);
+        // After a REDUCE the checks read equity and health only (the initial margin is RELEASE's, never combined).
+        if (d.reduceFraction != 0) return AccountLogic.valuation(s, ctx, id, false);
         st = IMarginEngine.AccountState({
             collateral: d.state.collateral - movedBefore + AccountLogic.collateralIn(s, ctx, id, moved),
             settlement: s.accounts[id].settlement,

@@ -102,7 +102,7 @@ const sum = (counts: Map<string, number>) => [...counts.entries()].filter(([m]) 
 /** Starts a node, creates the accounts, scans on chain per chunk size, through the mirror, and measures the latency. */
 export async function benchScan(opts: ScanBenchOptions = {}): Promise<ScanBench> {
   const n = opts.accounts ?? 10_000;
-  const perTx = opts.perTx ?? 90;
+  const perTx = opts.perTx ?? 80;
   const touched = Math.min(opts.touched ?? 100, n);
   // 200: the keeper's default; 625: about the most a healthBatch call fits under the node's eth_call gas cap
   // (16,777,216, EIP-7825 on osaka: ~24,000 gas per account), 16 calls for 10,000 accounts
@@ -126,6 +126,9 @@ export async function benchScan(opts: ScanBenchOptions = {}): Promise<ScanBench>
     await server.close();
   }
 }
+
+/** Gas limit of one seeding transaction (under the 16,777,216 per-transaction cap of osaka, EIP-7825). */
+const SEED_GAS = 16_000_000n;
 
 async function onNode(
   provider: JsonRpcProvider,
@@ -159,13 +162,21 @@ async function onNode(
   try {
     const open = opener.getFunction("open");
     let nonce = await deployer.getNonce();
-    let sent = 0;
+    const hashes: string[] = [];
     for (let done = 0; done < n; done += perTx) {
       const k = Math.min(perTx, n - done);
-      await open.send(engine, usdc, sys.ethMarket, k, margin, size, { nonce: nonce++, gasLimit: 16_000_000n });
-      if (++sent % 3 === 0) await provider.send("evm_mine", []);
+      hashes.push((await open.send(engine, usdc, sys.ethMarket, k, margin, size, { nonce: nonce++, gasLimit: SEED_GAS })).hash);
+      if (hashes.length % 3 === 0) await provider.send("evm_mine", []);
     }
     await provider.send("evm_mine", []);
+    // A seeding transaction that ran out of gas (the engine's per-account cost grew) would leave fewer accounts: say
+    // which and by how much, rather than only that the count is short.
+    for (const [i, hash] of hashes.entries()) {
+      const r = await provider.getTransactionReceipt(hash);
+      if (r?.status !== 1) {
+        throw new Error(`scan bench: seeding transaction ${i} of ${perTx} accounts failed (gas used ${r?.gasUsed} of ${SEED_GAS}): lower perTx`);
+      }
+    }
   } finally {
     await provider.send("evm_setAutomine", [true]);
   }

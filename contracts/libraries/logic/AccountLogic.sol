@@ -407,10 +407,23 @@ library AccountLogic {
         // uses less than MM does (so IM >= MM always) nor less than the market's stress volatility imVolFloor.
         (uint256 target, uint256 maint) = m.volK == 0 ? (0, 0) : cachedVol(ctx, m.asset);
         req = notional.wMulUp(mmr(s, m, notional, maint));
-        if (!withIM) return (pnl, notional, req, 0);
+        if (withIM) initReq = _initialRequirement(s, m, notional, target, maint, req);
+    }
+
+    /// @dev N·mmr(max(σ_target, imVolFloor))·imFactor, or req·imFactor when that σ is not above the maintenance one
+    ///      (`req` = N·mmr(σ_mm)), rounded up. Its own frame: the legacy pipeline of `npm run coverage` runs out of
+    ///      stack with it inline.
+    function _initialRequirement(
+        Storage storage s,
+        MarketSlot storage m,
+        uint256 notional,
+        uint256 target,
+        uint256 maint,
+        uint256 req
+    ) private view returns (uint256) {
         uint256 floor = nano(m.imVolFloor);
         if (target < floor) target = floor;
-        initReq = (target > maint ? notional.wMulUp(mmr(s, m, notional, target)) : req).wMulUp(nano(m.imFactor));
+        return (target > maint ? notional.wMulUp(mmr(s, m, notional, target)) : req).wMulUp(nano(m.imFactor));
     }
 
     /// @dev The least initial margin the account can be asked for once an order leaves |size| `size` in `marketId`:

@@ -13,6 +13,8 @@ import { anyValue } from "@nomicfoundation/hardhat-chai-matchers/withArgs";
 
 import { productionFixture, systemFixture, USDC, E18, E8, type ProductionFixture, type SystemFixture } from "../helpers/fixtures";
 import { MAJOR_MARKET } from "../../deploy/params";
+import { prng } from "../../sim/population";
+import { openLong } from "../helpers/rebalance";
 import { mulDivFloorSigned, mulDivUp, wDivUp, WAD } from "../helpers/marginMath";
 import { decodeLens, lensCallData, valueAccount } from "../../keeper/mirror";
 import type { IMarginEngine } from "../../typechain-types";
@@ -148,18 +150,6 @@ async function positionSlot(f: ProductionFixture | SystemFixture, acct: bigint, 
 /** The raw {size, entryNet} word of a position. */
 const packPosition = (size: bigint, entryNet: bigint) => (BigInt.asUintN(128, entryNet) << 128n) | BigInt.asUintN(128, size);
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 // ================================================================================================ the tests
 
 describe("Review of d4b005c: dirty pending-list and position slots", () => {
@@ -168,7 +158,7 @@ describe("Review of d4b005c: dirty pending-list and position slots", () => {
     for (const seed of [1, 7, 2026, 31337]) {
       it(`resisted: a random run (seed ${seed}) of requests, fills, cancellations, expiries and re-executions on two accounts matches the TS model after every step: ids in order, both raw words (stale entries included), escrow, reserved OI, refusals by name`, async () => {
         const f = await loadFixture(reviewFixture);
-        const rand = rng(seed);
+        const rand = prng(seed);
         const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
         const accts = [1n, 2n];
         const models = new Map<bigint, PendingModel>(accts.map((a) => [a, new PendingModel()]));
@@ -490,14 +480,7 @@ describe("Review of d4b005c: dirty pending-list and position slots", () => {
 
   // ---------------------------------------------------------------------------------------------- closed positions
   describe("a closed position's stale entry fields", () => {
-    async function account(f: SystemFixture, who: Signer, margin: bigint): Promise<bigint> {
-      await f.vault.connect(who).createAccount();
-      const id = await f.vault.accountCount();
-      await f.usdc.mint(who.address, margin);
-      await f.usdc.connect(who).approve(f.vault, margin);
-      await f.vault.connect(who).depositMargin(id, f.usdc, margin);
-      return id;
-    }
+    const account = (f: SystemFixture, who: Signer, margin: bigint) => openLong(f, who, margin, 0n); // no position
     async function setPrice(f: SystemFixture, which: "eth" | "btc", usd: bigint) {
       await (which === "eth" ? f.ethFeed : f.btcFeed).setAnswer(E8(usd));
       await f.oracle.poke(which === "eth" ? f.weth : f.wbtc);

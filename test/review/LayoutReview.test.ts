@@ -16,7 +16,7 @@ import { ACTION, CRYPTO_FEED, DEFAULT_RISK, MAJOR_MARKET, wad, type MarketConfig
 import { MockAggregator__factory, MockERC20__factory } from "../../typechain-types";
 import { E18, USDC, systemFixture, type SystemFixture } from "../helpers/fixtures";
 import { mmr, mulDivFloorSigned, mulDivUp, sqrtHorizon, WAD, wDivUp, wMulDown, wMulUp } from "../helpers/marginMath";
-import { rebalanceFixture, type RebalanceFixture } from "../helpers/rebalance";
+import { openLong, rebalanceFixture, type RebalanceFixture } from "../helpers/rebalance";
 
 const b32 = (s: string) => ethers.encodeBytes32String(s);
 const NANO = 10n ** 9n;
@@ -27,15 +27,8 @@ const ceilDivAbs = (x: bigint) => (x + WAD - 1n) / WAD;
 
 type Signer = SystemFixture["alice"];
 
-/** A funded account of `who` with `margin` USDC margin. */
-async function account(f: SystemFixture, who: Signer, margin: bigint): Promise<bigint> {
-  await f.vault.connect(who).createAccount();
-  const id = await f.vault.accountCount();
-  await f.usdc.mint(who.address, margin);
-  await f.usdc.connect(who).approve(f.vault, margin);
-  await f.vault.connect(who).depositMargin(id, f.usdc, margin);
-  return id;
-}
+/** A funded account of `who` with `margin` USDC margin (no position). */
+const account = (f: SystemFixture, who: Signer, margin: bigint) => openLong(f, who, margin, 0n);
 
 const anyPrice = (size: bigint) => (size > 0n ? UINT128_MAX : 0n);
 

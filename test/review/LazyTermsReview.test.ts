@@ -45,6 +45,8 @@ import {
   wMulUp,
 } from "../helpers/marginMath";
 import { rebalanceFixture, reduceFraction, STATUS, type RebalanceFixture } from "../helpers/rebalance";
+import type { ChainState } from "../../lib/margin";
+import { prng } from "../../sim/population";
 
 const R = DEFAULT_RISK.keeperReward;
 const LIQ_T = DEFAULT_RISK.liquidationTargetRatio;
@@ -531,16 +533,7 @@ describe("Review › lazy valuation terms (f7cb8a3)", function () {
 
 // ------------------------------------------------------------------------------------------ liquidation check
 
-interface St {
-  collateral: bigint;
-  settlement: bigint;
-  unrealisedPnl: bigint;
-  equity: bigint;
-  notional: bigint;
-  maintenanceMargin: bigint;
-  initialMargin: bigint;
-  health: bigint;
-}
+type St = ChainState;
 /** accountState in the pending block, or at a mined block (its time: σ_mm moves with time at bounded speed). */
 async function stateOf(f: F, id: bigint, block?: number): Promise<St> {
   const s = await f.engine.accountState(id, block === undefined ? V : { blockTag: block });
@@ -604,20 +597,10 @@ async function checkLiquidation(f: F, id: bigint, keeper: Signer): Promise<Sent>
 
 // ------------------------------------------------------------------------------------------ the random world
 
-function mulberry32(a: number) {
-  return () => {
-    a |= 0;
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const json = (x: unknown) => JSON.stringify(x, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
 
 async function randomWorld(f: F, A: Record<string, Asset>, seed: number): Promise<string> {
-  const rnd = mulberry32(seed);
+  const rnd = prng(seed); // mulberry32
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
   const trace: string[] = [];
   const log = (...x: unknown[]) => trace.push(json(x));

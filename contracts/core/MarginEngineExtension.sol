@@ -161,14 +161,14 @@ contract MarginEngineExtension is EngineBase {
         for (uint256 i; i < accountIds.length; ++i) {
             if (AccountLogic.viewAccountPrices(_s, ctx, accountIds[i]) != address(0)) continue;
             priced[i] = true;
-            healths[i] = AccountLogic.valuation(_s, ctx, accountIds[i]).health;
+            healths[i] = AccountLogic.valuation(_s, ctx, accountIds[i], false).health; // health needs no IM
         }
     }
 
     function liquidationFraction(uint256 accountId) external view returns (uint256) {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
         AccountLogic.requireAccountPrices(_s, ctx, accountId);
-        IMarginEngine.AccountState memory s = AccountLogic.valuation(_s, ctx, accountId);
+        IMarginEngine.AccountState memory s = AccountLogic.valuation(_s, ctx, accountId, false); // as liquidate
         if (s.health >= WAD || AccountLogic.canRescue(_s, ctx, accountId, s)) return 0;
         return LiquidationLogic.liquidationFraction(
             s, AccountLogic.currentVolMaintenance(_s, ctx, accountId), _s.risk, ctx.env.settlementScale
@@ -178,7 +178,7 @@ contract MarginEngineExtension is EngineBase {
     function rescueAvailable(uint256 accountId) external view returns (bool) {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
         AccountLogic.requireAccountPrices(_s, ctx, accountId);
-        IMarginEngine.AccountState memory s = AccountLogic.valuation(_s, ctx, accountId);
+        IMarginEngine.AccountState memory s = AccountLogic.valuation(_s, ctx, accountId, false); // as liquidate
         return s.health < WAD && AccountLogic.canRescue(_s, ctx, accountId, s);
     }
 

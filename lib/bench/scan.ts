@@ -259,8 +259,16 @@ async function onNode(
           `healthBatch eth_calls of at most ${chunk} accounts, plus its 4 parameter reads (gasAsset, feeParams, riskParams, the ` +
           `ETH price); no account was below its maintenance margin or had a policy, so no per-account call followed`,
       );
+      // What one call of `chunk` accounts costs (the node's eth_call gas cap bounds the chunk): measured apart, after
+      // the scan's counts were taken.
+      const firstIds = Array.from({ length: Math.min(chunk, n) }, (_, i) => BigInt(i + 1));
+      const data = sys.engine.interface.encodeFunctionData("healthBatch", [firstIds]);
+      r.healthBatchGas = Number(await provider.estimateGas({ to: engine, data }));
       rows.push(r);
-      log(`  on chain, chunk ${chunk}: ${r.ethCalls} eth_calls (${r.healthBatchCalls} healthBatch), ${r.rpcRequests} requests, ${wallMs} ms`);
+      log(
+        `  on chain, chunk ${chunk}: ${r.ethCalls} eth_calls (${r.healthBatchCalls} healthBatch), ${r.rpcRequests} requests, ` +
+          `${wallMs} ms; one healthBatch of ${firstIds.length}: ${r.healthBatchGas} gas`,
+      );
     }
 
     // through the mirror: its build (every account read), then a scan after a new round and `touched` touched accounts;

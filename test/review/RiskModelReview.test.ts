@@ -776,7 +776,10 @@ describe("Risk model review (imVolFloor, liquidation at the current σ, σ_mm sp
       if (!underCoverage()) {
         expect(rc!.gasUsed).to.be.lt(2_000_000n);
         expect(viewGas - rescueGas).to.be.lt(125_000n);
-        expect(stateGas).to.be.lte(rescueGas);
+        // rescueAvailable values the account without the initial margin (as liquidate does): below accountState's
+        // full valuation by the IM's second requirement per position (about 1.9k each over 16 positions).
+        expect(rescueGas).to.be.lt(stateGas);
+        expect(stateGas - rescueGas).to.be.lt(16n * 2_500n);
       }
     });
   });

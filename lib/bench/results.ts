@@ -135,7 +135,7 @@ export interface ScanRow {
   rpcRequests: number;
   /** wall time of the scan, ms */
   wallMs: number;
-  /** eth_estimateGas of one healthBatch over accounts 1..chunk (on-chain rows; absent for the mirror's) */
+  /** eth_estimateGas of one healthBatch over accounts 1..min(chunk, 200) (on-chain rows; absent for the mirror's) */
   healthBatchGas?: number;
   /** the goals for a scan of 10,000 accounts */
   goals: { ethCalls: { limit: number; status: Status }; wallMs: { limit: number; status: Status } };

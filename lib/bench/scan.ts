@@ -104,8 +104,8 @@ export async function benchScan(opts: ScanBenchOptions = {}): Promise<ScanBench>
   const n = opts.accounts ?? 10_000;
   const perTx = opts.perTx ?? 80;
   const touched = Math.min(opts.touched ?? 100, n);
-  // 200: the keeper's default; 625: about the most a healthBatch call fits under the node's eth_call gas cap
-  // (16,777,216, EIP-7825 on osaka: ~17,500 gas per account), 16 calls for 10,000 accounts
+  // 200: the keeper's default; 625: 16 calls for 10,000 accounts, well under the node's eth_call gas cap
+  // (16,777,216, EIP-7825 on osaka; ~17,500 gas per account: up to about 950 accounts a call)
   const chunks = opts.chunks ?? [200, 625];
   const log = opts.log ?? (() => undefined);
   // A local node: Hardhat's JSON-RPC server (what `hardhat node` serves) over this process's network, on a free

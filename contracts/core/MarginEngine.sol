@@ -184,7 +184,7 @@ contract MarginEngine is EngineBase {
         // Its volatilities are not needed: a market the account holds was loaded with them above, and the
         // backing prices the order's |Δ| at the σ floor.
         AccountLogic.pokePrice(ctx, _s.markets[marketId].asset, false);
-        int256 equity = AccountLogic.maintenanceValuation(_s, ctx, accountId).equity;
+        int256 equity = AccountLogic.valuation(_s, ctx, accountId, false).equity;
         uint256 required = AccountLogic.floorInitialMargin(_s, ctx, accountId, marketId, size);
         if (equity < required.toInt256()) revert IMarginEngine.BelowInitialMargin(accountId, equity, required);
     }

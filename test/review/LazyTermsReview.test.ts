@@ -1,5 +1,5 @@
 /**
- * Review of f7cb8a3 "lazy valuation terms": `AccountLogic.valuation(…, withIM)` / `maintenanceValuation` (IM left
+ * Review of f7cb8a3 "lazy valuation terms": `AccountLogic.valuation(…, withIM)` (IM left
  * at 0) in liquidate, buyCollateral, the plan of a policy without RELEASE, the state after a REDUCE and a request's
  * backing; and `PlanLogic._planRestore` pricing the close of every position (closeFeeUsd) only where a REDUCE is
  * weighed. The commit claims the same integers, reverts and events as before for every input.

@@ -313,19 +313,11 @@ library AccountLogic {
         return valuation(s, ctx, accountId, true);
     }
 
-    /// @dev `valuation` without the initial margin (`st.initialMargin` stays 0): for the callers that judge health,
-    ///      equity and the maintenance margin only (liquidation, a rebalance plan of a policy without RELEASE, the
-    ///      state after a REDUCE, the request's backing, health views). Every other field is `valuation`'s, to the wei;
-    ///      it saves the IM's second requirement per position (about 2,100 gas on a one-position account).
-    function maintenanceValuation(Storage storage s, Ctx memory ctx, uint256 accountId)
-        internal
-        view
-        returns (IMarginEngine.AccountState memory st)
-    {
-        return valuation(s, ctx, accountId, false);
-    }
-
-    /// @dev `valuation` (`withIM`) or `maintenanceValuation` (not), chosen at run time: one copy of the code.
+    /// @dev `valuation`, with the initial margin only `withIM` (else `st.initialMargin` stays 0): callers that judge
+    ///      health, equity and the maintenance margin only pass false (liquidation, a rebalance plan of a policy without
+    ///      RELEASE, the state after a REDUCE, a request's backing, the health views). Every other field is the same
+    ///      integer either way; leaving the IM out saves its second requirement per position (about 2,100 gas on a
+    ///      one-position account). One copy of the code, the choice made at run time.
     function valuation(Storage storage s, Ctx memory ctx, uint256 accountId, bool withIM)
         internal
         view
@@ -1037,7 +1029,7 @@ library AccountLogic {
     function pendingRiskOrder(Storage storage s, uint256 accountId) internal view returns (uint256) {
         PendingList storage list = s.pendingOrders[accountId];
         uint256 head = list.head;
-        uint256 n = head & 0xff;
+        uint256 n = pendingCount(head);
         for (uint256 i; i < n; ++i) {
             uint256 id = pendingAt(list, head, i);
             if (!s.orders[id].reduceOnly) return id;
@@ -1064,7 +1056,7 @@ library AccountLogic {
     function pushPending(PendingList storage list, uint256 id) internal {
         if (id > ID_MASK) revert SafeCast.SafeCastOverflowedUintDowncast(uint8(ID_BITS), id);
         uint256 head = list.head;
-        uint256 n = head & 0xff;
+        uint256 n = pendingCount(head);
         if (n < 4) head = _withEntry(head, n, id);
         else list.tail = _withEntry(list.tail, n, id);
         list.head = head + 1; // count + 1 in bits 0..7: n + 1 <= MAX_PENDING_ORDERS < 256
@@ -1073,7 +1065,7 @@ library AccountLogic {
     /// @dev Removes pending `id` (it is in the list): the last entry takes its place, the count drops by one.
     function removePending(PendingList storage list, uint256 id) internal {
         uint256 head = list.head;
-        uint256 last = (head & 0xff) - 1; // the list holds `id`: count >= 1
+        uint256 last = pendingCount(head) - 1; // the list holds `id`: count >= 1
         uint256 i;
         while (i < last && pendingAt(list, head, i) != id) ++i;
         if (i != last) {

@@ -28,7 +28,7 @@ library LiquidationLogic {
     {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
         AccountLogic.pokeAccount(s, ctx, accountId);
-        IMarginEngine.AccountState memory before = AccountLogic.maintenanceValuation(s, ctx, accountId);
+        IMarginEngine.AccountState memory before = AccountLogic.valuation(s, ctx, accountId, false);
         if (before.health >= WAD) revert IMarginEngine.NotLiquidatable(accountId, before.health);
         // The owner's reserve, under the owner's policy, comes first: while a rescue can lift the account to the
         // liquidation target, any keeper may call the rebalance (and is paid at least the flat reward for it).
@@ -53,7 +53,7 @@ library LiquidationLogic {
         AccountLogic.addInsurance(s, (penalty - keeperShareUsd) / env.settlementScale);
         AccountLogic.settle(s, env, accountId);
 
-        IMarginEngine.AccountState memory afterState = AccountLogic.maintenanceValuation(s, ctx, accountId);
+        IMarginEngine.AccountState memory afterState = AccountLogic.valuation(s, ctx, accountId, false);
         AccountLogic.writeOffIfEmpty(s, env, accountId);
         emit IMarginEngine.Liquidated(
             accountId, msg.sender, fraction, closedNotional, penalty, keeperUsd, before.health, afterState.health
@@ -77,7 +77,7 @@ library LiquidationLogic {
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(env);
         AccountLogic.pokeAccount(s, ctx, accountId);
         if (s.accounts[accountId].positionMask != 0) {
-            IMarginEngine.AccountState memory st = AccountLogic.maintenanceValuation(s, ctx, accountId);
+            IMarginEngine.AccountState memory st = AccountLogic.valuation(s, ctx, accountId, false);
             if (st.health >= WAD) revert IMarginEngine.NotLiquidatable(accountId, st.health);
             // As `liquidate`: the account's own reserve has priority over a sale of its collateral at the discount.
             if (AccountLogic.canRescue(s, ctx, accountId, st)) revert IMarginEngine.RescueAvailable(accountId);

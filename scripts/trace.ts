@@ -1,18 +1,47 @@
 /**
- * Where the gas of one steady-state rebalance TOP_UP goes (the bench's TOP_UP scenario): per contract, every cold
- * slot, and the 40 most expensive source lines. Usage: `npm run bench:trace` (PROFILE_OPS=1: per contract and
- * opcode instead of per line).
+ * Where the gas of one steady-state transaction goes: per contract, every cold slot, and the 40 most expensive source
+ * lines. Usage: `npm run bench:trace` (the bench's TOP_UP scenario); TRACE=request or TRACE=execute: the second
+ * open (+5 ETH) of an account that opened and closed once, as the bench's open row; PROFILE_OPS=1: per contract and
+ * opcode instead of per line.
  */
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { ballastWorld, moveEthUntil, openAccount } from "../lib/bench/ballast";
 import { profile } from "../lib/bench/profile";
 import { ACTION, NARROW_POLICY } from "../deploy/params";
+import { requestOrder } from "../lib/orders";
+import { time } from "@nomicfoundation/hardhat-network-helpers";
 
 const USDC = (n: number) => BigInt(n) * 10n ** 6n;
 const E18 = (n: number) => BigInt(n) * 10n ** 18n;
 
-async function main() {
-  const w = await loadFixture(ballastWorld);
+/** The bench's open row, second cycle: a request and its execution after a fresh round. */
+async function openHash(w: Awaited<ReturnType<typeof ballastWorld>>, which: "request" | "execute"): Promise<string> {
+  const id = await openAccount(w, { margin: USDC(10_000), reserve: USDC(10) });
+  const k = w.keepers[0];
+  let hash = "";
+  for (const size of [E18(5), -E18(5), E18(5)]) {
+    const deadline = BigInt((await time.latest()) + 3_600);
+    const { orderId } = await requestOrder(w.engine, w.owner, {
+      accountId: id, marketId: w.ethMarket, sizeDelta: size, acceptablePrice: size > 0n ? E18(1_000_000) : 0n, deadline, reduceOnly: size < 0n,
+    });
+    const a = (await w.ethFeed.latestRoundData())[1];
+    await (await w.ethFeed.setAnswer(a + (a * 5n) / 10_000n)).wait();
+    const tx = await w.engine.connect(k).executeOrder(orderId, { gasLimit: 2_000_000 });
+    await tx.wait();
+    if (which === "execute") hash = tx.hash;
+  }
+  if (which === "request") {
+    // The measured request: the account's second open.
+    const size = E18(5);
+    const deadline = BigInt((await time.latest()) + 3_600);
+    const tx = await w.engine.connect(w.owner).requestOrder(id, w.ethMarket, size, E18(1_000_000), deadline, false, { gasLimit: 2_000_000 });
+    await tx.wait();
+    hash = tx.hash;
+  }
+  return hash;
+}
+
+async function topUpHash(w: Awaited<ReturnType<typeof ballastWorld>>): Promise<string> {
   const id = await openAccount(w, { margin: USDC(5_000), reserve: USDC(5_000), size: E18(10), policy: { actions: ACTION.TOP_UP | ACTION.REDUCE } });
   const below = async () => (await w.engine.healthBatch([id]))[0][0] < NARROW_POLICY.triggerRatio;
   const k = w.keepers[0];
@@ -21,9 +50,17 @@ async function main() {
   await moveEthUntil(w, -1, below);
   const tx = await w.rebalancer.connect(k).rebalance(id, { gasLimit: 2_000_000 });
   await tx.wait();
+  return tx.hash;
+}
+
+async function main() {
+  const w = await loadFixture(ballastWorld);
+  const which = process.env.TRACE ?? "topup";
+  if (!["topup", "request", "execute"].includes(which)) throw new Error(`TRACE=${which}: use topup, request or execute`);
+  const hash = which === "topup" ? await topUpHash(w) : await openHash(w, which as "request" | "execute");
   const t = (c: { target: unknown }) => c.target as string;
   const p = await profile(
-    tx.hash,
+    hash,
     {
       engine: [t(w.engine), "contracts/core/MarginEngine.sol:MarginEngine"],
       oracle: [t(w.oracle), "contracts/core/OracleRouter.sol:OracleRouter"],

@@ -191,7 +191,7 @@ contract MarginEngine is EngineBase {
 
     /// @notice See IMarginEngine.executeOrder.
     function executeOrder(uint256 orderId) external nonReentrant returns (bool filled) {
-        AccountLogic.OrderSlot memory o = _s.orders[orderId];
+        (AccountLogic.OrderSlot memory o,, uint256 entry) = AccountLogic.pendingOrder(_s, orderId);
         if (o.requestedAt == 0) revert IMarginEngine.OrderNotFound(orderId);
         uint256 deadline = uint256(o.requestedAt) + o.lifetime;
         (IOracleRouter.RoundStatus status, uint256 px, uint256 at) = _fillRound(o, deadline);
@@ -215,7 +215,7 @@ contract MarginEngine is EngineBase {
                 reason = _cancelReason(err, block.timestamp > deadline);
             }
         }
-        TradeLogic.closeOrder(_s, settlementAsset, orderId, o, msg.sender);
+        TradeLogic.closeOrder(_s, settlementAsset, entry, o, msg.sender);
         if (filled) emit IMarginEngine.OrderExecuted(orderId, o.accountId, msg.sender, px, at);
         else emit IMarginEngine.OrderCancelled(orderId, o.accountId, msg.sender, reason);
     }

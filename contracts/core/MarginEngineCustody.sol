@@ -210,7 +210,7 @@ contract MarginEngineCustody is EngineBase {
 
     /// @notice See IMarginEngine.order.
     function order(uint256 orderId) external view returns (IMarginEngine.Order memory) {
-        AccountLogic.OrderSlot memory o = _s.orders[orderId];
+        (AccountLogic.OrderSlot memory o,,) = AccountLogic.pendingOrder(_s, orderId);
         uint256 deadline = o.requestedAt == 0 ? 0 : uint256(o.requestedAt) + o.lifetime;
         return IMarginEngine.Order(
             o.accountId, o.marketId, o.sizeDelta, o.acceptablePrice, o.requestedAt, o.afterRound, deadline, o.fee, o.reduceOnly

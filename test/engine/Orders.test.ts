@@ -608,15 +608,17 @@ describe("Two-step orders", () => {
       }
       throw new Error("pending list slot not found");
     }
-    /** AccountLogic.PendingList.head: the count in bits 0..7, ids 0..3 at bits 8 + 56·i. */
-    const head = (count: number, ids: bigint[]) => ids.reduce((acc, id, i) => acc | (id << BigInt(8 + 56 * i)), BigInt(count));
+    /** AccountLogic.PendingList.head: the count in bits 0..7, ids 0..3 at bits 8 + 56·i, the order cell of entries
+     *  0..7 at bits 232 + 3·i. */
+    const head = (count: number, ids: bigint[], cells: number[]) =>
+      cells.reduce((acc, c, i) => acc | (BigInt(c) << BigInt(232 + 3 * i)), ids.reduce((acc, id, i) => acc | (id << BigInt(8 + 56 * i)), BigInt(count)));
 
     it("the pending list: eight orders over both slots, settled out of order, each leaving the last in its place; the head slot never returns to zero", async () => {
       const f = await loadFixture(ordersFixture);
       const t = (await time.latest()) + 10;
       for (let i = 0; i < 8; i++) await request(f, t + i, -E18(1), { reduceOnly: true, deadline: t + 100 });
       expect(await f.engine.pendingOrders(f.id)).to.deep.equal([1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n]);
-      const slot = await headSlot(f, head(8, [1n, 2n, 3n, 4n]));
+      const slot = await headSlot(f, head(8, [1n, 2n, 3n, 4n], [0, 1, 2, 3, 4, 5, 6, 7]));
       const raw = async () => BigInt(await ethers.provider.getStorage(f.engine, slot));
       // Past the deadline every order cancels (OrderExpired) and leaves the list: the last entry takes its place.
       await at(t + 101);
@@ -630,24 +632,82 @@ describe("Two-step orders", () => {
       await settle(7n, [1n, 8n, 3n, 4n, 5n, 6n]); // the last itself
       await settle(5n, [1n, 8n, 3n, 4n, 6n]); // within the tail
       await settle(1n, [6n, 8n, 3n, 4n]);
-      expect(await raw()).to.equal(head(4, [6n, 8n, 3n, 4n]));
+      expect(await raw()).to.equal(head(4, [6n, 8n, 3n, 4n], [5, 7, 2, 3, 5, 5, 6, 7]));
       await settle(4n, [6n, 8n, 3n]);
       await settle(6n, [3n, 8n]);
       await settle(8n, [3n]);
       await settle(3n, []);
       // Empty, yet the slot keeps the stale entries (ids 3, 8, 3, 4): the next request writes a nonzero slot.
-      expect(await raw()).to.equal(head(0, [3n, 8n, 3n, 4n]));
+      expect(await raw()).to.equal(head(0, [3n, 8n, 3n, 4n], [2, 7, 2, 3, 5, 5, 6, 7]));
       expect(await f.engine.orderEscrow()).to.equal(0n);
       expect(await f.engine.keeperRewardsOf(f.keeper)).to.equal(8n * FEE);
       // The list fills again from the start, to eight, and refuses a ninth by name.
       const t2 = t + 200;
       for (let i = 0; i < 8; i++) await request(f, t2 + i, -E18(1), { reduceOnly: true });
       expect(await f.engine.pendingOrders(f.id)).to.deep.equal([9n, 10n, 11n, 12n, 13n, 14n, 15n, 16n]);
-      expect(await raw()).to.equal(head(8, [9n, 10n, 11n, 12n]));
+      expect(await raw()).to.equal(head(8, [9n, 10n, 11n, 12n], [0, 1, 2, 3, 4, 5, 6, 7]));
       await at(t2 + 8);
       await expect(f.engine.connect(f.alice).requestOrder(f.id, f.ethMarket, -E18(1), 0n, t2 + HOUR, true))
         .to.be.revertedWithCustomError(f.engine, "TooManyPendingOrders")
         .withArgs(f.id, 8);
+    });
+
+    it("orders reuse their account's cells: the views and fills read the pending order only, across accounts and the eight-id blocks of the account index", async () => {
+      const f = await loadFixture(ordersFixture);
+      await f.vault.connect(f.bob).createAccount(); // account 2
+      await f.usdc.mint(f.bob.address, USDC(20_000));
+      await f.usdc.connect(f.bob).approve(f.vault, USDC(20_000));
+      await f.vault.connect(f.bob).depositMargin(2n, f.usdc, USDC(10_000));
+      await f.vault.connect(f.bob).deposit(2n, f.usdc, USDC(10));
+      let t = (await time.latest()) + 10;
+      // Alice's order 1 fills and leaves cell 0; her order 2 takes it.
+      expect(await request(f, t, E18(1))).to.equal(1n);
+      await round(f, 2000, t + 5);
+      await f.engine.connect(f.keeper).executeOrder(1n);
+      t = (await time.latest()) + 5;
+      expect(await request(f, t, E18(2), { limit: E18(2100), deadline: t + 600 })).to.equal(2n);
+      expect((await f.engine.order(1n)).accountId).to.equal(0n); // settled: nothing, though its fields sit stale in cell 0
+      const o2 = await f.engine.order(2n);
+      expect([o2.accountId, o2.marketId, o2.sizeDelta, o2.acceptablePrice, o2.requestedAt, o2.deadline, o2.fee, o2.reduceOnly])
+        .to.deep.equal([1n, f.ethMarket, E18(2), E18(2100), BigInt(t), BigInt(t + 600), FEE, false]);
+      await expect(f.engine.connect(f.keeper).executeOrder(1n)).to.be.revertedWithCustomError(f.engine, "OrderNotFound").withArgs(1n);
+      // Bob's seven reduce-only sells, ids 3..9: across the index's first block (ids 0..7) and the second (8..15).
+      t = (await time.latest()) + 5;
+      for (let i = 0; i < 7; i++) {
+        await at(++t);
+        await f.engine.connect(f.bob).requestOrder(2n, f.ethMarket, -E18(1) - BigInt(i), 0n, t + 600, true);
+      }
+      expect(await f.engine.pendingOrders(2n)).to.deep.equal([3n, 4n, 5n, 6n, 7n, 8n, 9n]);
+      for (const id of [3n, 7n, 8n, 9n]) {
+        const o = await f.engine.order(id);
+        expect([o.accountId, o.sizeDelta, o.reduceOnly]).to.deep.equal([2n, -E18(1) - (id - 3n), true]);
+      }
+      // Alice's 2 fills at 2,050 (within her 2,100 limit); her order 10 takes cell 0 again.
+      await round(f, 2050, t + 5);
+      await expect(f.engine.connect(f.keeper).executeOrder(2n)).to.emit(f.engine, "OrderExecuted");
+      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(E18(3));
+      t = (await time.latest()) + 5;
+      expect(await request(f, t, -E18(3), { reduceOnly: true })).to.equal(10n);
+      expect((await f.engine.order(2n)).accountId).to.equal(0n);
+      const o10 = await f.engine.order(10n);
+      expect([o10.accountId, o10.sizeDelta, o10.reduceOnly]).to.deep.equal([1n, -E18(3), true]);
+      // Unknown ids: past the last, and in a block no request wrote.
+      for (const id of [11n, 16n, 1_000n]) {
+        expect((await f.engine.order(id)).accountId).to.equal(0n);
+        await expect(f.engine.connect(f.keeper).executeOrder(id)).to.be.revertedWithCustomError(f.engine, "OrderNotFound").withArgs(id);
+      }
+      // Order 10 closes alice at the next round; bob's orders are his and stay pending (he has no position: each
+      // reduce-only sell cancels when executed, never touching alice's).
+      t = (await time.latest()) + 5;
+      await round(f, 2040, t);
+      await expect(f.engine.connect(f.keeper).executeOrder(10n)).to.emit(f.engine, "OrderExecuted");
+      expect((await f.engine.position(f.id, f.ethMarket)).size).to.equal(0n);
+      expect(await f.engine.pendingOrders(f.id)).to.deep.equal([]);
+      expect(await f.engine.pendingOrders(2n)).to.deep.equal([3n, 4n, 5n, 6n, 7n, 8n, 9n]);
+      await f.engine.connect(f.keeper).executeOrder(8n);
+      expect(await f.engine.pendingOrders(2n)).to.deep.equal([3n, 4n, 5n, 6n, 7n, 9n]);
+      expect((await f.engine.position(2n, f.ethMarket)).size).to.equal(0n);
+      expect(await f.engine.orderEscrow()).to.equal(6n * FEE);
     });
 
     it("an order id of 2^56 or more is refused by SafeCast's named error, changing nothing", async () => {

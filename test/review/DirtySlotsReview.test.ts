@@ -1,7 +1,8 @@
 /**
  * Adversarial review of d4b005c ("Orders and positions keep their slots dirty"):
- *   1. AccountLogic.PendingList: an account's pending order ids packed in two words (head = count + ids 0..3, tail =
- *      ids 4..7), removal swaps the last entry in, stale entries beyond the count stay (the head never returns to 0);
+ *   1. AccountLogic.PendingList: an account's pending order ids packed in two words (head = count + ids 0..3 + the
+ *      order cell of each entry, tail = ids 4..7), removal swaps the last entry (id and cell) in, stale entries beyond
+ *      the count stay (the head never returns to 0);
  *   2. a fully closed position writes size = 0 and keeps its stale entryNet / entryPrice; position() shows zeros.
  * Attacks as a trader, keeper, LP and liquidator would try them; every one was resisted. (The review's two findings
  * were of what the commit left behind: the gas snapshot and the README's layout row, both updated with it.)
@@ -94,16 +95,23 @@ async function reviewFixture(): Promise<Review> {
 }
 
 /**
- * TS model of an account's pending list: the ids in the engine's order (append; a removal moves the last id into the
- * removed place) and, independently, the last value written at each of the eight entries (stale ones included), from
- * which the two raw words must follow.
+ * TS model of an account's pending list: the ids in the engine's order (append; a removal moves the last id, with its
+ * order cell, into the removed place), the cell of each (a request takes the lowest cell no pending id holds) and,
+ * independently, the last value written at each of the eight entries and cells (stale ones included), from which the
+ * two raw words must follow (head: count, ids 0..3 at 8 + 56·i, cells of entries 0..7 at 232 + 3·i).
  */
 class PendingModel {
   ids: bigint[] = [];
+  cells: number[] = [];
   written: bigint[] = new Array(MAX_PENDING).fill(0n);
+  writtenCell: number[] = new Array(MAX_PENDING).fill(0);
   push(id: bigint) {
+    let cell = 0;
+    while (this.cells.includes(cell)) cell++;
     this.written[this.ids.length] = id;
+    this.writtenCell[this.ids.length] = cell;
     this.ids.push(id);
+    this.cells.push(cell);
   }
   remove(id: bigint) {
     const i = this.ids.indexOf(id);
@@ -111,13 +119,17 @@ class PendingModel {
     const last = this.ids.length - 1;
     if (i !== last) {
       this.ids[i] = this.ids[last];
+      this.cells[i] = this.cells[last];
       this.written[i] = this.ids[last];
+      this.writtenCell[i] = this.cells[last];
     }
     this.ids.pop();
+    this.cells.pop();
   }
   head(): bigint {
     let w = BigInt(this.ids.length);
     for (let i = 0; i < 4; i++) w |= this.written[i] << BigInt(8 + 56 * i);
+    for (let i = 0; i < 8; i++) w |= BigInt(this.writtenCell[i]) << BigInt(232 + 3 * i);
     return w;
   }
   tail(): bigint {
@@ -423,7 +435,10 @@ describe("Review of d4b005c: dirty pending-list and position slots", () => {
       }
       // Empty list, yet every entry still holds a settled id.
       expect(m.written).to.deep.equal([7n, 5n, 5n, 6n, 7n, 8n, 9n, 10n]);
-      expect(await raw(f, headSlot)).to.equal(0n | (7n << 8n) | (5n << 64n) | (5n << 120n) | (6n << 176n));
+      // Each entry's order cell moved with its id: 3..10 took cells 0..7; the last settled, 7, sat in entry 0, cell 4.
+      expect(m.writtenCell).to.deep.equal([4, 2, 2, 3, 4, 5, 6, 7]);
+      const cellBits = (cs: number[]) => cs.reduce((w, c, i) => w | (BigInt(c) << BigInt(232 + 3 * i)), 0n);
+      expect(await raw(f, headSlot)).to.equal(0n | (7n << 8n) | (5n << 64n) | (5n << 120n) | (6n << 176n) | cellBits([4, 2, 2, 3, 4, 5, 6, 7]));
       expect(await raw(f, headSlot + 1n)).to.equal(7n | (8n << 56n) | (9n << 112n) | (10n << 168n));
       for (const id of [3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n]) {
         await expect(f.engine.connect(f.keeper).executeOrder(id)).to.be.revertedWithCustomError(f.engine, "OrderNotFound").withArgs(id);
@@ -437,7 +452,10 @@ describe("Review of d4b005c: dirty pending-list and position slots", () => {
       const r = await request(f, f.alice, 1n, ++t, E18(1) / 100n);
       m.push(r);
       expect(await f.engine.pendingOrders(1n)).to.deep.equal([11n]);
-      expect(await raw(f, headSlot)).to.equal(1n | (11n << 8n) | (5n << 64n) | (5n << 120n) | (6n << 176n));
+      // The lowest free cell, 0 (order 3's, stale), now holds order 11.
+      expect(await raw(f, headSlot)).to.equal(1n | (11n << 8n) | (5n << 64n) | (5n << 120n) | (6n << 176n) | cellBits([0, 2, 2, 3, 4, 5, 6, 7]));
+      expect((await f.engine.order(11n)).sizeDelta).to.equal(E18(1) / 100n);
+      expect((await f.engine.order(3n)).accountId).to.equal(0n);
       await at(++t);
       await expect(f.vault.connect(f.alice).releaseMargin(1n, f.usdc, 1n)).to.be.revertedWithCustomError(f.engine, "OrderPending").withArgs(1n, 11n);
     });

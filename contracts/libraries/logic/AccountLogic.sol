@@ -78,7 +78,11 @@ library AccountLogic {
         /// @dev The pool's tokens held here: LP capital, insurance and unclaimed keeper rewards.
         PoolSlot pool;
         // ------------------------------------------------------------- two-step orders (README "Orders")
-        mapping(uint256 orderId => OrderSlot) orders;
+        /// @dev A pending order's fields, in the cell its entry of the account's pending list names (`PendingList`):
+        ///      cells are reused, so a request writes two nonzero slots (README "Storage layout").
+        mapping(uint256 accountId => OrderSlot[8]) orderCells;
+        /// @dev The account of every order id, eight per slot (`orderAccountOf`).
+        mapping(uint256 idBlock => uint256) orderAccounts;
         /// @dev Ids of an account's pending orders (<= MAX_PENDING_ORDERS), packed: see `PendingList`.
         mapping(uint256 accountId => PendingList) pendingOrders;
         OrderBook orderBook;
@@ -87,12 +91,15 @@ library AccountLogic {
     }
 
     /// @notice An account's pending order ids, two slots (README "Storage layout"). `head`: the count in bits 0..7
-    ///         (<= MAX_PENDING_ORDERS = 8) and ids 0..3 at bits 8 + 56·i; `tail`: ids 4..7 at bits 56·(i − 4). Ids are
-    ///         uint56 (a request past 2^56 − 1 ids reverts with SafeCast's named error: 7.2e16 requests). Entries at
-    ///         or beyond the count are stale and never read. Entry 0 holds an id (>= 1) from the account's first
-    ///         request on and is only ever overwritten by another id, so `head` never returns to zero: a request
-    ///         writes a nonzero slot (2,900 gas) where a dynamic array's length and first element went from zero
-    ///         (2 × 20,000), at the price of the two 4,800-gas refunds a settlement used to get for zeroing them.
+    ///         (<= MAX_PENDING_ORDERS = 8), ids 0..3 at bits 8 + 56·i, and the order cell of entries 0..7 at bits
+    ///         232 + 3·i; `tail`: ids 4..7 at bits 56·(i − 4). Ids are uint56 (a request past 2^56 − 1 ids reverts with
+    ///         SafeCast's named error: 7.2e16 requests). Entries at or beyond the count are stale and never read. Entry 0
+    ///         holds an id (>= 1) from the account's first request on and is only ever overwritten by another id, so
+    ///         `head` never returns to zero: a request writes a nonzero slot (2,900 gas) where a dynamic array's
+    ///         length and first element went from zero (2 × 20,000), at the price of the two 4,800-gas refunds a
+    ///         settlement used to get for zeroing them. An entry's cell (0..7, `orderCells`) moves with its id when the
+    ///         last entry takes a settled one's place; a request takes the lowest cell no pending entry names, so an
+    ///         account's orders reuse the cells of its settled ones.
     struct PendingList {
         uint256 head;
         uint256 tail;
@@ -1031,14 +1038,14 @@ library AccountLogic {
         uint256 head = list.head;
         uint256 n = pendingCount(head);
         for (uint256 i; i < n; ++i) {
-            uint256 id = pendingAt(list, head, i);
-            if (!s.orders[id].reduceOnly) return id;
+            if (!s.orderCells[accountId][pendingCell(head, i)].reduceOnly) return pendingAt(list, head, i);
         }
         return 0;
     }
 
     uint256 private constant ID_BITS = 56;
     uint256 private constant ID_MASK = (1 << ID_BITS) - 1;
+    uint256 private constant CELL_SHIFT = 232;
 
     /// @dev Number of pending orders in a list whose `head` word is `head`.
     function pendingCount(uint256 head) internal pure returns (uint256) {
@@ -1051,27 +1058,35 @@ library AccountLogic {
         return (list.tail >> (ID_BITS * (i - 4))) & ID_MASK;
     }
 
-    /// @dev Appends `id` (the caller has checked count < MAX_PENDING_ORDERS). Reverts with SafeCast's named error for
-    ///      an id of 2^56 or more.
-    function pushPending(PendingList storage list, uint256 id) internal {
+    /// @dev The order cell of the `i`-th pending entry (i < count): `orderCells[accountId][cell]` holds its fields.
+    function pendingCell(uint256 head, uint256 i) internal pure returns (uint256) {
+        return (head >> (CELL_SHIFT + 3 * i)) & 7;
+    }
+
+    /// @dev Appends `id` (the caller has checked count < MAX_PENDING_ORDERS) and returns the order cell it takes: the
+    ///      lowest no pending entry names. Reverts with SafeCast's named error for an id of 2^56 or more.
+    function pushPending(PendingList storage list, uint256 id) internal returns (uint256 cell) {
         if (id > ID_MASK) revert SafeCast.SafeCastOverflowedUintDowncast(uint8(ID_BITS), id);
         uint256 head = list.head;
         uint256 n = pendingCount(head);
+        uint256 used;
+        for (uint256 i; i < n; ++i) used |= 1 << pendingCell(head, i);
+        while (used & (1 << cell) != 0) ++cell; // n < 8 entries name at most 7 of the 8 cells
         if (n < 4) head = _withEntry(head, n, id);
         else list.tail = _withEntry(list.tail, n, id);
-        list.head = head + 1; // count + 1 in bits 0..7: n + 1 <= MAX_PENDING_ORDERS < 256
+        list.head = _withCell(head, n, cell) + 1; // count + 1 in bits 0..7: n + 1 <= MAX_PENDING_ORDERS < 256
     }
 
-    /// @dev Removes pending `id` (it is in the list): the last entry takes its place, the count drops by one.
-    function removePending(PendingList storage list, uint256 id) internal {
+    /// @dev Removes the `i`-th pending entry (i < count): the last entry (id and cell) takes its place, the count drops
+    ///      by one.
+    function removePending(PendingList storage list, uint256 i) internal {
         uint256 head = list.head;
-        uint256 last = pendingCount(head) - 1; // the list holds `id`: count >= 1
-        uint256 i;
-        while (i < last && pendingAt(list, head, i) != id) ++i;
+        uint256 last = pendingCount(head) - 1; // i < count: count >= 1
         if (i != last) {
             uint256 moved = pendingAt(list, head, last);
             if (i < 4) head = _withEntry(head, i, moved);
             else list.tail = _withEntry(list.tail, i, moved);
+            head = _withCell(head, i, pendingCell(head, last));
         }
         list.head = head - 1; // count − 1 (bits 0..7, count >= 1)
     }
@@ -1080,6 +1095,38 @@ library AccountLogic {
     function _withEntry(uint256 word, uint256 i, uint256 id) private pure returns (uint256) {
         uint256 shift = i < 4 ? 8 + ID_BITS * i : ID_BITS * (i - 4);
         return (word & ~(ID_MASK << shift)) | (id << shift);
+    }
+
+    /// @dev `head` with the cell of entry `i` set to `cell` (< 8).
+    function _withCell(uint256 head, uint256 i, uint256 cell) private pure returns (uint256) {
+        uint256 shift = CELL_SHIFT + 3 * i;
+        return (head & ~(uint256(7) << shift)) | (cell << shift);
+    }
+
+    /// @dev Records `accountId` (< 2^32, checked at the request) as the account of order `id`: 32 bits of the slot of
+    ///      ids `id & ~7` … `id | 7`, so a request writes a nonzero slot except once in eight ids.
+    function setOrderAccount(Storage storage s, uint256 id, uint256 accountId) internal {
+        uint256 shift = 32 * (id & 7);
+        uint256 word = s.orderAccounts[id >> 3];
+        s.orderAccounts[id >> 3] = (word & ~(uint256(type(uint32).max) << shift)) | (accountId << shift);
+    }
+
+    /// @dev A pending order, its account and its index in the account's pending list; `o.requestedAt` is 0 when the
+    ///      id is not pending (never requested, or settled: its cell may since hold another order of the account).
+    function pendingOrder(Storage storage s, uint256 id)
+        internal
+        view
+        returns (OrderSlot memory o, uint256 accountId, uint256 i)
+    {
+        accountId = (s.orderAccounts[id >> 3] >> (32 * (id & 7))) & type(uint32).max;
+        if (accountId == 0) return (o, 0, 0); // never requested
+        PendingList storage list = s.pendingOrders[accountId];
+        uint256 head = list.head;
+        uint256 n = pendingCount(head);
+        for (; i < n; ++i) {
+            if (pendingAt(list, head, i) == id) return (s.orderCells[accountId][pendingCell(head, i)], accountId, i);
+        }
+        return (o, 0, 0); // settled
     }
 
     function isAuthorized(Storage storage s, uint256 accountId, address caller) internal view returns (bool) {

@@ -66,7 +66,11 @@ library TradeLogic {
 
         uint256 fee;
         (orderId, fee) = _escrowFee(s, env, accountId);
-        s.orders[orderId] = AccountLogic.OrderSlot({
+        // The order's fields go to a cell its pending entry names: a settled order's cell, written before (README
+        // "Storage layout").
+        uint256 cell = AccountLogic.pushPending(pending, orderId);
+        AccountLogic.setOrderAccount(s, orderId, accountId);
+        s.orderCells[accountId][cell] = AccountLogic.OrderSlot({
             accountId: uint32(accountId), // < 2^32, checked in _checkRequest
             marketId: uint8(marketId), // < MAX_MARKETS, checked by the engine
             reduceOnly: reduceOnly,
@@ -77,7 +81,6 @@ library TradeLogic {
             sizeDelta: int128(sizeDelta), // checked above
             acceptablePrice: acceptablePrice > type(uint128).max ? type(uint128).max : uint128(acceptablePrice)
         });
-        AccountLogic.pushPending(pending, orderId);
         // The fee leaves the reserve: on an account whose policy may REDUCE, a REDUCE now waits for a later round.
         AccountLogic.markOwnerAction(s, accountId);
         emit IMarginEngine.OrderRequested(
@@ -139,17 +142,18 @@ library TradeLogic {
         s.orderBook = AccountLogic.OrderBook(uint64(orderId), book.fee, (book.escrow + fee).toUint96());
     }
 
-    /// @dev Removes a settled order (`o`, as stored), releases the open interest its request reserved (|sizeDelta| on
-    ///      its side unless reduce-only), and pays its escrowed fee to `keeper` as a claimable reward: the tokens stay
-    ///      here, from the escrow into the pool's balance, set aside (not LP capital), as every keeper reward.
+    /// @dev Removes a settled order (`o`, as stored; entry `entry` of its account's pending list) from the list (its
+    ///      cell keeps the fields, stale, for a later request of the account to overwrite), releases the open interest
+    ///      its request reserved (|sizeDelta| on its side unless reduce-only), and pays its escrowed fee to `keeper` as
+    ///      a claimable reward: the tokens stay here, from the escrow into the pool's balance, set aside (not LP
+    ///      capital), as every keeper reward.
     function closeOrder(
         AccountLogic.Storage storage s,
         address settlementAsset,
-        uint256 orderId,
+        uint256 entry,
         AccountLogic.OrderSlot memory o,
         address keeper
     ) external {
-        delete s.orders[orderId];
         if (!o.reduceOnly) {
             AccountLogic.PendingOI storage p = s.pendingOI[o.marketId];
             uint128 size = uint128(WadMath.abs(o.sizeDelta)); // |Δ| <= int128 max, checked at the request
@@ -157,7 +161,7 @@ library TradeLogic {
             else p.short -= size;
         }
         uint256 fee = o.fee;
-        AccountLogic.removePending(s.pendingOrders[o.accountId], orderId); // the order is pending: the list holds it
+        AccountLogic.removePending(s.pendingOrders[o.accountId], entry); // the order is pending: entry < count
         if (fee == 0) return;
         s.orderBook.escrow -= uint96(fee); // the fee is part of the escrow
         s.pool.balance = AccountLogic.fit(0, settlementAsset, s.pool.balance + fee);

@@ -160,10 +160,11 @@ contract MarginEngine is EngineBase {
     ) external nonReentrant returns (uint256 orderId) {
         _requireAuthorized(accountId);
         _requireMarket(marketId);
-        orderId = TradeLogic.requestOrder(
+        uint256 px;
+        (orderId, px) = TradeLogic.requestOrder(
             _s, _env(), accountId, marketId, sizeDelta, acceptablePrice, deadline, reduceOnly, paused
         );
-        if (!reduceOnly) _checkBacking(accountId, marketId, sizeDelta);
+        if (!reduceOnly) _checkBacking(accountId, marketId, sizeDelta, px);
     }
 
     /// @dev An order that is not reduce-only must be backed when it is requested (README "Orders"): equity now ≥ the
@@ -176,14 +177,17 @@ contract MarginEngine is EngineBase {
     ///      positions can only shrink before the fill (one order that may add risk waits at a time), so at the
     ///      request's prices a same-side increase the fill would accept is never refused here. A flip or a reduction
     ///      asked for without `reduceOnly` needs the margin of |size| + |Δ|: reduce with `reduceOnly` (no backing).
-    ///      Reverts `BelowInitialMargin(accountId, equity, required)`, or `OracleUnhealthy(asset)`.
-    function _checkBacking(uint256 accountId, uint256 marketId, int256 sizeDelta) private {
+    ///      Reverts `BelowInitialMargin(accountId, equity, required)`, or `OracleUnhealthy(asset)`. `px` is the
+    ///      market's price as the request poked it (the router serves the same for the rest of the transaction).
+    function _checkBacking(uint256 accountId, uint256 marketId, int256 sizeDelta, uint256 px) private {
         uint256 size = WadMath.abs(_s.positions[accountId][marketId].size) + WadMath.abs(sizeDelta); // both < 2^127
         AccountLogic.Ctx memory ctx = AccountLogic.newCtx(_env());
         AccountLogic.pokeAccount(_s, ctx, accountId);
         // Its volatilities are not needed: a market the account holds was loaded with them above, and the
-        // backing prices the order's |Δ| at the σ floor.
-        AccountLogic.pokePrice(ctx, _s.markets[marketId].asset, false);
+        // backing prices the order's |Δ| at the σ floor. A market it does not hold takes the request's price.
+        address asset = _s.markets[marketId].asset;
+        (bool found,) = AccountLogic.lookup(ctx, asset);
+        if (!found) AccountLogic.store(ctx, asset, px);
         int256 equity = AccountLogic.valuation(_s, ctx, accountId, false).equity;
         uint256 required = AccountLogic.floorInitialMargin(_s, ctx, accountId, marketId, size);
         if (equity < required.toInt256()) revert IMarginEngine.BelowInitialMargin(accountId, equity, required);

@@ -278,7 +278,14 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @inheritdoc IOracleRouter
     function poke(address asset) external returns (bool ok, uint256 priceWad) {
-        (ok, priceWad,,) = _poke(asset, false);
+        (ok, priceWad,,,) = _poke(asset, false);
+    }
+
+    /// @inheritdoc IOracleRouter
+    function pokeRound(address asset) external returns (bool ok, uint256 priceWad, uint80 roundId) {
+        (ok, priceWad,,, roundId) = _poke(asset, false);
+        // A price served from this transaction's cache comes without the feed's read: read its latest round.
+        if (ok && roundId == 0) (roundId,,) = _latestRound(_feedOf(asset), asset);
     }
 
     /// @inheritdoc IOracleRouter
@@ -286,15 +293,17 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         external
         returns (bool ok, uint256 priceWad, uint256 target, uint256 maintenance)
     {
-        return _poke(asset, true);
+        (ok, priceWad, target, maintenance,) = _poke(asset, true);
     }
 
     /// @dev The body of `poke` and `pokeMarket`. With `withVols`, an accepted price comes with the volatilities
     ///      `volatilities(asset)` reads after the poke for the rest of the transaction: of the observation this poke
     ///      read or recorded, or, for a price served from this transaction's cache, of the stored one (0 when not ok).
+    ///      `roundId` is the feed's latest round as this poke read it: 0 when the price came from the cache (no read)
+    ///      or is not ok.
     function _poke(address asset, bool withVols)
         private
-        returns (bool ok, uint256 priceWad, uint256 target, uint256 maintenance)
+        returns (bool ok, uint256 priceWad, uint256 target, uint256 maintenance, uint80 roundId)
     {
         // A price accepted earlier in this transaction is served from transient storage: a batch of
         // rebalances or liquidations reads each feed once, and every call in it sees the same price.
@@ -304,7 +313,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
                 AssetConfig storage c = _assets[asset];
                 (target, maintenance) = _volatilities(c.vol, _loadObs(c));
             }
-            return (true, cached - 1, target, maintenance);
+            return (true, cached - 1, target, maintenance, 0);
         }
         bytes32 slot = _pokeCacheSlot(asset);
 
@@ -312,20 +321,20 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (r.err != bytes4(0) && r.err != CircuitBreakerTripped.selector) {
             // Keepers poke in batches: report, never revert.
             emit PriceRejected(asset, r.err);
-            return (false, 0, 0, 0);
+            return (false, 0, 0, 0, 0);
         }
 
         AssetConfig storage a = _assets[asset];
         if (r.isNew) _record(asset, a, r);
 
         // After `_record` the stored observation is r.obs (and when not new, r.obs was read from it).
-        if (r.obs.tripped) return (false, 0, 0, 0);
+        if (r.obs.tripped) return (false, 0, 0, 0, 0);
         uint256 stored = r.price + 1; // 0 means "not cached"
         assembly ("memory-safe") {
             tstore(slot, stored)
         }
         if (withVols) (target, maintenance) = _volatilities(a.vol, r.obs);
-        return (true, r.price, target, maintenance);
+        return (true, r.price, target, maintenance, r.roundId);
     }
 
     /// @dev The asset's accepted poke in this transaction, as price + 1 (0 = none).

@@ -193,6 +193,14 @@ interface IOracleRouter {
     /// @return priceWad The usable price (0 when not ok).
     function poke(address asset) external returns (bool ok, uint256 priceWad);
 
+    /// @notice `poke`, with the id of the feed's latest round as `latestRound(asset)` returns it in the same
+    ///         transaction: a two-step order's request pokes its market and records the round it must fill after, in one
+    ///         call to the router. Same checks, recording, events and transient cache as `poke`.
+    /// @return ok Whether `price(asset)` is usable after the poke (as `poke`).
+    /// @return priceWad The usable price (0 when not ok).
+    /// @return roundId `latestRound(asset)` (0 when not ok).
+    function pokeRound(address asset) external returns (bool ok, uint256 priceWad, uint80 roundId);
+
     /// @notice `poke`, with the asset's volatilities as `volatilities(asset)` returns them right after it in the same
     ///         transaction: the margin engine's door for a market asset, whose valuation needs both (one call to the
     ///         router instead of two). Same checks, recording, events and transient cache as `poke`.

@@ -42,7 +42,7 @@ library TradeLogic {
         uint256 deadline,
         bool reduceOnly,
         bool paused
-    ) external returns (uint256 orderId) {
+    ) external returns (uint256 orderId, uint256 px) {
         _checkRequest(accountId, marketId, sizeDelta, deadline);
         // Paused: no new risk. A reduce-only order never adds any; another is judged against the position now (the
         // fill judges it again against the position then).
@@ -55,14 +55,16 @@ library TradeLogic {
         }
         // One order that may add risk at a time: with two, whoever executes could fill the one whose round turned out
         // better and let the other fail its margin check (README "Orders").
+        // The fill round is the feed's next after its latest now: a round the trader could not have seen.
         address asset = s.markets[marketId].asset;
+        uint80 afterRound;
         if (!reduceOnly) {
             uint256 waiting = AccountLogic.pendingRiskOrder(s, accountId);
             if (waiting != 0) revert IMarginEngine.OrderPending(accountId, waiting);
-            _reserveOpenInterest(s, env, marketId, asset, sizeDelta);
+            (px, afterRound) = _reserveOpenInterest(s, env, marketId, asset, sizeDelta);
+        } else {
+            afterRound = env.oracle.latestRound(asset);
         }
-        // The fill round is the feed's next after its latest now: a round the trader could not have seen.
-        uint80 afterRound = env.oracle.latestRound(asset);
 
         uint256 fee;
         (orderId, fee) = _escrowFee(s, env, accountId);
@@ -106,15 +108,16 @@ library TradeLogic {
     ///      add risk, after checking the side's open interest, with every pending reservation and this one, against
     ///      the cap at the current price. The fill then needs no cap check: no later fall in pool capital (an LP's
     ///      withdrawal after seeing the fill round, finding N3) can cancel it. Reverts `OracleUnhealthy(asset)` when
-    ///      the market's price is invalid now, and `OpenInterestCap`.
+    ///      the market's price is invalid now, and `OpenInterestCap`. Returns the price and the feed's latest round,
+    ///      read in the same router call (`pokeRound`).
     function _reserveOpenInterest(
         AccountLogic.Storage storage s,
         AccountLogic.Env memory env,
         uint256 marketId,
         address asset,
         int256 sizeDelta
-    ) private {
-        (, uint256 px) = env.oracle.poke(asset); // 0 when the oracle is invalid (as AccountLogic.pokePrice)
+    ) private returns (uint256 px, uint80 roundId) {
+        (, px, roundId) = env.oracle.pokeRound(asset); // px 0 when the oracle is invalid (as AccountLogic.pokePrice)
         if (px == 0) revert IMarginEngine.OracleUnhealthy(asset);
         AccountLogic.PendingOI storage p = s.pendingOI[marketId];
         bool long = sizeDelta > 0;

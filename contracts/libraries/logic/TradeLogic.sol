@@ -54,18 +54,12 @@ library TradeLogic {
             revert IMarginEngine.TooManyPendingOrders(accountId, MAX_PENDING_ORDERS);
         }
         // One order that may add risk at a time: with two, whoever executes could fill the one whose round turned out
-        // better and let the other fail its margin check (README "Orders").
-        // The fill round is the feed's next after its latest now: a round the trader could not have seen.
+        // better and let the other fail its margin check (README "Orders"). The fill round is the feed's next after
+        // its latest now: a round the trader could not have seen.
         address asset = s.markets[marketId].asset;
         uint80 afterRound;
-        if (!reduceOnly) {
-            uint256 waiting = AccountLogic.pendingRiskOrder(s, accountId);
-            if (waiting != 0) revert IMarginEngine.OrderPending(accountId, waiting);
-            (px, afterRound) = _reserveOpenInterest(s, env, marketId, asset, sizeDelta);
-        } else {
-            afterRound = env.oracle.latestRound(asset);
-        }
-
+        if (reduceOnly) afterRound = env.oracle.latestRound(asset);
+        else (px, afterRound) = _reserveRisk(s, env, accountId, marketId, asset, sizeDelta);
         uint256 fee;
         (orderId, fee) = _escrowFee(s, env, accountId);
         // The order's fields go to a cell its pending entry names: a settled order's cell, written before (README
@@ -88,6 +82,21 @@ library TradeLogic {
         emit IMarginEngine.OrderRequested(
             orderId, accountId, marketId, sizeDelta, acceptablePrice, deadline, reduceOnly, afterRound, fee
         );
+    }
+
+    /// @dev The checks and the reservation of an order that may add risk: `OrderPending` while another waits, then
+    ///      `_reserveOpenInterest` (the price and the feed's latest round).
+    function _reserveRisk(
+        AccountLogic.Storage storage s,
+        AccountLogic.Env memory env,
+        uint256 accountId,
+        uint256 marketId,
+        address asset,
+        int256 sizeDelta
+    ) private returns (uint256 px, uint80 roundId) {
+        uint256 waiting = AccountLogic.pendingRiskOrder(s, accountId);
+        if (waiting != 0) revert IMarginEngine.OrderPending(accountId, waiting);
+        return _reserveOpenInterest(s, env, marketId, asset, sizeDelta);
     }
 
     /// @dev A request's own bounds: `ZeroSizeDelta`, `PositionTooLarge`, `InvalidDeadline`; an order stores its account

@@ -1,11 +1,12 @@
 /**
  * Where the gas of one steady-state transaction goes: per contract, every cold slot, and the 40 most expensive source
- * lines. Usage: `npm run bench:trace` (the bench's TOP_UP scenario); TRACE=request or TRACE=execute: the second
- * open (+5 ETH) of an account that opened and closed once, as the bench's open row; PROFILE_OPS=1: per contract and
- * opcode instead of per line.
+ * lines, and per internal function. Usage: `npm run bench:trace` (the bench's TOP_UP scenario); TRACE=request or
+ * TRACE=execute: the second open (+5 ETH) of an account that opened and closed once, as the bench's open row;
+ * TRACE=batch: the second rebalanceBatch of the bench's 10 accounts (divide a per-account function's gas by 10);
+ * PROFILE_OPS=1: per contract and opcode instead of per line.
  */
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { ballastWorld, moveEthUntil, openAccount } from "../lib/bench/ballast";
+import { ballastWorld, batchAccounts, moveEthUntil, openAccount } from "../lib/bench/ballast";
 import { profile } from "../lib/bench/profile";
 import { ACTION, NARROW_POLICY } from "../deploy/params";
 import { requestOrder } from "../lib/orders";
@@ -41,6 +42,22 @@ async function openHash(w: Awaited<ReturnType<typeof ballastWorld>>, which: "req
   return hash;
 }
 
+/** The bench's batch of 10, steady state: the second batch TOP_UP of the same accounts by the same keeper. */
+async function batchHash(w: Awaited<ReturnType<typeof ballastWorld>>): Promise<string> {
+  const ids = await batchAccounts(w, 10);
+  const k = w.keepers[0];
+  const allBelow = async () => {
+    const [healths] = await w.engine.healthBatch(ids);
+    return healths.every((h) => h < NARROW_POLICY.triggerRatio);
+  };
+  await moveEthUntil(w, -1, allBelow);
+  await (await w.rebalancer.connect(k).rebalanceBatch(ids)).wait();
+  await moveEthUntil(w, -1, allBelow);
+  const tx = await w.rebalancer.connect(k).rebalanceBatch(ids, { gasLimit: 10_000_000 });
+  await tx.wait();
+  return tx.hash;
+}
+
 async function topUpHash(w: Awaited<ReturnType<typeof ballastWorld>>): Promise<string> {
   const id = await openAccount(w, { margin: USDC(5_000), reserve: USDC(5_000), size: E18(10), policy: { actions: ACTION.TOP_UP | ACTION.REDUCE } });
   const below = async () => (await w.engine.healthBatch([id]))[0][0] < NARROW_POLICY.triggerRatio;
@@ -56,8 +73,9 @@ async function topUpHash(w: Awaited<ReturnType<typeof ballastWorld>>): Promise<s
 async function main() {
   const w = await loadFixture(ballastWorld);
   const which = process.env.TRACE ?? "topup";
-  if (!["topup", "request", "execute"].includes(which)) throw new Error(`TRACE=${which}: use topup, request or execute`);
-  const hash = which === "topup" ? await topUpHash(w) : await openHash(w, which as "request" | "execute");
+  if (!["topup", "request", "execute", "batch"].includes(which)) throw new Error(`TRACE=${which}: use topup, request, execute or batch`);
+  const hash =
+    which === "topup" ? await topUpHash(w) : which === "batch" ? await batchHash(w) : await openHash(w, which as "request" | "execute");
   const t = (c: { target: unknown }) => c.target as string;
   const p = await profile(
     hash,
@@ -72,6 +90,7 @@ async function main() {
       "contracts/libraries/logic/RebalanceLogic.sol:RebalanceLogic",
       "contracts/libraries/logic/TradeLogic.sol:TradeLogic",
       "contracts/libraries/logic/LiquidationLogic.sol:LiquidationLogic",
+      "contracts/core/MarginEngineExtension.sol:MarginEngineExtension",
     ],
   );
   console.log(`gasUsed ${p.gasUsed}`);
@@ -82,6 +101,8 @@ async function main() {
   for (const [slot, n] of p.slotReads) if (n > 1) console.log(`  ${String(n).padStart(3)}  ${slot}`);
   console.log("top lines:");
   for (const [line, gas] of p.lines.slice(0, 40)) console.log(`  ${String(gas).padStart(7)}  ${line}`);
+  console.log("internal functions (total: with what they call; self: their own steps), by total:");
+  for (const f of p.functions.slice(0, 60)) console.log(`  ${String(f.total).padStart(7)} ${String(f.self).padStart(7)}  ${f.name}`);
 }
 
 main().catch((e) => {

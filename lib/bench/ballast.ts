@@ -448,7 +448,8 @@ export async function benchRaceLoser(): Promise<Row> {
 }
 
 /** `n` accounts of 1 ETH (500 USDC margin, 4x; 500 USDC reserve) with the narrow TOP_UP|REDUCE policy. */
-async function batchAccounts(w: BallastWorld, n: number): Promise<bigint[]> {
+/** `n` accounts of 1 ETH long, 500 USDC margin + 500 USDC reserve, policy 1.3/1.6 (TOP_UP | REDUCE). */
+export async function batchAccounts(w: BallastWorld, n: number): Promise<bigint[]> {
   const ids: bigint[] = [];
   for (let i = 0; i < n; i++) {
     ids.push(await openAccount(w, { margin: USDC(500), reserve: USDC(500), size: E18(1), policy: { actions: ACTION.TOP_UP | ACTION.REDUCE } }));

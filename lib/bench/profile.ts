@@ -7,7 +7,14 @@ import { artifacts, ethers } from "hardhat";
 
 interface Step { pc: number; op: string; gas: number; gasCost: number; depth: number; stack?: string[] }
 
-interface CodeMap { name: string; pcToLine: Map<number, string> }
+interface CodeMap {
+  name: string;
+  pcToLine: Map<number, string>;
+  /** the source map's jump type at a JUMP: "i" into a function, "o" out of one */
+  pcToJump: Map<number, string>;
+  /** the function (or modifier) whose body holds the pc's source location, "Contract.fn" */
+  pcToFunction: Map<number, string>;
+}
 
 const CALLS = new Set(["CALL", "STATICCALL", "DELEGATECALL", "CALLCODE"]);
 
@@ -16,7 +23,8 @@ async function codeMap(name: string, fqn: string): Promise<CodeMap> {
   const bi = await artifacts.getBuildInfo(fqn);
   const [file, contract] = fqn.split(":");
   const out = bi!.output.contracts[file][contract] as any;
-  const code: string = out.evm.deployedBytecode.object;
+  // Library link placeholders (__$…$__, 40 characters) read as a 20-byte address: only the pc stepping needs the bytes.
+  const code: string = (out.evm.deployedBytecode.object as string).replace(/__\$[0-9a-fA-F]{34}\$__/g, "0".repeat(40));
   const srcMap: string[] = out.evm.deployedBytecode.sourceMap.split(";");
   const ids = new Map<number, string>();
   for (const [path, s] of Object.entries(bi!.output.sources)) ids.set((s as any).id, path);
@@ -33,20 +41,50 @@ async function codeMap(name: string, fqn: string): Promise<CodeMap> {
     while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (starts[mid] <= offset) lo = mid; else hi = mid - 1; }
     return lo + 1;
   };
+  // Where each function and modifier of a source starts, to name the function that holds an offset.
+  const defs = new Map<string, { at: number; name: string }[]>();
+  const defsOf = (path: string) => {
+    if (!defs.has(path)) {
+      // Comments and strings blanked, offsets kept: "contract" in a comment is not a definition.
+      const text = (bi!.input.sources[path]?.content ?? "").replace(/\/\/[^\n]*|\/\*[\s\S]*?\*\/|"(?:[^"\\\n]|\\.)*"/g, (m) => m.replace(/[^\n]/g, " "));
+      const out: { at: number; name: string }[] = [];
+      let owner = "";
+      const re = /\b(contract|library|abstract contract|interface)\s+(\w+)|\b(function|modifier)\s+(\w+)/g;
+      for (let m = re.exec(text); m; m = re.exec(text)) {
+        if (m[2]) owner = m[2];
+        else out.push({ at: m.index, name: `${owner}.${m[4]}` });
+      }
+      defs.set(path, out);
+    }
+    return defs.get(path)!;
+  };
+  const functionAt = (path: string, offset: number): string => {
+    let name = "";
+    for (const d of defsOf(path)) {
+      if (d.at > offset) break;
+      name = d.name;
+    }
+    return name || path.split("/").pop()!;
+  };
   const pcToLine = new Map<number, string>();
-  let s = 0, f = -1, pc = 0, idx = 0;
+  const pcToJump = new Map<number, string>();
+  const pcToFunction = new Map<number, string>();
+  let s = 0, f = -1, j = "-", pc = 0, idx = 0;
   const bytes = Buffer.from(code, "hex");
   while (pc < bytes.length && idx < srcMap.length) {
     const parts = srcMap[idx].split(":");
     if (parts[0] !== "" && parts[0] !== undefined) s = Number(parts[0]);
     if (parts[2] !== "" && parts[2] !== undefined) f = Number(parts[2]);
+    if (parts[3] !== "" && parts[3] !== undefined) j = parts[3];
     const path = ids.get(f);
     pcToLine.set(pc, path ? `${path.replace(/^contracts\//, "")}:${lineOf(path, s)}` : `${name}:generated`);
+    pcToJump.set(pc, j);
+    pcToFunction.set(pc, path ? functionAt(path, s) : `${name}:generated`);
     const op = bytes[pc];
     pc += op >= 0x60 && op <= 0x7f ? op - 0x5e : 1;
     idx++;
   }
-  return { name, pcToLine };
+  return { name, pcToLine, pcToJump, pcToFunction };
 }
 
 export interface Profile {
@@ -56,6 +94,13 @@ export interface Profile {
   lines: [string, number][];
   /** SLOADs per (contract, slot), most read first: a slot read many times is a memoisation candidate. */
   slotReads: [string, number][];
+  /**
+   * Gas per internal function, from the source maps' jump markers (a JUMP marked "i" enters the function at its
+   * destination, one marked "o" leaves): `self` is what the function's own steps cost, `total` includes the functions
+   * it calls and the external calls it makes. Inlined functions count as their caller (the optimizer leaves no jump);
+   * the compiler's shared helpers (checked arithmetic, ABI and storage coding) show as the file ("RebalanceLogic.sol").
+   */
+  functions: { name: string; self: number; total: number }[];
 }
 
 /**
@@ -94,9 +139,15 @@ export async function profile(hash: string, contracts: Record<string, [string, s
   const perLine = new Map<string, number>();
   const coldSlots: { contract: string; slot: string; line: string }[] = [];
   const slotReads = new Map<string, number>();
+  const fnSelf = new Map<string, number>();
+  const fnTotal = new Map<string, number>();
+  /** the internal-function stack of each call depth */
+  const frames: string[][] = [];
   for (let i = 0; i < logs.length; i++) {
     const st = logs[i];
     const d = st.depth - 1;
+    if (!frames[d] || (i > 0 && logs[i - 1].depth < st.depth)) frames[d] = [];
+    frames.length = d + 1;
     let cost = st.gasCost;
     if (CALLS.has(st.op)) {
       const stack = st.stack!;
@@ -124,7 +175,23 @@ export async function profile(hash: string, contracts: Record<string, [string, s
     }
     if (process.env.PROFILE_OPS) line = `${labels.get(code) ?? code} ${st.op}`;
     perLine.set(line, (perLine.get(line) ?? 0) + cost);
+
+    const here = frames[d];
+    const top = here.length ? here[here.length - 1] : `${map?.name ?? labels.get(code) ?? code} (entry)`;
+    fnSelf.set(top, (fnSelf.get(top) ?? 0) + cost);
+    const open = new Set<string>([top]);
+    for (let k = 0; k <= d; k++) for (const n of frames[k] ?? []) open.add(n);
+    for (const n of open) fnTotal.set(n, (fnTotal.get(n) ?? 0) + cost);
+    if (st.op === "JUMP" && map) {
+      const jump = map.pcToJump.get(st.pc);
+      const next = logs[i + 1];
+      if (jump === "i" && next && next.depth === st.depth) here.push(map.pcToFunction.get(next.pc) ?? `${map.name}:${next.pc}`);
+      else if (jump === "o" && here.length) here.pop();
+    }
   }
+  const functions = [...fnTotal.entries()]
+    .map(([name, total]) => ({ name, self: fnSelf.get(name) ?? 0, total }))
+    .sort((a, b) => b.total - a.total);
   const sorted = (m: Map<string, number>) => [...m.entries()].sort((a, b) => b[1] - a[1]);
-  return { gasUsed: rc!.gasUsed, perContract: sorted(perContract), coldSlots, lines: sorted(perLine), slotReads: sorted(slotReads) };
+  return { gasUsed: rc!.gasUsed, perContract: sorted(perContract), coldSlots, lines: sorted(perLine), slotReads: sorted(slotReads), functions };
 }

@@ -3,7 +3,8 @@
  * lines, and per internal function. Usage: `npm run bench:trace` (the bench's TOP_UP scenario); TRACE=request or
  * TRACE=execute: the second open (+5 ETH) of an account that opened and closed once, as the bench's open row;
  * TRACE=batch: the second rebalanceBatch of the bench's 10 accounts (divide a per-account function's gas by 10);
- * PROFILE_OPS=1: per contract and opcode instead of per line.
+ * PROFILE_OPS=1: per contract and opcode instead of per line; PROFILE_FN=RebalanceLogic._apply: that function's own
+ * steps by opcode and line.
  */
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { ballastWorld, batchAccounts, moveEthUntil, openAccount } from "../lib/bench/ballast";
@@ -103,6 +104,10 @@ async function main() {
   for (const [line, gas] of p.lines.slice(0, 40)) console.log(`  ${String(gas).padStart(7)}  ${line}`);
   console.log("internal functions (total: with what they call; self: their own steps), by total:");
   for (const f of p.functions.slice(0, 60)) console.log(`  ${String(f.total).padStart(7)} ${String(f.self).padStart(7)}  ${f.name}`);
+  if (p.focus.length) {
+    console.log(`${process.env.PROFILE_FN}: its own steps by opcode and line`);
+    for (const [k, gas] of p.focus.slice(0, 50)) console.log(`  ${String(gas).padStart(7)}  ${k}`);
+  }
 }
 
 main().catch((e) => {

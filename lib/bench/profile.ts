@@ -101,6 +101,8 @@ export interface Profile {
    * the compiler's shared helpers (checked arithmetic, ABI and storage coding) show as the file ("RebalanceLogic.sol").
    */
   functions: { name: string; self: number; total: number }[];
+  /** PROFILE_FN=name ("RebalanceLogic._apply"): the gas of that function's own steps per opcode and source line */
+  focus: [string, number][];
 }
 
 /**
@@ -141,6 +143,9 @@ export async function profile(hash: string, contracts: Record<string, [string, s
   const slotReads = new Map<string, number>();
   const fnSelf = new Map<string, number>();
   const fnTotal = new Map<string, number>();
+  /** PROFILE_FN=name: that function's own steps by opcode and line */
+  const focus = process.env.PROFILE_FN;
+  const focusSteps = new Map<string, number>();
   /** the internal-function stack of each call depth */
   const frames: string[][] = [];
   for (let i = 0; i < logs.length; i++) {
@@ -179,6 +184,10 @@ export async function profile(hash: string, contracts: Record<string, [string, s
     const here = frames[d];
     const top = here.length ? here[here.length - 1] : `${map?.name ?? labels.get(code) ?? code} (entry)`;
     fnSelf.set(top, (fnSelf.get(top) ?? 0) + cost);
+    if (focus === top) {
+      const k = `${st.op} ${map?.pcToLine.get(st.pc) ?? ""}`;
+      focusSteps.set(k, (focusSteps.get(k) ?? 0) + cost);
+    }
     const open = new Set<string>([top]);
     for (let k = 0; k <= d; k++) for (const n of frames[k] ?? []) open.add(n);
     for (const n of open) fnTotal.set(n, (fnTotal.get(n) ?? 0) + cost);
@@ -193,5 +202,13 @@ export async function profile(hash: string, contracts: Record<string, [string, s
     .map(([name, total]) => ({ name, self: fnSelf.get(name) ?? 0, total }))
     .sort((a, b) => b.total - a.total);
   const sorted = (m: Map<string, number>) => [...m.entries()].sort((a, b) => b[1] - a[1]);
-  return { gasUsed: rc!.gasUsed, perContract: sorted(perContract), coldSlots, lines: sorted(perLine), slotReads: sorted(slotReads), functions };
+  return {
+    gasUsed: rc!.gasUsed,
+    perContract: sorted(perContract),
+    coldSlots,
+    lines: sorted(perLine),
+    slotReads: sorted(slotReads),
+    functions,
+    focus: sorted(focusSteps),
+  };
 }

@@ -162,7 +162,7 @@ contract MarginEngine is EngineBase {
         _requireMarket(marketId);
         uint256 px;
         (orderId, px) = TradeLogic.requestOrder(
-            _s, _env(), accountId, marketId, sizeDelta, acceptablePrice, deadline, reduceOnly, paused
+            _s, _env(), TradeLogic.Request(accountId, marketId, sizeDelta, acceptablePrice, deadline, reduceOnly, paused)
         );
         if (!reduceOnly) _checkBacking(accountId, marketId, sizeDelta, px);
     }
